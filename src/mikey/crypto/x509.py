@@ -1,0 +1,386 @@
+"""X.509 support for the CERT and CHASH payloads (RFC 3830 §4.3, §6.7, §6.8; RFC 6043 §6.7).
+
+* :func:`chash` / :func:`check_chash` -- the CHASH payload's certificate hash.
+* :func:`load_certificate` -- a CERT payload's DER (or a PEM file's) certificate.
+* :class:`CertificateValidator` -- the "trusted root" authorization model of
+  RFC 3830 §4.3.2: path building to a configured anchor, validity at the
+  message's time, CA and key-usage constraints, and binding of the peer's
+  MIKEY ID (ID payload, NAI or URI) to the leaf's subjectAltName.
+
+Revocation (CRL/OCSP, RFC 3830 §4.3.1, RFC 4738 §3.8) is local policy and is
+left to the ``id_binding`` hook or the caller.  Fetching X.509v3 URL
+certificates (Cert type 1) is I/O and belongs to the edges.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
+
+from mikey.errors import CertificateError, UnsupportedHashError
+
+__all__ = [
+    "CERT_TYPE_X509V3",
+    "CERT_TYPE_X509V3_URL",
+    "CERT_TYPE_X509V3_SIGN",
+    "CERT_TYPE_X509V3_ENCR",
+    "CHASH_SHA1",
+    "CHASH_MD5",
+    "CHASH_SHA256",
+    "Purpose",
+    "IdBinding",
+    "chash",
+    "check_chash",
+    "chash_length",
+    "cert_type_purpose",
+    "load_certificate",
+    "certificate_der",
+    "id_matches_certificate",
+    "CertificateValidator",
+]
+
+#: RFC 3830 Table 6.7.b Cert Type values.
+CERT_TYPE_X509V3 = 0
+CERT_TYPE_X509V3_URL = 1
+CERT_TYPE_X509V3_SIGN = 2
+CERT_TYPE_X509V3_ENCR = 3
+
+#: RFC 3830 Table 6.8 and RFC 6043 §6.7 CHASH Hash func values.
+CHASH_SHA1 = 0
+CHASH_MD5 = 1
+CHASH_SHA256 = 2
+
+Purpose = Literal["sign", "encrypt"]
+#: Policy hook ``(leaf, peer_id) -> bool`` replacing the default subjectAltName matching.
+IdBinding = Callable[[x509.Certificate, str], bool]
+
+_CHASH_ALGORITHMS: dict[int, type[hashes.SHA1] | type[hashes.MD5] | type[hashes.SHA256]] = {
+    CHASH_SHA1: hashes.SHA1,
+    CHASH_MD5: hashes.MD5,
+    CHASH_SHA256: hashes.SHA256,
+}
+
+# Extensions this validator understands; any other critical one rejects the certificate (RFC 5280 §4.2).
+_UNDERSTOOD_EXTENSIONS = frozenset(
+    {
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    }
+)
+
+_MAX_PATH_LENGTH = 8
+
+
+# --------------------------------------------------------------------------- CHASH
+
+
+def _chash_algorithm(hash_func: int) -> hashes.HashAlgorithm:
+    try:
+        return _CHASH_ALGORITHMS[hash_func]()
+    except KeyError:
+        raise UnsupportedHashError(f"CHASH hash func {hash_func} not supported") from None
+
+
+def chash_length(hash_func: int) -> int:
+    """Octets of the Hash field for a CHASH Hash func (implicit length, RFC 3830 §6.8)."""
+    return _chash_algorithm(hash_func).digest_size
+
+
+def chash(hash_func: int, cert_der: bytes) -> bytes:
+    """The CHASH Hash field: the hash of the DER certificate (RFC 3830 §6.8)."""
+    h = hashes.Hash(_chash_algorithm(hash_func))
+    h.update(cert_der)
+    return h.finalize()
+
+
+def check_chash(hash_func: int, digest: bytes, cert_der: bytes) -> None:
+    """Raise :class:`CertificateError` unless ``digest`` is the CHASH of ``cert_der``."""
+    expected = chash(hash_func, cert_der)
+    if not hmac.compare_digest(expected, digest):
+        raise CertificateError("CHASH does not match the certificate")
+
+
+def cert_type_purpose(cert_type: int) -> Purpose | None:
+    """The purpose a CERT payload's Cert Type restricts the certificate to, if any (Table 6.7.b)."""
+    if cert_type == CERT_TYPE_X509V3_SIGN:
+        return "sign"
+    if cert_type == CERT_TYPE_X509V3_ENCR:
+        return "encrypt"
+    return None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def load_certificate(der_or_pem: bytes) -> x509.Certificate:
+    """Parse one certificate, DER (as carried in CERT, RFC 3830 §6.7) or PEM."""
+    try:
+        if der_or_pem.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(der_or_pem)
+        return x509.load_der_x509_certificate(der_or_pem)
+    except ValueError as exc:
+        raise CertificateError("cannot parse X.509 certificate") from exc
+
+
+def certificate_der(cert: x509.Certificate) -> bytes:
+    """The DER encoding, as placed in a CERT payload and hashed by CHASH."""
+    return cert.public_bytes(Encoding.DER)
+
+
+# --------------------------------------------------------------------------- ID binding
+
+
+def _split_uri(uri: str) -> tuple[str, str] | None:
+    """Normalise a URI for comparison: lower-case scheme and host, everything else exact."""
+    scheme, sep, rest = uri.partition(":")
+    if not sep or not scheme or not scheme[0].isalpha():
+        return None
+    scheme = scheme.lower()
+    if rest.startswith("//"):  # hierarchical: //userinfo@host:port/path
+        authority_end = len(rest)
+        for stop in "/?#":
+            pos = rest.find(stop, 2)
+            if pos != -1:
+                authority_end = min(authority_end, pos)
+        authority = rest[2:authority_end]
+        userinfo, at, hostport = authority.rpartition("@")
+        return scheme, "//" + userinfo + at + hostport.lower() + rest[authority_end:]
+    # opaque (sip:, sips:, mailto:, tel:): user@host;params?headers
+    end = len(rest)
+    for stop in ";?":
+        pos = rest.find(stop)
+        if pos != -1:
+            end = min(end, pos)
+    user, at, host = rest[:end].rpartition("@")
+    return scheme, user + at + host.lower() + rest[end:]
+
+
+def _nai_key(nai: str) -> str:
+    user, at, realm = nai.rpartition("@")
+    return user + at + realm.lower()
+
+
+def _is_uri(peer_id: str) -> bool:
+    scheme, sep, _ = peer_id.partition(":")
+    return bool(sep) and scheme.isalpha() and "@" not in scheme
+
+
+def id_matches_certificate(cert: x509.Certificate, peer_id: str) -> bool:
+    """Default MIKEY ID binding against the subjectAltName (RFC 3830 §3.2, §6.7).
+
+    * URI IDs (``sip:alice@example.com``) match a URI entry, case-insensitive in
+      scheme and host; a URI with no user part also matches a dNSName equal to its host.
+    * NAI IDs (``alice@example.com``) match an rfc822Name, or a ``sip:``/``sips:``
+      URI entry with the same user@host (realm case-insensitive, URI parameters
+      ignored); a bare realm matches a dNSName.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    uris = [u for u in (_split_uri(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)) if u]
+    emails = [_nai_key(v) for v in san.get_values_for_type(x509.RFC822Name)]
+    dns_names = [v.lower().rstrip(".") for v in san.get_values_for_type(x509.DNSName)]
+
+    if _is_uri(peer_id):
+        wanted = _split_uri(peer_id)
+        if wanted is None:
+            return False
+        if wanted in uris:
+            return True
+        scheme, rest = wanted
+        if scheme in ("sip", "sips") and "@" not in rest:
+            host = rest.split(";", 1)[0].split("?", 1)[0].split(":", 1)[0]
+            return host.rstrip(".") in dns_names
+        return False
+
+    if "@" in peer_id:
+        key = _nai_key(peer_id)
+        if key in emails:
+            return True
+        # A SIP URI's parameters and headers (";transport=tls") do not change whose address it is.
+        sip_addresses = {
+            rest.split(";", 1)[0].split("?", 1)[0] for scheme, rest in uris if scheme in ("sip", "sips")
+        }
+        return key in sip_addresses
+    return peer_id.lower().rstrip(".") in dns_names
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _describe(cert: x509.Certificate) -> str:
+    try:
+        return cert.subject.rfc4514_string() or f"serial {cert.serial_number}"
+    except ValueError:  # pragma: no cover - unusual attribute encodings
+        return f"serial {cert.serial_number}"
+
+
+def _extension(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType] | None:
+    try:
+        return cert.extensions.get_extension_for_class(cls)
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as exc:  # duplicate or malformed extensions
+        raise CertificateError(f"certificate {_describe(cert)} has malformed extensions") from exc
+
+
+class CertificateValidator:
+    """Validate a peer's certificate chain against trust anchors (RFC 3830 §4.3).
+
+    ``trust_anchors`` are the configured roots (or directly trusted peer
+    certificates).  ``id_binding``, when given, replaces
+    :func:`id_matches_certificate` as the policy deciding whether the leaf
+    belongs to the claimed MIKEY ID.  ``allow_missing_key_usage`` accepts a leaf
+    without a keyUsage extension for any purpose.
+    """
+
+    def __init__(
+        self,
+        trust_anchors: Sequence[x509.Certificate],
+        *,
+        id_binding: IdBinding | None = None,
+        allow_missing_key_usage: bool = True,
+    ) -> None:
+        self._anchors: tuple[x509.Certificate, ...] = tuple(trust_anchors)
+        self._anchor_ders = frozenset(certificate_der(a) for a in self._anchors)
+        self._id_binding = id_binding
+        self._allow_missing_key_usage = allow_missing_key_usage
+
+    @property
+    def trust_anchors(self) -> tuple[x509.Certificate, ...]:
+        return self._anchors
+
+    def __repr__(self) -> str:
+        return f"CertificateValidator(anchors={len(self._anchors)})"
+
+    def validate(
+        self,
+        chain: Sequence[x509.Certificate],
+        *,
+        at: datetime,
+        peer_id: str | None = None,
+        purpose: Purpose = "sign",
+    ) -> x509.Certificate:
+        """Check ``chain`` (leaf first, then intermediates in any order) and return the leaf.
+
+        ``at`` is the time to check validity at -- the message's timestamp, not
+        the local clock.  Every failure raises :class:`CertificateError`.
+        """
+        if not chain:
+            raise CertificateError("no certificate supplied")
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        leaf = chain[0]
+        path = self._build_path(leaf, list(chain[1:]))
+        for cert in path:
+            self._check_validity(cert, at)
+            self._check_critical_extensions(cert)
+        # path = [leaf, intermediate..., anchor]; every cert after the leaf is an issuer.
+        for depth, issuer in enumerate(path[1:]):
+            self._check_issuer(issuer, intermediates_below=depth)
+        self._check_key_usage(leaf, purpose)
+        if peer_id is not None:
+            self._check_id(leaf, peer_id)
+        return leaf
+
+    # -- steps
+
+    def _build_path(self, leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
+        path = [leaf]
+        current = leaf
+        while True:
+            if certificate_der(current) in self._anchor_ders:
+                return path
+            issuer = self._find_issuer(current, self._anchors)
+            if issuer is not None:
+                path.append(issuer)
+                return path
+            issuer = self._find_issuer(current, pool)
+            if issuer is None:
+                raise CertificateError(
+                    f"certificate {_describe(current)} does not chain to a trust anchor "
+                    f"(issuer {current.issuer.rfc4514_string()})"
+                )
+            if len(path) >= _MAX_PATH_LENGTH:
+                raise CertificateError("certificate chain too long")
+            pool.remove(issuer)
+            path.append(issuer)
+            current = issuer
+
+    @staticmethod
+    def _find_issuer(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+        for candidate in candidates:
+            if candidate.subject != cert.issuer:
+                continue
+            try:
+                cert.verify_directly_issued_by(candidate)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                continue
+            return candidate
+        return None
+
+    @staticmethod
+    def _check_validity(cert: x509.Certificate, at: datetime) -> None:
+        if at < cert.not_valid_before_utc:
+            raise CertificateError(f"certificate {_describe(cert)} is not yet valid at {at.isoformat()}")
+        if at > cert.not_valid_after_utc:
+            raise CertificateError(f"certificate {_describe(cert)} expired before {at.isoformat()}")
+
+    @staticmethod
+    def _check_critical_extensions(cert: x509.Certificate) -> None:
+        try:
+            extensions = list(cert.extensions)
+        except ValueError as exc:
+            raise CertificateError(f"certificate {_describe(cert)} has malformed extensions") from exc
+        for ext in extensions:
+            if ext.critical and ext.oid not in _UNDERSTOOD_EXTENSIONS:
+                raise CertificateError(
+                    f"certificate {_describe(cert)} has an unsupported critical extension {ext.oid.dotted_string}"
+                )
+
+    @staticmethod
+    def _check_issuer(issuer: x509.Certificate, *, intermediates_below: int) -> None:
+        bc = _extension(issuer, x509.BasicConstraints)
+        if bc is None or not isinstance(bc.value, x509.BasicConstraints) or not bc.value.ca:
+            raise CertificateError(f"issuer {_describe(issuer)} is not a CA (basicConstraints CA=false or absent)")
+        if bc.value.path_length is not None and intermediates_below > bc.value.path_length:
+            raise CertificateError(f"issuer {_describe(issuer)} path length constraint exceeded")
+        ku = _extension(issuer, x509.KeyUsage)
+        if ku is not None and isinstance(ku.value, x509.KeyUsage) and not ku.value.key_cert_sign:
+            raise CertificateError(f"issuer {_describe(issuer)} key usage does not allow keyCertSign")
+
+    def _check_key_usage(self, leaf: x509.Certificate, purpose: Purpose) -> None:
+        ku = _extension(leaf, x509.KeyUsage)
+        if ku is None or not isinstance(ku.value, x509.KeyUsage):
+            if not self._allow_missing_key_usage:
+                raise CertificateError(f"certificate {_describe(leaf)} has no keyUsage extension")
+            return
+        if purpose == "sign":
+            if not ku.value.digital_signature:
+                raise CertificateError(f"certificate {_describe(leaf)} key usage does not allow digitalSignature")
+        elif purpose == "encrypt":
+            if not ku.value.key_encipherment:
+                raise CertificateError(f"certificate {_describe(leaf)} key usage does not allow keyEncipherment")
+        else:
+            raise CertificateError(f"unknown certificate purpose {purpose!r}")
+
+    def _check_id(self, leaf: x509.Certificate, peer_id: str) -> None:
+        if self._id_binding is not None:
+            bound = self._id_binding(leaf, peer_id)
+        else:
+            bound = id_matches_certificate(leaf, peer_id)
+        if not bound:
+            raise CertificateError(f"certificate {_describe(leaf)} is not bound to ID {peer_id!r}")

@@ -1,0 +1,236 @@
+"""The MikeyError tree.
+
+Every error that crosses the library boundary is a :class:`MikeyError`.  Errors
+that correspond to an RFC 3830 §6.12 (and RFC 4738 / RFC 6043) Error number carry
+it in ``err_no``; a responder turns those into an Error message (data type 6).
+Messages never contain key material.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "MikeyError",
+    "MikeyDecodeError",
+    "MikeyEncodeError",
+    "MikeyValidationError",
+    "MikeyProtocolError",
+    "AuthenticationError",
+    "InvalidTimestampError",
+    "ReplayError",
+    "UnsupportedPRFError",
+    "UnsupportedMACError",
+    "UnsupportedEncryptionError",
+    "UnsupportedHashError",
+    "UnsupportedDHGroupError",
+    "UnsupportedIDError",
+    "CertificateError",
+    "UnsupportedSPTypeError",
+    "UnsupportedSPParamsError",
+    "UnsupportedDataTypeError",
+    "UnspecifiedError",
+    "UnsupportedMessageTypeError",
+    "InvalidTicketError",
+    "InvalidTPparError",
+    "CryptoError",
+    "KeyMaterialError",
+    "StateError",
+    "PeerError",
+]
+
+
+class MikeyError(Exception):
+    """Base of every error raised by :mod:`mikey`.
+
+    ``err_no`` is the RFC 3830 §6.12 Error number the failure maps to, or
+    ``None`` where the RFC asks for no Error message (the message is just
+    discarded, or the failure is local).
+    """
+
+    err_no: ClassVar[int | None] = None
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, err_no: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if err_no is not None:
+            self.err_no = err_no  # type: ignore[misc]
+
+
+class MikeyDecodeError(MikeyError):
+    """Bytes that are not a well-formed MIKEY message.
+
+    ``payload`` names the payload being decoded and ``offset`` is the byte
+    offset in the message where the problem was found.
+    """
+
+    kind = "decode"
+    err_no = 12
+
+    def __init__(self, message: str, *, payload: str | None = None, offset: int | None = None) -> None:
+        where = []
+        if payload is not None:
+            where.append(payload)
+        if offset is not None:
+            where.append(f"offset {offset}")
+        full = f"{message} ({', '.join(where)})" if where else message
+        super().__init__(full)
+        self.payload = payload
+        self.offset = offset
+
+
+class MikeyEncodeError(MikeyError):
+    """A payload object that cannot be encoded (a value out of its field's range)."""
+
+    kind = "encode"
+
+
+class MikeyValidationError(MikeyError):
+    """A message that decodes but breaks the RFC rules for its data type.
+
+    ``violations`` lists every rule broken, in message order.
+    """
+
+    kind = "validation"
+    err_no = 12
+
+    def __init__(self, violations: list[str], *, err_no: int | None = None) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(self.violations) or "invalid message", err_no=err_no)
+
+
+class MikeyProtocolError(MikeyError):
+    """A failure of the key exchange that maps to an RFC Error number."""
+
+    kind = "protocol"
+
+
+class AuthenticationError(MikeyProtocolError):
+    """MAC or signature verification failed (Error no 0)."""
+
+    err_no = 0
+    kind = "authentication"
+
+
+class InvalidTimestampError(MikeyProtocolError):
+    """Timestamp outside the allowable clock skew (Error no 1, RFC 3830 §5.4)."""
+
+    err_no = 1
+    kind = "timestamp"
+
+
+class ReplayError(MikeyProtocolError):
+    """A message already seen within the replay window (RFC 3830 §5.4).
+
+    RFC 3830 §5.4 says replayed messages are discarded; no Error message is sent.
+    """
+
+    err_no = None
+    kind = "replay"
+
+
+class UnsupportedPRFError(MikeyProtocolError):
+    err_no = 2
+    kind = "unsupported-prf"
+
+
+class UnsupportedMACError(MikeyProtocolError):
+    err_no = 3
+    kind = "unsupported-mac"
+
+
+class UnsupportedEncryptionError(MikeyProtocolError):
+    err_no = 4
+    kind = "unsupported-encryption"
+
+
+class UnsupportedHashError(MikeyProtocolError):
+    err_no = 5
+    kind = "unsupported-hash"
+
+
+class UnsupportedDHGroupError(MikeyProtocolError):
+    err_no = 6
+    kind = "unsupported-dh-group"
+
+
+class UnsupportedIDError(MikeyProtocolError):
+    err_no = 7
+    kind = "unsupported-id"
+
+
+class CertificateError(MikeyProtocolError):
+    """Certificate missing, unparseable, untrusted, expired or not bound to the ID (Error no 8)."""
+
+    err_no = 8
+    kind = "certificate"
+
+
+class UnsupportedSPTypeError(MikeyProtocolError):
+    err_no = 9
+    kind = "unsupported-sp-type"
+
+
+class UnsupportedSPParamsError(MikeyProtocolError):
+    err_no = 10
+    kind = "unsupported-sp-params"
+
+
+class UnsupportedDataTypeError(MikeyProtocolError):
+    err_no = 11
+    kind = "unsupported-data-type"
+
+
+class UnspecifiedError(MikeyProtocolError):
+    err_no = 12
+    kind = "unspecified"
+
+
+class UnsupportedMessageTypeError(MikeyProtocolError):
+    """RFC 4738 §3.9: unsupported message type (Error no 13)."""
+
+    err_no = 13
+    kind = "unsupported-message-type"
+
+
+class InvalidTicketError(MikeyProtocolError):
+    err_no = 14
+    kind = "invalid-ticket"
+
+
+class InvalidTPparError(MikeyProtocolError):
+    err_no = 15
+    kind = "invalid-tppar"
+
+
+class CryptoError(MikeyError):
+    """A cryptographic operation failed (bad key length, invalid point, bad padding)."""
+
+    kind = "crypto"
+    err_no = 12
+
+
+class KeyMaterialError(CryptoError):
+    """Key material that fails validation (e.g. an SSK or RSK that does not check out)."""
+
+    kind = "key-material"
+
+
+class StateError(MikeyError):
+    """A local API misuse: calling a step in the wrong state of an exchange."""
+
+    kind = "state"
+
+
+class PeerError(MikeyError):
+    """The peer answered with an Error message (data type 6).
+
+    ``err_nos`` lists the Error numbers it carried.
+    """
+
+    kind = "peer-error"
+
+    def __init__(self, err_nos: list[int]) -> None:
+        self.err_nos = list(err_nos)
+        super().__init__(f"peer sent an Error message: {', '.join(str(e) for e in err_nos)}")

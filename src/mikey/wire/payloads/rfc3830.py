@@ -1,0 +1,587 @@
+"""The RFC 3830 payloads (§6.2-§6.15)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...constants import (
+    DH_VALUE_LENGTHS,
+    HASH_LENGTHS,
+    KEY_TYPES_WITH_SALT,
+    MAC_LENGTHS,
+    TS_LENGTHS,
+    CacheType,
+    CertType,
+    DHGroup,
+    EncrAlg,
+    ErrorNo,
+    HashFunc,
+    IDType,
+    KeyDataType,
+    MacAlg,
+    PayloadType,
+    ProtType,
+    SignatureType,
+    SRTPParam,
+    TESLAParam,
+    TSType,
+)
+from ...errors import MikeyEncodeError
+from ..buffer import FieldError, Reader, Writer
+from .base import (
+    KeyValidity,
+    Payload,
+    key_validity_type,
+    lookup,
+    read_key_validity,
+    register,
+    write_key_validity,
+)
+
+__all__ = [
+    "KemacPayload",
+    "PkePayload",
+    "DhPayload",
+    "SignPayload",
+    "TimestampPayload",
+    "IdPayload",
+    "CertPayload",
+    "ChashPayload",
+    "VerificationPayload",
+    "SecurityPolicyPayload",
+    "RandPayload",
+    "ErrorPayload",
+    "KeyDataPayload",
+    "ntp_from_unix",
+    "unix_from_ntp",
+]
+
+NTP_UNIX_OFFSET = 2208988800
+
+
+def ntp_from_unix(seconds: float) -> int:
+    """64-bit NTP timestamp (RFC 5905 era 0) for a Unix time in seconds."""
+    whole = int(seconds)
+    frac = int((seconds - whole) * (1 << 32)) & 0xFFFFFFFF
+    return (((whole + NTP_UNIX_OFFSET) & 0xFFFFFFFF) << 32) | frac
+
+
+def unix_from_ntp(ntp: int) -> float:
+    """Unix time for a 64-bit NTP timestamp (era 0)."""
+    return (ntp >> 32) - NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / (1 << 32)
+
+
+def _len_check(data: bytes, bits: int, what: str) -> int:
+    if len(data) >= 1 << bits:
+        raise MikeyEncodeError(f"{what} is {len(data)} octets; its {bits}-bit length field cannot hold that")
+    return len(data)
+
+
+def _fixed_length(table: dict[int, int], value: int, what: str, r: Reader) -> int:
+    n = table.get(value)
+    if n is None:
+        raise FieldError(f"unknown {what} {value}: cannot tell the length of the field that follows", r.pos - 1)
+    return n
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KemacPayload(Payload):
+    """KEMAC: encrypted Key data sub-payloads and a MAC (RFC 3830 §6.2, RFC 6043 §6.2).
+
+    ``encr_data`` holds the Key data sub-payloads encrypted with ``encr_alg``
+    (in the clear for NULL); the MAC length follows from ``mac_alg``.
+    """
+
+    encr_alg: EncrAlg | int
+    encr_data: bytes
+    mac_alg: MacAlg | int
+    mac: bytes = b""
+
+    TYPE = PayloadType.KEMAC
+    NAME = "KEMAC"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> KemacPayload:
+        encr_alg = r.u8()
+        encr_data = r.take(r.u16())
+        mac_alg = r.u8()
+        mac = r.take(_fixed_length(MAC_LENGTHS, mac_alg, "MAC alg", r))
+        return cls(lookup(EncrAlg, encr_alg), encr_data, lookup(MacAlg, mac_alg), mac)
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.encr_alg)
+        w.u16(_len_check(self.encr_data, 16, "KEMAC Encr data"))
+        w.put(self.encr_data)
+        w.u8(self.mac_alg)
+        expected = MAC_LENGTHS.get(self.mac_alg)
+        if expected is not None and len(self.mac) != expected:
+            raise MikeyEncodeError(f"KEMAC MAC is {len(self.mac)} octets; MAC alg {self.mac_alg} needs {expected}")
+        w.put(self.mac)
+
+    def key_data(self, plaintext: bytes | None = None, *, first: int = PayloadType.KEY_DATA) -> list[Payload]:
+        """Decode the sub-payload chain in *plaintext* (default: ``encr_data``, for NULL encryption)."""
+        from ..message import decode_sub_payloads
+
+        return decode_sub_payloads(self.encr_data if plaintext is None else plaintext, first)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PkePayload(Payload):
+    """PKE: the envelope key encrypted to the peer's public key (RFC 3830 §6.3)."""
+
+    c: CacheType | int
+    data: bytes
+
+    TYPE = PayloadType.PKE
+    NAME = "PKE"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> PkePayload:
+        v = r.u16()
+        return cls(lookup(CacheType, v >> 14), r.take(v & 0x3FFF))
+
+    def encode_body(self, w: Writer) -> None:
+        if not 0 <= self.c <= 3:
+            raise MikeyEncodeError("PKE C must fit in 2 bits")
+        w.u16((self.c << 14) | _len_check(self.data, 14, "PKE Data"))
+        w.put(self.data)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class DhPayload(Payload):
+    """DH: the DH group and public value, with optional key validity (RFC 3830 §6.4)."""
+
+    group: DHGroup | int
+    value: bytes
+    kv: KeyValidity = None
+    reserved: int = 0
+
+    TYPE = PayloadType.DH
+    NAME = "DH"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> DhPayload:
+        group = r.u8()
+        value = r.take(_fixed_length(DH_VALUE_LENGTHS, group, "DH-Group", r))
+        b = r.u8()
+        kv = read_key_validity(r, b & 0x0F)
+        return cls(lookup(DHGroup, group), value, kv, b >> 4)
+
+    def encode_body(self, w: Writer) -> None:
+        expected = DH_VALUE_LENGTHS.get(self.group)
+        if expected is not None and len(self.value) != expected:
+            raise MikeyEncodeError(f"DH value is {len(self.value)} octets; group {self.group} needs {expected}")
+        w.u8(self.group)
+        w.put(self.value)
+        w.u8(((self.reserved & 0x0F) << 4) | key_validity_type(self.kv))
+        write_key_validity(w, self.kv)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Payload.to_dict(self)
+        d["kv_type"] = key_validity_type(self.kv)
+        return d
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SignPayload(Payload):
+    """SIGN: S type(4) | Signature len(12) | Signature (RFC 3830 §6.5, RFC 6509 §4.3).
+
+    Always the last payload; it has no next-payload field.  The signature
+    covers everything before the Signature field, including the 2-octet
+    S type/length header.
+    """
+
+    s_type: SignatureType | int
+    signature: bytes
+
+    TYPE = PayloadType.SIGN
+    NAME = "SIGN"
+    HAS_NEXT = False
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> SignPayload:
+        v = r.u16()
+        return cls(lookup(SignatureType, v >> 12), r.take(v & 0x0FFF))
+
+    def encode_body(self, w: Writer) -> None:
+        if not 0 <= self.s_type <= 0x0F:
+            raise MikeyEncodeError("SIGN S type must fit in 4 bits")
+        w.u16((self.s_type << 12) | _len_check(self.signature, 12, "SIGN Signature"))
+        w.put(self.signature)
+
+
+class _TimestampMixin:
+    __slots__ = ()
+    ts_type: TSType | int
+    ts_value: bytes
+
+    @property
+    def ts_int(self) -> int:
+        return int.from_bytes(self.ts_value, "big")
+
+    def unix_time(self) -> float | None:
+        """The timestamp as Unix seconds (NTP types), or None for COUNTER."""
+        v = self.ts_int
+        if self.ts_type in (TSType.NTP_UTC, TSType.NTP):
+            return unix_from_ntp(v)
+        if self.ts_type == TSType.NTP_UTC_32:
+            # RFC 6043 §6.3: the 32 most significant bits of NTP-UTC (seconds).
+            return float(v - NTP_UNIX_OFFSET) if v >= NTP_UNIX_OFFSET else float(v + (1 << 32) - NTP_UNIX_OFFSET)
+        return None
+
+    def iv_value(self) -> bytes:
+        """The 64-bit timestamp used in the KEMAC AES-CM IV (RFC 3830 §4.2.3; shorter types left-padded)."""
+        return self.ts_value.rjust(8, b"\x00")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TimestampPayload(_TimestampMixin, Payload):
+    """T: TS type and TS value (RFC 3830 §6.6, RFC 6043 §6.3)."""
+
+    ts_type: TSType | int
+    ts_value: bytes
+
+    TYPE = PayloadType.T
+    NAME = "T"
+
+    @classmethod
+    def ntp_utc(cls, unix_seconds: float | None = None) -> TimestampPayload:
+        """An NTP-UTC timestamp (TS type 0) for *unix_seconds* (default: now)."""
+        now = time.time() if unix_seconds is None else unix_seconds
+        return cls(TSType.NTP_UTC, ntp_from_unix(now).to_bytes(8, "big"))
+
+    @classmethod
+    def counter(cls, value: int) -> TimestampPayload:
+        return cls(TSType.COUNTER, value.to_bytes(4, "big"))
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> TimestampPayload:
+        ts_type = r.u8()
+        return cls(lookup(TSType, ts_type), r.take(_fixed_length(TS_LENGTHS, ts_type, "TS type", r)))
+
+    def encode_body(self, w: Writer) -> None:
+        expected = TS_LENGTHS.get(self.ts_type)
+        if expected is not None and len(self.ts_value) != expected:
+            raise MikeyEncodeError(f"TS value is {len(self.ts_value)} octets; TS type {self.ts_type} needs {expected}")
+        w.u8(self.ts_type)
+        w.put(self.ts_value)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Payload.to_dict(self)
+        t = self.unix_time()
+        if t is not None:
+            d["unix_time"] = t
+        return d
+
+
+class _IdMixin:
+    __slots__ = ()
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        """The ID data decoded as UTF-8 (with replacement characters where it is not)."""
+        return self.data.decode("utf-8", "replace")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class IdPayload(_IdMixin, Payload):
+    """ID: an identity (NAI, URI or byte string) (RFC 3830 §6.7, RFC 6043 §6.5)."""
+
+    id_type: IDType | int
+    data: bytes
+
+    TYPE = PayloadType.ID
+    NAME = "ID"
+
+    @classmethod
+    def uri(cls, uri: str) -> IdPayload:
+        return cls(IDType.URI, uri.encode())
+
+    @classmethod
+    def nai(cls, nai: str) -> IdPayload:
+        return cls(IDType.NAI, nai.encode())
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> IdPayload:
+        t = r.u8()
+        return cls(lookup(IDType, t), r.take(r.u16()))
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.id_type)
+        w.u16(_len_check(self.data, 16, "ID data"))
+        w.put(self.data)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class CertPayload(Payload):
+    """CERT: a certificate (X.509v3 DER) or its URL (RFC 3830 §6.7)."""
+
+    cert_type: CertType | int
+    data: bytes = field(repr=False)
+
+    TYPE = PayloadType.CERT
+    NAME = "CERT"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> CertPayload:
+        t = r.u8()
+        return cls(lookup(CertType, t), r.take(r.u16()))
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.cert_type)
+        w.u16(_len_check(self.data, 16, "CERT data"))
+        w.put(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.NAME,
+            "cert_type": int(self.cert_type),
+            "cert_type_name": getattr(self.cert_type, "name", f"unknown({self.cert_type})"),
+            "data": self.data.hex(),
+        }
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ChashPayload(Payload):
+    """CHASH: hash of a certificate (RFC 3830 §6.8, RFC 6043 §6.7)."""
+
+    hash_func: HashFunc | int
+    digest: bytes
+
+    TYPE = PayloadType.CHASH
+    NAME = "CHASH"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> ChashPayload:
+        h = r.u8()
+        return cls(lookup(HashFunc, h), r.take(_fixed_length(HASH_LENGTHS, h, "Hash func", r)))
+
+    def encode_body(self, w: Writer) -> None:
+        expected = HASH_LENGTHS.get(self.hash_func)
+        if expected is not None and len(self.digest) != expected:
+            raise MikeyEncodeError(f"CHASH is {len(self.digest)} octets; hash func {self.hash_func} needs {expected}")
+        w.u8(self.hash_func)
+        w.put(self.digest)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class VerificationPayload(Payload):
+    """V: the verification MAC of a response (RFC 3830 §6.9)."""
+
+    auth_alg: MacAlg | int
+    ver_data: bytes = b""
+
+    TYPE = PayloadType.V
+    NAME = "V"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> VerificationPayload:
+        a = r.u8()
+        return cls(lookup(MacAlg, a), r.take(_fixed_length(MAC_LENGTHS, a, "Auth alg", r)))
+
+    def encode_body(self, w: Writer) -> None:
+        expected = MAC_LENGTHS.get(self.auth_alg)
+        if expected is not None and len(self.ver_data) != expected:
+            raise MikeyEncodeError(f"V data is {len(self.ver_data)} octets; auth alg {self.auth_alg} needs {expected}")
+        w.u8(self.auth_alg)
+        w.put(self.ver_data)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SecurityPolicyPayload(Payload):
+    """SP: a security policy as type/length/value parameters (RFC 3830 §6.10, §6.10.1).
+
+    ``params`` keeps the parameters in wire order, each ``(type, value)``.
+    """
+
+    policy_no: int
+    prot_type: ProtType | int
+    params: tuple[tuple[int, bytes], ...] = ()
+
+    TYPE = PayloadType.SP
+    NAME = "SP"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, tuple):
+            object.__setattr__(self, "params", tuple((int(t), bytes(v)) for t, v in self.params))
+
+    @classmethod
+    def srtp(cls, policy_no: int, params: dict[int, int | bytes]) -> SecurityPolicyPayload:
+        """An SRTP policy from ``{SRTPParam: value}``; ints are written as one octet (two for param 13)."""
+        out: list[tuple[int, bytes]] = []
+        for t, v in params.items():
+            if isinstance(v, int):
+                v = v.to_bytes(2 if t == SRTPParam.ROC_TRANSMISSION_RATE else 1, "big")
+            out.append((int(t), v))
+        return cls(policy_no, ProtType.SRTP, tuple(out))
+
+    def get(self, param_type: int) -> bytes | None:
+        """The value of the first parameter of *param_type*, or None."""
+        for t, v in self.params:
+            if t == param_type:
+                return v
+        return None
+
+    def get_int(self, param_type: int, default: int | None = None) -> int | None:
+        v = self.get(param_type)
+        return int.from_bytes(v, "big") if v is not None else default
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> SecurityPolicyPayload:
+        policy_no = r.u8()
+        prot = r.u8()
+        length = r.u16()
+        end = r.pos + length
+        if end > r.end:
+            r.take(length)  # raises ReadPastEnd with the right numbers
+        params: list[tuple[int, bytes]] = []
+        sub = Reader(r.data, r.pos, end)
+        while not sub.eof():
+            t = sub.u8()
+            n = sub.u8()
+            params.append((t, sub.take(n)))
+        r.pos = end
+        return cls(policy_no, lookup(ProtType, prot), tuple(params))
+
+    def encode_body(self, w: Writer) -> None:
+        body = bytearray()
+        for t, v in self.params:
+            if not 0 <= t <= 255 or len(v) > 255:
+                raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets")
+            body.append(t)
+            body.append(len(v))
+            body += v
+        w.u8(self.policy_no)
+        w.u8(self.prot_type)
+        w.u16(_len_check(bytes(body), 16, "SP Policy param"))
+        w.put(bytes(body))
+
+    def to_dict(self) -> dict[str, Any]:
+        enum: type[SRTPParam] | type[TESLAParam] | None = (
+            SRTPParam if self.prot_type == ProtType.SRTP else TESLAParam if self.prot_type == ProtType.TESLA else None
+        )
+        params = []
+        for t, v in self.params:
+            item: dict[str, Any] = {"param_type": t, "value": v.hex()}
+            if enum is not None:
+                m = lookup(enum, t)
+                item["name"] = getattr(m, "name", f"unknown({t})")
+            if len(v) <= 4:
+                item["int"] = int.from_bytes(v, "big")
+            params.append(item)
+        return {
+            "type": self.NAME,
+            "policy_no": self.policy_no,
+            "prot_type": int(self.prot_type),
+            "prot_type_name": getattr(self.prot_type, "name", f"unknown({self.prot_type})"),
+            "params": params,
+        }
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class RandPayload(Payload):
+    """RAND: a random bit string, SHOULD be at least 128 bits (RFC 3830 §6.11)."""
+
+    rand: bytes
+
+    TYPE = PayloadType.RAND
+    NAME = "RAND"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> RandPayload:
+        return cls(r.take(r.u8()))
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(_len_check(self.rand, 8, "RAND"))
+        w.put(self.rand)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ErrorPayload(Payload):
+    """ERR: Error no and a reserved field (RFC 3830 §6.12)."""
+
+    error_no: ErrorNo | int
+    reserved: int = 0
+
+    TYPE = PayloadType.ERR
+    NAME = "ERR"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> ErrorPayload:
+        e = r.u8()
+        return cls(lookup(ErrorNo, e), r.u16())
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.error_no)
+        w.u16(self.reserved)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KeyDataPayload(Payload):
+    """Key data sub-payload (RFC 3830 §6.13; types 4-6 RFC 6043, 7 RFC 6267).
+
+    Travels only inside KEMAC.  Salt is present for the +SALT types.
+    """
+
+    key_type: KeyDataType | int
+    key: bytes = field(repr=False)
+    salt: bytes | None = field(default=None, repr=False)
+    kv: KeyValidity = None
+
+    TYPE = PayloadType.KEY_DATA
+    NAME = "KEY_DATA"
+    SUB_PAYLOAD = True
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> KeyDataPayload:
+        b = r.u8()
+        key_type = b >> 4
+        key = r.take(r.u16())
+        salt = r.take(r.u16()) if key_type in KEY_TYPES_WITH_SALT else None
+        kv = read_key_validity(r, b & 0x0F)
+        return cls(lookup(KeyDataType, key_type), key, salt, kv)
+
+    def encode_body(self, w: Writer) -> None:
+        if not 0 <= self.key_type <= 0x0F:
+            raise MikeyEncodeError("Key data Type must fit in 4 bits")
+        has_salt = self.key_type in KEY_TYPES_WITH_SALT
+        if has_salt != (self.salt is not None):
+            raise MikeyEncodeError("Key data salt must be present exactly for the +SALT key types")
+        w.u8((self.key_type << 4) | key_validity_type(self.kv))
+        w.u16(_len_check(self.key, 16, "Key data"))
+        w.put(self.key)
+        if self.salt is not None:
+            w.u16(_len_check(self.salt, 16, "Salt data"))
+            w.put(self.salt)
+        write_key_validity(w, self.kv)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": self.NAME,
+            "key_type": int(self.key_type),
+            "key_type_name": getattr(self.key_type, "name", f"unknown({self.key_type})"),
+            "key_len": len(self.key),
+            "key": self.key.hex(),
+            "kv_type": key_validity_type(self.kv),
+        }
+        if self.salt is not None:
+            d["salt"] = self.salt.hex()
+        if self.kv is not None:
+            d["kv"] = self.kv.to_dict()
+        return d

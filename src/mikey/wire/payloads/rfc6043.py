@@ -1,0 +1,219 @@
+"""MIKEY-TICKET payloads (RFC 6043 §6.4, §6.6, §6.8, §6.10): TR, IDR, RANDR, TP, TICKET."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...constants import TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole, TicketType, TSRole, TSType
+from ...errors import MikeyEncodeError
+from ..buffer import FieldError, Reader, Writer
+from .base import Payload, lookup, register
+from .rfc3830 import _IdMixin, _len_check, _TimestampMixin
+
+__all__ = ["TrPayload", "IdrPayload", "RandrPayload", "TicketPolicyPayload", "TicketPayload", "TICKET_FLAGS"]
+
+#: TP/TICKET flag letters, most significant first (RFC 6043 §6.10).
+TICKET_FLAGS = "DEFGHIJKLMNO"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TrPayload(_TimestampMixin, Payload):
+    """TR: timestamp with a TS Role (RFC 6043 §6.4)."""
+
+    ts_role: TSRole | int
+    ts_type: TSType | int
+    ts_value: bytes
+
+    TYPE = PayloadType.TR
+    NAME = "TR"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> TrPayload:
+        role = r.u8()
+        t = r.u8()
+        n = TS_LENGTHS.get(t)
+        if n is None:
+            raise FieldError(f"unknown TS type {t}: cannot tell the length of the TS value", r.pos - 1)
+        return cls(lookup(TSRole, role), lookup(TSType, t), r.take(n))
+
+    def encode_body(self, w: Writer) -> None:
+        expected = TS_LENGTHS.get(self.ts_type)
+        if expected is not None and len(self.ts_value) != expected:
+            raise MikeyEncodeError(f"TS value is {len(self.ts_value)} octets; TS type {self.ts_type} needs {expected}")
+        w.u8(self.ts_role)
+        w.u8(self.ts_type)
+        w.put(self.ts_value)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class IdrPayload(_IdMixin, Payload):
+    """IDR: identity with an ID Role (RFC 6043 §6.6; roles 6/7 RFC 6509 §4.4, 8/9 3GPP UIDs)."""
+
+    id_role: IDRole | int
+    id_type: IDType | int
+    data: bytes
+
+    TYPE = PayloadType.IDR
+    NAME = "IDR"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> IdrPayload:
+        role = r.u8()
+        t = r.u8()
+        return cls(lookup(IDRole, role), lookup(IDType, t), r.take(r.u16()))
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.id_role)
+        w.u8(self.id_type)
+        w.u16(_len_check(self.data, 16, "IDR data"))
+        w.put(self.data)
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class RandrPayload(Payload):
+    """RANDR: RAND with a RAND Role (RFC 6043 §6.8)."""
+
+    rand_role: RANDRole | int
+    rand: bytes
+
+    TYPE = PayloadType.RANDR
+    NAME = "RANDR"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> RandrPayload:
+        role = r.u8()
+        return cls(lookup(RANDRole, role), r.take(r.u8()))
+
+    def encode_body(self, w: Writer) -> None:
+        w.u8(self.rand_role)
+        w.u8(_len_check(self.rand, 8, "RANDR"))
+        w.put(self.rand)
+
+
+def _flags_dict(flags: int) -> dict[str, bool]:
+    return {c: bool(flags & (1 << (11 - i))) for i, c in enumerate(TICKET_FLAGS)}
+
+
+class _TicketPolicyMixin:
+    """Fields and methods shared by TP and TICKET (RFC 6043 §6.10)."""
+
+    __slots__ = ()
+    ticket_type: TicketType | int
+    subtype: int
+    version: int
+    prf_func: int
+    flags: int
+    tp_data: bytes
+    reserved: int
+
+    def flag(self, letter: str) -> bool:
+        return bool(self.flags & (1 << (11 - TICKET_FLAGS.index(letter))))
+
+    @staticmethod
+    def _decode_policy(r: Reader) -> tuple[int, int, int, int, int, int, bytes]:
+        ticket_type = r.u16()
+        subtype = r.u8()
+        version = r.u8()
+        v = r.u8() << 16 | r.u16()
+        prf_func = v >> 17
+        flags = (v >> 5) & 0xFFF
+        reserved = v & 0x1F
+        tp_data = r.take(r.u16())
+        return ticket_type, subtype, version, prf_func, flags, reserved, tp_data
+
+    def _encode_policy(self, w: Writer) -> None:
+        if not 0 <= self.prf_func <= 0x7F or not 0 <= self.flags <= 0xFFF or not 0 <= self.reserved <= 0x1F:
+            raise MikeyEncodeError("TP PRF func/flags/reserved out of range")
+        w.u16(self.ticket_type)
+        w.u8(self.subtype)
+        w.u8(self.version)
+        v = (self.prf_func << 17) | (self.flags << 5) | self.reserved
+        w.u8(v >> 16)
+        w.u16(v & 0xFFFF)
+        w.u16(_len_check(self.tp_data, 16, "TP Data"))
+        w.put(self.tp_data)
+
+    def tp_payloads(self) -> list[Payload]:
+        """Decode TP Data: its first octet names the first payload, then a payload chain."""
+        from ..message import decode_sub_payloads
+
+        if not self.tp_data:
+            return []
+        return decode_sub_payloads(self.tp_data[1:], self.tp_data[0])
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TicketPolicyPayload(_TicketPolicyMixin, Payload):
+    """TP: the desired Ticket Policy (RFC 6043 §6.10).
+
+    ``flags`` holds D..O as a 12-bit integer, D most significant.  ``tp_data``
+    is the first-payload octet followed by a chain of MIKEY payloads.
+    """
+
+    ticket_type: TicketType | int
+    subtype: int
+    version: int
+    prf_func: int
+    flags: int
+    tp_data: bytes = b""
+    reserved: int = 0
+
+    TYPE = PayloadType.TP
+    NAME = "TP"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> TicketPolicyPayload:
+        tt, st, ver, prf, flags, res, tp = cls._decode_policy(r)
+        return cls(lookup(TicketType, tt), st, ver, prf, flags, tp, res)
+
+    def encode_body(self, w: Writer) -> None:
+        self._encode_policy(w)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Payload.to_dict(self)
+        d["flag_bits"] = _flags_dict(self.flags)
+        return d
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TicketPayload(_TicketPolicyMixin, Payload):
+    """TICKET: granted Ticket Policy plus Ticket Data and Initiator Data (RFC 6043 §6.10)."""
+
+    ticket_type: TicketType | int
+    subtype: int
+    version: int
+    prf_func: int
+    flags: int
+    tp_data: bytes = b""
+    ticket_data: bytes = field(default=b"", repr=False)
+    initiator_data: bytes = b""
+    reserved: int = 0
+
+    TYPE = PayloadType.TICKET
+    NAME = "TICKET"
+
+    @classmethod
+    def decode_body(cls, r: Reader) -> TicketPayload:
+        tt, st, ver, prf, flags, res, tp = cls._decode_policy(r)
+        ticket = r.take(r.u16())
+        init = r.take(r.u16())
+        return cls(lookup(TicketType, tt), st, ver, prf, flags, tp, ticket, init, res)
+
+    def encode_body(self, w: Writer) -> None:
+        self._encode_policy(w)
+        w.u16(_len_check(self.ticket_data, 16, "Ticket Data"))
+        w.put(self.ticket_data)
+        w.u16(_len_check(self.initiator_data, 16, "Initiator Data"))
+        w.put(self.initiator_data)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Payload.to_dict(self)
+        d["ticket_data"] = self.ticket_data.hex()
+        d["flag_bits"] = _flags_dict(self.flags)
+        return d

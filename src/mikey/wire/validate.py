@@ -1,0 +1,288 @@
+"""Strict validation: the RFC rules for a message's data type, separate from lenient decoding.
+
+:func:`violations` lists every rule a message breaks; :func:`validate` raises
+:class:`MikeyValidationError` with all of them.  Message layouts follow RFC 3830
+§3.1-§3.3 and §5.1.2, RFC 4650 §3, RFC 4738 §3, RFC 6043 §4, RFC 6267 §4 and
+RFC 6509 §2.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ..constants import (
+    PRF,
+    CSIdMapType,
+    DataType,
+    EncrAlg,
+    ErrorNo,
+    GenExtType,
+    HashFunc,
+    IDType,
+    KeyDataType,
+    MacAlg,
+    PayloadType,
+    ProtType,
+    SignatureType,
+    SRTPParam,
+)
+from ..errors import MikeyDecodeError, MikeyValidationError
+from .header import GenericIdEntry, SrtpIdEntry
+from .message import Message
+from .payloads import (
+    ChashPayload,
+    DhPayload,
+    ErrorPayload,
+    GeneralExtensionPayload,
+    IdPayload,
+    IdrPayload,
+    KemacPayload,
+    Payload,
+    RandPayload,
+    SecurityPolicyPayload,
+    SignPayload,
+    TimestampPayload,
+    VerificationPayload,
+)
+
+__all__ = ["validate", "violations", "LAYOUTS"]
+
+P = PayloadType
+
+
+@dataclass(frozen=True)
+class Item:
+    """One position of a message layout: any of ``types``, between ``lo`` and ``hi`` times."""
+
+    types: frozenset[int]
+    lo: int = 1
+    hi: int = 1
+
+    def label(self) -> str:
+        names = "|".join(sorted(P(t).name for t in self.types))
+        if (self.lo, self.hi) == (1, 1):
+            return names
+        if (self.lo, self.hi) == (0, 1):
+            return f"[{names}]"
+        return "{" + names + "}"
+
+
+def one(*t: int) -> Item:
+    return Item(frozenset(t))
+
+
+def opt(*t: int, hi: int = 1) -> Item:
+    return Item(frozenset(t), 0, hi)
+
+
+def many(*t: int) -> Item:
+    return Item(frozenset(t), 0, 255)
+
+
+# General Extension payloads may stand anywhere (RFC 3830 §6.15), so layouts skip them.
+LAYOUTS: dict[int, list[Item]] = {
+    # RFC 3830 §3.1: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, KEMAC / HDR, T, [IDr], V
+    DataType.PSK_INIT: [one(P.T), one(P.RAND), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.KEMAC)],
+    DataType.PSK_RESP: [one(P.T), opt(P.ID), one(P.V)],
+    # §3.2: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, KEMAC, [CHASH], PKE, SIGN
+    DataType.PK_INIT: [
+        one(P.T), one(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP),
+        one(P.KEMAC), opt(P.CHASH), one(P.PKE), one(P.SIGN),
+    ],
+    DataType.PK_RESP: [one(P.T), opt(P.ID), one(P.V)],
+    # §3.3: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, SIGNi / HDR, T, [IDr|CERTr], IDi, DHr, DHi, SIGNr
+    DataType.DH_INIT: [
+        one(P.T), one(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), one(P.DH), one(P.SIGN),
+    ],
+    DataType.DH_RESP: [
+        one(P.T), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), one(P.DH), one(P.DH), one(P.SIGN),
+    ],
+    # §5.1.2: HDR, T, {ERR}, [V|SIGN]
+    DataType.ERROR: [one(P.T), Item(frozenset({P.ERR}), 1, 255), opt(P.V, P.SIGN)],
+    # RFC 4650 §3: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, KEMAC / HDR, T, [IDr|CERTr], IDi, DHr, DHi, KEMAC
+    DataType.DHHMAC_INIT: [
+        one(P.T), one(P.RAND), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.DH), one(P.KEMAC),
+    ],
+    DataType.DHHMAC_RESP: [
+        one(P.T), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.DH), one(P.DH), one(P.KEMAC),
+    ],
+    # RFC 4738 §3: HDR, T, [RAND], [IDi|CERTi], [IDr], {SP}, SIGNi /
+    #              HDR, T, [RAND], [IDr|CERTr], {SP}, KEMAC, PKE, SIGNr
+    DataType.RSA_R_INIT: [
+        one(P.T), opt(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), one(P.SIGN),
+    ],
+    DataType.RSA_R_RESP: [
+        one(P.T), opt(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), many(P.SP), one(P.KEMAC), one(P.PKE),
+        one(P.SIGN),
+    ],
+    # RFC 6509 §2.2.1: HDR, T, RAND, [IDRi], [IDRr], [IDRkmsi], [IDRkmsr], [CERT], {SP}, SAKKE, SIGN
+    DataType.SAKKE: [
+        one(P.T), one(P.RAND), Item(frozenset({P.IDR}), 0, 8), opt(P.CERT), many(P.SP), one(P.SAKKE), one(P.SIGN),
+    ],
+}
+
+_KNOWN_ENUMS: list[tuple[str, type[IntEnum]]] = []
+
+
+def _unknown(value: int, enum: type[IntEnum]) -> bool:
+    return not isinstance(value, enum)
+
+
+def _check_layout(types: Sequence[int], layout: list[Item]) -> str | None:
+    pos = 0
+    for item in layout:
+        count = 0
+        while pos < len(types) and types[pos] in item.types and count < item.hi:
+            pos += 1
+            count += 1
+        if count < item.lo:
+            found = _pname(types[pos]) if pos < len(types) else "end of message"
+            return f"expected {item.label()} at payload {pos + 1}, found {found}"
+    if pos < len(types):
+        return f"unexpected {_pname(types[pos])} payload at position {pos + 1}"
+    return None
+
+
+def _pname(t: int) -> str:
+    try:
+        return str(P(t).name)
+    except ValueError:
+        return str(t)
+
+
+def violations(msg: Message) -> list[str]:
+    """Every RFC rule *msg* breaks, as readable sentences (empty if it is valid)."""
+    out: list[str] = []
+    h = msg.header
+    if h.version != 1:
+        out.append(f"HDR version is {h.version}; RFC 3830 §6.1 defines version 1")
+    if _unknown(h.data_type, DataType):
+        out.append(f"HDR data type {h.data_type} is not registered")
+    if _unknown(h.prf, PRF):
+        out.append(f"HDR PRF func {h.prf} is not registered")
+    if _unknown(h.cs_id_map_type, CSIdMapType):
+        out.append(f"HDR CS ID map type {h.cs_id_map_type} is not registered")
+    if h.data_type == DataType.SAKKE and h.v:
+        out.append("HDR V must be 0 in a MIKEY-SAKKE message (RFC 6509 §4.1)")
+    if h.data_type == DataType.ERROR and h.v:
+        out.append("HDR V must be 0 in an Error message")
+
+    types = [p.TYPE for p in msg.payloads]
+    for i, p in enumerate(msg.payloads):
+        if p.SUB_PAYLOAD:
+            out.append(f"{p.NAME} is a sub-payload and cannot stand in the message itself (payload {i + 1})")
+        if isinstance(p, SignPayload) and i != len(msg.payloads) - 1:
+            out.append("SIGN must be the last payload (RFC 3830 §6.5)")
+
+    layout = LAYOUTS.get(h.data_type)
+    if layout is not None:
+        problem = _check_layout([t for t in types if t != P.GEN_EXT], layout)
+        if problem:
+            dt = getattr(h.data_type, "name", h.data_type)
+            out.append(f"{dt} message layout: {problem}")
+    if h.data_type in (DataType.PSK_INIT, DataType.DHHMAC_INIT, DataType.DHHMAC_RESP) and types and types[-1] != P.KEMAC:
+        out.append("KEMAC must be the last payload of this message (its MAC covers the whole message)")
+
+    policy_nos = {p.policy_no for p in msg.payloads if isinstance(p, SecurityPolicyPayload)}
+    if h.cs_id_map_type == CSIdMapType.EMPTY and policy_nos and h.data_type != DataType.SAKKE:
+        # RFC 4563 §5: with the empty map the policy is delivered in band; no SP payload.
+        out.append("Empty CS ID map: there must not be any SP payload (RFC 4563 §5)")
+    for idx, e in enumerate(h.cs_id_map, 1):
+        if isinstance(e, SrtpIdEntry) and policy_nos and e.policy_no not in policy_nos:
+            out.append(f"CS {idx} refers to policy {e.policy_no}, but no SP payload has that Policy no")
+        if isinstance(e, GenericIdEntry):
+            for pn in e.policies:
+                if policy_nos and pn not in policy_nos:
+                    out.append(f"CS {e.cs_id} refers to policy {pn}, but no SP payload has that Policy no")
+    if h.cs_id_map_type == CSIdMapType.GENERIC_ID:
+        ids = [e.cs_id for e in h.cs_id_map if isinstance(e, GenericIdEntry)]
+        if len(set(ids)) != len(ids):
+            out.append("GENERIC-ID map lists a CS ID twice")
+
+    seen_policy: set[int] = set()
+    for p in msg.payloads:
+        out.extend(_payload_violations(p, seen_policy))
+    return out
+
+
+def _payload_violations(p: Payload, seen_policy: set[int]) -> list[str]:
+    out: list[str] = []
+    if isinstance(p, KemacPayload):
+        if _unknown(p.encr_alg, EncrAlg):
+            out.append(f"KEMAC Encr alg {p.encr_alg} is not registered")
+        if _unknown(p.mac_alg, MacAlg):
+            out.append(f"KEMAC MAC alg {p.mac_alg} is not registered")
+        if p.encr_alg == EncrAlg.NULL:
+            try:
+                subs = p.key_data()
+            except MikeyDecodeError as e:
+                subs = []
+                if p.encr_data:
+                    out.append(f"KEMAC Encr data (NULL encryption) is not a Key data chain: {e}")
+            for s in subs:
+                kt = getattr(s, "key_type", None)
+                if kt is not None and _unknown(kt, KeyDataType):
+                    out.append(f"Key data Type {kt} is not registered")
+    elif isinstance(p, TimestampPayload):
+        pass  # TS type already checked for length by the decoder
+    elif isinstance(p, RandPayload):
+        if len(p.rand) < 16:
+            out.append(f"RAND is {len(p.rand)} octets; RFC 3830 §6.11 says it SHOULD be at least 16")
+    elif isinstance(p, IdPayload | IdrPayload):
+        if _unknown(p.id_type, IDType):
+            out.append(f"{p.NAME} ID type {p.id_type} is not registered")
+        if not p.data:
+            out.append(f"{p.NAME} with empty ID data")
+    elif isinstance(p, SignPayload):
+        if _unknown(p.s_type, SignatureType):
+            out.append(f"SIGN S type {p.s_type} is not registered")
+        if p.s_type == SignatureType.ECCSI and len(p.signature) != 129:
+            out.append(f"ECCSI signature is {len(p.signature)} octets; RFC 6509 §4.3 needs 129 (r||s||PVT)")
+    elif isinstance(p, ChashPayload):
+        if _unknown(p.hash_func, HashFunc):
+            out.append(f"CHASH hash func {p.hash_func} is not registered")
+    elif isinstance(p, VerificationPayload):
+        if _unknown(p.auth_alg, MacAlg):
+            out.append(f"V auth alg {p.auth_alg} is not registered")
+    elif isinstance(p, ErrorPayload):
+        if _unknown(p.error_no, ErrorNo):
+            out.append(f"ERR Error no {p.error_no} is not registered")
+    elif isinstance(p, GeneralExtensionPayload):
+        if _unknown(p.ext_type, GenExtType):
+            out.append(f"General Extension type {p.ext_type} is not registered")
+        elif p.ext_type == GenExtType.KEY_ID:
+            try:
+                p.parse_key_ids()
+            except MikeyDecodeError as e:
+                out.append(str(e))
+        elif p.ext_type == GenExtType.CSB_ID and len(p.data) != 4:
+            out.append("General Extension CSB ID must carry 4 octets (RFC 4738 §3.9)")
+    elif isinstance(p, SecurityPolicyPayload):
+        if p.policy_no in seen_policy:
+            out.append(f"two SP payloads with Policy no {p.policy_no}")
+        seen_policy.add(p.policy_no)
+        if _unknown(p.prot_type, ProtType):
+            out.append(f"SP Prot type {p.prot_type} is not registered")
+        elif p.prot_type == ProtType.SRTP:
+            for t, v in p.params:
+                if _unknown(t, SRTPParam) and not isinstance(t, SRTPParam):
+                    try:
+                        SRTPParam(t)
+                    except ValueError:
+                        out.append(f"SRTP policy parameter type {t} is not registered")
+                        continue
+                expected = 2 if t == SRTPParam.ROC_TRANSMISSION_RATE else 1
+                if t != SRTPParam.KEY_DERIVATION_RATE and len(v) != expected:
+                    out.append(f"SRTP policy parameter {SRTPParam(t).name} has length {len(v)}; expected {expected}")
+    elif isinstance(p, DhPayload):
+        pass
+    return out
+
+
+def validate(msg: Message) -> None:
+    """Raise :class:`MikeyValidationError` listing every rule *msg* breaks."""
+    problems = violations(msg)
+    if problems:
+        raise MikeyValidationError(problems)
