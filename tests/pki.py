@@ -43,11 +43,12 @@ KEY_USAGE_NAMES = (
     "key_cert_sign",
     "crl_sign",
 )
+_SignHash = hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512
 LEAF_KEY_USAGE = ("digital_signature", "key_encipherment")
 CA_KEY_USAGE = ("key_cert_sign", "crl_sign")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rsa_key(index: int, key_size: int = 2048) -> rsa.RSAPrivateKey:
     """The index-th cached RSA key of the given size."""
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
@@ -121,7 +122,7 @@ def _build(
     san: Sequence[x509.GeneralName],
     not_before: _dt.datetime,
     not_after: _dt.datetime,
-    hash_algorithm: hashes.HashAlgorithm,
+    hash_algorithm: _SignHash,
     extra_extensions: Sequence[tuple[x509.ExtensionType, bool]],
     basic_constraints: bool,
 ) -> x509.Certificate:
@@ -222,7 +223,7 @@ def make_leaf(
     not_after: _dt.datetime = DEFAULT_NOT_AFTER,
     key_index: int | None = None,
     key_size: int = 2048,
-    hash_algorithm: hashes.HashAlgorithm | None = None,
+    hash_algorithm: _SignHash | None = None,
     extra_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
     basic_constraints: bool = True,
 ) -> Issued:

@@ -16,8 +16,8 @@ GROUPS = [(0, 1536, 741804), (1, 768, 149686), (2, 1024, 129093)]
 def _pi_structure(n: int, offset: int) -> int:
     """p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + offset) (RFC 2409 §6, RFC 3526 §2)."""
     with gmpy2.context(precision=n + 64):
-        floor_pi = int(gmpy2.floor(gmpy2.const_pi() * gmpy2.mpfr(2) ** (n - 130)))
-    return 2**n - 2 ** (n - 64) - 1 + 2**64 * (floor_pi + offset)
+        floor_pi: int = int(gmpy2.floor(gmpy2.const_pi() * gmpy2.mpfr(2) ** (n - 130)))
+    return int(2**n - 2 ** (n - 64) - 1 + 2**64 * (floor_pi + offset))
 
 
 @pytest.mark.parametrize(("group_id", "bits", "offset"), GROUPS)
@@ -141,3 +141,11 @@ def test_modexp_matches_pow() -> None:
     p = dh.get_group(0).p
     for base, exp in [(2, 12345), (3, p - 2), (p - 2, 2**255 + 7)]:
         assert dh.modexp(base, exp, p) == pow(base, exp, p)
+
+
+def test_lengths_agree_with_wire_registry() -> None:
+    from mikey.constants import DH_VALUE_LENGTHS, DHGroup
+
+    for group_id, length in DH_VALUE_LENGTHS.items():
+        assert dh.get_group(group_id).byte_length == length
+    assert {g.group_id for g in dh.supported_groups()} == set(DHGroup)

@@ -122,10 +122,13 @@ def test_streamwide_key_derivation(case: dict[str, Any]) -> None:
     csb_id = int(case["csb_id"], 16)
     cs_id = case["cs_id"]
     if "encr_key_16_const_15798cef" in case:
-        assert derive_srtp_encr_key(ssv, cs_id, csb_id, rand, 16, 1).hex() == case["encr_key_16_const_15798cef"]
-        assert derive_from_tgk(ssv, CONST_ENCR, cs_id, csb_id, rand, 16, 1).hex() == case[
-            "encr_key_16_const_15798cef"
-        ]
+        assert (
+            derive_srtp_encr_key(ssv, cs_id, csb_id, rand, 16, 1).hex() == case["encr_key_16_const_15798cef"]
+        )
+        assert (
+            derive_from_tgk(ssv, CONST_ENCR, cs_id, csb_id, rand, 16, 1).hex()
+            == case["encr_key_16_const_15798cef"]
+        )
     if "TEK_16_const_2ad01c64" in case:
         assert derive_tek(ssv, cs_id, csb_id, rand, 16, 1).hex() == case["TEK_16_const_2ad01c64"]
     assert derive_srtp_salt(ssv, cs_id, csb_id, rand, 12, 1).hex() == case["salt_12_const_39a2c14b"]
@@ -180,9 +183,7 @@ def test_constants() -> None:
 # --- 3GPP GUK-ID, SRTP master keys from the GMK, DPCK --------------------------------
 
 
-@pytest.mark.parametrize(
-    "case", [c for c in _streamwide()["guk_id_and_srtp_master_keys"] if "GUK_ID" in c]
-)
+@pytest.mark.parametrize("case", [c for c in _streamwide()["guk_id_and_srtp_master_keys"] if "GUK_ID" in c])
 def test_guk_id(case: dict[str, Any]) -> None:
     uri = case["sender_uri"].split(" ")[0]
     result = guk_id(bytes.fromhex(case["GMK"]), int(case["GMK_ID"], 16), uri)

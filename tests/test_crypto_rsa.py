@@ -101,7 +101,9 @@ def test_hash_name_spellings(key: rsa.RSAPrivateKey) -> None:
 
 @pytest.mark.parametrize("s_type", [0, 1])
 @pytest.mark.parametrize("hash_name", ["sha1", "sha256"])
-def test_tampering_rejected(key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey, s_type: int, hash_name: str) -> None:
+def test_tampering_rejected(
+    key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey, s_type: int, hash_name: str
+) -> None:
     sig = mrsa.sign(key, DATA, s_type, hash_name)
     pub = key.public_key()
     bad_sig = bytearray(sig)

@@ -35,7 +35,9 @@ def pki() -> Pki:
     root = make_ca("MIKEY Test Root")
     inter = make_intermediate(root, "MIKEY Test Intermediate")
     alice = make_leaf(root, "alice", san_uris=["sip:alice@example.com"], san_emails=["alice@example.com"])
-    bob = make_leaf(inter, "bob", san_uris=["sips:bob@Example.org;transport=tls"], san_dns=["bob.example.org"])
+    bob = make_leaf(
+        inter, "bob", san_uris=["sips:bob@Example.org;transport=tls"], san_dns=["bob.example.org"]
+    )
     return Pki(root, inter, alice, bob)
 
 
@@ -90,7 +92,9 @@ def test_load_certificate_der_and_pem(pki: Pki) -> None:
     assert mx509.certificate_der(from_pem) == pki.alice.cert_der
 
 
-@pytest.mark.parametrize("junk", [b"", b"\x30\x03\x02\x01\x00", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+@pytest.mark.parametrize(
+    "junk", [b"", b"\x30\x03\x02\x01\x00", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+)
 def test_load_certificate_rejects_junk(junk: bytes) -> None:
     with pytest.raises(CertificateError):
         mx509.load_certificate(junk)
@@ -198,7 +202,10 @@ def test_leaf_validity_at_message_time(
 
 def test_expired_intermediate(pki: Pki) -> None:
     old_inter = make_intermediate(
-        pki.root, "Expired Intermediate", not_before=NOW - dt.timedelta(days=60), not_after=NOW - dt.timedelta(days=1)
+        pki.root,
+        "Expired Intermediate",
+        not_before=NOW - dt.timedelta(days=60),
+        not_after=NOW - dt.timedelta(days=1),
     )
     leaf = make_leaf(old_inter, "dave")
     v = mx509.CertificateValidator([pki.root.cert])
@@ -207,14 +214,18 @@ def test_expired_intermediate(pki: Pki) -> None:
 
 
 def test_expired_anchor() -> None:
-    root = make_ca("Expired Root", not_before=NOW - dt.timedelta(days=60), not_after=NOW - dt.timedelta(days=1))
+    root = make_ca(
+        "Expired Root", not_before=NOW - dt.timedelta(days=60), not_after=NOW - dt.timedelta(days=1)
+    )
     leaf = make_leaf(root, "erin")
     with pytest.raises(CertificateError, match="expired"):
         mx509.CertificateValidator([root.cert]).validate([leaf.cert], at=NOW)
 
 
 def test_non_ca_issuer_rejected(pki: Pki) -> None:
-    fake_inter = make_intermediate(pki.root, "Not A CA", ca=False, key_usage=("digital_signature", "key_cert_sign"))
+    fake_inter = make_intermediate(
+        pki.root, "Not A CA", ca=False, key_usage=("digital_signature", "key_cert_sign")
+    )
     leaf = make_leaf(fake_inter, "frank")
     v = mx509.CertificateValidator([pki.root.cert])
     with pytest.raises(CertificateError, match="not a CA"):
@@ -266,7 +277,10 @@ def test_leaf_key_usage(pki: Pki, key_usage: tuple[str, ...], purpose: mx509.Pur
 
 def test_missing_key_usage_policy(pki: Pki) -> None:
     leaf = make_leaf(pki.root, "no-ku", key_usage=None)
-    assert mx509.CertificateValidator([pki.root.cert]).validate([leaf.cert], at=NOW, purpose="encrypt") == leaf.cert
+    assert (
+        mx509.CertificateValidator([pki.root.cert]).validate([leaf.cert], at=NOW, purpose="encrypt")
+        == leaf.cert
+    )
     strict = mx509.CertificateValidator([pki.root.cert], allow_missing_key_usage=False)
     with pytest.raises(CertificateError, match="no keyUsage"):
         strict.validate([leaf.cert], at=NOW)

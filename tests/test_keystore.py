@@ -50,7 +50,9 @@ def test_load_private_key_pem_der_encrypted(tmp_path: Path, issued: tuple[Issued
     assert _same_key(load_private_key(path, PASSWORD), alice.key)
     assert _same_key(load_private_key(str(path), PASSWORD), alice.key)
     traditional = alice.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     assert _same_key(load_private_key(traditional), alice.key)
 
@@ -58,7 +60,12 @@ def test_load_private_key_pem_der_encrypted(tmp_path: Path, issued: tuple[Issued
 def test_load_private_key_failures(tmp_path: Path, issued: tuple[Issued, Issued, Issued]) -> None:
     alice = issued[2]
     encrypted = alice.key_pem(PASSWORD)
-    for data, password in [(encrypted, b"wrong"), (encrypted, None), (alice.key_pem(), PASSWORD), (b"junk", None)]:
+    for data, password in [
+        (encrypted, b"wrong"),
+        (encrypted, None),
+        (alice.key_pem(), PASSWORD),
+        (b"junk", None),
+    ]:
         with pytest.raises(KeyMaterialError) as info:
             load_private_key(data, password)
         assert "BEGIN" not in str(info.value)
@@ -163,7 +170,9 @@ def test_load_pkcs12_missing_parts(issued: tuple[Issued, Issued, Issued]) -> Non
     )
     with pytest.raises(KeyMaterialError, match="no private key"):
         load_pkcs12(certs_only, None)
-    key_only = pkcs12.serialize_key_and_certificates(b"k", alice.key, None, None, serialization.NoEncryption())
+    key_only = pkcs12.serialize_key_and_certificates(
+        b"k", alice.key, None, None, serialization.NoEncryption()
+    )
     with pytest.raises(CertificateError, match="no certificate"):
         load_pkcs12(key_only, None)
 

@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mikey.crypto.prf import derive_srtp_salt, derive_tek, guk_id
 from mikey.errors import AuthenticationError, CryptoError, MikeyDecodeError, UnsupportedSPParamsError
 from mikey.srtp import (
     LABEL_RTP_AUTH,
@@ -57,7 +58,13 @@ def test_defaults_rfc3830() -> None:
     assert p == SrtpPolicyParams()
     assert (p.encr_alg, p.encr_key_len, p.auth_alg, p.auth_key_len, p.salt_key_len) == (1, 16, 1, 20, 14)
     assert (p.prf, p.kdr, p.srtp_encr, p.srtcp_encr, p.srtp_auth, p.auth_tag_len, p.prefix_len) == (
-        0, 0, True, True, True, 10, 0,
+        0,
+        0,
+        True,
+        True,
+        True,
+        10,
+        0,
     )
     assert p.aead_tag_len is None
     assert srtp_profile(p) == pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
@@ -69,8 +76,16 @@ def test_gcm_defaults_and_round_trip() -> None:
     assert p == SrtpPolicyParams.aes_gcm()
     params = p.to_params()
     assert dict(params) == {
-        0: b"\x06", 1: b"\x10", 4: b"\x0c", 5: b"\x00", 6: b"\x00\x00\x00\x00",
-        7: b"\x01", 8: b"\x01", 9: b"\x00", 12: b"\x00", 20: b"\x10",
+        0: b"\x06",
+        1: b"\x10",
+        4: b"\x0c",
+        5: b"\x00",
+        6: b"\x00",
+        7: b"\x01",
+        8: b"\x01",
+        9: b"\x00",
+        12: b"\x00",
+        20: b"\x10",
     }
     assert SrtpPolicyParams.from_params(params) == p
     assert srtp_profile(p) == pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
@@ -96,17 +111,35 @@ def test_empty_value_rejected() -> None:
         SrtpPolicyParams.from_params([(0, b"")])
 
 
-def test_streamwide_mcptt_policy() -> None:
-    # 3GPP MCPTT policy from a real I-MESSAGE: AES-GCM-128 with RCCm3 (RFC 4771).
-    msg = STREAMWIDE["cases"]["i_messages"][0] if "i_messages" in STREAMWIDE["cases"] else None
-    pairs = [(0, b"\x06"), (1, b"\x10"), (2, b"\x04"), (4, b"\x0c"), (5, b"\x00"), (6, b"\x00"),
-             (18, b"\x04"), (19, b"\x00"), (20, b"\x10")]
-    del msg
+@pytest.mark.parametrize("message", STREAMWIDE["cases"]["i_messages"], ids=lambda m: m["name"])
+def test_streamwide_mcptt_policy(message: dict[str, Any]) -> None:
+    # 3GPP MCPTT SP payload from real I-MESSAGEs: AES-GCM-128 with RCCm3 (RFC 4771).
+    sp = next(p for p in message["parsed"] if p.get("payload") == "SP")
+    pairs = [(t, bytes.fromhex(v)) for t, v in sp["params"]]
     p = SrtpPolicyParams.from_params(pairs)
-    assert p.is_aead and p.auth_alg == 4 and p.aead_tag_len == 16
+    assert p.is_aead and p.auth_alg == 4 and p.aead_tag_len == 16 and p.salt_key_len == 12
+    assert p.srtp_auth_tag_len == 4 and p.srtcp_auth_tag_len == 0
     with pytest.raises(UnsupportedSPParamsError, match="RCC"):
         srtp_profile(p)
     assert srtp_profile(p, ignore_rcc=True) == pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+    # Everything given explicitly is written back with the same value.
+    written = dict(p.to_params())
+    for ptype, value in pairs:
+        assert int.from_bytes(written[ptype], "big") == int.from_bytes(value, "big")
+
+
+def test_group_key_to_srtp_context() -> None:
+    # GMK -> (GUK-ID as CSB ID) -> master key/salt -> libsrtp AEAD-AES-128-GCM.
+    case = STREAMWIDE["cases"]["guk_id_and_srtp_master_keys"][0]
+    gmk, rand = bytes.fromhex(case["GMK"]), bytes.fromhex(case["GMK_RAND"])
+    csb_id = guk_id(gmk, int(case["GMK_ID"], 16), case["sender_uri"])
+    key = derive_tek(gmk, case["cs_id"], csb_id, rand, 16, 1)
+    salt = derive_srtp_salt(gmk, case["cs_id"], csb_id, rand, 12, 1)
+    assert (key.hex(), salt.hex()) == (case["master_key_TEK_16"], case["master_salt_12"])
+    params = SrtpPolicyParams.aes_gcm()
+    tx = SrtpContext(key, salt, params, ssrc=SSRC, outbound=True)
+    rx = SrtpContext(key, salt, params, outbound=False)
+    assert rx.unprotect(tx.protect(rtp_packet(9))) == rtp_packet(9)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +268,9 @@ def test_srtp_kdf_key_derivation_rate() -> None:
     b = srtp_kdf(MASTER_KEY, MASTER_SALT, 0, 0x1FFFF, 0x10000, 16)
     c = srtp_kdf(MASTER_KEY, MASTER_SALT, 0, 0x20000, 0x10000, 16)
     assert a == b != c
-    assert srtp_kdf(MASTER_KEY, MASTER_SALT, 0, 12345, 0, 16) == srtp_kdf(MASTER_KEY, MASTER_SALT, 0, 0, 0, 16)
+    assert srtp_kdf(MASTER_KEY, MASTER_SALT, 0, 12345, 0, 16) == srtp_kdf(
+        MASTER_KEY, MASTER_SALT, 0, 0, 0, 16
+    )
     with pytest.raises(CryptoError):
         srtp_kdf(MASTER_KEY, MASTER_SALT[:10], 0, 0, 0, 16)
 
@@ -263,7 +298,9 @@ def test_libsrtp_gcm_matches_own_aead() -> None:
     seq = 0x0042
     salt12 = MASTER_SALT[:12]
     packet = rtp_packet(seq)
-    protected = SrtpContext(MASTER_KEY, salt12, SrtpPolicyParams.aes_gcm(), ssrc=SSRC, outbound=True).protect(packet)
+    protected = SrtpContext(MASTER_KEY, salt12, SrtpPolicyParams.aes_gcm(), ssrc=SSRC, outbound=True).protect(
+        packet
+    )
     k_e = srtp_kdf(MASTER_KEY, salt12, LABEL_RTP_ENCR, 0, 0, 16)
     k_s = srtp_kdf(MASTER_KEY, salt12, LABEL_RTP_SALT, 0, 0, 12)
     # RFC 7714 §8.1: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt

@@ -51,6 +51,9 @@ class MikeyError(Exception):
     err_no: ClassVar[int | None] = None
     kind: ClassVar[str] = "error"
 
+    #: The Error message (data type 6) a responder answers with, when the RFC calls for one.
+    error_message: bytes | None = None
+
     def __init__(self, message: str, *, err_no: int | None = None) -> None:
         super().__init__(message)
         self.message = message

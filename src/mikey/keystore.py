@@ -108,7 +108,9 @@ def load_private_key(source: Source, password: bytes | None = None) -> PrivateKe
         return serialization.load_der_private_key(data, password)
     except (ValueError, TypeError):
         # Wrong/missing password and malformed keys alike; never echo the input.
-        raise KeyMaterialError("cannot load private key (malformed, unsupported, or wrong password)") from None
+        raise KeyMaterialError(
+            "cannot load private key (malformed, unsupported, or wrong password)"
+        ) from None
     except Exception as exc:  # e.g. UnsupportedAlgorithm
         raise KeyMaterialError(f"cannot load private key ({type(exc).__name__})") from None
 
@@ -117,7 +119,9 @@ def load_certificates(source: Source) -> list[x509.Certificate]:
     """Every certificate in a PEM file (in file order, leaf first by convention) or one DER certificate."""
     data = _read(source)
     try:
-        certs = x509.load_pem_x509_certificates(data) if _is_pem(data) else [x509.load_der_x509_certificate(data)]
+        certs = (
+            x509.load_pem_x509_certificates(data) if _is_pem(data) else [x509.load_der_x509_certificate(data)]
+        )
     except ValueError as exc:
         raise CertificateError("cannot parse certificate file") from exc
     if not certs:  # pragma: no cover - cryptography raises on an empty PEM

@@ -22,6 +22,7 @@ from typing import Final
 import pylibsrtp
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .constants import SRTPAuthAlg, SRTPEncrAlg, SRTPParam
 from .errors import AuthenticationError, CryptoError, MikeyDecodeError, UnsupportedSPParamsError
 
 __all__ = [
@@ -68,40 +69,41 @@ __all__ = [
     "srtp_kdf",
 ]
 
-# RFC 3830 Table 6.10.1.a, RFC 4771 Tables 2-3, RFC 7714 §14.3.
-SP_ENCR_ALG: Final = 0
-SP_ENCR_KEY_LEN: Final = 1
-SP_AUTH_ALG: Final = 2
-SP_AUTH_KEY_LEN: Final = 3
-SP_SALT_KEY_LEN: Final = 4
-SP_PRF: Final = 5
-SP_KDR: Final = 6
-SP_SRTP_ENCR: Final = 7
-SP_SRTCP_ENCR: Final = 8
-SP_FEC_ORDER: Final = 9
-SP_SRTP_AUTH: Final = 10
-SP_AUTH_TAG_LEN: Final = 11
-SP_PREFIX_LEN: Final = 12
-SP_ROC_RATE: Final = 13
-SP_SRTP_AUTH_ALG: Final = 14
-SP_SRTCP_AUTH_ALG: Final = 15
-SP_SRTP_AUTH_KEY_LEN: Final = 16
-SP_SRTCP_AUTH_KEY_LEN: Final = 17
-SP_SRTP_AUTH_TAG_LEN: Final = 18
-SP_SRTCP_AUTH_TAG_LEN: Final = 19
-SP_AEAD_TAG_LEN: Final = 20
+# Aliases of mikey.constants registry values: RFC 3830 Table 6.10.1.a, RFC 4771 Tables 2-3,
+# RFC 7714 §14.3.
+SP_ENCR_ALG: Final = SRTPParam.ENCR_ALG
+SP_ENCR_KEY_LEN: Final = SRTPParam.SESSION_ENCR_KEY_LEN
+SP_AUTH_ALG: Final = SRTPParam.AUTH_ALG
+SP_AUTH_KEY_LEN: Final = SRTPParam.SESSION_AUTH_KEY_LEN
+SP_SALT_KEY_LEN: Final = SRTPParam.SESSION_SALT_KEY_LEN
+SP_PRF: Final = SRTPParam.SRTP_PRF
+SP_KDR: Final = SRTPParam.KEY_DERIVATION_RATE
+SP_SRTP_ENCR: Final = SRTPParam.SRTP_ENCRYPTION
+SP_SRTCP_ENCR: Final = SRTPParam.SRTCP_ENCRYPTION
+SP_FEC_ORDER: Final = SRTPParam.FEC_ORDER
+SP_SRTP_AUTH: Final = SRTPParam.SRTP_AUTHENTICATION
+SP_AUTH_TAG_LEN: Final = SRTPParam.AUTH_TAG_LEN
+SP_PREFIX_LEN: Final = SRTPParam.SRTP_PREFIX_LEN
+SP_ROC_RATE: Final = SRTPParam.ROC_TRANSMISSION_RATE
+SP_SRTP_AUTH_ALG: Final = SRTPParam.SRTP_AUTH_ALG
+SP_SRTCP_AUTH_ALG: Final = SRTPParam.SRTCP_AUTH_ALG
+SP_SRTP_AUTH_KEY_LEN: Final = SRTPParam.SRTP_SESSION_AUTH_KEY_LEN
+SP_SRTCP_AUTH_KEY_LEN: Final = SRTPParam.SRTCP_SESSION_AUTH_KEY_LEN
+SP_SRTP_AUTH_TAG_LEN: Final = SRTPParam.SRTP_AUTH_TAG_LEN
+SP_SRTCP_AUTH_TAG_LEN: Final = SRTPParam.SRTCP_AUTH_TAG_LEN
+SP_AEAD_TAG_LEN: Final = SRTPParam.AEAD_AUTH_TAG_LEN
 
 # RFC 3830 Table 6.10.1.b, RFC 7714 §14.3.
-SRTP_ENCR_NULL: Final = 0
-SRTP_ENCR_AES_CM: Final = 1
-SRTP_ENCR_AES_F8: Final = 2
-SRTP_ENCR_AES_GCM: Final = 6
+SRTP_ENCR_NULL: Final = SRTPEncrAlg.NULL
+SRTP_ENCR_AES_CM: Final = SRTPEncrAlg.AES_CM
+SRTP_ENCR_AES_F8: Final = SRTPEncrAlg.AES_F8
+SRTP_ENCR_AES_GCM: Final = SRTPEncrAlg.AES_GCM
 # RFC 3830 Table 6.10.1.c, RFC 4771 Table 1.
-SRTP_AUTH_NULL: Final = 0
-SRTP_AUTH_HMAC_SHA1: Final = 1
-SRTP_AUTH_RCCM1: Final = 2
-SRTP_AUTH_RCCM2: Final = 3
-SRTP_AUTH_RCCM3: Final = 4
+SRTP_AUTH_NULL: Final = SRTPAuthAlg.NULL
+SRTP_AUTH_HMAC_SHA1: Final = SRTPAuthAlg.HMAC_SHA_1
+SRTP_AUTH_RCCM1: Final = SRTPAuthAlg.RCCM1
+SRTP_AUTH_RCCM2: Final = SRTPAuthAlg.RCCM2
+SRTP_AUTH_RCCM3: Final = SRTPAuthAlg.RCCM3
 
 _RCC_ALGS: Final = frozenset({SRTP_AUTH_RCCM1, SRTP_AUTH_RCCM2, SRTP_AUTH_RCCM3})
 _AEAD_ALGS: Final = frozenset({SRTP_ENCR_AES_GCM})
@@ -114,8 +116,9 @@ LABEL_RTCP_ENCR: Final = 0x03
 LABEL_RTCP_AUTH: Final = 0x04
 LABEL_RTCP_SALT: Final = 0x05
 
-# Octets used when writing each parameter; everything else is one octet.
-_PARAM_WIDTH: Final[dict[int, int]] = {SP_KDR: 4, SP_ROC_RATE: 2}
+# Minimum octets used when writing a parameter (RFC 4771: R is 16-bit); else one octet,
+# or as many as the value needs (a KDR of 2^24 takes four).
+_PARAM_WIDTH: Final[dict[int, int]] = {SP_ROC_RATE: 2}
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,12 @@ class SrtpPolicyParams:
             (SP_SRTCP_AUTH_TAG_LEN, self.srtcp_auth_tag_len),
             (SP_AEAD_TAG_LEN, self.aead_tag_len),
         ]
-        hmac_defaults = {SP_AUTH_ALG: 1, SP_AUTH_KEY_LEN: 20, SP_SRTP_AUTH: 1, SP_AUTH_TAG_LEN: 10}
+        hmac_defaults: dict[int, int] = {
+            SP_AUTH_ALG: 1,
+            SP_AUTH_KEY_LEN: 20,
+            SP_SRTP_AUTH: 1,
+            SP_AUTH_TAG_LEN: 10,
+        }
         out: list[tuple[int, bytes]] = []
         for ptype, value in items:
             if value is None:
@@ -313,7 +321,10 @@ def srtp_profile(params: SrtpPolicyParams, *, ignore_rcc: bool = False) -> int:
             problems.append(f"AES-CM salt length {params.salt_key_len} (must be 14)")
         if not params.srtp_auth:
             problems.append("SRTP authentication turned off")
-        for name, alg in (("SRTP", params.effective_srtp_auth_alg), ("SRTCP", params.effective_srtcp_auth_alg)):
+        for name, alg in (
+            ("SRTP", params.effective_srtp_auth_alg),
+            ("SRTCP", params.effective_srtcp_auth_alg),
+        ):
             if alg in _RCC_ALGS and ignore_rcc:
                 continue
             if alg != SRTP_AUTH_HMAC_SHA1:

@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mikey import constants
 from mikey.errors import CryptoError, UnsupportedDHGroupError
 
 try:  # gmpy2's powmod is several times faster than Python's pow for 1536-bit moduli.
@@ -51,9 +52,9 @@ __all__ = [
 ]
 
 #: RFC 3830 Table 6.4 DH-Group values.
-DH_GROUP_OAKLEY5 = 0
-DH_GROUP_OAKLEY1 = 1
-DH_GROUP_OAKLEY2 = 2
+DH_GROUP_OAKLEY5 = constants.DHGroup.OAKLEY_5
+DH_GROUP_OAKLEY1 = constants.DHGroup.OAKLEY_1
+DH_GROUP_OAKLEY2 = constants.DHGroup.OAKLEY_2
 
 #: Bits of private exponent used for every group (see the module docstring).
 DEFAULT_EXPONENT_BITS = 256

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ..constants import EncrAlg, MacAlg, TSType
 from ..errors import (
     AuthenticationError,
     CryptoError,
@@ -57,20 +58,21 @@ __all__ = [
     "verify_mac",
 ]
 
-ENCR_NULL: Final = 0
-ENCR_AES_CM_128: Final = 1
-ENCR_AES_KW_128: Final = 2
-ENCR_AES_CM_256: Final = 3
+# Short aliases of the registry enums in mikey.constants.
+ENCR_NULL: Final = EncrAlg.NULL
+ENCR_AES_CM_128: Final = EncrAlg.AES_CM_128
+ENCR_AES_KW_128: Final = EncrAlg.AES_KW_128
+ENCR_AES_CM_256: Final = EncrAlg.AES_CM_256
 
-MAC_NULL: Final = 0
-MAC_HMAC_SHA1_160: Final = 1
-MAC_HMAC_SHA256_256: Final = 2
+MAC_NULL: Final = MacAlg.NULL
+MAC_HMAC_SHA1_160: Final = MacAlg.HMAC_SHA_1_160
+MAC_HMAC_SHA256_256: Final = MacAlg.HMAC_SHA_256_256
 
 # RFC 3830 §6.6 / RFC 6043 §6.3 TS types.
-TS_NTP_UTC: Final = 0
-TS_NTP: Final = 1
-TS_COUNTER: Final = 2
-TS_NTP_UTC_32: Final = 3
+TS_NTP_UTC: Final = TSType.NTP_UTC
+TS_NTP: Final = TSType.NTP
+TS_COUNTER: Final = TSType.COUNTER
+TS_NTP_UTC_32: Final = TSType.NTP_UTC_32
 
 # alg -> (key length, salt length), octets
 _ENCR: Final[dict[int, tuple[int, int]]] = {

@@ -22,6 +22,7 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 
+from ..constants import PRF
 from ..errors import CryptoError, UnsupportedPRFError
 
 __all__ = [
@@ -49,9 +50,9 @@ __all__ = [
 ]
 
 #: RFC 3830 §6.1 PRF func values.
-PRF_MIKEY_1: Final = 0
+PRF_MIKEY_1: Final = PRF.MIKEY_1
 #: RFC 6043 §6.1.
-PRF_HMAC_SHA_256: Final = 1
+PRF_HMAC_SHA_256: Final = PRF.PRF_HMAC_SHA_256
 
 # RFC 3830 §4.1.3, Table 4.1.3: keys from the TGK.
 CONST_TEK: Final = 0x2AD01C64

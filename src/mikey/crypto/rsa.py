@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from mikey.constants import SignatureType
 from mikey.errors import AuthenticationError, CertificateError, CryptoError, UnsupportedHashError
 
 __all__ = [
@@ -34,8 +35,8 @@ __all__ = [
 ]
 
 #: RFC 3830 Table 6.5 S type values handled here.
-S_TYPE_RSA_PKCS1_V15 = 0
-S_TYPE_RSA_PSS = 1
+S_TYPE_RSA_PKCS1_V15 = SignatureType.RSA_PKCS1_V1_5
+S_TYPE_RSA_PSS = SignatureType.RSA_PSS
 
 #: Hash names accepted for signatures and OAEP.
 SIGNATURE_HASHES: tuple[str, ...] = ("sha1", "sha256")
@@ -54,7 +55,9 @@ def _hash(hash_name: str) -> hashes.HashAlgorithm:
         raise UnsupportedHashError(f"hash {hash_name!r} not supported for RSA") from None
 
 
-def _signature_padding(s_type: int, algorithm: hashes.HashAlgorithm, *, signing: bool) -> padding.AsymmetricPadding:
+def _signature_padding(
+    s_type: int, algorithm: hashes.HashAlgorithm, *, signing: bool
+) -> padding.AsymmetricPadding:
     if s_type == S_TYPE_RSA_PKCS1_V15:
         return padding.PKCS1v15()
     if s_type == S_TYPE_RSA_PSS:

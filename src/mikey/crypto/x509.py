@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
+from mikey.constants import CertType, HashFunc
 from mikey.errors import CertificateError, UnsupportedHashError
 
 __all__ = [
@@ -48,15 +49,15 @@ __all__ = [
 ]
 
 #: RFC 3830 Table 6.7.b Cert Type values.
-CERT_TYPE_X509V3 = 0
-CERT_TYPE_X509V3_URL = 1
-CERT_TYPE_X509V3_SIGN = 2
-CERT_TYPE_X509V3_ENCR = 3
+CERT_TYPE_X509V3 = CertType.X509V3
+CERT_TYPE_X509V3_URL = CertType.X509V3_URL
+CERT_TYPE_X509V3_SIGN = CertType.X509V3_SIGN
+CERT_TYPE_X509V3_ENCR = CertType.X509V3_ENCR
 
 #: RFC 3830 Table 6.8 and RFC 6043 §6.7 CHASH Hash func values.
-CHASH_SHA1 = 0
-CHASH_MD5 = 1
-CHASH_SHA256 = 2
+CHASH_SHA1 = HashFunc.SHA_1
+CHASH_MD5 = HashFunc.MD5
+CHASH_SHA256 = HashFunc.SHA_256
 
 Purpose = Literal["sign", "encrypt"]
 #: Policy hook ``(leaf, peer_id) -> bool`` replacing the default subjectAltName matching.
@@ -228,7 +229,9 @@ def _describe(cert: x509.Certificate) -> str:
         return f"serial {cert.serial_number}"
 
 
-def _extension(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType] | None:
+def _extension(
+    cert: x509.Certificate, cls: type[x509.ExtensionType]
+) -> x509.Extension[x509.ExtensionType] | None:
     try:
         return cert.extensions.get_extension_for_class(cls)
     except x509.ExtensionNotFound:
@@ -321,7 +324,9 @@ class CertificateValidator:
             current = issuer
 
     @staticmethod
-    def _find_issuer(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    def _find_issuer(
+        cert: x509.Certificate, candidates: Sequence[x509.Certificate]
+    ) -> x509.Certificate | None:
         for candidate in candidates:
             if candidate.subject != cert.issuer:
                 continue
@@ -355,7 +360,9 @@ class CertificateValidator:
     def _check_issuer(issuer: x509.Certificate, *, intermediates_below: int) -> None:
         bc = _extension(issuer, x509.BasicConstraints)
         if bc is None or not isinstance(bc.value, x509.BasicConstraints) or not bc.value.ca:
-            raise CertificateError(f"issuer {_describe(issuer)} is not a CA (basicConstraints CA=false or absent)")
+            raise CertificateError(
+                f"issuer {_describe(issuer)} is not a CA (basicConstraints CA=false or absent)"
+            )
         if bc.value.path_length is not None and intermediates_below > bc.value.path_length:
             raise CertificateError(f"issuer {_describe(issuer)} path length constraint exceeded")
         ku = _extension(issuer, x509.KeyUsage)
@@ -370,10 +377,14 @@ class CertificateValidator:
             return
         if purpose == "sign":
             if not ku.value.digital_signature:
-                raise CertificateError(f"certificate {_describe(leaf)} key usage does not allow digitalSignature")
+                raise CertificateError(
+                    f"certificate {_describe(leaf)} key usage does not allow digitalSignature"
+                )
         elif purpose == "encrypt":
             if not ku.value.key_encipherment:
-                raise CertificateError(f"certificate {_describe(leaf)} key usage does not allow keyEncipherment")
+                raise CertificateError(
+                    f"certificate {_describe(leaf)} key usage does not allow keyEncipherment"
+                )
         else:
             raise CertificateError(f"unknown certificate purpose {purpose!r}")
 

@@ -9,11 +9,12 @@ hand (RFC 3830 §6: each payload names the type of the one after it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
 
 from ...constants import KVType
-from ..buffer import FieldError, Reader, Writer
+from ..buffer import FieldError, Reader, ReadPastEnd, Writer
 
 __all__ = [
     "Payload",
@@ -27,6 +28,9 @@ __all__ = [
     "write_key_validity",
     "key_validity_type",
     "value_to_json",
+    "enum_table",
+    "fast_constructor",
+    "pull_key_validity",
 ]
 
 E = TypeVar("E", bound=IntEnum)
@@ -35,13 +39,46 @@ P = TypeVar("P", bound="type[Payload]")
 _LOOKUP_CACHE: dict[type[IntEnum], dict[int, IntEnum]] = {}
 
 
-def lookup(enum: type[E], value: int) -> E | int:
-    """Fast registry lookup: the enum member for *value*, or the plain int if unknown."""
+def enum_table(enum: type[E]) -> dict[int, E]:
+    """``{value: member}`` for *enum*; ``table.get(v, v)`` is the fastest registry lookup."""
     table = _LOOKUP_CACHE.get(enum)
     if table is None:
         table = {m.value: m for m in enum}
         _LOOKUP_CACHE[enum] = table
-    return table.get(value, value)
+    return table  # type: ignore[return-value]
+
+
+def lookup(enum: type[E], value: int) -> E | int:
+    """Fast registry lookup: the enum member for *value*, or the plain int if unknown."""
+    table = _LOOKUP_CACHE.get(enum)
+    if table is None:
+        table = enum_table(enum)
+    return table.get(value, value)  # type: ignore[return-value]
+
+
+C = TypeVar("C")
+
+
+def fast_constructor(cls: type[C]) -> Callable[..., C]:
+    """A ``make(*values)`` building a frozen slots dataclass without its ``__init__``.
+
+    The generated ``__init__`` of a frozen dataclass goes through
+    ``object.__setattr__`` per field; decoders already hold checked, normalised
+    values, so they set the slots through their member descriptors, which costs
+    about half as much.  All fields are positional and required; no
+    ``__post_init__`` runs.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for i, n in enumerate(names):
+        ns[f"_s{i}"] = getattr(cls, n).__set__
+    args = ", ".join(f"a{i}" for i in range(len(names)))
+    body = "".join(f"    _s{i}(o, a{i})\n" for i in range(len(names)))
+    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
+    exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
+    make: Callable[..., C] = ns["make"]
+    make.__qualname__ = f"{cls.__qualname__}._make"
+    return make
 
 
 class Payload:
@@ -57,8 +94,24 @@ class Payload:
     SUB_PAYLOAD: ClassVar[bool] = False
 
     @classmethod
-    def decode_body(cls, r: Reader) -> Payload:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def decode_body(cls, r: Reader) -> Payload:
+        """Decode what follows the next-payload octet, advancing *r*."""
+        p, r.pos = cls.pull(r.data, r.pos, r.end)
+        return p
+
+    @classmethod
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[Payload, int]:
+        """Decode the body at ``data[pos:end]``; returns the payload and the position after it.
+
+        Raises the internal :class:`ReadPastEnd` / :class:`FieldError`; the
+        message decoder turns them into :class:`MikeyDecodeError`.  A payload
+        class defines ``pull`` or ``decode_body`` (each defaults to the other).
+        """
+        if cls.decode_body.__func__ is Payload.decode_body.__func__:  # type: ignore[attr-defined]
+            raise NotImplementedError(f"{cls.__name__} defines neither pull nor decode_body")
+        r = Reader(data, pos, end)
+        p = cls.decode_body(r)
+        return p, r.pos
 
     def encode_body(self, w: Writer) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -146,15 +199,38 @@ def key_validity_type(kv: KeyValidity) -> int:
 
 def read_key_validity(r: Reader, kv_type: int) -> KeyValidity:
     """Read KV data of the given KV type (RFC 3830 §6.14)."""
-    if kv_type == KVType.NULL:
-        return None
-    if kv_type == KVType.SPI:
-        return SpiValidity(r.take(r.u8()))
-    if kv_type == KVType.INTERVAL:
-        vf = r.take(r.u8())
-        vt = r.take(r.u8())
-        return IntervalValidity(vf, vt)
-    raise FieldError(f"unknown KV type {kv_type}: cannot tell the length of its KV data", r.pos)
+    kv, r.pos = pull_key_validity(r.data, r.pos, r.end, kv_type)
+    return kv
+
+
+_MAKE_SPI: Callable[[bytes], SpiValidity] = fast_constructor(SpiValidity)
+_MAKE_INTERVAL: Callable[[bytes, bytes], IntervalValidity] = fast_constructor(IntervalValidity)
+
+
+def pull_key_validity(data: bytes, pos: int, end: int, kv_type: int) -> tuple[KeyValidity, int]:
+    """:func:`read_key_validity` on a raw buffer; returns the KV and the position after it."""
+    if kv_type == 0:
+        return None, pos
+    if kv_type == 1:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        q = pos + 1 + data[pos]
+        if q > end:
+            raise ReadPastEnd(pos + 1, data[pos], end - pos - 1)
+        return _MAKE_SPI(data[pos + 1 : q]), q
+    if kv_type == 2:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        q = pos + 1 + data[pos]
+        if q >= end:
+            if q > end:
+                raise ReadPastEnd(pos + 1, data[pos], end - pos - 1)
+            raise ReadPastEnd(q, 1, 0)
+        r = q + 1 + data[q]
+        if r > end:
+            raise ReadPastEnd(q + 1, data[q], end - q - 1)
+        return _MAKE_INTERVAL(data[pos + 1 : q], data[q + 1 : r]), r
+    raise FieldError(f"unknown KV type {kv_type}: cannot tell the length of its KV data", pos)
 
 
 def write_key_validity(w: Writer, kv: KeyValidity) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +31,15 @@ from ...constants import (
     TSType,
 )
 from ...errors import MikeyEncodeError
-from ..buffer import FieldError, Reader, Writer
+from ..buffer import FieldError, ReadPastEnd, Reader, Writer
 from .base import (
     KeyValidity,
     Payload,
+    enum_table,
+    fast_constructor,
     key_validity_type,
     lookup,
-    read_key_validity,
+    pull_key_validity,
     register,
     write_key_validity,
 )
@@ -86,6 +90,33 @@ def _fixed_length(table: dict[int, int], value: int, what: str, r: Reader) -> in
     return n
 
 
+def _unknown_length(value: int, what: str, pos: int) -> FieldError:
+    return FieldError(f"unknown {what} {value}: cannot tell the length of the field that follows", pos)
+
+
+_U16 = struct.Struct(">H")
+_U16_FROM = _U16.unpack_from
+_B_H = struct.Struct(">BH")
+_B_H_FROM = _B_H.unpack_from
+_PACK_B_H = _B_H.pack
+_PACK_BB = struct.Struct(">BB").pack
+_PACK_H = _U16.pack
+_PACK_BBH = struct.Struct(">BBH").pack
+
+_ENCR_ALG = enum_table(EncrAlg)
+_MAC_ALG = enum_table(MacAlg)
+_CACHE = enum_table(CacheType)
+_DH_GROUP = enum_table(DHGroup)
+_S_TYPE = enum_table(SignatureType)
+_TS_TYPE = enum_table(TSType)
+_ID_TYPE = enum_table(IDType)
+_CERT_TYPE = enum_table(CertType)
+_HASH = enum_table(HashFunc)
+_PROT = enum_table(ProtType)
+_ERROR_NO = enum_table(ErrorNo)
+_KEY_TYPE = enum_table(KeyDataType)
+
+
 @register
 @dataclass(frozen=True, slots=True)
 class KemacPayload(Payload):
@@ -104,22 +135,37 @@ class KemacPayload(Payload):
     NAME = "KEMAC"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> KemacPayload:
-        encr_alg = r.u8()
-        encr_data = r.take(r.u16())
-        mac_alg = r.u8()
-        mac = r.take(_fixed_length(MAC_LENGTHS, mac_alg, "MAC alg", r))
-        return cls(lookup(EncrAlg, encr_alg), encr_data, lookup(MacAlg, mac_alg), mac)
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[KemacPayload, int]:
+        if pos + 3 > end:
+            raise ReadPastEnd(pos, 3, end - pos)
+        encr_alg, n = _B_H_FROM(data, pos)
+        pos += 3
+        q = pos + n
+        if q >= end:
+            if q > end:
+                raise ReadPastEnd(pos, n, end - pos)
+            raise ReadPastEnd(q, 1, 0)
+        mac_alg = data[q]
+        m = MAC_LENGTHS.get(mac_alg)
+        if m is None:
+            raise _unknown_length(mac_alg, "MAC alg", q)
+        r = q + 1 + m
+        if r > end:
+            raise ReadPastEnd(q + 1, m, end - q - 1)
+        return (
+            _MAKE_KEMAC(_ENCR_ALG.get(encr_alg, encr_alg), data[pos:q], _MAC_ALG.get(mac_alg, mac_alg), data[q + 1 : r]),
+            r,
+        )
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(self.encr_alg)
-        w.u16(_len_check(self.encr_data, 16, "KEMAC Encr data"))
-        w.put(self.encr_data)
-        w.u8(self.mac_alg)
         expected = MAC_LENGTHS.get(self.mac_alg)
         if expected is not None and len(self.mac) != expected:
             raise MikeyEncodeError(f"KEMAC MAC is {len(self.mac)} octets; MAC alg {self.mac_alg} needs {expected}")
-        w.put(self.mac)
+        buf = w.buf
+        buf += _PACK_B_H(self.encr_alg, _len_check(self.encr_data, 16, "KEMAC Encr data"))
+        buf += self.encr_data
+        buf.append(self.mac_alg)
+        buf += self.mac
 
     def key_data(self, plaintext: bytes | None = None, *, first: int = PayloadType.KEY_DATA) -> list[Payload]:
         """Decode the sub-payload chain in *plaintext* (default: ``encr_data``, for NULL encryption)."""
@@ -140,9 +186,16 @@ class PkePayload(Payload):
     NAME = "PKE"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> PkePayload:
-        v = r.u16()
-        return cls(lookup(CacheType, v >> 14), r.take(v & 0x3FFF))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[PkePayload, int]:
+        if pos + 2 > end:
+            raise ReadPastEnd(pos, 2, end - pos)
+        (v,) = _U16_FROM(data, pos)
+        pos += 2
+        q = pos + (v & 0x3FFF)
+        if q > end:
+            raise ReadPastEnd(pos, v & 0x3FFF, end - pos)
+        c = v >> 14
+        return _MAKE_PKE(_CACHE.get(c, c), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         if not 0 <= self.c <= 3:
@@ -165,12 +218,22 @@ class DhPayload(Payload):
     NAME = "DH"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> DhPayload:
-        group = r.u8()
-        value = r.take(_fixed_length(DH_VALUE_LENGTHS, group, "DH-Group", r))
-        b = r.u8()
-        kv = read_key_validity(r, b & 0x0F)
-        return cls(lookup(DHGroup, group), value, kv, b >> 4)
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[DhPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        group = data[pos]
+        n = DH_VALUE_LENGTHS.get(group)
+        if n is None:
+            raise _unknown_length(group, "DH-Group", pos)
+        pos += 1
+        q = pos + n
+        if q >= end:
+            if q > end:
+                raise ReadPastEnd(pos, n, end - pos)
+            raise ReadPastEnd(q, 1, 0)
+        b = data[q]
+        kv, r = pull_key_validity(data, q + 1, end, b & 0x0F)
+        return _MAKE_DH(_DH_GROUP.get(group, group), data[pos:q], kv, b >> 4), r
 
     def encode_body(self, w: Writer) -> None:
         expected = DH_VALUE_LENGTHS.get(self.group)
@@ -205,15 +268,22 @@ class SignPayload(Payload):
     HAS_NEXT = False
 
     @classmethod
-    def decode_body(cls, r: Reader) -> SignPayload:
-        v = r.u16()
-        return cls(lookup(SignatureType, v >> 12), r.take(v & 0x0FFF))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[SignPayload, int]:
+        if pos + 2 > end:
+            raise ReadPastEnd(pos, 2, end - pos)
+        (v,) = _U16_FROM(data, pos)
+        pos += 2
+        q = pos + (v & 0x0FFF)
+        if q > end:
+            raise ReadPastEnd(pos, v & 0x0FFF, end - pos)
+        s = v >> 12
+        return _MAKE_SIGN(_S_TYPE.get(s, s), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         if not 0 <= self.s_type <= 0x0F:
             raise MikeyEncodeError("SIGN S type must fit in 4 bits")
-        w.u16((self.s_type << 12) | _len_check(self.signature, 12, "SIGN Signature"))
-        w.put(self.signature)
+        w.buf += _PACK_H((self.s_type << 12) | _len_check(self.signature, 12, "SIGN Signature"))
+        w.buf += self.signature
 
 
 class _TimestampMixin:
@@ -262,16 +332,26 @@ class TimestampPayload(_TimestampMixin, Payload):
         return cls(TSType.COUNTER, value.to_bytes(4, "big"))
 
     @classmethod
-    def decode_body(cls, r: Reader) -> TimestampPayload:
-        ts_type = r.u8()
-        return cls(lookup(TSType, ts_type), r.take(_fixed_length(TS_LENGTHS, ts_type, "TS type", r)))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[TimestampPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        t = data[pos]
+        n = TS_LENGTHS.get(t)
+        if n is None:
+            raise _unknown_length(t, "TS type", pos)
+        pos += 1
+        q = pos + n
+        if q > end:
+            raise ReadPastEnd(pos, n, end - pos)
+        return _MAKE_T(_TS_TYPE.get(t, t), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         expected = TS_LENGTHS.get(self.ts_type)
         if expected is not None and len(self.ts_value) != expected:
             raise MikeyEncodeError(f"TS value is {len(self.ts_value)} octets; TS type {self.ts_type} needs {expected}")
-        w.u8(self.ts_type)
-        w.put(self.ts_value)
+        buf = w.buf
+        buf.append(self.ts_type)
+        buf += self.ts_value
 
     def to_dict(self) -> dict[str, Any]:
         d = Payload.to_dict(self)
@@ -311,14 +391,13 @@ class IdPayload(_IdMixin, Payload):
         return cls(IDType.NAI, nai.encode())
 
     @classmethod
-    def decode_body(cls, r: Reader) -> IdPayload:
-        t = r.u8()
-        return cls(lookup(IDType, t), r.take(r.u16()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[IdPayload, int]:
+        t, v, q = _pull_b_h_data(data, pos, end)
+        return _MAKE_ID(_ID_TYPE.get(t, t), v), q
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(self.id_type)
-        w.u16(_len_check(self.data, 16, "ID data"))
-        w.put(self.data)
+        w.buf += _PACK_B_H(self.id_type, _len_check(self.data, 16, "ID data"))
+        w.buf += self.data
 
 
 @register
@@ -333,14 +412,13 @@ class CertPayload(Payload):
     NAME = "CERT"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> CertPayload:
-        t = r.u8()
-        return cls(lookup(CertType, t), r.take(r.u16()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[CertPayload, int]:
+        t, v, q = _pull_b_h_data(data, pos, end)
+        return _MAKE_CERT(_CERT_TYPE.get(t, t), v), q
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(self.cert_type)
-        w.u16(_len_check(self.data, 16, "CERT data"))
-        w.put(self.data)
+        w.buf += _PACK_B_H(self.cert_type, _len_check(self.data, 16, "CERT data"))
+        w.buf += self.data
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -363,9 +441,18 @@ class ChashPayload(Payload):
     NAME = "CHASH"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> ChashPayload:
-        h = r.u8()
-        return cls(lookup(HashFunc, h), r.take(_fixed_length(HASH_LENGTHS, h, "Hash func", r)))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[ChashPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        h = data[pos]
+        n = HASH_LENGTHS.get(h)
+        if n is None:
+            raise _unknown_length(h, "Hash func", pos)
+        pos += 1
+        q = pos + n
+        if q > end:
+            raise ReadPastEnd(pos, n, end - pos)
+        return _MAKE_CHASH(_HASH.get(h, h), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         expected = HASH_LENGTHS.get(self.hash_func)
@@ -387,9 +474,18 @@ class VerificationPayload(Payload):
     NAME = "V"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> VerificationPayload:
-        a = r.u8()
-        return cls(lookup(MacAlg, a), r.take(_fixed_length(MAC_LENGTHS, a, "Auth alg", r)))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[VerificationPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        a = data[pos]
+        n = MAC_LENGTHS.get(a)
+        if n is None:
+            raise _unknown_length(a, "Auth alg", pos)
+        pos += 1
+        q = pos + n
+        if q > end:
+            raise ReadPastEnd(pos, n, end - pos)
+        return _MAKE_V(_MAC_ALG.get(a, a), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         expected = MAC_LENGTHS.get(self.auth_alg)
@@ -440,34 +536,35 @@ class SecurityPolicyPayload(Payload):
         return int.from_bytes(v, "big") if v is not None else default
 
     @classmethod
-    def decode_body(cls, r: Reader) -> SecurityPolicyPayload:
-        policy_no = r.u8()
-        prot = r.u8()
-        length = r.u16()
-        end = r.pos + length
-        if end > r.end:
-            r.take(length)  # raises ReadPastEnd with the right numbers
-        params: list[tuple[int, bytes]] = []
-        sub = Reader(r.data, r.pos, end)
-        while not sub.eof():
-            t = sub.u8()
-            n = sub.u8()
-            params.append((t, sub.take(n)))
-        r.pos = end
-        return cls(policy_no, lookup(ProtType, prot), tuple(params))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[SecurityPolicyPayload, int]:
+        if pos + 4 > end:
+            raise ReadPastEnd(pos, 4, end - pos)
+        policy_no, prot, length = _BBH_FROM(data, pos)
+        p = pos + 4
+        stop = p + length
+        if stop > end:
+            raise ReadPastEnd(p, length, end - p)
+        params = []
+        append = params.append
+        while p < stop:
+            if p + 2 > stop:
+                raise ReadPastEnd(p, 2, stop - p)
+            q = p + 2 + data[p + 1]
+            if q > stop:
+                raise ReadPastEnd(p + 2, data[p + 1], stop - p - 2)
+            append((data[p], data[p + 2 : q]))
+            p = q
+        return _MAKE_SP(policy_no, _PROT.get(prot, prot), tuple(params)), stop
 
     def encode_body(self, w: Writer) -> None:
         body = bytearray()
         for t, v in self.params:
             if not 0 <= t <= 255 or len(v) > 255:
                 raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets")
-            body.append(t)
-            body.append(len(v))
+            body += _PACK_BB(t, len(v))
             body += v
-        w.u8(self.policy_no)
-        w.u8(self.prot_type)
-        w.u16(_len_check(bytes(body), 16, "SP Policy param"))
-        w.put(bytes(body))
+        w.buf += _PACK_BBH(self.policy_no, self.prot_type, _len_check(body, 16, "SP Policy param"))
+        w.buf += body
 
     def to_dict(self) -> dict[str, Any]:
         enum: type[SRTPParam] | type[TESLAParam] | None = (
@@ -502,12 +599,18 @@ class RandPayload(Payload):
     NAME = "RAND"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> RandPayload:
-        return cls(r.take(r.u8()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[RandPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        q = pos + 1 + data[pos]
+        if q > end:
+            raise ReadPastEnd(pos + 1, data[pos], end - pos - 1)
+        return _MAKE_RAND(data[pos + 1 : q]), q
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(_len_check(self.rand, 8, "RAND"))
-        w.put(self.rand)
+        buf = w.buf
+        buf.append(_len_check(self.rand, 8, "RAND"))
+        buf += self.rand
 
 
 @register
@@ -522,13 +625,14 @@ class ErrorPayload(Payload):
     NAME = "ERR"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> ErrorPayload:
-        e = r.u8()
-        return cls(lookup(ErrorNo, e), r.u16())
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[ErrorPayload, int]:
+        if pos + 3 > end:
+            raise ReadPastEnd(pos, 3, end - pos)
+        e, reserved = _B_H_FROM(data, pos)
+        return _MAKE_ERR(_ERROR_NO.get(e, e), reserved), pos + 3
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(self.error_no)
-        w.u16(self.reserved)
+        w.buf += _PACK_B_H(self.error_no, self.reserved)
 
 
 @register
@@ -549,13 +653,22 @@ class KeyDataPayload(Payload):
     SUB_PAYLOAD = True
 
     @classmethod
-    def decode_body(cls, r: Reader) -> KeyDataPayload:
-        b = r.u8()
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[KeyDataPayload, int]:
+        b, key, pos = _pull_b_h_data(data, pos, end)
         key_type = b >> 4
-        key = r.take(r.u16())
-        salt = r.take(r.u16()) if key_type in KEY_TYPES_WITH_SALT else None
-        kv = read_key_validity(r, b & 0x0F)
-        return cls(lookup(KeyDataType, key_type), key, salt, kv)
+        salt: bytes | None = None
+        if key_type in KEY_TYPES_WITH_SALT:
+            if pos + 2 > end:
+                raise ReadPastEnd(pos, 2, end - pos)
+            (n,) = _U16_FROM(data, pos)
+            pos += 2
+            q = pos + n
+            if q > end:
+                raise ReadPastEnd(pos, n, end - pos)
+            salt = data[pos:q]
+            pos = q
+        kv, pos = pull_key_validity(data, pos, end, b & 0x0F)
+        return _MAKE_KEY_DATA(_KEY_TYPE.get(key_type, key_type), key, salt, kv), pos
 
     def encode_body(self, w: Writer) -> None:
         if not 0 <= self.key_type <= 0x0F:
@@ -585,3 +698,33 @@ class KeyDataPayload(Payload):
         if self.kv is not None:
             d["kv"] = self.kv.to_dict()
         return d
+
+
+_BBH_FROM = struct.Struct(">BBH").unpack_from
+
+
+def _pull_b_h_data(data: bytes, pos: int, end: int) -> tuple[int, bytes, int]:
+    """Read ``octet(8) | length(16) | data``; returns the octet, the data and the position after it."""
+    if pos + 3 > end:
+        raise ReadPastEnd(pos, 3, end - pos)
+    t, n = _B_H_FROM(data, pos)
+    pos += 3
+    q = pos + n
+    if q > end:
+        raise ReadPastEnd(pos, n, end - pos)
+    return t, data[pos:q], q
+
+
+_MAKE_KEMAC: Callable[..., KemacPayload] = fast_constructor(KemacPayload)
+_MAKE_PKE: Callable[..., PkePayload] = fast_constructor(PkePayload)
+_MAKE_DH: Callable[..., DhPayload] = fast_constructor(DhPayload)
+_MAKE_SIGN: Callable[..., SignPayload] = fast_constructor(SignPayload)
+_MAKE_T: Callable[..., TimestampPayload] = fast_constructor(TimestampPayload)
+_MAKE_ID: Callable[..., IdPayload] = fast_constructor(IdPayload)
+_MAKE_CERT: Callable[..., CertPayload] = fast_constructor(CertPayload)
+_MAKE_CHASH: Callable[..., ChashPayload] = fast_constructor(ChashPayload)
+_MAKE_V: Callable[..., VerificationPayload] = fast_constructor(VerificationPayload)
+_MAKE_SP: Callable[..., SecurityPolicyPayload] = fast_constructor(SecurityPolicyPayload)
+_MAKE_RAND: Callable[..., RandPayload] = fast_constructor(RandPayload)
+_MAKE_ERR: Callable[..., ErrorPayload] = fast_constructor(ErrorPayload)
+_MAKE_KEY_DATA: Callable[..., KeyDataPayload] = fast_constructor(KeyDataPayload)

@@ -1,0 +1,349 @@
+"""Shared big-number and elliptic-curve maths for ECCSI (RFC 6507) and SAKKE (RFC 6508).
+
+Both curves used by MIKEY-SAKKE are short Weierstrass curves with a = -3
+(NIST P-256, and the supersingular ``y^2 = x^3 - 3x`` of RFC 6508 §2.1), so one
+set of a = -3 formulas serves both.  Integers are ``gmpy2.mpz`` when gmpy2 is
+importable and plain ``int`` otherwise; every function here works with either.
+
+Nothing in this module is constant-time: see the side-channel notes in
+:mod:`mikey.crypto.sakke` and :mod:`mikey.crypto.eccsi`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "HAVE_GMPY2",
+    "Affine",
+    "mpz",
+    "invert",
+    "powmod",
+    "to_int",
+    "int_to_bytes",
+    "batch_invert",
+    "Curve",
+    "FixedBaseTable",
+    "signed_digits",
+]
+
+try:  # pragma: no cover - exercised implicitly
+    import gmpy2 as _gmpy2
+
+    mpz: Callable[..., Any] = _gmpy2.mpz
+    HAVE_GMPY2 = True
+
+    def invert(a: int, m: int) -> int:
+        """Inverse of ``a`` modulo ``m`` (``a`` must be invertible)."""
+        return _gmpy2.invert(a, m)  # type: ignore[no-any-return]
+
+    def powmod(a: int, e: int, m: int) -> int:
+        return _gmpy2.powmod(a, e, m)  # type: ignore[no-any-return]
+
+except ImportError:  # pragma: no cover - fallback when gmpy2 is absent
+    mpz = int
+    HAVE_GMPY2 = False
+
+    def invert(a: int, m: int) -> int:
+        """Inverse of ``a`` modulo ``m`` (``a`` must be invertible)."""
+        return pow(a, -1, m)
+
+    def powmod(a: int, e: int, m: int) -> int:
+        return pow(a, e, m)
+
+
+#: An affine point ``(x, y)``; ``None`` is the point at infinity.
+Affine = tuple[int, int] | None
+
+
+def to_int(value: int) -> int:
+    """A plain Python ``int`` from an ``int`` or ``mpz``."""
+    return int(value)
+
+
+def int_to_bytes(value: int, length: int) -> bytes:
+    """Big-endian octet string of ``length`` octets (RFC 6090 §6 / RFC 6508 §4)."""
+    return int(value).to_bytes(length, "big")
+
+
+def batch_invert(values: Sequence[int], p: int) -> list[int]:
+    """Montgomery's simultaneous inversion: all inverses for one ``invert`` and 3n products."""
+    n = len(values)
+    if n == 0:
+        return []
+    prefix = [values[0]] * n
+    acc = values[0]
+    for i in range(1, n):
+        acc = acc * values[i] % p
+        prefix[i] = acc
+    inv = invert(acc, p)
+    out = [inv] * n
+    for i in range(n - 1, 0, -1):
+        out[i] = inv * prefix[i - 1] % p
+        inv = inv * values[i] % p
+    out[0] = inv
+    return out
+
+
+def signed_digits(k: int, w: int, count: int) -> list[int]:
+    """Base-2^w digits of ``k`` in ``[-2^(w-1), 2^(w-1)]``, least significant first."""
+    k = int(k)
+    half = 1 << (w - 1)
+    full = 1 << w
+    mask = full - 1
+    out = []
+    for _ in range(count):
+        d = k & mask
+        k >>= w
+        if d > half:
+            d -= full
+            k += 1
+        out.append(d)
+    if k:
+        raise ValueError("scalar too large for the digit count")
+    return out
+
+
+class Curve:
+    """A short Weierstrass curve ``y^2 = x^3 - 3x + b`` over F_p with a subgroup of prime order ``q``."""
+
+    __slots__ = ("p", "b", "q", "gx", "gy", "byte_len", "name")
+
+    def __init__(self, name: str, p: int, b: int, q: int, gx: int, gy: int) -> None:
+        self.name = name
+        self.p = mpz(p)
+        self.b = mpz(b)
+        self.q = mpz(q)
+        self.gx = mpz(gx)
+        self.gy = mpz(gy)
+        self.byte_len = (int(p).bit_length() + 7) // 8
+
+    def __repr__(self) -> str:
+        return f"Curve({self.name})"
+
+    # -- encoding ---------------------------------------------------------
+
+    def is_on_curve(self, x: int, y: int) -> bool:
+        p = self.p
+        if not (0 <= x < p and 0 <= y < p):
+            return False
+        return (y * y - (x * x * x - 3 * x + self.b)) % p == 0
+
+    def encode_point(self, point: Affine) -> bytes:
+        """Uncompressed ``0x04 || x || y`` (RFC 5480 §2.2, RFC 6507 §3.2, RFC 6508 §4)."""
+        if point is None:
+            raise ValueError("cannot encode the point at infinity")
+        n = self.byte_len
+        return b"\x04" + int_to_bytes(point[0], n) + int_to_bytes(point[1], n)
+
+    def decode_point(self, data: bytes) -> tuple[int, int]:
+        """Parse ``0x04 || x || y`` and check that the point lies on the curve.
+
+        Raises ``ValueError``; callers turn it into the error their RFC step asks for.
+        """
+        n = self.byte_len
+        if len(data) != 2 * n + 1 or data[0] != 4:
+            raise ValueError("not an uncompressed point of the right length")
+        x = mpz(int.from_bytes(data[1 : 1 + n], "big"))
+        y = mpz(int.from_bytes(data[1 + n :], "big"))
+        if not self.is_on_curve(x, y):
+            raise ValueError("point is not on the curve")
+        return (x, y)
+
+    # -- affine arithmetic ----------------------------------------------------
+
+    def neg(self, point: Affine) -> Affine:
+        if point is None:
+            return None
+        return (point[0], (-point[1]) % self.p)
+
+    def add(self, a: Affine, b: Affine) -> Affine:
+        """Affine addition (one inversion)."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        p = self.p
+        x1, y1 = a
+        x2, y2 = b
+        if x1 == x2:
+            if (y1 + y2) % p == 0:
+                return None
+            lam = 3 * (x1 * x1 - 1) * invert(2 * y1, p) % p
+        else:
+            lam = (y2 - y1) * invert(x2 - x1, p) % p
+        x3 = (lam * lam - x1 - x2) % p
+        return (x3, (lam * (x1 - x3) - y1) % p)
+
+    # -- Jacobian arithmetic (a = -3) -----------------------------------------
+
+    def _jdouble(self, X: int, Y: int, Z: int) -> tuple[int, int, int]:
+        p = self.p
+        zz = Z * Z % p
+        yy = Y * Y % p
+        m = 3 * (X - zz) * (X + zz) % p
+        s = 4 * X * yy % p
+        x3 = (m * m - 2 * s) % p
+        return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * Y * Z % p
+
+    def _jadd_affine(self, X: int, Y: int, Z: int, x2: int, y2: int) -> tuple[int, int, int]:
+        p = self.p
+        if Z == 0:
+            return x2, y2, mpz(1)
+        zz = Z * Z % p
+        h = (x2 * zz - X) % p
+        r = (y2 * zz * Z - Y) % p
+        if h == 0:
+            if r == 0:
+                return self._jdouble(X, Y, Z)
+            return mpz(1), mpz(1), mpz(0)
+        hh = h * h % p
+        hhh = h * hh % p
+        v = X * hh % p
+        x3 = (r * r - hhh - 2 * v) % p
+        return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
+
+    def _to_affine(self, X: int, Y: int, Z: int) -> Affine:
+        if Z == 0:
+            return None
+        p = self.p
+        zi = invert(Z, p)
+        zi2 = zi * zi % p
+        return (X * zi2 % p, Y * zi2 * zi % p)
+
+    def multiply(self, k: int, point: Affine) -> Affine:
+        """``[k]point`` by a signed 4-bit window in Jacobian coordinates (variable time)."""
+        if point is None:
+            return None
+        k = int(k) % int(self.q)
+        if k == 0:
+            return None
+        x, y = point
+        # odd multiples 1,3,...,15 in affine
+        two = self.add(point, point)
+        odd: list[tuple[int, int]] = [(x, y)]
+        for _ in range(7):
+            nxt = self.add(odd[-1], two)
+            if nxt is None:  # only for tiny-order points, not in the prime-order group
+                return self._multiply_plain(k, point)
+            odd.append(nxt)
+        # width-5 NAF
+        naf: list[int] = []
+        while k:
+            if k & 1:
+                d = k & 31
+                if d > 16:
+                    d -= 32
+                k -= d
+            else:
+                d = 0
+            naf.append(d)
+            k >>= 1
+        X, Y, Z = mpz(1), mpz(1), mpz(0)
+        p = self.p
+        for d in reversed(naf):
+            if Z != 0:
+                X, Y, Z = self._jdouble(X, Y, Z)
+            if d > 0:
+                px, py = odd[d >> 1]
+                X, Y, Z = self._jadd_affine(X, Y, Z, px, py)
+            elif d < 0:
+                px, py = odd[(-d) >> 1]
+                X, Y, Z = self._jadd_affine(X, Y, Z, px, (-py) % p)
+        return self._to_affine(X, Y, Z)
+
+    def _multiply_plain(self, k: int, point: Affine) -> Affine:
+        result: Affine = None
+        addend = point
+        while k:
+            if k & 1:
+                result = self.add(result, addend)
+            addend = self.add(addend, addend)
+            k >>= 1
+        return result
+
+    def sum_points(self, points: list[tuple[int, int]]) -> Affine:
+        """Sum of affine points by a balanced tree of affine additions with batched inversions."""
+        p = self.p
+        pts = points
+        while len(pts) > 1:
+            odd = pts[-1] if len(pts) & 1 else None
+            n = len(pts) >> 1
+            dens = [pts[2 * i + 1][0] - pts[2 * i][0] for i in range(n)]
+            if any(d % p == 0 for d in dens):
+                return self._sum_jacobian(points)
+            invs = batch_invert(dens, p)
+            nxt: list[tuple[int, int]] = []
+            append = nxt.append
+            for i in range(n):
+                x1, y1 = pts[2 * i]
+                x2, y2 = pts[2 * i + 1]
+                lam = (y2 - y1) * invs[i] % p
+                x3 = (lam * lam - x1 - x2) % p
+                append((x3, (lam * (x1 - x3) - y1) % p))
+            if odd is not None:
+                append(odd)
+            pts = nxt
+        return pts[0] if pts else None
+
+    def _sum_jacobian(self, points: list[tuple[int, int]]) -> Affine:
+        X, Y, Z = mpz(1), mpz(1), mpz(0)
+        for x, y in points:
+            X, Y, Z = self._jadd_affine(X, Y, Z, x, y)
+        return self._to_affine(X, Y, Z)
+
+
+class FixedBaseTable:
+    """Fixed-base precomputation: row i holds ``[d * 2^(w*i)]B`` for d = 1 .. 2^(w-1), in affine.
+
+    A scalar multiplication is then one table lookup per signed base-2^w digit
+    and a sum of those points (no doublings).
+    """
+
+    __slots__ = ("curve", "w", "rows", "count")
+
+    def __init__(self, curve: Curve, base: tuple[int, int], w: int = 8) -> None:
+        self.curve = curve
+        self.w = w
+        bits = int(curve.q).bit_length()
+        self.count = bits // w + 1
+        half = 1 << (w - 1)
+        rows: list[list[tuple[int, int]]] = []
+        row_base: Affine = base
+        p = curve.p
+        for _ in range(self.count):
+            assert row_base is not None
+            # Jacobian multiples d*B, then one batched normalisation per row
+            bx, by = row_base
+            jac = [(bx, by, mpz(1))]
+            X, Y, Z = bx, by, mpz(1)
+            for _d in range(2, half + 1):
+                X, Y, Z = curve._jadd_affine(X, Y, Z, bx, by)
+                jac.append((X, Y, Z))
+            zinv = batch_invert([z for _, _, z in jac], p)
+            row = []
+            for (X, Y, _Z), zi in zip(jac, zinv, strict=True):
+                zi2 = zi * zi % p
+                row.append((X * zi2 % p, Y * zi2 * zi % p))
+            rows.append(row)
+            # next row base = [2^w]B = [2^(w-1)]B doubled
+            top = row[-1]
+            row_base = curve.add(top, top)
+        self.rows = rows
+
+    def points_for(self, k: int) -> list[tuple[int, int]]:
+        """The affine points whose sum is ``[k]B`` (k reduced modulo q)."""
+        p = self.curve.p
+        digits = signed_digits(int(k) % int(self.curve.q), self.w, self.count)
+        out = []
+        for row, d in zip(self.rows, digits, strict=True):
+            if d > 0:
+                out.append(row[d - 1])
+            elif d < 0:
+                x, y = row[-d - 1]
+                out.append((x, p - y))
+        return out
+
+    def multiply(self, k: int) -> Affine:
+        return self.curve.sum_points(self.points_for(k))

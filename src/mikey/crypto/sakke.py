@@ -1,0 +1,527 @@
+"""SAKKE: Sakai-Kasahara Key Encryption (RFC 6508) with MIKEY-SAKKE Parameter Set 1 (RFC 6509 App. A).
+
+A Sender encapsulates a Shared Secret Value (SSV) for a Receiver's identifier
+using only public data (the KMS Public Key Z); the Receiver recovers it with
+its Receiver Secret Key (RSK) provisioned by the KMS.
+
+Speed.  Encapsulation needs no per-recipient state: R = [r]([b]P + Z) is
+computed as ``[r*b]P + [r]Z`` from fixed-base tables for P (one per process)
+and for each KMS Public Key Z (a small LRU cache), and g^r uses a fixed-base
+table in PF_p.  Decapsulation evaluates the pairing with Miller-loop line
+coefficients precomputed once per RSK (:class:`SakkeReceiver`): the pairing on
+E(F_p)[q] is symmetric, so <R, K_b> = <K_b, R>, and an R outside E(F_p)[q]
+is caught by the mandatory R re-check of §6.2.2 step 5.
+
+Side channels.  None of this is constant-time.  Python integers and gmpy2
+take time that depends on the values, and the windowed / table-driven scalar
+multiplications and exponentiations choose their work from the scalar's
+digits.  In particular, the KMS operations with the master secret z
+(:func:`generate_master`, :func:`issue_rsk`) and every decapsulation (which
+uses the RSK and recovers the SSV) leak timing and cache-access information.
+Run KMS code and RSK holders where an attacker cannot measure their timing
+(e.g. not co-resident with untrusted code; no network-observable timing of
+single operations that matters).  Encapsulation and RSK validation handle
+only public data, except the SSV, whose derived scalar r drives the
+table lookups of encapsulation: a co-resident attacker could learn about the
+SSV there too.  Secrets come from :mod:`secrets`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
+
+from ._curves import Affine, Curve, FixedBaseTable, batch_invert, int_to_bytes, invert, mpz
+
+__all__ = [
+    "SakkeParams",
+    "PARAMETER_SET_1",
+    "hash_to_integer_range",
+    "pairing",
+    "generate_master",
+    "public_key_from_master",
+    "issue_rsk",
+    "validate_rsk",
+    "encapsulate",
+    "decapsulate",
+    "SakkeReceiver",
+]
+
+RandBelow = Callable[[int], int]
+
+_Z_TABLE_CACHE_SIZE = 4
+_RECEIVER_CACHE_SIZE = 16
+_TABLE_WINDOW = 8
+
+
+class _PfTable:
+    """Fixed-base table for powers of an element of PF_p[q] (RFC 6508 §2.1).
+
+    Entries are representatives t in F_p, i.e. the PF_p element 1 + i*t, so that
+    multiplying a projective accumulator a + i*b by one costs two products.
+    """
+
+    __slots__ = ("p", "w", "count", "rows")
+
+    def __init__(self, p: int, q: int, g: int, w: int) -> None:
+        self.p = p
+        self.w = w
+        self.count = int(q).bit_length() // w + 1
+        half = 1 << (w - 1)
+        rows: list[list[int]] = []
+        ba, bb = mpz(1), mpz(g)  # 1 + i*g
+        for _ in range(self.count):
+            proj = [(ba, bb)]
+            a, b = ba, bb
+            for _d in range(2, half + 1):
+                a, b = (a * ba - b * bb) % p, (a * bb + b * ba) % p
+                proj.append((a, b))
+            inv = batch_invert([x for x, _ in proj], p)
+            rows.append([y * i % p for (_, y), i in zip(proj, inv, strict=True)])
+            # next base = (top)^2, top = base^(2^(w-1))
+            a, b = proj[-1]
+            ba, bb = (a + b) * (a - b) % p, 2 * a * b % p
+        self.rows = rows
+
+    def power(self, e: int) -> int:
+        """The representative in F_p of g^e (e reduced by the caller)."""
+        from ._curves import signed_digits
+
+        p = self.p
+        a, b = mpz(1), mpz(0)
+        for row, d in zip(self.rows, signed_digits(e, self.w, self.count), strict=True):
+            if d > 0:
+                t = row[d - 1]
+                a, b = (a - b * t) % p, (b + a * t) % p
+            elif d < 0:
+                t = row[-d - 1]
+                a, b = (a + b * t) % p, (b - a * t) % p
+        return b * invert(a, p) % p
+
+
+class SakkeParams:
+    """SAKKE public parameters (RFC 6508 §2.3): p, q, P, g = <P,P>, Hash and n.
+
+    Fixed-base tables for P and g are built lazily, once per process.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sakke_params_value: int,
+        p: int,
+        q: int,
+        px: int,
+        py: int,
+        g: int,
+        n_bits: int = 128,
+        hash_name: str = "sha256",
+    ) -> None:
+        self.name = name
+        self.sakke_params_value = sakke_params_value
+        self.curve = Curve(name, p, 0, q, px, py)
+        self.p = self.curve.p
+        self.q = self.curve.q
+        self.point_p: tuple[int, int] = (self.curve.gx, self.curve.gy)
+        self.g = mpz(g)
+        self.n_bits = n_bits
+        self.hash_name = hash_name
+        self.field_len = self.curve.byte_len
+        self.ssv_len = n_bits // 8
+        self.sed_len = 2 * self.field_len + 1 + self.ssv_len
+        self._p_table: FixedBaseTable | None = None
+        self._g_table: _PfTable | None = None
+        self._z_tables: OrderedDict[bytes, FixedBaseTable] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"SakkeParams({self.name})"
+
+    def hash(self, data: bytes) -> bytes:
+        return hashlib.new(self.hash_name, data).digest()
+
+    @property
+    def p_table(self) -> FixedBaseTable:
+        if self._p_table is None:
+            self._p_table = FixedBaseTable(self.curve, self.point_p, _TABLE_WINDOW)
+        return self._p_table
+
+    @property
+    def g_table(self) -> _PfTable:
+        if self._g_table is None:
+            self._g_table = _PfTable(self.p, self.q, self.g, _TABLE_WINDOW)
+        return self._g_table
+
+    def z_table(self, z_bytes: bytes, z_point: tuple[int, int]) -> FixedBaseTable:
+        """Fixed-base table for a KMS Public Key (bounded LRU cache)."""
+        table = self._z_tables.get(z_bytes)
+        if table is None:
+            table = FixedBaseTable(self.curve, z_point, _TABLE_WINDOW)
+            self._z_tables[z_bytes] = table
+            while len(self._z_tables) > _Z_TABLE_CACHE_SIZE:
+                self._z_tables.popitem(last=False)
+        else:
+            self._z_tables.move_to_end(z_bytes)
+        return table
+
+    def warm_up(self) -> None:
+        """Build the per-process fixed-base tables now instead of on first use."""
+        _ = self.p_table, self.g_table
+
+
+#: MIKEY-SAKKE Parameter Set 1 (RFC 6509 Appendix A; SAKKE params value 1).
+PARAMETER_SET_1 = SakkeParams(
+    name="MIKEY-SAKKE parameter set 1",
+    sakke_params_value=1,
+    p=int(
+        "997ABB1F0A563FDA65C61198DAD0657A416C0CE19CB48261BE9AE358B3E01A2E"
+        "F40AAB27E2FC0F1B228730D531A59CB0E791B39FF7C88A19356D27F4A666A6D0"
+        "E26C6487326B4CD4512AC5CD65681CE1B6AFF4A831852A82A7CF3C521C3C09AA"
+        "9F94D6AF56971F1FFCE3E82389857DB080C5DF10AC7ACE87666D807AFEA85FEB",
+        16,
+    ),
+    q=int(
+        "265EAEC7C2958FF69971846636B4195E905B0338672D20986FA6B8D62CF8068B"
+        "BD02AAC9F8BF03C6C8A1CC354C69672C39E46CE7FDF222864D5B49FD2999A9B4"
+        "389B1921CC9AD335144AB173595A07386DABFD2A0C614AA0A9F3CF14870F026A"
+        "A7E535ABD5A5C7C7FF38FA08E2615F6C203177C42B1EB3A1D99B601EBFAA17FB",
+        16,
+    ),
+    px=int(
+        "53FC09EE332C29AD0A7990053ED9B52A2B1A2FD60AEC69C698B2F204B6FF7CBF"
+        "B5EDB6C0F6CE2308AB10DB9030B09E1043D5F22CDB9DFA55718BD9E7406CE890"
+        "9760AF765DD5BCCB337C86548B72F2E1A702C3397A60DE74A7C1514DBA66910D"
+        "D5CFB4CC80728D87EE9163A5B63F73EC80EC46C4967E0979880DC8ABEAE63895",
+        16,
+    ),
+    py=int(
+        "0A8249063F6009F1F9F1F0533634A135D3E82016029906963D778D821E141178"
+        "F5EA69F4654EC2B9E7F7F5E5F0DE55F66B598CCF9A140B2E416CFF0CA9E032B9"
+        "70DAE117AD547C6CCAD696B5B7652FE0AC6F1E80164AA989492D979FC5A4D5F2"
+        "13515AD7E9CB99A980BDAD5AD5BB4636ADB9B5706A67DCDE75573FD71BEF16D7",
+        16,
+    ),
+    g=int(
+        "66FC2A432B6EA392148F15867D623068C6A87BD1FB94C41E27FABE658E015A87"
+        "371E94744C96FEDA449AE9563F8BC446CBFDA85D5D00EF577072DA8F541721BE"
+        "EE0FAED1828EAB90B99DFB0138C7843355DF0460B4A9FD74B4F1A32BCAFA1FFA"
+        "D682C033A7942BCCE3720F20B9B7B0403C8CAE87B7A0042ACDE0FAB36461EA46",
+        16,
+    ),
+)
+
+
+# ---------------------------------------------------------------------------
+# Supporting algorithms
+# ---------------------------------------------------------------------------
+
+
+def hash_to_integer_range(s: bytes, n: int, hash_name: str = "sha256") -> int:
+    """HashToIntegerRange(s, n, hashfn) of RFC 6508 §5.1: an integer in [0, n-1]."""
+    n = int(n)
+    hashlen = hashlib.new(hash_name).digest_size * 8
+    lg = n.bit_length() - 1 if n & (n - 1) == 0 else n.bit_length()  # ceil(lg(n))
+    count = -(-lg // hashlen)
+    a = hashlib.new(hash_name, s).digest()
+    h = bytes(hashlen // 8)
+    parts = []
+    for _ in range(count):
+        h = hashlib.new(hash_name, h).digest()
+        parts.append(hashlib.new(hash_name, h + a).digest())
+    return int.from_bytes(b"".join(parts), "big") % n
+
+
+def _identifier_int(identifier: bytes, params: SakkeParams) -> int:
+    """The identifier interpreted as an integer (RFC 6508 §2.2, §6.1.1): 2 <= a <= q-1."""
+    a = int.from_bytes(identifier, "big")
+    if not 2 <= a < int(params.q):
+        raise CryptoError("SAKKE identifier is not an integer in [2, q-1] (RFC 6508 §2.2)")
+    return a
+
+
+def _decode_point(data: bytes, params: SakkeParams, error: type[Exception], what: str) -> tuple[int, int]:
+    try:
+        return params.curve.decode_point(data)
+    except ValueError:
+        raise error(f"{what} is not a valid point on the SAKKE curve") from None
+
+
+# ---------------------------------------------------------------------------
+# The Tate-Lichtenbaum pairing (RFC 6508 §3.2)
+# ---------------------------------------------------------------------------
+
+
+def _naf(k: int) -> list[int]:
+    """Non-adjacent form of k, most significant digit first."""
+    out = []
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)
+            k -= d
+        else:
+            d = 0
+        out.append(d)
+        k >>= 1
+    out.reverse()
+    return out
+
+
+class _MillerLines:
+    """Line coefficients of Miller's loop for a fixed first argument R (RFC 6508 §3.2).
+
+    Each step stores (is_doubling, l, m) such that the line evaluated at [i]Q is
+    ``(l*Q_x + m) + i*Q_y``.  The loop runs over the NAF of q-1; vertical lines
+    and F_p factors vanish in PF_p, so the value equals the RFC's binary loop.
+    """
+
+    __slots__ = ("params", "steps")
+
+    def __init__(self, point: tuple[int, int], params: SakkeParams) -> None:
+        self.params = params
+        p = params.p
+        rx, ry = point
+        nry = (-ry) % p
+        cx, cy = rx, ry
+        steps: list[tuple[bool, int, int]] = []
+        append = steps.append
+        digits = _naf(int(params.q) - 1)
+        for d in digits[1:]:
+            # tangent at C: l = 3(Cx^2 - 1) / (2 Cy)
+            lam = 3 * (cx * cx - 1) * invert(2 * cy, p) % p
+            append((True, lam, (lam * cx - cy) % p))
+            x3 = (lam * lam - 2 * cx) % p
+            cx, cy = x3, (lam * (cx - x3) - cy) % p
+            if d:
+                ty = ry if d > 0 else nry
+                lam = (cy - ty) * invert(cx - rx, p) % p
+                append((False, lam, (lam * cx - cy) % p))
+                x3 = (lam * lam - cx - rx) % p
+                cx, cy = x3, (lam * (cx - x3) - cy) % p
+        self.steps = steps
+
+    def evaluate(self, qx: int, qy: int) -> int:
+        """<R, Q> as its representative in F_p; raises ``ValueError`` on a degenerate input."""
+        p = self.params.p
+        if qy % p == 0:
+            raise ValueError("degenerate evaluation point")
+        # scale every line by 1/Q_y (an F_p factor, invisible in PF_p): A + i
+        w = invert(qy, p)
+        u = qx * w % p
+        a, b = mpz(1), mpz(0)
+        for is_dbl, lam, m in self.steps:
+            la = (lam * u + m * w) % p
+            if is_dbl:
+                a, b = (a + b) * (a - b) % p, 2 * a * b % p
+            a, b = (a * la - b) % p, (a + b * la) % p
+        return _final_representative(a, b, p)
+
+
+def _final_representative(a: int, b: int, p: int) -> int:
+    """t = v^c with c = (p+1)/q = 4, then its representative b/a (RFC 6508 §3.2)."""
+    for _ in range(2):
+        a, b = (a + b) * (a - b) % p, 2 * a * b % p
+    if a == 0:
+        raise ValueError("pairing value has no representative in F_p")
+    return b * invert(a, p) % p
+
+
+def pairing(r_point: tuple[int, int], q_point: tuple[int, int], params: SakkeParams = PARAMETER_SET_1) -> int:
+    """<R, Q> of RFC 6508 §3.2 (Miller's loop over multiples of R, evaluated at [i]Q).
+
+    Returns the representative in F_p of the result in PF_p[q].
+    """
+    return _MillerLines(r_point, params).evaluate(q_point[0], q_point[1])
+
+
+# ---------------------------------------------------------------------------
+# KMS side (RFC 6508 §6.1)
+# ---------------------------------------------------------------------------
+
+
+def public_key_from_master(z: int, params: SakkeParams = PARAMETER_SET_1) -> bytes:
+    """KMS Public Key Z = [z]P (RFC 6508 §6.1), encoded 0x04 || x || y."""
+    if not 2 <= int(z) < int(params.q):
+        raise KeyMaterialError("SAKKE master secret must be in [2, q-1] (RFC 6508 §6.1)")
+    return params.curve.encode_point(params.p_table.multiply(z))
+
+
+def generate_master(
+    rng: RandBelow | None = None, params: SakkeParams = PARAMETER_SET_1
+) -> tuple[int, bytes]:
+    """A fresh KMS Master Secret z in [2, q-1] and its Public Key Z = [z]P (RFC 6508 §6.1)."""
+    randbelow = rng or secrets.randbelow
+    z = 2 + randbelow(int(params.q) - 2)
+    return z, public_key_from_master(z, params)
+
+
+def issue_rsk(z: int, identifier: bytes, params: SakkeParams = PARAMETER_SET_1) -> bytes:
+    """Receiver Secret Key K_a = [(a + z)^-1]P for identifier a (RFC 6508 §6.1.1)."""
+    a = _identifier_int(identifier, params)
+    s = (a + int(z)) % int(params.q)
+    if s == 0:
+        raise KeyMaterialError("a + z = 0 mod q: no RSK exists for this identifier")
+    return params.curve.encode_point(params.p_table.multiply(invert(s, params.q)))
+
+
+def _recipient_point(b: int, z_bytes: bytes, params: SakkeParams) -> tuple[int, int]:
+    """[b]P + Z for a recipient identifier b."""
+    z_point = _decode_point(z_bytes, params, KeyMaterialError, "KMS Public Key Z")
+    point = params.curve.add(params.p_table.multiply(b), z_point)
+    if point is None:
+        raise KeyMaterialError("[b]P + Z is the point at infinity")
+    return point
+
+
+def validate_rsk(
+    rsk: bytes, identifier: bytes, kms_public_key: bytes, params: SakkeParams = PARAMETER_SET_1
+) -> None:
+    """Check a received RSK: <[a]P + Z, K_a> == g (RFC 6508 §6.1.2), and [q]K_a = 0.
+
+    Raises :class:`~mikey.errors.KeyMaterialError` if the RSK does not check out.
+    """
+    k_point = _decode_point(rsk, params, KeyMaterialError, "RSK")
+    a = _identifier_int(identifier, params)
+    # [q]K == O  <=>  [q-1]K == -K
+    qm1 = params.curve.multiply(int(params.q) - 1, k_point)
+    if qm1 != params.curve.neg(k_point):
+        raise KeyMaterialError("RSK is not in the order-q subgroup")
+    try:
+        value = pairing(_recipient_point(a, kms_public_key, params), k_point, params)
+    except ValueError:
+        raise KeyMaterialError("RSK does not validate (degenerate pairing)") from None
+    if value != params.g:
+        raise KeyMaterialError("RSK does not validate: <[a]P + Z, K_a> != g (RFC 6508 §6.1.2)")
+
+
+# ---------------------------------------------------------------------------
+# Key exchange (RFC 6508 §6.2)
+# ---------------------------------------------------------------------------
+
+
+def _r_point(r: int, b: int, z_bytes: bytes, z_point: tuple[int, int], params: SakkeParams) -> Affine:
+    """[r]([b]P + Z) computed as [r*b]P + [r]Z with fixed-base tables."""
+    q = int(params.q)
+    pts = params.p_table.points_for(r * b % q) + params.z_table(z_bytes, z_point).points_for(r)
+    return params.curve.sum_points(pts)
+
+
+def encapsulate(
+    ssv: bytes | None,
+    identifier: bytes,
+    kms_public_key: bytes,
+    params: SakkeParams = PARAMETER_SET_1,
+) -> tuple[bytes, bytes]:
+    """Sender side (RFC 6508 §6.2.1): returns ``(SSV, SED)`` with SED = 0x04 || Rx || Ry || H.
+
+    ``ssv`` is normally ``None`` (a random n-bit SSV is drawn); a caller-supplied
+    SSV is for known-answer tests.  Only public data is used apart from the SSV.
+    """
+    if ssv is None:
+        ssv = secrets.token_bytes(params.ssv_len)
+    elif len(ssv) != params.ssv_len:
+        raise CryptoError(f"SSV must be {params.ssv_len} octets")
+    b = _identifier_int(identifier, params)
+    z_point = _decode_point(kms_public_key, params, KeyMaterialError, "KMS Public Key Z")
+    q = int(params.q)
+    r = hash_to_integer_range(ssv + identifier, q, params.hash_name)
+    if r == 0:
+        raise CryptoError("SSV hashes to r = 0; choose another SSV")
+    r_point = _r_point(r, b, kms_public_key, z_point, params)
+    if r_point is None:  # only if [b]P + Z = O, i.e. b = -z
+        raise KeyMaterialError("[b]P + Z is the point at infinity")
+    g_r = params.g_table.power(r)
+    mask = hash_to_integer_range(int_to_bytes(g_r, params.field_len), 1 << params.n_bits, params.hash_name)
+    h = int.from_bytes(ssv, "big") ^ mask
+    return ssv, params.curve.encode_point(r_point) + int_to_bytes(h, params.ssv_len)
+
+
+class SakkeReceiver:
+    """A Receiver's SAKKE key (RSK, identifier, KMS Public Key) ready for repeated decapsulation.
+
+    The Miller-loop line coefficients for the RSK are computed on the first
+    :meth:`decapsulate` and kept.  The RSK is never shown in ``repr``.
+    Validate the RSK once on receipt with :func:`validate_rsk` (or pass
+    ``validate=True``).
+    """
+
+    __slots__ = ("params", "identifier", "kms_public_key", "_b", "_z_point", "_rsk_point", "_lines")
+
+    def __init__(
+        self,
+        rsk: bytes,
+        identifier: bytes,
+        kms_public_key: bytes,
+        params: SakkeParams = PARAMETER_SET_1,
+        *,
+        validate: bool = False,
+    ) -> None:
+        if validate:
+            validate_rsk(rsk, identifier, kms_public_key, params)
+        self.params = params
+        self.identifier = bytes(identifier)
+        self.kms_public_key = bytes(kms_public_key)
+        self._b = _identifier_int(identifier, params)
+        self._z_point = _decode_point(kms_public_key, params, KeyMaterialError, "KMS Public Key Z")
+        self._rsk_point = _decode_point(rsk, params, KeyMaterialError, "RSK")
+        self._lines: _MillerLines | None = None
+
+    def __repr__(self) -> str:
+        return f"SakkeReceiver(identifier={self.identifier!r}, params={self.params.name!r})"
+
+    def decapsulate(self, sed: bytes) -> bytes:
+        """Receiver side (RFC 6508 §6.2.2): the SSV, after the mandatory R re-check.
+
+        Raises :class:`~mikey.errors.AuthenticationError` if the SED is malformed or
+        the re-check TEST = [r]([b]P + Z) == R fails.
+        """
+        params = self.params
+        flen = params.field_len
+        if len(sed) != params.sed_len or sed[0] != 4:
+            raise AuthenticationError("SAKKE Encapsulated Data has the wrong length or format")
+        r_point = _decode_point(sed[: 2 * flen + 1], params, AuthenticationError, "SAKKE R")
+        h = int.from_bytes(sed[2 * flen + 1 :], "big")
+        if self._lines is None:
+            self._lines = _MillerLines(self._rsk_point, params)
+        # w = <R, K_b> = <K_b, R> (symmetric on E(F_p)[q]; other R fail step 5)
+        try:
+            w = self._lines.evaluate(r_point[0], r_point[1])
+        except ValueError:
+            raise AuthenticationError("SAKKE decapsulation failed") from None
+        mask = hash_to_integer_range(int_to_bytes(w, flen), 1 << params.n_bits, params.hash_name)
+        ssv = int_to_bytes(h ^ mask, params.ssv_len)
+        r = hash_to_integer_range(ssv + self.identifier, params.q, params.hash_name)
+        test = _r_point(r, self._b, self.kms_public_key, self._z_point, params)
+        if test != r_point:
+            raise AuthenticationError("SAKKE decapsulation failed: R re-check (RFC 6508 §6.2.2 step 5)")
+        return ssv
+
+
+_receivers: OrderedDict[tuple[Any, ...], SakkeReceiver] = OrderedDict()
+
+
+def decapsulate(
+    sed: bytes,
+    rsk: bytes,
+    identifier: bytes,
+    kms_public_key: bytes,
+    params: SakkeParams = PARAMETER_SET_1,
+) -> bytes:
+    """Receiver side (RFC 6508 §6.2.2) as a function; keeps a small LRU of :class:`SakkeReceiver`.
+
+    Raises :class:`~mikey.errors.AuthenticationError` when decapsulation fails.
+    """
+    key = (id(params), bytes(rsk), bytes(identifier), bytes(kms_public_key))
+    receiver = _receivers.get(key)
+    if receiver is None:
+        receiver = SakkeReceiver(rsk, identifier, kms_public_key, params)
+        _receivers[key] = receiver
+        while len(_receivers) > _RECEIVER_CACHE_SIZE:
+            _receivers.popitem(last=False)
+    else:
+        _receivers.move_to_end(key)
+    return receiver.decapsulate(sed)

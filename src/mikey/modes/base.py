@@ -1,0 +1,474 @@
+"""What every key-exchange mode shares: state machine, results, timestamps, key derivation, Error messages.
+
+Modes are sans-I/O: they take bytes and the current time (Unix seconds) and
+return bytes and results.  They never open sockets, read files or read the
+clock.  The replay cache and allowable clock skew are injected (RFC 3830 §5.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from ..constants import (
+    MAC_LENGTHS,
+    PRF,
+    CSIdMapType,
+    DataType,
+    MacAlg,
+    ProtType,
+    SRTPEncrAlg,
+    SRTPParam,
+    TSType,
+)
+from ..crypto import kemac as kemac_crypto
+from ..crypto import prf as prf_crypto
+from ..errors import (
+    InvalidTimestampError,
+    MikeyDecodeError,
+    MikeyError,
+    PeerError,
+    StateError,
+    UnspecifiedError,
+    UnsupportedDataTypeError,
+    UnsupportedPRFError,
+)
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..wire import (
+    CommonHeader,
+    ErrorPayload,
+    GenericIdEntry,
+    IdPayload,
+    IdrPayload,
+    Message,
+    Payload,
+    SecurityPolicyPayload,
+    SrtpIdEntry,
+    TimestampPayload,
+    VerificationPayload,
+)
+from ..wire.payloads.base import KeyValidity
+
+__all__ = [
+    "State",
+    "Rng",
+    "CryptoSessionSpec",
+    "CryptoSessionKeys",
+    "ExchangeResult",
+    "ResponderOutcome",
+    "Side",
+    "default_srtp_policy",
+    "derive_crypto_sessions",
+    "check_timestamp",
+    "build_header",
+    "fill_ssrcs",
+    "build_error_message",
+    "peer_error",
+    "verification_mac_input",
+    "random_csb_id",
+]
+
+Rng = Callable[[int], bytes]
+
+
+class State(Enum):
+    """Where one side of an exchange is (DESIGN: one state per side)."""
+
+    START = "start"
+    WAIT_RESPONSE = "wait-response"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def random_csb_id(rng: Rng) -> int:
+    return int.from_bytes(rng(4), "big")
+
+
+def default_srtp_policy(policy_no: int = 0, *, tag_len: int = 10) -> SecurityPolicyPayload:
+    """The RFC 3830 §6.10.1 defaults written out: AES-CM-128, HMAC-SHA-1, 80-bit tag (or 32 with tag_len=4)."""
+    return SecurityPolicyPayload.srtp(
+        policy_no,
+        {
+            SRTPParam.ENCR_ALG: SRTPEncrAlg.AES_CM,
+            SRTPParam.SESSION_ENCR_KEY_LEN: 16,
+            SRTPParam.AUTH_ALG: 1,
+            SRTPParam.SESSION_AUTH_KEY_LEN: 20,
+            SRTPParam.SESSION_SALT_KEY_LEN: 14,
+            SRTPParam.SRTP_PRF: 0,
+            SRTPParam.KEY_DERIVATION_RATE: 0,
+            SRTPParam.SRTP_ENCRYPTION: 1,
+            SRTPParam.SRTCP_ENCRYPTION: 1,
+            SRTPParam.SRTP_AUTHENTICATION: 1,
+            SRTPParam.AUTH_TAG_LEN: tag_len,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class CryptoSessionSpec:
+    """A crypto session the Initiator offers: one SRTP stream (SSRC 0 = Responder fills it in)."""
+
+    ssrc: int = 0
+    roc: int = 0
+    policy_no: int = 0
+    cs_id: int | None = None  # GENERIC-ID only; SRTP-ID uses the position
+
+
+@dataclass(frozen=True)
+class CryptoSessionKeys:
+    """The SRTP keying of one crypto session: master key and salt derived from the TGK (RFC 3830 §4.1.3)."""
+
+    cs_id: int
+    ssrc: int | None
+    roc: int
+    policy: SecurityPolicyPayload | None
+    master_key: bytes = field(repr=False)
+    master_salt: bytes = field(repr=False)
+    spi: bytes = b""
+
+    def fingerprint(self) -> str:
+        """A short, non-secret digest of key || salt, to compare both ends without showing keys."""
+        return hashlib.sha256(b"mikey-fp" + self.master_key + self.master_salt).hexdigest()[:16]
+
+    def to_dict(self, *, secrets: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "cs_id": self.cs_id,
+            "ssrc": f"{self.ssrc:08x}" if self.ssrc is not None else None,
+            "roc": self.roc,
+            "policy_no": self.policy.policy_no if self.policy is not None else None,
+            "fingerprint": self.fingerprint(),
+        }
+        if self.spi:
+            d["spi"] = self.spi.hex()
+        if secrets:
+            d["srtp_master_key"] = self.master_key.hex()
+            d["srtp_master_salt"] = self.master_salt.hex()
+        return d
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    """The outcome of a key exchange: the crypto session bundle and its SRTP keys.
+
+    ``authenticated`` tells whether the peer was authenticated (Responder: the
+    I_MESSAGE MAC/signature verified; Initiator: the response verified).
+    """
+
+    mode: str
+    csb_id: int
+    tgk: bytes = field(repr=False)
+    rand: bytes
+    prf: int
+    crypto_sessions: tuple[CryptoSessionKeys, ...]
+    authenticated: bool
+    header: CommonHeader
+    policies: tuple[SecurityPolicyPayload, ...] = ()
+    initiator_id: bytes | None = None
+    responder_id: bytes | None = None
+    key_validity: KeyValidity = None
+    extras: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def session(self, cs_id: int) -> CryptoSessionKeys:
+        for cs in self.crypto_sessions:
+            if cs.cs_id == cs_id:
+                return cs
+        raise KeyError(cs_id)
+
+    def to_dict(self, *, secrets: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "mode": self.mode,
+            "csb_id": f"{self.csb_id:08x}",
+            "rand": self.rand.hex(),
+            "prf": int(self.prf),
+            "authenticated": self.authenticated,
+            "crypto_sessions": [cs.to_dict(secrets=secrets) for cs in self.crypto_sessions],
+        }
+        if secrets:
+            d["tgk"] = self.tgk.hex()
+        if self.initiator_id is not None:
+            d["initiator_id"] = self.initiator_id.decode("utf-8", "replace")
+        if self.responder_id is not None:
+            d["responder_id"] = self.responder_id.decode("utf-8", "replace")
+        return d
+
+
+@dataclass(frozen=True)
+class ResponderOutcome:
+    """What a Responder's :meth:`receive` returns: the keys and the response to send (or None)."""
+
+    result: ExchangeResult
+    response: bytes | None
+
+
+# --- key derivation ------------------------------------------------------------------------
+
+
+def _policy_for(policies: Sequence[SecurityPolicyPayload], policy_no: int | None) -> SecurityPolicyPayload | None:
+    for p in policies:
+        if policy_no is None or p.policy_no == policy_no:
+            return p
+    return None
+
+
+def srtp_key_lengths(policy: SecurityPolicyPayload | None) -> tuple[int, int]:
+    """SRTP master key and salt lengths from an SP payload (RFC 3830 §6.10.1, RFC 7714 §15 for GCM)."""
+    if policy is None or policy.prot_type != ProtType.SRTP:
+        return 16, 14
+    encr = policy.get_int(SRTPParam.ENCR_ALG, SRTPEncrAlg.AES_CM)
+    default_salt = 12 if encr in (SRTPEncrAlg.AES_GCM, SRTPEncrAlg.SEED_GCM, SRTPEncrAlg.ARIA_GCM) else 14
+    key_len = policy.get_int(SRTPParam.SESSION_ENCR_KEY_LEN, 16) or 16
+    salt_len = policy.get_int(SRTPParam.SESSION_SALT_KEY_LEN, default_salt) or default_salt
+    return key_len, salt_len
+
+
+def derive_crypto_sessions(
+    tgk: bytes,
+    header: CommonHeader,
+    rand: bytes,
+    policies: Sequence[SecurityPolicyPayload],
+    *,
+    salt: bytes | None = None,
+    cs_ids: Sequence[int] | None = None,
+    csb_id: int | None = None,
+) -> tuple[CryptoSessionKeys, ...]:
+    """SRTP master key and salt for each crypto session, from the TGK (RFC 3830 §4.1.3).
+
+    A salt carried in the Key data sub-payload is used as the master salt when
+    present; otherwise the salt is derived with constant 0x39A2C14B.
+    ``cs_ids`` names the crypto sessions when the CS ID map lists none (Empty map).
+    ``csb_id`` overrides the header's CSB ID in the label (3GPP GUK-ID).
+    """
+    if header.prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
+        raise UnsupportedPRFError(f"PRF func {header.prf} is not supported")
+    prf_func = int(header.prf)
+    label_csb = header.csb_id if csb_id is None else csb_id
+    entries: list[tuple[int, int | None, int, int | None, bytes]] = []  # cs_id, ssrc, roc, policy_no, spi
+    if header.cs_id_map_type == CSIdMapType.SRTP_ID:
+        for i, e in enumerate(header.cs_id_map, 1):
+            assert isinstance(e, SrtpIdEntry)
+            entries.append((i, e.ssrc, e.roc, e.policy_no, b""))
+    elif header.cs_id_map_type == CSIdMapType.GENERIC_ID:
+        for g in header.cs_id_map:
+            assert isinstance(g, GenericIdEntry)
+            entries.append((g.cs_id, g.ssrc, g.roc or 0, g.policies[0] if g.policies else None, g.spi))
+    if cs_ids:
+        known = {e[0] for e in entries}
+        for c in cs_ids:
+            if c not in known:
+                entries.append((c, None, 0, None, b""))
+    if not entries and header.n_cs:
+        entries = [(i, None, 0, None, b"") for i in range(1, header.n_cs + 1)]
+    out = []
+    for cs_id, ssrc, roc, policy_no, spi in entries:
+        policy = _policy_for(policies, policy_no) or _policy_for(policies, None)
+        key_len, salt_len = srtp_key_lengths(policy)
+        key = prf_crypto.derive_tek(tgk, cs_id, label_csb, rand, key_len, prf_func)
+        if salt is not None:
+            master_salt = salt[:salt_len] if len(salt) >= salt_len else salt
+        else:
+            master_salt = prf_crypto.derive_srtp_salt(tgk, cs_id, label_csb, rand, salt_len, prf_func)
+        out.append(CryptoSessionKeys(cs_id, ssrc, roc, policy, key, master_salt, spi))
+    return tuple(out)
+
+
+# --- headers -------------------------------------------------------------------------------
+
+
+def build_header(
+    data_type: int,
+    csb_id: int,
+    specs: Sequence[CryptoSessionSpec],
+    *,
+    map_type: int = CSIdMapType.SRTP_ID,
+    v: bool = False,
+    prf: int = PRF.MIKEY_1,
+) -> CommonHeader:
+    """HDR for an Initiator message from the crypto sessions it offers."""
+    if map_type == CSIdMapType.SRTP_ID:
+        entries: tuple[SrtpIdEntry | GenericIdEntry, ...] = tuple(
+            SrtpIdEntry(s.policy_no, s.ssrc, s.roc) for s in specs
+        )
+        return CommonHeader(data_type, csb_id, entries, map_type, v, prf)
+    if map_type == CSIdMapType.GENERIC_ID:
+        entries = tuple(
+            GenericIdEntry.srtp(s.cs_id if s.cs_id is not None else i, s.ssrc, roc=s.roc, policies=(s.policy_no,))
+            for i, s in enumerate(specs, 1)
+        )
+        return CommonHeader(data_type, csb_id, entries, map_type, v, prf)
+    return CommonHeader(data_type, csb_id, (), map_type, v, prf, cs_count=len(specs))
+
+
+def fill_ssrcs(header: CommonHeader, own_ssrcs: Sequence[int]) -> CommonHeader:
+    """Fill SSRC-0 placeholders with the Responder's SSRCs, in order (RFC 3830 §6.1.1)."""
+    pending = list(own_ssrcs)
+    if not pending:
+        return header
+    new: list[SrtpIdEntry | GenericIdEntry] = []
+    for e in header.cs_id_map:
+        if pending and isinstance(e, SrtpIdEntry) and e.ssrc == 0:
+            new.append(SrtpIdEntry(e.policy_no, pending.pop(0), e.roc))
+        elif pending and isinstance(e, GenericIdEntry) and (e.ssrc or 0) == 0 and e.prot_type == ProtType.SRTP:
+            data = pending.pop(0).to_bytes(4, "big") + e.session_data[4:]
+            new.append(GenericIdEntry(e.cs_id, e.prot_type, e.policies, data, e.spi, e.s_flag))
+        else:
+            new.append(e)
+    return CommonHeader(
+        header.data_type, header.csb_id, tuple(new), header.cs_id_map_type, header.v, header.prf,
+        header.version, header.cs_count,
+    )
+
+
+def merge_responder_ssrcs(mine: CommonHeader, theirs: CommonHeader) -> CommonHeader:
+    """The Initiator's map with SSRC placeholders replaced by what the Responder filled in."""
+    if len(mine.cs_id_map) != len(theirs.cs_id_map):
+        return mine
+    new: list[SrtpIdEntry | GenericIdEntry] = []
+    for a, b in zip(mine.cs_id_map, theirs.cs_id_map, strict=True):
+        if isinstance(a, SrtpIdEntry) and isinstance(b, SrtpIdEntry) and a.ssrc == 0:
+            new.append(SrtpIdEntry(a.policy_no, b.ssrc, a.roc))
+        elif isinstance(a, GenericIdEntry) and isinstance(b, GenericIdEntry) and (a.ssrc or 0) == 0:
+            new.append(b)
+        else:
+            new.append(a)
+    return CommonHeader(
+        mine.data_type, mine.csb_id, tuple(new), mine.cs_id_map_type, mine.v, mine.prf, mine.version, mine.cs_count
+    )
+
+
+# --- timestamps ----------------------------------------------------------------------------
+
+
+def check_timestamp(
+    t: TimestampPayload | None,
+    now: float,
+    skew: float,
+    replay: ReplayCache | None = None,
+    peer: bytes = b"",
+) -> None:
+    """Check T against the allowable clock skew (RFC 3830 §5.4); COUNTER must increase per peer."""
+    if t is None:
+        raise UnspecifiedError("message has no T payload")
+    if t.ts_type == TSType.COUNTER:
+        if replay is not None:
+            replay.check_counter(peer, t.ts_int)
+        return
+    when = t.unix_time()
+    if when is None:
+        raise InvalidTimestampError(f"TS type {t.ts_type} is not supported")
+    if abs(when - now) > skew:
+        raise InvalidTimestampError(
+            f"timestamp is {when - now:+.0f} s from the local clock; the allowed skew is {skew:.0f} s"
+        )
+
+
+def timestamp_expiry(t: TimestampPayload, now: float, skew: float) -> float:
+    when = t.unix_time()
+    return (when if when is not None else now) + skew
+
+
+# --- Error messages (RFC 3830 §5.1.2) ------------------------------------------------------
+
+
+def verification_mac_input(message_without_mac: bytes, id_i: bytes, id_r: bytes, ts_value: bytes) -> bytes:
+    """Verification MAC input: message || IDi || IDr || T (RFC 3830 §5.2)."""
+    return message_without_mac + id_i + id_r + ts_value
+
+
+def build_error_message(
+    csb_id: int,
+    err_nos: Sequence[int],
+    t: TimestampPayload,
+    *,
+    prf: int = PRF.MIKEY_1,
+    mac: tuple[int, bytes, bytes] | None = None,
+) -> bytes:
+    """Error message HDR, T, {ERR}, [V] (RFC 3830 §5.1.2).
+
+    With ``mac = (mac_alg, auth_key, trailer)`` the message carries a V payload
+    whose MAC covers the message (without the MAC field) followed by *trailer*.
+    Errors caused by failed authentication are sent unauthenticated, as §5.1.2
+    recommends.
+    """
+    hdr = CommonHeader(DataType.ERROR, csb_id, (), CSIdMapType.SRTP_ID, False, prf)
+    payloads: list[Payload] = [t] + [ErrorPayload(e) for e in err_nos]
+    if mac is None or mac[0] == MacAlg.NULL:
+        return Message(hdr, payloads).encode()
+    mac_alg, key, trailer = mac
+    n = MAC_LENGTHS[mac_alg]
+    draft = Message(hdr, payloads + [VerificationPayload(mac_alg, bytes(n))]).encode()
+    tag = kemac_crypto.compute_mac(mac_alg, key, draft[:-n] + trailer)
+    return draft[:-n] + tag
+
+
+def peer_error(msg: Message) -> PeerError:
+    """Turn a received Error message into a :class:`PeerError`."""
+    return PeerError([int(p.error_no) for p in msg.find_all(ErrorPayload)])
+
+
+def id_data(p: IdPayload | IdrPayload | None) -> bytes:
+    return p.data if p is not None else b""
+
+
+# --- the side base class -------------------------------------------------------------------
+
+
+class Side:
+    """One side of an exchange: a state, the message handlers by (state, data type), and failure handling.
+
+    Subclasses fill ``HANDLERS`` with ``{(State, data type): method name}``.  Any
+    exception moves the side to ``FAILED``.
+    """
+
+    MODE: ClassVar[str] = ""
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {}
+
+    def __init__(
+        self,
+        *,
+        replay_cache: ReplayCache | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        rng: Rng = os.urandom,
+    ) -> None:
+        self.state = State.START
+        self.replay_cache = replay_cache if replay_cache is not None else ReplayCache()
+        self.clock_skew = clock_skew
+        self.rng = rng
+
+    def _dispatch(self, data: bytes, now: float) -> Any:
+        if self.state in (State.DONE, State.FAILED):
+            raise StateError(f"{type(self).__name__} is {self.state.value}; it takes no more messages")
+        try:
+            msg = Message.decode(data)
+            if msg.data_type == DataType.ERROR:
+                raise self._on_error_message(msg)
+            name = self.HANDLERS.get((self.state, int(msg.data_type)))
+            if name is None:
+                dt = getattr(msg.data_type, "name", msg.data_type)
+                raise UnsupportedDataTypeError(
+                    f"{type(self).__name__} in state {self.state.value} does not take data type {dt}"
+                )
+            return getattr(self, name)(msg, now)
+        except MikeyError as exc:
+            self.state = State.FAILED
+            if isinstance(exc, MikeyDecodeError) and exc.error_message is None:
+                self._attach_decode_error(exc, data, now)
+            raise
+
+    def _on_error_message(self, msg: Message) -> MikeyError:
+        return peer_error(msg)
+
+    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
+        """Responders answer undecodable messages with an unauthenticated 'Unspecified error'."""
+
+    def require_state(self, *states: State) -> None:
+        if self.state not in states:
+            raise StateError(f"{type(self).__name__} is {self.state.value}")
+
+
+def hmac_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

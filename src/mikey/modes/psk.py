@@ -1,0 +1,520 @@
+"""Pre-shared key mode (RFC 3830 §3.1, §5).
+
+I_MESSAGE = HDR, T, RAND, [IDi], [IDr], {SP}, KEMAC  (KEMAC = E(encr_key, {TGK}) || MAC)
+R_MESSAGE = HDR, T, [IDr], V                          (only when the Initiator sets V)
+
+The encryption, authentication and salt keys come from the PSK, the CSB ID and
+RAND (§4.1.4); the MAC covers the whole message but the MAC field (§5.2); the
+verification MAC covers the R_MESSAGE followed by IDi || IDr || T (§5.2).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..constants import (
+    MAC_LENGTHS,
+    PRF,
+    CSIdMapType,
+    DataType,
+    EncrAlg,
+    KeyDataType,
+    MacAlg,
+    PayloadType,
+)
+from ..crypto import kemac as kemac_crypto
+from ..crypto import prf as prf_crypto
+from ..errors import (
+    AuthenticationError,
+    CryptoError,
+    MikeyDecodeError,
+    MikeyError,
+    MikeyProtocolError,
+    StateError,
+    UnspecifiedError,
+    UnsupportedEncryptionError,
+    UnsupportedMACError,
+    UnsupportedPRFError,
+)
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..wire import (
+    CommonHeader,
+    IdPayload,
+    KemacPayload,
+    KeyDataPayload,
+    Message,
+    Payload,
+    RandPayload,
+    SecurityPolicyPayload,
+    TimestampPayload,
+    VerificationPayload,
+    decode_sub_payloads,
+    encode_sub_payloads,
+)
+from ..wire.payloads.base import KeyValidity
+from .base import (
+    CryptoSessionKeys,
+    CryptoSessionSpec,
+    ExchangeResult,
+    ResponderOutcome,
+    Rng,
+    Side,
+    State,
+    build_error_message,
+    build_header,
+    check_timestamp,
+    default_srtp_policy,
+    derive_crypto_sessions,
+    fill_ssrcs,
+    id_data,
+    merge_responder_ssrcs,
+    random_csb_id,
+    timestamp_expiry,
+    verification_mac_input,
+)
+
+__all__ = ["PskInitiator", "PskResponder", "KeyTransport", "PskLookup", "VERIFICATION_COVERAGE"]
+
+#: How the verification MAC is computed: "rfc" (message || IDi || IDr || T, RFC 3830 §5.2) or
+#: "timestamp-only" (message || T), a deployed variant accepted only when asked for.
+VERIFICATION_COVERAGE = ("rfc", "timestamp-only")
+
+PskLookup = Callable[[IdPayload | None, IdPayload | None], bytes | None]
+
+
+@dataclass(frozen=True)
+class KeyTransport:
+    """What the KEMAC protects: algorithms and transport keys from the PSK/envelope key (RFC 3830 §4.1.4)."""
+
+    encr_alg: int
+    mac_alg: int
+    prf: int
+
+    def keys(self, secret: bytes, csb_id: int, rand: bytes) -> prf_crypto.TransportKeys:
+        try:
+            return prf_crypto.derive_transport_keys(
+                secret,
+                csb_id,
+                rand,
+                encr_len=kemac_crypto.encr_key_len(self.encr_alg),
+                auth_len=kemac_crypto.mac_key_len(self.mac_alg),
+                salt_len=kemac_crypto.salt_len(self.encr_alg),
+                prf_func=self.prf,
+            )
+        except CryptoError as e:
+            raise UnspecifiedError(str(e)) from None
+
+
+def check_algorithms(encr_alg: int, mac_alg: int, prf: int) -> None:
+    """Raise the RFC error for algorithms this implementation does not support."""
+    if prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
+        raise UnsupportedPRFError(f"PRF func {prf} is not supported")
+    if encr_alg not in (EncrAlg.NULL, EncrAlg.AES_CM_128, EncrAlg.AES_KW_128, EncrAlg.AES_CM_256):
+        raise UnsupportedEncryptionError(f"KEMAC encryption algorithm {encr_alg} is not supported")
+    if mac_alg not in (MacAlg.NULL, MacAlg.HMAC_SHA_1_160, MacAlg.HMAC_SHA_256_256):
+        raise UnsupportedMACError(f"KEMAC MAC algorithm {mac_alg} is not supported")
+
+
+def default_tgk_length(encr_alg: int, key_type: int) -> int:
+    """TGK length: 16 octets, or 20 with AES-KW so the Key data sub-payload is a multiple of 8 (RFC 3394)."""
+    if encr_alg == EncrAlg.AES_KW_128 and key_type in (KeyDataType.TGK, KeyDataType.TEK):
+        return 20
+    return 16
+
+
+def decode_key_data(plaintext: bytes, encr_alg: int, first: int = PayloadType.KEY_DATA) -> list[Payload]:
+    """Decode decrypted KEMAC data; AES-KW plaintext may carry zero padding after the chain."""
+    try:
+        return decode_sub_payloads(plaintext, first)
+    except MikeyDecodeError:
+        if encr_alg != EncrAlg.AES_KW_128:
+            raise
+    stripped = plaintext.rstrip(b"\x00")
+    for extra in range(0, 8):
+        candidate = plaintext[: len(stripped) + extra]
+        try:
+            return decode_sub_payloads(candidate, first)
+        except MikeyDecodeError:
+            continue
+    return decode_sub_payloads(plaintext, first)
+
+
+def key_material(subs: Sequence[Payload]) -> tuple[bytes, bytes | None, int, KeyValidity]:
+    """The TGK (or TEK), optional salt, key type and key validity from Key data sub-payloads."""
+    for s in subs:
+        if isinstance(s, KeyDataPayload):
+            return s.key, s.salt, int(s.key_type), s.kv
+    raise UnspecifiedError("KEMAC carries no Key data sub-payload")
+
+
+class PskInitiator(Side):
+    """The PSK Initiator: builds the I_MESSAGE and, when V is set, checks the R_MESSAGE."""
+
+    MODE: ClassVar[str] = "psk"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.WAIT_RESPONSE, DataType.PSK_RESP): "_on_response"}
+
+    def __init__(
+        self,
+        psk: bytes,
+        *,
+        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
+        policies: Sequence[SecurityPolicyPayload] | None = None,
+        csb_id: int | None = None,
+        tgk: bytes | None = None,
+        tgk_salt: bytes | None = None,
+        rand: bytes | None = None,
+        key_type: int = KeyDataType.TGK,
+        key_validity: KeyValidity = None,
+        encr_alg: int = EncrAlg.AES_CM_128,
+        mac_alg: int = MacAlg.HMAC_SHA_1_160,
+        prf: int = PRF.MIKEY_1,
+        v: bool = False,
+        id_i: IdPayload | None = None,
+        id_r: IdPayload | None = None,
+        cs_id_map_type: int = CSIdMapType.SRTP_ID,
+        verification_coverage: str = "rfc",
+        extra_payloads: Sequence[Payload] = (),
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(rng=rng)
+        check_algorithms(encr_alg, mac_alg, prf)
+        if verification_coverage not in VERIFICATION_COVERAGE:
+            raise ValueError(f"verification_coverage must be one of {VERIFICATION_COVERAGE}")
+        self._psk = psk
+        self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
+        self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+        self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
+        self.key_type = key_type
+        self._tgk = tgk if tgk is not None else rng(default_tgk_length(encr_alg, key_type))
+        self._tgk_salt = tgk_salt
+        self.rand = rand if rand is not None else rng(16)
+        self.key_validity = key_validity
+        self.transport = KeyTransport(encr_alg, mac_alg, prf)
+        self.v = v
+        self.id_i = id_i
+        self.id_r = id_r
+        self.cs_id_map_type = cs_id_map_type
+        self.verification_coverage = verification_coverage
+        self.extra_payloads = list(extra_payloads)
+        self.header: CommonHeader | None = None
+        self.timestamp: TimestampPayload | None = None
+        self.i_message: bytes | None = None
+        self._result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"PskInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
+
+    # -- building --------------------------------------------------------------------------
+
+    def _key_data(self) -> bytes:
+        if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) and self._tgk_salt is None:
+            self._tgk_salt = self.rng(14)
+        salt = self._tgk_salt if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) else None
+        return encode_sub_payloads([KeyDataPayload(self.key_type, self._tgk, salt, self.key_validity)])
+
+    def create_message(self, now: float) -> bytes:
+        """The I_MESSAGE (RFC 3830 §3.1), timestamped *now* (Unix seconds)."""
+        self.require_state(State.START)
+        t = self.transport
+        self.header = build_header(
+            DataType.PSK_INIT, self.csb_id, self.specs, map_type=self.cs_id_map_type, v=self.v, prf=t.prf
+        )
+        self.timestamp = TimestampPayload.ntp_utc(now)
+        keys = t.keys(self._psk, self.csb_id, self.rand)
+        plaintext = self._key_data()
+        try:
+            encr = kemac_crypto.encrypt(
+                t.encr_alg, keys.encr_key, keys.salt, self.csb_id, self.timestamp.ts_value, plaintext,
+                ts_type=int(self.timestamp.ts_type),
+            )
+        except CryptoError as e:
+            raise UnspecifiedError(f"cannot encrypt the key data: {e}") from None
+        payloads: list[Payload] = [self.timestamp, RandPayload(self.rand)]
+        if self.id_i is not None:
+            payloads.append(self.id_i)
+        if self.id_r is not None:
+            payloads.append(self.id_r)
+        payloads += self.extra_payloads
+        payloads += self.policies
+        n = MAC_LENGTHS[t.mac_alg]
+        payloads.append(KemacPayload(t.encr_alg, encr, t.mac_alg, bytes(n)))
+        draft = Message(self.header, payloads).encode()
+        mac = kemac_crypto.compute_mac(t.mac_alg, keys.auth_key, draft[: len(draft) - n])
+        self.i_message = draft[: len(draft) - n] + mac
+        self.state = State.WAIT_RESPONSE if self.v else State.DONE
+        self._result = self._make_result(self.header, authenticated=False)
+        return self.i_message
+
+    def _make_result(self, header: CommonHeader, *, authenticated: bool) -> ExchangeResult:
+        salt = self._tgk_salt if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) else None
+        sessions = session_keys(self._tgk, self.key_type, header, self.rand, self.policies, salt)
+        return ExchangeResult(
+            mode=self.MODE,
+            csb_id=self.csb_id,
+            tgk=self._tgk,
+            rand=self.rand,
+            prf=self.transport.prf,
+            crypto_sessions=sessions,
+            authenticated=authenticated,
+            header=header,
+            policies=tuple(self.policies),
+            initiator_id=self.id_i.data if self.id_i else None,
+            responder_id=self.id_r.data if self.id_r else None,
+            key_validity=self.key_validity,
+        )
+
+    @property
+    def result(self) -> ExchangeResult:
+        """The keys the Initiator chose (available once the I_MESSAGE is built)."""
+        if self._result is None:
+            raise StateError("create_message() has not been called")
+        return self._result
+
+    # -- the response -----------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """Process the R_MESSAGE (or an Error message, which raises :class:`PeerError`)."""
+        result: ExchangeResult = self._dispatch(data, now)
+        return result
+
+    def _on_response(self, msg: Message, now: float) -> ExchangeResult:
+        assert self.header is not None and self.timestamp is not None
+        if msg.csb_id != self.csb_id:
+            raise AuthenticationError("R_MESSAGE CSB ID does not match the I_MESSAGE")
+        t = msg.find(TimestampPayload)
+        if t is None or t.ts_value != self.timestamp.ts_value:
+            raise AuthenticationError("R_MESSAGE must carry the Initiator's timestamp (RFC 3830 §5.2)")
+        v = msg.find(VerificationPayload)
+        if v is None:
+            raise AuthenticationError("R_MESSAGE has no V payload")
+        if v.auth_alg != self.transport.mac_alg:
+            raise UnsupportedMACError(f"V uses MAC alg {v.auth_alg}, the I_MESSAGE used {self.transport.mac_alg}")
+        keys = self.transport.keys(self._psk, self.csb_id, self.rand)
+        raw = msg.raw_bytes()
+        n = len(v.ver_data)
+        trailer = self._trailer(msg)
+        kemac_crypto.verify_mac(self.transport.mac_alg, keys.auth_key, raw[: len(raw) - n] + trailer, v.ver_data)
+        merged = merge_responder_ssrcs(self.header, msg.header)
+        self.state = State.DONE
+        id_r = msg.find(IdPayload)
+        self._result = self._make_result(merged, authenticated=True)
+        if id_r is not None and self._result.responder_id is None:
+            self._result = _with_ids(self._result, responder_id=id_r.data)
+        return self._result
+
+    def _trailer(self, msg: Message) -> bytes:
+        assert self.timestamp is not None
+        if self.verification_coverage == "timestamp-only":
+            return self.timestamp.ts_value
+        return verification_mac_input(b"", id_data(self.id_i), id_data(self.id_r), self.timestamp.ts_value)
+
+
+def _with_ids(r: ExchangeResult, **kw: bytes | None) -> ExchangeResult:
+    from dataclasses import replace
+
+    return replace(r, **kw)  # type: ignore[arg-type]
+
+
+def session_keys(
+    key: bytes,
+    key_type: int,
+    header: CommonHeader,
+    rand: bytes,
+    policies: Sequence[SecurityPolicyPayload],
+    salt: bytes | None,
+    cs_ids: Sequence[int] | None = None,
+) -> tuple[CryptoSessionKeys, ...]:
+    """Per-CS SRTP keys: derived from a TGK (§4.1.3), or a transported TEK used as the master key."""
+    if key_type in (KeyDataType.TEK, KeyDataType.TEK_SALT):
+        derived = derive_crypto_sessions(key, header, rand, policies, salt=salt, cs_ids=cs_ids)
+        return tuple(
+            CryptoSessionKeys(cs.cs_id, cs.ssrc, cs.roc, cs.policy, key, salt if salt is not None else cs.master_salt,
+                              cs.spi)
+            for cs in derived
+        )
+    return derive_crypto_sessions(key, header, rand, policies, salt=salt, cs_ids=cs_ids)
+
+
+@dataclass
+class _Pending:
+    """What the Responder keeps between verifying and answering."""
+
+    msg: Message
+    keys: prf_crypto.TransportKeys | None = field(default=None, repr=False)
+
+
+class PskResponder(Side):
+    """The PSK Responder: checks T and the replay cache, verifies the MAC, decrypts, derives keys, answers.
+
+    ``psk`` is the key, or a lookup ``(IDi, IDr) -> key | None`` for many peers.
+    ``own_ssrcs`` fill the Initiator's SSRC-0 placeholders (RFC 3830 §6.1.1).
+    """
+
+    MODE: ClassVar[str] = "psk"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.PSK_INIT): "_on_init"}
+
+    def __init__(
+        self,
+        psk: bytes | PskLookup,
+        *,
+        own_ssrcs: Sequence[int] = (),
+        id_r: IdPayload | None = None,
+        replay_cache: ReplayCache | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        allow_null_security: bool = True,
+        verification_coverage: str = "rfc",
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        if verification_coverage not in VERIFICATION_COVERAGE:
+            raise ValueError(f"verification_coverage must be one of {VERIFICATION_COVERAGE}")
+        self._psk = psk
+        self.own_ssrcs = list(own_ssrcs)
+        self.id_r = id_r
+        self.allow_null_security = allow_null_security
+        self.verification_coverage = verification_coverage
+        self.result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"PskResponder(state={self.state.value})"
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        """Process an I_MESSAGE; returns the keys and the R_MESSAGE (None unless V was set).
+
+        On failure raises a :class:`MikeyError`; its ``error_message`` holds the
+        Error message to send back when RFC 3830 §5.1.2 calls for one.
+        """
+        outcome: ResponderOutcome = self._dispatch(data, now)
+        return outcome
+
+    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
+        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
+        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
+
+    def _lookup_psk(self, id_i: IdPayload | None, id_r: IdPayload | None) -> bytes:
+        if isinstance(self._psk, bytes | bytearray):
+            return bytes(self._psk)
+        key = self._psk(id_i, id_r)
+        if key is None:
+            raise AuthenticationError("no pre-shared key for this Initiator")
+        return key
+
+    def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
+        t = msg.find(TimestampPayload)
+        rand_p = msg.find(RandPayload)
+        kemac = msg.find(KemacPayload)
+        ids = msg.find_all(IdPayload)
+        id_i = ids[0] if ids else None
+        id_r = ids[1] if len(ids) > 1 else None
+        hdr = msg.header
+        keys: prf_crypto.TransportKeys | None = None
+        authenticated = False
+        try:
+            if t is None or rand_p is None or kemac is None:
+                raise UnspecifiedError("PSK I_MESSAGE needs T, RAND and KEMAC (RFC 3830 §3.1)")
+            if msg.payloads[-1] is not kemac:
+                raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
+            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
+            self.replay_cache.check(msg.raw_bytes(), now)
+            check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+            if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
+                raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
+            transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+            keys = transport.keys(self._lookup_psk(id_i, id_r), hdr.csb_id, rand_p.rand)
+            raw = msg.raw_bytes()
+            n = len(kemac.mac)
+            kemac_crypto.verify_mac(transport.mac_alg, keys.auth_key, raw[: len(raw) - n], kemac.mac)
+            authenticated = transport.mac_alg != MacAlg.NULL
+            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
+            if t.ts_type == 2:
+                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            try:
+                plaintext = kemac_crypto.decrypt(
+                    transport.encr_alg, keys.encr_key, keys.salt, hdr.csb_id, t.ts_value, kemac.encr_data,
+                    ts_type=int(t.ts_type),
+                )
+            except CryptoError as e:
+                raise AuthenticationError(f"cannot decrypt the key data: {e}") from None
+            subs = decode_key_data(plaintext, transport.encr_alg)
+            key, salt, key_type, kv = key_material(subs)
+            header = fill_ssrcs(hdr, self.own_ssrcs)
+            policies = tuple(msg.find_all(SecurityPolicyPayload))
+            sessions = session_keys(key, key_type, header, rand_p.rand, policies, salt)
+        except MikeyProtocolError as exc:
+            self._attach_error(exc, msg, t, keys if authenticated else None, id_i, id_r)
+            raise
+        except MikeyDecodeError as exc:
+            err = UnspecifiedError(f"malformed key data: {exc}")
+            self._attach_error(err, msg, t, keys if authenticated else None, id_i, id_r)
+            raise err from None
+        result = ExchangeResult(
+            mode=self.MODE,
+            csb_id=hdr.csb_id,
+            tgk=key,
+            rand=rand_p.rand,
+            prf=int(hdr.prf),
+            crypto_sessions=sessions,
+            authenticated=authenticated,
+            header=header,
+            policies=policies,
+            initiator_id=id_i.data if id_i else None,
+            responder_id=id_r.data if id_r else (self.id_r.data if self.id_r else None),
+            key_validity=kv,
+        )
+        response = None
+        if hdr.v:
+            response = self._verification_message(header, t, kemac, keys, id_i, id_r)
+        self.result = result
+        self.state = State.DONE
+        return ResponderOutcome(result, response)
+
+    def _verification_message(
+        self,
+        header: CommonHeader,
+        t: TimestampPayload,
+        kemac: KemacPayload,
+        keys: prf_crypto.TransportKeys,
+        id_i: IdPayload | None,
+        id_r: IdPayload | None,
+    ) -> bytes:
+        """R_MESSAGE = HDR, T, [IDr], V with the Initiator's T (RFC 3830 §3.1, §5.2)."""
+        hdr = CommonHeader(
+            DataType.PSK_RESP, header.csb_id, header.cs_id_map, header.cs_id_map_type, False, header.prf,
+            header.version, header.cs_count,
+        )
+        payloads: list[Payload] = [t]
+        if self.id_r is not None:
+            payloads.append(self.id_r)
+        mac_alg = int(kemac.mac_alg)
+        n = MAC_LENGTHS[mac_alg]
+        payloads.append(VerificationPayload(mac_alg, bytes(n)))
+        draft = Message(hdr, payloads).encode()
+        if self.verification_coverage == "timestamp-only":
+            trailer = t.ts_value
+        else:
+            trailer = verification_mac_input(b"", id_data(id_i), id_data(id_r), t.ts_value)
+        mac = kemac_crypto.compute_mac(mac_alg, keys.auth_key, draft[: len(draft) - n] + trailer)
+        return draft[: len(draft) - n] + mac
+
+    def _attach_error(
+        self,
+        exc: MikeyProtocolError,
+        msg: Message,
+        t: TimestampPayload | None,
+        keys: prf_crypto.TransportKeys | None,
+        id_i: IdPayload | None,
+        id_r: IdPayload | None,
+    ) -> None:
+        if exc.err_no is None:
+            return
+        ts = t if t is not None else TimestampPayload.ntp_utc(0)
+        kemac = msg.find(KemacPayload)
+        mac = None
+        if keys is not None and kemac is not None and kemac.mac_alg in MAC_LENGTHS:
+            trailer = verification_mac_input(b"", id_data(id_i), id_data(id_r), ts.ts_value)
+            mac = (int(kemac.mac_alg), keys.auth_key, trailer)
+        prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
+        exc.error_message = build_error_message(msg.csb_id, [exc.err_no], ts, prf=prf, mac=mac)
