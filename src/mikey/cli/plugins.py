@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..modes.base import ExchangeResult, ResponderOutcome
 
-__all__ = ["ModePlugin", "DemoInitiator", "DemoResponder", "InitiateOutput", "load_plugins", "MODE_NAMES"]
+__all__ = ["ModePlugin", "SpeedCase", "DemoInitiator", "DemoResponder", "InitiateOutput", "load_plugins", "MODE_NAMES"]
 
 #: CLI mode names, in the order they are listed; the module is mikey.cli.mode_<name with - as _>.
 MODE_NAMES = ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke")
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    """One ``mikey speed`` row: ``name`` (e.g. "PSK responder"), the operation, and the baseline row it is
+    compared with ("hmac-sha1", "rsa2048-sign", "modexp1536", "modexp1024")."""
+
+    name: str
+    run: Callable[[], object]
+    baseline: str = "hmac-sha1"
 
 
 @dataclass
@@ -92,6 +103,16 @@ class ModePlugin:
     def demo_description(self, creds: dict[str, Any]) -> str:
         """One line for the demo's report (algorithms, key sizes)."""
         return self.name
+
+    # -- speed ----------------------------------------------------------------------------------
+
+    def speed_cases(self) -> list[SpeedCase]:
+        """Rows for ``mikey speed``: named zero-argument callables, each timed by the speed command.
+
+        Set up everything (keys, messages) before returning; the callables do only
+        the operation being measured (e.g. "PSK initiator": build one I_MESSAGE).
+        """
+        return []
 
 
 def load_plugins() -> dict[str, ModePlugin]:

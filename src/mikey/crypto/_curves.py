@@ -128,7 +128,7 @@ class Curve:
         p = self.p
         if not (0 <= x < p and 0 <= y < p):
             return False
-        return (y * y - (x * x * x - 3 * x + self.b)) % p == 0
+        return bool((y * y - (x * x * x - 3 * x + self.b)) % p == 0)
 
     def encode_point(self, point: Affine) -> bytes:
         """Uncompressed ``0x04 || x || y`` (RFC 5480 §2.2, RFC 6507 §3.2, RFC 6508 §4)."""

@@ -36,7 +36,7 @@ from typing import Any
 
 from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
 
-from ._curves import Affine, Curve, FixedBaseTable, batch_invert, int_to_bytes, invert, mpz
+from ._curves import Affine, Curve, FixedBaseTable, batch_invert, int_to_bytes, invert, mpz, signed_digits
 
 __all__ = [
     "SakkeParams",
@@ -90,8 +90,6 @@ class _PfTable:
 
     def power(self, e: int) -> int:
         """The representative in F_p of g^e (e reduced by the caller)."""
-        from ._curves import signed_digits
-
         p = self.p
         a, b = mpz(1), mpz(0)
         for row, d in zip(self.rows, signed_digits(e, self.w, self.count), strict=True):
@@ -101,7 +99,8 @@ class _PfTable:
             elif d < 0:
                 t = row[-d - 1]
                 a, b = (a + b * t) % p, (b - a * t) % p
-        return b * invert(a, p) % p
+        result: int = b * invert(a, p) % p
+        return result
 
 
 class SakkeParams:
@@ -350,9 +349,7 @@ def public_key_from_master(z: int, params: SakkeParams = PARAMETER_SET_1) -> byt
     return params.curve.encode_point(params.p_table.multiply(z))
 
 
-def generate_master(
-    rng: RandBelow | None = None, params: SakkeParams = PARAMETER_SET_1
-) -> tuple[int, bytes]:
+def generate_master(rng: RandBelow | None = None, params: SakkeParams = PARAMETER_SET_1) -> tuple[int, bytes]:
     """A fresh KMS Master Secret z in [2, q-1] and its Public Key Z = [z]P (RFC 6508 §6.1)."""
     randbelow = rng or secrets.randbelow
     z = 2 + randbelow(int(params.q) - 2)

@@ -397,10 +397,10 @@ def build_error_message(
     hdr = CommonHeader(DataType.ERROR, csb_id, (), CSIdMapType.SRTP_ID, False, prf)
     payloads: list[Payload] = [t] + [ErrorPayload(e) for e in err_nos]
     if mac is None or mac[0] == MacAlg.NULL:
-        return Message(hdr, payloads).encode()
+        return Message(hdr, tuple(payloads)).encode()
     mac_alg, key, trailer = mac
     n = MAC_LENGTHS[mac_alg]
-    draft = Message(hdr, payloads + [VerificationPayload(mac_alg, bytes(n))]).encode()
+    draft = Message(hdr, (*payloads, VerificationPayload(mac_alg, bytes(n)))).encode()
     tag = kemac_crypto.compute_mac(mac_alg, key, draft[:-n] + trailer)
     return draft[:-n] + tag
 

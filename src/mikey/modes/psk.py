@@ -241,7 +241,7 @@ class PskInitiator(Side):
         payloads += self.policies
         n = MAC_LENGTHS[t.mac_alg]
         payloads.append(KemacPayload(t.encr_alg, encr, t.mac_alg, bytes(n)))
-        draft = Message(self.header, payloads).encode()
+        draft = Message(self.header, tuple(payloads)).encode()
         mac = kemac_crypto.compute_mac(t.mac_alg, keys.auth_key, draft[: len(draft) - n])
         self.i_message = draft[: len(draft) - n] + mac
         self.state = State.WAIT_RESPONSE if self.v else State.DONE
@@ -300,7 +300,7 @@ class PskInitiator(Side):
         merged = merge_responder_ssrcs(self.header, msg.header)
         self.state = State.DONE
         id_r = msg.find(IdPayload)
-        self._result = self._make_result(merged, authenticated=True)
+        self._result = self._make_result(merged, authenticated=self.transport.mac_alg != MacAlg.NULL)
         if id_r is not None and self._result.responder_id is None:
             self._result = _with_ids(self._result, responder_id=id_r.data)
         return self._result
@@ -491,7 +491,7 @@ class PskResponder(Side):
         mac_alg = int(kemac.mac_alg)
         n = MAC_LENGTHS[mac_alg]
         payloads.append(VerificationPayload(mac_alg, bytes(n)))
-        draft = Message(hdr, payloads).encode()
+        draft = Message(hdr, tuple(payloads)).encode()
         if self.verification_coverage == "timestamp-only":
             trailer = t.ts_value
         else:

@@ -6,13 +6,15 @@ RFC 3830 §6.1 (HDR, SRTP-ID map §6.1.1), RFC 4563 §5 (Empty map), RFC 6043 §
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import PRF, CSIdMapType, DataType, ProtType
 from ..errors import MikeyEncodeError
-from .buffer import FieldError, Reader, Writer
-from .payloads.base import lookup, value_to_json
+from .buffer import FieldError, Reader, ReadPastEnd, Writer
+from .payloads.base import enum_table, fast_constructor, value_to_json
 
 __all__ = ["CommonHeader", "SrtpIdEntry", "GenericIdEntry", "CsIdMapEntry"]
 
@@ -138,42 +140,48 @@ class CommonHeader:
     @classmethod
     def decode(cls, r: Reader) -> tuple[CommonHeader, int]:
         """Decode HDR; returns it with the next-payload value."""
-        version = r.u8()
-        data_type = r.u8()
-        next_payload = r.u8()
-        b = r.u8()
-        csb_id = r.u32()
-        n_cs = r.u8()
-        map_type = r.u8()
-        entries: list[CsIdMapEntry] = []
+        hdr, next_payload, r.pos = cls.pull(r.data, r.pos, r.end)
+        return hdr, next_payload
+
+    @classmethod
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[CommonHeader, int, int]:
+        """Decode HDR at ``data[pos:end]``; returns it, the next-payload value and the position after it."""
+        if pos + 10 > end:
+            # Name the first field that is cut short (for the error's offset).
+            have = end - pos
+            field_at = 4 if 4 <= have < 8 else have
+            raise ReadPastEnd(pos + field_at, 10 - field_at, have - field_at)
+        version, data_type, next_payload, b, csb_id, n_cs, map_type = _HDR_FROM(data, pos)
+        pos += 10
         cs_count: int | None = None
-        if map_type == CSIdMapType.SRTP_ID:
-            for _ in range(n_cs):
-                entries.append(SrtpIdEntry(r.u8(), r.u32(), r.u32()))
-        elif map_type == CSIdMapType.GENERIC_ID:
-            for _ in range(n_cs):
-                cs_id = r.u8()
-                prot = r.u8()
-                sp = r.u8()
-                policies = tuple(r.take(sp & 0x7F))
-                sdata = r.take(r.u16())
-                spi = r.take(r.u8())
-                entries.append(GenericIdEntry(cs_id, lookup(ProtType, prot), policies, sdata, spi, bool(sp & 0x80)))
-        elif map_type == CSIdMapType.EMPTY:
+        if map_type == 0:  # SRTP-ID (RFC 3830 §6.1.1)
+            stop = pos + 9 * n_cs
+            if stop > end:
+                k = (end - pos) // 9
+                raise ReadPastEnd(pos + 9 * k, 9, end - pos - 9 * k)
+            entries: tuple[CsIdMapEntry, ...] = tuple(
+                [_MAKE_SRTP_ID(pn, ssrc, roc) for pn, ssrc, roc in _SRTP_ITER(data[pos:stop])]
+            )
+            pos = stop
+        elif map_type == 2:  # GENERIC-ID (RFC 6043 §6.1.1)
+            entries, pos = _pull_generic_id(data, pos, end, n_cs)
+        elif map_type == 1:  # Empty map (RFC 4563 §5)
+            entries = ()
             cs_count = n_cs
         else:
-            raise FieldError(f"unknown CS ID map type {map_type}: cannot tell the length of its map info", r.pos - 1)
-        hdr = cls(
-            lookup(DataType, data_type),
+            raise FieldError(f"unknown CS ID map type {map_type}: cannot tell the length of its map info", pos - 1)
+        prf = b & 0x7F
+        hdr = _MAKE_HDR(
+            _DATA_TYPE.get(data_type, data_type),
             csb_id,
-            tuple(entries),
-            lookup(CSIdMapType, map_type),
-            bool(b & 0x80),
-            lookup(PRF, b & 0x7F),
+            entries,
+            _MAP_TYPE[map_type],
+            b > 0x7F,
+            _PRF.get(prf, prf),
             version,
             cs_count,
         )
-        return hdr, next_payload
+        return hdr, next_payload, pos
 
     def encode(self, w: Writer, next_payload: int) -> None:
         n = self.n_cs
@@ -183,33 +191,39 @@ class CommonHeader:
             raise MikeyEncodeError(f"HDR #CS is {n}; it must fit in 8 bits")
         if not 0 <= self.prf <= 0x7F:
             raise MikeyEncodeError("HDR PRF func must fit in 7 bits")
-        w.u8(self.version)
-        w.u8(self.data_type)
-        w.u8(next_payload)
-        w.u8((0x80 if self.v else 0) | self.prf)
-        w.u32(self.csb_id)
-        w.u8(n)
-        w.u8(self.cs_id_map_type)
+        map_type = self.cs_id_map_type
+        buf = w.buf
+        buf += _PACK_HDR(
+            self.version,
+            self.data_type,
+            next_payload,
+            (0x80 if self.v else 0) | self.prf,
+            self.csb_id,
+            n,
+            map_type,
+        )
         for e in self.cs_id_map:
-            if isinstance(e, SrtpIdEntry):
-                if self.cs_id_map_type != CSIdMapType.SRTP_ID:
+            if type(e) is SrtpIdEntry:
+                if map_type != 0:
                     raise MikeyEncodeError("SRTP-ID entry in a header whose map type is not SRTP-ID")
-                w.u8(e.policy_no)
-                w.u32(e.ssrc)
-                w.u32(e.roc)
-            else:
-                if self.cs_id_map_type != CSIdMapType.GENERIC_ID:
+                buf += _PACK_SRTP_ID(e.policy_no, e.ssrc, e.roc)
+            elif isinstance(e, GenericIdEntry):
+                if map_type != CSIdMapType.GENERIC_ID:
                     raise MikeyEncodeError("GENERIC-ID entry in a header whose map type is not GENERIC-ID")
                 if len(e.policies) > 0x7F or len(e.session_data) > 0xFFFF or len(e.spi) > 0xFF:
                     raise MikeyEncodeError("GENERIC-ID entry field too long")
-                w.u8(e.cs_id)
-                w.u8(e.prot_type)
-                w.u8((0x80 if e.s_flag else 0) | len(e.policies))
-                w.put(bytes(e.policies))
-                w.u16(len(e.session_data))
-                w.put(e.session_data)
-                w.u8(len(e.spi))
-                w.put(e.spi)
+                buf += _PACK_BBB(e.cs_id, e.prot_type, (0x80 if e.s_flag else 0) | len(e.policies))
+                buf += bytes(e.policies)
+                buf += _PACK_H(len(e.session_data))
+                buf += e.session_data
+                buf.append(len(e.spi))
+                buf += e.spi
+            elif isinstance(e, SrtpIdEntry):
+                if map_type != 0:
+                    raise MikeyEncodeError("SRTP-ID entry in a header whose map type is not SRTP-ID")
+                buf += _PACK_SRTP_ID(e.policy_no, e.ssrc, e.roc)
+            else:
+                raise MikeyEncodeError(f"CS ID map entry of unknown kind {type(e).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -231,3 +245,52 @@ class CommonHeader:
 
 def _name(v: int) -> str:
     return v.name if hasattr(v, "name") else f"unknown({v})"
+
+
+_HDR = struct.Struct(">BBBBIBB")
+_HDR_FROM = _HDR.unpack_from
+_PACK_HDR = _HDR.pack
+_SRTP_ID = struct.Struct(">BII")
+_SRTP_ITER = _SRTP_ID.iter_unpack
+_PACK_SRTP_ID = _SRTP_ID.pack
+_PACK_BBB = struct.Struct(">BBB").pack
+_PACK_H = struct.Struct(">H").pack
+_U16_FROM = struct.Struct(">H").unpack_from
+_DATA_TYPE = enum_table(DataType)
+_PRF = enum_table(PRF)
+_PROT = enum_table(ProtType)
+_MAP_TYPE = enum_table(CSIdMapType)
+_MAKE_HDR: Callable[..., CommonHeader] = fast_constructor(CommonHeader)
+_MAKE_SRTP_ID: Callable[..., SrtpIdEntry] = fast_constructor(SrtpIdEntry)
+_MAKE_GENERIC_ID: Callable[..., GenericIdEntry] = fast_constructor(GenericIdEntry)
+
+
+def _pull_generic_id(data: bytes, pos: int, end: int, n_cs: int) -> tuple[tuple[CsIdMapEntry, ...], int]:
+    """The #CS blocks of a GENERIC-ID map (RFC 6043 §6.1.1)."""
+    entries: list[CsIdMapEntry] = []
+    for _ in range(n_cs):
+        if pos + 3 > end:
+            raise ReadPastEnd(pos, 3, end - pos)
+        cs_id, prot, sp = data[pos], data[pos + 1], data[pos + 2]
+        pos += 3
+        q = pos + (sp & 0x7F)
+        if q + 2 > end:
+            if q > end:
+                raise ReadPastEnd(pos, sp & 0x7F, end - pos)
+            raise ReadPastEnd(q, 2, end - q)
+        policies = tuple(data[pos:q])
+        (n,) = _U16_FROM(data, q)
+        pos = q + 2
+        q = pos + n
+        if q >= end:
+            if q > end:
+                raise ReadPastEnd(pos, n, end - pos)
+            raise ReadPastEnd(q, 1, 0)
+        sdata = data[pos:q]
+        pos = q + 1
+        q = pos + data[q]
+        if q > end:
+            raise ReadPastEnd(pos, q - pos, end - pos)
+        entries.append(_MAKE_GENERIC_ID(cs_id, _PROT.get(prot, prot), policies, sdata, data[pos:q], sp > 0x7F))
+        pos = q
+    return tuple(entries), pos

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..constants import PayloadType
 from ..errors import MikeyDecodeError, MikeyEncodeError
-from .buffer import FieldError, Reader, ReadPastEnd, Writer
+from .buffer import FieldError, ReadPastEnd, Writer
 from .header import CommonHeader
 from .payloads import REGISTRY, Payload
 
@@ -26,30 +26,43 @@ __all__ = ["Message", "decode_sub_payloads", "encode_sub_payloads", "parse_text"
 
 T = TypeVar("T", bound=Payload)
 
+_new = object.__new__
+_pull_header = CommonHeader.pull
 
-def _decode_chain(r: Reader, first: int, where: str) -> tuple[list[Payload], list[int]]:
+
+def _decode_chain(data: bytes, pos: int, first: int, where: str) -> tuple[list[Payload], list[int], int]:
+    """Decode the payload chain starting at *pos* with payload type *first*, up to ``len(data)``.
+
+    Returns the payloads, their start offsets and the position after the last one.
+    """
     payloads: list[Payload] = []
     offsets: list[int] = []
+    append = payloads.append
+    append_offset = offsets.append
+    end = len(data)
     next_type = first
     registry = REGISTRY
-    while next_type != PayloadType.LAST:
+    while next_type:
         cls = registry.get(next_type)
-        start = r.pos
         if cls is None:
-            raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=start)
+            raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
+        append_offset(pos)
         try:
             if cls.HAS_NEXT:
-                next_type = r.u8()
+                if pos >= end:
+                    raise ReadPastEnd(pos, 1, 0)
+                next_type = data[pos]
+                p, pos = cls.pull(data, pos + 1, end)
             else:
-                next_type = PayloadType.LAST
-            payloads.append(cls.decode_body(r))
+                next_type = 0
+                p, pos = cls.pull(data, pos, end)
         except ReadPastEnd as e:
             raise MikeyDecodeError(f"truncated {cls.NAME} payload ({e})", payload=cls.NAME, offset=e.offset) from None
         except FieldError as e:
             raise MikeyDecodeError(str(e), payload=cls.NAME, offset=e.offset) from None
-        offsets.append(start)
+        append(p)
         where = cls.NAME
-    return payloads, offsets
+    return payloads, offsets, pos
 
 
 def decode_sub_payloads(data: bytes, first: int = PayloadType.KEY_DATA) -> list[Payload]:
@@ -58,10 +71,12 @@ def decode_sub_payloads(data: bytes, first: int = PayloadType.KEY_DATA) -> list[
     *first* is the type of the first payload, which the enclosing payload implies
     (Key data in KEMAC, RFC 3830 §6.2; ID then Key data in PK mode).
     """
-    r = Reader(data)
-    payloads, _ = _decode_chain(r, first, "sub-payload chain")
-    if not r.eof():
-        raise MikeyDecodeError(f"{r.remaining} trailing octets after the last sub-payload", offset=r.pos)
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    payloads, _, pos = _decode_chain(data, 0, first, "sub-payload chain")
+    if pos != len(data):
+        last = payloads[-1].NAME if payloads else "sub-payload chain"
+        raise MikeyDecodeError(f"{len(data) - pos} trailing octets after the last sub-payload", payload=last, offset=pos)
     return payloads
 
 
@@ -74,17 +89,18 @@ def encode_sub_payloads(payloads: Sequence[Payload]) -> bytes:
 
 def _encode_chain(w: Writer, payloads: Sequence[Payload], offsets: list[int] | None = None) -> None:
     n = len(payloads)
-    for i, p in enumerate(payloads):
-        if offsets is not None:
-            offsets.append(len(w))
-        if p.HAS_NEXT:
-            w.u8(payloads[i + 1].TYPE if i + 1 < n else PayloadType.LAST)
-        elif i + 1 < n:
-            raise MikeyEncodeError(f"{p.NAME} has no next-payload field and must be the last payload")
-        try:
+    buf = w.buf
+    try:
+        for i, p in enumerate(payloads):
+            if offsets is not None:
+                offsets.append(len(buf))
+            if p.HAS_NEXT:
+                buf.append(payloads[i + 1].TYPE if i + 1 < n else 0)
+            elif i + 1 < n:
+                raise MikeyEncodeError(f"{p.NAME} has no next-payload field and must be the last payload")
             p.encode_body(w)
-        except (struct.error, OverflowError, ValueError) as e:
-            raise MikeyEncodeError(f"{p.NAME}: field value out of range ({e})") from None
+    except (struct.error, OverflowError, ValueError, TypeError) as e:
+        raise MikeyEncodeError(f"{p.NAME}: field value out of range ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -110,19 +126,24 @@ class Message:
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> Message:
         """Decode a whole message; raises :class:`MikeyDecodeError` on any malformed input."""
-        if not isinstance(data, bytes):
+        if type(data) is not bytes:
             data = bytes(data)
-        r = Reader(data)
         try:
-            header, next_type = CommonHeader.decode(r)
+            header, next_type, pos = _pull_header(data, 0, len(data))
         except ReadPastEnd as e:
             raise MikeyDecodeError(f"truncated HDR payload ({e})", payload="HDR", offset=e.offset) from None
         except FieldError as e:
             raise MikeyDecodeError(str(e), payload="HDR", offset=e.offset) from None
-        payloads, offsets = _decode_chain(r, next_type, "HDR")
-        if not r.eof():
+        payloads, offsets, pos = _decode_chain(data, pos, next_type, "HDR")
+        if pos != len(data):
             last = payloads[-1].NAME if payloads else "HDR"
-            raise MikeyDecodeError(f"{r.remaining} trailing octets after the last payload", payload=last, offset=r.pos)
+            raise MikeyDecodeError(
+                f"{len(data) - pos} trailing octets after the last payload", payload=last, offset=pos
+            )
+        if cls is Message:
+            msg = _new(cls)
+            msg.__dict__.update(header=header, payloads=tuple(payloads), raw=data, offsets=tuple(offsets))
+            return msg
         return cls(header, tuple(payloads), data, tuple(offsets))
 
     def encode(self) -> bytes:
@@ -135,7 +156,7 @@ class Message:
         self.header.encode(w, payloads[0].TYPE if payloads else PayloadType.LAST)
         offsets: list[int] = []
         _encode_chain(w, payloads, offsets)
-        return w.getvalue(), tuple(offsets)
+        return bytes(w.buf), tuple(offsets)
 
     def encoded(self) -> Message:
         """This message with ``raw``/``offsets`` filled in from its own encoding."""

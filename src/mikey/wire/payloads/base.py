@@ -53,30 +53,47 @@ def lookup(enum: type[E], value: int) -> E | int:
     table = _LOOKUP_CACHE.get(enum)
     if table is None:
         table = enum_table(enum)
-    return table.get(value, value)  # type: ignore[return-value]
+    return table.get(value, value)
 
 
 C = TypeVar("C")
 
 
 def fast_constructor(cls: type[C]) -> Callable[..., C]:
-    """A ``make(*values)`` building a frozen slots dataclass without its ``__init__``.
+    """A ``make(*values)`` that builds an instance of the frozen slots dataclass *cls* cheaply.
 
-    The generated ``__init__`` of a frozen dataclass goes through
-    ``object.__setattr__`` per field; decoders already hold checked, normalised
-    values, so they set the slots through their member descriptors, which costs
-    about half as much.  All fields are positional and required; no
-    ``__post_init__`` runs.
+    The generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__``, which dominates decoding time.  Decoders already hold
+    checked values, so ``make`` fills the slots of a plain twin class with the
+    same slot layout (ordinary attribute stores) and then retypes the object to
+    *cls*: the result is an ordinary, immutable *cls* instance.  Where the
+    retyping is refused, ``make`` sets the slots through their member
+    descriptors instead.  All fields are positional and required, and
+    ``__post_init__`` is not run.
     """
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for i, n in enumerate(names):
-        ns[f"_s{i}"] = getattr(cls, n).__set__
     args = ", ".join(f"a{i}" for i in range(len(names)))
-    body = "".join(f"    _s{i}(o, a{i})\n" for i in range(len(names)))
-    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
-    exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
-    make: Callable[..., C] = ns["make"]
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    twin = type(f"_{cls.__name__}Twin", (object,), {"__slots__": tuple(cls.__dict__.get("__slots__", ()))})
+    ns["_twin"] = twin
+    stores = "".join(f"    o.{n} = a{i}\n" for i, n in enumerate(names))
+    src = f"def make({args}):\n    o = _new(_twin)\n{stores}    o.__class__ = _cls\n    return o\n"
+    make: Callable[..., C] | None = None
+    if set(twin.__slots__) == set(names):
+        exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
+        try:
+            probe = ns["make"](*([None] * len(names)))
+            if type(probe) is cls:
+                make = ns["make"]
+        except TypeError:  # layouts not compatible for __class__ assignment
+            make = None
+    if make is None:
+        for i, n in enumerate(names):
+            ns[f"_s{i}"] = getattr(cls, n).__set__
+        body = "".join(f"    _s{i}(o, a{i})\n" for i in range(len(names)))
+        exec(f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n", ns)  # noqa: S102
+        make = ns["make"]
+    assert make is not None
     make.__qualname__ = f"{cls.__qualname__}._make"
     return make
 

@@ -7,13 +7,15 @@ the 3GPP TS 33.180 types 6 and 7) is kept as opaque data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ...constants import GenExtType, KeyIdType, PayloadType
 from ...errors import MikeyDecodeError, MikeyEncodeError
-from ..buffer import Reader, ReadPastEnd, Writer
-from .base import Payload, lookup, register
+from ..buffer import ReadPastEnd, Writer
+from .base import Payload, enum_table, fast_constructor, lookup, register
+from .rfc3830 import _B_H_FROM, _PACK_B_H
 
 __all__ = ["GeneralExtensionPayload", "KeyIdEntry"]
 
@@ -72,14 +74,18 @@ class GeneralExtensionPayload(Payload):
 
     def parse_key_ids(self) -> list[KeyIdEntry]:
         """The Key ID sub-payloads of a type-3 extension; raises MikeyDecodeError if malformed."""
-        r = Reader(self.data)
+        data = self.data
+        end = len(data)
         out = []
-        try:
-            while not r.eof():
-                t = r.u8()
-                out.append(KeyIdEntry(lookup(KeyIdType, t), r.take(r.u8())))
-        except ReadPastEnd as e:
-            raise MikeyDecodeError("truncated Key ID sub-payload", payload="GEN_EXT", offset=e.offset) from None
+        p = 0
+        while p < end:
+            if p + 2 > end:
+                raise MikeyDecodeError("truncated Key ID sub-payload", payload="GEN_EXT", offset=p)
+            q = p + 2 + data[p + 1]
+            if q > end:
+                raise MikeyDecodeError("truncated Key ID sub-payload", payload="GEN_EXT", offset=p + 2)
+            out.append(KeyIdEntry(lookup(KeyIdType, data[p]), data[p + 2 : q]))
+            p = q
         return out
 
     def parse_sdp_ids(self) -> list[str]:
@@ -106,16 +112,21 @@ class GeneralExtensionPayload(Payload):
         return None
 
     @classmethod
-    def decode_body(cls, r: Reader) -> GeneralExtensionPayload:
-        t = r.u8()
-        return cls(lookup(GenExtType, t), r.take(r.u16()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[GeneralExtensionPayload, int]:
+        if pos + 3 > end:
+            raise ReadPastEnd(pos, 3, end - pos)
+        t, n = _B_H_FROM(data, pos)
+        pos += 3
+        q = pos + n
+        if q > end:
+            raise ReadPastEnd(pos, n, end - pos)
+        return _MAKE_GEN_EXT(_EXT_TYPE.get(t, t), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         if len(self.data) > 0xFFFF:
             raise MikeyEncodeError("General Extension data longer than 65535 octets")
-        w.u8(self.ext_type)
-        w.u16(len(self.data))
-        w.put(self.data)
+        w.buf += _PACK_B_H(self.ext_type, len(self.data))
+        w.buf += self.data
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -128,3 +139,7 @@ class GeneralExtensionPayload(Payload):
         if p is not None:
             d["parsed"] = p
         return d
+
+
+_EXT_TYPE = enum_table(GenExtType)
+_MAKE_GEN_EXT: Callable[..., GeneralExtensionPayload] = fast_constructor(GeneralExtensionPayload)

@@ -31,7 +31,7 @@ from ...constants import (
     TSType,
 )
 from ...errors import MikeyEncodeError
-from ..buffer import FieldError, ReadPastEnd, Reader, Writer
+from ..buffer import FieldError, Reader, ReadPastEnd, Writer
 from .base import (
     KeyValidity,
     Payload,
@@ -77,7 +77,7 @@ def unix_from_ntp(ntp: int) -> float:
     return (ntp >> 32) - NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / (1 << 32)
 
 
-def _len_check(data: bytes, bits: int, what: str) -> int:
+def _len_check(data: bytes | bytearray, bits: int, what: str) -> int:
     if len(data) >= 1 << bits:
         raise MikeyEncodeError(f"{what} is {len(data)} octets; its {bits}-bit length field cannot hold that")
     return len(data)
@@ -544,7 +544,7 @@ class SecurityPolicyPayload(Payload):
         stop = p + length
         if stop > end:
             raise ReadPastEnd(p, length, end - p)
-        params = []
+        params: list[tuple[int, bytes]] = []
         append = params.append
         while p < stop:
             if p + 2 > stop:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...constants import PayloadType, SakkeIDScheme, SakkeParams
-from ..buffer import Reader, Writer
-from .base import Payload, lookup, register
-from .rfc3830 import _len_check
+from ..buffer import ReadPastEnd, Writer
+from .base import Payload, enum_table, fast_constructor, register
+from .rfc3830 import _BBH_FROM, _PACK_BBH, _len_check
 
 __all__ = ["SakkePayload"]
 
@@ -25,13 +26,21 @@ class SakkePayload(Payload):
     NAME = "SAKKE"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> SakkePayload:
-        p = r.u8()
-        s = r.u8()
-        return cls(lookup(SakkeParams, p), lookup(SakkeIDScheme, s), r.take(r.u16()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[SakkePayload, int]:
+        if pos + 4 > end:
+            raise ReadPastEnd(pos, 4, end - pos)
+        p, s, n = _BBH_FROM(data, pos)
+        pos += 4
+        q = pos + n
+        if q > end:
+            raise ReadPastEnd(pos, n, end - pos)
+        return _MAKE_SAKKE(_PARAMS.get(p, p), _SCHEME.get(s, s), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
-        w.u8(self.params)
-        w.u8(self.id_scheme)
-        w.u16(_len_check(self.data, 16, "SAKKE data"))
-        w.put(self.data)
+        w.buf += _PACK_BBH(self.params, self.id_scheme, _len_check(self.data, 16, "SAKKE data"))
+        w.buf += self.data
+
+
+_PARAMS = enum_table(SakkeParams)
+_SCHEME = enum_table(SakkeIDScheme)
+_MAKE_SAKKE: Callable[..., SakkePayload] = fast_constructor(SakkePayload)

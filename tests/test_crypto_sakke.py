@@ -1,0 +1,233 @@
+"""SAKKE (RFC 6508) tests with RFC 6509 Parameter Set 1: App. A known answers, tampering, real keys."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import pytest
+
+from mikey.crypto import sakke
+from mikey.errors import AuthenticationError, KeyMaterialError
+
+VECTORS = pathlib.Path(__file__).parent / "vectors"
+SAKKE_V: dict[str, Any] = json.loads((VECTORS / "sakke_rfc6508.json").read_text())
+PARAMS_V: dict[str, Any] = json.loads((VECTORS / "mikey_sakke_params_rfc6509.json").read_text())["cases"][0]
+STREAMWIDE: dict[str, Any] = json.loads((VECTORS / "mikey_sakke_streamwide.json").read_text())
+ALEA: dict[str, Any] = json.loads((VECTORS / "mikey_sakke_alea_via_streamwide.json").read_text())
+KAT: dict[str, Any] = SAKKE_V["cases"][0]
+H2IR: dict[str, Any] = SAKKE_V["cases"][1]
+h = bytes.fromhex
+
+PS1 = sakke.PARAMETER_SET_1
+B = h(KAT["b"])
+Z = h(KAT["Z"])
+RSK = h(KAT["RSK"])
+SED = h(KAT["SED"])
+SSV = h(KAT["SSV"])
+
+
+def _int(name: str, src: dict[str, Any] = KAT) -> int:
+    return int(src[name], 16)
+
+
+# --- RFC 6509 App. A parameters ----------------------------------------------------
+
+
+def test_parameter_set_1() -> None:
+    """RFC 6509 App. A: p, q, P, g; p = 3 mod 4, q = (p+1)/4, [q]P = 0, g = <P,P>."""
+    for src in (PARAMS_V, SAKKE_V["parameter_set_1"]):
+        assert PS1.p == int(src["p"], 16)
+        assert PS1.q == int(src["q"], 16)
+        assert PS1.point_p == (int(src["Px"], 16), int(src["Py"], 16))
+        assert PS1.g == int(src["g"], 16)
+    assert PS1.p % 4 == 3 and (PS1.p + 1) // PS1.q == 4
+    assert PS1.curve.is_on_curve(*PS1.point_p)
+    assert PS1.curve.multiply(PS1.q - 1, PS1.point_p) == PS1.curve.neg(PS1.point_p)
+    assert sakke.pairing(PS1.point_p, PS1.point_p) == PS1.g
+    assert (PS1.sakke_params_value, PS1.n_bits, PS1.sed_len) == (1, 128, 273)
+
+
+# --- RFC 6508 App. A ------------------------------------------------------------------
+
+
+def test_hash_to_integer_range_example() -> None:
+    """§5.1 / App. A: HashToIntegerRange(SSV || b, q, SHA-256)."""
+    assert sakke.hash_to_integer_range(h(H2IR["M"]), PS1.q) == _int("v_mod_q", H2IR)
+    assert h(H2IR["M"]) == SSV + B
+    assert sakke.hash_to_integer_range(SSV + B, PS1.q) == _int("r")
+
+
+def test_master_public_key_and_rsk() -> None:
+    """App. A: Z = [z]P (§6.1), K_b = [(b + z)^-1]P (§6.1.1), RSK check (§6.1.2)."""
+    z = _int("z")
+    assert sakke.public_key_from_master(z).hex() == KAT["Z"]
+    assert sakke.issue_rsk(z, B).hex() == KAT["RSK"]
+    assert RSK[1:129] == h(KAT["Kbx"]) and RSK[129:] == h(KAT["Kby"])
+    sakke.validate_rsk(RSK, B, Z)
+
+
+def test_encapsulation_intermediates() -> None:
+    """App. A / §6.2.1: R = [r]([b]P + Z), g^r, mask, H."""
+    r = _int("r")
+    b = int.from_bytes(B, "big")
+    q_b = PS1.curve.add(PS1.curve.multiply(b, PS1.point_p), PS1.curve.decode_point(Z))
+    r_point = PS1.curve.multiply(r, q_b)
+    assert PS1.curve.encode_point(r_point).hex() == KAT["R"]
+    assert r_point == (_int("Rbx"), _int("Rby"))
+    g_r = PS1.g_table.power(r)
+    assert g_r == _int("g_pow_r")
+    mask = sakke.hash_to_integer_range(int(g_r).to_bytes(128, "big"), 1 << 128)
+    assert mask == _int("mask")
+    assert mask ^ int.from_bytes(SSV, "big") == _int("H")
+
+
+def test_encapsulate_known_answer() -> None:
+    """App. A: SED = 0x04 || Rx || Ry || H (§4), 273 octets."""
+    ssv, sed = sakke.encapsulate(SSV, B, Z)
+    assert ssv == SSV
+    assert sed.hex() == KAT["SED"]
+    assert len(sed) == 273
+
+
+def test_pairing_known_answer() -> None:
+    """App. A: w = <R, K_b> = g^r (§3.2, §6.2.2 step 2), both argument orders."""
+    r_point = PS1.curve.decode_point(SED[:257])
+    k_point = PS1.curve.decode_point(RSK)
+    w = _int("w", KAT["receiver"])
+    assert w == _int("g_pow_r")
+    assert sakke.pairing(r_point, k_point) == w
+    assert sakke.pairing(k_point, r_point) == w
+
+
+def test_decapsulate_known_answer() -> None:
+    """App. A / §6.2.2: SSV recovered, TEST == R."""
+    assert sakke.decapsulate(SED, RSK, B, Z) == SSV
+    receiver = sakke.SakkeReceiver(RSK, B, Z, validate=True)
+    assert receiver.decapsulate(SED) == SSV  # cold: builds the Miller lines
+    assert receiver.decapsulate(SED) == SSV  # warm
+    assert KAT["RSK"][2:40] not in repr(receiver).lower()
+
+
+# --- tampering ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bit", [8, 500, 1030, 1500, 2055, 2060, 2100, 2183])
+def test_flipped_bit_in_sed_rejected(bit: int) -> None:
+    sed = bytearray(SED)
+    sed[bit // 8] ^= 0x80 >> (bit % 8)
+    with pytest.raises(AuthenticationError):
+        sakke.decapsulate(bytes(sed), RSK, B, Z)
+
+
+def test_malformed_sed_rejected() -> None:
+    with pytest.raises(AuthenticationError):
+        sakke.decapsulate(SED[:-1], RSK, B, Z)
+    with pytest.raises(AuthenticationError):
+        sakke.decapsulate(b"\x05" + SED[1:], RSK, B, Z)
+    neg_r = PS1.curve.encode_point(PS1.curve.neg(PS1.curve.decode_point(SED[:257])))
+    with pytest.raises(AuthenticationError):  # -R is a valid point of order q, but the wrong one
+        sakke.decapsulate(neg_r + SED[257:], RSK, B, Z)
+    two_torsion = PS1.curve.encode_point((0, 0))
+    with pytest.raises(AuthenticationError):
+        sakke.decapsulate(two_torsion + SED[257:], RSK, B, Z)
+
+
+def test_wrong_identifier_rejected() -> None:
+    with pytest.raises(AuthenticationError):
+        sakke.decapsulate(SED, RSK, B.replace(b"02", b"03"), Z)
+
+
+# --- key validation and round trips ---------------------------------------------------
+
+
+def test_validate_rsk_rejects_bad_keys() -> None:
+    with pytest.raises(KeyMaterialError):
+        sakke.validate_rsk(RSK, B.replace(b"02", b"03"), Z)
+    with pytest.raises(KeyMaterialError):
+        sakke.validate_rsk(PS1.curve.encode_point(PS1.point_p), B, Z)
+    with pytest.raises(KeyMaterialError):
+        sakke.validate_rsk(RSK[:-1] + bytes([RSK[-1] ^ 1]), B, Z)
+    with pytest.raises(KeyMaterialError):  # a point of order 2, outside E(F_p)[q]
+        sakke.validate_rsk(PS1.curve.encode_point((0, 0)), B, Z)
+
+
+def test_round_trip_random_master() -> None:
+    z, z_bytes = sakke.generate_master()
+    assert 2 <= z < PS1.q
+    ident = b"2024-05\x00tel:+447700900999\x00"
+    rsk = sakke.issue_rsk(z, ident)
+    sakke.validate_rsk(rsk, ident, z_bytes)
+    receiver = sakke.SakkeReceiver(rsk, ident, z_bytes)
+    seen = set()
+    for _ in range(3):
+        ssv, sed = sakke.encapsulate(None, ident, z_bytes)
+        assert len(ssv) == 16 and len(sed) == 273
+        assert receiver.decapsulate(sed) == ssv
+        seen.add(ssv)
+    assert len(seen) == 3
+    with pytest.raises(AuthenticationError):  # encapsulated for someone else
+        receiver.decapsulate(sakke.encapsulate(None, ident + b"x", z_bytes)[1])
+
+
+# --- deployed MIKEY-SAKKE key material --------------------------------------------------
+
+
+@pytest.mark.parametrize("user", STREAMWIDE["users"], ids=lambda u: u["name"])
+def test_streamwide_rsk_validates(user: dict[str, Any]) -> None:
+    sakke.validate_rsk(
+        h(user["UserDecryptKey_RSK"]), h(user["UserID_UID"]), h(STREAMWIDE["kms_public"]["PubEncKey_Z"])
+    )
+
+
+@pytest.mark.parametrize("user", ALEA["users"], ids=lambda u: u["name"])
+def test_alea_rsk(user: dict[str, Any]) -> None:
+    args = (h(user["RSK"]), h(user["UID"]), h(ALEA["kms_public"]["Z"]))
+    if user["sakke_rsk_valid"]:
+        sakke.validate_rsk(*args)
+    else:  # the known-bad "bob" set
+        assert user["name"] == "bob"
+        with pytest.raises(KeyMaterialError):
+            sakke.validate_rsk(*args)
+
+
+def _sakke_messages() -> list[tuple[str, bytes, bytes, bytes, bytes, bytes]]:
+    out = []
+    for source, z_hex, users, messages, uid_key, rsk_key in (
+        (
+            "streamwide",
+            STREAMWIDE["kms_public"]["PubEncKey_Z"],
+            STREAMWIDE["users"],
+            STREAMWIDE["cases"]["i_messages"],
+            "UserID_UID",
+            "UserDecryptKey_RSK",
+        ),
+        ("alea", ALEA["kms_public"]["Z"], ALEA["users"], ALEA["cases"], "UID", "RSK"),
+    ):
+        by_uid = {u[uid_key]: u for u in users}
+        for msg in messages:
+            payload = next(p for p in msg["parsed"] if p["payload"] == "SAKKE")
+            responder = next(p for p in msg["parsed"] if p["payload"] == "IDR" and p["id_role"] == 9)
+            uid = responder["id_data"]
+            out.append(
+                (
+                    f"{source}-{msg['name']}",
+                    h(payload["sakke_data"]),
+                    h(by_uid[uid][rsk_key]),
+                    h(uid),
+                    h(z_hex),
+                    h(msg["key"]),
+                )
+            )
+    return out
+
+
+@pytest.mark.parametrize("case", _sakke_messages(), ids=lambda c: c[0])
+def test_deployed_i_message_sakke_payloads_decapsulate(
+    case: tuple[str, bytes, bytes, bytes, bytes, bytes],
+) -> None:
+    """SAKKE payloads of real I-MESSAGEs decapsulate to the listed GMK/CSK/PCK (responder UID, role 9)."""
+    _, sed, rsk, uid, z_bytes, key = case
+    assert len(sed) == 273
+    assert sakke.decapsulate(sed, rsk, uid, z_bytes) == key
