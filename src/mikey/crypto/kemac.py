@@ -151,7 +151,7 @@ def aes_cm_iv(salt: bytes, csb_id: int, timestamp: bytes, ts_type: int | None = 
     if not 0 <= csb_id <= 0xFFFFFFFF:
         raise CryptoError("csb_id must fit in 32 bits")
     block = bytes(2) + csb_id.to_bytes(4, "big") + timestamp_64(timestamp, ts_type)
-    return bytes(a ^ b for a, b in zip(salt, block, strict=True)) + bytes(2)
+    return (int.from_bytes(salt, "big") ^ int.from_bytes(block, "big")).to_bytes(14, "big") + bytes(2)
 
 
 def _aes_cm(key: bytes, iv: bytes, data: bytes) -> bytes:
@@ -250,6 +250,10 @@ def decrypt(
     return _aes_cm(key, aes_cm_iv(salt, csb_id, timestamp, ts_type), ciphertext)
 
 
+_SHA1 = hashes.SHA1()
+_SHA256 = hashes.SHA256()
+
+
 def compute_mac(alg: int, key: bytes, data: bytes) -> bytes:
     """MAC over ``data`` (RFC 3830 §4.2.4, RFC 6043 §6.2); NULL gives b""."""
     hash_name, key_len, _ = _mac(alg)
@@ -257,7 +261,7 @@ def compute_mac(alg: int, key: bytes, data: bytes) -> bytes:
         return b""
     if len(key) != key_len:
         raise CryptoError(f"MAC algorithm {alg} needs a {key_len}-octet key, got {len(key)}")
-    h = _hmac.HMAC(key, hashes.SHA1() if hash_name == "sha1" else hashes.SHA256())
+    h = _hmac.HMAC(key, _SHA1 if hash_name == "sha1" else _SHA256)
     h.update(data)
     return h.finalize()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac as _stdlib_hmac
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
@@ -37,6 +38,8 @@ __all__ = [
     "CONST_TRANSPORT_SALT",
     "TransportKeys",
     "prf",
+    "prf_many",
+    "derive_tek_and_salt",
     "derive_from_tgk",
     "derive_tek",
     "derive_srtp_salt",
@@ -68,13 +71,14 @@ CONST_TRANSPORT_SALT: Final = 0x29B88916
 _INKEY_PIECE: Final = 32  # 256 bits, for both PRFs
 
 # prf_func -> (hash factory, output size in octets)
-_HASHES: Final[dict[int, tuple[type[hashes.HashAlgorithm], int]]] = {
-    PRF_MIKEY_1: (hashes.SHA1, 20),
-    PRF_HMAC_SHA_256: (hashes.SHA256, 32),
+# Hash algorithm instances are immutable; sharing them saves their construction per HMAC.
+_HASHES: Final[dict[int, tuple[hashes.HashAlgorithm, int]]] = {
+    PRF_MIKEY_1: (hashes.SHA1(), 20),
+    PRF_HMAC_SHA_256: (hashes.SHA256(), 32),
 }
 
 
-def _hash_for(prf_func: int) -> tuple[type[hashes.HashAlgorithm], int]:
+def _hash_for(prf_func: int) -> tuple[hashes.HashAlgorithm, int]:
     try:
         return _HASHES[prf_func]
     except KeyError:
@@ -83,17 +87,16 @@ def _hash_for(prf_func: int) -> tuple[type[hashes.HashAlgorithm], int]:
 
 def _p_function(base: _hmac.HMAC, label: bytes, m: int) -> bytes:
     """RFC 3830 §4.1.2 P(s, label, m); ``base`` is an HMAC object keyed with s."""
-    out = bytearray()
+    out = b""
     a = label
     for _ in range(m):
         h = base.copy()
         h.update(a)
         a = h.finalize()  # A_i = HMAC(s, A_(i-1))
         h = base.copy()
-        h.update(a)
-        h.update(label)
+        h.update(a + label)
         out += h.finalize()  # HMAC(s, A_i || label)
-    return bytes(out)
+    return out
 
 
 def prf(inkey: bytes, label: bytes, out_len: int, prf_func: int = PRF_MIKEY_1) -> bytes:
@@ -102,7 +105,7 @@ def prf(inkey: bytes, label: bytes, out_len: int, prf_func: int = PRF_MIKEY_1) -
     ``prf_func`` 0 is MIKEY-1 (HMAC-SHA-1), 1 is PRF-HMAC-SHA-256; anything else raises
     :class:`UnsupportedPRFError`.  The inkey may have any non-zero length.
     """
-    hash_cls, hash_len = _hash_for(prf_func)
+    hash_alg, hash_len = _hash_for(prf_func)
     if not inkey:
         raise CryptoError("PRF inkey must not be empty")
     if out_len < 0:
@@ -111,13 +114,68 @@ def prf(inkey: bytes, label: bytes, out_len: int, prf_func: int = PRF_MIKEY_1) -
         return b""
     m = -(-out_len // hash_len)
     if len(inkey) <= _INKEY_PIECE:  # the common case: one piece, no XOR
-        return _p_function(_hmac.HMAC(inkey, hash_cls()), label, m)[:out_len]
+        return _p_function(_hmac.HMAC(inkey, hash_alg), label, m)[:out_len]
     acc = 0
     total = m * hash_len
     for start in range(0, len(inkey), _INKEY_PIECE):
-        base = _hmac.HMAC(inkey[start : start + _INKEY_PIECE], hash_cls())
+        base = _hmac.HMAC(inkey[start : start + _INKEY_PIECE], hash_alg)
         acc ^= int.from_bytes(_p_function(base, label, m), "big")
     return acc.to_bytes(total, "big")[:out_len]
+
+
+def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int = PRF_MIKEY_1) -> list[bytes]:
+    """PRF(inkey, label) for several ``(label, out_len)`` requests with one inkey.
+
+    Same output as calling :func:`prf` for each; the HMAC key schedule of each
+    inkey piece is computed once, which matters when one TGK or PSK yields
+    several keys (RFC 3830 §4.1.3, §4.1.4).
+    """
+    hash_alg, hash_len = _hash_for(prf_func)
+    if not inkey:
+        raise CryptoError("PRF inkey must not be empty")
+    bases = [_hmac.HMAC(inkey[i : i + _INKEY_PIECE], hash_alg) for i in range(0, len(inkey), _INKEY_PIECE)]
+    out: list[bytes] = []
+    for label, out_len in requests:
+        if out_len <= 0:
+            if out_len < 0:
+                raise CryptoError("PRF output length must not be negative")
+            out.append(b"")
+            continue
+        m = -(-out_len // hash_len)
+        if len(bases) == 1:
+            out.append(_p_function(bases[0], label, m)[:out_len])
+            continue
+        acc = 0
+        for base in bases:
+            acc ^= int.from_bytes(_p_function(base, label, m), "big")
+        out.append(acc.to_bytes(m * hash_len, "big")[:out_len])
+    return out
+
+
+def derive_tek_and_salt(
+    tgk: bytes,
+    cs_ids: Sequence[int],
+    csb_id: int,
+    rand: bytes,
+    lengths: Sequence[tuple[int, int]],
+    prf_func: int = PRF_MIKEY_1,
+) -> list[tuple[bytes, bytes]]:
+    """``(TEK, salt)`` for each crypto session from one TGK (RFC 3830 §4.1.3).
+
+    ``lengths[i]`` is ``(tek_len, salt_len)`` for ``cs_ids[i]``; a salt length of 0 skips it.
+    """
+    tail = _u32(csb_id, "csb_id") + rand
+    reqs: list[tuple[bytes, int]] = []
+    for cs_id, (tek_len, salt_len) in zip(cs_ids, lengths, strict=True):
+        mid = _u8(cs_id, "cs_id") + tail
+        reqs.append((_TEK_PREFIX + mid, tek_len))
+        reqs.append((_SALT_PREFIX + mid, salt_len))
+    keys = prf_many(tgk, reqs, prf_func)
+    return [(keys[i], keys[i + 1]) for i in range(0, len(keys), 2)]
+
+
+_TEK_PREFIX: Final = CONST_TEK.to_bytes(4, "big")
+_SALT_PREFIX: Final = CONST_SALT.to_bytes(4, "big")
 
 
 def _u8(value: int, name: str) -> bytes:
@@ -211,11 +269,17 @@ def derive_transport_keys(
 
     A zero length gives an empty key (e.g. NULL encryption or NULL MAC).
     """
-    return TransportKeys(
-        encr_key=derive_transport_key(key, CONST_TRANSPORT_ENCR, csb_id, rand, encr_len, prf_func),
-        auth_key=derive_transport_key(key, CONST_TRANSPORT_AUTH, csb_id, rand, auth_len, prf_func),
-        salt=derive_transport_key(key, CONST_TRANSPORT_SALT, csb_id, rand, salt_len, prf_func),
+    tail = b"\xff" + _u32(csb_id, "csb_id") + rand
+    encr, auth, salt = prf_many(
+        key,
+        [
+            (CONST_TRANSPORT_ENCR.to_bytes(4, "big") + tail, encr_len),
+            (CONST_TRANSPORT_AUTH.to_bytes(4, "big") + tail, auth_len),
+            (CONST_TRANSPORT_SALT.to_bytes(4, "big") + tail, salt_len),
+        ],
+        prf_func,
     )
+    return TransportKeys(encr_key=encr, auth_key=auth, salt=salt)
 
 
 # --- 3GPP helpers ---------------------------------------------------------------------

@@ -219,11 +219,18 @@ def srtp_key_lengths(policy: SecurityPolicyPayload | None) -> tuple[int, int]:
     """SRTP master key and salt lengths from an SP payload (RFC 3830 §6.10.1, RFC 7714 §15 for GCM)."""
     if policy is None or policy.prot_type != ProtType.SRTP:
         return 16, 14
-    encr = policy.get_int(SRTPParam.ENCR_ALG, SRTPEncrAlg.AES_CM)
-    default_salt = 12 if encr in (SRTPEncrAlg.AES_GCM, SRTPEncrAlg.SEED_GCM, SRTPEncrAlg.ARIA_GCM) else 14
-    key_len = policy.get_int(SRTPParam.SESSION_ENCR_KEY_LEN, 16) or 16
-    salt_len = policy.get_int(SRTPParam.SESSION_SALT_KEY_LEN, default_salt) or default_salt
-    return key_len, salt_len
+    params = dict(policy.params)
+    encr_v = params.get(SRTPParam.ENCR_ALG)
+    encr = int.from_bytes(encr_v, "big") if encr_v else SRTPEncrAlg.AES_CM
+    default_salt = 12 if encr in _AEAD_ALGS else 14
+    key_v = params.get(SRTPParam.SESSION_ENCR_KEY_LEN)
+    salt_v = params.get(SRTPParam.SESSION_SALT_KEY_LEN)
+    key_len = int.from_bytes(key_v, "big") if key_v else 0
+    salt_len = int.from_bytes(salt_v, "big") if salt_v else 0
+    return key_len or 16, salt_len or default_salt
+
+
+_AEAD_ALGS = frozenset({SRTPEncrAlg.AES_GCM, SRTPEncrAlg.SEED_GCM, SRTPEncrAlg.ARIA_GCM})
 
 
 def derive_crypto_sessions(
@@ -263,16 +270,19 @@ def derive_crypto_sessions(
                 entries.append((c, None, 0, None, b""))
     if not entries and header.n_cs:
         entries = [(i, None, 0, None, b"") for i in range(1, header.n_cs + 1)]
-    out = []
-    for cs_id, ssrc, roc, policy_no, spi in entries:
-        policy = _policy_for(policies, policy_no) or _policy_for(policies, None)
-        key_len, salt_len = srtp_key_lengths(policy)
-        key = prf_crypto.derive_tek(tgk, cs_id, label_csb, rand, key_len, prf_func)
-        if salt is not None:
-            master_salt = salt[:salt_len] if len(salt) >= salt_len else salt
-        else:
-            master_salt = prf_crypto.derive_srtp_salt(tgk, cs_id, label_csb, rand, salt_len, prf_func)
-        out.append(CryptoSessionKeys(cs_id, ssrc, roc, policy, key, master_salt, spi))
+    chosen = [_policy_for(policies, e[3]) or _policy_for(policies, None) for e in entries]
+    lengths = [srtp_key_lengths(p) for p in chosen]
+    if salt is not None:
+        derived = prf_crypto.derive_tek_and_salt(
+            tgk, [e[0] for e in entries], label_csb, rand, [(k, 0) for k, _ in lengths], prf_func
+        )
+        derived = [(k, salt[:sl] if len(salt) >= sl else salt) for (k, _), (_, sl) in zip(derived, lengths, strict=True)]
+    else:
+        derived = prf_crypto.derive_tek_and_salt(tgk, [e[0] for e in entries], label_csb, rand, lengths, prf_func)
+    out = [
+        CryptoSessionKeys(cs_id, ssrc, roc, policy, key, master_salt, spi)
+        for (cs_id, ssrc, roc, _, spi), policy, (key, master_salt) in zip(entries, chosen, derived, strict=True)
+    ]
     return tuple(out)
 
 

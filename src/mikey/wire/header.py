@@ -7,6 +7,7 @@ RFC 3830 §6.1 (HDR, SRTP-ID map §6.1.1), RFC 4563 §5 (Empty map), RFC 6043 §
 from __future__ import annotations
 
 import struct
+from itertools import starmap as _starmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,9 +160,7 @@ class CommonHeader:
             if stop > end:
                 k = (end - pos) // 9
                 raise ReadPastEnd(pos + 9 * k, 9, end - pos - 9 * k)
-            entries: tuple[CsIdMapEntry, ...] = tuple(
-                [_MAKE_SRTP_ID(pn, ssrc, roc) for pn, ssrc, roc in _SRTP_ITER(data[pos:stop])]
-            )
+            entries: tuple[CsIdMapEntry, ...] = tuple(_starmap(_MAKE_SRTP_ID, _SRTP_ITER(data[pos:stop])))
             pos = stop
         elif map_type == 2:  # GENERIC-ID (RFC 6043 §6.1.1)
             entries, pos = _pull_generic_id(data, pos, end, n_cs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +28,8 @@ T = TypeVar("T", bound=Payload)
 
 _new = object.__new__
 _pull_header = CommonHeader.pull
+#: Per payload class: its bound ``pull`` and whether it has a next-payload octet.
+_CHAIN_INFO: dict[type[Payload], tuple[Callable[[bytes, int, int], tuple[Payload, int]], bool]] = {}
 
 
 def _decode_chain(data: bytes, pos: int, first: int, where: str) -> tuple[list[Payload], list[int], int]:
@@ -42,20 +44,24 @@ def _decode_chain(data: bytes, pos: int, first: int, where: str) -> tuple[list[P
     end = len(data)
     next_type = first
     registry = REGISTRY
+    chain_info = _CHAIN_INFO
     while next_type:
         cls = registry.get(next_type)
         if cls is None:
             raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
+        info = chain_info.get(cls)
+        if info is None:
+            info = chain_info[cls] = (cls.pull, cls.HAS_NEXT)
         append_offset(pos)
         try:
-            if cls.HAS_NEXT:
+            if info[1]:
                 if pos >= end:
                     raise ReadPastEnd(pos, 1, 0)
                 next_type = data[pos]
-                p, pos = cls.pull(data, pos + 1, end)
+                p, pos = info[0](data, pos + 1, end)
             else:
                 next_type = 0
-                p, pos = cls.pull(data, pos, end)
+                p, pos = info[0](data, pos, end)
         except ReadPastEnd as e:
             raise MikeyDecodeError(f"truncated {cls.NAME} payload ({e})", payload=cls.NAME, offset=e.offset) from None
         except FieldError as e:

@@ -544,17 +544,15 @@ class SecurityPolicyPayload(Payload):
         stop = p + length
         if stop > end:
             raise ReadPastEnd(p, length, end - p)
-        params: list[tuple[int, bytes]] = []
-        append = params.append
-        while p < stop:
-            if p + 2 > stop:
-                raise ReadPastEnd(p, 2, stop - p)
-            q = p + 2 + data[p + 1]
-            if q > stop:
-                raise ReadPastEnd(p + 2, data[p + 1], stop - p - 2)
-            append((data[p], data[p + 2 : q]))
-            p = q
-        return _MAKE_SP(policy_no, _PROT.get(prot, prot), tuple(params)), stop
+        body = data[p:stop]
+        params = _SP_PARAMS_CACHE.get(body)
+        if params is None:
+            params = _split_sp_params(body, p)
+            if len(_SP_PARAMS_CACHE) >= SP_PARAMS_CACHE_SIZE:
+                _SP_PARAMS_CACHE.clear()
+            if SP_PARAMS_CACHE_SIZE:
+                _SP_PARAMS_CACHE[body] = params
+        return _MAKE_SP(policy_no, _PROT.get(prot, prot), params), stop
 
     def encode_body(self, w: Writer) -> None:
         body = bytearray()
@@ -701,6 +699,38 @@ class KeyDataPayload(Payload):
 
 
 _BBH_FROM = struct.Struct(">BBH").unpack_from
+#: The 256 one-octet byte strings, and enough 0x01 length octets for any SP body.
+_OCTETS: tuple[bytes, ...] = tuple(bytes([i]) for i in range(256))
+_ONES = b"\x01" * 21845
+
+#: Parsed SP parameter lists by body octets.  Policies repeat from message to message
+#: (one per media line, unchanged across rekeys) and the parsed value is immutable,
+#: so sharing it is safe.  Set SP_PARAMS_CACHE_SIZE to 0 to disable.
+SP_PARAMS_CACHE_SIZE = 256
+_SP_PARAMS_CACHE: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
+
+
+def _split_sp_params(body: bytes, base: int) -> tuple[tuple[int, bytes], ...]:
+    """Split an SP Policy param field into ``(type, value)`` pairs (RFC 3830 §6.10).
+
+    *base* is the body's offset in the message, for error offsets.
+    """
+    stop = len(body)
+    if stop % 3 == 0 and body[1::3] == _ONES[: stop // 3]:
+        # Common case: every value is one octet; split in C.
+        return tuple(zip(body[0::3], map(_OCTETS.__getitem__, body[2::3]), strict=True))
+    params: list[tuple[int, bytes]] = []
+    append = params.append
+    p = 0
+    while p < stop:
+        if p + 2 > stop:
+            raise ReadPastEnd(base + p, 2, stop - p)
+        q = p + 2 + body[p + 1]
+        if q > stop:
+            raise ReadPastEnd(base + p + 2, body[p + 1], stop - p - 2)
+        append((body[p], body[p + 2 : q]))
+        p = q
+    return tuple(params)
 
 
 def _pull_b_h_data(data: bytes, pos: int, end: int) -> tuple[int, bytes, int]:

@@ -1,0 +1,274 @@
+"""``mikey decode``: a protocol dissector for MIKEY messages (RFC 3830 §6 and extensions).
+
+Prints every field of every payload, with the registry name beside each
+registry value.  Sub-payloads that travel in the clear are decoded in place:
+Key data in a KEMAC with NULL encryption (RFC 3830 §6.2, §6.13), a PKE whose
+data parses as a sub-payload chain, the payloads in TP/TICKET TP data (RFC 6043
+§6.10), and the sub-payloads of IBAKE/ESK when not encrypted (RFC 6267 §6.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from ..constants import EncrAlg, PayloadType
+from ..errors import MikeyDecodeError, MikeyError
+from ..wire import (
+    EskPayload,
+    IbakePayload,
+    KemacPayload,
+    Message,
+    Payload,
+    PkePayload,
+    TicketPayload,
+    TicketPolicyPayload,
+    decode_sub_payloads,
+)
+from ..wire.validate import violations
+from .common import EXIT_OK, EXIT_REJECTED, add_json_option, emit_json, error_dict, read_message
+
+__all__ = ["register", "run", "dissect", "render_text", "PAYLOAD_TITLES"]
+
+#: Long names printed beside each payload's short name (RFC 3830 §6, RFC 6043 §6, RFC 6267 §6, RFC 6509 §4).
+PAYLOAD_TITLES: dict[str, str] = {
+    "HDR": "Common Header",
+    "KEMAC": "Key data transport",
+    "PKE": "Envelope data",
+    "DH": "DH data",
+    "SIGN": "Signature",
+    "T": "Timestamp",
+    "ID": "Identity",
+    "CERT": "Certificate",
+    "CHASH": "Cert hash",
+    "V": "Verification",
+    "SP": "Security Policy",
+    "RAND": "Random",
+    "ERR": "Error",
+    "KEY_DATA": "Key data sub-payload",
+    "GEN_EXT": "General Extension",
+    "TR": "Timestamp with role",
+    "IDR": "Identity with role",
+    "RANDR": "Random with role",
+    "TP": "Ticket Policy",
+    "TICKET": "Ticket",
+    "IBAKE": "IBAKE",
+    "ESK": "Encrypted Secret Key",
+    "SK": "Secret Key sub-payload",
+    "ECCPT": "Elliptic Curve point",
+    "SAKKE": "SAKKE encapsulated data",
+}
+
+# Which sub-payload chain a container may hold in the clear, tried in order.
+_KEY_DATA_FIRST = (PayloadType.KEY_DATA, PayloadType.ID, PayloadType.IDR)
+_IBAKE_FIRST = (PayloadType.ECCPT, PayloadType.IDR, PayloadType.ID)
+_ESK_FIRST = (PayloadType.SK,)
+
+
+def _try_chain(data: bytes, firsts: Sequence[int]) -> list[Payload] | None:
+    if not data:
+        return None
+    for first in firsts:
+        try:
+            subs = decode_sub_payloads(data, first)
+        except MikeyDecodeError:
+            continue
+        if subs:
+            return subs
+    return None
+
+
+def _sub_dicts(subs: Sequence[Payload]) -> list[dict[str, Any]]:
+    return [_payload_dict(s) for s in subs]
+
+
+def _payload_dict(p: Payload) -> dict[str, Any]:
+    """``p.to_dict()`` plus whatever it carries in the clear, nested."""
+    d = p.to_dict()
+    if isinstance(p, KemacPayload):
+        if p.encr_alg == EncrAlg.NULL:
+            subs = _try_chain(p.encr_data, _KEY_DATA_FIRST)
+            if subs is not None:
+                d["key_data"] = _sub_dicts(subs)
+    elif isinstance(p, PkePayload):
+        subs = _try_chain(p.data, _KEY_DATA_FIRST)
+        if subs is not None:
+            d["key_data"] = _sub_dicts(subs)
+    elif isinstance(p, TicketPolicyPayload | TicketPayload):
+        try:
+            tp = p.tp_payloads()
+        except MikeyDecodeError:
+            tp = None
+        if tp:
+            d["tp_payloads"] = _sub_dicts(tp)
+    elif isinstance(p, IbakePayload):
+        subs = _try_chain(p.encr_data, _IBAKE_FIRST)
+        if subs is not None:
+            d["sub_payloads"] = _sub_dicts(subs)
+    elif isinstance(p, EskPayload):
+        subs = _try_chain(p.encr_data, _ESK_FIRST)
+        if subs is not None:
+            d["sub_payloads"] = _sub_dicts(subs)
+    return d
+
+
+def dissect(msg: Message) -> dict[str, Any]:
+    """``{"payloads": [{"type": "HDR", ...}, ...]}`` with clear sub-payloads nested, plus offsets.
+
+    Each top-level payload dict gets ``offset`` and ``length`` (octets in the received message).
+    """
+    raw = msg.raw_bytes()
+    offsets = msg.offsets if msg.raw is not None else msg.encode_with_offsets()[1]
+    hdr = msg.header.to_dict()
+    hdr["offset"] = 0
+    hdr["length"] = offsets[0] if offsets else len(raw)
+    out = [hdr]
+    for i, p in enumerate(msg.payloads):
+        d = _payload_dict(p)
+        start, end = offsets[i], (offsets[i + 1] if i + 1 < len(offsets) else len(raw))
+        d["offset"] = start
+        d["length"] = end - start
+        out.append(d)
+    return {"payloads": out}
+
+
+# --- text ------------------------------------------------------------------------------------
+
+_WRAP = 64
+_HIDDEN = {"type", "offset", "length"}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def _wrapped(label: str, text: str, indent: str) -> list[str]:
+    head = f"{indent}{label}: "
+    if len(text) <= _WRAP:
+        return [head + text]
+    pad = " " * len(head)
+    chunks = [text[i : i + _WRAP] for i in range(0, len(text), _WRAP)]
+    return [head + chunks[0]] + [pad + c for c in chunks[1:]]
+
+
+def _id_text(hexdata: str) -> str | None:
+    try:
+        text = bytes.fromhex(hexdata).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if text and text.isprintable():
+        return text
+    return None
+
+
+def _fields(d: dict[str, Any], indent: str) -> list[str]:
+    lines: list[str] = []
+    for key, value in d.items():
+        if key in _HIDDEN or (key.endswith("_name") and key[:-5] in d):
+            continue
+        name = d.get(key + "_name")
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines += _fields(value, indent + "  ")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{indent}{key}: ({len(value)})")
+            for i, v in enumerate(value):
+                if "type" in v and isinstance(v["type"], str):
+                    lines += _payload_lines(v, indent + "  ")
+                elif "param_type" in v:
+                    label = v.get("name") or f"param {v['param_type']}"
+                    shown = v.get("int", v.get("value"))
+                    lines.append(f"{indent}  {label} ({v['param_type']}): {_scalar(shown)}")
+                else:
+                    lines.append(f"{indent}  [{i}]")
+                    lines += _fields(v, indent + "    ")
+        elif isinstance(value, list):
+            lines += _wrapped(key, ", ".join(_scalar(v) for v in value) or "(none)", indent)
+        elif key == "unix_time" and isinstance(value, int | float):
+            when = datetime.datetime.fromtimestamp(value, datetime.UTC).isoformat(timespec="seconds")
+            lines.append(f"{indent}{key}: {value} ({when})")
+        else:
+            text = _scalar(value)
+            if name is not None:
+                text = f"{text} ({name})"
+            elif key == "data" and d.get("type") in ("ID", "IDR") and isinstance(value, str):
+                as_text = _id_text(value)
+                if as_text is not None:
+                    lines += _wrapped(key, text, indent)
+                    lines.append(f"{indent}  = \"{as_text}\"")
+                    continue
+            lines += _wrapped(key, text, indent)
+    return lines
+
+
+def _payload_lines(d: dict[str, Any], indent: str = "") -> list[str]:
+    name = d.get("type", "?")
+    title = PAYLOAD_TITLES.get(name, name)
+    where = ""
+    if "offset" in d:
+        where = f", offset {d['offset']}, {d['length']} octets"
+    return [f"{indent}{name} ({title}{where})"] + _fields(d, indent + "  ")
+
+
+def render_text(tree: dict[str, Any], total: int) -> list[str]:
+    """The dissector tree of :func:`dissect`'s output, one payload per block."""
+    payloads = tree["payloads"]
+    names = ", ".join(p["type"] for p in payloads)
+    lines = [f"MIKEY message, {total} octets: {names}"]
+    for p in payloads:
+        lines += _payload_lines(p)
+    return lines
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "decode",
+        help="decode a MIKEY message and print its payload tree",
+        description="Decode a MIKEY message (hex, base64 or 'mikey <base64>', argument, @FILE or stdin) "
+        "and print every payload and field.",
+    )
+    p.add_argument("message", nargs="?", metavar="MSG", help="the message; '-' or absent reads standard input")
+    p.add_argument("--validate", action="store_true", help="also check the RFC rules for the data type (exit 1 if broken)")
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    as_json = bool(getattr(args, "json", False))
+    try:
+        data = read_message(args.message)
+        msg = Message.decode(data)
+    except MikeyError as exc:
+        if as_json:
+            emit_json({"ok": False, "error": error_dict(exc)})
+        else:
+            print(f"cannot decode: {exc.message}")
+        return EXIT_REJECTED
+    tree = dissect(msg)
+    problems = violations(msg) if args.validate else []
+    if as_json:
+        obj: dict[str, Any] = {"ok": True, "length": len(data), **tree}
+        if args.validate:
+            obj["valid"] = not problems
+            obj["violations"] = problems
+        emit_json(obj)
+    else:
+        for line in render_text(tree, len(data)):
+            print(line)
+        if args.validate:
+            if problems:
+                print(f"INVALID ({len(problems)} violation{'s' if len(problems) != 1 else ''}):")
+                for v in problems:
+                    print(f"  - {v}")
+            else:
+                print("valid")
+    return EXIT_REJECTED if problems else EXIT_OK
