@@ -61,14 +61,14 @@ def typical_psk_init() -> Message:
     )
 
 
-def bench(label: str, fn: Callable[[], object], number: int, repeat: int = 7) -> float:
+def bench(label: str, fn: Callable[[], object], number: int, repeat: int = 25) -> float:
     best = min(timeit.repeat(fn, number=number, repeat=repeat)) / number
     print(f"{label:<52} {best * 1e6:>10.2f} us/op")
     return best
 
 
 def main(quick: bool = False) -> dict[str, float]:
-    n = 5_000 if quick else 50_000
+    n = 2_000 if quick else 20_000
     msg = typical_psk_init()
     raw = msg.encode()
     assert Message.decode(raw) == msg

@@ -191,8 +191,11 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     return {"kind": "usage", "message": str(exc), "err_no": None}
 
 
-def rejection(exc: MikeyError, *, as_json: bool, message_key: str | None = None) -> int:
-    """Report a rejected message; returns exit status 1.
+def rejection(
+    exc: MikeyError, *, as_json: bool, message_key: str | None = None, label: str = "rejected",
+    status: int = EXIT_REJECTED,
+) -> int:
+    """Report a rejected message; returns exit status 1 (or *status*).
 
     ``message_key`` (e.g. ``"r_message"``) adds the Error message the side answers
     with (RFC 3830 §5.1.2), or null.
@@ -205,10 +208,10 @@ def rejection(exc: MikeyError, *, as_json: bool, message_key: str | None = None)
     else:
         err_no = error_dict(exc)["err_no"]
         suffix = f" (Error no {err_no})" if err_no is not None else ""
-        print(f"rejected: {exc.kind}: {exc.message}{suffix}")
+        print(f"{label}: {exc.kind}: {exc.message}{suffix}")
         if message_key is not None and exc.error_message is not None:
             print(f"Error message: {exc.error_message.hex()}")
-    return EXIT_REJECTED
+    return status
 
 
 def result_json(result: ExchangeResult, **extra: Any) -> dict[str, Any]:

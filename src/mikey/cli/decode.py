@@ -145,6 +145,8 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "-"
+    if value == "":
+        return "(empty)"
     return str(value)
 
 
@@ -173,7 +175,10 @@ def _fields(d: dict[str, Any], indent: str) -> list[str]:
         if key in _HIDDEN or (key.endswith("_name") and key[:-5] in d):
             continue
         name = d.get(key + "_name")
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value and all(isinstance(v, bool) for v in value.values()):
+            on = [k for k, v in value.items() if v]
+            lines.append(f"{indent}{key}: {', '.join(on) if on else '(none set)'}")
+        elif isinstance(value, dict):
             lines.append(f"{indent}{key}:")
             lines += _fields(value, indent + "  ")
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -186,7 +191,7 @@ def _fields(d: dict[str, Any], indent: str) -> list[str]:
                     shown = v.get("int", v.get("value"))
                     lines.append(f"{indent}  {label} ({v['param_type']}): {_scalar(shown)}")
                 else:
-                    lines.append(f"{indent}  [{i}]")
+                    lines.append(f"{indent}  #{i + 1}")
                     lines += _fields(v, indent + "    ")
         elif isinstance(value, list):
             lines += _wrapped(key, ", ".join(_scalar(v) for v in value) or "(none)", indent)

@@ -35,6 +35,7 @@ from ..errors import (
     MikeyProtocolError,
     StateError,
     UnspecifiedError,
+    UnsupportedDataTypeError,
     UnsupportedEncryptionError,
     UnsupportedMACError,
     UnsupportedPRFError,
@@ -42,6 +43,7 @@ from ..errors import (
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
     CommonHeader,
+    GenericIdEntry,
     IdPayload,
     KemacPayload,
     KeyDataPayload,
@@ -49,6 +51,7 @@ from ..wire import (
     Payload,
     RandPayload,
     SecurityPolicyPayload,
+    SrtpIdEntry,
     TimestampPayload,
     VerificationPayload,
     decode_sub_payloads,
@@ -76,7 +79,16 @@ from .base import (
     verification_mac_input,
 )
 
-__all__ = ["PskInitiator", "PskResponder", "KeyTransport", "PskLookup", "VERIFICATION_COVERAGE"]
+__all__ = [
+    "PskInitiator",
+    "PskResponder",
+    "KeyTransport",
+    "PskLookup",
+    "OpenedKemac",
+    "open_kemac",
+    "specs_from_header",
+    "VERIFICATION_COVERAGE",
+]
 
 #: How the verification MAC is computed: "rfc" (message || IDi || IDr || T, RFC 3830 §5.2) or
 #: "timestamp-only" (message || T), a deployed variant accepted only when asked for.
@@ -150,6 +162,78 @@ def key_material(subs: Sequence[Payload]) -> tuple[bytes, bytes | None, int, Key
     raise UnspecifiedError("KEMAC carries no Key data sub-payload")
 
 
+@dataclass(frozen=True)
+class OpenedKemac:
+    """What a verified and decrypted PSK I_MESSAGE yields (RFC 3830 §5.3)."""
+
+    transport: KeyTransport
+    keys: prf_crypto.TransportKeys = field(repr=False)
+    key: bytes = field(repr=False)
+    salt: bytes | None = field(repr=False)
+    key_type: int
+    key_validity: KeyValidity
+    authenticated: bool
+
+
+def psk_payloads(msg: Message) -> tuple[TimestampPayload, RandPayload, KemacPayload]:
+    """T, RAND and the last-payload KEMAC a PSK I_MESSAGE needs (RFC 3830 §3.1)."""
+    t = msg.find(TimestampPayload)
+    rand_p = msg.find(RandPayload)
+    kemac = msg.find(KemacPayload)
+    if t is None or rand_p is None or kemac is None:
+        raise UnspecifiedError("PSK I_MESSAGE needs T, RAND and KEMAC (RFC 3830 §3.1)")
+    if msg.payloads[-1] is not kemac:
+        raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
+    return t, rand_p, kemac
+
+
+def open_kemac(msg: Message, psk: bytes, *, verified: Callable[[OpenedKemac], None] | None = None) -> OpenedKemac:
+    """Verify the KEMAC MAC over the received bytes (§5.2), then decrypt the Key data (§4.2.3).
+
+    *verified* is called after the MAC checks and before decryption (the
+    Responder adds the message to its replay cache there, RFC 3830 §5.3).
+    """
+    t, rand_p, kemac = psk_payloads(msg)
+    hdr = msg.header
+    check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+    transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+    keys = transport.keys(psk, hdr.csb_id, rand_p.rand)
+    raw = msg.raw_bytes()
+    n = len(kemac.mac)
+    kemac_crypto.verify_mac(transport.mac_alg, keys.auth_key, raw[: len(raw) - n], kemac.mac)
+    authenticated = transport.mac_alg != MacAlg.NULL
+    partial = OpenedKemac(transport, keys, b"", None, KeyDataType.TGK, None, authenticated)
+    if verified is not None:
+        verified(partial)
+    try:
+        plaintext = kemac_crypto.decrypt(
+            transport.encr_alg, keys.encr_key, keys.salt, hdr.csb_id, t.ts_value, kemac.encr_data,
+            ts_type=int(t.ts_type),
+        )
+    except CryptoError as e:
+        raise AuthenticationError(f"cannot decrypt the key data: {e}") from None
+    try:
+        key, salt, key_type, kv = key_material(decode_key_data(plaintext, transport.encr_alg))
+    except MikeyDecodeError as exc:
+        raise UnspecifiedError(f"malformed key data: {exc}") from None
+    return OpenedKemac(transport, keys, key, salt, key_type, kv, authenticated)
+
+
+def specs_from_header(header: CommonHeader) -> list[CryptoSessionSpec]:
+    """The crypto sessions an HDR's CS ID map offers."""
+    specs = []
+    for e in header.cs_id_map:
+        if isinstance(e, SrtpIdEntry):
+            specs.append(CryptoSessionSpec(ssrc=e.ssrc, roc=e.roc, policy_no=e.policy_no))
+        elif isinstance(e, GenericIdEntry):
+            specs.append(
+                CryptoSessionSpec(
+                    ssrc=e.ssrc or 0, roc=e.roc or 0, policy_no=e.policies[0] if e.policies else 0, cs_id=e.cs_id
+                )
+            )
+    return specs
+
+
 class PskInitiator(Side):
     """The PSK Initiator: builds the I_MESSAGE and, when V is set, checks the R_MESSAGE."""
 
@@ -206,6 +290,48 @@ class PskInitiator(Side):
 
     def __repr__(self) -> str:
         return f"PskInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
+
+    @classmethod
+    def from_i_message(cls, psk: bytes, i_message: bytes, *, verification_coverage: str = "rfc") -> PskInitiator:
+        """The Initiator that sent *i_message*, rebuilt from those bytes and the PSK.
+
+        For a stateless Initiator (e.g. the CLI's ``complete``): the KEMAC MAC is
+        checked with *psk*, the TGK recovered, and the side left waiting for the
+        R_MESSAGE (or done, if V was not set).
+        """
+        msg = Message.decode(i_message)
+        if msg.data_type != DataType.PSK_INIT:
+            dt = getattr(msg.data_type, "name", msg.data_type)
+            raise UnsupportedDataTypeError(f"a {dt} message is not a PSK I_MESSAGE")
+        opened = open_kemac(msg, psk)
+        t, rand_p, _ = psk_payloads(msg)
+        ids = msg.find_all(IdPayload)
+        hdr = msg.header
+        side = cls(
+            psk,
+            crypto_sessions=specs_from_header(hdr),
+            policies=msg.find_all(SecurityPolicyPayload),
+            csb_id=hdr.csb_id,
+            tgk=opened.key,
+            tgk_salt=opened.salt,
+            rand=rand_p.rand,
+            key_type=opened.key_type,
+            key_validity=opened.key_validity,
+            encr_alg=opened.transport.encr_alg,
+            mac_alg=opened.transport.mac_alg,
+            prf=opened.transport.prf,
+            v=hdr.v,
+            id_i=ids[0] if ids else None,
+            id_r=ids[1] if len(ids) > 1 else None,
+            cs_id_map_type=int(hdr.cs_id_map_type),
+            verification_coverage=verification_coverage,
+        )
+        side.header = hdr
+        side.timestamp = t
+        side.i_message = msg.raw_bytes()
+        side.state = State.WAIT_RESPONSE if hdr.v else State.DONE
+        side._result = side._make_result(hdr, authenticated=False)
+        return side
 
     # -- building --------------------------------------------------------------------------
 
@@ -312,6 +438,11 @@ class PskInitiator(Side):
         return verification_mac_input(b"", id_data(self.id_i), id_data(self.id_r), self.timestamp.ts_value)
 
 
+def kemac_authenticates(msg: Message) -> bool:
+    k = msg.find(KemacPayload)
+    return k is not None and k.mac_alg != MacAlg.NULL
+
+
 def _with_ids(r: ExchangeResult, **kw: bytes | None) -> ExchangeResult:
     from dataclasses import replace
 
@@ -404,52 +535,36 @@ class PskResponder(Side):
 
     def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
         t = msg.find(TimestampPayload)
-        rand_p = msg.find(RandPayload)
-        kemac = msg.find(KemacPayload)
         ids = msg.find_all(IdPayload)
         id_i = ids[0] if ids else None
         id_r = ids[1] if len(ids) > 1 else None
         hdr = msg.header
-        keys: prf_crypto.TransportKeys | None = None
-        authenticated = False
+        verified_keys: list[prf_crypto.TransportKeys] = []
+
+        def remember(opened: OpenedKemac) -> None:
+            assert t is not None
+            verified_keys.append(opened.keys)
+            self.replay_cache.add(msg.raw_bytes(), now, timestamp_expiry(t, now, self.clock_skew))
+            if t.ts_type == 2:
+                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+
         try:
-            if t is None or rand_p is None or kemac is None:
-                raise UnspecifiedError("PSK I_MESSAGE needs T, RAND and KEMAC (RFC 3830 §3.1)")
-            if msg.payloads[-1] is not kemac:
-                raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
+            t, rand_p, kemac = psk_payloads(msg)
             check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
             self.replay_cache.check(msg.raw_bytes(), now)
             check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
             if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
                 raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
-            transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
-            keys = transport.keys(self._lookup_psk(id_i, id_r), hdr.csb_id, rand_p.rand)
-            raw = msg.raw_bytes()
-            n = len(kemac.mac)
-            kemac_crypto.verify_mac(transport.mac_alg, keys.auth_key, raw[: len(raw) - n], kemac.mac)
-            authenticated = transport.mac_alg != MacAlg.NULL
-            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
-            if t.ts_type == 2:
-                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
-            try:
-                plaintext = kemac_crypto.decrypt(
-                    transport.encr_alg, keys.encr_key, keys.salt, hdr.csb_id, t.ts_value, kemac.encr_data,
-                    ts_type=int(t.ts_type),
-                )
-            except CryptoError as e:
-                raise AuthenticationError(f"cannot decrypt the key data: {e}") from None
-            subs = decode_key_data(plaintext, transport.encr_alg)
-            key, salt, key_type, kv = key_material(subs)
+            opened = open_kemac(msg, self._lookup_psk(id_i, id_r), verified=remember)
             header = fill_ssrcs(hdr, self.own_ssrcs)
             policies = tuple(msg.find_all(SecurityPolicyPayload))
-            sessions = session_keys(key, key_type, header, rand_p.rand, policies, salt)
+            sessions = session_keys(opened.key, opened.key_type, header, rand_p.rand, policies, opened.salt)
         except MikeyProtocolError as exc:
-            self._attach_error(exc, msg, t, keys if authenticated else None, id_i, id_r)
+            auth_keys = verified_keys[0] if verified_keys and kemac_authenticates(msg) else None
+            self._attach_error(exc, msg, t, auth_keys, id_i, id_r)
             raise
-        except MikeyDecodeError as exc:
-            err = UnspecifiedError(f"malformed key data: {exc}")
-            self._attach_error(err, msg, t, keys if authenticated else None, id_i, id_r)
-            raise err from None
+        keys = opened.keys
+        key, kv, authenticated = opened.key, opened.key_validity, opened.authenticated
         result = ExchangeResult(
             mode=self.MODE,
             csb_id=hdr.csb_id,

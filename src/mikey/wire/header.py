@@ -7,9 +7,9 @@ RFC 3830 §6.1 (HDR, SRTP-ID map §6.1.1), RFC 4563 §5 (Empty map), RFC 6043 §
 from __future__ import annotations
 
 import struct
-from itertools import starmap as _starmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import starmap as _starmap
 from typing import Any
 
 from ..constants import PRF, CSIdMapType, DataType, ProtType

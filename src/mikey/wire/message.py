@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,11 +28,9 @@ T = TypeVar("T", bound=Payload)
 
 _new = object.__new__
 _pull_header = CommonHeader.pull
-#: Per payload class: its bound ``pull`` and whether it has a next-payload octet.
-_CHAIN_INFO: dict[type[Payload], tuple[Callable[[bytes, int, int], tuple[Payload, int]], bool]] = {}
 
 
-def _decode_chain(data: bytes, pos: int, first: int, where: str) -> tuple[list[Payload], list[int], int]:
+def _decode_chain(data: bytes, pos: int, first: int, first_where: str) -> tuple[list[Payload], list[int], int]:
     """Decode the payload chain starting at *pos* with payload type *first*, up to ``len(data)``.
 
     Returns the payloads, their start offsets and the position after the last one.
@@ -43,31 +41,29 @@ def _decode_chain(data: bytes, pos: int, first: int, where: str) -> tuple[list[P
     append_offset = offsets.append
     end = len(data)
     next_type = first
-    registry = REGISTRY
-    chain_info = _CHAIN_INFO
+    chain = REGISTRY.chain
+    cls: type[Payload] | None = None
     while next_type:
-        cls = registry.get(next_type)
-        if cls is None:
-            raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
-        info = chain_info.get(cls)
+        info = chain.get(next_type) or REGISTRY.chain_info(next_type)
         if info is None:
-            info = chain_info[cls] = (cls.pull, cls.HAS_NEXT)
+            where = cls.NAME if cls is not None else first_where
+            raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
+        pull, has_next, cls = info
         append_offset(pos)
         try:
-            if info[1]:
+            if has_next:
                 if pos >= end:
                     raise ReadPastEnd(pos, 1, 0)
                 next_type = data[pos]
-                p, pos = info[0](data, pos + 1, end)
+                p, pos = pull(data, pos + 1, end)
             else:
                 next_type = 0
-                p, pos = info[0](data, pos, end)
+                p, pos = pull(data, pos, end)
         except ReadPastEnd as e:
             raise MikeyDecodeError(f"truncated {cls.NAME} payload ({e})", payload=cls.NAME, offset=e.offset) from None
         except FieldError as e:
             raise MikeyDecodeError(str(e), payload=cls.NAME, offset=e.offset) from None
         append(p)
-        where = cls.NAME
     return payloads, offsets, pos
 
 
@@ -159,7 +155,10 @@ class Message:
     def encode_with_offsets(self) -> tuple[bytes, tuple[int, ...]]:
         w = Writer()
         payloads = self.payloads
-        self.header.encode(w, payloads[0].TYPE if payloads else PayloadType.LAST)
+        try:
+            self.header.encode(w, payloads[0].TYPE if payloads else 0)
+        except (struct.error, OverflowError, ValueError, TypeError) as e:
+            raise MikeyEncodeError(f"HDR: field value out of range ({e})") from None
         offsets: list[int] = []
         _encode_chain(w, payloads, offsets)
         return bytes(w.buf), tuple(offsets)

@@ -46,6 +46,7 @@ from .payloads import (
     TimestampPayload,
     VerificationPayload,
 )
+from .payloads.base import enum_table
 
 __all__ = ["validate", "violations", "LAYOUTS"]
 
@@ -127,7 +128,8 @@ _KNOWN_ENUMS: list[tuple[str, type[IntEnum]]] = []
 
 
 def _unknown(value: int, enum: type[IntEnum]) -> bool:
-    return not isinstance(value, enum)
+    """True if the registry *enum* has no entry for *value* (enum member or plain int alike)."""
+    return value not in enum_table(enum)
 
 
 def _check_layout(types: Sequence[int], layout: list[Item]) -> str | None:
@@ -267,12 +269,9 @@ def _payload_violations(p: Payload, seen_policy: set[int]) -> list[str]:
             out.append(f"SP Prot type {p.prot_type} is not registered")
         elif p.prot_type == ProtType.SRTP:
             for t, v in p.params:
-                if _unknown(t, SRTPParam) and not isinstance(t, SRTPParam):
-                    try:
-                        SRTPParam(t)
-                    except ValueError:
-                        out.append(f"SRTP policy parameter type {t} is not registered")
-                        continue
+                if _unknown(t, SRTPParam):
+                    out.append(f"SRTP policy parameter type {t} is not registered")
+                    continue
                 expected = 2 if t == SRTPParam.ROC_TRANSMISSION_RATE else 1
                 if t != SRTPParam.KEY_DERIVATION_RATE and len(v) != expected:
                     out.append(f"SRTP policy parameter {SRTPParam(t).name} has length {len(v)}; expected {expected}")

@@ -146,7 +146,60 @@ class Payload:
         return out
 
 
-REGISTRY: dict[int, type[Payload]] = {}
+#: What the chain decoder needs per payload number: the class's ``pull``, whether
+#: it has a next-payload octet, and the class.
+ChainInfo = tuple[Callable[[bytes, int, int], tuple[Payload, int]], bool, type[Payload]]
+
+
+class _Registry(dict[int, type[Payload]]):
+    """The payload-number registry; keeps :attr:`chain` (its decoder view) in step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chain: dict[int, ChainInfo] = {}
+
+    def chain_info(self, payload_type: int) -> ChainInfo | None:
+        cls = self.get(payload_type)
+        if cls is None:
+            return None
+        info = self.chain[payload_type] = (cls.pull, cls.HAS_NEXT, cls)
+        return info
+
+    def __setitem__(self, key: int, value: type[Payload]) -> None:
+        super().__setitem__(key, value)
+        self.chain.clear()
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self.chain.clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.chain.clear()
+
+    def pop(self, *args: Any) -> Any:
+        self.chain.clear()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[int, type[Payload]]:
+        self.chain.clear()
+        return super().popitem()
+
+    def setdefault(self, key: int, default: Any = None) -> Any:
+        self.chain.clear()
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.chain.clear()
+
+    def __ior__(self, other: Any) -> _Registry:  # type: ignore[override,misc]
+        super().__ior__(other)
+        self.chain.clear()
+        return self
+
+
+REGISTRY: _Registry = _Registry()
 
 
 def register(cls: P) -> P:

@@ -555,12 +555,13 @@ class SecurityPolicyPayload(Payload):
         return _MAKE_SP(policy_no, _PROT.get(prot, prot), params), stop
 
     def encode_body(self, w: Writer) -> None:
-        body = bytearray()
-        for t, v in self.params:
-            if not 0 <= t <= 255 or len(v) > 255:
-                raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets")
-            body += _PACK_BB(t, len(v))
-            body += v
+        try:
+            body = b"".join([_PACK_BB(t, len(v)) + v for t, v in self.params])
+        except (struct.error, TypeError, ValueError):
+            for t, v in self.params:
+                if not isinstance(t, int) or not 0 <= t <= 255 or len(v) > 255:
+                    raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets") from None
+            raise
         w.buf += _PACK_BBH(self.policy_no, self.prot_type, _len_check(body, 16, "SP Policy param"))
         w.buf += body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...constants import TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole, TicketType, TSRole, TSType
+from ...constants import PRF, TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole, TicketType, TSRole, TSType
 from ...errors import MikeyEncodeError
 from ..buffer import FieldError, Reader, Writer
 from .base import Payload, lookup, register
@@ -119,7 +119,7 @@ class _TicketPolicyMixin:
         subtype = r.u8()
         version = r.u8()
         v = r.u8() << 16 | r.u16()
-        prf_func = v >> 17
+        prf_func = lookup(PRF, v >> 17)
         flags = (v >> 5) & 0xFFF
         reserved = v & 0x1F
         tp_data = r.take(r.u16())

@@ -1,0 +1,288 @@
+"""``mikey demo``: a MIKEY exchange and SRTP media between two processes on loopback.
+
+The parent makes throw-away credentials for the mode, starts a Responder and an
+Initiator as separate processes (:mod:`mikey.cli.demo_peer`), and checks what they
+report: the I_MESSAGE travels in an SDP offer (RFC 4567 §4.1), the R_MESSAGE (if
+the mode has one) in the answer, both ends derive the SRTP keys (RFC 3830 §4.1.3)
+and send each other RTP and RTCP through libsrtp.  Success means both ends derived
+the same keys for every crypto session and every packet verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import site
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .common import add_json_option
+from .plugins import MODE_NAMES, ModePlugin, load_plugins
+
+__all__ = ["register", "run", "run_demo", "demo_plugins", "render_report", "main"]
+
+DEFAULT_PACKETS = 300
+DEFAULT_RTCP = 5
+DEFAULT_TIMEOUT = 10.0
+
+
+def _has_demo(plugin: ModePlugin) -> bool:
+    return type(plugin).demo_initiator is not ModePlugin.demo_initiator
+
+
+def demo_plugins() -> dict[str, ModePlugin]:
+    """The modes whose plugin provides the demo hooks, in CLI order."""
+    return {name: p for name, p in load_plugins().items() if _has_demo(p)}
+
+
+# --- the parent ----------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    """The parent's environment; run from a source tree, that tree goes first on the children's path."""
+    env = dict(os.environ)
+    src = os.path.realpath(Path(__file__).resolve().parents[2])
+    installed = {os.path.realpath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if src not in installed:
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _reader(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+class _Child:
+    def __init__(self, argv: list[str], stderr_path: Path) -> None:
+        self.stderr_path = stderr_path
+        self._stderr = stderr_path.open("w")
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=_child_env()
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        assert self.proc.stdout is not None
+        self.thread = threading.Thread(target=_reader, args=(self.proc.stdout, self.lines), daemon=True)
+        self.thread.start()
+
+    def next_json(self, timeout: float) -> dict[str, Any] | None:
+        """The next JSON line the child prints, or None when it ends or stays silent for *timeout*."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+
+    def finish(self, timeout: float) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr.close()
+
+    def stderr_tail(self) -> str:
+        try:
+            return self.stderr_path.read_text()[-2000:]
+        except OSError:
+            return ""
+
+
+def run_demo(
+    mode: str = "psk",
+    *,
+    packets: int = DEFAULT_PACKETS,
+    rtcp: int = DEFAULT_RTCP,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """Run the demo and return its report (``report["ok"]`` tells success)."""
+    plugins = demo_plugins()
+    if mode not in plugins:
+        raise ValueError(f"mode {mode!r} has no demo; available: {', '.join(plugins)}")
+    plugin = plugins[mode]
+    report: dict[str, Any] = {"ok": False, "mode": mode, "packets": packets, "rtcp_packets": rtcp, "problems": []}
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mikey-demo-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        creds = plugin.demo_credentials(work)
+        timings["credentials"] = round((time.perf_counter() - t0) * 1000.0, 3)
+        creds_file = work / "credentials.json"
+        creds_file.write_text(json.dumps(creds))
+        report["description"] = plugin.demo_description(creds)
+        ssrc_i, ssrc_r = (int.from_bytes(os.urandom(4), "big") | 1 for _ in range(2))
+        if ssrc_r == ssrc_i:
+            ssrc_r ^= 0x10000
+        common = [
+            "--mode", mode, "--creds", str(creds_file), "--packets", str(packets), "--rtcp", str(rtcp),
+            "--timeout", str(timeout),
+        ]
+        base = [sys.executable, "-m", "mikey.cli.demo_peer"]
+        responder = _Child(
+            [*base, "--role", "responder", "--ssrc", f"{ssrc_r:08x}", "--peer-ssrc", f"{ssrc_i:08x}", *common],
+            work / "responder.err",
+        )
+        children = [responder]
+        try:
+            ready = responder.next_json(timeout * 3)  # allow for interpreter start-up
+            if ready is None or "port" not in ready:
+                report["problems"].append("responder did not start: " + responder.stderr_tail().strip())
+                return _finish(report, timings, started, {})
+            initiator = _Child(
+                [
+                    *base, "--role", "initiator", "--ssrc", f"{ssrc_i:08x}", "--peer-ssrc", f"{ssrc_r:08x}",
+                    "--peer-port", str(ready["port"]), *common,
+                ],
+                work / "initiator.err",
+            )
+            children.append(initiator)
+            # Each child gives up after `timeout` s of silence; the signalling, start-up and media bound the rest.
+            limit = timeout * 6 + packets * 0.01
+            sides = {"initiator": initiator.next_json(limit), "responder": responder.next_json(limit)}
+        finally:
+            for child in children:
+                child.finish(timeout)
+        for name, child in (("initiator", children[-1]), ("responder", responder)):
+            if sides.get(name) is None:
+                report["problems"].append(f"{name} gave no report: " + child.stderr_tail().strip())
+        return _finish(report, timings, started, {k: v for k, v in sides.items() if v is not None})
+
+
+def _finish(
+    report: dict[str, Any], timings: dict[str, float], started: float, sides: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    problems: list[str] = report["problems"]
+    report.update(sides)
+    for name, side in sides.items():
+        if not side.get("ok"):
+            err = side.get("error") or {}
+            problems.append(f"{name} failed: {err.get('kind', '?')}: {err.get('message', '')}")
+    if len(sides) == 2 and all(s.get("ok") for s in sides.values()):
+        ini, res = sides["initiator"], sides["responder"]
+        if ini.get("csb_id") != res.get("csb_id"):
+            problems.append(f"CSB IDs differ: {ini.get('csb_id')} / {res.get('csb_id')}")
+        if ini.get("fingerprints") != res.get("fingerprints"):
+            problems.append("the two ends derived different SRTP keys")
+        for name, side in sides.items():
+            for kind, want in (("rtp", report["packets"]), ("rtcp", report["rtcp_packets"])):
+                if side.get(f"{kind}_verified") != want:
+                    problems.append(f"{name} verified {side.get(f'{kind}_verified')} of {want} {kind.upper()} packets")
+            if side.get("payload_mismatch") or side.get("rejected"):
+                problems.append(f"{name}: {side.get('rejected')} rejected, {side.get('payload_mismatch')} corrupted")
+        report["csb_id"] = ini.get("csb_id")
+        report["fingerprints"] = ini.get("fingerprints")
+        report["srtp_profile"] = ini.get("srtp_profile")
+    timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+    report["timings_ms"] = timings
+    report["ok"] = not problems and len(sides) == 2
+    return report
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def render_report(report: dict[str, Any]) -> list[str]:
+    """The human-readable report."""
+    lines = [f"mikey demo — mode {report['mode']}: {report.get('description', '')}"]
+    ini, res = report.get("initiator", {}), report.get("responder", {})
+    if report.get("csb_id"):
+        auth = "yes" if ini.get("authenticated") and res.get("authenticated") else (
+            f"initiator {'yes' if ini.get('authenticated') else 'no'}, "
+            f"responder {'yes' if res.get('authenticated') else 'no'}"
+        )
+        lines.append(f"  CSB ID            {report['csb_id']}  (peer authenticated: {auth})")
+        lines.append(f"  SRTP profile      {report.get('srtp_profile')}")
+        sizes = f"I_MESSAGE {ini.get('i_message_len')} octets"
+        sizes += f", R_MESSAGE {ini.get('r_message_len')} octets" if ini.get("r_message_len") else ", no R_MESSAGE"
+        lines.append(f"  messages          {sizes} (in SDP a=key-mgmt)")
+        for cs in ini.get("crypto_sessions", []):
+            who = "initiator → responder" if cs["cs_id"] == ini.get("send_cs") else "responder → initiator"
+            if ini.get("send_cs") == ini.get("recv_cs"):
+                who = "both directions"
+            lines.append(f"  CS {cs['cs_id']}  SSRC {cs['ssrc'] or '-':8}  keys fingerprint {cs['fingerprint']}  ({who})")
+    for name, side in (("initiator", ini), ("responder", res)):
+        if not side:
+            continue
+        if side.get("ok"):
+            lines.append(
+                f"  {name:<10} protected {side['rtp_protected']} RTP + {side['rtcp_protected']} RTCP; "
+                f"verified {side['rtp_verified']} RTP + {side['rtcp_verified']} RTCP from the peer; "
+                f"tampered copy rejected: {'yes' if side.get('tampered_rejected') else 'no'}"
+            )
+        steps = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in side.get("timings_ms", {}).items())
+        lines.append(f"  {name:<10} steps (ms): {steps}")
+    total = report.get("timings_ms", {})
+    lines.append(f"  parent     credentials {total.get('credentials', 0):.2f} ms, total {total.get('total', 0):.0f} ms")
+    if report["ok"]:
+        lines.append("OK: both ends derived identical SRTP keys and every SRTP/SRTCP packet verified.")
+    else:
+        lines.append("FAILED:")
+        lines += [f"  - {p}" for p in report["problems"]]
+    return lines
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="run a key exchange and SRTP media between two local processes",
+        description="Start an Initiator and a Responder as two processes on 127.0.0.1, run the MIKEY exchange "
+        "through SDP offer/answer (a=key-mgmt), derive SRTP keys and exchange SRTP/SRTCP packets.",
+    )
+    _add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", default="psk", help="key exchange mode (default psk): " + ", ".join(MODE_NAMES))
+    p.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="RTP packets each way (default 300)")
+    p.add_argument("--rtcp", type=int, default=DEFAULT_RTCP, help="RTCP packets each way (default 5)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the peer (default 10)")
+    add_json_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    as_json = bool(getattr(args, "json", False))
+    if args.packets < 1 or args.rtcp < 0 or args.timeout <= 0:
+        print("mikey demo: --packets must be at least 1, --rtcp not negative, --timeout positive", file=sys.stderr)
+        return 2
+    try:
+        report = run_demo(args.mode, packets=args.packets, rtcp=args.rtcp, timeout=args.timeout)
+    except ValueError as exc:
+        print(f"mikey demo: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        print("\n".join(render_report(report)))
+    return 0 if report["ok"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mikey.cli.demo`` (the same as ``mikey demo``)."""
+    p = argparse.ArgumentParser(prog="mikey demo", description=__doc__)
+    _add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""One end of ``mikey demo``, run as its own process (``python -m mikey.cli.demo_peer``).
+
+The two ends talk UDP on the loopback interface.  The Initiator sends an SDP offer
+whose ``a=key-mgmt:mikey`` carries the I_MESSAGE (RFC 4567 §4.1); the Responder
+answers with an SDP answer carrying the R_MESSAGE, if the mode has one.  Both then
+key SRTP/SRTCP from their own view of the exchange and send each other RTP and RTCP
+on the same socket (demultiplexed as RFC 5761 §4 does).  Each end prints one JSON
+report line on standard output; the Responder first prints ``{"port": N}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import socket
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import AuthenticationError, MikeyError, StateError
+from ..modes.base import ExchangeResult, State
+from ..offer_answer import make_answer, make_offer, take_answer, take_offer
+from ..session import CryptoSessionBundle
+from ..srtp import SrtpContext, srtp_profile
+
+__all__ = ["main", "rtp_packet", "rtcp_packet", "PROFILE_NAMES"]
+
+#: Packets one end may send ahead of what it has received, so neither floods the other's socket buffer.
+WINDOW = 32
+RTP_PAYLOAD_LEN = 160
+
+#: pylibsrtp profile number -> SRTP protection profile name (RFC 5764 §4.1.2, RFC 7714 §14.2).
+PROFILE_NAMES = {
+    1: "AES_CM_128_HMAC_SHA1_80",
+    2: "AES_CM_128_HMAC_SHA1_32",
+    7: "AEAD_AES_128_GCM",
+    8: "AEAD_AES_256_GCM",
+}
+
+
+def rtp_payload(ssrc: int, seq: int) -> bytes:
+    seed = hashlib.sha256(struct.pack("!II", ssrc, seq)).digest()
+    return (seed * (RTP_PAYLOAD_LEN // len(seed) + 1))[:RTP_PAYLOAD_LEN]
+
+
+def rtp_packet(ssrc: int, seq: int) -> bytes:
+    """An RTP packet (RFC 3550 §5.1), PT 0, whose payload is a function of SSRC and sequence number."""
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, (seq * RTP_PAYLOAD_LEN) & 0xFFFFFFFF, ssrc) + rtp_payload(
+        ssrc, seq
+    )
+
+
+def rtcp_packet(ssrc: int, n: int, sent: int) -> bytes:
+    """An RTCP sender report without report blocks (RFC 3550 §6.4.1); NTP seconds field = report number."""
+    return struct.pack(
+        "!BBHIIIIII", 0x80, 200, 6, ssrc, n, 0xC0FFEE, (sent * RTP_PAYLOAD_LEN) & 0xFFFFFFFF, sent,
+        sent * RTP_PAYLOAD_LEN,
+    )
+
+
+def _is_rtcp(data: bytes) -> bool:
+    return len(data) > 1 and 192 <= data[1] <= 223  # RFC 5761 §4
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+class _Peer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from .demo import demo_plugins
+
+        self.args = args
+        self.role: str = args.role
+        self.plugin = demo_plugins()[args.mode]
+        self.creds: dict[str, Any] = json.loads(Path(args.creds).read_text())
+        self.ssrc: int = args.ssrc
+        self.peer_ssrc: int = args.peer_ssrc
+        self.timeout: float = args.timeout
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(self.timeout)
+        self.peer: tuple[str, int] | None = ("127.0.0.1", args.peer_port) if args.peer_port else None
+        self.timings: dict[str, float] = {}
+        self.report: dict[str, Any] = {"role": self.role, "mode": args.mode, "ok": False, "ssrc": f"{self.ssrc:08x}"}
+        self.pending_media: list[bytes] = []
+        self.offer: bytes | None = None
+        self.answer: bytes | None = None
+
+    # -- signalling ------------------------------------------------------------------------------
+
+    def _recv(self) -> tuple[bytes, tuple[str, int]]:
+        try:
+            data, addr = self.sock.recvfrom(65535)
+        except TimeoutError:
+            raise TimeoutError(f"{self.role}: nothing received for {self.timeout:g} s") from None
+        return data, addr
+
+    def run_initiator(self) -> ExchangeResult:
+        assert self.peer is not None
+        t0 = time.perf_counter()
+        initiator = self.plugin.demo_initiator(self.creds, self.ssrc)
+        i_message = initiator.create_message(time.time())
+        self.timings["build_i_message"] = _ms(time.perf_counter() - t0)
+        offer = make_offer(i_message, port=self.sock.getsockname()[1]).encode("utf-8")
+        t0 = time.perf_counter()
+        self.sock.sendto(offer, self.peer)
+        deadline = time.monotonic() + self.timeout
+        self.sock.settimeout(0.5)
+        answer: bytes | None = None
+        while answer is None:
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"initiator: no SDP answer within {self.timeout:g} s") from None
+                self.sock.sendto(offer, self.peer)  # the offer may have been lost: same bytes again
+                continue
+            if data.startswith(b"v=0"):
+                answer = data
+            else:
+                self.pending_media.append(data)  # media overtook a retransmitted answer
+        self.sock.settimeout(self.timeout)
+        self.timings["offer_answer"] = _ms(time.perf_counter() - t0)
+        r_message = take_answer(answer.decode("utf-8"))
+        self.report["r_message_len"] = len(r_message) if r_message is not None else None
+        self.report["i_message_len"] = len(i_message)
+        t0 = time.perf_counter()
+        if r_message is not None:
+            result = initiator.receive(r_message, time.time())
+        elif getattr(initiator, "state", None) == State.WAIT_RESPONSE:
+            raise StateError("the SDP answer carries no MIKEY response, but the Initiator waits for one")
+        else:
+            result = initiator.result
+        self.timings["process_answer"] = _ms(time.perf_counter() - t0)
+        return result
+
+    def run_responder(self) -> ExchangeResult:
+        data, addr = self._recv()
+        while not data.startswith(b"v=0"):
+            data, addr = self._recv()
+        self.peer = addr
+        self.offer = data
+        t0 = time.perf_counter()
+        responder = self.plugin.demo_responder(self.creds, self.ssrc)
+        i_message = take_offer(data.decode("utf-8"))
+        try:
+            outcome = responder.receive(i_message, time.time())
+        except MikeyError as exc:
+            if exc.error_message is not None:  # tell the Initiator, as RFC 3830 §5.1.2 asks
+                self.sock.sendto(make_answer(exc.error_message).encode("utf-8"), addr)
+            raise
+        self.timings["process_i_message"] = _ms(time.perf_counter() - t0)
+        self.answer = make_answer(outcome.response, port=self.sock.getsockname()[1]).encode("utf-8")
+        self.sock.sendto(self.answer, addr)
+        self.report["i_message_len"] = len(i_message)
+        self.report["r_message_len"] = len(outcome.response) if outcome.response is not None else None
+        return outcome.result
+
+    # -- media -------------------------------------------------------------------------------------
+
+    def media(self, result: ExchangeResult) -> None:
+        assert self.peer is not None
+        packets, n_rtcp = self.args.packets, self.args.rtcp
+        t0 = time.perf_counter()
+        bundle = CryptoSessionBundle(result, ignore_rcc=True)
+        send_cs, recv_cs = bundle.stream_pair(self.ssrc, self.peer_ssrc)
+        sender = bundle.sender(send_cs, ssrc=self.ssrc)
+        receiver = bundle.receiver(recv_cs, ssrc=self.peer_ssrc)
+        self.timings["srtp_setup"] = _ms(time.perf_counter() - t0)
+        self.report.update(
+            csb_id=f"{result.csb_id:08x}",
+            authenticated=result.authenticated,
+            crypto_sessions=[cs.to_dict(secrets=False) for cs in bundle.crypto_sessions],
+            fingerprints={str(k): v for k, v in bundle.fingerprints().items()},
+            send_cs=send_cs,
+            recv_cs=recv_cs,
+            srtp_profile=PROFILE_NAMES.get(srtp_profile(sender.params, ignore_rcc=True), "?"),
+            description=self.plugin.demo_description(self.creds),
+        )
+        # What this end sends: RTP 0..N-1 with an RTCP SR after every N/K of them.
+        plan: list[bytes] = []
+        step = max(1, packets // max(1, n_rtcp))
+        sr = 0
+        for seq in range(packets):
+            plan.append(rtp_packet(self.ssrc, seq))
+            if (seq + 1) % step == 0 and sr < n_rtcp:
+                plan.append(rtcp_packet(self.ssrc, sr, seq + 1))
+                sr += 1
+        while sr < n_rtcp:
+            plan.append(rtcp_packet(self.ssrc, sr, packets))
+            sr += 1
+        counts = {k: 0 for k in (
+            "rtp_protected", "rtcp_protected", "rtp_verified", "rtcp_verified", "rejected", "payload_mismatch",
+            "tampered_rejected",
+        )}
+        expected = packets + n_rtcp
+        received = 0
+        sent = 0
+        backlog = list(self.pending_media)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + self.timeout
+        while sent < len(plan) or received < expected:
+            if sent < len(plan) and sent < received + WINDOW:
+                packet = plan[sent]
+                if _is_rtcp(packet):
+                    wire = sender.protect_rtcp(packet)
+                    counts["rtcp_protected"] += 1
+                else:
+                    wire = sender.protect(packet)
+                    counts["rtp_protected"] += 1
+                self.sock.sendto(wire, self.peer)
+                sent += 1
+                self.sock.settimeout(0)
+            else:
+                self.sock.settimeout(max(0.0, deadline - time.monotonic()) or 0.001)
+            try:
+                data = backlog.pop(0) if backlog else self.sock.recvfrom(65535)[0]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{self.role}: got {received} of {expected} packets; nothing for {self.timeout:g} s"
+                    ) from None
+                continue
+            deadline = time.monotonic() + self.timeout
+            if data.startswith(b"v=0"):
+                self._signalling_again(data)
+                continue
+            received += 1
+            self._verify(receiver, data, counts, first=received == 1)
+        self.timings["media"] = _ms(time.perf_counter() - t0)
+        self.report.update(counts)
+        self.report["rtp_expected"] = packets
+        self.report["rtcp_expected"] = n_rtcp
+
+    def _signalling_again(self, data: bytes) -> None:
+        """A retransmitted offer gets the same answer; the I_MESSAGE is not processed twice (replay)."""
+        if self.role == "responder" and data == self.offer and self.answer is not None and self.peer:
+            self.sock.sendto(self.answer, self.peer)
+
+    def _verify(self, receiver: SrtpContext, data: bytes, counts: dict[str, int], *, first: bool) -> None:
+        rtcp = _is_rtcp(data)
+        if first:
+            # Show that a packet changed on the way is refused (one flipped bit in the last octet).
+            tampered = data[:-1] + bytes([data[-1] ^ 0x01])
+            try:
+                receiver.unprotect_rtcp(tampered) if rtcp else receiver.unprotect(tampered)
+            except AuthenticationError:
+                counts["tampered_rejected"] += 1
+        try:
+            plain = receiver.unprotect_rtcp(data) if rtcp else receiver.unprotect(data)
+        except AuthenticationError:
+            counts["rejected"] += 1
+            return
+        if rtcp:
+            counts["rtcp_verified"] += 1
+            ssrc, n = struct.unpack_from("!II", plain, 4)
+            sent = struct.unpack_from("!I", plain, 20)[0]
+            ok = ssrc == self.peer_ssrc and plain == rtcp_packet(self.peer_ssrc, n, sent)
+        else:
+            counts["rtp_verified"] += 1
+            seq, ssrc = struct.unpack_from("!H", plain, 2)[0], struct.unpack_from("!I", plain, 8)[0]
+            ok = ssrc == self.peer_ssrc and plain == rtp_packet(self.peer_ssrc, seq)
+        if not ok:
+            counts["payload_mismatch"] += 1
+
+    def run(self) -> int:
+        try:
+            if self.role == "responder":
+                _emit({"port": self.sock.getsockname()[1]})
+                result = self.run_responder()
+            else:
+                result = self.run_initiator()
+            self.media(result)
+            self.report["ok"] = True
+        except Exception as exc:  # the parent must always get a report
+            self.report["error"] = {"kind": getattr(exc, "kind", type(exc).__name__), "message": str(exc)}
+            if not isinstance(exc, MikeyError | OSError):
+                import traceback
+
+                traceback.print_exc()
+        finally:
+            self.sock.close()
+        self.report["timings_ms"] = self.timings
+        _emit(self.report)
+        return 0 if self.report["ok"] else 1
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mikey.cli.demo_peer", description=__doc__)
+    p.add_argument("--role", choices=("initiator", "responder"), required=True)
+    p.add_argument("--mode", default="psk")
+    p.add_argument("--creds", required=True, help="JSON file with the demo credentials")
+    p.add_argument("--ssrc", type=lambda s: int(s, 16), required=True, help="own SSRC (hex)")
+    p.add_argument("--peer-ssrc", type=lambda s: int(s, 16), required=True, help="the other end's SSRC (hex)")
+    p.add_argument("--peer-port", type=int, default=0, help="the Responder's UDP port (Initiator only)")
+    p.add_argument("--packets", type=int, default=300)
+    p.add_argument("--rtcp", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=10.0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.role == "initiator" and not args.peer_port:
+        _parser().error("--peer-port is required for the initiator")
+    return _Peer(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""``mikey initiate``, ``mikey respond``, ``mikey complete``: one key exchange, generic over the mode plugins.
+
+The CLI is stateless: ``initiate`` prints the I_MESSAGE (RFC 3830 §3), ``respond``
+takes it and prints the R_MESSAGE (or an Error message, RFC 3830 §5.1.2), and
+``complete`` acts as the Initiator that sent the I_MESSAGE receiving the
+response.  Each mode plugin (:mod:`mikey.cli.plugins`) adds its credential
+options; only the selected ``--mode``'s options are added, so modes may share
+option names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MikeyError
+from .common import (
+    ENCR_NAMES,
+    EXIT_OK,
+    EXIT_USAGE,
+    MAC_NAMES,
+    PRF_NAMES,
+    UsageError,
+    add_json_option,
+    emit_json,
+    enum_option,
+    hex_bytes,
+    hex_u32,
+    outcome_json,
+    read_message,
+    rejection,
+    result_json,
+    result_text,
+    unix_seconds,
+)
+from .plugins import ModePlugin
+
+__all__ = ["register", "selected_mode", "COMMANDS"]
+
+COMMANDS = ("initiate", "respond", "complete")
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def selected_mode(argv: Sequence[str]) -> str | None:
+    """The ``--mode`` value in *argv* (looked up before parsing, to add only that mode's options)."""
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            break
+        if tok == "--mode" and i + 1 < len(argv):
+            return argv[i + 1]
+        if tok.startswith("--mode="):
+            return tok.split("=", 1)[1]
+    return None
+
+
+def _common(p: argparse.ArgumentParser, plugins: dict[str, ModePlugin]) -> None:
+    p.add_argument(
+        "--mode", required=True, choices=list(plugins), help="key exchange method: " + ", ".join(plugins)
+    )
+    p.add_argument("--now", type=unix_seconds, default=None, metavar="UNIX_SECONDS",
+                   help="the current time (default: the real clock); fixes T for replaying captured exchanges")
+    p.add_argument("--show-keys", action="store_true", help="print the TGK and SRTP keys in text output")
+    add_json_option(p)
+
+
+def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str | None) -> None:
+    """Add the three exchange commands; *mode*'s plugin (if known) adds its own options to each."""
+    plugin = plugins.get(mode) if mode is not None else None
+    epilog = None if plugin is not None else "mode options: add --mode NAME with --help to list them"
+
+    p = subparsers.add_parser(
+        "initiate", help="build an I_MESSAGE", epilog=epilog,
+        description="Act as the Initiator: print the I_MESSAGE and the keys it carries.",
+    )
+    _common(p, plugins)
+    p.add_argument("--tgk", type=hex_bytes, metavar="HEX", help="the TGK to transport (default: random)")
+    p.add_argument("--csb-id", type=hex_u32, metavar="HEX", help="the CSB ID (default: random)")
+    p.add_argument("--rand", type=hex_bytes, metavar="HEX", help="the RAND value (default: 16 random octets)")
+    p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
+                   help="SSRC of a crypto session (repeat for several; 0 = Responder fills it in)")
+    p.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
+                   metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
+    p.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
+                   metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
+    p.add_argument("--prf", type=enum_option(PRF_NAMES), default=PRF_NAMES["mikey-1"],
+                   metavar="|".join(PRF_NAMES), help="PRF (default mikey-1)")
+    p.add_argument("--verify", action="store_true", help="set V: ask the Responder for a verification message")
+    p.add_argument("--raw", action="store_true", help="print only the I_MESSAGE (hex), e.g. for a pipe")
+    if plugin is not None:
+        plugin.add_arguments(p, "initiate")
+    p.set_defaults(func=run_initiate, plugins=plugins)
+
+    p = subparsers.add_parser(
+        "respond", help="answer an I_MESSAGE", epilog=epilog,
+        description="Act as the Responder: check the I_MESSAGE, print the keys and the R_MESSAGE (if any).",
+    )
+    _common(p, plugins)
+    p.add_argument("--imsg", metavar="MSG", help="the I_MESSAGE (hex, base64, 'mikey <b64>', @FILE; default stdin)")
+    p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
+                   help="own SSRC filling the Initiator's SSRC-0 placeholders (repeatable)")
+    p.add_argument("--raw", action="store_true", help="print only the R_MESSAGE (hex)")
+    if plugin is not None:
+        plugin.add_arguments(p, "respond")
+    p.set_defaults(func=run_respond, plugins=plugins)
+
+    p = subparsers.add_parser(
+        "complete", help="check the response to an I_MESSAGE", epilog=epilog,
+        description="Act as the Initiator that sent --imsg and received --rmsg; print the keys.",
+    )
+    _common(p, plugins)
+    p.add_argument("--imsg", required=True, metavar="MSG", help="the I_MESSAGE this side sent ('-' = stdin)")
+    p.add_argument("--rmsg", metavar="MSG", help="the response received ('-' = stdin; absent when V was not set)")
+    if plugin is not None:
+        plugin.add_arguments(p, "complete")
+    p.set_defaults(func=run_complete, plugins=plugins)
+
+
+def _prepare(args: argparse.Namespace) -> tuple[ModePlugin, float, bool]:
+    plugins: dict[str, ModePlugin] = args.plugins
+    plugin = plugins[args.mode]
+    if getattr(args, "ssrc", None) is None and hasattr(args, "ssrc"):
+        args.ssrc = []
+    now = args.now if args.now is not None else time.time()
+    return plugin, now, bool(getattr(args, "json", False))
+
+
+def _not_supported(plugin: ModePlugin, command: str) -> int:
+    raise UsageError(f"mode {plugin.name} does not support {command}")
+
+
+def run_initiate(args: argparse.Namespace) -> int:
+    plugin, now, as_json = _prepare(args)
+    try:
+        out = plugin.initiate(args, now)
+    except NotImplementedError:
+        return _not_supported(plugin, "initiate")
+    except MikeyError as exc:
+        # Nothing was received: the options asked for a message that cannot be built.
+        return rejection(exc, as_json=as_json, label="cannot build the I_MESSAGE", status=EXIT_USAGE)
+    if as_json:
+        emit_json(result_json(out.result, i_message=out.i_message.hex(), **out.extra))
+        return EXIT_OK
+    if args.raw:
+        print(out.i_message.hex())
+        return EXIT_OK
+    lines = _message_lines("I_MESSAGE", out.i_message)
+    lines += result_text(out.result, show_keys=args.show_keys)
+    lines += [f"{k}: {_extra_text(v)}" for k, v in out.extra.items()]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def run_respond(args: argparse.Namespace) -> int:
+    plugin, now, as_json = _prepare(args)
+    try:
+        i_message = read_message(args.imsg)
+    except MikeyError as exc:
+        return rejection(exc, as_json=as_json, message_key="r_message")
+    args.imsg = i_message
+    try:
+        outcome = plugin.respond(args, i_message, now)
+    except NotImplementedError:
+        return _not_supported(plugin, "respond")
+    except MikeyError as exc:
+        return rejection(exc, as_json=as_json, message_key="r_message")
+    if as_json:
+        emit_json(outcome_json(outcome))
+        return EXIT_OK
+    if args.raw:
+        if outcome.response is not None:
+            print(outcome.response.hex())
+        return EXIT_OK
+    if outcome.response is not None:
+        lines = _message_lines("R_MESSAGE", outcome.response)
+    else:
+        lines = ["R_MESSAGE:      none (the Initiator did not ask for verification)"]
+    lines += result_text(outcome.result, show_keys=args.show_keys)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    plugin, now, as_json = _prepare(args)
+    if args.imsg == "-" and args.rmsg == "-":
+        raise UsageError("only one of --imsg and --rmsg can be read from standard input")
+    try:
+        i_message = read_message(args.imsg)
+        r_message = read_message(args.rmsg) if args.rmsg is not None else None
+    except MikeyError as exc:
+        return rejection(exc, as_json=as_json)
+    args.imsg, args.rmsg = i_message, r_message
+    try:
+        result = plugin.complete(args, i_message, r_message, now)
+    except NotImplementedError:
+        return _not_supported(plugin, "complete")
+    except MikeyError as exc:
+        return rejection(exc, as_json=as_json)
+    if as_json:
+        emit_json(result_json(result))
+        return EXIT_OK
+    print("\n".join(result_text(result, show_keys=args.show_keys)))
+    return EXIT_OK
+
+
+def _message_lines(label: str, data: bytes) -> list[str]:
+    return [
+        f"{label + ':':<15} {data.hex()}",
+        f"{'SDP:':<15} a=key-mgmt:mikey {base64.b64encode(data).decode()}",
+    ]
+
+
+def _extra_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+

@@ -1,0 +1,115 @@
+"""``mikey kms init`` / ``mikey kms issue``: a file-based MIKEY-SAKKE KMS for labs and demos.
+
+``init --out DIR [--kms-uri URI]`` writes DIR/community.json (KMS secrets, mode
+0600) and DIR/kms_init.xml (the 3GPP KmsInit response with the public keys).
+``issue --community FILE --uri URI --out FILE [--period-no N | --now UNIX]`` writes the
+user's key file (the JSON ``--keys`` reads) and, with ``--xml FILE``, a KmsKeyProv
+response (TS 33.180 Annex D; plaintext key material, unsigned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..constants import SakkeIDScheme
+from ..errors import KeyMaterialError
+from ..kms import (
+    KmsCommunity,
+    generate_community,
+    issue_user_keys,
+    kms_init_xml,
+    kms_key_prov_xml,
+    user_key_document,
+)
+from .common import UsageError, emit_json
+
+__all__ = ["register"]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scheme = SakkeIDScheme.TEL_URI_MONTHLY if args.id_scheme == "rfc6509" else SakkeIDScheme.UID_3GPP
+    community = generate_community(
+        args.kms_uri, key_period=args.key_period, key_period_offset=args.key_period_offset, id_scheme=scheme
+    )
+    _write_private(out / "community.json", json.dumps(community.to_dict(), indent=2).encode())
+    (out / "kms_init.xml").write_bytes(kms_init_xml(community, "", now=time.time()))
+    info: dict[str, Any] = {
+        "ok": True,
+        "community": str(out / "community.json"),
+        "kms_init_xml": str(out / "kms_init.xml"),
+        "kms_uri": args.kms_uri,
+        "kpak": community.public.kpak.hex(),
+    }
+    _report(args, info)
+    return 0
+
+
+def run_issue(args: argparse.Namespace) -> int:
+    try:
+        community = KmsCommunity.load(args.community)
+    except KeyMaterialError as exc:
+        raise UsageError(f"--community: {exc.message}") from None
+    now = args.now if args.now is not None else time.time()
+    try:
+        keys = issue_user_keys(community, args.uri, period_no=args.period_no, now=now, month=args.month)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _write_private(Path(args.out), json.dumps(user_key_document(community, keys), indent=2).encode())
+    info: dict[str, Any] = {
+        "ok": True,
+        "keys": args.out,
+        "uri": args.uri,
+        "uid": keys.identifier.hex(),
+        "period_no": keys.period_no,
+    }
+    if args.xml:
+        _write_private(Path(args.xml), kms_key_prov_xml(community, keys, now=now))
+        info["kms_key_prov_xml"] = args.xml
+    _report(args, info)
+    return 0
+
+
+def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    if getattr(args, "json", False):
+        emit_json(info)
+        return
+    for k, v in info.items():
+        if k != "ok":
+            print(f"{k + ':':18} {v}")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("kms", help="a file-based MIKEY-SAKKE KMS (community keys, user keys)")
+    sub = p.add_subparsers(dest="kms_command", required=True)
+    i = sub.add_parser("init", help="create a KMS community (KSAK/KPAK, z/Z)")
+    i.add_argument("--out", required=True, metavar="DIR", help="directory for community.json and kms_init.xml")
+    i.add_argument("--kms-uri", default="kms.example.org", metavar="URI", help="the KMS URI")
+    i.add_argument("--key-period", type=int, default=2_592_000, metavar="SECONDS", help="user key period")
+    i.add_argument("--key-period-offset", type=int, default=0, metavar="SECONDS", help="key period offset")
+    i.add_argument("--id-scheme", choices=["3gpp", "rfc6509"], default="3gpp",
+                   help="identifiers: 3GPP MIKEY-SAKKE UID (default) or RFC 6509 tel URI + month")
+    i.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    i.set_defaults(func=run_init)
+    s = sub.add_parser("issue", help="issue a user's SSK, PVT and RSK for a key period")
+    s.add_argument("--community", required=True, metavar="FILE", help="community.json from 'kms init'")
+    s.add_argument("--uri", required=True, metavar="URI", help="the user's URI")
+    s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write")
+    s.add_argument("--period-no", type=int, metavar="N", help="key period number (default: the current one)")
+    s.add_argument("--month", metavar="YYYY-MM", help="the month (RFC 6509 identifiers)")
+    s.add_argument("--now", type=float, metavar="UNIX", help="the time choosing the period (default: now)")
+    s.add_argument("--xml", metavar="FILE", help="also write a 3GPP KmsKeyProv response")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(func=run_issue)

@@ -1,0 +1,75 @@
+"""The ``mikey`` command: argument parsing and dispatch to the subcommands.
+
+Subcommands: ``decode``, ``initiate``, ``respond``, ``complete``, ``speed``, and
+(when their modules exist) those registered by :mod:`mikey.cli.demo` and
+:mod:`mikey.cli.kms` through ``register(subparsers)``.  Exit status: 0 success,
+1 message rejected, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from . import decode, exchange, speed
+from .common import EXIT_USAGE, UsageError
+from .plugins import load_plugins
+
+__all__ = ["main", "build_parser", "OPTIONAL_COMMAND_MODULES"]
+
+#: Modules that add their own subcommands when present (each has ``register(subparsers)``).
+OPTIONAL_COMMAND_MODULES = ("mikey.cli.demo", "mikey.cli.kms")
+
+
+def _version() -> str:
+    try:
+        return version("mikey")
+    except PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The full parser; the ``--mode`` found in *argv* decides which mode adds its options."""
+    parser = argparse.ArgumentParser(
+        prog="mikey",
+        description="MIKEY (RFC 3830 family): decode messages, run key exchanges, measure speed. "
+        "Messages are hex, base64 or 'mikey <base64>', as an argument, @FILE, or on standard input.",
+        epilog="exit status: 0 success, 1 message rejected, 2 usage error",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--json", action="store_true", default=False, help="print one JSON object")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    decode.register(subparsers)
+    exchange.register(subparsers, load_plugins(), exchange.selected_mode(argv))
+    speed.register(subparsers)
+    for modname in OPTIONAL_COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue
+            raise
+        mod.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mikey`` with *argv* (default ``sys.argv[1:]``); returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(args_list)
+        args = parser.parse_args(args_list)
+        result: int = args.func(args)
+        return result
+    except SystemExit as e:  # argparse: --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
+    except UsageError as e:
+        print(f"mikey: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,124 @@
+"""CLI plugin for HMAC-authenticated Diffie-Hellman, DH-HMAC (RFC 4650): ``--mode dhhmac --psk HEX``.
+
+``--mac`` (initiate) chooses the KEMAC MAC alg with RFC 3830's numbers; ``--dh-group`` and
+``--dh-private`` work as in ``--mode dh``; ``complete`` needs the Initiator's ``--dh-private``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..constants import IDType, MacAlg
+from ..errors import UnspecifiedError
+from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from ..modes.dh import DH_COMPAT_OPTIONS
+from ..modes.dhhmac import DHHMAC_RESPONDER_COMPAT, DhHmacInitiator, DhHmacResponder
+from ..wire import IdPayload
+from .common import hex_bytes
+from .mode_dh import _dh_extra, add_dh_arguments, pending_result
+from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+
+__all__ = ["PLUGIN", "DhHmacPlugin"]
+
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@example.com"
+
+
+def _id(uri: str | None) -> IdPayload | None:
+    return IdPayload(IDType.URI, uri.encode("utf-8")) if uri else None
+
+
+class DhHmacPlugin(ModePlugin):
+    name = "dhhmac"
+    help = "HMAC-authenticated Diffie-Hellman (RFC 4650)"
+    always_responds = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        parser.add_argument("--psk", type=hex_bytes, required=True, metavar="HEX", help="the pre-shared key s")
+        parser.add_argument("--allow-null-mac", action="store_true",
+                            help="accept/send MAC alg NULL (unauthenticated DH; RFC 3830 §4.2.4)")
+        if command == "initiate":
+            parser.add_argument("--id-i", metavar="URI", help="own identity (IDi payload)")
+            parser.add_argument("--id-r", metavar="URI", help="the Responder's identity (IDr, RFC 4650 requires it)")
+            compat = DH_COMPAT_OPTIONS
+        elif command == "respond":
+            parser.add_argument("--id-r", metavar="URI", help="own identity; I_MESSAGEs for another IDr are refused")
+            parser.add_argument("--id-i", metavar="URI", help="the Initiator's identity, when its I_MESSAGE has none")
+            compat = DHHMAC_RESPONDER_COMPAT
+        else:
+            compat = DH_COMPAT_OPTIONS
+        add_dh_arguments(parser, command, compat)
+
+    def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
+        specs = [CryptoSessionSpec(ssrc=s) for s in (args.ssrc or [])] or None
+        initiator = DhHmacInitiator(
+            args.psk, mac_alg=int(args.mac), allow_null_mac=args.allow_null_mac, crypto_sessions=specs,
+            csb_id=args.csb_id, rand=args.rand, group=args.dh_group, dh_private=args.dh_private, prf=int(args.prf),
+            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat,
+        )
+        i_message = initiator.create_message(now)
+        return InitiateOutput(i_message, pending_result(initiator), extra=_dh_extra(initiator))
+
+    def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
+        responder = DhHmacResponder(
+            args.psk, allow_null_mac=args.allow_null_mac, own_ssrcs=list(args.ssrc or []), id_r=_id(args.id_r),
+            initiator_id=_id(args.id_i), dh_private=args.dh_private, compat=args.compat,
+        )
+        return responder.receive(i_message, now)
+
+    def complete(self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None,
+                 now: float) -> ExchangeResult:
+        if r_message is None:
+            raise UnspecifiedError("DH-HMAC always needs the R_MESSAGE (--rmsg): the TGK needs DHr")
+        try:
+            initiator = DhHmacInitiator.resume(i_message, args.dh_private, args.psk, compat=args.compat)
+        except ValueError as e:
+            raise UnspecifiedError(str(e)) from None
+        return initiator.receive(r_message, now)
+
+    # -- demo ---------------------------------------------------------------------------------
+
+    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
+        return {"psk": os.urandom(16).hex()}
+
+    def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
+        return DhHmacInitiator(bytes.fromhex(creds["psk"]), crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)],
+                               id_i=_id(ALICE), id_r=_id(BOB))
+
+    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
+        return DhHmacResponder(bytes.fromhex(creds["psk"]), own_ssrcs=[ssrc], id_r=_id(BOB))
+
+    def demo_description(self, creds: dict[str, Any]) -> str:
+        return "DH-HMAC: OAKLEY 5 (1536-bit), KEMAC HMAC-SHA-1 with a 128-bit pre-shared key, PRF MIKEY-1"
+
+    # -- speed ----------------------------------------------------------------------------------
+
+    def speed_cases(self) -> list[SpeedCase]:
+        now = 1_700_000_000.0
+        psk = bytes(range(16))
+        x_i = 0x5EED_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9AB
+        fixed: dict[str, Any] = {
+            "dh_private": x_i, "csb_id": 0x01020304, "rand": bytes(range(16)), "mac_alg": MacAlg.HMAC_SHA_1_160,
+            "crypto_sessions": [CryptoSessionSpec(ssrc=0x11223344)], "id_i": _id(ALICE), "id_r": _id(BOB),
+        }
+        i_message = DhHmacInitiator(psk, **fixed).create_message(now)
+        response = DhHmacResponder(psk).receive(i_message, now).response
+        assert response is not None
+        r_message: bytes = response
+
+        def initiator() -> ExchangeResult:
+            side = DhHmacInitiator(psk, **fixed)
+            side.create_message(now)
+            return side.receive(r_message, now)
+
+        def responder() -> ResponderOutcome:
+            return DhHmacResponder(psk).receive(i_message, now)
+
+        return [SpeedCase("DH-HMAC initiator", initiator, "modexp1536"),
+                SpeedCase("DH-HMAC responder", responder, "modexp1536")]
+
+
+PLUGIN = DhHmacPlugin()

@@ -1,0 +1,336 @@
+"""CLI plugin for the public-key transport mode (RFC 3830 §3.2): ``--mode pk``.
+
+Credentials: ``--cert PEM`` (own certificate, optionally followed by its
+intermediates), ``--key PEM`` (own private key), ``--peer-cert PEM`` (the
+Responder's certificate; the Initiator encrypts the envelope key to it), ``--ca
+PEM`` (trust anchors, repeatable).  Without ``--ca`` the Initiator trusts
+``--peer-cert`` itself (the "specific peer" model of RFC 3830 §4.3.2); the
+Responder always needs ``--ca`` (or ``--peer-cert`` as a pinned anchor).
+
+``complete`` is stateless.  The Initiator cannot decrypt its own PKE, so
+``initiate`` prints the envelope key it chose (JSON ``"envelope_key"``) and
+``complete --env-key HEX`` uses it to reopen the KEMAC (recovering the TGK) and
+to check the verification message (RFC 3830 §3.2, §5.2).  ``initiate --env-key``
+fixes the envelope key in advance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from ..constants import CacheType, HashFunc, IDType, SignatureType
+from ..crypto.x509 import CertificateValidator
+from ..errors import UnspecifiedError
+from ..keystore import Credentials, TrustStore, load_certificates, load_credentials
+from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from ..modes.pk import COMPAT_OPTIONS, PkInitiator, PkResponder
+from ..modes.psk import VERIFICATION_COVERAGE
+from ..wire import IdPayload
+from .common import UsageError, hex_bytes
+from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+
+__all__ = [
+    "PLUGIN",
+    "PkPlugin",
+    "S_TYPES",
+    "CHASH_NAMES",
+    "load_own",
+    "trust",
+    "make_demo_pki",
+    "demo_objects",
+]
+
+#: ``--sign`` names of the SIGN S types (RFC 3830 Table 6.5).
+S_TYPES = {"pkcs1": SignatureType.RSA_PKCS1_V1_5, "pss": SignatureType.RSA_PSS}
+#: ``--chash`` names of the CHASH hash functions (RFC 3830 Table 6.8, RFC 6043 §6.7).
+CHASH_NAMES = {"sha1": HashFunc.SHA_1, "md5": HashFunc.MD5, "sha256": HashFunc.SHA_256}
+
+DEMO_ALICE = "sip:alice@example.com"
+DEMO_BOB = "sip:bob@example.com"
+
+
+# --- shared with mode_rsa_r ----------------------------------------------------------------------
+
+
+def id_payload(text: str | None) -> IdPayload | None:
+    """``--id-i/--id-r``: a URI (``scheme:...``) becomes a URI ID, anything else an NAI (§6.7)."""
+    if not text:
+        return None
+    scheme, sep, _ = text.partition(":")
+    if sep and scheme.isalpha() and "@" not in scheme:
+        return IdPayload(IDType.URI, text.encode("utf-8"))
+    return IdPayload(IDType.NAI, text.encode("utf-8"))
+
+
+def load_own(args: argparse.Namespace) -> Credentials:
+    """``--cert`` and ``--key`` as :class:`Credentials` (the PEM may carry the chain after the leaf)."""
+    if not getattr(args, "cert", None) or not getattr(args, "key", None):
+        raise UsageError(f"--mode {args.mode} needs --cert and --key")
+    return load_credentials(args.key, args.cert)
+
+
+def peer_certs(args: argparse.Namespace) -> list[x509.Certificate]:
+    path = getattr(args, "peer_cert", None)
+    return load_certificates(path) if path else []
+
+
+def trust(args: argparse.Namespace, *, pinned: Sequence[x509.Certificate] = ()) -> CertificateValidator | None:
+    """A validator over ``--ca`` (repeatable), or over the pinned peer certificate when no --ca is given."""
+    cas = list(getattr(args, "ca", None) or [])
+    if cas:
+        return TrustStore.load(*cas).validator()
+    if pinned:
+        return CertificateValidator([pinned[0]])
+    return None
+
+
+def add_pki_arguments(parser: argparse.ArgumentParser, *, peer_help: str) -> None:
+    parser.add_argument("--cert", metavar="PEM", help="own certificate (PEM; intermediates may follow the leaf)")
+    parser.add_argument("--key", metavar="PEM", help="own private key (PEM or DER)")
+    parser.add_argument("--peer-cert", metavar="PEM", help=peer_help)
+    parser.add_argument("--ca", metavar="PEM", action="append", help="trust anchor certificate(s); repeatable")
+    parser.add_argument("--compat", action="append", choices=sorted(COMPAT_OPTIONS), default=[],
+                        help="accept a known deployed variant (see mikey.modes.pk / rsa_r); repeatable")
+
+
+def add_signer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sign", choices=list(S_TYPES), default="pkcs1",
+                        help="SIGN S type: RSA PKCS#1 v1.5 (mandatory) or RSA-PSS (RFC 3830 Table 6.5)")
+    parser.add_argument("--sign-hash", choices=["sha256", "sha1"], default="sha256",
+                        help="signature hash (SHA-1 is RFC 3830 §4.2.1's default; verifiers accept both)")
+    parser.add_argument("--oaep", action="store_true",
+                        help="RSAES-OAEP for the envelope key instead of PKCS#1 v1.5 (RFC 3830 §4.2.5)")
+    parser.add_argument("--no-cert", action="store_true", help="do not send own certificate in CERT payloads")
+    parser.add_argument("--cert-url", metavar="URL", help="send an X.509v3 URL CERT payload instead (Cert type 1)")
+
+
+# --- demo PKI (cryptography's X.509 builder) ------------------------------------------------------
+
+
+def _cert(
+    subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name | None, signer: rsa.RSAPrivateKey, *, ca: bool,
+    san: str | None, now: _dt.datetime,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=30 if not ca else 365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca, content_commitment=False, key_encipherment=not ca, data_encipherment=False,
+                key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if san is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]),
+                                        critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def make_demo_pki(workdir: Path) -> dict[str, Any]:
+    """A throw-away CA and two RSA-2048 leaves (SAN sip:alice@ / sip:bob@example.com), as PEM files."""
+    now = _dt.datetime.now(_dt.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = _cert("MIKEY demo CA", ca_key, None, ca_key, ca=True, san=None, now=now)
+    out: dict[str, Any] = {"ca": str(workdir / "ca.pem")}
+    (workdir / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name, uri in (("alice", DEMO_ALICE), ("bob", DEMO_BOB)):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cert = _cert(name, key, ca.subject, ca_key, ca=False, san=uri, now=now)
+        cert_path, key_path = workdir / f"{name}.pem", workdir / f"{name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_path.chmod(0o600)
+        out[name] = {"cert": str(cert_path), "key": str(key_path), "id": uri}
+    return out
+
+
+def demo_objects(creds: dict[str, Any]) -> tuple[Credentials, Credentials, CertificateValidator]:
+    alice = load_credentials(creds["alice"]["key"], creds["alice"]["cert"])
+    bob = load_credentials(creds["bob"]["key"], creds["bob"]["cert"])
+    return alice, bob, TrustStore.load(creds["ca"]).validator()
+
+
+# --- the plugin -----------------------------------------------------------------------------------
+
+
+class PkPlugin(ModePlugin):
+    name = "pk"
+    help = "public-key transport (RFC 3830 §3.2)"
+    always_responds = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
+                            help="what the verification MAC covers: RFC 3830 §5.2, or the timestamp-only variant")
+        if command == "complete":
+            parser.add_argument("--env-key", type=hex_bytes, metavar="HEX",
+                                help="the envelope key 'initiate' chose (printed as envelope_key); required")
+            parser.add_argument("--compat", action="append", choices=sorted(COMPAT_OPTIONS), default=[],
+                                help="accept a known deployed variant; repeatable")
+            return
+        add_pki_arguments(
+            parser,
+            peer_help=("the Responder's certificate (required)" if command == "initiate"
+                       else "the Initiator's certificate, when the I_MESSAGE carries no CERT"),
+        )
+        if command == "initiate":
+            add_signer_arguments(parser)
+            parser.add_argument("--id-i", metavar="ID", help="own identity (default: the certificate's SAN URI)")
+            parser.add_argument("--id-r", metavar="ID", help="the Responder's identity (ID payload; checked "
+                                "against its certificate)")
+            parser.add_argument("--env-key", type=hex_bytes, metavar="HEX", help="the envelope key (default: random)")
+            parser.add_argument("--cache", type=int, choices=[0, 1, 2], default=0,
+                                help="PKE C: 0 no cache, 1 cache, 2 cache for this CSB (RFC 3830 Table 6.3)")
+            parser.add_argument("--chash", choices=list(CHASH_NAMES),
+                                help="add CHASH naming the Responder's certificate (RFC 3830 §6.8)")
+        else:
+            parser.add_argument("--id-r", metavar="ID", help="own identity, sent in the verification message")
+            parser.add_argument("--oaep", action="store_true", help="the envelope key is RSAES-OAEP, not PKCS#1 v1.5")
+
+    def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
+        own = load_own(args)
+        peers = peer_certs(args)
+        if not peers:
+            raise UsageError("--mode pk initiate needs --peer-cert (the Responder's certificate)")
+        ssrcs: list[int] = list(args.ssrc or [])
+        initiator = PkInitiator(
+            own,
+            peers[0],
+            peer_chain=peers[1:],
+            validator=trust(args, pinned=peers),
+            crypto_sessions=[CryptoSessionSpec(ssrc=s) for s in ssrcs] or None,
+            csb_id=args.csb_id,
+            tgk=args.tgk,
+            rand=args.rand,
+            envelope_key=args.env_key,
+            encr_alg=int(args.encr),
+            mac_alg=int(args.mac),
+            prf=int(args.prf),
+            v=bool(args.verify),
+            id_i=id_payload(args.id_i),
+            id_r=id_payload(args.id_r),
+            include_certificate=not args.no_cert,
+            certificate_url=args.cert_url,
+            chash=CHASH_NAMES[args.chash] if args.chash else None,
+            s_type=S_TYPES[args.sign],
+            sign_hash=args.sign_hash,
+            pke_oaep=bool(args.oaep),
+            cache=args.cache,
+            verification_coverage=args.verification_coverage,
+            compat=args.compat,
+        )
+        i_message = initiator.create_message(now)
+        return InitiateOutput(i_message, initiator.result, {"envelope_key": initiator.envelope_key.hex()})
+
+    def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
+        own = load_own(args)
+        peers = peer_certs(args)
+        validator = trust(args, pinned=peers)
+        if validator is None:
+            raise UsageError("--mode pk respond needs --ca (trust anchors) or --peer-cert")
+        responder = PkResponder(
+            own,
+            validator,
+            peer_certificate=peers[0] if peers else None,
+            peer_chain=peers[1:],
+            own_ssrcs=list(args.ssrc or []),
+            id_r=id_payload(args.id_r),
+            pke_oaep=bool(args.oaep),
+            verification_coverage=args.verification_coverage,
+            compat=args.compat,
+        )
+        return responder.receive(i_message, now)
+
+    def complete(
+        self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
+    ) -> ExchangeResult:
+        if not args.env_key:
+            raise UsageError("--mode pk complete needs --env-key (the envelope_key printed by initiate)")
+        initiator = PkInitiator.resume(
+            i_message, args.env_key, verification_coverage=args.verification_coverage, compat=args.compat
+        )
+        if r_message is None:
+            if initiator.v:
+                raise UnspecifiedError("the I_MESSAGE set V: the verification message is needed (--rmsg)")
+            return initiator.result
+        return initiator.receive(r_message, now)
+
+    # -- demo ---------------------------------------------------------------------------------
+
+    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
+        return make_demo_pki(workdir)
+
+    def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
+        alice, bob, validator = demo_objects(creds)
+        return PkInitiator(
+            alice, bob.certificate, validator=validator, v=True,
+            crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)],
+            id_r=id_payload(creds["bob"]["id"]),
+        )
+
+    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
+        _, bob, validator = demo_objects(creds)
+        return PkResponder(bob, validator, own_ssrcs=[ssrc])
+
+    def demo_description(self, creds: dict[str, Any]) -> str:
+        return ("PK: RSA-2048 certificates under a demo CA, PKE RSAES-PKCS1-v1_5, SIGN PKCS#1 v1.5 SHA-256, "
+                "KEMAC AES-CM-128 + HMAC-SHA-1, PRF MIKEY-1")
+
+    # -- speed ----------------------------------------------------------------------------------
+
+    def speed_cases(self) -> list[SpeedCase]:
+        now = 1_700_000_000.0
+        alice, bob, validator, _ = speed_pki(now)
+        specs = [CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)]
+
+        def initiator() -> bytes:
+            return PkInitiator(alice, bob.certificate, validator=validator, crypto_sessions=specs,
+                               cache=CacheType.NO_CACHE).create_message(now)
+
+        i_message = initiator()
+
+        def responder() -> ResponderOutcome:
+            # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
+            return PkResponder(bob, validator).receive(i_message, now)
+
+        return [SpeedCase("PK initiator", initiator, "rsa2048-sign"),
+                SpeedCase("PK responder", responder, "rsa2048-sign")]
+
+
+_SPEED_PKI: dict[float, tuple[Credentials, Credentials, CertificateValidator, x509.Certificate]] = {}
+
+
+def speed_pki(now: float) -> tuple[Credentials, Credentials, CertificateValidator, x509.Certificate]:
+    """An in-memory CA and two RSA-2048 leaves valid at *now* (made once per process)."""
+    if now not in _SPEED_PKI:
+        at = _dt.datetime.fromtimestamp(now, _dt.UTC)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca = _cert("MIKEY speed CA", ca_key, None, ca_key, ca=True, san=None, now=at)
+        leaves = []
+        for name, uri in (("alice", DEMO_ALICE), ("bob", DEMO_BOB)):
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            leaves.append(Credentials(key, _cert(name, key, ca.subject, ca_key, ca=False, san=uri, now=at)))
+        _SPEED_PKI[now] = (leaves[0], leaves[1], CertificateValidator([ca]), ca)
+    return _SPEED_PKI[now]
+
+
+PLUGIN = PkPlugin()

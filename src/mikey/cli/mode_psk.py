@@ -1,0 +1,135 @@
+"""CLI plugin for the pre-shared key mode (RFC 3830 §3.1, §5): ``--mode psk --psk HEX``.
+
+``complete`` is stateless: it rebuilds the Initiator from its own I_MESSAGE and
+the PSK (decode, re-derive the transport keys (§4.1.4), check the KEMAC MAC,
+decrypt the Key data to recover the TGK) and then checks the R_MESSAGE exactly
+as :class:`~mikey.modes.psk.PskInitiator` does (§5.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..constants import EncrAlg, IDType, MacAlg
+from ..errors import UnspecifiedError
+from ..modes.base import (
+    CryptoSessionSpec,
+    ExchangeResult,
+    ResponderOutcome,
+)
+from ..modes.psk import (
+    VERIFICATION_COVERAGE,
+    PskInitiator,
+    PskResponder,
+)
+from ..wire import (
+    IdPayload,
+)
+from .common import hex_bytes
+from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+
+__all__ = ["PLUGIN", "PskPlugin"]
+
+
+def _id(uri: str | None) -> IdPayload | None:
+    return IdPayload(IDType.URI, uri.encode("utf-8")) if uri else None
+
+
+class PskPlugin(ModePlugin):
+    name = "psk"
+    help = "pre-shared key (RFC 3830 §3.1)"
+    always_responds = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        parser.add_argument("--psk", type=hex_bytes, required=True, metavar="HEX", help="the pre-shared key")
+        if command == "initiate":
+            parser.add_argument("--id-i", metavar="URI", help="send the Initiator's identity (ID payload)")
+            parser.add_argument("--id-r", metavar="URI", help="send the Responder's identity (ID payload)")
+        elif command == "respond":
+            parser.add_argument("--id-r", metavar="URI", help="own identity, sent in the R_MESSAGE")
+        parser.add_argument(
+            "--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
+            help="what the verification MAC covers: RFC 3830 §5.2, or the deployed timestamp-only variant",
+        )
+
+    def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
+        ssrcs: list[int] = list(args.ssrc or [])
+        specs = [CryptoSessionSpec(ssrc=s) for s in ssrcs] or None
+        initiator = PskInitiator(
+            args.psk,
+            crypto_sessions=specs,
+            csb_id=args.csb_id,
+            tgk=args.tgk,
+            rand=args.rand,
+            encr_alg=int(args.encr),
+            mac_alg=int(args.mac),
+            prf=int(args.prf),
+            v=bool(args.verify),
+            id_i=_id(getattr(args, "id_i", None)),
+            id_r=_id(getattr(args, "id_r", None)),
+            verification_coverage=args.verification_coverage,
+        )
+        i_message = initiator.create_message(now)
+        return InitiateOutput(i_message, initiator.result)
+
+    def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
+        responder = PskResponder(
+            args.psk,
+            own_ssrcs=list(args.ssrc or []),
+            id_r=_id(getattr(args, "id_r", None)),
+            verification_coverage=args.verification_coverage,
+        )
+        return responder.receive(i_message, now)
+
+    def complete(
+        self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
+    ) -> ExchangeResult:
+        initiator = PskInitiator.from_i_message(
+            args.psk, i_message, verification_coverage=args.verification_coverage
+        )
+        view = initiator.result
+        if r_message is None:
+            if view.header.v:
+                raise UnspecifiedError("the I_MESSAGE set V: the R_MESSAGE is needed (--rmsg)")
+            return view
+        return initiator.receive(r_message, now)
+
+    # -- demo ---------------------------------------------------------------------------------
+
+    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
+        return {"psk": os.urandom(16).hex()}
+
+    def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
+        return PskInitiator(bytes.fromhex(creds["psk"]), crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)], v=True)
+
+    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
+        return PskResponder(bytes.fromhex(creds["psk"]), own_ssrcs=[ssrc])
+
+    def demo_description(self, creds: dict[str, Any]) -> str:
+        return "PSK: 128-bit pre-shared key, KEMAC AES-CM-128 + HMAC-SHA-1, PRF MIKEY-1"
+
+    # -- speed ----------------------------------------------------------------------------------
+
+    def speed_cases(self) -> list[SpeedCase]:
+        psk = bytes(range(16))
+        specs = [CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)]
+        now = 1_700_000_000.0
+
+        def initiator() -> bytes:
+            return PskInitiator(
+                psk, crypto_sessions=specs, encr_alg=EncrAlg.AES_CM_128, mac_alg=MacAlg.HMAC_SHA_1_160
+            ).create_message(now)
+
+        i_message = initiator()
+
+        def responder() -> ResponderOutcome:
+            # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
+            return PskResponder(psk).receive(i_message, now)
+
+        return [SpeedCase("PSK initiator", initiator), SpeedCase("PSK responder", responder)]
+
+
+PLUGIN = PskPlugin()

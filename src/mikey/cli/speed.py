@@ -1,0 +1,219 @@
+"""``mikey speed``: microseconds per operation, measured beside baselines timed in the same run.
+
+Like ``openssl speed``: each row is compared with a primitive measured on the
+same machine in the same process, so the ratios travel between machines:
+
+- ``hmac-sha1``: one HMAC-SHA-1 over 200 octets (the KEMAC MAC of RFC 3830 §4.2.4);
+- ``rsa2048-sign``: one RSA-2048 PKCS#1 v1.5 SHA-256 signature (``cryptography``);
+- ``modexp1536`` / ``modexp1024``: one modular exponentiation with a full-size
+  exponent (``gmpy2.powmod``) in the OAKLEY 5 / OAKLEY 2 groups (RFC 3830 §6.4).
+
+Rows: decode and encode of a typical PSK I_MESSAGE (HDR, T, RAND, SP, KEMAC),
+then every mode plugin's :meth:`~mikey.cli.plugins.ModePlugin.speed_cases`.
+Each row is the best of 5 repetitions, each long enough to time reliably.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from ..constants import DHGroup, EncrAlg, MacAlg
+from ..crypto.dh import get_group
+from ..modes.base import CryptoSessionSpec
+from ..modes.psk import PskInitiator
+from ..wire import Message
+from .common import EXIT_OK, UsageError, add_json_option, emit_json
+from .plugins import ModePlugin, SpeedCase, load_plugins
+
+__all__ = ["register", "run", "measure", "baseline_cases", "wire_cases", "BASELINES", "SpeedRow"]
+
+#: Baseline names and what they time.
+BASELINES: dict[str, str] = {
+    "hmac-sha1": "HMAC-SHA-1, 200 octets",
+    "rsa2048-sign": "RSA-2048 PKCS#1 v1.5 SHA-256 sign",
+    "modexp1536": "1536-bit modexp (gmpy2)",
+    "modexp1024": "1024-bit modexp (gmpy2)",
+}
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    name: str
+    us_per_op: float
+    baseline: str
+    ratio_to_baseline: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "us_per_op": self.us_per_op,
+            "ratio_to_baseline": self.ratio_to_baseline,
+            "baseline": self.baseline,
+        }
+
+
+def measure(fn: Callable[[], object], *, quick: bool = False) -> float:
+    """Microseconds per call of *fn*: autorange-style loop count, then the best of 5 repetitions.
+
+    ``quick`` aims at about 5 ms per repetition and takes the best of 2 (for tests).
+    """
+    timer = timeit.Timer(fn)
+    target = 0.005 if quick else 0.2
+    repeats = 2 if quick else 5
+    number = 1
+    while True:
+        elapsed = timer.timeit(number)
+        if elapsed >= target or number >= 10_000_000:
+            break
+        if elapsed <= 0:
+            number *= 10
+        else:
+            number = max(number * 2, int(number * target / elapsed * 1.05) + 1)
+    best = min([elapsed] + timer.repeat(repeat=repeats - 1, number=number))
+    return best / number * 1e6
+
+
+def _modexp_case(group_id: int) -> Callable[[], object]:
+    group = get_group(group_id)
+    rnd = random.Random(group_id)
+    p = gmpy2.mpz(group.p)
+    base = gmpy2.mpz(rnd.randrange(2, group.p - 1))
+    # Full-size exponent: as many bits as the modulus (not the short DH exponent).
+    exponent = gmpy2.mpz(rnd.randrange(1 << (group.bits - 1), group.p - 1))
+    return lambda: gmpy2.powmod(base, exponent, p)
+
+
+def baseline_cases(names: set[str] | None = None) -> dict[str, Callable[[], object]]:
+    """The baseline operations (only those in *names*, when given), set up and ready to time."""
+    wanted = set(BASELINES) if names is None else names
+    out: dict[str, Callable[[], object]] = {}
+    if "hmac-sha1" in wanted:
+        key = bytes(range(20))
+        data = bytes(200)
+        sha1 = hashes.SHA1()
+
+        def hmac_sha1() -> bytes:
+            h = crypto_hmac.HMAC(key, sha1)
+            h.update(data)
+            return h.finalize()
+
+        out["hmac-sha1"] = hmac_sha1
+    if "rsa2048-sign" in wanted:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        message = bytes(200)
+        pkcs1 = padding.PKCS1v15()
+        sha256 = hashes.SHA256()
+        out["rsa2048-sign"] = lambda: private.sign(message, pkcs1, sha256)
+    if "modexp1536" in wanted:
+        out["modexp1536"] = _modexp_case(DHGroup.OAKLEY_5)
+    if "modexp1024" in wanted:
+        out["modexp1024"] = _modexp_case(DHGroup.OAKLEY_2)
+    return out
+
+
+def typical_psk_i_message() -> bytes:
+    """A typical PSK I_MESSAGE: HDR (2 crypto sessions), T, RAND, SP, KEMAC (AES-CM-128, HMAC-SHA-1)."""
+    initiator = PskInitiator(
+        bytes(range(16)),
+        crypto_sessions=[CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)],
+        csb_id=0x01020304,
+        tgk=bytes(range(16, 32)),
+        rand=bytes(range(32, 48)),
+        encr_alg=EncrAlg.AES_CM_128,
+        mac_alg=MacAlg.HMAC_SHA_1_160,
+    )
+    return initiator.create_message(1_700_000_000.0)
+
+
+def wire_cases() -> list[SpeedCase]:
+    """``decode PSK I_MESSAGE`` and ``encode PSK I_MESSAGE``."""
+    data = typical_psk_i_message()
+    msg = Message.decode(data)
+    built = Message(msg.header, msg.payloads)
+    return [
+        SpeedCase("decode PSK I_MESSAGE", lambda: Message.decode(data)),
+        SpeedCase("encode PSK I_MESSAGE", built.encode),
+    ]
+
+
+def collect_cases(plugins: dict[str, ModePlugin]) -> list[SpeedCase]:
+    cases = wire_cases()
+    for plugin in plugins.values():
+        cases += plugin.speed_cases()
+    return cases
+
+
+def run_speed(
+    patterns: list[str], *, quick: bool = False, plugins: dict[str, ModePlugin] | None = None
+) -> tuple[dict[str, float], list[SpeedRow]]:
+    """Time the selected rows and their baselines; returns ``({baseline: us}, rows)``."""
+    cases = collect_cases(load_plugins() if plugins is None else plugins)
+    if patterns:
+        lowered = [p.lower() for p in patterns]
+        cases = [c for c in cases if any(p in c.name.lower() for p in lowered)]
+        if not cases:
+            raise UsageError(f"no speed row matches {' '.join(patterns)!r}")
+    for c in cases:
+        if c.baseline not in BASELINES:
+            raise UsageError(f"speed row {c.name!r} names unknown baseline {c.baseline!r}")
+    needed = {"hmac-sha1"} | {c.baseline for c in cases}
+    baselines = {name: measure(fn, quick=quick) for name, fn in baseline_cases(needed).items()}
+    rows = []
+    for c in cases:
+        us = measure(c.run, quick=quick)
+        rows.append(SpeedRow(c.name, us, c.baseline, us / baselines[c.baseline]))
+    return baselines, rows
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "speed",
+        help="measure the speed of decoding, encoding and each mode",
+        description="Time decode/encode and every mode's Initiator and Responder (us per operation), "
+        "each beside a baseline primitive measured in the same run (like 'openssl speed').",
+    )
+    p.add_argument("patterns", nargs="*", metavar="NAME", help="only rows whose name contains NAME")
+    p.add_argument("--quick", action="store_true", help="short measurements (for tests; less precise)")
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    baselines, rows = run_speed(list(args.patterns), quick=bool(args.quick))
+    if getattr(args, "json", False):
+        emit_json(
+            {
+                "baseline_hmac_sha1_us": baselines["hmac-sha1"],
+                "baselines": baselines,
+                "results": [r.to_dict() for r in rows],
+            }
+        )
+        return EXIT_OK
+    import cryptography
+
+    print(
+        f"mikey speed: microseconds per operation, best of {2 if args.quick else 5} "
+        f"(Python {platform.python_version()}, cryptography {cryptography.__version__}, gmpy2 {gmpy2.version()})"
+    )
+    print()
+    labels = {name: f"{name} ({BASELINES[name]})" for name in baselines}
+    width = max([len("operation"), len("baseline")] + [len(r.name) for r in rows] + [len(v) for v in labels.values()]) + 2
+    print(f"{'baseline':<{width}}{'us/op':>12}")
+    for name, us in baselines.items():
+        print(f"{labels[name]:<{width}}{us:>12.2f}")
+    print()
+    print(f"{'operation':<{width}}{'us/op':>12}{'ratio':>10}  baseline")
+    for r in rows:
+        print(f"{r.name:<{width}}{r.us_per_op:>12.2f}{r.ratio_to_baseline:>10.2f}  {r.baseline}")
+    return EXIT_OK

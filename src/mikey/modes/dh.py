@@ -1,0 +1,821 @@
+"""Diffie-Hellman mode with signatures (RFC 3830 §3.3), and the DH machinery DH-HMAC (RFC 4650) shares.
+
+I_MESSAGE = HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, SIGNi
+R_MESSAGE = HDR, T, [IDr|CERTr], IDi, DHr, DHi, SIGNr
+
+* The DH group is the Initiator's choice: OAKLEY 5 (0, mandatory), 1 (1) or 2 (2) (§4.2.7, §6.4).
+* TGK = g^(xi*xr) mod p as a full-length big-endian string (§3.3); SRTP keys follow §4.1.3.
+* SIGN: RSA PKCS#1 v1.5 (S type 0) or RSA-PSS (S type 1), hash SHA-256 (default) or SHA-1 (§4.2.6,
+  §6.5).  The signature covers the whole message up to the Signature field, the SIGN payload's
+  S type/length octets included (§5.2), and is checked over the bytes received.
+* Certificates travel in CERT payloads (leaf first, §6.7) or are configured; they are validated
+  against trust anchors at the message's time, for key usage and for the binding of the peer's ID
+  (:class:`~mikey.crypto.x509.CertificateValidator`, §4.3).  An optional CHASH in the I_MESSAGE names
+  the Responder certificate the Initiator expects (§6.8).
+* The Responder echoes the Initiator's T and DHi; the Initiator checks that the R_MESSAGE answers
+  its own I_MESSAGE (CSB ID, T, DHi, group, IDi).
+
+Deployed variants (all off by default, each accepted only when named in ``compat``):
+
+* ``"fresh-response-timestamp"`` -- the R_MESSAGE carries a fresh T instead of the Initiator's
+  (MiniSIP libmikey).  It must then lie within the allowable clock skew.
+* ``"response-without-ids"`` -- the R_MESSAGE carries neither IDr nor IDi (MiniSIP libmikey).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ..constants import PRF, CSIdMapType, DataType, SignatureType, TSType
+from ..crypto import dh as dh_crypto
+from ..crypto import rsa as rsa_crypto
+from ..crypto import x509 as x509_crypto
+from ..errors import (
+    AuthenticationError,
+    CertificateError,
+    CryptoError,
+    InvalidTimestampError,
+    MikeyDecodeError,
+    MikeyError,
+    MikeyProtocolError,
+    StateError,
+    UnspecifiedError,
+    UnsupportedDHGroupError,
+    UnsupportedHashError,
+    UnsupportedIDError,
+    UnsupportedPRFError,
+)
+from ..keystore import Credentials
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..wire import (
+    CertPayload,
+    ChashPayload,
+    CommonHeader,
+    DhPayload,
+    ErrorPayload,
+    IdPayload,
+    Message,
+    Payload,
+    RandPayload,
+    SecurityPolicyPayload,
+    SignPayload,
+    TimestampPayload,
+)
+from ..wire.payloads.base import KeyValidity
+from .base import (
+    CryptoSessionSpec,
+    ExchangeResult,
+    ResponderOutcome,
+    Rng,
+    Side,
+    State,
+    build_error_message,
+    build_header,
+    check_timestamp,
+    default_srtp_policy,
+    derive_crypto_sessions,
+    fill_ssrcs,
+    id_data,
+    merge_responder_ssrcs,
+    random_csb_id,
+    timestamp_expiry,
+)
+
+__all__ = [
+    "DhInitiator",
+    "DhResponder",
+    "Signer",
+    "PeerVerifier",
+    "COMPAT_FRESH_RESPONSE_TIMESTAMP",
+    "COMPAT_RESPONSE_WITHOUT_IDS",
+    "DH_COMPAT_OPTIONS",
+    "signed_message",
+    "certificate_id",
+]
+
+COMPAT_FRESH_RESPONSE_TIMESTAMP = "fresh-response-timestamp"
+COMPAT_RESPONSE_WITHOUT_IDS = "response-without-ids"
+#: Compatibility options the DH modes understand (see the module docstring).
+DH_COMPAT_OPTIONS = frozenset({COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS})
+
+_RSA_S_TYPES = (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS)
+
+
+def check_compat(compat: Collection[str], allowed: Collection[str]) -> frozenset[str]:
+    """The compatibility options as a set; unknown names raise ValueError."""
+    chosen = frozenset(compat)
+    unknown = chosen - frozenset(allowed)
+    if unknown:
+        raise ValueError(f"unknown compatibility option(s) {sorted(unknown)}; known: {sorted(allowed)}")
+    return chosen
+
+
+def certificate_id(cert: x509.Certificate) -> IdPayload | None:
+    """An ID payload (URI) from the certificate's first subjectAltName URI, if it has one."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return IdPayload.uri(uris[0]) if uris else None
+
+
+def message_time(t: TimestampPayload | None, now: float) -> datetime:
+    """The time certificates are checked at: the message's T, or *now* for COUNTER (RFC 3830 §4.3)."""
+    when = t.unix_time() if t is not None else None
+    return datetime.fromtimestamp(now if when is None else when, UTC)
+
+
+# --- signing and verifying ---------------------------------------------------------------------
+
+_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class _Validated:
+    """A chain the validator accepted, and the times at which every certificate involved is valid."""
+
+    leaf: x509.Certificate
+    key: RSAPublicKey
+    not_before: datetime
+    not_after: datetime
+
+
+_VALIDATED: weakref.WeakKeyDictionary[x509_crypto.CertificateValidator, dict[Any, _Validated]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _validation_cache(validator: x509_crypto.CertificateValidator) -> dict[Any, _Validated]:
+    """Chains already validated by *validator*, keyed by (CERT DERs, peer ID).
+
+    Path building, signatures, key usage and ID binding do not depend on time, so a chain
+    validated once is accepted again for any message time at which every certificate of the
+    chain and every trust anchor is valid; outside that window it is validated afresh.
+    """
+    cache = _VALIDATED.get(validator)
+    if cache is None:
+        cache = _VALIDATED[validator] = {}
+    return cache
+
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Own signing credentials (RFC 3830 §4.2.6, §6.5): RSA key and certificates, S type and hash."""
+
+    credentials: Credentials
+    s_type: int = SignatureType.RSA_PKCS1_V1_5
+    hash_name: str = "sha256"
+
+    def __post_init__(self) -> None:
+        if self.s_type not in _RSA_S_TYPES:
+            raise ValueError(f"S type {self.s_type} is not an RSA signature type (0 or 1)")
+        if self.hash_name not in rsa_crypto.SIGNATURE_HASHES:
+            raise ValueError(f"signature hash must be one of {rsa_crypto.SIGNATURE_HASHES}")
+        self.credentials.rsa_private_key  # noqa: B018 - raises unless the key is RSA
+
+    @property
+    def signature_length(self) -> int:
+        return (self.credentials.rsa_private_key.key_size + 7) // 8
+
+    def cert_payloads(self) -> list[Payload]:
+        """One CERT payload per certificate, leaf first (RFC 3830 §6.7)."""
+        return [CertPayload(x509_crypto.CERT_TYPE_X509V3, der) for der in self.credentials.certificate_ders()]
+
+    def sign(self, data: bytes) -> bytes:
+        return rsa_crypto.sign(self.credentials.rsa_private_key, data, self.s_type, self.hash_name)
+
+
+def signed_message(header: CommonHeader, payloads: Sequence[Payload], signer: Signer) -> bytes:
+    """Encode the message with a SIGN payload last, signed over everything before the Signature (§5.2)."""
+    n = signer.signature_length
+    draft = Message(header, (*payloads, SignPayload(signer.s_type, bytes(n)))).encode()
+    covered = draft[: len(draft) - n]
+    signature = signer.sign(covered)
+    if len(signature) != n:  # pragma: no cover - RSA signatures are modulus-sized
+        raise CryptoError("unexpected signature length")
+    return covered + signature
+
+
+class PeerVerifier:
+    """Checks a peer's certificate and SIGN payload (RFC 3830 §4.3, §5.3, §6.5, §6.7).
+
+    ``validator`` validates chains against trust anchors; ``peer_certificates`` (leaf first) are used
+    when a message carries no CERT payload.  A configured peer leaf is trusted directly (the
+    "specific peer" model of §4.3.2) when no validator is given.  ``hashes`` lists the signature hashes
+    accepted, tried in order.
+    """
+
+    def __init__(
+        self,
+        validator: x509_crypto.CertificateValidator | None,
+        peer_certificates: Sequence[x509.Certificate] = (),
+        hashes: Sequence[str] = ("sha256", "sha1"),
+    ) -> None:
+        for h in hashes:
+            if h not in rsa_crypto.SIGNATURE_HASHES:
+                raise ValueError(f"signature hash must be one of {rsa_crypto.SIGNATURE_HASHES}")
+        self.validator = validator
+        self.peer_certificates = tuple(peer_certificates)
+        self._pinned = frozenset(x509_crypto.certificate_der(c) for c in self.peer_certificates[:1])
+        self.hashes = tuple(hashes)
+
+    def __repr__(self) -> str:
+        return f"PeerVerifier(validator={self.validator!r}, peer_certificates={len(self.peer_certificates)})"
+
+    def chain(self, msg: Message) -> tuple[list[x509.Certificate], list[bytes]]:
+        """The peer's chain (leaf first) from CERT payloads, else the configured certificates."""
+        certs: list[x509.Certificate] = []
+        ders: list[bytes] = []
+        for p in msg.find_all(CertPayload):
+            if p.cert_type == x509_crypto.CERT_TYPE_X509V3_URL:
+                raise CertificateError("X.509v3 URL certificates are not supported")
+            if p.cert_type == x509_crypto.CERT_TYPE_X509V3_ENCR:
+                raise CertificateError("an encryption-only certificate cannot verify a signature")
+            if p.cert_type not in (x509_crypto.CERT_TYPE_X509V3, x509_crypto.CERT_TYPE_X509V3_SIGN):
+                raise CertificateError(f"Cert type {p.cert_type} is not supported")
+            certs.append(x509_crypto.load_certificate(p.data))
+            ders.append(p.data)
+        if not certs:
+            certs = list(self.peer_certificates)
+            ders = [x509_crypto.certificate_der(c) for c in certs]
+        if not certs:
+            raise CertificateError("the message carries no certificate and none is configured for the peer")
+        return certs, ders
+
+    def _trusted_leaf(self, msg: Message, peer_id: str | None, at: datetime) -> tuple[x509.Certificate, RSAPublicKey]:
+        """The validated leaf and its RSA key; validated chains are cached per validator (see below)."""
+        ders = tuple(p.data for p in msg.find_all(CertPayload))
+        cache = _validation_cache(self.validator) if self.validator is not None and ders else None
+        ckey = (ders, peer_id)
+        if cache is not None:
+            hit = cache.get(ckey)
+            if hit is not None and hit.not_before <= at <= hit.not_after:
+                return hit.leaf, hit.key
+        certs, _ = self.chain(msg)
+        if self.validator is not None:
+            leaf = self.validator.validate(certs, at=at, peer_id=peer_id, purpose="sign")
+        elif x509_crypto.certificate_der(certs[0]) in self._pinned:
+            leaf = certs[0]
+        else:
+            raise CertificateError("no trust anchor configured and the certificate is not the configured peer's")
+        key = leaf.public_key()
+        if not isinstance(key, RSAPublicKey):
+            raise CertificateError("the peer's certificate does not hold an RSA key")
+        if cache is not None and self.validator is not None:
+            window = [*certs, *self.validator.trust_anchors]
+            if len(cache) >= _CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[ckey] = _Validated(
+                leaf, key,
+                max(c.not_valid_before_utc for c in window),
+                min(c.not_valid_after_utc for c in window),
+            )
+        return leaf, key
+
+    def verify(self, msg: Message, peer_id: str | None, at: datetime) -> x509.Certificate:
+        """Validate the peer's certificate and check the signature; returns the peer's leaf."""
+        sign = msg.payloads[-1] if msg.payloads else None
+        if not isinstance(sign, SignPayload):
+            raise AuthenticationError("the message does not end with a SIGN payload (RFC 3830 §6.5)")
+        if sign.s_type not in _RSA_S_TYPES:
+            raise AuthenticationError(f"S type {sign.s_type} is not supported")
+        leaf, key = self._trusted_leaf(msg, peer_id, at)
+        raw = msg.raw_bytes()
+        covered = raw[: len(raw) - len(sign.signature)]
+        failure: MikeyError | None = None
+        for h in self.hashes:
+            try:
+                rsa_crypto.verify(key, covered, sign.signature, int(sign.s_type), h)
+                return leaf
+            except (AuthenticationError, UnsupportedHashError) as e:
+                failure = e
+        raise AuthenticationError("signature verification failed") from failure
+
+
+# --- pieces shared by DH and DH-HMAC ---------------------------------------------------------------
+
+
+def _check_prf(prf: int) -> None:
+    if prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
+        raise UnsupportedPRFError(f"PRF func {prf} is not supported")
+
+
+def _dh_private(group: dh_crypto.DHGroup, x: int | None, rng: Rng) -> int:
+    if x is None:
+        return dh_crypto.generate_private(group, rng)
+    if not 1 < x < group.p - 1:
+        raise ValueError("DH private exponent out of range")
+    return x
+
+
+def _id_equal(a: IdPayload, b: IdPayload) -> bool:
+    return a.data == b.data
+
+
+class DhInitiatorBase(Side):
+    """The Initiator of a DH exchange; subclasses add the authentication (SIGN or KEMAC MAC)."""
+
+    INIT_TYPE: ClassVar[int] = DataType.DH_INIT
+    RESP_TYPE: ClassVar[int] = DataType.DH_RESP
+    COMPAT: ClassVar[frozenset[str]] = DH_COMPAT_OPTIONS
+
+    def __init__(
+        self,
+        *,
+        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
+        policies: Sequence[SecurityPolicyPayload] | None = None,
+        csb_id: int | None = None,
+        rand: bytes | None = None,
+        group: int = dh_crypto.DH_GROUP_OAKLEY5,
+        dh_private: int | None = None,
+        key_validity: KeyValidity = None,
+        prf: int = PRF.MIKEY_1,
+        id_i: IdPayload | None = None,
+        id_r: IdPayload | None = None,
+        cs_id_map_type: int = CSIdMapType.SRTP_ID,
+        compat: Collection[str] = (),
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(clock_skew=clock_skew, rng=rng)
+        _check_prf(prf)
+        self.group = dh_crypto.get_group(group)
+        self._x = _dh_private(self.group, dh_private, rng)
+        self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
+        self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+        self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
+        self.rand = rand if rand is not None else rng(16)
+        self.key_validity = key_validity
+        self.prf = prf
+        self.id_i = id_i
+        self.id_r = id_r
+        self.cs_id_map_type = cs_id_map_type
+        self.compat = check_compat(compat, self.COMPAT)
+        self.header: CommonHeader | None = None
+        self.timestamp: TimestampPayload | None = None
+        self.dh_public: bytes | None = None
+        self.i_message: bytes | None = None
+        self._result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(csb_id={self.csb_id:08x}, group={self.group.group_id}, state={self.state.value})"
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def _init_payloads(self) -> list[Payload]:
+        """T, RAND, IDs (and credentials) and SPs, before DHi."""
+        raise NotImplementedError
+
+    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
+        raise NotImplementedError
+
+    def _verify_response(self, msg: Message, now: float) -> dict[str, Any]:
+        """Authenticate the R_MESSAGE; returns extras for the result."""
+        raise NotImplementedError
+
+    # -- building --------------------------------------------------------------------------------
+
+    def create_message(self, now: float) -> bytes:
+        """The I_MESSAGE, timestamped *now* (Unix seconds)."""
+        self.require_state(State.START)
+        self.header = build_header(self.INIT_TYPE, self.csb_id, self.specs, map_type=self.cs_id_map_type, prf=self.prf)
+        self.timestamp = TimestampPayload.ntp_utc(now)
+        self.dh_public = dh_crypto.public_value(self.group, self._x)
+        payloads = self._init_payloads()
+        payloads.append(DhPayload(self.group.group_id, self.dh_public, self.key_validity))
+        self.i_message = self._authenticate(self.header, payloads)
+        self.state = State.WAIT_RESPONSE
+        return self.i_message
+
+    def _restore(self, i_message: bytes) -> None:
+        """Restore the state after sending *i_message* (for a stateless ``complete``)."""
+        msg = Message.decode(i_message)
+        if msg.data_type != self.INIT_TYPE:
+            raise ValueError(f"not a {type(self).__name__} I_MESSAGE (data type {msg.data_type})")
+        t = msg.find(TimestampPayload)
+        rand_p = msg.find(RandPayload)
+        dh_p = msg.find(DhPayload)
+        if t is None or rand_p is None or dh_p is None:
+            raise ValueError("the I_MESSAGE lacks T, RAND or DH")
+        if dh_p.group != self.group.group_id:
+            self.group = dh_crypto.get_group(int(dh_p.group))
+        if dh_crypto.public_value(self.group, self._x) != dh_p.value:
+            raise ValueError("the DH private exponent does not match the I_MESSAGE's DHi")
+        self.header = msg.header
+        self.csb_id = msg.csb_id
+        self.prf = int(msg.header.prf)
+        self.timestamp = t
+        self.rand = rand_p.rand
+        self.dh_public = dh_p.value
+        self.key_validity = dh_p.kv
+        self.policies = msg.find_all(SecurityPolicyPayload)
+        self._adopt_ids(msg)
+        self.i_message = i_message
+        self.state = State.WAIT_RESPONSE
+
+    def _adopt_ids(self, msg: Message) -> None:
+        ids = msg.find_all(IdPayload)
+        self.id_i = ids[0] if ids else None
+        self.id_r = ids[1] if len(ids) > 1 else None
+
+    def export_dh_private(self) -> int:
+        """The own DH exponent, for a stateless ``complete`` (the CLI's --dh-private); keep it secret."""
+        return self._x
+
+    @property
+    def result(self) -> ExchangeResult:
+        """The keys, once the R_MESSAGE has been processed (DH needs both contributions)."""
+        if self._result is None:
+            raise StateError("the R_MESSAGE has not been received yet; the TGK needs the Responder's DHr")
+        return self._result
+
+    # -- the response ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """Process the R_MESSAGE (or an Error message, which raises :class:`~mikey.errors.PeerError`)."""
+        result: ExchangeResult = self._dispatch(data, now)
+        return result
+
+    def _on_response(self, msg: Message, now: float) -> ExchangeResult:
+        assert self.header is not None and self.timestamp is not None and self.dh_public is not None
+        if msg.csb_id != self.csb_id:
+            raise AuthenticationError("R_MESSAGE CSB ID does not match the I_MESSAGE")
+        extras = self._verify_response(msg, now)
+        t = msg.find(TimestampPayload)
+        if t is None:
+            raise UnspecifiedError("R_MESSAGE has no T payload")
+        if t.ts_value != self.timestamp.ts_value or t.ts_type != self.timestamp.ts_type:
+            if COMPAT_FRESH_RESPONSE_TIMESTAMP not in self.compat:
+                raise InvalidTimestampError("R_MESSAGE must carry the Initiator's timestamp (RFC 3830 §3.3, §5.2)")
+            check_timestamp(t, now, self.clock_skew)
+        dhs = msg.find_all(DhPayload)
+        if len(dhs) != 2:
+            raise UnspecifiedError(f"R_MESSAGE must carry DHr and DHi, found {len(dhs)} DH payloads")
+        dh_r, dh_i = dhs
+        if dh_i.group != self.group.group_id or dh_i.value != self.dh_public:
+            raise AuthenticationError("R_MESSAGE does not echo this Initiator's DHi (RFC 3830 §3.3)")
+        if dh_r.group != self.group.group_id:
+            raise UnsupportedDHGroupError(f"DHr uses group {dh_r.group}, the I_MESSAGE offered {self.group.group_id}")
+        id_r, id_i = self._response_ids(msg)
+        if self.id_i is not None:
+            if id_i is None:
+                if COMPAT_RESPONSE_WITHOUT_IDS not in self.compat:
+                    raise UnsupportedIDError("R_MESSAGE does not carry IDi (RFC 3830 §3.3)")
+            elif not _id_equal(id_i, self.id_i):
+                raise AuthenticationError("R_MESSAGE IDi is not this Initiator's identity")
+        if self.id_r is not None and id_r is not None and not _id_equal(id_r, self.id_r):
+            raise AuthenticationError("R_MESSAGE IDr is not the Responder the I_MESSAGE was sent to")
+        try:
+            tgk = dh_crypto.shared_secret(self.group, self._x, dh_r.value)
+        except CryptoError as e:
+            raise UnspecifiedError(f"invalid DHr: {e}") from None
+        merged = merge_responder_ssrcs(self.header, msg.header)
+        sessions = derive_crypto_sessions(tgk, merged, self.rand, self.policies)
+        responder_id = id_r if id_r is not None else self.id_r
+        self._result = ExchangeResult(
+            mode=self.MODE,
+            csb_id=self.csb_id,
+            tgk=tgk,
+            rand=self.rand,
+            prf=self.prf,
+            crypto_sessions=sessions,
+            authenticated=bool(extras.pop("authenticated", True)),
+            header=merged,
+            policies=tuple(self.policies),
+            initiator_id=self.id_i.data if self.id_i else None,
+            responder_id=responder_id.data if responder_id else None,
+            key_validity=dh_i.kv,
+            extras={"dh_group": self.group.group_id, **extras},
+        )
+        self.state = State.DONE
+        return self._result
+
+    @staticmethod
+    def _response_ids(msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
+        """(IDr, IDi) of an R_MESSAGE: HDR, T, [IDr], IDi, ... -- a lone ID is IDi."""
+        ids = msg.find_all(IdPayload)
+        if len(ids) >= 2:
+            return ids[0], ids[1]
+        if ids:
+            return None, ids[0]
+        return None, None
+
+
+class DhResponderBase(Side):
+    """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3)."""
+
+    INIT_TYPE: ClassVar[int] = DataType.DH_INIT
+    RESP_TYPE: ClassVar[int] = DataType.DH_RESP
+
+    def __init__(
+        self,
+        *,
+        own_ssrcs: Sequence[int] = (),
+        id_r: IdPayload | None = None,
+        groups: Collection[int] = (0, 1, 2),
+        dh_private: int | None = None,
+        replay_cache: ReplayCache | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        self.own_ssrcs = list(own_ssrcs)
+        self.id_r = id_r
+        self.groups = frozenset(int(g) for g in groups)
+        for g in self.groups:
+            dh_crypto.get_group(g)
+        self._fixed_x = dh_private
+        self.result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(state={self.state.value})"
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def _split_ids(self, msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
+        """(IDi, IDr) of an I_MESSAGE."""
+        raise NotImplementedError
+
+    def _authenticate_init(self, msg: Message, id_i: IdPayload | None, id_r: IdPayload | None,
+                           now: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _response_payloads(self, id_i: IdPayload | None) -> list[Payload]:
+        """[IDr], credentials, IDi, between T and DHr."""
+        raise NotImplementedError
+
+    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
+        raise NotImplementedError
+
+    def _error_message(self, exc: MikeyProtocolError, msg: Message, t: TimestampPayload,
+                       authenticated: bool) -> bytes:
+        prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
+        assert exc.err_no is not None
+        return build_error_message(msg.csb_id, [exc.err_no], t, prf=prf)
+
+    # -- processing ------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        """Process an I_MESSAGE; returns the keys and the R_MESSAGE.
+
+        On failure raises a :class:`~mikey.errors.MikeyError` whose ``error_message`` holds the
+        Error message to send back when RFC 3830 §5.1.2 calls for one.
+        """
+        try:
+            outcome: ResponderOutcome = self._dispatch(data, now)
+        except MikeyDecodeError as exc:
+            if exc.payload == "DH" and "DH-Group" in exc.message:
+                err = UnsupportedDHGroupError(exc.message)
+                csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
+                err.error_message = build_error_message(csb_id, [err.err_no or 6], TimestampPayload.ntp_utc(now))
+                raise err from None
+            raise
+        return outcome
+
+    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
+        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
+        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
+
+    def _private_for(self, group: dh_crypto.DHGroup) -> int:
+        return _dh_private(group, self._fixed_x, self.rng)
+
+    def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
+        t = msg.find(TimestampPayload)
+        rand_p = msg.find(RandPayload)
+        dh_p = msg.find(DhPayload)
+        id_i, id_r = self._split_ids(msg)
+        hdr = msg.header
+        authenticated = False
+        try:
+            if t is None or rand_p is None or dh_p is None:
+                raise UnspecifiedError("DH I_MESSAGE needs T, RAND and DH (RFC 3830 §3.3, RFC 4650 §3)")
+            if len(msg.find_all(DhPayload)) != 1:
+                raise UnspecifiedError("DH I_MESSAGE must carry exactly one DH payload")
+            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
+            raw = msg.raw_bytes()
+            self.replay_cache.check(raw, now)
+            extras = self._authenticate_init(msg, id_i, id_r, now)
+            authenticated = bool(extras.get("authenticated", True))
+            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
+            if t.ts_type == TSType.COUNTER:
+                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            _check_prf(int(hdr.prf))
+            if int(dh_p.group) not in self.groups:
+                raise UnsupportedDHGroupError(f"DH group {dh_p.group} is not accepted")
+            group = dh_crypto.get_group(int(dh_p.group))
+            x_r = self._private_for(group)
+            try:
+                tgk = dh_crypto.shared_secret(group, x_r, dh_p.value)
+            except CryptoError as e:
+                raise UnspecifiedError(f"invalid DHi: {e}") from None
+            dh_r = dh_crypto.public_value(group, x_r)
+            header = fill_ssrcs(hdr, self.own_ssrcs)
+            policies = tuple(msg.find_all(SecurityPolicyPayload))
+            sessions = derive_crypto_sessions(tgk, header, rand_p.rand, policies)
+            resp_hdr = CommonHeader(
+                self.RESP_TYPE, header.csb_id, header.cs_id_map, header.cs_id_map_type, False, header.prf,
+                header.version, header.cs_count,
+            )
+            payloads: list[Payload] = [t, *self._response_payloads(id_i)]
+            payloads.append(DhPayload(group.group_id, dh_r, dh_p.kv))
+            payloads.append(dh_p)
+            response = self._authenticate(resp_hdr, payloads)
+        except MikeyProtocolError as exc:
+            if exc.err_no is not None and exc.error_message is None:
+                exc.error_message = self._error_message(exc, msg, t or TimestampPayload.ntp_utc(now), authenticated)
+            raise
+        except CryptoError as exc:
+            err = UnspecifiedError(f"cannot complete the exchange: {exc.message}")
+            err.error_message = self._error_message(err, msg, t or TimestampPayload.ntp_utc(now), authenticated)
+            raise err from None
+        own_id = self.id_r
+        result = ExchangeResult(
+            mode=self.MODE,
+            csb_id=hdr.csb_id,
+            tgk=tgk,
+            rand=rand_p.rand,
+            prf=int(hdr.prf),
+            crypto_sessions=sessions,
+            authenticated=authenticated,
+            header=header,
+            policies=policies,
+            initiator_id=id_i.data if id_i else None,
+            responder_id=id_r.data if id_r else (own_id.data if own_id else None),
+            key_validity=dh_p.kv,
+            extras={"dh_group": group.group_id, **{k: v for k, v in extras.items() if k != "authenticated"}},
+        )
+        self.result = result
+        self.state = State.DONE
+        return ResponderOutcome(result, response)
+
+
+# --- signed DH (RFC 3830 §3.3) -------------------------------------------------------------------
+
+
+class DhInitiator(DhInitiatorBase):
+    """The DH Initiator: signed I_MESSAGE out, signed R_MESSAGE in (RFC 3830 §3.3).
+
+    ``credentials`` may be None only for an Initiator restored with :meth:`resume` (it verifies and
+    never signs).  ``validator`` and ``peer_certificates`` decide whether the Responder's certificate
+    is trusted (see :class:`PeerVerifier`).  ``id_i`` defaults to the own certificate's first
+    subjectAltName URI.  ``chash_func`` adds a CHASH of the first ``peer_certificates`` entry.
+    """
+
+    MODE: ClassVar[str] = "dh"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.WAIT_RESPONSE, DataType.DH_RESP): "_on_response"}
+
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        validator: x509_crypto.CertificateValidator | None = None,
+        *,
+        peer_certificates: Sequence[x509.Certificate] = (),
+        s_type: int = SignatureType.RSA_PKCS1_V1_5,
+        sign_hash: str = "sha256",
+        verify_hashes: Sequence[str] = ("sha256", "sha1"),
+        send_certificates: bool = True,
+        chash_func: int | None = None,
+        id_i: IdPayload | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if id_i is None and credentials is not None:
+            id_i = certificate_id(credentials.certificate)
+        super().__init__(id_i=id_i, **kwargs)
+        self.signer = Signer(credentials, s_type, sign_hash) if credentials is not None else None
+        self.verifier = PeerVerifier(validator, peer_certificates, verify_hashes)
+        self.send_certificates = send_certificates
+        self.chash_func = chash_func
+        if chash_func is not None:
+            if not peer_certificates:
+                raise ValueError("a CHASH needs the Responder's certificate (peer_certificates)")
+            x509_crypto.chash_length(chash_func)
+
+    @classmethod
+    def resume(
+        cls,
+        i_message: bytes,
+        dh_private: int,
+        validator: x509_crypto.CertificateValidator | None = None,
+        *,
+        credentials: Credentials | None = None,
+        **kwargs: Any,
+    ) -> DhInitiator:
+        """An Initiator waiting for the answer to *i_message*, which it sent with exponent *dh_private*."""
+        msg = Message.decode(i_message)
+        dh_p = msg.find(DhPayload)
+        group = int(dh_p.group) if dh_p is not None else 0
+        self = cls(credentials, validator, dh_private=dh_private, group=group, **kwargs)
+        self._restore(i_message)
+        return self
+
+    def _init_payloads(self) -> list[Payload]:
+        if self.signer is None:
+            raise StateError("an Initiator without credentials cannot build an I_MESSAGE")
+        assert self.timestamp is not None
+        payloads: list[Payload] = [self.timestamp, RandPayload(self.rand)]
+        if self.id_i is not None:
+            payloads.append(self.id_i)
+        if self.send_certificates:
+            payloads += self.signer.cert_payloads()
+        if self.id_r is not None and self.id_i is not None:
+            payloads.append(self.id_r)  # a lone ID would read as IDi
+        payloads += self.policies
+        if self.chash_func is not None:
+            der = x509_crypto.certificate_der(self.verifier.peer_certificates[0])
+            payloads.append(ChashPayload(self.chash_func, x509_crypto.chash(self.chash_func, der)))
+        return payloads
+
+    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
+        assert self.signer is not None
+        return signed_message(header, payloads, self.signer)
+
+    def _verify_response(self, msg: Message, now: float) -> dict[str, Any]:
+        id_r, _ = self._response_ids(msg)
+        claimed = id_r if id_r is not None else self.id_r
+        leaf = self.verifier.verify(msg, claimed.text if claimed else None, message_time(self.timestamp, now))
+        return {"peer_certificate": leaf}
+
+
+class DhResponder(DhResponderBase):
+    """The DH Responder: verifies the signed I_MESSAGE, answers with a signed R_MESSAGE (RFC 3830 §3.3).
+
+    ``id_r`` defaults to the own certificate's first subjectAltName URI.  With ``dh_private`` fixed,
+    the same exponent is used for every exchange (for reproducing captures only).
+    """
+
+    MODE: ClassVar[str] = "dh"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.DH_INIT): "_on_init"}
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        validator: x509_crypto.CertificateValidator | None = None,
+        *,
+        peer_certificates: Sequence[x509.Certificate] = (),
+        s_type: int = SignatureType.RSA_PKCS1_V1_5,
+        sign_hash: str = "sha256",
+        verify_hashes: Sequence[str] = ("sha256", "sha1"),
+        send_certificates: bool = True,
+        id_r: IdPayload | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if id_r is None:
+            id_r = certificate_id(credentials.certificate)
+        super().__init__(id_r=id_r, **kwargs)
+        self.signer = Signer(credentials, s_type, sign_hash)
+        self.verifier = PeerVerifier(validator, peer_certificates, verify_hashes)
+        self.send_certificates = send_certificates
+        self._own_der = x509_crypto.certificate_der(credentials.certificate)
+        self._peer_leaf: x509.Certificate | None = None
+
+    def _split_ids(self, msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
+        ids = msg.find_all(IdPayload)  # [IDi|CERTi], [IDr]: a lone ID is IDi
+        return (ids[0] if ids else None), (ids[1] if len(ids) > 1 else None)
+
+    def _authenticate_init(self, msg: Message, id_i: IdPayload | None, id_r: IdPayload | None,
+                           now: float) -> dict[str, Any]:
+        at = message_time(msg.find(TimestampPayload), now)
+        leaf = self.verifier.verify(msg, id_i.text if id_i else None, at)
+        self._peer_leaf = leaf
+        ch = msg.find(ChashPayload)
+        if ch is not None:
+            x509_crypto.check_chash(int(ch.hash_func), ch.digest, self._own_der)
+        if id_r is not None and self.id_r is not None and not _id_equal(id_r, self.id_r):
+            raise UnsupportedIDError("the I_MESSAGE is addressed to another Responder (IDr)")
+        return {"peer_certificate": leaf}
+
+    def _response_payloads(self, id_i: IdPayload | None) -> list[Payload]:
+        out: list[Payload] = []
+        if self.id_r is not None:
+            out.append(self.id_r)
+        if self.send_certificates:
+            out += self.signer.cert_payloads()
+        if id_i is None and self._peer_leaf is not None:
+            id_i = certificate_id(self._peer_leaf)
+        if id_i is not None:
+            out.append(id_i)
+        return out
+
+    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
+        return signed_message(header, payloads, self.signer)
+
+    def _error_message(self, exc: MikeyProtocolError, msg: Message, t: TimestampPayload,
+                       authenticated: bool) -> bytes:
+        """HDR, T, {ERR}, [SIGN]: signed once the I_MESSAGE authenticated (RFC 3830 §5.1.2)."""
+        if not authenticated:
+            return super()._error_message(exc, msg, t, authenticated)
+        prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
+        hdr = CommonHeader(DataType.ERROR, msg.csb_id, (), CSIdMapType.SRTP_ID, False, prf)
+        assert exc.err_no is not None
+        return signed_message(hdr, [t, ErrorPayload(exc.err_no)], self.signer)
+

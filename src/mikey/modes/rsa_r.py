@@ -1,0 +1,730 @@
+"""MIKEY-RSA-R: public-key transport in reverse (RFC 4738).
+
+I_MESSAGE = HDR, T, [RAND], [IDi|CERTi], [IDr], {SP}, SIGNi                (data type 9, V = 1)
+R_MESSAGE = HDR, [GenExt(CSB_ID)], T, [RAND], [IDr|CERTr], [SP], KEMAC, PKE, SIGNr   (data type 10)
+
+The Initiator signs a request; the Responder picks the TGK, sends it in
+KEMAC = E(encr_key, IDr || {TGK}) || MAC with the envelope key encrypted to the
+Initiator's public key in PKE (§3.6), and signs
+``R_MESSAGE (up to the Signature field) || IDi || IDr || T`` (§3.6).
+
+* RAND (§3.4-§3.7): unicast -- exactly one of the two messages carries it (the
+  Initiator's by default); group -- the R_MESSAGE always does and it is the one used.
+* Group mode (§3.2, §3.6): the Responder adds General Extension type 4 with a
+  new CSB ID that both sides use for all key computation (transport keys, the
+  KEMAC IV and the TEKs), sends the SP and fills the CS ID map.
+* SP (§3.5, §3.7): the Responder returns only policies the Initiator offered;
+  the Initiator rejects an R_MESSAGE with a policy it did not offer.
+* Errors: an unparseable I_MESSAGE gets Error no 13 (§3.5; ``unparseable_error_no=12``
+  for RFC 3830-only peers); after SIGNi verified, Error messages are signed (§5.1.2 of 3830).
+
+Compatibility options (``compat``, see also :mod:`mikey.modes.pk`):
+
+* ``"sign-excludes-header"`` -- signatures without the 2-octet SIGN header (minisip libmikey).
+* ``"rsa-r-sign-no-trailer"`` -- SIGNr over the R_MESSAGE alone, without IDi || IDr || T
+  (minisip libmikey signs every message the same way).  We then sign that way and accept both.
+* ``"rsa-r-fresh-timestamp"`` -- accept an R_MESSAGE carrying a fresh timestamp
+  (checked against the clock skew) instead of the I_MESSAGE's T (minisip libmikey).
+* ``"kemac-without-id"`` -- accept a KEMAC without the encrypted IDr.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ..constants import (
+    PRF,
+    CacheType,
+    CSIdMapType,
+    DataType,
+    EncrAlg,
+    GenExtType,
+    KeyDataType,
+    MacAlg,
+    ProtType,
+    SignatureType,
+)
+from ..crypto import rsa as rsa_crypto
+from ..crypto import x509 as x509_crypto
+from ..errors import (
+    AuthenticationError,
+    CertificateError,
+    CryptoError,
+    MikeyDecodeError,
+    MikeyError,
+    MikeyProtocolError,
+    StateError,
+    UnspecifiedError,
+    UnsupportedEncryptionError,
+    UnsupportedIDError,
+    UnsupportedMACError,
+    UnsupportedSPParamsError,
+)
+from ..keystore import Credentials
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..wire import (
+    CertPayload,
+    CommonHeader,
+    ErrorPayload,
+    GeneralExtensionPayload,
+    IdPayload,
+    KemacPayload,
+    KeyDataPayload,
+    Message,
+    Payload,
+    PkePayload,
+    RandPayload,
+    SecurityPolicyPayload,
+    SrtpIdEntry,
+    TimestampPayload,
+)
+from ..wire.payloads.base import KeyValidity
+from .base import (
+    CryptoSessionSpec,
+    ExchangeResult,
+    ResponderOutcome,
+    Rng,
+    Side,
+    State,
+    build_error_message,
+    build_header,
+    check_timestamp,
+    default_srtp_policy,
+    fill_ssrcs,
+    id_data,
+    random_csb_id,
+    timestamp_expiry,
+)
+from .pk import (
+    ENVELOPE_KEY_LENGTH,
+    SIGNATURE_HASHES,
+    CertResolver,
+    EnvelopeKeyCache,
+    build_kemac,
+    cert_payloads,
+    check_compat,
+    check_key_encipherment,
+    identity_of,
+    message_time,
+    open_kemac,
+    peer_chain,
+    same_id,
+    session_keys_for,
+    sign_message,
+    split_ids,
+    validate_chain,
+    verify_signature,
+)
+from .psk import KeyTransport, check_algorithms, default_tgk_length
+
+__all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered"]
+
+#: Local policy hook: may the Responder accept this SP payload the Initiator offered?
+PolicyFilter = Callable[[SecurityPolicyPayload], bool]
+
+
+def policy_offered(answer: SecurityPolicyPayload, offers: Sequence[SecurityPolicyPayload]) -> bool:
+    """Whether every parameter of *answer* was offered in the SP with the same Policy no (RFC 4738 §3.7)."""
+    for offer in offers:
+        if offer.policy_no == answer.policy_no and offer.prot_type == answer.prot_type:
+            offered = set(offer.params)
+            return all(p in offered for p in answer.params)
+    return False
+
+
+def choose_policy(offer: SecurityPolicyPayload) -> SecurityPolicyPayload:
+    """One option per Security Policy parameter (RFC 4738 §3.6): the first of repeated parameter types."""
+    seen: set[int] = set()
+    params = []
+    for t, v in offer.params:
+        if int(t) in seen:
+            continue
+        seen.add(int(t))
+        params.append((t, v))
+    return SecurityPolicyPayload(offer.policy_no, offer.prot_type, tuple(params))
+
+
+def signed_error_message(
+    csb_id: int,
+    err_nos: Sequence[int],
+    t: TimestampPayload,
+    credentials: Credentials,
+    *,
+    prf: int = PRF.MIKEY_1,
+    s_type: int = SignatureType.RSA_PKCS1_V1_5,
+    hash_name: str = "sha256",
+    exclude_header: bool = False,
+) -> bytes:
+    """Error message HDR, T, {ERR}, SIGNr (RFC 3830 §5.1.2), for failures after the peer authenticated."""
+    hdr = CommonHeader(DataType.ERROR, csb_id, (), CSIdMapType.SRTP_ID, False, prf)
+    payloads: list[Payload] = [t, *(ErrorPayload(e) for e in err_nos)]
+    return sign_message(hdr, payloads, credentials.rsa_private_key, s_type=s_type, hash_name=hash_name,
+                        exclude_header=exclude_header)
+
+
+def _sign_trailer(id_i: IdPayload | None, id_r: IdPayload | None, t: TimestampPayload) -> bytes:
+    """IDi || IDr || T appended to the signed R_MESSAGE (RFC 4738 §3.6)."""
+    return id_data(id_i) + id_data(id_r) + t.ts_value
+
+
+def _csb_extension(msg: Message) -> GeneralExtensionPayload | None:
+    for p in msg.find_all(GeneralExtensionPayload):
+        if p.ext_type == GenExtType.CSB_ID:
+            return p
+    return None
+
+
+def _first_id(msg: Message) -> IdPayload | None:
+    return msg.find(IdPayload)
+
+
+class RsaRInitiator(Side):
+    """The RSA-R Initiator: signs a request (data type 9) and receives the TGK in the R_MESSAGE.
+
+    ``validator`` holds the trust anchors for the Responder's certificate; by
+    default ``peer_certificate`` (when known in advance) is the only anchor.
+    ``group=True`` asks a group key server: no SP is sent (§3.2) and the
+    R_MESSAGE must carry GenExt(CSB_ID), RAND and SP.
+    """
+
+    MODE: ClassVar[str] = "rsa-r"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {
+        (State.WAIT_RESPONSE, DataType.RSA_R_RESP): "_on_response"
+    }
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        validator: x509_crypto.CertificateValidator | None = None,
+        peer_certificate: x509.Certificate | None = None,
+        peer_chain: Sequence[x509.Certificate] = (),
+        cert_resolver: CertResolver | None = None,
+        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
+        policies: Sequence[SecurityPolicyPayload] | None = None,
+        group: bool = False,
+        csb_id: int | None = None,
+        rand: bytes | None = None,
+        send_rand: bool | None = None,
+        prf: int = PRF.MIKEY_1,
+        id_i: IdPayload | None = None,
+        id_r: IdPayload | None = None,
+        send_id_i: bool = True,
+        include_certificate: bool = True,
+        certificate_url: str | None = None,
+        s_type: int = SignatureType.RSA_PKCS1_V1_5,
+        sign_hash: str = "sha256",
+        signature_hashes: Sequence[str] = SIGNATURE_HASHES,
+        pke_oaep: bool = False,
+        oaep_hash: str = "sha1",
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        envelope_key_cache: EnvelopeKeyCache | None = None,
+        cs_id_map_type: int = CSIdMapType.SRTP_ID,
+        compat: Iterable[str] = (),
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(clock_skew=clock_skew, rng=rng)
+        if validator is None:
+            if peer_certificate is None:
+                raise ValueError("a validator (trust anchors) or the Responder's certificate is needed")
+            validator = x509_crypto.CertificateValidator([peer_certificate])
+        if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
+            raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
+        self._credentials = credentials
+        self.validator = validator
+        self.peer_certificates = [peer_certificate, *peer_chain] if peer_certificate is not None else []
+        self.cert_resolver = cert_resolver
+        self.group = group
+        if crypto_sessions is None:
+            crypto_sessions = [] if group else [CryptoSessionSpec()]
+        self.specs = list(crypto_sessions)
+        if group:
+            self.policies: list[SecurityPolicyPayload] = []  # §3.2: Initiators MUST NOT send SP
+        else:
+            self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+        self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
+        self.send_rand = (not group) if send_rand is None else send_rand
+        self.rand = rand if rand is not None else (rng(16) if self.send_rand else b"")
+        self.prf = prf
+        self.id_i = id_i if id_i is not None else identity_of(credentials.certificate)
+        self.id_r = id_r
+        self.send_id_i = send_id_i
+        self.include_certificate = include_certificate
+        self.certificate_url = certificate_url
+        self.s_type = s_type
+        self.sign_hash = sign_hash
+        self.signature_hashes = tuple(signature_hashes)
+        self.pke_oaep = pke_oaep
+        self.oaep_hash = oaep_hash
+        self.envelope_key_cache = envelope_key_cache
+        self.cs_id_map_type = cs_id_map_type
+        self.compat = check_compat(compat)
+        self.header: CommonHeader | None = None
+        self.timestamp: TimestampPayload | None = None
+        self.i_message: bytes | None = None
+        self._result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"RsaRInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
+
+    def create_message(self, now: float) -> bytes:
+        """The signed I_MESSAGE (RFC 4738 §3.4), V = 1, timestamped *now*."""
+        self.require_state(State.START)
+        try:
+            self.header = build_header(
+                DataType.RSA_R_INIT, self.csb_id, self.specs, map_type=self.cs_id_map_type, v=True, prf=self.prf
+            )
+            self.timestamp = TimestampPayload.ntp_utc(now)
+            payloads: list[Payload] = [self.timestamp]
+            if self.send_rand:
+                payloads.append(RandPayload(self.rand))
+            if self.send_id_i:
+                payloads.append(self.id_i)
+            payloads += cert_payloads(self._credentials, include=self.include_certificate, url=self.certificate_url)
+            if self.id_r is not None:
+                payloads.append(self.id_r)
+            payloads += self.policies
+            self.i_message = sign_message(
+                self.header, payloads, self._credentials.rsa_private_key, s_type=self.s_type,
+                hash_name=self.sign_hash, exclude_header="sign-excludes-header" in self.compat,
+            )
+        except MikeyError:
+            self.state = State.FAILED
+            raise
+        self.state = State.WAIT_RESPONSE
+        return self.i_message
+
+    @property
+    def result(self) -> ExchangeResult:
+        """The keys, once the R_MESSAGE has been accepted."""
+        if self._result is None:
+            raise StateError("no R_MESSAGE has been accepted yet")
+        return self._result
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """Process the R_MESSAGE (or an Error message, which raises :class:`PeerError`)."""
+        result: ExchangeResult = self._dispatch(data, now)
+        return result
+
+    @classmethod
+    def resume(
+        cls,
+        i_message: bytes,
+        credentials: Credentials,
+        **kwargs: object,
+    ) -> RsaRInitiator:
+        """Rebuild the Initiator that sent *i_message* (stateless ``complete``), waiting for the R_MESSAGE.
+
+        The I_MESSAGE must verify with *credentials*' certificate (it is ours).
+        ``kwargs`` are the constructor's trust and policy options (``validator``,
+        ``peer_certificate``, ``group``, ``compat`` ...).
+        """
+        msg = Message.decode(i_message)
+        if msg.data_type != DataType.RSA_R_INIT:
+            raise UnspecifiedError("not an RSA-R I_MESSAGE")
+        t = msg.find(TimestampPayload)
+        if t is None:
+            raise UnspecifiedError("RSA-R I_MESSAGE has no T payload")
+        compat = check_compat(kwargs.get("compat", ()))  # type: ignore[arg-type]
+        verify_signature(msg, credentials.certificate.public_key(), compat=compat)
+        id_i, id_r = split_ids(msg)
+        rand_p = msg.find(RandPayload)
+        hdr = msg.header
+        init = cls(
+            credentials,
+            csb_id=hdr.csb_id,
+            rand=rand_p.rand if rand_p is not None else b"",
+            send_rand=rand_p is not None,
+            prf=int(hdr.prf),
+            id_i=id_i if id_i is not None else identity_of(credentials.certificate),
+            id_r=id_r,
+            send_id_i=id_i is not None,
+            cs_id_map_type=int(hdr.cs_id_map_type),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        if not init.group:
+            init.policies = list(msg.find_all(SecurityPolicyPayload))
+        init.header = hdr
+        init.timestamp = t
+        init.i_message = bytes(i_message)
+        init.state = State.WAIT_RESPONSE
+        return init
+
+    def _check_rand(self, msg: Message, group: bool) -> bytes:
+        """RAND rules of RFC 4738 §3.4-§3.7 (a violating R_MESSAGE is discarded)."""
+        rand_r = msg.find(RandPayload)
+        if group:
+            if rand_r is None:
+                raise UnspecifiedError("group-mode R_MESSAGE must carry RAND (RFC 4738 §3.2)")
+            return rand_r.rand
+        if self.send_rand:
+            if rand_r is not None:
+                raise UnspecifiedError("R_MESSAGE carries RAND although the I_MESSAGE did (RFC 4738 §3.7)")
+            return self.rand
+        if rand_r is None:
+            raise UnspecifiedError("R_MESSAGE lacks RAND although the I_MESSAGE had none (RFC 4738 §3.7)")
+        return rand_r.rand
+
+    def _on_response(self, msg: Message, now: float) -> ExchangeResult:
+        assert self.timestamp is not None
+        hdr = msg.header
+        if hdr.csb_id != self.csb_id:
+            raise AuthenticationError("R_MESSAGE CSB ID does not match the I_MESSAGE (RFC 4738 §3.6)")
+        t = msg.find(TimestampPayload)
+        if t is None:
+            raise UnspecifiedError("R_MESSAGE has no T payload")
+        if t.ts_value != self.timestamp.ts_value or t.ts_type != self.timestamp.ts_type:
+            if "rsa-r-fresh-timestamp" not in self.compat:
+                raise AuthenticationError("R_MESSAGE must carry the I_MESSAGE's timestamp (RFC 4738 §3.6)")
+            check_timestamp(t, now, self.clock_skew)
+        ext = _csb_extension(msg)
+        if ext is not None and not self.group:
+            raise UnspecifiedError("GenExt(CSB_ID) in a unicast R_MESSAGE (RFC 4738 §3.6)")
+        if ext is None and self.group:
+            raise UnspecifiedError("group-mode R_MESSAGE lacks GenExt(CSB_ID) (RFC 4738 §3.6)")
+        try:
+            key_csb = ext.parse_csb_id() if ext is not None else self.csb_id
+        except MikeyDecodeError as e:
+            raise UnspecifiedError(str(e)) from None
+        rand = self._check_rand(msg, ext is not None)
+        kemac = msg.find(KemacPayload)
+        pke = msg.find(PkePayload)
+        if kemac is None or pke is None:
+            raise UnspecifiedError("R_MESSAGE needs KEMAC and PKE (RFC 4738 §3.6)")
+        id_r_clear = _first_id(msg)
+        if id_r_clear is not None and self.id_r is not None and not same_id(id_r_clear, self.id_r):
+            raise AuthenticationError("the Responder is not the IDr the I_MESSAGE asked for (RFC 4738 §3.4)")
+        expected_r = id_r_clear or self.id_r
+        at = message_time(t, now)
+        chain = peer_chain(msg.find_all(CertPayload), "sign", self.cert_resolver) or self.peer_certificates
+        leaf = validate_chain(self.validator, chain, at=at, peer_id=expected_r, purpose="sign")
+        id_i = self.id_i if self.send_id_i else None
+        trailer_r = id_r_clear if id_r_clear is not None else self.id_r
+        try:
+            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes,
+                             trailer=_sign_trailer(id_i, trailer_r, self.timestamp), compat=self.compat)
+        except AuthenticationError:
+            if "rsa-r-sign-no-trailer" not in self.compat:
+                raise
+            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes, compat=self.compat)
+        answered = msg.find_all(SecurityPolicyPayload)
+        if self.policies:
+            if not answered:
+                raise UnsupportedSPParamsError("R_MESSAGE lacks the SP payload (RFC 4738 §3.6)")
+            for sp in answered:
+                if not policy_offered(sp, self.policies):
+                    raise UnsupportedSPParamsError(f"R_MESSAGE policy {sp.policy_no} was not offered (RFC 4738 §3.7)")
+        elif self.group and not answered:
+            raise UnsupportedSPParamsError("group-mode R_MESSAGE lacks SP (RFC 4738 §3.2)")
+        check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+        if kemac.encr_alg == EncrAlg.NULL:
+            raise UnsupportedEncryptionError("NULL encryption is not allowed for the TGK")
+        if kemac.mac_alg == MacAlg.NULL and kemac.encr_alg != EncrAlg.AES_KW_128:
+            raise UnsupportedMACError("NULL MAC is only accepted with AES-KW (RFC 3830 §4.2.3)")
+        env_key = rsa_crypto.decrypt_envelope(self._credentials.rsa_private_key, pke.data, self.pke_oaep,
+                                              oaep_hash=self.oaep_hash)
+        transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+        keys = transport.keys(env_key, key_csb, rand)
+        opened = open_kemac(msg, transport, keys, key_csb, t, self.compat)
+        if opened.id_payload is not None:
+            if expected_r is not None and not same_id(opened.id_payload, expected_r):
+                raise AuthenticationError("the encrypted IDr differs from the expected IDr (RFC 4738 §3.6)")
+            if expected_r is None:
+                validate_chain(self.validator, chain, at=at, peer_id=opened.id_payload, purpose="sign")
+        policies = tuple(answered) if answered else tuple(self.policies)
+        sessions = session_keys_for(opened.key, opened.key_type, hdr, rand, policies, opened.salt, csb_id=key_csb)
+        responder = expected_r or opened.id_payload
+        if self.envelope_key_cache is not None:
+            self.envelope_key_cache.store(id_data(responder), key_csb, rand, env_key, int(pke.c), now)
+        self.state = State.DONE
+        self._result = ExchangeResult(
+            mode=self.MODE,
+            csb_id=key_csb,
+            tgk=opened.key,
+            rand=rand,
+            prf=int(hdr.prf),
+            crypto_sessions=sessions,
+            authenticated=True,
+            header=hdr,
+            policies=policies,
+            initiator_id=self.id_i.data,
+            responder_id=responder.data if responder is not None else None,
+            key_validity=opened.kv,
+            extras={"cache": int(pke.c), "group": ext is not None, "request_csb_id": self.csb_id,
+                    "responder_certificate": leaf.subject.rfc4514_string()},
+        )
+        return self._result
+
+
+@dataclass
+class _Progress:
+    authenticated: bool = False
+    t: TimestampPayload | None = field(default=None)
+
+
+class RsaRResponder(Side):
+    """The RSA-R Responder: verifies SIGNi, picks the TGK, answers with KEMAC, PKE and SIGNr.
+
+    ``validator`` holds the trust anchors for the Initiator's certificate;
+    ``peer_certificate`` (+ chain) is used when the I_MESSAGE has no CERT.
+    ``group_csb_id`` switches to group mode (RFC 4738 §3.2): the R_MESSAGE
+    carries GenExt(CSB_ID) with it, RAND, ``policies`` and a CS ID map of
+    ``group_crypto_sessions``.  In unicast mode the offered SPs that
+    ``accept_policy`` allows are returned (one option per parameter).
+    """
+
+    MODE: ClassVar[str] = "rsa-r"
+    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.RSA_R_INIT): "_on_init"}
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        validator: x509_crypto.CertificateValidator,
+        *,
+        peer_certificate: x509.Certificate | None = None,
+        peer_chain: Sequence[x509.Certificate] = (),
+        cert_resolver: CertResolver | None = None,
+        own_ssrcs: Sequence[int] = (),
+        id_r: IdPayload | None = None,
+        send_id_r: bool = True,
+        include_certificate: bool = True,
+        certificate_url: str | None = None,
+        policies: Sequence[SecurityPolicyPayload] | None = None,
+        accept_policy: PolicyFilter | None = None,
+        group_csb_id: int | None = None,
+        group_crypto_sessions: Sequence[CryptoSessionSpec] = (),
+        tgk: bytes | None = None,
+        tgk_salt: bytes | None = None,
+        rand: bytes | None = None,
+        envelope_key: bytes | None = None,
+        key_type: int = KeyDataType.TGK,
+        key_validity: KeyValidity = None,
+        encr_alg: int = EncrAlg.AES_CM_128,
+        mac_alg: int = MacAlg.HMAC_SHA_1_160,
+        s_type: int = SignatureType.RSA_PKCS1_V1_5,
+        sign_hash: str = "sha256",
+        signature_hashes: Sequence[str] = SIGNATURE_HASHES,
+        pke_oaep: bool = False,
+        oaep_hash: str = "sha1",
+        cache: int = CacheType.NO_CACHE,
+        envelope_key_cache: EnvelopeKeyCache | None = None,
+        replay_cache: ReplayCache | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        unparseable_error_no: int = 13,
+        compat: Iterable[str] = (),
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        if encr_alg == EncrAlg.NULL:
+            raise UnsupportedEncryptionError("NULL encryption would send the TGK in the clear")
+        check_algorithms(encr_alg, mac_alg, PRF.MIKEY_1)
+        if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
+            raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
+        if cache not in (CacheType.NO_CACHE, CacheType.CACHE, CacheType.CACHE_FOR_CSB):
+            raise ValueError("cache must be 0, 1 or 2 (RFC 3830 Table 6.3)")
+        self._credentials = credentials
+        self.validator = validator
+        self.peer_certificates = [peer_certificate, *peer_chain] if peer_certificate is not None else []
+        self.cert_resolver = cert_resolver
+        self.own_ssrcs = list(own_ssrcs)
+        self.id_r = id_r if id_r is not None else identity_of(credentials.certificate)
+        self.send_id_r = send_id_r
+        self.include_certificate = include_certificate
+        self.certificate_url = certificate_url
+        self.policies = list(policies) if policies is not None else None
+        self.accept_policy = accept_policy
+        self.group_csb_id = group_csb_id
+        self.group_specs = list(group_crypto_sessions)
+        self.key_type = key_type
+        self._tgk = tgk if tgk is not None else rng(default_tgk_length(encr_alg, key_type))
+        self._tgk_salt = tgk_salt
+        self._rand = rand
+        self._env_key = envelope_key if envelope_key is not None else rng(ENVELOPE_KEY_LENGTH)
+        self.key_validity = key_validity
+        self.encr_alg = encr_alg
+        self.mac_alg = mac_alg
+        self.s_type = s_type
+        self.sign_hash = sign_hash
+        self.signature_hashes = tuple(signature_hashes)
+        self.pke_oaep = pke_oaep
+        self.oaep_hash = oaep_hash
+        self.cache = cache
+        self.envelope_key_cache = envelope_key_cache
+        self.unparseable_error_no = unparseable_error_no
+        self.compat = check_compat(compat)
+        self.result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"RsaRResponder(state={self.state.value})"
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        """Process an I_MESSAGE; returns the keys and the R_MESSAGE (always sent in RSA-R).
+
+        On failure raises a :class:`MikeyError` whose ``error_message`` holds the
+        Error message to send back.
+        """
+        outcome: ResponderOutcome = self._dispatch(data, now)
+        return outcome
+
+    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
+        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
+        exc.error_message = build_error_message(csb_id, [self.unparseable_error_no], TimestampPayload.ntp_utc(now))
+
+    def _salt(self) -> bytes | None:
+        if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT):
+            if self._tgk_salt is None:
+                self._tgk_salt = self.rng(14)
+            return self._tgk_salt
+        return None
+
+    def _choose_policies(self, offered: Sequence[SecurityPolicyPayload], hdr: CommonHeader
+                         ) -> list[SecurityPolicyPayload]:
+        """§3.5: return offered policies matching local policy (one option per parameter)."""
+        if self.group_csb_id is not None:
+            return list(self.policies) if self.policies else [default_srtp_policy(0)]
+        if not offered:
+            return list(self.policies) if self.policies else []
+        chosen = []
+        for sp in offered:
+            if sp.prot_type != ProtType.SRTP:
+                continue
+            if self.accept_policy is not None and not self.accept_policy(sp):
+                continue
+            chosen.append(choose_policy(sp))
+        if not chosen:
+            raise UnsupportedSPParamsError("none of the offered security policies is acceptable (RFC 4738 §3.4)")
+        kept = {p.policy_no for p in chosen}
+        for e in hdr.cs_id_map:
+            if isinstance(e, SrtpIdEntry) and e.policy_no not in kept:
+                raise UnsupportedSPParamsError(f"policy {e.policy_no} of a crypto session is not acceptable")
+        return chosen
+
+    def _response_header(self, hdr: CommonHeader, policies: Sequence[SecurityPolicyPayload]) -> CommonHeader:
+        """§3.6: the Responder fills #CS, the map type and the map (group: its own map)."""
+        if self.group_csb_id is not None:
+            return build_header(DataType.RSA_R_RESP, hdr.csb_id, self.group_specs, prf=int(hdr.prf))
+        filled = fill_ssrcs(hdr, self.own_ssrcs)
+        entries = list(filled.cs_id_map)
+        used = sum(1 for e in hdr.cs_id_map if isinstance(e, SrtpIdEntry) and e.ssrc == 0)
+        if hdr.cs_id_map_type == CSIdMapType.SRTP_ID:
+            policy_no = policies[0].policy_no if policies else 0
+            entries += [SrtpIdEntry(policy_no, s, 0) for s in self.own_ssrcs[used:]]
+        return CommonHeader(DataType.RSA_R_RESP, hdr.csb_id, tuple(entries), hdr.cs_id_map_type, False, hdr.prf,
+                            hdr.version, None if entries else hdr.cs_count)
+
+    def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
+        hdr = msg.header
+        t = msg.find(TimestampPayload)
+        id_i, id_r_req = split_ids(msg)
+        progress = _Progress(t=t)
+        try:
+            if t is None:
+                raise UnspecifiedError("RSA-R I_MESSAGE needs T and SIGN (RFC 4738 §3.4)")
+            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
+            self.replay_cache.check(msg.raw_bytes(), now)
+            at = message_time(t, now)
+            certs = msg.find_all(CertPayload)
+            chain = peer_chain(certs, "sign", self.cert_resolver) or self.peer_certificates
+            leaf = validate_chain(self.validator, chain, at=at, peer_id=id_i, purpose="sign")
+            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes, compat=self.compat)
+            progress.authenticated = True
+            raw = msg.raw_bytes()
+            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
+            if t.ts_type == 2:
+                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            if id_r_req is not None and not same_id(id_r_req, self.id_r):
+                raise UnsupportedIDError("the I_MESSAGE asks for another Responder identity (RFC 4738 §3.4)")
+            enc_chain = peer_chain(certs, "encrypt", self.cert_resolver) or self.peer_certificates
+            if enc_chain and enc_chain[0] is not leaf and enc_chain[0] != leaf:
+                enc_leaf = validate_chain(self.validator, enc_chain, at=at, peer_id=id_i, purpose="encrypt")
+            else:
+                enc_leaf = leaf
+                check_key_encipherment(leaf)
+            public_key = enc_leaf.public_key()
+            if not isinstance(public_key, RSAPublicKey):
+                raise CertificateError("the Initiator's certificate does not hold an RSA key")
+            check_algorithms(self.encr_alg, self.mac_alg, int(hdr.prf))
+            group = self.group_csb_id is not None
+            policies = self._choose_policies(msg.find_all(SecurityPolicyPayload), hdr)
+            header = self._response_header(hdr, policies)
+            rand_i = msg.find(RandPayload)
+            if group or rand_i is None:
+                rand = self._rand if self._rand is not None else self.rng(16)
+                send_rand = True
+            else:
+                rand = rand_i.rand
+                send_rand = False
+            key_csb = self.group_csb_id if self.group_csb_id is not None else hdr.csb_id
+            transport = KeyTransport(self.encr_alg, self.mac_alg, int(hdr.prf))
+            keys = transport.keys(self._env_key, key_csb, rand)
+            key_data = KeyDataPayload(self.key_type, self._tgk, self._salt(), self.key_validity)
+            kemac = build_kemac(transport, keys, key_csb, t, [self.id_r, key_data])
+            try:
+                pke_data = rsa_crypto.encrypt_envelope(public_key, self._env_key, self.pke_oaep,
+                                                       oaep_hash=self.oaep_hash)
+            except CryptoError as e:
+                raise UnspecifiedError(f"cannot encrypt the envelope key: {e}") from None
+            payloads: list[Payload] = []
+            if self.group_csb_id is not None:
+                payloads.append(GeneralExtensionPayload.csb_id(self.group_csb_id))
+            payloads.append(t)
+            if send_rand:
+                payloads.append(RandPayload(rand))
+            if self.send_id_r:
+                payloads.append(self.id_r)
+            payloads += cert_payloads(self._credentials, include=self.include_certificate, url=self.certificate_url)
+            payloads += policies
+            payloads += [kemac, PkePayload(self.cache, pke_data)]
+            trailer_r = self.id_r if self.send_id_r else id_r_req
+            trailer = b"" if "rsa-r-sign-no-trailer" in self.compat else _sign_trailer(id_i, trailer_r, t)
+            response = sign_message(
+                header, payloads, self._credentials.rsa_private_key, s_type=self.s_type, hash_name=self.sign_hash,
+                trailer=trailer, exclude_header="sign-excludes-header" in self.compat,
+            )
+            sessions = session_keys_for(self._tgk, self.key_type, header, rand, policies, self._salt(),
+                                        csb_id=key_csb)
+        except MikeyProtocolError as exc:
+            self._attach_error(exc, msg, progress)
+            raise
+        if self.envelope_key_cache is not None and id_i is not None:
+            self.envelope_key_cache.store(id_i.data, key_csb, rand, self._env_key, self.cache, now)
+        result = ExchangeResult(
+            mode=self.MODE,
+            csb_id=key_csb,
+            tgk=self._tgk,
+            rand=rand,
+            prf=int(hdr.prf),
+            crypto_sessions=sessions,
+            authenticated=True,
+            header=header,
+            policies=tuple(policies),
+            initiator_id=id_i.data if id_i is not None else None,
+            responder_id=self.id_r.data,
+            key_validity=self.key_validity,
+            extras={"cache": int(self.cache), "group": group, "request_csb_id": hdr.csb_id,
+                    "initiator_certificate": leaf.subject.rfc4514_string()},
+        )
+        self.result = result
+        self.state = State.DONE
+        return ResponderOutcome(result, response)
+
+    def _attach_error(self, exc: MikeyProtocolError, msg: Message, progress: _Progress) -> None:
+        """Error message (§5.1.2 of RFC 3830): signed once SIGNi verified, unauthenticated before."""
+        if exc.err_no is None:
+            return
+        ts = progress.t if progress.t is not None else TimestampPayload.ntp_utc(0)
+        prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
+        if progress.authenticated:
+            exc.error_message = signed_error_message(
+                msg.csb_id, [exc.err_no], ts, self._credentials, prf=prf, s_type=self.s_type,
+                hash_name=self.sign_hash, exclude_header="sign-excludes-header" in self.compat,
+            )
+        else:
+            exc.error_message = build_error_message(msg.csb_id, [exc.err_no], ts, prf=prf)
+

@@ -1,0 +1,70 @@
+"""CLI: ``mikey kms init/issue`` and ``mikey initiate/respond --mode sakke``."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from mikey.cli.main import main
+
+NOW = "1700000000"
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:  # type: ignore[type-arg]
+    rc = main(argv)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def kms_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    d = tmp_path_factory.mktemp("kms")
+    assert main(["kms", "init", "--out", str(d), "--kms-uri", "kms.cli.example"]) == 0
+    for name in ("alice", "bob"):
+        argv = ["kms", "issue", "--community", str(d / "community.json"), "--uri", f"sip:{name}@cli.example",
+                "--out", str(d / f"{name}.json"), "--now", NOW, "--xml", str(d / f"{name}.xml")]
+        assert main(argv) == 0
+    return d
+
+
+def test_kms_files(kms_dir: pathlib.Path) -> None:
+    assert (kms_dir / "community.json").stat().st_mode & 0o077 == 0
+    doc = json.loads((kms_dir / "alice.json").read_text())
+    assert doc["kms_uri"] == "kms.cli.example" and doc["user"]["uri"] == "sip:alice@cli.example"
+    assert b"KmsInit" in (kms_dir / "kms_init.xml").read_bytes()
+
+
+@pytest.mark.parametrize("key_type", ["pck", "gmk", "csk"])
+def test_initiate_respond(kms_dir: pathlib.Path, capsys: pytest.CaptureFixture[str], key_type: str) -> None:
+    ssv = "000102030405060708090a0b0c0d0e0f"
+    key_id = {"pck": "1abcdef0", "gmk": "0abcdef0", "csk": "2abcdef0"}[key_type]
+    init = _json(capsys, ["--json", "initiate", "--mode", "sakke", "--keys", str(kms_dir / "alice.json"),
+                          "--to", "sip:bob@cli.example", "--key-type", key_type, "--ssv", ssv, "--key-id", key_id,
+                          "--rand", "11" * 16, "--now", NOW])
+    assert init["tgk"] == ssv and init["key_id"] == key_id and init["prf"] == 1
+    resp = _json(capsys, ["--json", "respond", "--mode", "sakke", "--keys", str(kms_dir / "bob.json"),
+                          "--imsg", init["i_message"], "--now", NOW, "--from", "sip:alice@cli.example",
+                          "--cs-id", "1", "--cs-id", "2"])
+    assert resp["tgk"] == ssv and resp["r_message"] is None and resp["authenticated"]
+    assert [cs["cs_id"] for cs in resp["crypto_sessions"]] == [1, 2]
+    assert resp["crypto_sessions"][0]["srtp_master_key"] != resp["crypto_sessions"][1]["srtp_master_key"]
+
+
+def test_respond_rejects(kms_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init = _json(capsys, ["--json", "initiate", "--mode", "sakke", "--keys", str(kms_dir / "alice.json"),
+                          "--to", "sip:bob@cli.example", "--now", NOW])
+    # wrong recipient: alice's keys cannot take a message for bob
+    rc = main(["--json", "respond", "--mode", "sakke", "--keys", str(kms_dir / "alice.json"),
+               "--imsg", init["i_message"], "--now", NOW])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and out["error"]["err_no"] == 7
+    # stale
+    rc = main(["--json", "respond", "--mode", "sakke", "--keys", str(kms_dir / "bob.json"),
+               "--imsg", init["i_message"], "--now", str(int(NOW) + 3600)])
+    assert rc == 1 and json.loads(capsys.readouterr().out)["error"]["err_no"] == 1
+    # complete is a usage error: there is no R_MESSAGE
+    assert main(["complete", "--mode", "sakke", "--keys", str(kms_dir / "alice.json"),
+                 "--imsg", init["i_message"]]) == 2

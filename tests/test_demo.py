@@ -1,0 +1,126 @@
+"""``mikey demo``: two real processes, SDP offer/answer over UDP on loopback, SRTP both ways."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mikey.cli.demo import demo_plugins, render_report, run_demo
+from mikey.cli.plugins import MODE_NAMES
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _check_side(side: dict[str, Any], packets: int, rtcp: int) -> None:
+    assert side["ok"] is True
+    assert side["rtp_protected"] == side["rtp_verified"] == packets
+    assert side["rtcp_protected"] == side["rtcp_verified"] == rtcp
+    assert side["rejected"] == side["payload_mismatch"] == 0
+    assert side["tampered_rejected"] == 1
+    assert set(side["timings_ms"]) >= {"srtp_setup", "media"}
+    assert side["srtp_profile"] in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM",
+                                    "AEAD_AES_256_GCM")
+
+
+def test_psk_demo_end_to_end() -> None:
+    report = run_demo("psk", packets=40, rtcp=3)
+    assert report["ok"] is True, report["problems"]
+    assert report["problems"] == []
+    ini, res = report["initiator"], report["responder"]
+    assert ini["role"] == "initiator" and res["role"] == "responder"
+    assert ini["mode"] == res["mode"] == report["mode"] == "psk"
+    assert ini["csb_id"] == res["csb_id"] == report["csb_id"] and len(report["csb_id"]) == 8
+    assert ini["fingerprints"] == res["fingerprints"] == report["fingerprints"] and report["fingerprints"]
+    assert ini["authenticated"] and res["authenticated"]  # PSK demo sets V: both ends authenticated
+    assert ini["i_message_len"] == res["i_message_len"] > 0
+    assert ini["ssrc"] != res["ssrc"]
+    assert {"build_i_message", "offer_answer", "process_answer"} <= set(ini["timings_ms"])
+    assert "process_i_message" in res["timings_ms"]
+    assert set(report["timings_ms"]) == {"credentials", "total"}
+    for side in (ini, res):
+        _check_side(side, 40, 3)
+    text = "\n".join(render_report(report))
+    assert text.endswith("every SRTP/SRTCP packet verified.") and report["csb_id"] in text
+
+
+@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m != "psk"])
+def test_other_modes_demo(mode: str) -> None:
+    plugins = demo_plugins()
+    if mode not in plugins:
+        pytest.skip(f"mode {mode} has no demo plugin yet")
+    report = run_demo(mode, packets=10, rtcp=2)
+    assert report["ok"] is True, report["problems"]
+    assert report["initiator"]["fingerprints"] == report["responder"]["fingerprints"]
+    for side in (report["initiator"], report["responder"]):
+        _check_side(side, 10, 2)
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="no demo"):
+        run_demo("no-such-mode")
+
+
+def test_module_entry_point_text() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mikey.cli.demo", "--packets", "12", "--rtcp", "2"],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "protected 12 RTP + 2 RTCP; verified 12 RTP + 2 RTCP from the peer" in proc.stdout
+    assert proc.stdout.rstrip().endswith("OK: both ends derived identical SRTP keys and every SRTP/SRTCP packet verified.")
+
+
+def test_through_cli_main(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        from mikey.cli.main import main
+    except ImportError:
+        pytest.skip("mikey.cli.main does not exist yet")
+    assert main(["demo", "--packets", "8", "--rtcp", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["mode"] == "psk" and report["packets"] == 8
+    assert report["responder"]["rtcp_verified"] == report["initiator"]["rtcp_verified"] == 1
+    assert main(["demo", "--mode", "no-such-mode"]) == 2
+    assert main(["demo", "--packets", "0"]) == 2
+
+
+def test_wrong_key_fails_cleanly(tmp_path: Path) -> None:
+    """Peers with different PSKs: the Responder rejects the I_MESSAGE, the Initiator gets the Error message."""
+    good, bad = tmp_path / "a.json", tmp_path / "b.json"
+    good.write_text(json.dumps({"psk": "11" * 16}))
+    bad.write_text(json.dumps({"psk": "22" * 16}))
+    base = [sys.executable, "-m", "mikey.cli.demo_peer", "--mode", "psk", "--packets", "5", "--timeout", "3"]
+    responder = subprocess.Popen(
+        [*base, "--role", "responder", "--creds", str(good), "--ssrc", "2", "--peer-ssrc", "1"],
+        stdout=subprocess.PIPE, text=True, env=_env(),
+    )
+    try:
+        assert responder.stdout is not None
+        port = json.loads(responder.stdout.readline())["port"]
+        initiator = subprocess.run(
+            [*base, "--role", "initiator", "--creds", str(bad), "--ssrc", "1", "--peer-ssrc", "2",
+             "--peer-port", str(port)],
+            capture_output=True, text=True, timeout=60, env=_env(),
+        )
+        rest, _ = responder.communicate(timeout=60)
+    finally:
+        if responder.poll() is None:
+            responder.kill()
+            responder.wait()
+    ini, res = json.loads(initiator.stdout.splitlines()[-1]), json.loads(rest.splitlines()[-1])
+    assert initiator.returncode == responder.returncode == 1
+    assert ini["ok"] is False and res["ok"] is False
+    assert res["error"]["kind"] == "authentication"
+    assert ini["error"]["kind"] in ("peer-error", "authentication")
+    assert "rtp_verified" not in ini and "rtp_verified" not in res

@@ -1,0 +1,283 @@
+"""validate(): the RFC rules per data type, one test per rule (RFC 3830 §3, §5.1.2, §6; 4563; 4650; 4738; 6509)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from wire_samples import sample_messages, srtp_policy
+
+from mikey.constants import PRF, CSIdMapType, DataType, GenExtType, ProtType
+from mikey.errors import MikeyError, MikeyValidationError
+from mikey.wire import (
+    CertPayload,
+    ChashPayload,
+    CommonHeader,
+    ErrorPayload,
+    GeneralExtensionPayload,
+    GenericIdEntry,
+    IdPayload,
+    IdrPayload,
+    KemacPayload,
+    KeyDataPayload,
+    Message,
+    Payload,
+    RandPayload,
+    SecurityPolicyPayload,
+    SignPayload,
+    SrtpIdEntry,
+    TimestampPayload,
+    VerificationPayload,
+    encode_sub_payloads,
+)
+from mikey.wire.validate import LAYOUTS, validate, violations
+
+MESSAGES = sample_messages()
+PSK = MESSAGES["dt/PSK_INIT"]  # HDR, T, RAND, IDi, IDr, SP, KEMAC
+SAKKE = MESSAGES["dt/SAKKE"]
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def _with(m: Message, *, header: CommonHeader | None = None, payloads: list[Payload] | None = None) -> Message:
+    return Message(header or m.header, tuple(m.payloads if payloads is None else payloads))
+
+
+def _hdr(m: Message, **changes: object) -> CommonHeader:
+    h = m.header
+    fields = {
+        "data_type": h.data_type,
+        "csb_id": h.csb_id,
+        "cs_id_map": h.cs_id_map,
+        "cs_id_map_type": h.cs_id_map_type,
+        "v": h.v,
+        "prf": h.prf,
+        "version": h.version,
+        "cs_count": h.cs_count,
+    }
+    fields.update(changes)
+    return CommonHeader(**fields)  # type: ignore[arg-type]
+
+
+def _one(m: Message, needle: str) -> None:
+    """*m* breaks exactly one rule, whose sentence contains *needle*; validate() raises with it."""
+    problems = violations(m)
+    assert len(problems) == 1 and needle in problems[0], problems
+    with pytest.raises(MikeyValidationError) as ei:
+        validate(m)
+    assert ei.value.violations == problems and ei.value.err_no == 12
+    # and what decodes from its encoding breaks the same rule
+    assert violations(Message.decode(m.encode())) == problems
+
+
+# --- valid messages pass ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(k for k in MESSAGES if k.startswith("dt/")))
+def test_valid_sample_of_each_data_type_passes(name: str) -> None:
+    m = MESSAGES[name]
+    validate(m)
+    validate(Message.decode(m.encode()))
+
+
+def test_layouts_cover_the_rfc3830_4650_4738_6509_data_types() -> None:
+    assert set(LAYOUTS) == set(range(0, 11)) | {DataType.SAKKE}
+
+
+def test_vendor_sakke_messages() -> None:
+    sw = json.loads((VECTORS / "mikey_sakke_streamwide.json").read_text())
+    for c in sw["cases"]["i_messages"]:
+        validate(Message.decode(bytes.fromhex(c["i_message_hex"])))
+    alea = json.loads((VECTORS / "mikey_sakke_alea_via_streamwide.json").read_text())["cases"]
+    validate(Message.decode(bytes.fromhex(alea[1]["i_message_hex"])))
+    # ALEA's GMK message sends the ROC transmission rate (RFC 4771, 16 bits) in one octet.
+    assert violations(Message.decode(bytes.fromhex(alea[0]["i_message_hex"]))) == [
+        "SRTP policy parameter ROC_TRANSMISSION_RATE has length 1; expected 2"
+    ]
+
+
+# --- HDR rules ----------------------------------------------------------------------------------
+
+
+def test_version_must_be_1() -> None:
+    _one(_with(PSK, header=_hdr(PSK, version=2)), "version")
+
+
+def test_unregistered_data_type() -> None:
+    _one(_with(PSK, header=_hdr(PSK, data_type=99)), "data type 99")
+
+
+def test_unregistered_prf() -> None:
+    _one(_with(PSK, header=_hdr(PSK, prf=9)), "PRF func 9")
+
+
+def test_unregistered_cs_id_map_type() -> None:
+    # Cannot be encoded (its map info has no known length), so checked on a built message.
+    m = _with(PSK, header=_hdr(PSK, cs_id_map=(), cs_id_map_type=7, cs_count=0))
+    problems = violations(m)
+    assert problems == ["HDR CS ID map type 7 is not registered"]
+
+
+def test_v_must_be_0_in_sakke() -> None:
+    _one(_with(SAKKE, header=_hdr(SAKKE, v=True)), "RFC 6509")
+
+
+def test_v_must_be_0_in_error() -> None:
+    err = MESSAGES["dt/ERROR"]
+    _one(_with(err, header=_hdr(err, v=True)), "Error message")
+
+
+def test_empty_map_forbids_sp_outside_sakke() -> None:
+    h = _hdr(PSK, cs_id_map=(), cs_id_map_type=CSIdMapType.EMPTY, cs_count=2)
+    _one(_with(PSK, header=h), "RFC 4563")
+    validate(_with(PSK, header=h, payloads=[p for p in PSK.payloads if not isinstance(p, SecurityPolicyPayload)]))
+
+
+def test_srtp_id_entry_refers_to_missing_policy() -> None:
+    h = _hdr(PSK, cs_id_map=(SrtpIdEntry(1, 1), SrtpIdEntry(9, 2)))
+    _one(_with(PSK, header=h), "refers to policy 9")
+
+
+def test_generic_id_entry_refers_to_missing_policy() -> None:
+    m = MESSAGES["dt/TRANSFER_INIT"]
+    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(1, 4)),))
+    _one(_with(m, header=h), "refers to policy 4")
+
+
+def test_generic_id_map_lists_a_cs_id_twice() -> None:
+    m = MESSAGES["dt/TRANSFER_INIT"]
+    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(1,)), GenericIdEntry.srtp(1, 2, policies=(1,))))
+    _one(_with(m, header=h), "twice")
+
+
+# --- layout rules ---------------------------------------------------------------------------------
+
+
+def test_missing_payload() -> None:
+    _one(_with(PSK, payloads=[p for p in PSK.payloads if not isinstance(p, RandPayload)]), "expected RAND")
+
+
+def test_wrong_order() -> None:
+    t, rand, *rest = PSK.payloads
+    problems = violations(_with(PSK, payloads=[rand, t, *rest]))
+    assert problems and "PSK_INIT message layout" in problems[0] and "expected T" in problems[0]
+
+
+def test_unexpected_payload() -> None:
+    m = MESSAGES["dt/PK_RESP"]  # HDR, T, V
+    _one(_with(m, payloads=[*m.payloads, RandPayload(bytes(16))]), "unexpected RAND")
+    _one(_with(m, payloads=[*m.payloads[:1], RandPayload(bytes(16)), *m.payloads[1:]]), "expected V")
+
+
+def test_message_ends_early() -> None:
+    m = MESSAGES["dt/PSK_RESP"]  # HDR, T, IDr, V
+    _one(_with(m, payloads=list(m.payloads[:-1])), "found end of message")
+
+
+def test_sign_must_be_last() -> None:
+    m = MESSAGES["dt/PK_INIT"]
+    *rest, pke, sign = m.payloads
+    problems = violations(_with(m, payloads=[*rest, sign, pke]))
+    assert "SIGN must be the last payload (RFC 3830 §6.5)" in problems
+
+
+def test_kemac_must_be_last_in_psk_init() -> None:
+    gext = GeneralExtensionPayload.sdp_ids(["mikey"])
+    _one(_with(PSK, payloads=[*PSK.payloads, gext]), "KEMAC must be the last payload")
+    validate(_with(PSK, payloads=[*PSK.payloads[:2], gext, *PSK.payloads[2:]]))  # GenExt may stand anywhere else
+
+
+def test_sub_payload_cannot_stand_in_a_message() -> None:
+    kd = KeyDataPayload(0, bytes(16))
+    m = MESSAGES["dt/TRANSFER_INIT"]  # no layout: only the sub-payload rule applies
+    _one(_with(m, payloads=[*m.payloads[:-1], kd, m.payloads[-1]]), "sub-payload")
+
+
+def test_repeated_items_up_to_their_maximum() -> None:
+    err = MESSAGES["dt/ERROR"]
+    validate(_with(err, payloads=[err.payloads[0]] + [ErrorPayload(i) for i in range(16)]))
+    idrs = [IdrPayload(1, 1, b"sip:a")] * 9  # SAKKE allows up to 8 IDR
+    _one(_with(SAKKE, payloads=[*SAKKE.payloads[:2], *idrs, *SAKKE.payloads[6:]]), "found IDR")
+
+
+# --- payload rules ---------------------------------------------------------------------------------
+
+
+def _replace(m: Message, cls: type, new: Payload) -> Message:
+    return m.replace_payload(m.index(cls), new)
+
+
+def test_rand_too_short() -> None:
+    _one(_replace(PSK, RandPayload, RandPayload(bytes(15))), "at least 16")
+
+
+def test_kemac_unregistered_algorithms() -> None:
+    k = PSK.find(KemacPayload)
+    assert k is not None
+    _one(_replace(PSK, KemacPayload, KemacPayload(9, k.encr_data, k.mac_alg, k.mac)), "Encr alg 9")
+    problems = violations(_with(PSK, payloads=[*PSK.payloads[:-1], KemacPayload(1, b"", 7, b"")]))
+    assert problems == ["KEMAC MAC alg 7 is not registered"]
+
+
+def test_kemac_null_encryption_must_hold_key_data() -> None:
+    _one(_replace(PSK, KemacPayload, KemacPayload(0, b"\x00\x00", 0)), "not a Key data chain")
+    bad_type = KemacPayload(0, encode_sub_payloads([KeyDataPayload(12, bytes(16))]), 0)
+    _one(_replace(PSK, KemacPayload, bad_type), "Key data Type 12")
+    validate(_replace(PSK, KemacPayload, KemacPayload(0, encode_sub_payloads([KeyDataPayload(0, bytes(16))]), 0)))
+
+
+def test_id_rules() -> None:
+    _one(_replace(PSK, IdPayload, IdPayload(9, b"x")), "ID type 9")
+    _one(_replace(PSK, IdPayload, IdPayload(1, b"")), "empty ID data")
+    _one(_replace(SAKKE, IdrPayload, IdrPayload(6, 9, b"x")), "IDR ID type 9")
+
+
+def test_sign_rules() -> None:
+    m = MESSAGES["dt/PK_INIT"]
+    _one(_replace(m, SignPayload, SignPayload(9, bytes(16))), "S type 9")
+    _one(_replace(SAKKE, SignPayload, SignPayload(2, bytes(128))), "129")
+
+
+def test_chash_v_err_unregistered() -> None:
+    m = MESSAGES["dt/PK_INIT"]
+    # An unknown hash func cannot be decoded (its length is unknown): checked on a built message.
+    assert violations(_replace(m, ChashPayload, ChashPayload(7, b""))) == ["CHASH hash func 7 is not registered"]
+    r = MESSAGES["dt/PSK_RESP"]
+    assert violations(_replace(r, VerificationPayload, VerificationPayload(7, b""))) == [
+        "V auth alg 7 is not registered"
+    ]
+    e = MESSAGES["dt/ERROR"]
+    _one(_replace(e, ErrorPayload, ErrorPayload(99)), "Error no 99")
+
+
+def test_general_extension_rules() -> None:
+    m = MESSAGES["dt/RSA_R_RESP"]
+    _one(_replace(m, GeneralExtensionPayload, GeneralExtensionPayload(99, b"")), "type 99")
+    _one(_replace(m, GeneralExtensionPayload, GeneralExtensionPayload(GenExtType.CSB_ID, b"\x01")), "4 octets")
+    _one(_replace(m, GeneralExtensionPayload, GeneralExtensionPayload(GenExtType.KEY_ID, b"\x00\x09")), "Key ID")
+
+
+def test_sp_rules() -> None:
+    _one(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, 7, ())), "Prot type 7")
+    _one(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, ProtType.SRTP, ((77, b"\x00"),))), "type 77")
+    _one(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, 0, ((1, b"\x00\x10"),))), "has length 2")
+    _one(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, 0, ((13, b"\x01"),))), "expected 2")
+    # the key derivation rate may be any length
+    validate(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, 0, ((6, b"\x00\x00\x00\x18"),))))
+    # TESLA parameters are not checked against the SRTP table
+    validate(_replace(PSK, SecurityPolicyPayload, SecurityPolicyPayload(1, ProtType.TESLA, ((99, b""),))))
+    two = _with(PSK, payloads=[*PSK.payloads[:-1], srtp_policy(1), PSK.payloads[-1]])
+    _one(two, "two SP payloads with Policy no 1")
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    m = _with(
+        PSK,
+        header=_hdr(PSK, version=3, prf=PRF.PRF_HMAC_SHA_256),
+        payloads=[TimestampPayload.counter(1), RandPayload(b"\x01"), CertPayload(9, b""), PSK.payloads[-1]],
+    )
+    problems = violations(m)
+    assert any("version" in p for p in problems) and any("at least 16" in p for p in problems)
+    with pytest.raises(MikeyError) as ei:
+        validate(m)
+    assert isinstance(ei.value, MikeyValidationError) and len(ei.value.violations) == len(problems)
