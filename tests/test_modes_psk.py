@@ -29,6 +29,7 @@ from mikey.errors import (
     PeerError,
     ReplayError,
     StateError,
+    UnspecifiedError,
     UnsupportedDataTypeError,
     UnsupportedEncryptionError,
 )
@@ -40,6 +41,7 @@ from mikey.wire import (
     IdPayload,
     KemacPayload,
     Message,
+    RandPayload,
     SecurityPolicyPayload,
     SpiValidity,
     VerificationPayload,
@@ -339,14 +341,65 @@ def test_error_message_from_responder_raises_peer_error() -> None:
     assert pe.value.err_nos == [0]
 
 
-def test_rekey_same_bundle_fresh_tgk() -> None:
-    first = PskInitiator(PSK, csb_id=0xCAFE)
+def test_update_message_rekeys_without_rand() -> None:
+    """RFC 3830 §4.5: same CSB ID, new timestamp, no RAND; keys derive with the initial RAND."""
+    first = PskInitiator(PSK, csb_id=0xCAFE, crypto_sessions=[CryptoSessionSpec(0x1111)])
     r1 = PskResponder(PSK).receive(first.create_message(NOW), NOW).result
-    second = PskInitiator(PSK, csb_id=0xCAFE)
-    r2 = PskResponder(PSK).receive(second.create_message(NOW + 1), NOW + 1).result
-    assert r1.csb_id == r2.csb_id == 0xCAFE
-    assert r1.tgk != r2.tgk
-    assert r1.crypto_sessions[0].master_key != r2.crypto_sessions[0].master_key
+    upd = PskInitiator(PSK, update=first.result)
+    raw = upd.create_message(NOW + 60)
+    msg = Message.decode(raw)
+    assert msg.csb_id == 0xCAFE and msg.find(RandPayload) is None
+    r2 = PskResponder(PSK, bundles={r1.csb_id: r1}).receive(raw, NOW + 60).result
+    assert r2.rand == r1.rand and r2.tgk != r1.tgk and r2.extras["update"]
+    assert r2.crypto_sessions[0].master_key != r1.crypto_sessions[0].master_key
+    assert r2.crypto_sessions[0].master_key == upd.result.crypto_sessions[0].master_key
+    label = (1).to_bytes(1, "big") + (0xCAFE).to_bytes(4, "big") + r1.rand
+    assert r2.crypto_sessions[0].master_key == _rfc_prf(r2.tgk, bytes.fromhex("2AD01C64") + label, 16)
+
+
+def test_update_without_new_key_adds_a_crypto_session() -> None:
+    first = PskInitiator(PSK, crypto_sessions=[CryptoSessionSpec(0x1111)])
+    r1 = PskResponder(PSK).receive(first.create_message(NOW), NOW).result
+    specs = [CryptoSessionSpec(0x1111), CryptoSessionSpec(0x2222)]
+    upd = PskInitiator(PSK, update=first.result, new_key=False, crypto_sessions=specs)
+    raw = upd.create_message(NOW + 1)
+    kemac = Message.decode(raw).find(KemacPayload)
+    assert kemac is not None and kemac.encr_data == b""
+    r2 = PskResponder(PSK, bundles=lambda c: r1 if c == r1.csb_id else None).receive(raw, NOW + 1).result
+    assert r2.tgk == r1.tgk
+    assert r2.crypto_sessions[0].master_key == r1.crypto_sessions[0].master_key
+    assert [c.ssrc for c in r2.crypto_sessions] == [0x1111, 0x2222]
+    assert [c.master_key for c in r2.crypto_sessions] == [c.master_key for c in upd.result.crypto_sessions]
+
+
+def test_update_for_unknown_bundle_rejected() -> None:
+    first = PskInitiator(PSK)
+    first.create_message(NOW)
+    raw = PskInitiator(PSK, update=first.result).create_message(NOW)
+    with pytest.raises(UnspecifiedError) as ei:
+        PskResponder(PSK).receive(raw, NOW)
+    assert _error_numbers(ei.value.error_message) == [ErrorNo.UNSPECIFIED]
+
+
+def test_update_must_keep_csb_and_rand() -> None:
+    first = PskInitiator(PSK)
+    first.create_message(NOW)
+    with pytest.raises(ValueError):
+        PskInitiator(PSK, update=first.result, csb_id=first.csb_id + 1)
+    with pytest.raises(ValueError):
+        PskInitiator(PSK, update=first.result, rand=b"x" * 16)
+
+
+def test_update_verified_by_initiator_and_cli_rebuild() -> None:
+    first = PskInitiator(PSK)
+    r1 = PskResponder(PSK).receive(first.create_message(NOW), NOW).result
+    upd = PskInitiator(PSK, update=first.result, v=True)
+    raw = upd.create_message(NOW + 5)
+    out = PskResponder(PSK, bundles={r1.csb_id: r1}).receive(raw, NOW + 5)
+    assert out.response is not None
+    rebuilt = PskInitiator.from_i_message(PSK, raw, update=first.result)
+    res = rebuilt.receive(out.response, NOW + 6)
+    assert res.authenticated and res.tgk == out.result.tgk
 
 
 def test_reprs_hide_secrets() -> None:

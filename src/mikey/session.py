@@ -155,7 +155,7 @@ class CryptoSessionBundle:
 
         The sending CS is the one mapped to *local_ssrc*, else one left open (SSRC 0);
         the receiving CS is the one mapped to *remote_ssrc*, else another open or
-        foreign one.  A bundle with a single CS keys both directions (RFC 3711 §9.1
+        foreign one.  A bundle with a single CS keys both directions (RFC 3711 §8
         allows one master key for streams with distinct SSRCs).
         """
         sessions = self.crypto_sessions

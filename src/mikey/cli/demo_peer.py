@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..modes.base import ExchangeResult, State
 from ..offer_answer import make_answer, make_offer, take_answer, take_offer
 from ..session import CryptoSessionBundle
 from ..srtp import SrtpContext, srtp_profile
+from .demo import demo_plugins
 
 __all__ = ["main", "rtp_packet", "rtcp_packet", "PROFILE_NAMES"]
 
@@ -72,8 +74,6 @@ def _ms(seconds: float) -> float:
 
 class _Peer:
     def __init__(self, args: argparse.Namespace) -> None:
-        from .demo import demo_plugins
-
         self.args = args
         self.role: str = args.role
         self.plugin = demo_plugins()[args.mode]
@@ -282,8 +282,6 @@ class _Peer:
         except Exception as exc:  # the parent must always get a report
             self.report["error"] = {"kind": getattr(exc, "kind", type(exc).__name__), "message": str(exc)}
             if not isinstance(exc, MikeyError | OSError):
-                import traceback
-
                 traceback.print_exc()
         finally:
             self.sock.close()

@@ -89,6 +89,23 @@ def batch_invert(values: Sequence[int], p: int) -> list[int]:
 def signed_digits(k: int, w: int, count: int) -> list[int]:
     """Base-2^w digits of ``k`` in ``[-2^(w-1), 2^(w-1)]``, least significant first."""
     k = int(k)
+    if w == 8:  # the common case: one digit per octet
+        if k < 0 or k.bit_length() > 8 * count:
+            raise ValueError("scalar too large for the digit count")
+        out = []
+        append = out.append
+        carry = 0
+        for octet in k.to_bytes(count, "little"):
+            d = octet + carry
+            if d > 128:
+                append(d - 256)
+                carry = 1
+            else:
+                append(d)
+                carry = 0
+        if carry:
+            raise ValueError("scalar too large for the digit count")
+        return out
     half = 1 << (w - 1)
     full = 1 << w
     mask = full - 1
@@ -264,28 +281,41 @@ class Curve:
         return result
 
     def sum_points(self, points: list[tuple[int, int]]) -> Affine:
-        """Sum of affine points by a balanced tree of affine additions with batched inversions."""
+        """Sum of affine points by a balanced tree of affine additions, one batched inversion per level."""
         p = self.p
-        pts = points
-        while len(pts) > 1:
-            odd = pts[-1] if len(pts) & 1 else None
-            n = len(pts) >> 1
-            dens = [pts[2 * i + 1][0] - pts[2 * i][0] for i in range(n)]
-            if any(d % p == 0 for d in dens):
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        while len(xs) > 1:
+            n = len(xs) >> 1
+            x1s = xs[0 : 2 * n : 2]
+            x2s = xs[1 : 2 * n : 2]
+            y1s = ys[0 : 2 * n : 2]
+            y2s = ys[1 : 2 * n : 2]
+            dens = [b - a for a, b in zip(x1s, x2s, strict=True)]
+            # Montgomery's trick: prefix[i] = dens[0] * ... * dens[i-1]
+            prefix = [mpz(1)] * n
+            acc = dens[0]
+            for i in range(1, n):
+                prefix[i] = acc
+                acc = acc * dens[i] % p
+            if acc % p == 0:  # equal x somewhere: P + P or P - P
                 return self._sum_jacobian(points)
-            invs = batch_invert(dens, p)
-            nxt: list[tuple[int, int]] = []
-            append = nxt.append
-            for i in range(n):
-                x1, y1 = pts[2 * i]
-                x2, y2 = pts[2 * i + 1]
-                lam = (y2 - y1) * invs[i] % p
-                x3 = (lam * lam - x1 - x2) % p
-                append((x3, (lam * (x1 - x3) - y1) % p))
-            if odd is not None:
-                append(odd)
-            pts = nxt
-        return pts[0] if pts else None
+            inv = invert(acc, p)
+            nx = xs[:n]
+            ny = ys[:n]
+            for i in range(n - 1, -1, -1):
+                x1 = x1s[i]
+                y1 = y1s[i]
+                lam = (y2s[i] - y1) * (inv * prefix[i] % p) % p
+                inv = inv * dens[i] % p
+                x3 = (lam * lam - x1 - x2s[i]) % p
+                nx[i] = x3
+                ny[i] = (lam * (x1 - x3) - y1) % p
+            if len(xs) & 1:
+                nx.append(xs[-1])
+                ny.append(ys[-1])
+            xs, ys = nx, ny
+        return (xs[0], ys[0]) if xs else None
 
     def _sum_jacobian(self, points: list[tuple[int, int]]) -> Affine:
         X, Y, Z = mpz(1), mpz(1), mpz(0)

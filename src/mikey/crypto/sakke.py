@@ -253,14 +253,34 @@ def _decode_point(data: bytes, params: SakkeParams, error: type[Exception], what
 # ---------------------------------------------------------------------------
 # The Tate-Lichtenbaum pairing (RFC 6508 §3.2)
 # ---------------------------------------------------------------------------
+#
+# Miller's loop for <K, Q> runs over multiples of K and evaluates lines at the
+# distorted point [i]Q = (-Q_x, i*Q_y).  Every F_p factor of a line value is
+# killed by the final exponentiation (p^2-1)/q, because that contains p-1:
+# vertical lines (x - c, with c in F_p) vanish, and lines may be scaled by any
+# non-zero element of F_p.  So the loop needs no inversions: the multiples of
+# K are kept in Jacobian coordinates and each line is used as computed.
+#
+# The loop walks a width-6 NAF of q-1 (odd digits |d| < 32).  With f_d the
+# Miller function of [d]K, f_{2c} = f_c^2 * l_{[c]K,[c]K} and
+# f_{c+d} = f_c * f_d * l_{[c]K,[d]K} (up to verticals), and f_{-d} = 1/f_d,
+# which is conj(f_d) up to the F_p factor N(f_d).  Any addition chain for q-1
+# gives the same function up to an F_p constant, so the value equals that of
+# the RFC's binary loop.
+
+_WNAF_WIDTH = 6
 
 
-def _naf(k: int) -> list[int]:
-    """Non-adjacent form of k, most significant digit first."""
+def _naf(k: int, width: int = 2) -> list[int]:
+    """Width-``width`` non-adjacent form of k (odd digits |d| < 2^(width-1)), most significant first."""
     out = []
+    mask = (1 << width) - 1
+    half = 1 << (width - 1)
     while k:
         if k & 1:
-            d = 2 - (k & 3)
+            d = k & mask
+            if d >= half:
+                d -= 1 << width
             k -= d
         else:
             d = 0
@@ -270,54 +290,221 @@ def _naf(k: int) -> list[int]:
     return out
 
 
-class _MillerLines:
-    """Line coefficients of Miller's loop for a fixed first argument R (RFC 6508 §3.2).
+class _MillerBase:
+    """The part of Miller's loop for <K, .> that depends on K only (RFC 6508 §3.2).
 
-    Each step stores (is_doubling, l, m) such that the line evaluated at [i]Q is
-    ``(l*Q_x + m) + i*Q_y``.  The loop runs over the NAF of q-1; vertical lines
-    and F_p factors vanish in PF_p, so the value equals the RFC's binary loop.
+    ``odd[j]`` is [2j+1]K in affine coordinates; ``tangent`` is the normalised
+    tangent line at K and ``chords[j]`` the line through [2j+1]K and [2]K, both
+    as ``(l, m)`` with value ``(l*Q_x + m) + i*Q_y`` at [i]Q.  They give f_d(Q)
+    for the odd digits d of the loop.
     """
 
-    __slots__ = ("params", "steps")
+    __slots__ = ("p", "digits", "odd", "tangent", "chords")
 
     def __init__(self, point: tuple[int, int], params: SakkeParams) -> None:
-        self.params = params
         p = params.p
-        rx, ry = point
-        nry = (-ry) % p
-        cx, cy = rx, ry
-        steps: list[tuple[bool, int, int]] = []
-        append = steps.append
-        digits = _naf(int(params.q) - 1)
-        for d in digits[1:]:
-            # tangent at C: l = 3(Cx^2 - 1) / (2 Cy)
-            lam = 3 * (cx * cx - 1) * invert(2 * cy, p) % p
-            append((True, lam, (lam * cx - cy) % p))
-            x3 = (lam * lam - 2 * cx) % p
-            cx, cy = x3, (lam * (cx - x3) - cy) % p
-            if d:
-                ty = ry if d > 0 else nry
-                lam = (cy - ty) * invert(cx - rx, p) % p
-                append((False, lam, (lam * cx - cy) % p))
-                x3 = (lam * lam - cx - rx) % p
-                cx, cy = x3, (lam * (cx - x3) - cy) % p
-        self.steps = steps
+        kx, ky = mpz(point[0]), mpz(point[1])
+        self.p = p
+        self.digits = _naf(int(params.q) - 1, _WNAF_WIDTH)
+        count = 1 << (_WNAF_WIDTH - 2)
+        if ky % p == 0:
+            raise ValueError("degenerate first argument")
+        lam = 3 * (kx * kx - 1) * invert(2 * ky, p) % p
+        self.tangent = (lam, (lam * kx - ky) % p)
+        x2 = (lam * lam - 2 * kx) % p
+        y2 = (lam * (kx - x2) - ky) % p
+        odd = [(kx, ky)]
+        chords = []
+        for _ in range(count - 1):
+            x1, y1 = odd[-1]
+            den = (x2 - x1) % p
+            if den == 0:
+                raise ValueError("degenerate first argument")
+            lam = (y2 - y1) * invert(den, p) % p
+            chords.append((lam, (lam * x1 - y1) % p))
+            x3 = (lam * lam - x1 - x2) % p
+            odd.append((x3, (lam * (x1 - x3) - y1) % p))
+        self.odd = odd
+        self.chords = chords
 
-    def evaluate(self, qx: int, qy: int) -> int:
-        """<R, Q> as its representative in F_p; raises ``ValueError`` on a degenerate input."""
-        p = self.params.p
+    def f_values(self, u: int, w: int) -> list[tuple[int, int]]:
+        """f_d at [i]Q for d = 1, 3, 5, ... given u = Q_x/Q_y and w = 1/Q_y, as (re, im)."""
+        p = self.p
+        lam, m = self.tangent
+        t = (lam * u + m * w) % p  # f_2 = t + i
+        values = [(mpz(1), mpz(0))]
+        for lam, m in self.chords:
+            la = (lam * u + m * w) % p
+            # f_{d+2} = f_d * f_2 * l_{[d]K,[2]K}; (t + i)(la + i) = (t*la - 1) + i(t + la)
+            c, e = (t * la - 1) % p, t + la
+            a, b = values[-1]
+            values.append(((a * c - b * e) % p, (a * e + b * c) % p))
+        return values
+
+    def evaluate_direct(self, qx: int, qy: int) -> tuple[int, int]:
+        """Miller's loop evaluated at [i]Q as it goes, in Jacobian coordinates: f_{q-1}(Q) as (a, b).
+
+        Nothing is stored; raises ``ValueError`` on a degenerate input.
+        """
+        p = self.p
         if qy % p == 0:
             raise ValueError("degenerate evaluation point")
-        # scale every line by 1/Q_y (an F_p factor, invisible in PF_p): A + i
+        w = invert(qy, p)
+        fvals = self.f_values(qx * w % p, w)
+        odd = self.odd
+        digits = self.digits
+        d0 = digits[0]
+        X, Y = odd[d0 >> 1]
+        Z = mpz(1)
+        a, b = fvals[d0 >> 1]
+        xq = mpz(qx) % p
+        yq = mpz(qy) % p
+        for d in digits[1:]:
+            # doubling T = (X, Y, Z), a = -3; tangent line scaled by Z3*Z^2:
+            # m*(Q_x*Z^2 + X) - 2Y^2 + i*Q_y*Z3*Z^2 with m = 3(X^2 - Z^4), Z3 = 2YZ
+            zz = Z * Z % p
+            yy = Y * Y % p
+            m = 3 * (X - zz) * (X + zz) % p
+            s = (X * yy << 2) % p
+            X3 = (m * m - 2 * s) % p
+            Z = (Y * Z << 1) % p
+            if not Z:
+                raise ValueError("degenerate first argument")
+            czz = Z * zz % p
+            re = (m * (xq * zz + X) - 2 * yy) % p
+            im = czz * yq % p
+            Y = (m * (s - X3) - 8 * yy * yy) % p
+            X = X3
+            A = (a + b) * (a - b) % p
+            B = (a * b << 1) % p
+            a, b = (A * re - B * im) % p, (A * im + B * re) % p
+            if d:
+                j = (d if d > 0 else -d) >> 1
+                kx, ky = odd[j]
+                if d < 0:
+                    ky = p - ky
+                # mixed addition T + (kx, ky); chord scaled by Z3 = Z*h:
+                # r*(Q_x + kx) - ky*Z3 + i*Q_y*Z3
+                zz = Z * Z % p
+                h = (kx * zz - X) % p
+                if not h:
+                    raise ValueError("degenerate first argument")
+                r = (ky * zz * Z - Y) % p
+                hh = h * h % p
+                hhh = h * hh % p
+                v = X * hh % p
+                X = (r * r - hhh - 2 * v) % p
+                Y = (r * (v - X) - Y * hhh) % p
+                Z = Z * h % p
+                re = (r * (xq + kx) - ky * Z) % p
+                im = yq * Z % p
+                c, e = fvals[j]
+                if d < 0:
+                    e = -e
+                # f *= f_d * line
+                c, e = (c * re - e * im) % p, (c * im + e * re) % p
+                a, b = (a * c - b * e) % p, (a * e + b * c) % p
+        return a, b
+
+
+class _MillerLines:
+    """Normalised line coefficients of Miller's loop for a fixed first argument K (RFC 6508 §3.2).
+
+    Each step is ``(l, m, add)``: the doubling line is ``(l*Q_x + m) + i*Q_y`` at
+    [i]Q, i.e. ``l*u + m*w + i`` after scaling by w = 1/Q_y; ``add`` is ``None`` or
+    ``(l, m, j, negative)`` for the addition of [±(2j+1)]K.  The multiples of K are
+    computed in Jacobian coordinates and all lines are normalised with one batched
+    inversion.
+    """
+
+    __slots__ = ("base", "steps")
+
+    def __init__(self, base: _MillerBase) -> None:
+        self.base = base
+        p = base.p
+        odd = base.odd
+        digits = base.digits
+        X, Y = odd[digits[0] >> 1]
+        Z = mpz(1)
+        # per line: (A, B, C) with value A*Q_x + B + i*C*Q_y, and the addition details
+        raw: list[tuple[int, int, int]] = []
+        adds: list[tuple[int, bool] | None] = []
+        for d in digits[1:]:
+            zz = Z * Z % p
+            yy = Y * Y % p
+            m = 3 * (X - zz) * (X + zz) % p
+            s = (X * yy << 2) % p
+            X3 = (m * m - 2 * s) % p
+            Z = (Y * Z << 1) % p
+            if not Z:
+                raise ValueError("degenerate first argument")
+            raw.append((m * zz % p, (m * X - 2 * yy) % p, Z * zz % p))
+            Y = (m * (s - X3) - 8 * yy * yy) % p
+            X = X3
+            if d:
+                j = (d if d > 0 else -d) >> 1
+                kx, ky = odd[j]
+                if d < 0:
+                    ky = p - ky
+                zz = Z * Z % p
+                h = (kx * zz - X) % p
+                if not h:
+                    raise ValueError("degenerate first argument")
+                r = (ky * zz * Z - Y) % p
+                hh = h * h % p
+                hhh = h * hh % p
+                v = X * hh % p
+                X = (r * r - hhh - 2 * v) % p
+                Y = (r * (v - X) - Y * hhh) % p
+                Z = Z * h % p
+                # slope r/Z3 through (kx, ky): l = r/Z3, m = l*kx - ky
+                raw.append((r, -1, Z))
+                adds.append((j, d < 0))
+            else:
+                adds.append(None)
+        inv = batch_invert([c for _, _, c in raw], p)
+        steps: list[tuple[int, int, Any]] = []
+        k = 0
+        for add in adds:
+            a_, b_, _c = raw[k]
+            ci = inv[k]
+            k += 1
+            entry: Any = None
+            if add is not None:
+                j, negative = add
+                kx, ky = odd[j]
+                r, _, _z = raw[k]
+                lam = r * inv[k] % p
+                k += 1
+                entry = (lam, (lam * kx - (p - ky if negative else ky)) % p, j, negative)
+            steps.append((a_ * ci % p, b_ * ci % p, entry))
+        self.steps = steps
+
+    def evaluate(self, qx: int, qy: int) -> tuple[int, int]:
+        """f_{q-1}(Q) as (a, b) from the stored lines; raises ``ValueError`` on a degenerate input."""
+        base = self.base
+        p = base.p
+        if qy % p == 0:
+            raise ValueError("degenerate evaluation point")
         w = invert(qy, p)
         u = qx * w % p
-        a, b = mpz(1), mpz(0)
-        for is_dbl, lam, m in self.steps:
+        fvals = base.f_values(u, w)
+        a, b = fvals[base.digits[0] >> 1]
+        for lam, m, add in self.steps:
             la = (lam * u + m * w) % p
-            if is_dbl:
-                a, b = (a + b) * (a - b) % p, 2 * a * b % p
-            a, b = (a * la - b) % p, (a + b * la) % p
-        return _final_representative(a, b, p)
+            A = (a + b) * (a - b) % p
+            B = (a * b << 1) % p
+            a, b = (A * la - B) % p, (A + B * la) % p
+            if add is not None:
+                lam, m, j, negative = add
+                la = (lam * u + m * w) % p
+                c, e = fvals[j]
+                if negative:
+                    e = -e
+                # (c + ie)(la + i) = (c*la - e) + i(c + e*la)
+                c, e = (c * la - e) % p, (c + e * la) % p
+                a, b = (a * c - b * e) % p, (a * e + b * c) % p
+        return a, b
 
 
 def _final_representative(a: int, b: int, p: int) -> int:
@@ -334,7 +521,8 @@ def pairing(r_point: tuple[int, int], q_point: tuple[int, int], params: SakkePar
 
     Returns the representative in F_p of the result in PF_p[q].
     """
-    return _MillerLines(r_point, params).evaluate(q_point[0], q_point[1])
+    a, b = _MillerBase(r_point, params).evaluate_direct(q_point[0], q_point[1])
+    return _final_representative(a, b, params.p)
 
 
 # ---------------------------------------------------------------------------
@@ -446,7 +634,16 @@ class SakkeReceiver:
     ``validate=True``).
     """
 
-    __slots__ = ("params", "identifier", "kms_public_key", "_b", "_z_point", "_rsk_point", "_lines")
+    __slots__ = (
+        "params",
+        "identifier",
+        "kms_public_key",
+        "_b",
+        "_z_point",
+        "_rsk_point",
+        "_base",
+        "_lines",
+    )
 
     def __init__(
         self,
@@ -465,10 +662,25 @@ class SakkeReceiver:
         self._b = _identifier_int(identifier, params)
         self._z_point = _decode_point(kms_public_key, params, KeyMaterialError, "KMS Public Key Z")
         self._rsk_point = _decode_point(rsk, params, KeyMaterialError, "RSK")
+        self._base: _MillerBase | None = None
         self._lines: _MillerLines | None = None
 
     def __repr__(self) -> str:
         return f"SakkeReceiver(identifier={self.identifier!r}, params={self.params.name!r})"
+
+    def _pairing_with(self, r_point: tuple[int, int]) -> int:
+        """<K_b, R>: evaluated directly on first use; normalised lines are built and kept on the second."""
+        params = self.params
+        if self._lines is not None:
+            a, b = self._lines.evaluate(r_point[0], r_point[1])
+        elif self._base is None:
+            base = _MillerBase(self._rsk_point, params)
+            a, b = base.evaluate_direct(r_point[0], r_point[1])
+            self._base = base
+        else:
+            self._lines = _MillerLines(self._base)
+            a, b = self._lines.evaluate(r_point[0], r_point[1])
+        return _final_representative(a, b, params.p)
 
     def decapsulate(self, sed: bytes) -> bytes:
         """Receiver side (RFC 6508 §6.2.2): the SSV, after the mandatory R re-check.
@@ -482,11 +694,9 @@ class SakkeReceiver:
             raise AuthenticationError("SAKKE Encapsulated Data has the wrong length or format")
         r_point = _decode_point(sed[: 2 * flen + 1], params, AuthenticationError, "SAKKE R")
         h = int.from_bytes(sed[2 * flen + 1 :], "big")
-        if self._lines is None:
-            self._lines = _MillerLines(self._rsk_point, params)
         # w = <R, K_b> = <K_b, R> (symmetric on E(F_p)[q]; other R fail step 5)
         try:
-            w = self._lines.evaluate(r_point[0], r_point[1])
+            w = self._pairing_with(r_point)
         except ValueError:
             raise AuthenticationError("SAKKE decapsulation failed") from None
         mask = hash_to_integer_range(int_to_bytes(w, flen), 1 << params.n_bits, params.hash_name)

@@ -247,7 +247,7 @@ def peer_chain(
         if c.cert_type == skip:
             continue
         if c.cert_type in (CertType.X509V3, CertType.X509V3_SIGN, CertType.X509V3_ENCR):
-            out.append(x509_crypto.load_certificate(c.data))
+            out.append(_load_certificate(c.data))
         elif c.cert_type == CertType.X509V3_URL:
             if resolver is None:
                 raise CertificateError("X.509v3 URL certificate given but no certificate resolver is configured")
@@ -262,6 +262,15 @@ def peer_chain(
         else:
             raise CertificateError(f"Cert type {c.cert_type} is not supported")
     return out
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    try:
+        return x509_crypto.load_certificate(der)
+    except CertificateError:
+        raise
+    except Exception:  # e.g. x509.InvalidVersion, which is not a ValueError
+        raise CertificateError("cannot parse X.509 certificate") from None
 
 
 def message_time(t: TimestampPayload | None, now: float) -> datetime:
@@ -281,7 +290,13 @@ def validate_chain(
     """Chain, validity at the message's time, key usage and ID binding (RFC 3830 §4.3)."""
     if not chain:
         raise CertificateError("no certificate for the peer (no CERT payload and none configured)")
-    return validator.validate(chain, at=at, peer_id=peer_id.text if peer_id is not None else None, purpose=purpose)
+    try:
+        return validator.validate(chain, at=at, peer_id=peer_id.text if peer_id is not None else None,
+                                  purpose=purpose)
+    except MikeyError:
+        raise
+    except Exception:  # a malformed certificate fails lazily in cryptography (KeyError, ValueError ...)
+        raise CertificateError("malformed certificate") from None
 
 
 def check_key_encipherment(cert: x509.Certificate) -> None:
@@ -352,6 +367,10 @@ def build_kemac(
 ) -> KemacPayload:
     """KEMAC = E(encr_key, ID || {Key data}) || MAC over the KEMAC payload alone (§3.2, §5.2)."""
     plaintext = encode_sub_payloads(list(sub_payloads))
+    if transport.encr_alg == EncrAlg.AES_KW_128:
+        # RFC 3394 wraps whole 64-bit blocks; the ID makes the length arbitrary, so zero-pad
+        # (the receiver ignores octets after the last sub-payload, see psk.decode_key_data).
+        plaintext = plaintext.ljust(max(16, -(-len(plaintext) // 8) * 8), b"\x00")
     try:
         encr = kemac_crypto.encrypt(
             transport.encr_alg, keys.encr_key, keys.salt, csb_id, t.ts_value, plaintext, ts_type=int(t.ts_type)
@@ -395,11 +414,14 @@ def open_kemac(
         )
     except CryptoError as e:
         raise AuthenticationError(f"cannot decrypt the key data: {e}") from None
+    subs: list[Payload] = []
     try:
         subs = decode_key_data(plaintext, transport.encr_alg, PayloadType.ID)
     except MikeyDecodeError:
+        pass
+    if not any(isinstance(s, KeyDataPayload) for s in subs[1:]):
         if "kemac-without-id" not in compat:
-            raise AuthenticationError("KEMAC does not decrypt to ID || Key data (RFC 3830 §3.2)") from None
+            raise AuthenticationError("KEMAC does not decrypt to ID || Key data (RFC 3830 §3.2)")
         subs = decode_key_data(plaintext, transport.encr_alg, PayloadType.KEY_DATA)
     id_p = subs[0] if subs and isinstance(subs[0], IdPayload) else None
     key, salt, key_type, kv = key_material(subs)

@@ -11,7 +11,7 @@ verification MAC covers the R_MESSAGE followed by IDi || IDr || T (§5.2).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -175,29 +175,40 @@ class OpenedKemac:
     authenticated: bool
 
 
-def psk_payloads(msg: Message) -> tuple[TimestampPayload, RandPayload, KemacPayload]:
-    """T, RAND and the last-payload KEMAC a PSK I_MESSAGE needs (RFC 3830 §3.1)."""
+def psk_payloads(msg: Message) -> tuple[TimestampPayload, RandPayload | None, KemacPayload]:
+    """T, RAND and the last-payload KEMAC of a PSK I_MESSAGE (RFC 3830 §3.1).
+
+    RAND is None in an update message, which must not carry one (§4.5).
+    """
     t = msg.find(TimestampPayload)
     rand_p = msg.find(RandPayload)
     kemac = msg.find(KemacPayload)
-    if t is None or rand_p is None or kemac is None:
-        raise UnspecifiedError("PSK I_MESSAGE needs T, RAND and KEMAC (RFC 3830 §3.1)")
+    if t is None or kemac is None:
+        raise UnspecifiedError("PSK I_MESSAGE needs T and KEMAC (RFC 3830 §3.1)")
     if msg.payloads[-1] is not kemac:
         raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
     return t, rand_p, kemac
 
 
-def open_kemac(msg: Message, psk: bytes, *, verified: Callable[[OpenedKemac], None] | None = None) -> OpenedKemac:
+def open_kemac(
+    msg: Message,
+    psk: bytes,
+    rand: bytes,
+    *,
+    verified: Callable[[OpenedKemac], None] | None = None,
+) -> OpenedKemac:
     """Verify the KEMAC MAC over the received bytes (§5.2), then decrypt the Key data (§4.2.3).
 
+    *rand* is the message's RAND, or the initial exchange's for an update
+    message (§4.5).  An update may carry no Key data; then ``key`` is empty.
     *verified* is called after the MAC checks and before decryption (the
     Responder adds the message to its replay cache there, RFC 3830 §5.3).
     """
-    t, rand_p, kemac = psk_payloads(msg)
+    t, _, kemac = psk_payloads(msg)
     hdr = msg.header
     check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
     transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
-    keys = transport.keys(psk, hdr.csb_id, rand_p.rand)
+    keys = transport.keys(psk, hdr.csb_id, rand)
     raw = msg.raw_bytes()
     n = len(kemac.mac)
     kemac_crypto.verify_mac(transport.mac_alg, keys.auth_key, raw[: len(raw) - n], kemac.mac)
@@ -205,6 +216,8 @@ def open_kemac(msg: Message, psk: bytes, *, verified: Callable[[OpenedKemac], No
     partial = OpenedKemac(transport, keys, b"", None, KeyDataType.TGK, None, authenticated)
     if verified is not None:
         verified(partial)
+    if not kemac.encr_data:
+        return partial
     try:
         plaintext = kemac_crypto.decrypt(
             transport.encr_alg, keys.encr_key, keys.salt, hdr.csb_id, t.ts_value, kemac.encr_data,
@@ -261,10 +274,30 @@ class PskInitiator(Side):
         cs_id_map_type: int = CSIdMapType.SRTP_ID,
         verification_coverage: str = "rfc",
         extra_payloads: Sequence[Payload] = (),
+        update: ExchangeResult | None = None,
+        new_key: bool = True,
         rng: Rng = os.urandom,
     ) -> None:
+        """``update`` makes this an update message for that exchange's bundle (RFC 3830 §4.5):
+        same CSB ID, no RAND (the initial RAND keeps being used), and a fresh TGK
+        unless ``new_key`` is False (then the bundle keeps its keys and the
+        message only updates crypto sessions and policies)."""
         super().__init__(rng=rng)
         check_algorithms(encr_alg, mac_alg, prf)
+        self.update = update
+        self.new_key = new_key or update is None
+        if update is not None:
+            if csb_id is not None and csb_id != update.csb_id:
+                raise ValueError("an update message must use the bundle's CSB ID (RFC 3830 §4.5)")
+            if rand is not None and rand != update.rand:
+                raise ValueError("an update message keeps the initial RAND (RFC 3830 §4.5)")
+            csb_id, rand = update.csb_id, update.rand
+            if crypto_sessions is None:
+                crypto_sessions = specs_from_header(update.header)
+            if policies is None:
+                policies = list(update.policies)
+            if not self.new_key:
+                tgk = update.tgk
         if verification_coverage not in VERIFICATION_COVERAGE:
             raise ValueError(f"verification_coverage must be one of {VERIFICATION_COVERAGE}")
         self._psk = psk
@@ -292,7 +325,14 @@ class PskInitiator(Side):
         return f"PskInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
 
     @classmethod
-    def from_i_message(cls, psk: bytes, i_message: bytes, *, verification_coverage: str = "rfc") -> PskInitiator:
+    def from_i_message(
+        cls,
+        psk: bytes,
+        i_message: bytes,
+        *,
+        verification_coverage: str = "rfc",
+        update: ExchangeResult | None = None,
+    ) -> PskInitiator:
         """The Initiator that sent *i_message*, rebuilt from those bytes and the PSK.
 
         For a stateless Initiator (e.g. the CLI's ``complete``): the KEMAC MAC is
@@ -303,8 +343,9 @@ class PskInitiator(Side):
         if msg.data_type != DataType.PSK_INIT:
             dt = getattr(msg.data_type, "name", msg.data_type)
             raise UnsupportedDataTypeError(f"a {dt} message is not a PSK I_MESSAGE")
-        opened = open_kemac(msg, psk)
         t, rand_p, _ = psk_payloads(msg)
+        rand = _rand_for(msg, rand_p, update)
+        opened = open_kemac(msg, psk, rand)
         ids = msg.find_all(IdPayload)
         hdr = msg.header
         side = cls(
@@ -312,9 +353,9 @@ class PskInitiator(Side):
             crypto_sessions=specs_from_header(hdr),
             policies=msg.find_all(SecurityPolicyPayload),
             csb_id=hdr.csb_id,
-            tgk=opened.key,
+            tgk=opened.key or None,
             tgk_salt=opened.salt,
-            rand=rand_p.rand,
+            rand=None if update is not None else rand,
             key_type=opened.key_type,
             key_validity=opened.key_validity,
             encr_alg=opened.transport.encr_alg,
@@ -325,6 +366,8 @@ class PskInitiator(Side):
             id_r=ids[1] if len(ids) > 1 else None,
             cs_id_map_type=int(hdr.cs_id_map_type),
             verification_coverage=verification_coverage,
+            update=update,
+            new_key=bool(opened.key),
         )
         side.header = hdr
         side.timestamp = t
@@ -336,6 +379,8 @@ class PskInitiator(Side):
     # -- building --------------------------------------------------------------------------
 
     def _key_data(self) -> bytes:
+        if not self.new_key:
+            return b""
         if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) and self._tgk_salt is None:
             self._tgk_salt = self.rng(14)
         salt = self._tgk_salt if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) else None
@@ -358,7 +403,9 @@ class PskInitiator(Side):
             )
         except CryptoError as e:
             raise UnspecifiedError(f"cannot encrypt the key data: {e}") from None
-        payloads: list[Payload] = [self.timestamp, RandPayload(self.rand)]
+        payloads: list[Payload] = [self.timestamp]
+        if self.update is None:  # an update message must not carry a RAND (§4.5)
+            payloads.append(RandPayload(self.rand))
         if self.id_i is not None:
             payloads.append(self.id_i)
         if self.id_r is not None:
@@ -375,8 +422,12 @@ class PskInitiator(Side):
         return self.i_message
 
     def _make_result(self, header: CommonHeader, *, authenticated: bool) -> ExchangeResult:
-        salt = self._tgk_salt if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) else None
-        sessions = session_keys(self._tgk, self.key_type, header, self.rand, self.policies, salt)
+        if self.new_key:
+            salt = self._tgk_salt if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT) else None
+            sessions = session_keys(self._tgk, self.key_type, header, self.rand, self.policies, salt)
+        else:
+            assert self.update is not None
+            sessions = _updated_sessions(self.update, header, self.policies)
         return ExchangeResult(
             mode=self.MODE,
             csb_id=self.csb_id,
@@ -390,6 +441,13 @@ class PskInitiator(Side):
             initiator_id=self.id_i.data if self.id_i else None,
             responder_id=self.id_r.data if self.id_r else None,
             key_validity=self.key_validity,
+            extras={
+                "key_type": self.key_type if self.new_key else (self.update.extras.get("key_type", 0)
+                                                                if self.update else 0),
+                "transported_salt": (self._tgk_salt is not None) if self.new_key else bool(
+                    self.update.extras.get("transported_salt") if self.update else False),
+                "update": self.update is not None,
+            },
         )
 
     @property
@@ -436,6 +494,32 @@ class PskInitiator(Side):
         if self.verification_coverage == "timestamp-only":
             return self.timestamp.ts_value
         return verification_mac_input(b"", id_data(self.id_i), id_data(self.id_r), self.timestamp.ts_value)
+
+
+def _rand_for(msg: Message, rand_p: RandPayload | None, previous: ExchangeResult | None) -> bytes:
+    """The RAND keys derive from: the message's, or for an update message the bundle's (§4.5)."""
+    if rand_p is not None:
+        if previous is not None and rand_p.rand != previous.rand:
+            raise UnspecifiedError("an update message must not carry a new RAND (RFC 3830 §4.5)")
+        return rand_p.rand
+    if previous is None:
+        raise UnspecifiedError(
+            f"message has no RAND and CSB {msg.csb_id:08x} is not a known bundle to update (RFC 3830 §4.5)"
+        )
+    if previous.csb_id != msg.csb_id:
+        raise UnspecifiedError("update message CSB ID does not match the bundle")
+    return previous.rand
+
+
+def _updated_sessions(
+    previous: ExchangeResult, header: CommonHeader, policies: Sequence[SecurityPolicyPayload]
+) -> tuple[CryptoSessionKeys, ...]:
+    """Keys of an update that carried no new TGK: the bundle's TGK, with the updated map and policies."""
+    salt = None
+    if previous.crypto_sessions and previous.extras.get("transported_salt"):
+        salt = previous.crypto_sessions[0].master_salt
+    return session_keys(previous.tgk, int(previous.extras.get("key_type", KeyDataType.TGK)), header,
+                        previous.rand, policies, salt)
 
 
 def kemac_authenticates(msg: Message) -> bool:
@@ -497,11 +581,15 @@ class PskResponder(Side):
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         allow_null_security: bool = True,
         verification_coverage: str = "rfc",
+        bundles: Mapping[int, ExchangeResult] | Callable[[int], ExchangeResult | None] | None = None,
         rng: Rng = os.urandom,
     ) -> None:
+        """``bundles`` finds the established bundle by CSB ID for update messages (RFC 3830 §4.5),
+        e.g. a dict of earlier results; without it only initial exchanges are accepted."""
         super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
         if verification_coverage not in VERIFICATION_COVERAGE:
             raise ValueError(f"verification_coverage must be one of {VERIFICATION_COVERAGE}")
+        self._bundles = bundles
         self._psk = psk
         self.own_ssrcs = list(own_ssrcs)
         self.id_r = id_r
@@ -524,6 +612,13 @@ class PskResponder(Side):
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
         exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
+
+    def _bundle(self, csb_id: int) -> ExchangeResult | None:
+        if self._bundles is None:
+            return None
+        if callable(self._bundles):
+            return self._bundles(csb_id)
+        return self._bundles.get(csb_id)
 
     def _lookup_psk(self, id_i: IdPayload | None, id_r: IdPayload | None) -> bytes:
         if isinstance(self._psk, bytes | bytearray):
@@ -555,21 +650,34 @@ class PskResponder(Side):
             check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
             if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
                 raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
-            opened = open_kemac(msg, self._lookup_psk(id_i, id_r), verified=remember)
+            previous = self._bundle(hdr.csb_id) if rand_p is None else None
+            rand = _rand_for(msg, rand_p, previous)
+            opened = open_kemac(msg, self._lookup_psk(id_i, id_r), rand, verified=remember)
             header = fill_ssrcs(hdr, self.own_ssrcs)
             policies = tuple(msg.find_all(SecurityPolicyPayload))
-            sessions = session_keys(opened.key, opened.key_type, header, rand_p.rand, policies, opened.salt)
+            if not policies and previous is not None:
+                policies = previous.policies
+            if opened.key:
+                sessions = session_keys(opened.key, opened.key_type, header, rand, policies, opened.salt)
+                key, key_type, transported_salt = opened.key, opened.key_type, opened.salt is not None
+            else:
+                if previous is None:
+                    raise UnspecifiedError("KEMAC carries no Key data sub-payload")
+                sessions = _updated_sessions(previous, header, policies)
+                key = previous.tgk
+                key_type = int(previous.extras.get("key_type", KeyDataType.TGK))
+                transported_salt = bool(previous.extras.get("transported_salt"))
         except MikeyProtocolError as exc:
             auth_keys = verified_keys[0] if verified_keys and kemac_authenticates(msg) else None
             self._attach_error(exc, msg, t, auth_keys, id_i, id_r)
             raise
         keys = opened.keys
-        key, kv, authenticated = opened.key, opened.key_validity, opened.authenticated
+        kv, authenticated = opened.key_validity, opened.authenticated
         result = ExchangeResult(
             mode=self.MODE,
             csb_id=hdr.csb_id,
             tgk=key,
-            rand=rand_p.rand,
+            rand=rand,
             prf=int(hdr.prf),
             crypto_sessions=sessions,
             authenticated=authenticated,
@@ -578,6 +686,7 @@ class PskResponder(Side):
             initiator_id=id_i.data if id_i else None,
             responder_id=id_r.data if id_r else (self.id_r.data if self.id_r else None),
             key_validity=kv,
+            extras={"key_type": key_type, "transported_salt": transported_salt, "update": rand_p is None},
         )
         response = None
         if hdr.v:

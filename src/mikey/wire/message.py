@@ -44,10 +44,12 @@ def _decode_chain(data: bytes, pos: int, first: int, first_where: str) -> tuple[
     chain = REGISTRY.chain
     cls: type[Payload] | None = None
     while next_type:
-        info = chain.get(next_type) or REGISTRY.chain_info(next_type)
+        info = chain.get(next_type)
         if info is None:
-            where = cls.NAME if cls is not None else first_where
-            raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
+            info = REGISTRY.chain_info(next_type)
+            if info is None:
+                where = cls.NAME if cls is not None else first_where
+                raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
         pull, has_next, cls = info
         append_offset(pos)
         try:
@@ -143,14 +145,26 @@ class Message:
                 f"{len(data) - pos} trailing octets after the last payload", payload=last, offset=pos
             )
         if cls is Message:
+            # The frozen dataclass __init__ costs more than the decode of a small payload.
             msg = _new(cls)
-            msg.__dict__.update(header=header, payloads=tuple(payloads), raw=data, offsets=tuple(offsets))
+            d = msg.__dict__
+            d["header"] = header
+            d["payloads"] = tuple(payloads)
+            d["raw"] = data
+            d["offsets"] = tuple(offsets)
             return msg
         return cls(header, tuple(payloads), data, tuple(offsets))
 
     def encode(self) -> bytes:
         """Encode the message; next-payload fields come from the payload order."""
-        return self.encode_with_offsets()[0]
+        w = Writer()
+        payloads = self.payloads
+        try:
+            self.header.encode(w, payloads[0].TYPE if payloads else 0)
+        except (struct.error, OverflowError, ValueError, TypeError) as e:
+            raise MikeyEncodeError(f"HDR: field value out of range ({e})") from None
+        _encode_chain(w, payloads)
+        return bytes(w.buf)
 
     def encode_with_offsets(self) -> tuple[bytes, tuple[int, ...]]:
         w = Writer()

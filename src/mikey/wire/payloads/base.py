@@ -74,12 +74,13 @@ def fast_constructor(cls: type[C]) -> Callable[..., C]:
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     args = ", ".join(f"a{i}" for i in range(len(names)))
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    twin = type(f"_{cls.__name__}Twin", (object,), {"__slots__": tuple(cls.__dict__.get("__slots__", ()))})
+    slots = tuple(cls.__dict__.get("__slots__", ()))
+    twin = type(f"_{cls.__name__}Twin", (object,), {"__slots__": slots})
     ns["_twin"] = twin
     stores = "".join(f"    o.{n} = a{i}\n" for i, n in enumerate(names))
     src = f"def make({args}):\n    o = _new(_twin)\n{stores}    o.__class__ = _cls\n    return o\n"
     make: Callable[..., C] | None = None
-    if set(twin.__slots__) == set(names):
+    if set(slots) == set(names):
         exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
         try:
             probe = ns["make"](*([None] * len(names)))

@@ -115,6 +115,9 @@ _HASH = enum_table(HashFunc)
 _PROT = enum_table(ProtType)
 _ERROR_NO = enum_table(ErrorNo)
 _KEY_TYPE = enum_table(KeyDataType)
+#: Registry member and value length, for the fields whose type fixes the length of what follows.
+_TS_INFO: dict[int, tuple[TSType, int]] = {t: (TSType(t), n) for t, n in TS_LENGTHS.items()}
+_MAC_INFO: dict[int, tuple[MacAlg, int]] = {a: (MacAlg(a), n) for a, n in MAC_LENGTHS.items()}
 
 
 @register
@@ -146,16 +149,13 @@ class KemacPayload(Payload):
                 raise ReadPastEnd(pos, n, end - pos)
             raise ReadPastEnd(q, 1, 0)
         mac_alg = data[q]
-        m = MAC_LENGTHS.get(mac_alg)
-        if m is None:
+        info = _MAC_INFO.get(mac_alg)
+        if info is None:
             raise _unknown_length(mac_alg, "MAC alg", q)
-        r = q + 1 + m
+        r = q + 1 + info[1]
         if r > end:
-            raise ReadPastEnd(q + 1, m, end - q - 1)
-        return (
-            _MAKE_KEMAC(_ENCR_ALG.get(encr_alg, encr_alg), data[pos:q], _MAC_ALG.get(mac_alg, mac_alg), data[q + 1 : r]),
-            r,
-        )
+            raise ReadPastEnd(q + 1, info[1], end - q - 1)
+        return _MAKE_KEMAC(_ENCR_ALG.get(encr_alg, encr_alg), data[pos:q], info[0], data[q + 1 : r]), r
 
     def encode_body(self, w: Writer) -> None:
         expected = MAC_LENGTHS.get(self.mac_alg)
@@ -336,14 +336,14 @@ class TimestampPayload(_TimestampMixin, Payload):
         if pos >= end:
             raise ReadPastEnd(pos, 1, 0)
         t = data[pos]
-        n = TS_LENGTHS.get(t)
-        if n is None:
+        info = _TS_INFO.get(t)
+        if info is None:
             raise _unknown_length(t, "TS type", pos)
         pos += 1
-        q = pos + n
+        q = pos + info[1]
         if q > end:
-            raise ReadPastEnd(pos, n, end - pos)
-        return _MAKE_T(_TS_TYPE.get(t, t), data[pos:q]), q
+            raise ReadPastEnd(pos, info[1], end - pos)
+        return _MAKE_T(info[0], data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
         expected = TS_LENGTHS.get(self.ts_type)
@@ -548,20 +548,24 @@ class SecurityPolicyPayload(Payload):
         params = _SP_PARAMS_CACHE.get(body)
         if params is None:
             params = _split_sp_params(body, p)
-            if len(_SP_PARAMS_CACHE) >= SP_PARAMS_CACHE_SIZE:
-                _SP_PARAMS_CACHE.clear()
-            if SP_PARAMS_CACHE_SIZE:
-                _SP_PARAMS_CACHE[body] = params
+            _remember_sp(params, body)
         return _MAKE_SP(policy_no, _PROT.get(prot, prot), params), stop
 
     def encode_body(self, w: Writer) -> None:
+        params = self.params
         try:
-            body = b"".join([_PACK_BB(t, len(v)) + v for t, v in self.params])
-        except (struct.error, TypeError, ValueError):
-            for t, v in self.params:
-                if not isinstance(t, int) or not 0 <= t <= 255 or len(v) > 255:
-                    raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets") from None
-            raise
+            body = _SP_BODY_CACHE.get(params)
+        except TypeError:  # a value that is not hashable (bytearray): no caching
+            body = None
+        if body is None:
+            try:
+                body = b"".join([_PACK_BB(t, len(v)) + v for t, v in params])
+            except (struct.error, TypeError, ValueError):
+                for t, v in params:
+                    if not isinstance(t, int) or not 0 <= t <= 255 or len(v) > 255:
+                        raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets") from None
+                raise
+            _remember_sp(params, body)
         w.buf += _PACK_BBH(self.policy_no, self.prot_type, _len_check(body, 16, "SP Policy param"))
         w.buf += body
 
@@ -709,6 +713,20 @@ _ONES = b"\x01" * 21845
 #: so sharing it is safe.  Set SP_PARAMS_CACHE_SIZE to 0 to disable.
 SP_PARAMS_CACHE_SIZE = 256
 _SP_PARAMS_CACHE: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
+_SP_BODY_CACHE: dict[tuple[tuple[int, bytes], ...], bytes] = {}
+
+
+def _remember_sp(params: tuple[tuple[int, bytes], ...], body: bytes) -> None:
+    """Remember the pair both ways (bounded: cleared when full)."""
+    if len(_SP_PARAMS_CACHE) >= SP_PARAMS_CACHE_SIZE:
+        _SP_PARAMS_CACHE.clear()
+        _SP_BODY_CACHE.clear()
+    if SP_PARAMS_CACHE_SIZE:
+        try:
+            _SP_BODY_CACHE[params] = body
+        except TypeError:  # unhashable values
+            return
+        _SP_PARAMS_CACHE[body] = params
 
 
 def _split_sp_params(body: bytes, base: int) -> tuple[tuple[int, bytes], ...]:
