@@ -105,9 +105,89 @@ def test_decapsulate_known_answer() -> None:
     """App. A / §6.2.2: SSV recovered, TEST == R."""
     assert sakke.decapsulate(SED, RSK, B, Z) == SSV
     receiver = sakke.SakkeReceiver(RSK, B, Z, validate=True)
-    assert receiver.decapsulate(SED) == SSV  # cold: builds the Miller lines
-    assert receiver.decapsulate(SED) == SSV  # warm
+    assert receiver.decapsulate(SED) == SSV  # cold: lines evaluated as they are computed
+    assert receiver.decapsulate(SED) == SSV  # second use: builds the normalised lines
+    assert receiver.decapsulate(SED) == SSV  # warm: stored lines
     assert KAT["RSK"][2:40] not in repr(receiver).lower()
+
+
+def test_pairing_paths_agree() -> None:
+    """§3.2: the direct (Jacobian) Miller loop and the stored normalised lines give the same value."""
+    k_point = PS1.curve.decode_point(RSK)
+    r_point = PS1.curve.decode_point(SED[:257])
+    w = _int("w", KAT["receiver"])
+    base = sakke._MillerBase(k_point, PS1)
+    lines = sakke._MillerLines(base)
+    for q_point, expected in ((r_point, w), (PS1.point_p, None)):
+        direct = sakke._final_representative(*base.evaluate_direct(*q_point), PS1.p)
+        stored = sakke._final_representative(*lines.evaluate(*q_point), PS1.p)
+        assert direct == stored
+        if expected is not None:
+            assert direct == expected
+    # bilinearity: <[3]K, R> = <K, R>^3 = <K, [3]R>, the latter as g^(3r) from the g table
+    three_k = PS1.curve.multiply(3, k_point)
+    three_r = PS1.curve.multiply(3, r_point)
+    assert sakke.pairing(three_k, r_point) == sakke.pairing(k_point, three_r)
+    assert sakke.pairing(k_point, three_r) == PS1.g_table.power(3 * _int("r") % PS1.q)
+
+
+def test_pairing_degenerate_inputs() -> None:
+    """A point of order 2 as either argument has no usable pairing value here."""
+    with pytest.raises(ValueError):
+        sakke.pairing((0, 0), PS1.point_p)
+    with pytest.raises(ValueError):
+        sakke.pairing(PS1.point_p, (0, 0))
+    receiver = sakke.SakkeReceiver(PS1.curve.encode_point((0, 0)), B, Z)
+    with pytest.raises(AuthenticationError):
+        receiver.decapsulate(SED)
+
+
+def test_receiver_paths_reject_tampering() -> None:
+    """Each of the three decapsulation paths keeps the §6.2.2 step 5 re-check."""
+    receiver = sakke.SakkeReceiver(RSK, B, Z)
+    bad = bytearray(SED)
+    bad[-1] ^= 1
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            receiver.decapsulate(bytes(bad))
+        assert receiver.decapsulate(SED) == SSV
+
+
+def test_fixed_base_helpers() -> None:
+    """Signed base-2^8 digits and tree summation agree with plain arithmetic, including P + P and P - P."""
+    from mikey.crypto._curves import signed_digits
+
+    def reference(k: int) -> list[int]:
+        out = []
+        for _ in range(128):
+            d = k & 255
+            k >>= 8
+            if d > 128:
+                d -= 256
+                k += 1
+            out.append(d)
+        return out
+
+    q = int(PS1.q)
+    for k in (0, 1, 128, 129, 255, 256, q - 1, (1 << 1016) - 1, 0x80 << 1008):
+        digits = signed_digits(k, 8, 128)
+        assert digits == reference(k)
+        assert all(-128 <= d <= 128 for d in digits)
+        assert sum(d << (8 * i) for i, d in enumerate(digits)) == k
+    assert sum(d << (8 * i) for i, d in enumerate(signed_digits(-5, 8, 2))) == -5
+    with pytest.raises(ValueError):
+        signed_digits(1 << 1024, 8, 128)
+    curve = PS1.curve
+    pt = PS1.point_p
+    two = curve.multiply(2, pt)
+    assert curve.sum_points([]) is None
+    assert curve.sum_points([pt]) == pt
+    assert curve.sum_points([pt, pt]) == two
+    assert curve.sum_points([pt, curve.neg(pt), two]) == two
+    assert curve.sum_points([pt, two, pt, two]) == curve.multiply(6, pt)
+    ks = [5, 77, 1 << 900, q - 3, 12345678901234567890]
+    assert curve.sum_points([curve.multiply(k, pt) for k in ks]) == curve.multiply(sum(ks) % q, pt)
+    assert PS1.p_table.multiply(q - 3) == curve.neg(curve.multiply(3, pt))
 
 
 # --- tampering ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from mikey.wire.validate import violations
 
 SEEDS = [m.encode() for m in sample_messages().values()]
 SUB_SEEDS = [(encode_sub_payloads(c), c[0].TYPE) for c in sample_sub_payload_chains().values()]
-FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _check(raw: bytes) -> None:

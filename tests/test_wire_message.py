@@ -456,7 +456,7 @@ def test_encode_errors_are_mikey_errors() -> None:
 # --- hypothesis ------------------------------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(message_strategy())
 def test_random_message_roundtrip(m: Message) -> None:
     raw, offsets = m.encode_with_offsets()
@@ -465,3 +465,59 @@ def test_random_message_roundtrip(m: Message) -> None:
     assert d.offsets == offsets
     assert d.encode() == raw
     json.dumps(d.to_dict())
+
+
+# --- decoded objects behave like constructed ones ------------------------------------------------------
+
+
+def test_decoded_objects_pickle_copy_replace() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    for name in ("dt/PSK_INIT", "dt/TRANSFER_INIT", "dt/SAKKE", "pt/DH"):
+        d = Message.decode(MESSAGES[name].encode())
+        assert pickle.loads(pickle.dumps(d)) == d
+        assert copy.deepcopy(d) == d and copy.copy(d) == d
+        assert dataclasses.replace(d, payloads=d.payloads[:1]).payloads == d.payloads[:1]
+        h = dataclasses.replace(d.header, csb_id=7)
+        assert h.csb_id == 7 and h.cs_id_map == d.header.cs_id_map
+        assert dataclasses.asdict(d.header)["csb_id"] == d.header.csb_id
+        for p in d.payloads:
+            assert type(p).__dict__.get("__slots__") is not None  # still the slotted class
+            assert dataclasses.is_dataclass(p) and pickle.loads(pickle.dumps(p)) == p
+
+
+def test_registry_changes_reach_the_decoder() -> None:
+    from dataclasses import dataclass
+
+    from mikey.wire import REGISTRY, Payload
+    from mikey.wire.buffer import Reader
+
+    @dataclass(frozen=True, slots=True)
+    class Experimental(Payload):
+        value: int
+
+        TYPE = 250
+        NAME = "EXPERIMENTAL"
+
+        @classmethod
+        def decode_body(cls, r: Reader) -> Experimental:
+            return cls(r.u8())
+
+        def encode_body(self, w: Any) -> None:
+            w.u8(self.value)
+
+    raw = Message(CommonHeader(0, 1), (Experimental(7),)).encode()  # type: ignore[arg-type]
+    with pytest.raises(MikeyDecodeError):
+        Message.decode(raw)
+    REGISTRY[250] = Experimental
+    try:
+        assert Message.decode(raw).payloads == (Experimental(7),)
+        with pytest.raises(MikeyDecodeError) as ei:
+            Message.decode(raw[:-1])
+        assert ei.value.payload == "EXPERIMENTAL"
+    finally:
+        del REGISTRY[250]
+    with pytest.raises(MikeyDecodeError):
+        Message.decode(raw)

@@ -553,7 +553,7 @@ def test_decode_body_and_pull_agree() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(payload_strategies()))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_random_payload_roundtrip(name: str, data: st.DataObject) -> None:
     p = data.draw(payload_strategies()[name])

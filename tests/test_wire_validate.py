@@ -154,7 +154,12 @@ def test_generic_id_map_lists_a_cs_id_twice() -> None:
 
 
 def test_missing_payload() -> None:
-    _one(_with(PSK, payloads=[p for p in PSK.payloads if not isinstance(p, RandPayload)]), "expected RAND")
+    _one(_with(PSK, payloads=[p for p in PSK.payloads if not isinstance(p, TimestampPayload)]), "expected T")
+
+
+def test_update_message_without_rand_is_valid() -> None:
+    """RFC 3830 §4.5: an update message carries no RAND."""
+    assert violations(_with(PSK, payloads=[p for p in PSK.payloads if not isinstance(p, RandPayload)])) == []
 
 
 def test_wrong_order() -> None:

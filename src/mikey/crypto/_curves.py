@@ -89,10 +89,10 @@ def batch_invert(values: Sequence[int], p: int) -> list[int]:
 def signed_digits(k: int, w: int, count: int) -> list[int]:
     """Base-2^w digits of ``k`` in ``[-2^(w-1), 2^(w-1)]``, least significant first."""
     k = int(k)
-    if w == 8:  # the common case: one digit per octet
-        if k < 0 or k.bit_length() > 8 * count:
+    if w == 8 and k >= 0:  # the common case: one digit per octet
+        if k.bit_length() > 8 * count:
             raise ValueError("scalar too large for the digit count")
-        out = []
+        out: list[int] = []
         append = out.append
         carry = 0
         for octet in k.to_bytes(count, "little"):
@@ -282,9 +282,11 @@ class Curve:
 
     def sum_points(self, points: list[tuple[int, int]]) -> Affine:
         """Sum of affine points by a balanced tree of affine additions, one batched inversion per level."""
+        return self.sum_coordinates([x for x, _ in points], [y for _, y in points])
+
+    def sum_coordinates(self, xs: list[int], ys: list[int]) -> Affine:
+        """:meth:`sum_points` for the points ``(xs[i], ys[i])`` (the lists are not modified)."""
         p = self.p
-        xs = [x for x, _ in points]
-        ys = [y for _, y in points]
         while len(xs) > 1:
             n = len(xs) >> 1
             x1s = xs[0 : 2 * n : 2]
@@ -299,7 +301,7 @@ class Curve:
                 prefix[i] = acc
                 acc = acc * dens[i] % p
             if acc % p == 0:  # equal x somewhere: P + P or P - P
-                return self._sum_jacobian(points)
+                return self._sum_jacobian(list(zip(xs, ys, strict=True)))
             inv = invert(acc, p)
             nx = xs[:n]
             ny = ys[:n]
@@ -375,5 +377,24 @@ class FixedBaseTable:
                 out.append((x, p - y))
         return out
 
+    def coordinates_for(self, k: int, xs: list[int], ys: list[int]) -> None:
+        """Append the coordinates of :meth:`points_for` ``(k)`` to ``xs`` and ``ys``."""
+        p = self.curve.p
+        digits = signed_digits(int(k) % int(self.curve.q), self.w, self.count)
+        add_x = xs.append
+        add_y = ys.append
+        for row, d in zip(self.rows, digits, strict=True):
+            if d > 0:
+                x, y = row[d - 1]
+                add_x(x)
+                add_y(y)
+            elif d < 0:
+                x, y = row[-d - 1]
+                add_x(x)
+                add_y(p - y)
+
     def multiply(self, k: int) -> Affine:
-        return self.curve.sum_points(self.points_for(k))
+        xs: list[int] = []
+        ys: list[int] = []
+        self.coordinates_for(k, xs, ys)
+        return self.curve.sum_coordinates(xs, ys)

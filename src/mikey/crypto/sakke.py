@@ -7,10 +7,13 @@ its Receiver Secret Key (RSK) provisioned by the KMS.
 Speed.  Encapsulation needs no per-recipient state: R = [r]([b]P + Z) is
 computed as ``[r*b]P + [r]Z`` from fixed-base tables for P (one per process)
 and for each KMS Public Key Z (a small LRU cache), and g^r uses a fixed-base
-table in PF_p.  Decapsulation evaluates the pairing with Miller-loop line
-coefficients precomputed once per RSK (:class:`SakkeReceiver`): the pairing on
-E(F_p)[q] is symmetric, so <R, K_b> = <K_b, R>, and an R outside E(F_p)[q]
-is caught by the mandatory R re-check of §6.2.2 step 5.
+table in PF_p.  Decapsulation runs Miller's loop over multiples of the RSK
+(:class:`SakkeReceiver`): the pairing on E(F_p)[q] is symmetric, so
+<R, K_b> = <K_b, R>, and an R outside E(F_p)[q] is caught by the mandatory R
+re-check of §6.2.2 step 5.  The loop needs no inversions (Jacobian
+coordinates; F_p factors of line values vanish in the final exponentiation).
+A receiver's first decapsulation evaluates the lines as it goes; the second
+stores them normalised, so later ones only evaluate stored lines.
 
 Side channels.  None of this is constant-time.  Python integers and gmpy2
 take time that depends on the values, and the windowed / table-driven scalar
@@ -28,6 +31,7 @@ SSV there too.  Secrets come from :mod:`secrets`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections import OrderedDict
@@ -290,6 +294,12 @@ def _naf(k: int, width: int = 2) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _loop_digits(q: int) -> list[int]:
+    """The width-``_WNAF_WIDTH`` NAF of q-1 that Miller's loop walks (read-only, shared)."""
+    return _naf(q - 1, _WNAF_WIDTH)
+
+
 class _MillerBase:
     """The part of Miller's loop for <K, .> that depends on K only (RFC 6508 §3.2).
 
@@ -305,7 +315,7 @@ class _MillerBase:
         p = params.p
         kx, ky = mpz(point[0]), mpz(point[1])
         self.p = p
-        self.digits = _naf(int(params.q) - 1, _WNAF_WIDTH)
+        self.digits = _loop_digits(int(params.q))
         count = 1 << (_WNAF_WIDTH - 2)
         if ky % p == 0:
             raise ValueError("degenerate first argument")
@@ -590,9 +600,11 @@ def validate_rsk(
 
 def _r_point(r: int, b: int, z_bytes: bytes, z_point: tuple[int, int], params: SakkeParams) -> Affine:
     """[r]([b]P + Z) computed as [r*b]P + [r]Z with fixed-base tables."""
-    q = int(params.q)
-    pts = params.p_table.points_for(r * b % q) + params.z_table(z_bytes, z_point).points_for(r)
-    return params.curve.sum_points(pts)
+    xs: list[int] = []
+    ys: list[int] = []
+    params.p_table.coordinates_for(r * b % int(params.q), xs, ys)
+    params.z_table(z_bytes, z_point).coordinates_for(r, xs, ys)
+    return params.curve.sum_coordinates(xs, ys)
 
 
 def encapsulate(
@@ -628,8 +640,9 @@ def encapsulate(
 class SakkeReceiver:
     """A Receiver's SAKKE key (RSK, identifier, KMS Public Key) ready for repeated decapsulation.
 
-    The Miller-loop line coefficients for the RSK are computed on the first
-    :meth:`decapsulate` and kept.  The RSK is never shown in ``repr``.
+    The first :meth:`decapsulate` evaluates Miller's loop for the RSK directly;
+    the second builds normalised line coefficients (about 0.3 MB) that later
+    calls reuse.  The RSK is never shown in ``repr``.
     Validate the RSK once on receipt with :func:`validate_rsk` (or pass
     ``validate=True``).
     """

@@ -83,25 +83,29 @@ def many(*t: int) -> Item:
 
 
 # General Extension payloads may stand anywhere (RFC 3830 §6.15), so layouts skip them.
+# Update messages (RFC 3830 §4.5, Figure 4.1) leave out RAND, and KEMAC (PK) or the DH values (DH),
+# so those are optional in the Initiator's layouts.
 LAYOUTS: dict[int, list[Item]] = {
     # RFC 3830 §3.1: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, KEMAC / HDR, T, [IDr], V
-    DataType.PSK_INIT: [one(P.T), one(P.RAND), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.KEMAC)],
+    DataType.PSK_INIT: [one(P.T), opt(P.RAND), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.KEMAC)],
     DataType.PSK_RESP: [one(P.T), opt(P.ID), one(P.V)],
     # §3.2: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, KEMAC, [CHASH], PKE, SIGN
     DataType.PK_INIT: [
-        one(P.T), one(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP),
-        one(P.KEMAC), opt(P.CHASH), one(P.PKE), one(P.SIGN),
+        one(P.T), opt(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP),
+        opt(P.KEMAC), opt(P.CHASH), one(P.PKE), one(P.SIGN),
     ],
     DataType.PK_RESP: [one(P.T), opt(P.ID), one(P.V)],
     # §3.3: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, SIGNi / HDR, T, [IDr|CERTr], IDi, DHr, DHi, SIGNr
+    # (a CHASH naming the Responder's certificate may precede DHi, as in PK)
     DataType.DH_INIT: [
-        one(P.T), one(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), one(P.DH), one(P.SIGN),
+        one(P.T), opt(P.RAND), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), opt(P.CHASH),
+        opt(P.DH), one(P.SIGN),
     ],
     DataType.DH_RESP: [
-        one(P.T), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), one(P.DH), one(P.DH), one(P.SIGN),
+        one(P.T), Item(frozenset({P.ID, P.CERT}), 0, 8), opt(P.ID), many(P.SP), opt(P.DH), opt(P.DH), one(P.SIGN),
     ],
-    # §5.1.2: HDR, T, {ERR}, [V|SIGN]
-    DataType.ERROR: [one(P.T), Item(frozenset({P.ERR}), 1, 255), opt(P.V, P.SIGN)],
+    # §5.1.2: HDR, T, {ERR}, {SP}, [V|SIGNr]
+    DataType.ERROR: [one(P.T), Item(frozenset({P.ERR}), 1, 255), many(P.SP), opt(P.V, P.SIGN)],
     # RFC 4650 §3: HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, KEMAC / HDR, T, [IDr|CERTr], IDi, DHr, DHi, KEMAC
     DataType.DHHMAC_INIT: [
         one(P.T), one(P.RAND), opt(P.ID, P.CERT), opt(P.ID), many(P.SP), one(P.DH), one(P.KEMAC),

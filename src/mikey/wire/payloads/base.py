@@ -4,6 +4,11 @@ Every payload is a frozen dataclass with ``decode_body`` (reads what follows the
 next-payload octet) and ``encode_body`` (writes the same).  The next-payload
 octet itself is written by the container (:mod:`mikey.wire.message`), never by
 hand (RFC 3830 §6: each payload names the type of the one after it).
+
+Hot payloads also define ``pull(data, pos, end)``, the same decoder working on
+the raw buffer without a cursor object; the chain decoder calls ``pull`` and
+each entry point defaults to the other.  Decoders build their results with
+:func:`fast_constructor` instead of the frozen dataclass ``__init__``.
 """
 
 from __future__ import annotations

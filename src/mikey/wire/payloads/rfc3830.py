@@ -31,7 +31,7 @@ from ...constants import (
     TSType,
 )
 from ...errors import MikeyEncodeError
-from ..buffer import FieldError, Reader, ReadPastEnd, Writer
+from ..buffer import FieldError, ReadPastEnd, Writer
 from .base import (
     KeyValidity,
     Payload,
@@ -81,13 +81,6 @@ def _len_check(data: bytes | bytearray, bits: int, what: str) -> int:
     if len(data) >= 1 << bits:
         raise MikeyEncodeError(f"{what} is {len(data)} octets; its {bits}-bit length field cannot hold that")
     return len(data)
-
-
-def _fixed_length(table: dict[int, int], value: int, what: str, r: Reader) -> int:
-    n = table.get(value)
-    if n is None:
-        raise FieldError(f"unknown {what} {value}: cannot tell the length of the field that follows", r.pos - 1)
-    return n
 
 
 def _unknown_length(value: int, what: str, pos: int) -> FieldError:
