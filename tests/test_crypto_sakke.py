@@ -188,6 +188,12 @@ def test_fixed_base_helpers() -> None:
     ks = [5, 77, 1 << 900, q - 3, 12345678901234567890]
     assert curve.sum_points([curve.multiply(k, pt) for k in ks]) == curve.multiply(sum(ks) % q, pt)
     assert PS1.p_table.multiply(q - 3) == curve.neg(curve.multiply(3, pt))
+    # the batched table build gives exactly the row-by-row table
+    from mikey.crypto._curves import FixedBaseTable
+
+    table = FixedBaseTable(curve, two, 3)
+    assert table.rows == table._build_sequential(two)
+    assert table.multiply(q - 5) == curve.multiply(q - 10, pt)
 
 
 # --- tampering ----------------------------------------------------------------------

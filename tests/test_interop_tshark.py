@@ -17,18 +17,23 @@ it did not fail; the fields before them are still compared.  Skipped when
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import os
-import shutil
-import struct
-import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tshark_util import (
+    MIKEY_PORT,
+    SIP_PORT,
+    TSHARK,
+    mikey_protos,
+    problems,
+    run_tshark,
+    sip_invite,
+    udp_frame,
+)
 from wire_samples import sample_messages
 
 from mikey.constants import CertType, CSIdMapType, EncrAlg, MacAlg, PayloadType
@@ -53,13 +58,9 @@ from mikey.wire import (
     VerificationPayload,
 )
 
-TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark (Wireshark) is not installed")
 
 VECTORS = Path(__file__).parent / "vectors"
-MIKEY_PORT = 2269
-SIP_PORT = 5060
-EXPERT_ERROR = 0x00800000  # PI_ERROR severity
 
 #: Payloads the 4.0 dissector cannot walk past (it returns "not mine" there).
 _STOPS = {
@@ -91,56 +92,6 @@ _CONTAINER = {
     "GEN_EXT": "mikey.ext",
     "SAKKE": "mikey.sakke",
 }
-
-
-# --- pcap writing -----------------------------------------------------------------------------
-
-
-def _ipv4_checksum(header: bytes) -> int:
-    s = sum(struct.unpack("!10H", header))
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def udp_frame(payload: bytes, sport: int, dport: int, ident: int) -> bytes:
-    """Ethernet II / IPv4 / UDP carrying *payload* (UDP checksum 0: none, allowed over IPv4)."""
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
-    )
-    ip = ip[:10] + struct.pack("!H", _ipv4_checksum(ip)) + ip[12:]
-    ether = bytes.fromhex("020000000002" "020000000001" "0800")
-    return ether + ip + udp
-
-
-def pcap_file(frames: list[bytes]) -> bytes:
-    """Classic libpcap, microsecond timestamps, LINKTYPE_ETHERNET."""
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for i, f in enumerate(frames):
-        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(f), len(f)) + f
-    return bytes(out)
-
-
-def sip_invite(mikey: bytes, call: int) -> bytes:
-    """A SIP INVITE whose SDP carries the message as ``a=key-mgmt:mikey <base64>`` (RFC 4567 §3.1)."""
-    sdp = (
-        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-        f"a=key-mgmt:mikey {base64.b64encode(mikey).decode()}\r\n"
-        "m=audio 40000 RTP/SAVP 0\r\n"
-    )
-    return (
-        "INVITE sip:bob@example.org SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:alice@example.org>;tag={call}\r\n"
-        "To: <sip:bob@example.org>\r\n"
-        f"Call-ID: {call}@10.0.0.1\r\n"
-        "CSeq: 1 INVITE\r\n"
-        "Contact: <sip:alice@10.0.0.1>\r\n"
-        "Content-Type: application/sdp\r\n"
-        f"Content-Length: {len(sdp)}\r\n\r\n{sdp}"
-    ).encode()
 
 
 # --- the messages -----------------------------------------------------------------------------
@@ -220,19 +171,7 @@ def dissected(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Case, ET.E
         udp_frame(sip_invite(c.raw, i), SIP_PORT, SIP_PORT, i) if c.via_sip else udp_frame(c.raw, MIKEY_PORT, MIKEY_PORT, i)
         for i, c in enumerate(cases)
     ]
-    pcap = tmp / "mikey.pcap"
-    pcap.write_bytes(pcap_file(frames))
-    env = {**os.environ, "HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp)}
-    assert TSHARK is not None
-    proc = subprocess.run(
-        [TSHARK, "-n", "-r", str(pcap), "-T", "pdml", "-d", f"udp.port=={MIKEY_PORT},mikey"],
-        capture_output=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    packets = ET.fromstring(proc.stdout).findall("packet")
+    packets = run_tshark(frames, tmp)
     assert len(packets) == len(cases)
     return list(zip(cases, packets, strict=True))
 
@@ -368,20 +307,6 @@ def _expected_payload(p: Payload, c: ET.Element) -> bool:
     return True
 
 
-def _problems(packet: ET.Element) -> list[str]:
-    out = []
-    for e in packet.iter():
-        if e.get("name") == "_ws.malformed":
-            out.append(e.get("showname") or "malformed")
-        if e.get("name") == "_ws.expert.severity" and int(e.get("show", "0")) >= EXPERT_ERROR:
-            out.append("expert error")
-    return out
-
-
-def _mikey_protos(packet: ET.Element) -> list[ET.Element]:
-    return [e for e in packet.iter("proto") if e.get("name") == "mikey"]
-
-
 def _compare(case: Case, mikey: ET.Element) -> int:
     """Compare fields in wire order; returns how many payloads were compared."""
     items = [e for e in mikey if (e.get("name") or "").startswith("mikey.")]
@@ -411,9 +336,9 @@ def test_every_frame_decodes_without_errors(dissected: list[tuple[Case, ET.Eleme
     # 4.0 skips GENERIC-ID map info (RFC 6043 §6.1.1) and then reads payloads from the wrong
     # offset; for those only the HDR fields before the map are compared (and tshark must not fail).
     bad = {
-        c.name: _problems(pkt)
+        c.name: problems(pkt)
         for c, pkt in dissected
-        if _problems(pkt) and c.message.header.cs_id_map_type != CSIdMapType.GENERIC_ID
+        if problems(pkt) and c.message.header.cs_id_map_type != CSIdMapType.GENERIC_ID
     }
     assert not bad
     assert sum(1 for c, _ in dissected if c.message.header.cs_id_map_type != CSIdMapType.GENERIC_ID) >= 40
@@ -422,7 +347,7 @@ def test_every_frame_decodes_without_errors(dissected: list[tuple[Case, ET.Eleme
 def test_fields_match_our_decoder(dissected: list[tuple[Case, ET.Element]]) -> None:
     compared: dict[str, int] = {}
     for case, packet in dissected:
-        protos = _mikey_protos(packet)
+        protos = mikey_protos(packet)
         assert protos, f"{case.name}: no MIKEY in the frame"
         compared[case.name] = _compare(case, protos[0])
     # Wireshark walked the whole message wherever nothing it lacks is in it.
@@ -446,7 +371,7 @@ def test_sip_sdp_carriage(dissected: list[tuple[Case, ET.Element]]) -> None:
     assert len(sip) == 5
     for case, packet in sip:
         assert any(e.get("name") == "sdp" for e in packet.iter("proto")), case.name
-        protos = _mikey_protos(packet)
+        protos = mikey_protos(packet)
         assert protos, case.name
         _compare(case, protos[0])
 
@@ -470,7 +395,7 @@ def test_data_type_names(dissected: list[tuple[Case, ET.Element]]) -> None:
     for case, packet in dissected:
         dt_ = int(case.message.header.data_type)
         if case.name.startswith("dt/") and dt_ in names:
-            t = _field_values(_mikey_protos(packet)[0], "mikey.type")[0]
+            t = _field_values(mikey_protos(packet)[0], "mikey.type")[0]
             assert f"{names[dt_]} ({dt_})" in (t.get("showname") or ""), case.name
             seen += 1
     assert seen == len(names)

@@ -28,9 +28,8 @@ from mikey.modes.dh import (
     COMPAT_RESPONSE_WITHOUT_IDS,
     DhInitiator,
     DhResponder,
-    Signer,
-    signed_message,
 )
+from mikey.modes.signing import Signer, signed_message
 from mikey.replay import ReplayCache
 from mikey.wire import (
     CertPayload,

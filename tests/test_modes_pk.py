@@ -43,9 +43,9 @@ from mikey.modes.pk import (
     PkInitiator,
     PkResponder,
     build_kemac,
-    sign_message,
 )
 from mikey.modes.psk import KeyTransport
+from mikey.modes.signing import sign_message
 from mikey.replay import ReplayCache
 from mikey.wire import (
     CertPayload,

@@ -36,8 +36,9 @@ from mikey.errors import (
 )
 from mikey.keystore import Credentials
 from mikey.modes.base import CryptoSessionSpec, State, default_srtp_policy
-from mikey.modes.pk import EnvelopeKeyCache, sign_message
+from mikey.modes.pk import EnvelopeKeyCache
 from mikey.modes.rsa_r import RsaRInitiator, RsaRResponder
+from mikey.modes.signing import sign_message
 from mikey.replay import ReplayCache
 from mikey.wire import (
     ErrorPayload,

@@ -340,7 +340,64 @@ class FixedBaseTable:
         self.w = w
         bits = int(curve.q).bit_length()
         self.count = bits // w + 1
+        rows = self._build_batched(base)
+        self.rows = rows if rows is not None else self._build_sequential(base)
+
+    def _build_batched(self, base: tuple[int, int]) -> list[list[tuple[int, int]]] | None:
+        """All rows at once: row bases by doubling, then column d = 2 .. 2^(w-1) for every row
+        with one batched inversion per column.  ``None`` if a degenerate case turns up."""
+        curve = self.curve
+        p = curve.p
+        w = self.w
         half = 1 << (w - 1)
+        X, Y, Z = mpz(base[0]), mpz(base[1]), mpz(1)
+        jac = [(X, Y, Z)]
+        for _ in range(self.count - 1):
+            for _ in range(w):
+                X, Y, Z = curve._jdouble(X, Y, Z)
+            if Z % p == 0:
+                return None
+            jac.append((X, Y, Z))
+        zinv = batch_invert([z for _, _, z in jac], p)
+        bxs: list[int] = []
+        bys: list[int] = []
+        for (X, Y, _Z), zi in zip(jac, zinv, strict=True):
+            zi2 = zi * zi % p
+            bxs.append(X * zi2 % p)
+            bys.append(Y * zi2 * zi % p)
+        columns = [(bxs, bys)]
+        if half >= 2:
+            if any(y == 0 for y in bys):
+                return None
+            invs = batch_invert([2 * y for y in bys], p)
+            xs: list[int] = []
+            ys: list[int] = []
+            for x1, y1, inv in zip(bxs, bys, invs, strict=True):
+                lam = 3 * (x1 * x1 - 1) * inv % p  # a = -3
+                x3 = (lam * lam - 2 * x1) % p
+                xs.append(x3)
+                ys.append((lam * (x1 - x3) - y1) % p)
+            columns.append((xs, ys))
+        for _d in range(3, half + 1):
+            cxs, cys = columns[-1]
+            dens = [bx - cx for bx, cx in zip(bxs, cxs, strict=True)]
+            if any(d % p == 0 for d in dens):
+                return None
+            invs = batch_invert(dens, p)
+            xs = []
+            ys = []
+            for bx, by, cx, cy, inv in zip(bxs, bys, cxs, cys, invs, strict=True):
+                lam = (by - cy) * inv % p
+                x3 = (lam * lam - cx - bx) % p
+                xs.append(x3)
+                ys.append((lam * (cx - x3) - cy) % p)
+            columns.append((xs, ys))
+        return [[(xs[i], ys[i]) for xs, ys in columns] for i in range(self.count)]
+
+    def _build_sequential(self, base: tuple[int, int]) -> list[list[tuple[int, int]]]:
+        """Row by row with Jacobian additions (handles every case the batched build rejects)."""
+        curve = self.curve
+        half = 1 << (self.w - 1)
         rows: list[list[tuple[int, int]]] = []
         row_base: Affine = base
         p = curve.p
@@ -362,7 +419,7 @@ class FixedBaseTable:
             # next row base = [2^w]B = [2^(w-1)]B doubled
             top = row[-1]
             row_base = curve.add(top, top)
-        self.rows = rows
+        return rows
 
     def points_for(self, k: int) -> list[tuple[int, int]]:
         """The affine points whose sum is ``[k]B`` (k reduced modulo q)."""

@@ -133,8 +133,26 @@ def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int 
     hash_alg, hash_len = _hash_for(prf_func)
     if not inkey:
         raise CryptoError("PRF inkey must not be empty")
+    if len(inkey) <= _INKEY_PIECE:
+        base = _hmac.HMAC(inkey, hash_alg)
+        out: list[bytes] = []
+        for label, out_len in requests:
+            if 0 < out_len <= hash_len:  # the usual case: m = 1, two HMACs
+                h = base.copy()
+                h.update(label)
+                a = h.finalize()
+                h = base.copy()
+                h.update(a + label)
+                out.append(h.finalize()[:out_len])
+            elif out_len > hash_len:
+                out.append(_p_function(base, label, -(-out_len // hash_len))[:out_len])
+            elif out_len == 0:
+                out.append(b"")
+            else:
+                raise CryptoError("PRF output length must not be negative")
+        return out
     bases = [_hmac.HMAC(inkey[i : i + _INKEY_PIECE], hash_alg) for i in range(0, len(inkey), _INKEY_PIECE)]
-    out: list[bytes] = []
+    out = []
     for label, out_len in requests:
         if out_len <= 0:
             if out_len < 0:
@@ -142,9 +160,6 @@ def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int 
             out.append(b"")
             continue
         m = -(-out_len // hash_len)
-        if len(bases) == 1:
-            out.append(_p_function(bases[0], label, m)[:out_len])
-            continue
         acc = 0
         for base in bases:
             acc ^= int.from_bytes(_p_function(base, label, m), "big")

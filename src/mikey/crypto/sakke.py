@@ -61,6 +61,11 @@ RandBelow = Callable[[int], int]
 _Z_TABLE_CACHE_SIZE = 4
 _RECEIVER_CACHE_SIZE = 16
 _TABLE_WINDOW = 8
+#: Receivers' [b]P + Z tables for the §6.2.2 step 5 re-check: window and how many
+#: are kept process-wide (about 2 MB each).
+_RECIPIENT_TABLE_WINDOW = 6
+_RECIPIENT_TABLE_CACHE_SIZE = 2
+_RECIPIENT_TABLE_AFTER = 2  # built on a receiver's third decapsulation
 
 
 class _PfTable:
@@ -141,6 +146,7 @@ class SakkeParams:
         self._p_table: FixedBaseTable | None = None
         self._g_table: _PfTable | None = None
         self._z_tables: OrderedDict[bytes, FixedBaseTable] = OrderedDict()
+        self._recipient_tables: OrderedDict[tuple[bytes, int], FixedBaseTable] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"SakkeParams({self.name})"
@@ -170,6 +176,22 @@ class SakkeParams:
                 self._z_tables.popitem(last=False)
         else:
             self._z_tables.move_to_end(z_bytes)
+        return table
+
+    def _recipient_table(self, z_bytes: bytes, b: int) -> FixedBaseTable | None:
+        """The cached fixed-base table for [b]P + Z, if there is one."""
+        key = (z_bytes, b)
+        table = self._recipient_tables.get(key)
+        if table is not None:
+            self._recipient_tables.move_to_end(key)
+        return table
+
+    def _add_recipient_table(self, z_bytes: bytes, b: int, point: tuple[int, int]) -> FixedBaseTable:
+        """Build and cache a fixed-base table for the point [b]P + Z (bounded LRU)."""
+        table = FixedBaseTable(self.curve, point, _RECIPIENT_TABLE_WINDOW)
+        self._recipient_tables[(z_bytes, b)] = table
+        while len(self._recipient_tables) > _RECIPIENT_TABLE_CACHE_SIZE:
+            self._recipient_tables.popitem(last=False)
         return table
 
     def warm_up(self) -> None:
@@ -598,12 +620,22 @@ def validate_rsk(
 # ---------------------------------------------------------------------------
 
 
-def _r_point(r: int, b: int, z_bytes: bytes, z_point: tuple[int, int], params: SakkeParams) -> Affine:
-    """[r]([b]P + Z) computed as [r*b]P + [r]Z with fixed-base tables."""
+def _r_point(
+    r: int,
+    b: int,
+    z_bytes: bytes,
+    z_point: tuple[int, int],
+    params: SakkeParams,
+    table: FixedBaseTable | None = None,
+) -> Affine:
+    """[r]([b]P + Z): from ``table`` (for [b]P + Z) if given, else as [r*b]P + [r]Z."""
     xs: list[int] = []
     ys: list[int] = []
-    params.p_table.coordinates_for(r * b % int(params.q), xs, ys)
-    params.z_table(z_bytes, z_point).coordinates_for(r, xs, ys)
+    if table is not None:
+        table.coordinates_for(r, xs, ys)
+    else:
+        params.p_table.coordinates_for(r * b % int(params.q), xs, ys)
+        params.z_table(z_bytes, z_point).coordinates_for(r, xs, ys)
     return params.curve.sum_coordinates(xs, ys)
 
 
@@ -656,6 +688,7 @@ class SakkeReceiver:
         "_rsk_point",
         "_base",
         "_lines",
+        "_uses",
     )
 
     def __init__(
@@ -677,9 +710,27 @@ class SakkeReceiver:
         self._rsk_point = _decode_point(rsk, params, KeyMaterialError, "RSK")
         self._base: _MillerBase | None = None
         self._lines: _MillerLines | None = None
+        self._uses = 0
 
     def __repr__(self) -> str:
         return f"SakkeReceiver(identifier={self.identifier!r}, params={self.params.name!r})"
+
+    def _recipient_table(self) -> FixedBaseTable | None:
+        """The [b]P + Z table for the re-check: built once, on this receiver's third use.
+
+        It lives in a small process-wide LRU; a receiver whose table was evicted
+        does not rebuild it (no thrashing), it uses the P and Z tables instead.
+        """
+        params = self.params
+        self._uses += 1
+        if self._uses <= _RECIPIENT_TABLE_AFTER:
+            return None
+        table = params._recipient_table(self.kms_public_key, self._b)
+        if table is None and self._uses == _RECIPIENT_TABLE_AFTER + 1:
+            point = params.curve.add(params.p_table.multiply(self._b), self._z_point)
+            if point is not None:
+                table = params._add_recipient_table(self.kms_public_key, self._b, point)
+        return table
 
     def _pairing_with(self, r_point: tuple[int, int]) -> int:
         """<K_b, R>: evaluated directly on first use; normalised lines are built and kept on the second."""
@@ -715,7 +766,7 @@ class SakkeReceiver:
         mask = hash_to_integer_range(int_to_bytes(w, flen), 1 << params.n_bits, params.hash_name)
         ssv = int_to_bytes(h ^ mask, params.ssv_len)
         r = hash_to_integer_range(ssv + self.identifier, params.q, params.hash_name)
-        test = _r_point(r, self._b, self.kms_public_key, self._z_point, params)
+        test = _r_point(r, self._b, self.kms_public_key, self._z_point, params, self._recipient_table())
         if test != r_point:
             raise AuthenticationError("SAKKE decapsulation failed: R re-check (RFC 6508 §6.2.2 step 5)")
         return ssv

@@ -10,12 +10,19 @@
 Revocation (CRL/OCSP, RFC 3830 §4.3.1, RFC 4738 §3.8) is local policy and is
 left to the ``id_binding`` hook or the caller.  Fetching X.509v3 URL
 certificates (Cert type 1) is I/O and belongs to the edges.
+
+Malformed input never leaks ``cryptography``'s own exceptions: whatever a
+broken certificate raises, at parse time or lazily when a field is first read,
+surfaces as :class:`~mikey.errors.CertificateError`.
 """
 
 from __future__ import annotations
 
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -83,6 +90,9 @@ _UNDERSTOOD_EXTENSIONS = frozenset(
 
 _MAX_PATH_LENGTH = 8
 
+#: Default number of validated paths a :class:`CertificateValidator` remembers.
+DEFAULT_VALIDATION_CACHE_SIZE = 256
+
 
 # --------------------------------------------------------------------------- CHASH
 
@@ -126,18 +136,37 @@ def cert_type_purpose(cert_type: int) -> Purpose | None:
 
 
 def load_certificate(der_or_pem: bytes) -> x509.Certificate:
-    """Parse one certificate, DER (as carried in CERT, RFC 3830 §6.7) or PEM."""
+    """Parse one certificate, DER (as carried in CERT, RFC 3830 §6.7) or PEM.
+
+    Any failure -- ``ValueError``, ``x509.InvalidVersion``, ``UnsupportedAlgorithm``,
+    a non-bytes argument ... -- raises :class:`CertificateError`.
+    """
     try:
         if der_or_pem.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(der_or_pem)
         return x509.load_der_x509_certificate(der_or_pem)
-    except ValueError as exc:
-        raise CertificateError("cannot parse X.509 certificate") from exc
+    except Exception as exc:  # cryptography raises several unrelated types for malformed input
+        raise CertificateError(f"cannot parse X.509 certificate ({type(exc).__name__})") from exc
+
+
+# DER encodings of certificates already serialised: re-encoding costs a few microseconds per call
+# and the same few certificates (own chain, anchors, configured peers) are encoded again and again.
+_DER_MEMO: OrderedDict[x509.Certificate, bytes] = OrderedDict()
+_DER_MEMO_SIZE = 128
+_DER_MEMO_LOCK = threading.Lock()
 
 
 def certificate_der(cert: x509.Certificate) -> bytes:
     """The DER encoding, as placed in a CERT payload and hashed by CHASH."""
-    return cert.public_bytes(Encoding.DER)
+    with _DER_MEMO_LOCK:
+        der = _DER_MEMO.get(cert)
+    if der is None:
+        der = cert.public_bytes(Encoding.DER)
+        with _DER_MEMO_LOCK:
+            _DER_MEMO[cert] = der
+            if len(_DER_MEMO) > _DER_MEMO_SIZE:
+                _DER_MEMO.popitem(last=False)
+    return der
 
 
 # --------------------------------------------------------------------------- ID binding
@@ -225,8 +254,18 @@ def id_matches_certificate(cert: x509.Certificate, peer_id: str) -> bool:
 def _describe(cert: x509.Certificate) -> str:
     try:
         return cert.subject.rfc4514_string() or f"serial {cert.serial_number}"
-    except ValueError:  # pragma: no cover - unusual attribute encodings
-        return f"serial {cert.serial_number}"
+    except Exception:  # pragma: no cover - unusual or malformed attribute encodings
+        try:
+            return f"serial {cert.serial_number}"
+        except Exception:
+            return "(unreadable)"
+
+
+def _issuer_name(cert: x509.Certificate) -> str:
+    try:
+        return cert.issuer.rfc4514_string()
+    except Exception:  # pragma: no cover - malformed issuer name
+        return "(unreadable)"
 
 
 def _extension(
@@ -240,6 +279,15 @@ def _extension(
         raise CertificateError(f"certificate {_describe(cert)} has malformed extensions") from exc
 
 
+@dataclass(frozen=True)
+class _ValidatedPath:
+    """A path the validator accepted, and the times at which every certificate on it is valid."""
+
+    leaf: x509.Certificate
+    not_before: datetime
+    not_after: datetime
+
+
 class CertificateValidator:
     """Validate a peer's certificate chain against trust anchors (RFC 3830 §4.3).
 
@@ -248,6 +296,16 @@ class CertificateValidator:
     :func:`id_matches_certificate` as the policy deciding whether the leaf
     belongs to the claimed MIKEY ID.  ``allow_missing_key_usage`` accepts a leaf
     without a keyUsage extension for any purpose.
+
+    Validated paths are cached (at most ``cache_size`` of them; 0 disables the
+    cache), keyed by the DER of the certificates given, the peer ID and the
+    purpose.  Path building, the issuers' signatures, CA and key-usage
+    constraints and the default ID binding do not depend on the time, so a
+    cached path is accepted again -- without those checks -- but only at times
+    inside the intersection of the validity windows of every certificate on the
+    path, trust anchor included; at any other time the chain is validated afresh
+    (and so rejected).  A custom ``id_binding`` hook is consulted on every call,
+    cached or not, since it may be a changing local policy (revocation).
     """
 
     def __init__(
@@ -256,11 +314,15 @@ class CertificateValidator:
         *,
         id_binding: IdBinding | None = None,
         allow_missing_key_usage: bool = True,
+        cache_size: int = DEFAULT_VALIDATION_CACHE_SIZE,
     ) -> None:
         self._anchors: tuple[x509.Certificate, ...] = tuple(trust_anchors)
         self._anchor_ders = frozenset(certificate_der(a) for a in self._anchors)
         self._id_binding = id_binding
         self._allow_missing_key_usage = allow_missing_key_usage
+        self._cache_size = max(0, cache_size)
+        self._cache: OrderedDict[tuple[tuple[bytes, ...], str | None, str], _ValidatedPath] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
@@ -269,9 +331,14 @@ class CertificateValidator:
     def __repr__(self) -> str:
         return f"CertificateValidator(anchors={len(self._anchors)})"
 
+    def clear_cache(self) -> None:
+        """Forget every validated path (for example after the trust policy changed)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def validate(
         self,
-        chain: Sequence[x509.Certificate],
+        chain: Sequence[x509.Certificate | bytes],
         *,
         at: datetime,
         peer_id: str | None = None,
@@ -279,13 +346,49 @@ class CertificateValidator:
     ) -> x509.Certificate:
         """Check ``chain`` (leaf first, then intermediates in any order) and return the leaf.
 
-        ``at`` is the time to check validity at -- the message's timestamp, not
-        the local clock.  Every failure raises :class:`CertificateError`.
+        Certificates may be given parsed or as DER (a CERT payload's data, parsed
+        only when the path is not cached).  ``at`` is the time to check validity
+        at -- the message's timestamp, not the local clock.  Every failure,
+        including a malformed certificate, raises :class:`CertificateError`.
         """
         if not chain:
             raise CertificateError("no certificate supplied")
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
+        try:
+            ders = tuple(c if isinstance(c, bytes) else certificate_der(c) for c in chain)
+            key = (ders, peer_id, purpose)
+            if self._cache_size:
+                with self._cache_lock:
+                    hit = self._cache.get(key)
+                    if hit is not None:
+                        self._cache.move_to_end(key)
+                if hit is not None and hit.not_before <= at <= hit.not_after:
+                    if peer_id is not None and self._id_binding is not None:
+                        self._check_id(hit.leaf, peer_id)
+                    return hit.leaf
+            certs = [load_certificate(c) if isinstance(c, bytes) else c for c in chain]
+            path = self._validate_path(certs, at, peer_id, purpose)
+            if self._cache_size:
+                entry = _ValidatedPath(
+                    path[0],
+                    max(c.not_valid_before_utc for c in path),
+                    min(c.not_valid_after_utc for c in path),
+                )
+                with self._cache_lock:
+                    self._cache[key] = entry
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+            return path[0]
+        except CertificateError:
+            raise
+        except Exception as exc:  # a malformed certificate fails lazily (KeyError, ValueError, InvalidVersion ...)
+            raise CertificateError(f"malformed certificate ({type(exc).__name__})") from exc
+
+    def _validate_path(
+        self, chain: Sequence[x509.Certificate], at: datetime, peer_id: str | None, purpose: Purpose
+    ) -> list[x509.Certificate]:
         leaf = chain[0]
         path = self._build_path(leaf, list(chain[1:]))
         for cert in path:
@@ -297,7 +400,7 @@ class CertificateValidator:
         self._check_key_usage(leaf, purpose)
         if peer_id is not None:
             self._check_id(leaf, peer_id)
-        return leaf
+        return path
 
     # -- steps
 
@@ -315,7 +418,7 @@ class CertificateValidator:
             if issuer is None:
                 raise CertificateError(
                     f"certificate {_describe(current)} does not chain to a trust anchor "
-                    f"(issuer {current.issuer.rfc4514_string()})"
+                    f"(issuer {_issuer_name(current)})"
                 )
             if len(path) >= _MAX_PATH_LENGTH:
                 raise CertificateError("certificate chain too long")

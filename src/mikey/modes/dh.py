@@ -11,7 +11,8 @@ R_MESSAGE = HDR, T, [IDr|CERTr], IDi, DHr, DHi, SIGNr
 * Certificates travel in CERT payloads (leaf first, §6.7) or are configured; they are validated
   against trust anchors at the message's time, for key usage and for the binding of the peer's ID
   (:class:`~mikey.crypto.x509.CertificateValidator`, §4.3).  An optional CHASH in the I_MESSAGE names
-  the Responder certificate the Initiator expects (§6.8).
+  the Responder certificate the Initiator expects (§6.8).  Signing and verifying are the shared
+  :class:`~mikey.modes.signing.Signer` and :class:`~mikey.modes.signing.PeerVerifier`.
 * The Responder echoes the Initiator's T and DHi; the Initiator checks that the R_MESSAGE answers
   its own I_MESSAGE (CSB ID, T, DHi, group, IDi).
 
@@ -25,18 +26,13 @@ Deployed variants (all off by default, each accepted only when named in ``compat
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..constants import PRF, CSIdMapType, DataType, SignatureType, TSType
 from ..crypto import dh as dh_crypto
-from ..crypto import rsa as rsa_crypto
 from ..crypto import x509 as x509_crypto
 from ..errors import (
     AuthenticationError,
@@ -49,14 +45,12 @@ from ..errors import (
     StateError,
     UnspecifiedError,
     UnsupportedDHGroupError,
-    UnsupportedHashError,
     UnsupportedIDError,
     UnsupportedPRFError,
 )
 from ..keystore import Credentials
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
-    CertPayload,
     ChashPayload,
     CommonHeader,
     DhPayload,
@@ -66,7 +60,6 @@ from ..wire import (
     Payload,
     RandPayload,
     SecurityPolicyPayload,
-    SignPayload,
     TimestampPayload,
 )
 from ..wire.payloads.base import KeyValidity
@@ -88,17 +81,24 @@ from .base import (
     random_csb_id,
     timestamp_expiry,
 )
+from .signing import (
+    SIGNATURE_HASHES,
+    PeerVerifier,
+    Signer,
+    check_compat,
+    identity_of,
+    message_time,
+    signed_message,
+)
 
 __all__ = [
     "DhInitiator",
     "DhResponder",
-    "Signer",
-    "PeerVerifier",
+    "DhInitiatorBase",
+    "DhResponderBase",
     "COMPAT_FRESH_RESPONSE_TIMESTAMP",
     "COMPAT_RESPONSE_WITHOUT_IDS",
     "DH_COMPAT_OPTIONS",
-    "signed_message",
-    "certificate_id",
 ]
 
 COMPAT_FRESH_RESPONSE_TIMESTAMP = "fresh-response-timestamp"
@@ -106,200 +106,13 @@ COMPAT_RESPONSE_WITHOUT_IDS = "response-without-ids"
 #: Compatibility options the DH modes understand (see the module docstring).
 DH_COMPAT_OPTIONS = frozenset({COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS})
 
-_RSA_S_TYPES = (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS)
 
-
-def check_compat(compat: Collection[str], allowed: Collection[str]) -> frozenset[str]:
-    """The compatibility options as a set; unknown names raise ValueError."""
-    chosen = frozenset(compat)
-    unknown = chosen - frozenset(allowed)
-    if unknown:
-        raise ValueError(f"unknown compatibility option(s) {sorted(unknown)}; known: {sorted(allowed)}")
-    return chosen
-
-
-def certificate_id(cert: x509.Certificate) -> IdPayload | None:
+def _certificate_id(cert: x509.Certificate) -> IdPayload | None:
     """An ID payload (URI) from the certificate's first subjectAltName URI, if it has one."""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
+        return identity_of(cert, uri_only=True)
+    except CertificateError:
         return None
-    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return IdPayload.uri(uris[0]) if uris else None
-
-
-def message_time(t: TimestampPayload | None, now: float) -> datetime:
-    """The time certificates are checked at: the message's T, or *now* for COUNTER (RFC 3830 §4.3)."""
-    when = t.unix_time() if t is not None else None
-    return datetime.fromtimestamp(now if when is None else when, UTC)
-
-
-# --- signing and verifying ---------------------------------------------------------------------
-
-_CACHE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class _Validated:
-    """A chain the validator accepted, and the times at which every certificate involved is valid."""
-
-    leaf: x509.Certificate
-    key: RSAPublicKey
-    not_before: datetime
-    not_after: datetime
-
-
-_VALIDATED: weakref.WeakKeyDictionary[x509_crypto.CertificateValidator, dict[Any, _Validated]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _validation_cache(validator: x509_crypto.CertificateValidator) -> dict[Any, _Validated]:
-    """Chains already validated by *validator*, keyed by (CERT DERs, peer ID).
-
-    Path building, signatures, key usage and ID binding do not depend on time, so a chain
-    validated once is accepted again for any message time at which every certificate of the
-    chain and every trust anchor is valid; outside that window it is validated afresh.
-    """
-    cache = _VALIDATED.get(validator)
-    if cache is None:
-        cache = _VALIDATED[validator] = {}
-    return cache
-
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Own signing credentials (RFC 3830 §4.2.6, §6.5): RSA key and certificates, S type and hash."""
-
-    credentials: Credentials
-    s_type: int = SignatureType.RSA_PKCS1_V1_5
-    hash_name: str = "sha256"
-
-    def __post_init__(self) -> None:
-        if self.s_type not in _RSA_S_TYPES:
-            raise ValueError(f"S type {self.s_type} is not an RSA signature type (0 or 1)")
-        if self.hash_name not in rsa_crypto.SIGNATURE_HASHES:
-            raise ValueError(f"signature hash must be one of {rsa_crypto.SIGNATURE_HASHES}")
-        self.credentials.rsa_private_key  # noqa: B018 - raises unless the key is RSA
-
-    @property
-    def signature_length(self) -> int:
-        return (self.credentials.rsa_private_key.key_size + 7) // 8
-
-    def cert_payloads(self) -> list[Payload]:
-        """One CERT payload per certificate, leaf first (RFC 3830 §6.7)."""
-        return [CertPayload(x509_crypto.CERT_TYPE_X509V3, der) for der in self.credentials.certificate_ders()]
-
-    def sign(self, data: bytes) -> bytes:
-        return rsa_crypto.sign(self.credentials.rsa_private_key, data, self.s_type, self.hash_name)
-
-
-def signed_message(header: CommonHeader, payloads: Sequence[Payload], signer: Signer) -> bytes:
-    """Encode the message with a SIGN payload last, signed over everything before the Signature (§5.2)."""
-    n = signer.signature_length
-    draft = Message(header, (*payloads, SignPayload(signer.s_type, bytes(n)))).encode()
-    covered = draft[: len(draft) - n]
-    signature = signer.sign(covered)
-    if len(signature) != n:  # pragma: no cover - RSA signatures are modulus-sized
-        raise CryptoError("unexpected signature length")
-    return covered + signature
-
-
-class PeerVerifier:
-    """Checks a peer's certificate and SIGN payload (RFC 3830 §4.3, §5.3, §6.5, §6.7).
-
-    ``validator`` validates chains against trust anchors; ``peer_certificates`` (leaf first) are used
-    when a message carries no CERT payload.  A configured peer leaf is trusted directly (the
-    "specific peer" model of §4.3.2) when no validator is given.  ``hashes`` lists the signature hashes
-    accepted, tried in order.
-    """
-
-    def __init__(
-        self,
-        validator: x509_crypto.CertificateValidator | None,
-        peer_certificates: Sequence[x509.Certificate] = (),
-        hashes: Sequence[str] = ("sha256", "sha1"),
-    ) -> None:
-        for h in hashes:
-            if h not in rsa_crypto.SIGNATURE_HASHES:
-                raise ValueError(f"signature hash must be one of {rsa_crypto.SIGNATURE_HASHES}")
-        self.validator = validator
-        self.peer_certificates = tuple(peer_certificates)
-        self._pinned = frozenset(x509_crypto.certificate_der(c) for c in self.peer_certificates[:1])
-        self.hashes = tuple(hashes)
-
-    def __repr__(self) -> str:
-        return f"PeerVerifier(validator={self.validator!r}, peer_certificates={len(self.peer_certificates)})"
-
-    def chain(self, msg: Message) -> tuple[list[x509.Certificate], list[bytes]]:
-        """The peer's chain (leaf first) from CERT payloads, else the configured certificates."""
-        certs: list[x509.Certificate] = []
-        ders: list[bytes] = []
-        for p in msg.find_all(CertPayload):
-            if p.cert_type == x509_crypto.CERT_TYPE_X509V3_URL:
-                raise CertificateError("X.509v3 URL certificates are not supported")
-            if p.cert_type == x509_crypto.CERT_TYPE_X509V3_ENCR:
-                raise CertificateError("an encryption-only certificate cannot verify a signature")
-            if p.cert_type not in (x509_crypto.CERT_TYPE_X509V3, x509_crypto.CERT_TYPE_X509V3_SIGN):
-                raise CertificateError(f"Cert type {p.cert_type} is not supported")
-            certs.append(x509_crypto.load_certificate(p.data))
-            ders.append(p.data)
-        if not certs:
-            certs = list(self.peer_certificates)
-            ders = [x509_crypto.certificate_der(c) for c in certs]
-        if not certs:
-            raise CertificateError("the message carries no certificate and none is configured for the peer")
-        return certs, ders
-
-    def _trusted_leaf(self, msg: Message, peer_id: str | None, at: datetime) -> tuple[x509.Certificate, RSAPublicKey]:
-        """The validated leaf and its RSA key; validated chains are cached per validator (see below)."""
-        ders = tuple(p.data for p in msg.find_all(CertPayload))
-        cache = _validation_cache(self.validator) if self.validator is not None and ders else None
-        ckey = (ders, peer_id)
-        if cache is not None:
-            hit = cache.get(ckey)
-            if hit is not None and hit.not_before <= at <= hit.not_after:
-                return hit.leaf, hit.key
-        certs, _ = self.chain(msg)
-        if self.validator is not None:
-            leaf = self.validator.validate(certs, at=at, peer_id=peer_id, purpose="sign")
-        elif x509_crypto.certificate_der(certs[0]) in self._pinned:
-            leaf = certs[0]
-        else:
-            raise CertificateError("no trust anchor configured and the certificate is not the configured peer's")
-        key = leaf.public_key()
-        if not isinstance(key, RSAPublicKey):
-            raise CertificateError("the peer's certificate does not hold an RSA key")
-        if cache is not None and self.validator is not None:
-            window = [*certs, *self.validator.trust_anchors]
-            if len(cache) >= _CACHE_SIZE:
-                cache.pop(next(iter(cache)))
-            cache[ckey] = _Validated(
-                leaf, key,
-                max(c.not_valid_before_utc for c in window),
-                min(c.not_valid_after_utc for c in window),
-            )
-        return leaf, key
-
-    def verify(self, msg: Message, peer_id: str | None, at: datetime) -> x509.Certificate:
-        """Validate the peer's certificate and check the signature; returns the peer's leaf."""
-        sign = msg.payloads[-1] if msg.payloads else None
-        if not isinstance(sign, SignPayload):
-            raise AuthenticationError("the message does not end with a SIGN payload (RFC 3830 §6.5)")
-        if sign.s_type not in _RSA_S_TYPES:
-            raise AuthenticationError(f"S type {sign.s_type} is not supported")
-        leaf, key = self._trusted_leaf(msg, peer_id, at)
-        raw = msg.raw_bytes()
-        covered = raw[: len(raw) - len(sign.signature)]
-        failure: MikeyError | None = None
-        for h in self.hashes:
-            try:
-                rsa_crypto.verify(key, covered, sign.signature, int(sign.s_type), h)
-                return leaf
-            except (AuthenticationError, UnsupportedHashError) as e:
-                failure = e
-        raise AuthenticationError("signature verification failed") from failure
 
 
 # --- pieces shared by DH and DH-HMAC ---------------------------------------------------------------
@@ -682,14 +495,14 @@ class DhInitiator(DhInitiatorBase):
         peer_certificates: Sequence[x509.Certificate] = (),
         s_type: int = SignatureType.RSA_PKCS1_V1_5,
         sign_hash: str = "sha256",
-        verify_hashes: Sequence[str] = ("sha256", "sha1"),
+        verify_hashes: Sequence[str] = SIGNATURE_HASHES,
         send_certificates: bool = True,
         chash_func: int | None = None,
         id_i: IdPayload | None = None,
         **kwargs: Any,
     ) -> None:
         if id_i is None and credentials is not None:
-            id_i = certificate_id(credentials.certificate)
+            id_i = _certificate_id(credentials.certificate)
         super().__init__(id_i=id_i, **kwargs)
         self.signer = Signer(credentials, s_type, sign_hash) if credentials is not None else None
         self.verifier = PeerVerifier(validator, peer_certificates, verify_hashes)
@@ -764,13 +577,13 @@ class DhResponder(DhResponderBase):
         peer_certificates: Sequence[x509.Certificate] = (),
         s_type: int = SignatureType.RSA_PKCS1_V1_5,
         sign_hash: str = "sha256",
-        verify_hashes: Sequence[str] = ("sha256", "sha1"),
+        verify_hashes: Sequence[str] = SIGNATURE_HASHES,
         send_certificates: bool = True,
         id_r: IdPayload | None = None,
         **kwargs: Any,
     ) -> None:
         if id_r is None:
-            id_r = certificate_id(credentials.certificate)
+            id_r = _certificate_id(credentials.certificate)
         super().__init__(id_r=id_r, **kwargs)
         self.signer = Signer(credentials, s_type, sign_hash)
         self.verifier = PeerVerifier(validator, peer_certificates, verify_hashes)
@@ -801,7 +614,7 @@ class DhResponder(DhResponderBase):
         if self.send_certificates:
             out += self.signer.cert_payloads()
         if id_i is None and self._peer_leaf is not None:
-            id_i = certificate_id(self._peer_leaf)
+            id_i = _certificate_id(self._peer_leaf)
         if id_i is not None:
             out.append(id_i)
         return out

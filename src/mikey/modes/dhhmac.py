@@ -45,8 +45,9 @@ from ..wire import (
     TimestampPayload,
 )
 from .base import State, build_error_message
-from .dh import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, check_compat
+from .dh import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase
 from .psk import PskLookup
+from .signing import check_compat
 
 __all__ = ["DhHmacInitiator", "DhHmacResponder", "COMPAT_INIT_WITHOUT_IDR", "DHHMAC_RESPONDER_COMPAT", "auth_key"]
 

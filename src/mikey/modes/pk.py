@@ -13,7 +13,8 @@ R_MESSAGE = HDR, T, [IDr], V                          (only when the Initiator s
   the pre-shared key of later PSK-mode update messages (§3.2, §4.5); see
   :class:`EnvelopeKeyCache`.
 
-The helpers in this module (signatures, CERT handling, KEMAC-with-ID) are shared
+Signing, CERT payloads and the peer's certificate and SIGN checks are the shared
+:mod:`mikey.modes.signing`.  The KEMAC-with-ID helpers of this module are shared
 with :mod:`mikey.modes.rsa_r` (RFC 4738), whose R_MESSAGE is built like this
 I_MESSAGE.
 
@@ -33,19 +34,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..constants import (
     MAC_LENGTHS,
     PRF,
     CacheType,
-    CertType,
     CSIdMapType,
     DataType,
     EncrAlg,
@@ -122,6 +122,15 @@ from .psk import (
     default_tgk_length,
     key_material,
 )
+from .signing import (
+    SIGNATURE_HASHES,
+    CertResolver,
+    PeerVerifier,
+    Signer,
+    check_compat,
+    identity_of,
+    message_time,
+)
 
 __all__ = [
     "PkInitiator",
@@ -131,15 +140,10 @@ __all__ = [
     "CertResolver",
     "COMPAT_OPTIONS",
     "SIGNATURE_HASHES",
-    "sign_message",
-    "verify_signature",
-    "peer_chain",
-    "validate_chain",
     "kemac_mac_input",
     "build_kemac",
     "open_kemac",
-    "message_time",
-    "identity_of",
+    "check_key_encipherment",
 ]
 
 #: Deployed-variant switches accepted in ``compat`` (see the module docstring and rsa_r).
@@ -147,156 +151,11 @@ COMPAT_OPTIONS = frozenset(
     {"sign-excludes-header", "kemac-without-id", "rsa-r-sign-no-trailer", "rsa-r-fresh-timestamp"}
 )
 
-#: Hashes tried, in order, when verifying a SIGN (the SIGN payload does not name its hash).
-SIGNATURE_HASHES: tuple[str, ...] = ("sha256", "sha1")
-
-#: ``url -> certificates`` for X.509v3 URL CERT payloads (Cert type 1); the application fetches them.
-CertResolver = Callable[[str], Sequence[x509.Certificate]]
-
 #: Default envelope key length in octets (RFC 3830 leaves it open; 256 bits fills one PRF piece, §4.1.2).
 ENVELOPE_KEY_LENGTH = 32
 
 
-def check_compat(compat: Iterable[str]) -> frozenset[str]:
-    out = frozenset(compat)
-    unknown = out - COMPAT_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown compatibility option(s) {sorted(unknown)}; known: {sorted(COMPAT_OPTIONS)}")
-    return out
-
-
-# --- signatures (RFC 3830 §5.2, §6.5) ---------------------------------------------------------
-
-
-def _rsa_signature_length(key: RSAPrivateKey) -> int:
-    return (key.key_size + 7) // 8
-
-
-def sign_message(
-    header: CommonHeader,
-    payloads: Sequence[Payload],
-    key: RSAPrivateKey,
-    *,
-    s_type: int = SignatureType.RSA_PKCS1_V1_5,
-    hash_name: str = "sha256",
-    trailer: bytes = b"",
-    exclude_header: bool = False,
-) -> bytes:
-    """Encode ``header, payloads, SIGN`` and sign it (RFC 3830 §5.2).
-
-    The signature covers the message up to the Signature field -- including the
-    2-octet S type/len header unless ``exclude_header`` -- followed by ``trailer``
-    (RFC 4738 §3.6: IDi || IDr || T for SIGNr).
-    """
-    n = _rsa_signature_length(key)
-    draft = Message(header, (*payloads, SignPayload(s_type, bytes(n)))).encode()
-    covered = draft[: len(draft) - n - (2 if exclude_header else 0)]
-    try:
-        sig = rsa_crypto.sign(key, covered + trailer, s_type, hash_name)
-    except CryptoError as e:
-        raise UnspecifiedError(f"cannot sign the message: {e}") from None
-    return draft[: len(draft) - n] + sig
-
-
-def verify_signature(
-    msg: Message,
-    public_key: object,
-    *,
-    hashes: Sequence[str] = SIGNATURE_HASHES,
-    trailer: bytes = b"",
-    compat: frozenset[str] = frozenset(),
-) -> None:
-    """Verify the SIGN payload (the last one) over the received bytes; raise AuthenticationError."""
-    if not msg.payloads or not isinstance(msg.payloads[-1], SignPayload):
-        raise AuthenticationError("the message does not end with a SIGN payload")
-    sign = msg.payloads[-1]
-    if sign.s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
-        raise AuthenticationError(f"SIGN S type {sign.s_type} is not an RSA signature")
-    if not isinstance(public_key, RSAPublicKey):
-        raise CertificateError("the signer's certificate does not hold an RSA key")
-    raw = msg.raw_bytes()
-    off = msg.payload_span(len(msg.payloads) - 1)[0]
-    coverages = [raw[: off + 2]]
-    if "sign-excludes-header" in compat:
-        coverages.append(raw[:off])
-    for covered in coverages:
-        for h in hashes:
-            try:
-                rsa_crypto.verify(public_key, covered + trailer, sign.signature, int(sign.s_type), h)
-                return
-            except AuthenticationError:
-                continue
-    raise AuthenticationError("SIGN verification failed")
-
-
 # --- certificates (RFC 3830 §4.3, §6.7, §6.8; RFC 4738 §3.8) ------------------------------------
-
-
-def peer_chain(
-    certs: Sequence[CertPayload],
-    purpose: x509_crypto.Purpose,
-    resolver: CertResolver | None,
-) -> list[x509.Certificate]:
-    """The certificates of CERT payloads usable for *purpose*, leaf first (Table 6.7.b).
-
-    X.509v3 URL certificates (type 1) are resolved by the application's *resolver*.
-    """
-    out: list[x509.Certificate] = []
-    skip = CertType.X509V3_ENCR if purpose == "sign" else CertType.X509V3_SIGN
-    for c in certs:
-        if c.cert_type == skip:
-            continue
-        if c.cert_type in (CertType.X509V3, CertType.X509V3_SIGN, CertType.X509V3_ENCR):
-            out.append(_load_certificate(c.data))
-        elif c.cert_type == CertType.X509V3_URL:
-            if resolver is None:
-                raise CertificateError("X.509v3 URL certificate given but no certificate resolver is configured")
-            try:
-                url = c.data.decode("ascii")
-            except UnicodeDecodeError:
-                raise CertificateError("X.509v3 URL certificate is not an ASCII URL") from None
-            resolved = list(resolver(url))
-            if not resolved:
-                raise CertificateError("certificate URL resolved to nothing")
-            out.extend(resolved)
-        else:
-            raise CertificateError(f"Cert type {c.cert_type} is not supported")
-    return out
-
-
-def _load_certificate(der: bytes) -> x509.Certificate:
-    try:
-        return x509_crypto.load_certificate(der)
-    except CertificateError:
-        raise
-    except Exception:  # e.g. x509.InvalidVersion, which is not a ValueError
-        raise CertificateError("cannot parse X.509 certificate") from None
-
-
-def message_time(t: TimestampPayload | None, now: float) -> datetime:
-    """The time certificates are checked at: the message's timestamp (or *now* for COUNTER)."""
-    when = t.unix_time() if t is not None else None
-    return datetime.fromtimestamp(now if when is None else when, UTC)
-
-
-def validate_chain(
-    validator: x509_crypto.CertificateValidator,
-    chain: Sequence[x509.Certificate],
-    *,
-    at: datetime,
-    peer_id: IdPayload | None,
-    purpose: x509_crypto.Purpose,
-) -> x509.Certificate:
-    """Chain, validity at the message's time, key usage and ID binding (RFC 3830 §4.3)."""
-    if not chain:
-        raise CertificateError("no certificate for the peer (no CERT payload and none configured)")
-    try:
-        return validator.validate(chain, at=at, peer_id=peer_id.text if peer_id is not None else None,
-                                  purpose=purpose)
-    except MikeyError:
-        raise
-    except Exception:  # a malformed certificate fails lazily in cryptography (KeyError, ValueError ...)
-        raise CertificateError("malformed certificate") from None
 
 
 def check_key_encipherment(cert: x509.Certificate) -> None:
@@ -309,33 +168,6 @@ def check_key_encipherment(cert: x509.Certificate) -> None:
         raise CertificateError("certificate has malformed extensions") from None
     if not ku.key_encipherment:
         raise CertificateError("the peer's certificate does not allow keyEncipherment")
-
-
-def identity_of(cert: x509.Certificate) -> IdPayload:
-    """A MIKEY ID for our own certificate: its first SAN URI (type URI) or e-mail (type NAI)."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-        if uris:
-            return IdPayload.uri(uris[0])
-        mails = san.get_values_for_type(x509.RFC822Name)
-        if mails:
-            return IdPayload.nai(mails[0])
-    raise CertificateError("cannot derive a MIKEY ID from the certificate (no SAN URI or e-mail); pass one")
-
-
-def cert_payloads(
-    credentials: Credentials, *, include: bool, url: str | None, cert_type: int = CertType.X509V3
-) -> list[CertPayload]:
-    """CERT payloads for our chain: one per certificate (§6.7), or one X.509v3 URL."""
-    if url is not None:
-        return [CertPayload(CertType.X509V3_URL, url.encode("ascii"))]
-    if not include:
-        return []
-    return [CertPayload(cert_type, der) for der in credentials.certificate_ders()]
 
 
 def _chash_matches(chash: ChashPayload, cert: x509.Certificate) -> bool:
@@ -627,7 +459,10 @@ class PkInitiator(Side):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
         if cache not in (CacheType.NO_CACHE, CacheType.CACHE, CacheType.CACHE_FOR_CSB):
             raise ValueError("cache must be 0, 1 or 2 (RFC 3830 Table 6.3)")
+        self.compat = check_compat(compat, COMPAT_OPTIONS)
         self._credentials = credentials
+        self.signer: Signer | None = Signer(credentials, s_type, sign_hash,
+                                            exclude_header="sign-excludes-header" in self.compat)
         self.peer_certificate = peer_certificate
         self.peer_chain = tuple(peer_chain)
         self.validator = validator if validator is not None else x509_crypto.CertificateValidator([peer_certificate])
@@ -656,7 +491,6 @@ class PkInitiator(Side):
         self.envelope_key_cache = envelope_key_cache
         self.cs_id_map_type = cs_id_map_type
         self.verification_coverage = verification_coverage
-        self.compat = check_compat(compat)
         self.header: CommonHeader | None = None
         self.timestamp: TimestampPayload | None = None
         self.i_message: bytes | None = None
@@ -712,7 +546,9 @@ class PkInitiator(Side):
         payloads: list[Payload] = [self.timestamp, RandPayload(self.rand)]
         if self.send_id_i:
             payloads.append(self.id_i)
-        payloads += cert_payloads(self._credentials, include=self.include_certificate, url=self.certificate_url)
+        if self.signer is None:
+            raise StateError("a resumed Initiator cannot build an I_MESSAGE")
+        payloads += self.signer.cert_payloads(include=self.include_certificate, url=self.certificate_url)
         if self.id_r is not None:
             payloads.append(self.id_r)
         payloads += self.policies
@@ -721,10 +557,7 @@ class PkInitiator(Side):
             der = x509_crypto.certificate_der(self.peer_certificate)
             payloads.append(ChashPayload(self.chash, x509_crypto.chash(self.chash, der)))
         payloads.append(PkePayload(self.cache, pke_data))
-        self.i_message = sign_message(
-            self.header, payloads, self._credentials.rsa_private_key, s_type=self.s_type, hash_name=self.sign_hash,
-            exclude_header="sign-excludes-header" in self.compat,
-        )
+        self.i_message = self.signer.signed_message(self.header, payloads)
         if self.envelope_key_cache is not None:
             self.envelope_key_cache.store(id_data(self.id_r), self.csb_id, self.rand, self._env_key, self.cache, now)
         self.state = State.WAIT_RESPONSE if self.v else State.DONE
@@ -822,7 +655,7 @@ class PkInitiator(Side):
         pke = msg.find(PkePayload)
         if t is None or rand_p is None or kemac is None or pke is None:
             raise UnspecifiedError("PK I_MESSAGE needs T, RAND, KEMAC and PKE (RFC 3830 §3.2)")
-        compat_set = check_compat(compat)
+        compat_set = check_compat(compat, COMPAT_OPTIONS)
         transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(msg.header.prf))
         keys = transport.keys(envelope_key, msg.csb_id, rand_p.rand)
         opened = open_kemac(msg, transport, keys, msg.csb_id, t, compat_set)
@@ -830,6 +663,7 @@ class PkInitiator(Side):
         Side.__init__(self)
         id_i, id_r = split_ids(msg)
         self._credentials = None  # type: ignore[assignment]  # not needed to complete
+        self.signer = None
         self.peer_certificate = None  # type: ignore[assignment]
         self.peer_chain = ()
         self.validator = x509_crypto.CertificateValidator([])
@@ -922,18 +756,17 @@ class PkResponder(Side):
         if not creds:
             raise ValueError("at least one credential is needed")
         self._credentials = creds
+        self.compat = check_compat(compat, COMPAT_OPTIONS)
         self.validator = validator
-        self.peer_certificates = [peer_certificate, *peer_chain] if peer_certificate is not None else []
-        self.cert_resolver = cert_resolver
+        peers = [peer_certificate, *peer_chain] if peer_certificate is not None else []
+        self.verifier = PeerVerifier(validator, peers, signature_hashes, resolver=cert_resolver, compat=self.compat)
         self.own_ssrcs = list(own_ssrcs)
         self.id_r = id_r
         self.pke_oaep = pke_oaep
         self.oaep_hash = oaep_hash
-        self.signature_hashes = tuple(signature_hashes)
         self.allow_null_mac = allow_null_mac
         self.envelope_key_cache = envelope_key_cache
         self.verification_coverage = verification_coverage
-        self.compat = check_compat(compat)
         self.result: ExchangeResult | None = None
 
     def __repr__(self) -> str:
@@ -1007,9 +840,9 @@ class PkResponder(Side):
             if kemac.mac_alg == MacAlg.NULL and not (self.allow_null_mac or kemac.encr_alg == EncrAlg.AES_KW_128):
                 raise UnsupportedMACError("NULL MAC is only accepted with AES-KW (RFC 3830 §4.2.3)")
             at = message_time(t, now)
-            chain = peer_chain(msg.find_all(CertPayload), "sign", self.cert_resolver) or self.peer_certificates
-            leaf = validate_chain(self.validator, chain, at=at, peer_id=id_i, purpose="sign")
-            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes, compat=self.compat)
+            chain = self.verifier.chain(msg.find_all(CertPayload))
+            leaf = self.verifier.leaf(chain, at=at, peer_id=id_i)
+            self.verifier.verify_signature(msg, leaf)
             own = self._own_credentials(chash)
             env_key = rsa_crypto.decrypt_envelope(own.rsa_private_key, pke.data, self.pke_oaep,
                                                   oaep_hash=self.oaep_hash)
@@ -1069,7 +902,7 @@ class PkResponder(Side):
         self,
         encrypted: IdPayload | None,
         clear: IdPayload | None,
-        chain: Sequence[x509.Certificate],
+        chain: Sequence[x509.Certificate | bytes],
         at: datetime,
     ) -> None:
         """§3.2: the encrypted IDi MUST equal the expected IDi (the clear one, else the certificate's)."""
@@ -1079,7 +912,7 @@ class PkResponder(Side):
             if not same_id(encrypted, clear):
                 raise AuthenticationError("the encrypted IDi differs from the IDi payload (RFC 3830 §3.2)")
             return
-        validate_chain(self.validator, chain, at=at, peer_id=encrypted, purpose="sign")
+        self.verifier.leaf(chain, at=at, peer_id=encrypted)
 
     def _attach_error(
         self,

@@ -647,7 +647,6 @@ class PskResponder(Side):
             t, rand_p, kemac = psk_payloads(msg)
             check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
             self.replay_cache.check(msg.raw_bytes(), now)
-            check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
             if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
                 raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
             previous = self._bundle(hdr.csb_id) if rand_p is None else None

@@ -18,6 +18,8 @@ Initiator's public key in PKE (§3.6), and signs
 * Errors: an unparseable I_MESSAGE gets Error no 13 (§3.5; ``unparseable_error_no=12``
   for RFC 3830-only peers); after SIGNi verified, Error messages are signed (§5.1.2 of 3830).
 
+Signing and the peer's certificate and SIGN checks are :mod:`mikey.modes.signing`.
+
 Compatibility options (``compat``, see also :mod:`mikey.modes.pk`):
 
 * ``"sign-excludes-header"`` -- signatures without the 2-octet SIGN header (minisip libmikey).
@@ -102,26 +104,28 @@ from .base import (
     timestamp_expiry,
 )
 from .pk import (
+    COMPAT_OPTIONS,
     ENVELOPE_KEY_LENGTH,
-    SIGNATURE_HASHES,
-    CertResolver,
     EnvelopeKeyCache,
     build_kemac,
-    cert_payloads,
-    check_compat,
     check_key_encipherment,
-    identity_of,
-    message_time,
     open_kemac,
-    peer_chain,
     same_id,
     session_keys_for,
-    sign_message,
     split_ids,
-    validate_chain,
-    verify_signature,
 )
 from .psk import KeyTransport, check_algorithms, default_tgk_length
+from .signing import (
+    SIGNATURE_HASHES,
+    CertResolver,
+    PeerVerifier,
+    Signer,
+    check_compat,
+    der_of,
+    identity_of,
+    message_time,
+    sign_message,
+)
 
 __all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered"]
 
@@ -236,10 +240,12 @@ class RsaRInitiator(Side):
             validator = x509_crypto.CertificateValidator([peer_certificate])
         if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
+        self.compat = check_compat(compat, COMPAT_OPTIONS)
         self._credentials = credentials
+        self.signer = Signer(credentials, s_type, sign_hash, exclude_header="sign-excludes-header" in self.compat)
         self.validator = validator
-        self.peer_certificates = [peer_certificate, *peer_chain] if peer_certificate is not None else []
-        self.cert_resolver = cert_resolver
+        peers = [peer_certificate, *peer_chain] if peer_certificate is not None else []
+        self.verifier = PeerVerifier(validator, peers, signature_hashes, resolver=cert_resolver, compat=self.compat)
         self.group = group
         if crypto_sessions is None:
             crypto_sessions = [] if group else [CryptoSessionSpec()]
@@ -259,12 +265,10 @@ class RsaRInitiator(Side):
         self.certificate_url = certificate_url
         self.s_type = s_type
         self.sign_hash = sign_hash
-        self.signature_hashes = tuple(signature_hashes)
         self.pke_oaep = pke_oaep
         self.oaep_hash = oaep_hash
         self.envelope_key_cache = envelope_key_cache
         self.cs_id_map_type = cs_id_map_type
-        self.compat = check_compat(compat)
         self.header: CommonHeader | None = None
         self.timestamp: TimestampPayload | None = None
         self.i_message: bytes | None = None
@@ -286,14 +290,11 @@ class RsaRInitiator(Side):
                 payloads.append(RandPayload(self.rand))
             if self.send_id_i:
                 payloads.append(self.id_i)
-            payloads += cert_payloads(self._credentials, include=self.include_certificate, url=self.certificate_url)
+            payloads += self.signer.cert_payloads(include=self.include_certificate, url=self.certificate_url)
             if self.id_r is not None:
                 payloads.append(self.id_r)
             payloads += self.policies
-            self.i_message = sign_message(
-                self.header, payloads, self._credentials.rsa_private_key, s_type=self.s_type,
-                hash_name=self.sign_hash, exclude_header="sign-excludes-header" in self.compat,
-            )
+            self.i_message = self.signer.signed_message(self.header, payloads)
         except MikeyError:
             self.state = State.FAILED
             raise
@@ -331,8 +332,8 @@ class RsaRInitiator(Side):
         t = msg.find(TimestampPayload)
         if t is None:
             raise UnspecifiedError("RSA-R I_MESSAGE has no T payload")
-        compat = check_compat(kwargs.get("compat", ()))  # type: ignore[arg-type]
-        verify_signature(msg, credentials.certificate.public_key(), compat=compat)
+        compat = check_compat(kwargs.get("compat", ()), COMPAT_OPTIONS)  # type: ignore[arg-type]
+        PeerVerifier(None, compat=compat).verify_signature(msg, credentials.certificate)
         id_i, id_r = split_ids(msg)
         rand_p = msg.find(RandPayload)
         hdr = msg.header
@@ -402,17 +403,14 @@ class RsaRInitiator(Side):
             raise AuthenticationError("the Responder is not the IDr the I_MESSAGE asked for (RFC 4738 §3.4)")
         expected_r = id_r_clear or self.id_r
         at = message_time(t, now)
-        chain = peer_chain(msg.find_all(CertPayload), "sign", self.cert_resolver) or self.peer_certificates
-        leaf = validate_chain(self.validator, chain, at=at, peer_id=expected_r, purpose="sign")
+        chain = self.verifier.chain(msg.find_all(CertPayload))
+        leaf = self.verifier.leaf(chain, at=at, peer_id=expected_r)
         id_i = self.id_i if self.send_id_i else None
         trailer_r = id_r_clear if id_r_clear is not None else self.id_r
-        try:
-            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes,
-                             trailer=_sign_trailer(id_i, trailer_r, self.timestamp), compat=self.compat)
-        except AuthenticationError:
-            if "rsa-r-sign-no-trailer" not in self.compat:
-                raise
-            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes, compat=self.compat)
+        trailers = [_sign_trailer(id_i, trailer_r, self.timestamp)]
+        if "rsa-r-sign-no-trailer" in self.compat:
+            trailers.append(b"")
+        self.verifier.verify_signature(msg, leaf, trailers=trailers)
         answered = msg.find_all(SecurityPolicyPayload)
         if self.policies:
             if not answered:
@@ -436,7 +434,7 @@ class RsaRInitiator(Side):
             if expected_r is not None and not same_id(opened.id_payload, expected_r):
                 raise AuthenticationError("the encrypted IDr differs from the expected IDr (RFC 4738 §3.6)")
             if expected_r is None:
-                validate_chain(self.validator, chain, at=at, peer_id=opened.id_payload, purpose="sign")
+                self.verifier.leaf(chain, at=at, peer_id=opened.id_payload)
         policies = tuple(answered) if answered else tuple(self.policies)
         sessions = session_keys_for(opened.key, opened.key_type, hdr, rand, policies, opened.salt, csb_id=key_csb)
         responder = expected_r or opened.id_payload
@@ -528,10 +526,12 @@ class RsaRResponder(Side):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
         if cache not in (CacheType.NO_CACHE, CacheType.CACHE, CacheType.CACHE_FOR_CSB):
             raise ValueError("cache must be 0, 1 or 2 (RFC 3830 Table 6.3)")
+        self.compat = check_compat(compat, COMPAT_OPTIONS)
         self._credentials = credentials
+        self.signer = Signer(credentials, s_type, sign_hash, exclude_header="sign-excludes-header" in self.compat)
         self.validator = validator
-        self.peer_certificates = [peer_certificate, *peer_chain] if peer_certificate is not None else []
-        self.cert_resolver = cert_resolver
+        peers = [peer_certificate, *peer_chain] if peer_certificate is not None else []
+        self.verifier = PeerVerifier(validator, peers, signature_hashes, resolver=cert_resolver, compat=self.compat)
         self.own_ssrcs = list(own_ssrcs)
         self.id_r = id_r if id_r is not None else identity_of(credentials.certificate)
         self.send_id_r = send_id_r
@@ -551,13 +551,11 @@ class RsaRResponder(Side):
         self.mac_alg = mac_alg
         self.s_type = s_type
         self.sign_hash = sign_hash
-        self.signature_hashes = tuple(signature_hashes)
         self.pke_oaep = pke_oaep
         self.oaep_hash = oaep_hash
         self.cache = cache
         self.envelope_key_cache = envelope_key_cache
         self.unparseable_error_no = unparseable_error_no
-        self.compat = check_compat(compat)
         self.result: ExchangeResult | None = None
 
     def __repr__(self) -> str:
@@ -630,9 +628,9 @@ class RsaRResponder(Side):
             self.replay_cache.check(msg.raw_bytes(), now)
             at = message_time(t, now)
             certs = msg.find_all(CertPayload)
-            chain = peer_chain(certs, "sign", self.cert_resolver) or self.peer_certificates
-            leaf = validate_chain(self.validator, chain, at=at, peer_id=id_i, purpose="sign")
-            verify_signature(msg, leaf.public_key(), hashes=self.signature_hashes, compat=self.compat)
+            chain = self.verifier.chain(certs)
+            leaf = self.verifier.leaf(chain, at=at, peer_id=id_i)
+            self.verifier.verify_signature(msg, leaf)
             progress.authenticated = True
             raw = msg.raw_bytes()
             self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
@@ -640,9 +638,9 @@ class RsaRResponder(Side):
                 self.replay_cache.add_counter(id_data(id_i), t.ts_int)
             if id_r_req is not None and not same_id(id_r_req, self.id_r):
                 raise UnsupportedIDError("the I_MESSAGE asks for another Responder identity (RFC 4738 §3.4)")
-            enc_chain = peer_chain(certs, "encrypt", self.cert_resolver) or self.peer_certificates
-            if enc_chain and enc_chain[0] is not leaf and enc_chain[0] != leaf:
-                enc_leaf = validate_chain(self.validator, enc_chain, at=at, peer_id=id_i, purpose="encrypt")
+            enc_chain = self.verifier.chain(certs, "encrypt")
+            if enc_chain and der_of(enc_chain[0]) != der_of(chain[0]):
+                enc_leaf = self.verifier.leaf(enc_chain, at=at, peer_id=id_i, purpose="encrypt")
             else:
                 enc_leaf = leaf
                 check_key_encipherment(leaf)
@@ -678,15 +676,12 @@ class RsaRResponder(Side):
                 payloads.append(RandPayload(rand))
             if self.send_id_r:
                 payloads.append(self.id_r)
-            payloads += cert_payloads(self._credentials, include=self.include_certificate, url=self.certificate_url)
+            payloads += self.signer.cert_payloads(include=self.include_certificate, url=self.certificate_url)
             payloads += policies
             payloads += [kemac, PkePayload(self.cache, pke_data)]
             trailer_r = self.id_r if self.send_id_r else id_r_req
             trailer = b"" if "rsa-r-sign-no-trailer" in self.compat else _sign_trailer(id_i, trailer_r, t)
-            response = sign_message(
-                header, payloads, self._credentials.rsa_private_key, s_type=self.s_type, hash_name=self.sign_hash,
-                trailer=trailer, exclude_header="sign-excludes-header" in self.compat,
-            )
+            response = self.signer.signed_message(header, payloads, trailer=trailer)
             sessions = session_keys_for(self._tgk, self.key_type, header, rand, policies, self._salt(),
                                         csb_id=key_csb)
         except MikeyProtocolError as exc:
