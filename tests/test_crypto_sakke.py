@@ -91,6 +91,16 @@ def test_encapsulate_known_answer() -> None:
     assert len(sed) == 273
 
 
+def test_encapsulate_known_answer_from_recipient_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§6.2.1: the same SED once the sender has built its [b]P + Z table."""
+    monkeypatch.setattr(sakke, "_SENDER_TABLE_USES", 2)
+    PS1._recipient_tables.clear()
+    PS1._sender_uses.clear()
+    for _ in range(3):
+        assert sakke.encapsulate(SSV, B, Z)[1] == SED
+    assert PS1._recipient_table(Z, int.from_bytes(B, "big")) is not None
+
+
 def test_pairing_known_answer() -> None:
     """App. A: w = <R, K_b> = g^r (§3.2, §6.2.2 step 2), both argument orders."""
     r_point = PS1.curve.decode_point(SED[:257])
@@ -143,7 +153,7 @@ def test_pairing_degenerate_inputs() -> None:
 
 
 def test_receiver_paths_reject_tampering() -> None:
-    """Each of the three decapsulation paths keeps the §6.2.2 step 5 re-check."""
+    """Every decapsulation path (direct, line building, stored lines, [b]P + Z table) keeps step 5."""
     receiver = sakke.SakkeReceiver(RSK, B, Z)
     bad = bytearray(SED)
     bad[-1] ^= 1
@@ -151,6 +161,49 @@ def test_receiver_paths_reject_tampering() -> None:
         with pytest.raises(AuthenticationError):
             receiver.decapsulate(bytes(bad))
         assert receiver.decapsulate(SED) == SSV
+    assert receiver._recipient_table() is not None
+    r_point = PS1.curve.decode_point(SED[:257])
+    with pytest.raises(AuthenticationError):  # -R passes no path
+        receiver.decapsulate(PS1.curve.encode_point(PS1.curve.neg(r_point)) + SED[257:])
+
+
+def test_sender_tables_are_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender builds a recipient's table once; after eviction it is not rebuilt."""
+    monkeypatch.setattr(sakke, "_SENDER_TABLE_USES", 3)
+    z, z_bytes = sakke.generate_master()
+    idents = [b"2024-05\x00tel:+44770091%04d\x00" % n for n in range(3)]
+    for ident in idents:
+        b = int.from_bytes(ident, "big")
+        for use in range(1, 4):
+            assert (PS1._recipient_table(z_bytes, b) is not None) == (use > 3)
+            sakke.encapsulate(None, ident, z_bytes)
+        assert PS1._recipient_table(z_bytes, b) is not None
+    first = int.from_bytes(idents[0], "big")
+    assert PS1._recipient_table(z_bytes, first) is None  # evicted by the other two
+    for _ in range(4):
+        ssv, sed = sakke.encapsulate(None, idents[0], z_bytes)
+    assert PS1._recipient_table(z_bytes, first) is None  # and not rebuilt
+    receiver = sakke.SakkeReceiver(sakke.issue_rsk(z, idents[0]), idents[0], z_bytes)
+    assert receiver.decapsulate(sed) == ssv
+
+
+def test_recipient_tables_are_bounded() -> None:
+    """At most a few [b]P + Z tables are kept; an evicted receiver falls back to the P and Z tables."""
+    z, z_bytes = sakke.generate_master()
+    receivers = []
+    for n in range(3):
+        ident = b"2024-05\x00tel:+44770090%04d\x00" % n
+        receiver = sakke.SakkeReceiver(sakke.issue_rsk(z, ident), ident, z_bytes)
+        receivers.append(receiver)
+        for _ in range(3):
+            ssv, sed = sakke.encapsulate(None, ident, z_bytes)
+            assert receiver.decapsulate(sed) == ssv
+    assert len(PS1._recipient_tables) <= 2
+    first = receivers[0]
+    assert PS1._recipient_table(first.kms_public_key, first._b) is None  # evicted, not rebuilt
+    ssv, sed = sakke.encapsulate(None, first.identifier, z_bytes)
+    assert first.decapsulate(sed) == ssv
+    assert PS1._recipient_table(first.kms_public_key, first._b) is None
 
 
 def test_fixed_base_helpers() -> None:

@@ -381,3 +381,151 @@ def test_id_binding_policy_hook(pki: Pki) -> None:
 
 def test_validator_repr(validator: mx509.CertificateValidator) -> None:
     assert repr(validator) == "CertificateValidator(anchors=1)"
+
+
+# --------------------------------------------------------------------------- malformed input never leaks
+
+
+def _corruptions(der: bytes) -> list[bytes]:
+    """The DER with one octet changed, at every position (two different changes each)."""
+    out = []
+    for pos in range(len(der)):
+        for flip in (0xFF, 0x01):
+            out.append(der[:pos] + bytes([der[pos] ^ flip]) + der[pos + 1 :])
+    return out
+
+
+def _only_certificate_error(fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    try:
+        fn(*args, **kwargs)
+    except CertificateError as exc:
+        assert exc.err_no == 8
+    # any other exception type fails the test
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_corrupted_der_raises_only_certificate_error(pki: Pki, validator: mx509.CertificateValidator) -> None:
+    parsed = 0
+    for bad in _corruptions(pki.alice.cert_der):
+        _only_certificate_error(mx509.load_certificate, bad)
+        # Unparsed DER straight into the validator, and a leaf claiming an ID (SAN parsing).
+        _only_certificate_error(validator.validate, [bad], at=NOW, peer_id="sip:alice@example.com")
+        try:
+            cert = mx509.load_certificate(bad)
+        except CertificateError:
+            continue
+        parsed += 1
+        # Trusted as its own anchor, so the lazily parsed fields (validity, extensions, key usage,
+        # subjectAltName) are all read rather than the issuer's signature failing first.
+        self_trust = mx509.CertificateValidator([cert])
+        for purpose in ("sign", "encrypt"):
+            _only_certificate_error(self_trust.validate, [cert], at=NOW, peer_id="sip:alice@example.com",
+                                    purpose=purpose)
+        _only_certificate_error(validator.validate, [cert], at=NOW)
+    assert parsed > 100  # many corruptions parse: the lazily read fields were exercised
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_corrupted_intermediate_in_chain(pki: Pki, validator: mx509.CertificateValidator) -> None:
+    for bad in _corruptions(pki.inter.cert_der)[::7]:
+        with pytest.raises(CertificateError):
+            validator.validate([pki.bob.cert_der, bad], at=NOW)
+
+
+@pytest.mark.parametrize("junk", [None, 42, "text"])
+def test_load_certificate_wrong_type(junk: object) -> None:
+    with pytest.raises(CertificateError):
+        mx509.load_certificate(junk)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the validated-path cache
+
+
+def _counting(v: mx509.CertificateValidator) -> list[int]:
+    calls = [0]
+    inner = v._validate_path
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return inner(*args, **kwargs)
+
+    v._validate_path = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_cache_hit_skips_path_validation_der_or_parsed(pki: Pki) -> None:
+    v = mx509.CertificateValidator([pki.root.cert])
+    calls = _counting(v)
+    chain = [pki.bob.cert_der, pki.inter.cert_der]
+    assert v.validate(chain, at=NOW, peer_id="bob.example.org") == pki.bob.cert
+    assert v.validate([pki.bob.cert, pki.inter.cert], at=NOW, peer_id="bob.example.org") == pki.bob.cert
+    assert v.validate(chain, at=NOW + dt.timedelta(days=1), peer_id="bob.example.org") == pki.bob.cert
+    assert calls[0] == 1
+    v.clear_cache()
+    v.validate(chain, at=NOW, peer_id="bob.example.org")
+    assert calls[0] == 2
+
+
+def test_cache_is_keyed_by_peer_id_and_purpose(pki: Pki) -> None:
+    v = mx509.CertificateValidator([pki.root.cert])
+    sign_only = make_leaf(pki.root, "sign-only", san_uris=["sip:carol@example.com"], key_usage=["digital_signature"])
+    v.validate([sign_only.cert], at=NOW, peer_id="sip:carol@example.com", purpose="sign")
+    with pytest.raises(CertificateError, match="not bound"):
+        v.validate([sign_only.cert], at=NOW, peer_id="sip:mallory@example.com", purpose="sign")
+    with pytest.raises(CertificateError, match="keyEncipherment"):
+        v.validate([sign_only.cert], at=NOW, peer_id="sip:carol@example.com", purpose="encrypt")
+
+
+@pytest.mark.parametrize("expiring", ["leaf", "intermediate", "anchor"])
+def test_cached_path_only_inside_every_validity_window(expiring: str) -> None:
+    """A cached path is not accepted once any certificate on it, the anchor included, is outside its window."""
+    soon = NOW + dt.timedelta(hours=1)
+    root = make_ca("Cache Root", not_after=soon if expiring == "anchor" else NOW + dt.timedelta(days=3650))
+    inter = make_intermediate(root, "Cache Intermediate",
+                              not_after=soon if expiring == "intermediate" else NOW + dt.timedelta(days=365))
+    leaf = make_leaf(inter, "cache-leaf", san_uris=["sip:dave@example.com"],
+                     not_after=soon if expiring == "leaf" else NOW + dt.timedelta(days=30))
+    v = mx509.CertificateValidator([root.cert])
+    calls = _counting(v)
+    chain = [leaf.cert_der, inter.cert_der]
+    v.validate(chain, at=NOW, peer_id="sip:dave@example.com")
+    v.validate(chain, at=soon, peer_id="sip:dave@example.com")  # the window's last instant: still cached
+    assert calls[0] == 1
+    with pytest.raises(CertificateError, match="expired"):
+        v.validate(chain, at=soon + dt.timedelta(seconds=1), peer_id="sip:dave@example.com")
+    with pytest.raises(CertificateError, match="not yet valid"):
+        v.validate(chain, at=NOW - dt.timedelta(days=3650 * 3), peer_id="sip:dave@example.com")
+    assert calls[0] == 3
+
+
+def test_cache_is_bounded_and_can_be_disabled(pki: Pki) -> None:
+    v = mx509.CertificateValidator([pki.root.cert], cache_size=2)
+    calls = _counting(v)
+    leaves = [pki.alice.cert, make_leaf(pki.root, "second").cert, make_leaf(pki.root, "third").cert]
+    for leaf in leaves:
+        v.validate([leaf], at=NOW)
+    v.validate([leaves[0]], at=NOW)  # evicted (least recently used) -> validated again
+    assert calls[0] == 4
+    off = mx509.CertificateValidator([pki.root.cert], cache_size=0)
+    off_calls = _counting(off)
+    off.validate([pki.alice.cert], at=NOW)
+    off.validate([pki.alice.cert], at=NOW)
+    assert off_calls[0] == 2
+
+
+def test_custom_id_binding_is_consulted_on_every_call(pki: Pki) -> None:
+    allowed = {"sip:alice@example.com"}
+    v = mx509.CertificateValidator([pki.root.cert], id_binding=lambda cert, peer: peer in allowed)
+    v.validate([pki.alice.cert], at=NOW, peer_id="sip:alice@example.com")
+    allowed.clear()  # e.g. the certificate was revoked by local policy
+    with pytest.raises(CertificateError, match="not bound"):
+        v.validate([pki.alice.cert], at=NOW, peer_id="sip:alice@example.com")
+
+
+def test_failures_are_not_cached(pki: Pki) -> None:
+    v = mx509.CertificateValidator([pki.root.cert])
+    calls = _counting(v)
+    for _ in range(2):
+        with pytest.raises(CertificateError):
+            v.validate([pki.alice.cert], at=NOW, peer_id="sip:mallory@example.com")
+    assert calls[0] == 2

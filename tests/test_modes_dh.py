@@ -8,7 +8,7 @@ import itertools
 import pytest
 from pki import NOW, make_ca, make_intermediate, make_leaf
 
-from mikey.constants import DataType, HashFunc
+from mikey.constants import CertType, DataType, HashFunc
 from mikey.crypto import dh as dh_crypto
 from mikey.crypto.x509 import CertificateValidator, chash
 from mikey.errors import (
@@ -339,3 +339,40 @@ def test_initiator_rejects_untrusted_responder() -> None:
     out = DhResponder(Credentials(eve.key, eve.cert), CertificateValidator([CA.cert])).receive(i_msg, T0)
     with pytest.raises(CertificateError):
         ini.receive(out.response, T0)
+
+
+def _with_cert_payloads(cert_type: int, data: bytes | None = None):  # type: ignore[no-untyped-def]
+    def mutate(ps):  # type: ignore[no-untyped-def]
+        return [CertPayload(cert_type, p.data if data is None else data) if isinstance(p, CertPayload) else p
+                for p in ps]
+    return mutate
+
+
+def test_encryption_only_certificate_cannot_verify_signature() -> None:
+    i_msg = DhInitiator(A_CREDS, validator()).create_message(T0)
+    forged = resign(i_msg, A_CREDS, _with_cert_payloads(CertType.X509V3_ENCR))
+    with pytest.raises(CertificateError, match="encryption-only") as ei:
+        DhResponder(B_CREDS, validator()).receive(forged, T0)
+    assert Message.decode(ei.value.error_message).find(ErrorPayload).error_no == 8
+    # The Sign-only type verifies signatures like plain X.509v3.
+    signed_type = resign(i_msg, A_CREDS, _with_cert_payloads(CertType.X509V3_SIGN))
+    assert DhResponder(B_CREDS, validator()).receive(signed_type, T0).result.authenticated
+
+
+def test_corrupted_cert_payload_raises_only_certificate_error() -> None:
+    i_msg = DhInitiator(A_CREDS, validator()).create_message(T0)
+    der = ALICE.cert_der
+    for pos in range(0, len(der), 23):
+        bad = der[:pos] + bytes([der[pos] ^ 0xFF]) + der[pos + 1:]
+        forged = resign(i_msg, A_CREDS, _with_cert_payloads(CertType.X509V3, bad))
+        try:
+            DhResponder(B_CREDS, validator()).receive(forged, T0)
+        except CertificateError as exc:
+            assert Message.decode(exc.error_message).find(ErrorPayload).error_no == 8
+
+
+def test_url_certificate_without_resolver_is_refused() -> None:
+    i_msg = DhInitiator(A_CREDS, validator()).create_message(T0)
+    forged = resign(i_msg, A_CREDS, _with_cert_payloads(CertType.X509V3_URL, b"http://example.com/alice.der"))
+    with pytest.raises(CertificateError, match="resolver"):
+        DhResponder(B_CREDS, validator()).receive(forged, T0)

@@ -184,8 +184,8 @@ class SakkePlugin(ModePlugin):
         _, sed = sakke.encapsulate(ssv, bob_id, z, params)
 
         def encapsulate_cold() -> object:
-            # Per-KMS fixed-base table dropped each call (no public API for this yet).
-            params._z_tables.clear()
+            # A recipient never seen before: no per-recipient table (the KMS's Z table stays).
+            params.clear_peer_caches()
             return sakke.encapsulate(ssv, bob_id, z, params)
 
         def encapsulate_warm() -> object:
@@ -207,7 +207,7 @@ class SakkePlugin(ModePlugin):
             return signer.sign(message)
 
         def verify_cold() -> None:
-            eccsi._peers.clear()  # the per-(KPAK, ID, PVT) Y cache; no public API for this yet
+            eccsi.clear_caches()  # a signer never seen before
             eccsi.verify(message, signature, alice_keys.identifier, kpak)
 
         def verify_warm() -> None:

@@ -42,6 +42,7 @@ from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
 from ._curves import Affine, Curve, int_to_bytes, invert, mpz
 
 __all__ = [
+    "clear_caches",
     "P256",
     "SIGNATURE_LENGTH",
     "KmsEccsiKeys",
@@ -285,6 +286,11 @@ class _Peer:
 
 
 _peers: OrderedDict[tuple[bytes, bytes, bytes], _Peer] = OrderedDict()
+
+
+def clear_caches() -> None:
+    """Forget the cached Y = [HS]PVT + KPAK of every peer; the next verify per peer runs cold."""
+    _peers.clear()
 
 
 def _peer(identifier: bytes, pvt: bytes, kpak: bytes) -> _Peer:

@@ -16,8 +16,8 @@ give n = 0 pieces and an all-zero output, which is never what a caller wants.
 from __future__ import annotations
 
 import hmac as _stdlib_hmac
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes

@@ -194,7 +194,25 @@ class ExchangeResult:
             d["initiator_id"] = self.initiator_id.decode("utf-8", "replace")
         if self.responder_id is not None:
             d["responder_id"] = self.responder_id.decode("utf-8", "replace")
+        if self.extras:
+            d["extras"] = _json_safe(dict(self.extras))
         return d
+
+
+def _json_safe(value: Any) -> Any:
+    """Mode-specific result details as JSON values (bytes as hex, enums as ints)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else str(value)
 
 
 @dataclass(frozen=True)
@@ -482,3 +500,19 @@ class Side:
 
 def hmac_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
+
+
+# --- shared immutable defaults (added for the certificate modes: PK, RSA-R, DH) -----------------
+
+_SHARED_DEFAULT_POLICIES: dict[tuple[int, int], SecurityPolicyPayload] = {}
+
+
+def shared_default_srtp_policy(policy_no: int = 0, *, tag_len: int = 10) -> SecurityPolicyPayload:
+    """:func:`default_srtp_policy`, built once per (policy_no, tag_len): SP payloads are immutable."""
+    key = (policy_no, tag_len)
+    policy = _SHARED_DEFAULT_POLICIES.get(key)
+    if policy is None:
+        policy = default_srtp_policy(policy_no, tag_len=tag_len)
+        if len(_SHARED_DEFAULT_POLICIES) < 64:
+            _SHARED_DEFAULT_POLICIES[key] = policy
+    return policy

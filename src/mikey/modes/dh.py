@@ -73,12 +73,12 @@ from .base import (
     build_error_message,
     build_header,
     check_timestamp,
-    default_srtp_policy,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
     merge_responder_ssrcs,
     random_csb_id,
+    shared_default_srtp_policy,
     timestamp_expiry,
 )
 from .signing import (
@@ -165,7 +165,7 @@ class DhInitiatorBase(Side):
         self.group = dh_crypto.get_group(group)
         self._x = _dh_private(self.group, dh_private, rng)
         self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
-        self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+        self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
         self.rand = rand if rand is not None else rng(16)
         self.key_validity = key_validity

@@ -103,12 +103,12 @@ from .base import (
     build_error_message,
     build_header,
     check_timestamp,
-    default_srtp_policy,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
     merge_responder_ssrcs,
     random_csb_id,
+    shared_default_srtp_policy,
     timestamp_expiry,
     verification_mac_input,
 )
@@ -467,7 +467,7 @@ class PkInitiator(Side):
         self.peer_chain = tuple(peer_chain)
         self.validator = validator if validator is not None else x509_crypto.CertificateValidator([peer_certificate])
         self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
-        self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+        self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
         self.key_type = key_type
         self._tgk = tgk if tgk is not None else rng(default_tgk_length(encr_alg, key_type))

@@ -97,10 +97,10 @@ from .base import (
     build_error_message,
     build_header,
     check_timestamp,
-    default_srtp_policy,
     fill_ssrcs,
     id_data,
     random_csb_id,
+    shared_default_srtp_policy,
     timestamp_expiry,
 )
 from .pk import (
@@ -253,7 +253,7 @@ class RsaRInitiator(Side):
         if group:
             self.policies: list[SecurityPolicyPayload] = []  # §3.2: Initiators MUST NOT send SP
         else:
-            self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
+            self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
         self.send_rand = (not group) if send_rand is None else send_rand
         self.rand = rand if rand is not None else (rng(16) if self.send_rand else b"")
@@ -585,7 +585,7 @@ class RsaRResponder(Side):
                          ) -> list[SecurityPolicyPayload]:
         """§3.5: return offered policies matching local policy (one option per parameter)."""
         if self.group_csb_id is not None:
-            return list(self.policies) if self.policies else [default_srtp_policy(0)]
+            return list(self.policies) if self.policies else [shared_default_srtp_policy(0)]
         if not offered:
             return list(self.policies) if self.policies else []
         chosen = []

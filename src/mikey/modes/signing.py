@@ -83,11 +83,27 @@ def message_time(t: TimestampPayload | None, now: float) -> datetime:
     return datetime.fromtimestamp(now if when is None else when, UTC)
 
 
+# IDs of the few own certificates, asked for by every new Initiator/Responder (IdPayload is immutable).
+_IDENTITIES: dict[tuple[x509.Certificate, bool], IdPayload] = {}
+_IDENTITIES_SIZE = 64
+
+
 def identity_of(cert: x509.Certificate, *, uri_only: bool = False) -> IdPayload:
     """A MIKEY ID for a certificate: its first SAN URI (ID type URI), else e-mail (NAI) (§6.7).
 
     ``uri_only`` ignores e-mail entries.  Raises :class:`CertificateError` when there is none.
     """
+    key = (cert, uri_only)
+    found = _IDENTITIES.get(key)
+    if found is None:
+        found = _identity_of(cert, uri_only)
+        if len(_IDENTITIES) >= _IDENTITIES_SIZE:
+            _IDENTITIES.pop(next(iter(_IDENTITIES)), None)
+        _IDENTITIES[key] = found
+    return found
+
+
+def _identity_of(cert: x509.Certificate, uri_only: bool) -> IdPayload:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
