@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mikey.cli import main
+from mikey.cli.demo_pki import make_demo_pki
 from mikey.cli.mode_dh import PLUGIN as DH_PLUGIN
-from mikey.cli.mode_dh import make_demo_pki
 from mikey.cli.mode_dhhmac import PLUGIN as DHHMAC_PLUGIN
 from mikey.constants import DataType
 from mikey.crypto.dh import get_group
@@ -31,10 +31,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _dh_exchange(capsys, pki, i_extra=(), r_extra=()):
-    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice_cert"], "--key", pki["alice_key"],
+    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"],
                     "--ca", pki["ca"], "--ssrc", "11223344", *i_extra)
     assert code == 0 and ini["ok"]
-    code, resp = run(capsys, "respond", "--mode", "dh", "--cert", pki["bob_cert"], "--key", pki["bob_key"],
+    code, resp = run(capsys, "respond", "--mode", "dh", "--cert", pki["bob"]["cert"], "--key", pki["bob"]["key"],
                      "--ca", pki["ca"], "--imsg", ini["i_message"], *r_extra)
     return ini, code, resp
 
@@ -68,10 +68,10 @@ def test_dh_options_group_pss_sha1_fixed_exponent(capsys, pki) -> None:
 
 def test_dh_untrusted_initiator_gets_error_message(capsys, pki, tmp_path: Path) -> None:
     other = make_demo_pki(tmp_path / "other", now=float(T0))
-    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", other["alice_cert"], "--key", other["alice_key"],
+    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", other["alice"]["cert"], "--key", other["alice"]["key"],
                     "--ca", pki["ca"])
     assert code == 0
-    code, resp = run(capsys, "respond", "--mode", "dh", "--cert", pki["bob_cert"], "--key", pki["bob_key"],
+    code, resp = run(capsys, "respond", "--mode", "dh", "--cert", pki["bob"]["cert"], "--key", pki["bob"]["key"],
                      "--ca", pki["ca"], "--imsg", ini["i_message"])
     assert code == 1 and not resp["ok"] and resp["error"]["err_no"] == 8
     err = Message.decode(bytes.fromhex(resp["r_message"]))
@@ -79,7 +79,7 @@ def test_dh_untrusted_initiator_gets_error_message(capsys, pki, tmp_path: Path) 
 
 
 def test_dh_complete_needs_rmsg(capsys, pki) -> None:
-    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice_cert"], "--key", pki["alice_key"],
+    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"],
                     "--ca", pki["ca"])
     code, out = run(capsys, "complete", "--mode", "dh", "--ca", pki["ca"], "--imsg", ini["i_message"],
                     "--dh-private", ini["dh_private"])

@@ -48,8 +48,11 @@ class ReplayCache:
             if exp is not None and exp < now:
                 del self._seen[k]
 
-    def check(self, data: bytes, now: float) -> None:
-        """Raise :class:`ReplayError` if *data* (an authenticated message) was seen in its window."""
+    def check(self, data: bytes, now: float) -> bytes:
+        """Raise :class:`ReplayError` if *data* (an authenticated message) was seen in its window.
+
+        Returns the cache key, which :meth:`add` can take to avoid hashing again.
+        """
         k = self.key_for(data)
         with self._lock:
             self._purge(now)
@@ -57,10 +60,11 @@ class ReplayCache:
                 raise ReplayError("replay cache overflowed; refusing messages until the clock skew interval passes")
             if k in self._seen:
                 raise ReplayError("message already received (replay)")
+        return k
 
-    def add(self, data: bytes, now: float, expires: float) -> None:
-        """Remember *data* (after it authenticated) until *expires*."""
-        k = self.key_for(data)
+    def add(self, data: bytes, now: float, expires: float, *, key: bytes | None = None) -> None:
+        """Remember *data* (after it authenticated) until *expires*; *key* is what :meth:`check` returned."""
+        k = key if key is not None else self.key_for(data)
         with self._lock:
             self._purge(now)
             if len(self._seen) >= self.max_entries:

@@ -10,14 +10,10 @@ the stateless ``complete`` needs the Initiator's exponent: ``initiate`` prints i
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from ..constants import IDType, SignatureType
 from ..crypto.x509 import CertificateValidator
@@ -28,9 +24,10 @@ from ..modes.dh import DH_COMPAT_OPTIONS, DhInitiator, DhInitiatorBase, DhRespon
 from ..replay import ReplayCache
 from ..wire import IdPayload
 from .common import hex_int
+from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
 
-__all__ = ["PLUGIN", "DhPlugin", "pending_result", "make_demo_pki"]
+__all__ = ["PLUGIN", "DhPlugin", "pending_result"]
 
 S_TYPES = {"pkcs1": SignatureType.RSA_PKCS1_V1_5, "pss": SignatureType.RSA_PSS, "0": 0, "1": 1}
 
@@ -75,6 +72,10 @@ def _validator(args: argparse.Namespace) -> CertificateValidator | None:
 
 def _peer_certs(args: argparse.Namespace) -> list[x509.Certificate]:
     return load_certificates(args.peer_cert) if getattr(args, "peer_cert", None) else []
+
+
+#: DH public-key work per side (RFC 3830 §3.3): own g^x, the shared g^(xy), one signature, one check.
+_DH_OPS = ("dh5-public", "dh5-shared", "rsa2048-sign", "rsa2048-verify")
 
 
 class DhPlugin(ModePlugin):
@@ -143,16 +144,13 @@ class DhPlugin(ModePlugin):
     def demo_credentials(self, workdir: Path) -> dict[str, Any]:
         return make_demo_pki(workdir)
 
-    def _demo_validator(self, creds: dict[str, Any]) -> CertificateValidator:
-        return TrustStore.load(creds["ca"]).validator()
-
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        return DhInitiator(load_credentials(creds["alice_key"], creds["alice_cert"]), self._demo_validator(creds),
-                           crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)], id_r=_id(creds["bob_id"]))
+        alice, _, validator = load_demo_pki(creds)
+        return DhInitiator(alice, validator, crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)], id_r=_id(creds["bob"]["id"]))
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        return DhResponder(load_credentials(creds["bob_key"], creds["bob_cert"]), self._demo_validator(creds),
-                           own_ssrcs=[ssrc])
+        _, bob, validator = load_demo_pki(creds)
+        return DhResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
         return "DH: OAKLEY 5 (1536-bit), RSA-2048 PKCS#1 v1.5 SHA-256 signatures, certificates from a demo CA"
@@ -161,9 +159,9 @@ class DhPlugin(ModePlugin):
 
     def speed_cases(self) -> list[SpeedCase]:
         now = 1_700_000_000.0
-        pki = _memory_pki(now)
-        validator = CertificateValidator([pki["ca"]])
-        alice, bob = pki["alice"], pki["bob"]
+        pki = memory_pki(now)
+        validator = pki.validator()
+        alice, bob = pki.alice, pki.bob
         x_i = 0x5EED_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9AB
         fixed: dict[str, Any] = {"dh_private": x_i, "csb_id": 0x01020304, "rand": bytes(range(16)),
                  "crypto_sessions": [CryptoSessionSpec(ssrc=0x11223344)]}
@@ -181,71 +179,13 @@ class DhPlugin(ModePlugin):
         def responder() -> ResponderOutcome:
             return DhResponder(bob, validator, replay_cache=ReplayCache()).receive(i_message, now)
 
-        return [SpeedCase("DH initiator", initiator, "modexp1536"), SpeedCase("DH responder", responder, "modexp1536")]
+        return [SpeedCase("DH initiator", initiator, "modexp1536", _DH_OPS), SpeedCase("DH responder", responder, "modexp1536", _DH_OPS)]
 
 
 def _dh_extra(initiator: DhInitiatorBase) -> dict[str, Any]:
     # The exponent is printed on purpose: the stateless `complete` needs it (--dh-private).
     return {"dh_group": initiator.group.group_id, "dh_private": f"{initiator.export_dh_private():x}",
             "note": "the TGK needs the R_MESSAGE: run complete with --dh-private"}
-
-
-# --- demo PKI ------------------------------------------------------------------------------------
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name, issuer_key: rsa.RSAPrivateKey,
-           not_before: dt.datetime, *, ca: bool, uri: str | None = None) -> x509.Certificate:
-    b = (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_before + dt.timedelta(days=31))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=not ca, content_commitment=False, key_encipherment=not ca, data_encipherment=False,
-            key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
-        ), critical=True)
-    )
-    if uri:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-def _memory_pki(now: float) -> dict[str, Any]:
-    """A CA and two RSA-2048 leaves (SAN sip:alice@example.com / sip:bob@example.com), in memory."""
-    start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = _issue("MIKEY demo CA", ca_key, _name("MIKEY demo CA"), ca_key, start, ca=True)
-    out: dict[str, Any] = {"ca": ca, "ca_key": ca_key}
-    for who in ("alice", "bob"):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = _issue(who, key, ca.subject, ca_key, start, ca=False, uri=f"sip:{who}@example.com")
-        out[who] = Credentials(key, cert)
-    return out
-
-
-def make_demo_pki(workdir: Path, now: float | None = None) -> dict[str, Any]:
-    """Write the demo CA and leaves as PEM files under *workdir*; returns their paths and IDs."""
-    import time
-
-    pki = _memory_pki(time.time() if now is None else now)
-    workdir.mkdir(parents=True, exist_ok=True)
-    pem = serialization.Encoding.PEM
-    out: dict[str, Any] = {"ca": str(workdir / "ca.pem")}
-    (workdir / "ca.pem").write_bytes(pki["ca"].public_bytes(pem))
-    for who in ("alice", "bob"):
-        creds: Credentials = pki[who]
-        cert_path, key_path = workdir / f"{who}.pem", workdir / f"{who}.key"
-        cert_path.write_bytes(creds.certificate.public_bytes(pem))
-        key_path.write_bytes(creds.rsa_private_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        key_path.chmod(0o600)
-        out[f"{who}_cert"], out[f"{who}_key"] = str(cert_path), str(key_path)
-        out[f"{who}_id"] = f"sip:{who}@example.com"
-    return out
 
 
 PLUGIN = DhPlugin()

@@ -117,8 +117,8 @@ class DhHmacPlugin(ModePlugin):
         def responder() -> ResponderOutcome:
             return DhHmacResponder(psk).receive(i_message, now)
 
-        return [SpeedCase("DH-HMAC initiator", initiator, "modexp1536"),
-                SpeedCase("DH-HMAC responder", responder, "modexp1536")]
+        return [SpeedCase("DH-HMAC initiator", initiator, "modexp1536", ("dh5-public", "dh5-shared")),
+                SpeedCase("DH-HMAC responder", responder, "modexp1536", ("dh5-public", "dh5-shared"))]
 
 
 PLUGIN = DhHmacPlugin()

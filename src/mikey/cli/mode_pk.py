@@ -17,15 +17,11 @@ fixes the envelope key in advance.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from ..constants import CacheType, HashFunc, IDType, SignatureType
 from ..crypto.x509 import CertificateValidator
@@ -36,6 +32,7 @@ from ..modes.pk import COMPAT_OPTIONS, PkInitiator, PkResponder
 from ..modes.psk import VERIFICATION_COVERAGE
 from ..wire import IdPayload
 from .common import UsageError, hex_bytes
+from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
 
 __all__ = [
@@ -45,8 +42,6 @@ __all__ = [
     "CHASH_NAMES",
     "load_own",
     "trust",
-    "make_demo_pki",
-    "demo_objects",
 ]
 
 #: ``--sign`` names of the SIGN S types (RFC 3830 Table 6.5).
@@ -54,8 +49,6 @@ S_TYPES = {"pkcs1": SignatureType.RSA_PKCS1_V1_5, "pss": SignatureType.RSA_PSS}
 #: ``--chash`` names of the CHASH hash functions (RFC 3830 Table 6.8, RFC 6043 §6.7).
 CHASH_NAMES = {"sha1": HashFunc.SHA_1, "md5": HashFunc.MD5, "sha256": HashFunc.SHA_256}
 
-DEMO_ALICE = "sip:alice@example.com"
-DEMO_BOB = "sip:bob@example.com"
 
 
 # --- shared with mode_rsa_r ----------------------------------------------------------------------
@@ -111,63 +104,6 @@ def add_signer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RSAES-OAEP for the envelope key instead of PKCS#1 v1.5 (RFC 3830 §4.2.5)")
     parser.add_argument("--no-cert", action="store_true", help="do not send own certificate in CERT payloads")
     parser.add_argument("--cert-url", metavar="URL", help="send an X.509v3 URL CERT payload instead (Cert type 1)")
-
-
-# --- demo PKI (cryptography's X.509 builder) ------------------------------------------------------
-
-
-def _cert(
-    subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name | None, signer: rsa.RSAPrivateKey, *, ca: bool,
-    san: str | None, now: _dt.datetime,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer if issuer is not None else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(days=1))
-        .not_valid_after(now + _dt.timedelta(days=30 if not ca else 365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca, content_commitment=False, key_encipherment=not ca, data_encipherment=False,
-                key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if san is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]),
-                                        critical=False)
-    return builder.sign(signer, hashes.SHA256())
-
-
-def make_demo_pki(workdir: Path) -> dict[str, Any]:
-    """A throw-away CA and two RSA-2048 leaves (SAN sip:alice@ / sip:bob@example.com), as PEM files."""
-    now = _dt.datetime.now(_dt.UTC)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = _cert("MIKEY demo CA", ca_key, None, ca_key, ca=True, san=None, now=now)
-    out: dict[str, Any] = {"ca": str(workdir / "ca.pem")}
-    (workdir / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name, uri in (("alice", DEMO_ALICE), ("bob", DEMO_BOB)):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = _cert(name, key, ca.subject, ca_key, ca=False, san=uri, now=now)
-        cert_path, key_path = workdir / f"{name}.pem", workdir / f"{name}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        key_path.chmod(0o600)
-        out[name] = {"cert": str(cert_path), "key": str(key_path), "id": uri}
-    return out
-
-
-def demo_objects(creds: dict[str, Any]) -> tuple[Credentials, Credentials, CertificateValidator]:
-    alice = load_credentials(creds["alice"]["key"], creds["alice"]["cert"])
-    bob = load_credentials(creds["bob"]["key"], creds["bob"]["cert"])
-    return alice, bob, TrustStore.load(creds["ca"]).validator()
 
 
 # --- the plugin -----------------------------------------------------------------------------------
@@ -280,7 +216,7 @@ class PkPlugin(ModePlugin):
         return make_demo_pki(workdir)
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        alice, bob, validator = demo_objects(creds)
+        alice, bob, validator = load_demo_pki(creds)
         return PkInitiator(
             alice, bob.certificate, validator=validator, v=True,
             crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)],
@@ -288,7 +224,7 @@ class PkPlugin(ModePlugin):
         )
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        _, bob, validator = demo_objects(creds)
+        _, bob, validator = load_demo_pki(creds)
         return PkResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
@@ -299,7 +235,8 @@ class PkPlugin(ModePlugin):
 
     def speed_cases(self) -> list[SpeedCase]:
         now = 1_700_000_000.0
-        alice, bob, validator, _ = speed_pki(now)
+        pki = memory_pki(now)
+        alice, bob, validator = pki.alice, pki.bob, pki.validator()
         specs = [CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)]
 
         def initiator() -> bytes:
@@ -312,25 +249,8 @@ class PkPlugin(ModePlugin):
             # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
             return PkResponder(bob, validator).receive(i_message, now)
 
-        return [SpeedCase("PK initiator", initiator, "rsa2048-sign"),
-                SpeedCase("PK responder", responder, "rsa2048-sign")]
-
-
-_SPEED_PKI: dict[float, tuple[Credentials, Credentials, CertificateValidator, x509.Certificate]] = {}
-
-
-def speed_pki(now: float) -> tuple[Credentials, Credentials, CertificateValidator, x509.Certificate]:
-    """An in-memory CA and two RSA-2048 leaves valid at *now* (made once per process)."""
-    if now not in _SPEED_PKI:
-        at = _dt.datetime.fromtimestamp(now, _dt.UTC)
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ca = _cert("MIKEY speed CA", ca_key, None, ca_key, ca=True, san=None, now=at)
-        leaves = []
-        for name, uri in (("alice", DEMO_ALICE), ("bob", DEMO_BOB)):
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            leaves.append(Credentials(key, _cert(name, key, ca.subject, ca_key, ca=False, san=uri, now=at)))
-        _SPEED_PKI[now] = (leaves[0], leaves[1], CertificateValidator([ca]), ca)
-    return _SPEED_PKI[now]
+        return [SpeedCase("PK initiator", initiator, "rsa2048-sign", ("rsa2048-encrypt", "rsa2048-sign")),
+                SpeedCase("PK responder", responder, "rsa2048-sign", ("rsa2048-decrypt", "rsa2048-verify"))]
 
 
 PLUGIN = PkPlugin()

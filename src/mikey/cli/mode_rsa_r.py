@@ -21,16 +21,14 @@ from ..constants import CacheType
 from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.rsa_r import RsaRInitiator, RsaRResponder
 from .common import ENCR_NAMES, MAC_NAMES, UsageError, enum_option, hex_bytes, hex_u32
+from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .mode_pk import (
     S_TYPES,
     add_pki_arguments,
     add_signer_arguments,
-    demo_objects,
     id_payload,
     load_own,
-    make_demo_pki,
     peer_certs,
-    speed_pki,
     trust,
 )
 from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
@@ -166,11 +164,11 @@ class RsaRPlugin(ModePlugin):
         return make_demo_pki(workdir)
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        alice, _, validator = demo_objects(creds)
+        alice, _, validator = load_demo_pki(creds)
         return RsaRInitiator(alice, validator=validator, crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)])
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        _, bob, validator = demo_objects(creds)
+        _, bob, validator = load_demo_pki(creds)
         return RsaRResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
@@ -181,7 +179,8 @@ class RsaRPlugin(ModePlugin):
 
     def speed_cases(self) -> list[SpeedCase]:
         now = 1_700_000_000.0
-        alice, bob, validator, _ = speed_pki(now)
+        pki = memory_pki(now)
+        alice, bob, validator = pki.alice, pki.bob, pki.validator()
         specs = [CryptoSessionSpec(ssrc=0x11223344)]
         fixed: dict[str, Any] = {"crypto_sessions": specs, "csb_id": 0x0BADCAFE, "rand": bytes(range(16))}
 
@@ -200,8 +199,10 @@ class RsaRPlugin(ModePlugin):
         def responder() -> ResponderOutcome:
             return RsaRResponder(bob, validator, own_ssrcs=[0x55667788]).receive(i_message, now)
 
-        return [SpeedCase("RSA-R initiator", initiator, "rsa2048-sign"),
-                SpeedCase("RSA-R responder", responder, "rsa2048-sign")]
+        return [SpeedCase("RSA-R initiator", initiator, "rsa2048-sign",
+                          ("rsa2048-sign", "rsa2048-verify", "rsa2048-decrypt")),
+                SpeedCase("RSA-R responder", responder, "rsa2048-sign",
+                          ("rsa2048-verify", "rsa2048-encrypt", "rsa2048-sign"))]
 
 
 def _pending_view(initiator: RsaRInitiator) -> ExchangeResult:

@@ -35,12 +35,16 @@ MODE_NAMES = ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke")
 
 @dataclass(frozen=True)
 class SpeedCase:
-    """One ``mikey speed`` row: ``name`` (e.g. "PSK responder"), the operation, and the baseline row it is
-    compared with ("hmac-sha1", "rsa2048-sign", "modexp1536", "modexp1024")."""
+    """One ``mikey speed`` row: ``name`` (e.g. "PSK responder"), the operation, the baseline it is
+    compared with ("hmac-sha1", "rsa2048-sign", "modexp1536", "modexp1024"), and the public-key
+    operations it cannot avoid."""
 
     name: str
     run: Callable[[], object]
     baseline: str = "hmac-sha1"
+    #: The public-key operations the row cannot avoid, by primitive name (mikey.cli.speed.PRIMITIVES),
+    #: e.g. ("rsa2048-decrypt", "rsa2048-verify"); the row is also reported as a ratio to their sum.
+    unavoidable: tuple[str, ...] = ()
 
 
 @dataclass

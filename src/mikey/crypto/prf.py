@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import hmac as _stdlib_hmac
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
@@ -161,8 +160,17 @@ def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int 
             continue
         m = -(-out_len // hash_len)
         acc = 0
-        for base in bases:
-            acc ^= int.from_bytes(_p_function(base, label, m), "big")
+        if m == 1:  # one output block per piece: HMAC(s, HMAC(s, label) || label)
+            for base in bases:
+                h = base.copy()
+                h.update(label)
+                a = h.finalize()
+                h = base.copy()
+                h.update(a + label)
+                acc ^= int.from_bytes(h.finalize(), "big")
+        else:
+            for base in bases:
+                acc ^= int.from_bytes(_p_function(base, label, m), "big")
         out.append(acc.to_bytes(m * hash_len, "big")[:out_len])
     return out
 
@@ -247,19 +255,19 @@ def derive_srtp_encr_key(
     return derive_from_tgk(tgk, CONST_ENCR, cs_id, csb_id, rand, length, prf_func)
 
 
-@dataclass(frozen=True)
-class TransportKeys:
+class TransportKeys(NamedTuple):
     """Keys protecting a MIKEY message (RFC 3830 §4.1.4).  Values never appear in repr."""
 
-    encr_key: bytes = field(repr=False)
-    auth_key: bytes = field(repr=False)
-    salt: bytes = field(repr=False)
+    encr_key: bytes
+    auth_key: bytes
+    salt: bytes
 
     def __repr__(self) -> str:
         return (
             f"TransportKeys(encr_key=<{len(self.encr_key)} octets>, "
             f"auth_key=<{len(self.auth_key)} octets>, salt=<{len(self.salt)} octets>)"
         )
+
 
 
 def derive_transport_key(

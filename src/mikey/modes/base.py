@@ -7,13 +7,14 @@ clock.  The replay cache and allowable clock skew are injected (RFC 3830 §5.4).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..constants import (
     MAC_LENGTHS,
@@ -62,6 +63,8 @@ __all__ = [
     "ExchangeResult",
     "ResponderOutcome",
     "Side",
+    "Initiator",
+    "Responder",
     "default_srtp_policy",
     "derive_crypto_sessions",
     "check_timestamp",
@@ -226,23 +229,21 @@ class ResponderOutcome:
 # --- key derivation ------------------------------------------------------------------------
 
 
-def _policy_for(policies: Sequence[SecurityPolicyPayload], policy_no: int | None) -> SecurityPolicyPayload | None:
-    for p in policies:
-        if policy_no is None or p.policy_no == policy_no:
-            return p
-    return None
-
-
 def srtp_key_lengths(policy: SecurityPolicyPayload | None) -> tuple[int, int]:
     """SRTP master key and salt lengths from an SP payload (RFC 3830 §6.10.1, RFC 7714 §15 for GCM)."""
     if policy is None or policy.prot_type != ProtType.SRTP:
         return 16, 14
-    params = dict(policy.params)
-    encr_v = params.get(SRTPParam.ENCR_ALG)
+    return _srtp_key_lengths(policy.params)
+
+
+@functools.lru_cache(maxsize=256)
+def _srtp_key_lengths(params: tuple[tuple[int, bytes], ...]) -> tuple[int, int]:
+    by_type = dict(params)
+    encr_v = by_type.get(SRTPParam.ENCR_ALG)
     encr = int.from_bytes(encr_v, "big") if encr_v else SRTPEncrAlg.AES_CM
     default_salt = 12 if encr in _AEAD_ALGS else 14
-    key_v = params.get(SRTPParam.SESSION_ENCR_KEY_LEN)
-    salt_v = params.get(SRTPParam.SESSION_SALT_KEY_LEN)
+    key_v = by_type.get(SRTPParam.SESSION_ENCR_KEY_LEN)
+    salt_v = by_type.get(SRTPParam.SESSION_SALT_KEY_LEN)
     key_len = int.from_bytes(key_v, "big") if key_v else 0
     salt_len = int.from_bytes(salt_v, "big") if salt_v else 0
     return key_len or 16, salt_len or default_salt
@@ -288,7 +289,9 @@ def derive_crypto_sessions(
                 entries.append((c, None, 0, None, b""))
     if not entries and header.n_cs:
         entries = [(i, None, 0, None, b"") for i in range(1, header.n_cs + 1)]
-    chosen = [_policy_for(policies, e[3]) or _policy_for(policies, None) for e in entries]
+    by_no = {p.policy_no: p for p in reversed(policies)}  # the first SP with a Policy no wins
+    first = policies[0] if policies else None
+    chosen = [by_no.get(e[3], first) if e[3] is not None else first for e in entries]
     lengths = [srtp_key_lengths(p) for p in chosen]
     if salt is not None:
         derived = prf_crypto.derive_tek_and_salt(
@@ -377,14 +380,17 @@ def check_timestamp(
     skew: float,
     replay: ReplayCache | None = None,
     peer: bytes = b"",
-) -> None:
-    """Check T against the allowable clock skew (RFC 3830 §5.4); COUNTER must increase per peer."""
+) -> float:
+    """Check T against the allowable clock skew (RFC 3830 §5.4); COUNTER must increase per peer.
+
+    Returns until when the message belongs in the replay cache (its time plus the skew).
+    """
     if t is None:
         raise UnspecifiedError("message has no T payload")
     if t.ts_type == TSType.COUNTER:
         if replay is not None:
             replay.check_counter(peer, t.ts_int)
-        return
+        return now + skew
     when = t.unix_time()
     if when is None:
         raise InvalidTimestampError(f"TS type {t.ts_type} is not supported")
@@ -392,6 +398,7 @@ def check_timestamp(
         raise InvalidTimestampError(
             f"timestamp is {when - now:+.0f} s from the local clock; the allowed skew is {skew:.0f} s"
         )
+    return when + skew
 
 
 def timestamp_expiry(t: TimestampPayload, now: float, skew: float) -> float:
@@ -445,6 +452,17 @@ def id_data(p: IdPayload | IdrPayload | None) -> bytes:
 # --- the side base class -------------------------------------------------------------------
 
 
+class Admission(NamedTuple):
+    """A message that passed the timestamp and replay checks, waiting to be remembered."""
+
+    raw: bytes
+    key: bytes
+    now: float
+    expires: float
+    peer: bytes
+    counter: int | None
+
+
 class Side:
     """One side of an exchange: a state, the message handlers by (state, data type), and failure handling.
 
@@ -493,6 +511,26 @@ class Side:
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         """Responders answer undecodable messages with an unauthenticated 'Unspecified error'."""
 
+    def admit(self, msg: Message, t: TimestampPayload | None, now: float, peer: bytes = b"") -> Admission:
+        """Timestamp and replay checks before authentication (RFC 3830 §5.3, §5.4).
+
+        Raises :class:`InvalidTimestampError` or :class:`ReplayError`; pass the
+        result to :meth:`remember` once the message has authenticated.
+        """
+        expires = check_timestamp(t, now, self.clock_skew, self.replay_cache, peer)
+        raw = msg.raw_bytes()
+        key = self.replay_cache.check(raw, now)
+        assert t is not None
+        counter = t.ts_int if t.ts_type == TSType.COUNTER else None
+        return Admission(raw, key, now, expires, peer, counter)
+
+    def remember(self, admission: Admission) -> None:
+        """Put an authenticated message in the replay cache (only those go there, RFC 3830 §5.3)."""
+        a = admission
+        self.replay_cache.add(a.raw, a.now, a.expires, key=a.key)
+        if a.counter is not None:
+            self.replay_cache.add_counter(a.peer, a.counter)
+
     def require_state(self, *states: State) -> None:
         if self.state not in states:
             raise StateError(f"{type(self).__name__} is {self.state.value}")
@@ -516,3 +554,38 @@ def shared_default_srtp_policy(policy_no: int = 0, *, tag_len: int = 10) -> Secu
         if len(_SHARED_DEFAULT_POLICIES) < 64:
             _SHARED_DEFAULT_POLICIES[key] = policy
     return policy
+
+
+class Initiator(Side):
+    """An Initiator: builds the I_MESSAGE (``create_message``), then takes the response, if any.
+
+    ``result`` is the Initiator's view of the keys; ``NO_RESULT`` says why it is
+    not there yet.
+    """
+
+    NO_RESULT: ClassVar[str] = "create_message() has not been called"
+    _result: ExchangeResult | None = None
+
+    @property
+    def result(self) -> ExchangeResult:
+        if self._result is None:
+            raise StateError(self.NO_RESULT)
+        return self._result
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """Process the response (an Error message raises :class:`~mikey.errors.PeerError`)."""
+        result: ExchangeResult = self._dispatch(data, now)
+        return result
+
+
+class Responder(Side):
+    """A Responder: takes the I_MESSAGE and returns the keys and the response to send (or None)."""
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        """Process an I_MESSAGE.
+
+        On failure raises a :class:`~mikey.errors.MikeyError` whose ``error_message``
+        holds the Error message to send back when RFC 3830 §5.1.2 calls for one.
+        """
+        outcome: ResponderOutcome = self._dispatch(data, now)
+        return outcome

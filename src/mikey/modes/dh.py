@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 
-from ..constants import PRF, CSIdMapType, DataType, SignatureType, TSType
+from ..constants import PRF, CSIdMapType, DataType, SignatureType
 from ..crypto import dh as dh_crypto
 from ..crypto import x509 as x509_crypto
 from ..errors import (
@@ -66,9 +66,10 @@ from ..wire.payloads.base import KeyValidity
 from .base import (
     CryptoSessionSpec,
     ExchangeResult,
+    Initiator,
+    Responder,
     ResponderOutcome,
     Rng,
-    Side,
     State,
     build_error_message,
     build_header,
@@ -79,7 +80,6 @@ from .base import (
     merge_responder_ssrcs,
     random_csb_id,
     shared_default_srtp_policy,
-    timestamp_expiry,
 )
 from .signing import (
     SIGNATURE_HASHES,
@@ -135,9 +135,10 @@ def _id_equal(a: IdPayload, b: IdPayload) -> bool:
     return a.data == b.data
 
 
-class DhInitiatorBase(Side):
+class DhInitiatorBase(Initiator):
     """The Initiator of a DH exchange; subclasses add the authentication (SIGN or KEMAC MAC)."""
 
+    NO_RESULT: ClassVar[str] = "the R_MESSAGE has not been received yet; the TGK needs the Responder's DHr"
     INIT_TYPE: ClassVar[int] = DataType.DH_INIT
     RESP_TYPE: ClassVar[int] = DataType.DH_RESP
     COMPAT: ClassVar[frozenset[str]] = DH_COMPAT_OPTIONS
@@ -245,19 +246,9 @@ class DhInitiatorBase(Side):
         """The own DH exponent, for a stateless ``complete`` (the CLI's --dh-private); keep it secret."""
         return self._x
 
-    @property
-    def result(self) -> ExchangeResult:
-        """The keys, once the R_MESSAGE has been processed (DH needs both contributions)."""
-        if self._result is None:
-            raise StateError("the R_MESSAGE has not been received yet; the TGK needs the Responder's DHr")
-        return self._result
 
     # -- the response ----------------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> ExchangeResult:
-        """Process the R_MESSAGE (or an Error message, which raises :class:`~mikey.errors.PeerError`)."""
-        result: ExchangeResult = self._dispatch(data, now)
-        return result
 
     def _on_response(self, msg: Message, now: float) -> ExchangeResult:
         assert self.header is not None and self.timestamp is not None and self.dh_public is not None
@@ -324,7 +315,7 @@ class DhInitiatorBase(Side):
         return None, None
 
 
-class DhResponderBase(Side):
+class DhResponderBase(Responder):
     """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3)."""
 
     INIT_TYPE: ClassVar[int] = DataType.DH_INIT
@@ -414,14 +405,10 @@ class DhResponderBase(Side):
                 raise UnspecifiedError("DH I_MESSAGE needs T, RAND and DH (RFC 3830 §3.3, RFC 4650 §3)")
             if len(msg.find_all(DhPayload)) != 1:
                 raise UnspecifiedError("DH I_MESSAGE must carry exactly one DH payload")
-            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
-            raw = msg.raw_bytes()
-            self.replay_cache.check(raw, now)
+            admission = self.admit(msg, t, now, id_data(id_i))
             extras = self._authenticate_init(msg, id_i, id_r, now)
             authenticated = bool(extras.get("authenticated", True))
-            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
-            if t.ts_type == TSType.COUNTER:
-                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            self.remember(admission)
             _check_prf(int(hdr.prf))
             if int(dh_p.group) not in self.groups:
                 raise UnsupportedDHGroupError(f"DH group {dh_p.group} is not accepted")

@@ -96,20 +96,20 @@ from .base import (
     CryptoSessionKeys,
     CryptoSessionSpec,
     ExchangeResult,
+    Initiator,
+    Responder,
     ResponderOutcome,
     Rng,
     Side,
     State,
     build_error_message,
     build_header,
-    check_timestamp,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
     merge_responder_ssrcs,
     random_csb_id,
     shared_default_srtp_policy,
-    timestamp_expiry,
     verification_mac_input,
 )
 from .psk import (
@@ -399,7 +399,7 @@ class EnvelopeKeyCache:
 # --- the Initiator ---------------------------------------------------------------------------------
 
 
-class PkInitiator(Side):
+class PkInitiator(Initiator):
     """The PK Initiator: encrypts an envelope key to the Responder, signs the I_MESSAGE, checks V.
 
     ``credentials`` hold our RSA key and certificate chain (signing);
@@ -582,18 +582,9 @@ class PkInitiator(Side):
             extras={"cache": int(self.cache)},
         )
 
-    @property
-    def result(self) -> ExchangeResult:
-        if self._result is None:
-            raise StateError("create_message() has not been called")
-        return self._result
 
     # -- the verification message -------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> ExchangeResult:
-        """Process the verification message (or an Error message, which raises :class:`PeerError`)."""
-        result: ExchangeResult = self._dispatch(data, now)
-        return result
 
     def _trailer(self) -> bytes:
         assert self.timestamp is not None
@@ -711,7 +702,7 @@ class _Checked:
     kemac_ok: bool = False
 
 
-class PkResponder(Side):
+class PkResponder(Responder):
     """The PK Responder: T and replay checks, certificate validation, SIGNi, PKE, KEMAC, keys, V.
 
     ``credentials`` is our key and certificate, or several (the Initiator's CHASH
@@ -772,14 +763,6 @@ class PkResponder(Side):
     def __repr__(self) -> str:
         return f"PkResponder(state={self.state.value})"
 
-    def receive(self, data: bytes, now: float) -> ResponderOutcome:
-        """Process an I_MESSAGE; returns the keys and the verification message (None unless V was set).
-
-        On failure raises a :class:`MikeyError` whose ``error_message`` holds the
-        Error message to send back when RFC 3830 §5.1.2 calls for one.
-        """
-        outcome: ResponderOutcome = self._dispatch(data, now)
-        return outcome
 
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
@@ -832,8 +815,7 @@ class PkResponder(Side):
                 raise UnspecifiedError("PK I_MESSAGE needs T, RAND, KEMAC, PKE and SIGN (RFC 3830 §3.2)")
             if not isinstance(msg.payloads[-1], SignPayload):
                 raise UnspecifiedError("SIGN must be the last payload (RFC 3830 §6.5)")
-            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
-            self.replay_cache.check(msg.raw_bytes(), now)
+            admission = self.admit(msg, t, now, id_data(id_i))
             check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
             if kemac.encr_alg == EncrAlg.NULL:
                 raise UnsupportedEncryptionError("NULL encryption is not allowed in PK mode")
@@ -853,10 +835,7 @@ class PkResponder(Side):
             opened = open_kemac(msg, transport, keys, hdr.csb_id, t, self.compat)
             state.kemac_ok = True
             self._check_encrypted_id(opened.id_payload, id_i, chain, at)
-            raw = msg.raw_bytes()
-            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
-            if t.ts_type == 2:
-                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            self.remember(admission)
             header = fill_ssrcs(hdr, self.own_ssrcs)
             policies = tuple(msg.find_all(SecurityPolicyPayload))
             sessions = session_keys_for(opened.key, opened.key_type, header, rand_p.rand, policies, opened.salt)

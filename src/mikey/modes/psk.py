@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..constants import (
     MAC_LENGTHS,
@@ -33,7 +33,6 @@ from ..errors import (
     MikeyDecodeError,
     MikeyError,
     MikeyProtocolError,
-    StateError,
     UnspecifiedError,
     UnsupportedDataTypeError,
     UnsupportedEncryptionError,
@@ -62,20 +61,19 @@ from .base import (
     CryptoSessionKeys,
     CryptoSessionSpec,
     ExchangeResult,
+    Initiator,
+    Responder,
     ResponderOutcome,
     Rng,
-    Side,
     State,
     build_error_message,
     build_header,
-    check_timestamp,
     default_srtp_policy,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
     merge_responder_ssrcs,
     random_csb_id,
-    timestamp_expiry,
     verification_mac_input,
 )
 
@@ -97,8 +95,7 @@ VERIFICATION_COVERAGE = ("rfc", "timestamp-only")
 PskLookup = Callable[[IdPayload | None, IdPayload | None], bytes | None]
 
 
-@dataclass(frozen=True)
-class KeyTransport:
+class KeyTransport(NamedTuple):
     """What the KEMAC protects: algorithms and transport keys from the PSK/envelope key (RFC 3830 §4.1.4)."""
 
     encr_alg: int
@@ -162,17 +159,22 @@ def key_material(subs: Sequence[Payload]) -> tuple[bytes, bytes | None, int, Key
     raise UnspecifiedError("KEMAC carries no Key data sub-payload")
 
 
-@dataclass(frozen=True)
-class OpenedKemac:
-    """What a verified and decrypted PSK I_MESSAGE yields (RFC 3830 §5.3)."""
+class OpenedKemac(NamedTuple):
+    """What a verified and decrypted PSK I_MESSAGE yields (RFC 3830 §5.3).  The repr shows no keys."""
 
     transport: KeyTransport
-    keys: prf_crypto.TransportKeys = field(repr=False)
-    key: bytes = field(repr=False)
-    salt: bytes | None = field(repr=False)
+    keys: prf_crypto.TransportKeys
+    key: bytes
+    salt: bytes | None
     key_type: int
     key_validity: KeyValidity
     authenticated: bool
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenedKemac(transport={self.transport!r}, key=<{len(self.key)} octets>, key_type={self.key_type}, "
+            f"authenticated={self.authenticated})"
+        )
 
 
 def psk_payloads(msg: Message) -> tuple[TimestampPayload, RandPayload | None, KemacPayload]:
@@ -195,16 +197,21 @@ def open_kemac(
     psk: bytes,
     rand: bytes,
     *,
-    verified: Callable[[OpenedKemac], None] | None = None,
+    verified: Callable[[prf_crypto.TransportKeys], None] | None = None,
+    found: tuple[TimestampPayload, KemacPayload] | None = None,
 ) -> OpenedKemac:
     """Verify the KEMAC MAC over the received bytes (§5.2), then decrypt the Key data (§4.2.3).
 
     *rand* is the message's RAND, or the initial exchange's for an update
     message (§4.5).  An update may carry no Key data; then ``key`` is empty.
-    *verified* is called after the MAC checks and before decryption (the
-    Responder adds the message to its replay cache there, RFC 3830 §5.3).
+    *verified* is called with the transport keys after the MAC checks and
+    before decryption (the Responder adds the message to its replay cache there,
+    RFC 3830 §5.3).  *found* passes T and KEMAC when the caller already has them.
     """
-    t, _, kemac = psk_payloads(msg)
+    if found is None:
+        t, _, kemac = psk_payloads(msg)
+    else:
+        t, kemac = found
     hdr = msg.header
     check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
     transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
@@ -213,11 +220,10 @@ def open_kemac(
     n = len(kemac.mac)
     kemac_crypto.verify_mac(transport.mac_alg, keys.auth_key, raw[: len(raw) - n], kemac.mac)
     authenticated = transport.mac_alg != MacAlg.NULL
-    partial = OpenedKemac(transport, keys, b"", None, KeyDataType.TGK, None, authenticated)
     if verified is not None:
-        verified(partial)
+        verified(keys)
     if not kemac.encr_data:
-        return partial
+        return OpenedKemac(transport, keys, b"", None, KeyDataType.TGK, None, authenticated)
     try:
         plaintext = kemac_crypto.decrypt(
             transport.encr_alg, keys.encr_key, keys.salt, hdr.csb_id, t.ts_value, kemac.encr_data,
@@ -247,7 +253,7 @@ def specs_from_header(header: CommonHeader) -> list[CryptoSessionSpec]:
     return specs
 
 
-class PskInitiator(Side):
+class PskInitiator(Initiator):
     """The PSK Initiator: builds the I_MESSAGE and, when V is set, checks the R_MESSAGE."""
 
     MODE: ClassVar[str] = "psk"
@@ -450,19 +456,9 @@ class PskInitiator(Side):
             },
         )
 
-    @property
-    def result(self) -> ExchangeResult:
-        """The keys the Initiator chose (available once the I_MESSAGE is built)."""
-        if self._result is None:
-            raise StateError("create_message() has not been called")
-        return self._result
 
     # -- the response -----------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> ExchangeResult:
-        """Process the R_MESSAGE (or an Error message, which raises :class:`PeerError`)."""
-        result: ExchangeResult = self._dispatch(data, now)
-        return result
 
     def _on_response(self, msg: Message, now: float) -> ExchangeResult:
         assert self.header is not None and self.timestamp is not None
@@ -561,7 +557,7 @@ class _Pending:
     keys: prf_crypto.TransportKeys | None = field(default=None, repr=False)
 
 
-class PskResponder(Side):
+class PskResponder(Responder):
     """The PSK Responder: checks T and the replay cache, verifies the MAC, decrypts, derives keys, answers.
 
     ``psk`` is the key, or a lookup ``(IDi, IDr) -> key | None`` for many peers.
@@ -600,14 +596,6 @@ class PskResponder(Side):
     def __repr__(self) -> str:
         return f"PskResponder(state={self.state.value})"
 
-    def receive(self, data: bytes, now: float) -> ResponderOutcome:
-        """Process an I_MESSAGE; returns the keys and the R_MESSAGE (None unless V was set).
-
-        On failure raises a :class:`MikeyError`; its ``error_message`` holds the
-        Error message to send back when RFC 3830 §5.1.2 calls for one.
-        """
-        outcome: ResponderOutcome = self._dispatch(data, now)
-        return outcome
 
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
@@ -629,31 +617,45 @@ class PskResponder(Side):
         return key
 
     def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
-        t = msg.find(TimestampPayload)
-        ids = msg.find_all(IdPayload)
+        t: TimestampPayload | None = None
+        rand_p: RandPayload | None = None
+        kemac: KemacPayload | None = None
+        ids: list[IdPayload] = []
+        sps: list[SecurityPolicyPayload] = []
+        for p in msg.payloads:  # one pass (RFC 3830 §3.1 layout: T, RAND, [IDi], [IDr], {SP}, KEMAC)
+            cls = type(p)
+            if cls is TimestampPayload and t is None:
+                t = p  # type: ignore[assignment]
+            elif cls is RandPayload and rand_p is None:
+                rand_p = p  # type: ignore[assignment]
+            elif cls is IdPayload:
+                ids.append(p)  # type: ignore[arg-type]
+            elif cls is SecurityPolicyPayload:
+                sps.append(p)  # type: ignore[arg-type]
+            elif cls is KemacPayload:
+                kemac = p  # type: ignore[assignment]
         id_i = ids[0] if ids else None
         id_r = ids[1] if len(ids) > 1 else None
         hdr = msg.header
         verified_keys: list[prf_crypto.TransportKeys] = []
-
-        def remember(opened: OpenedKemac) -> None:
-            assert t is not None
-            verified_keys.append(opened.keys)
-            self.replay_cache.add(msg.raw_bytes(), now, timestamp_expiry(t, now, self.clock_skew))
-            if t.ts_type == 2:
-                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
-
         try:
-            t, rand_p, kemac = psk_payloads(msg)
-            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
-            self.replay_cache.check(msg.raw_bytes(), now)
+            if t is None or kemac is None:
+                raise UnspecifiedError("PSK I_MESSAGE needs T and KEMAC (RFC 3830 §3.1)")
+            if msg.payloads[-1] is not kemac:
+                raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
+            admission = self.admit(msg, t, now, id_data(id_i))
             if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
                 raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
             previous = self._bundle(hdr.csb_id) if rand_p is None else None
             rand = _rand_for(msg, rand_p, previous)
-            opened = open_kemac(msg, self._lookup_psk(id_i, id_r), rand, verified=remember)
-            header = fill_ssrcs(hdr, self.own_ssrcs)
-            policies = tuple(msg.find_all(SecurityPolicyPayload))
+
+            def remember(keys: prf_crypto.TransportKeys) -> None:
+                verified_keys.append(keys)
+                self.remember(admission)
+
+            opened = open_kemac(msg, self._lookup_psk(id_i, id_r), rand, verified=remember, found=(t, kemac))
+            header = fill_ssrcs(hdr, self.own_ssrcs) if self.own_ssrcs else hdr
+            policies = tuple(sps)
             if not policies and previous is not None:
                 policies = previous.policies
             if opened.key:

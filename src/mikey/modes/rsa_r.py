@@ -61,7 +61,6 @@ from ..errors import (
     MikeyDecodeError,
     MikeyError,
     MikeyProtocolError,
-    StateError,
     UnspecifiedError,
     UnsupportedEncryptionError,
     UnsupportedIDError,
@@ -90,9 +89,10 @@ from ..wire.payloads.base import KeyValidity
 from .base import (
     CryptoSessionSpec,
     ExchangeResult,
+    Initiator,
+    Responder,
     ResponderOutcome,
     Rng,
-    Side,
     State,
     build_error_message,
     build_header,
@@ -101,7 +101,6 @@ from .base import (
     id_data,
     random_csb_id,
     shared_default_srtp_policy,
-    timestamp_expiry,
 )
 from .pk import (
     COMPAT_OPTIONS,
@@ -188,7 +187,7 @@ def _first_id(msg: Message) -> IdPayload | None:
     return msg.find(IdPayload)
 
 
-class RsaRInitiator(Side):
+class RsaRInitiator(Initiator):
     """The RSA-R Initiator: signs a request (data type 9) and receives the TGK in the R_MESSAGE.
 
     ``validator`` holds the trust anchors for the Responder's certificate; by
@@ -197,6 +196,7 @@ class RsaRInitiator(Side):
     R_MESSAGE must carry GenExt(CSB_ID), RAND and SP.
     """
 
+    NO_RESULT: ClassVar[str] = "no R_MESSAGE has been accepted yet"
     MODE: ClassVar[str] = "rsa-r"
     HANDLERS: ClassVar[dict[tuple[State, int], str]] = {
         (State.WAIT_RESPONSE, DataType.RSA_R_RESP): "_on_response"
@@ -300,18 +300,6 @@ class RsaRInitiator(Side):
             raise
         self.state = State.WAIT_RESPONSE
         return self.i_message
-
-    @property
-    def result(self) -> ExchangeResult:
-        """The keys, once the R_MESSAGE has been accepted."""
-        if self._result is None:
-            raise StateError("no R_MESSAGE has been accepted yet")
-        return self._result
-
-    def receive(self, data: bytes, now: float) -> ExchangeResult:
-        """Process the R_MESSAGE (or an Error message, which raises :class:`PeerError`)."""
-        result: ExchangeResult = self._dispatch(data, now)
-        return result
 
     @classmethod
     def resume(
@@ -466,7 +454,7 @@ class _Progress:
     t: TimestampPayload | None = field(default=None)
 
 
-class RsaRResponder(Side):
+class RsaRResponder(Responder):
     """The RSA-R Responder: verifies SIGNi, picks the TGK, answers with KEMAC, PKE and SIGNr.
 
     ``validator`` holds the trust anchors for the Initiator's certificate;
@@ -561,14 +549,6 @@ class RsaRResponder(Side):
     def __repr__(self) -> str:
         return f"RsaRResponder(state={self.state.value})"
 
-    def receive(self, data: bytes, now: float) -> ResponderOutcome:
-        """Process an I_MESSAGE; returns the keys and the R_MESSAGE (always sent in RSA-R).
-
-        On failure raises a :class:`MikeyError` whose ``error_message`` holds the
-        Error message to send back.
-        """
-        outcome: ResponderOutcome = self._dispatch(data, now)
-        return outcome
 
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
@@ -624,18 +604,14 @@ class RsaRResponder(Side):
         try:
             if t is None:
                 raise UnspecifiedError("RSA-R I_MESSAGE needs T and SIGN (RFC 4738 §3.4)")
-            check_timestamp(t, now, self.clock_skew, self.replay_cache, id_data(id_i))
-            self.replay_cache.check(msg.raw_bytes(), now)
+            admission = self.admit(msg, t, now, id_data(id_i))
             at = message_time(t, now)
             certs = msg.find_all(CertPayload)
             chain = self.verifier.chain(certs)
             leaf = self.verifier.leaf(chain, at=at, peer_id=id_i)
             self.verifier.verify_signature(msg, leaf)
             progress.authenticated = True
-            raw = msg.raw_bytes()
-            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
-            if t.ts_type == 2:
-                self.replay_cache.add_counter(id_data(id_i), t.ts_int)
+            self.remember(admission)
             if id_r_req is not None and not same_id(id_r_req, self.id_r):
                 raise UnsupportedIDError("the I_MESSAGE asks for another Responder identity (RFC 4738 §3.4)")
             enc_chain = self.verifier.chain(certs, "encrypt")

@@ -90,16 +90,15 @@ from .base import (
     CryptoSessionKeys,
     CryptoSessionSpec,
     ExchangeResult,
+    Initiator,
+    Responder,
     ResponderOutcome,
     Rng,
-    Side,
     State,
     build_error_message,
-    check_timestamp,
     derive_crypto_sessions,
     fill_ssrcs,
     random_csb_id,
-    timestamp_expiry,
 )
 
 __all__ = [
@@ -492,7 +491,7 @@ def _role_ids(scheme: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- Initiator
 
 
-class SakkeInitiator(Side):
+class SakkeInitiator(Initiator):
     """The MIKEY-SAKKE Initiator: builds and signs the one I_MESSAGE (RFC 6509 §2.2.1).
 
     ``key_type`` selects the 3GPP profile ("gmk", "pck", "csk", ... or a purpose
@@ -686,12 +685,6 @@ class SakkeInitiator(Side):
             out["guk_id"] = f"{self.guk_id:08x}"
         return out
 
-    @property
-    def result(self) -> ExchangeResult:
-        """The keys the Initiator chose (available once the I_MESSAGE is built)."""
-        if self._result is None:
-            raise StateError("create_message() has not been called")
-        return self._result
 
     def receive(self, data: bytes, now: float) -> ExchangeResult:
         """MIKEY-SAKKE has no response (RFC 6509 §2.1); an Error message raises :class:`PeerError`."""
@@ -742,7 +735,7 @@ class _Parsed:
     idr: dict[int, bytes] = field(default_factory=dict)
 
 
-class SakkeResponder(Side):
+class SakkeResponder(Responder):
     """The MIKEY-SAKKE Responder (RFC 6509 §2.2.2): T and replay checks, identifiers, ECCSI, SAKKE.
 
     ``initiator_uri`` is the sender the application expects (e.g. from SIP); when
@@ -785,14 +778,6 @@ class SakkeResponder(Side):
     def __repr__(self) -> str:
         return f"SakkeResponder(uri={self.keys.uri!r}, state={self.state.value})"
 
-    def receive(self, data: bytes, now: float) -> ResponderOutcome:
-        """Process an I_MESSAGE; returns the keys and ``response=None`` (there is no R_MESSAGE).
-
-        On failure raises a :class:`MikeyError` whose ``error_message`` holds an
-        unauthenticated Error message (RFC 3830 §5.1.2), except for replays.
-        """
-        outcome: ResponderOutcome = self._dispatch(data, now)
-        return outcome
 
     def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
         csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
@@ -905,9 +890,7 @@ class SakkeResponder(Side):
         try:
             p = self._parse(msg)
             t = p.t
-            check_timestamp(t, now, self.clock_skew, self.replay_cache)
-            raw = msg.raw_bytes()
-            self.replay_cache.check(raw, now)
+            admission = self.admit(msg, t, now)
             if hdr.prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
                 raise UnsupportedPRFError(f"PRF func {hdr.prf} is not supported")
             when = _ts_unix(t)
@@ -935,7 +918,7 @@ class SakkeResponder(Side):
             if receiver.params is not params:
                 raise UnspecifiedError("the SAKKE parameter set differs from this Responder's keys")
             ssv = receiver.decapsulate(sakke_payload.data)
-            self.replay_cache.add(raw, now, timestamp_expiry(t, now, self.clock_skew))
+            self.remember(admission)
             extras = self._profile(msg, p, ssv, scheme, initiator, own_id, initiator_uri, to_self)
             header = fill_ssrcs(hdr, self.own_ssrcs)
             policies = tuple(msg.find_all(SecurityPolicyPayload))
