@@ -130,6 +130,7 @@ from .signing import (
     check_compat,
     identity_of,
     message_time,
+    subject_text,
 )
 
 __all__ = [
@@ -862,7 +863,7 @@ class PkResponder(Responder):
             initiator_id=initiator.data if initiator is not None else None,
             responder_id=id_r.data if id_r else (self.id_r.data if self.id_r else None),
             key_validity=opened.kv,
-            extras={"cache": int(pke.c), "initiator_certificate": leaf.subject.rfc4514_string()},
+            extras={"cache": int(pke.c), "initiator_certificate": subject_text(leaf)},
         )
         response = None
         if hdr.v:

@@ -124,6 +124,7 @@ from .signing import (
     identity_of,
     message_time,
     sign_message,
+    subject_text,
 )
 
 __all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered"]
@@ -443,7 +444,7 @@ class RsaRInitiator(Initiator):
             responder_id=responder.data if responder is not None else None,
             key_validity=opened.kv,
             extras={"cache": int(pke.c), "group": ext is not None, "request_csb_id": self.csb_id,
-                    "responder_certificate": leaf.subject.rfc4514_string()},
+                    "responder_certificate": subject_text(leaf)},
         )
         return self._result
 
@@ -679,7 +680,7 @@ class RsaRResponder(Responder):
             responder_id=self.id_r.data,
             key_validity=self.key_validity,
             extras={"cache": int(self.cache), "group": group, "request_csb_id": hdr.csb_id,
-                    "initiator_certificate": leaf.subject.rfc4514_string()},
+                    "initiator_certificate": subject_text(leaf)},
         )
         self.result = result
         self.state = State.DONE

@@ -24,6 +24,7 @@ header out; verifying accepts both coverages.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,6 +76,12 @@ def check_compat(given: Iterable[str], allowed: Collection[str]) -> frozenset[st
     if unknown:
         raise ValueError(f"unknown compatibility option(s) {sorted(unknown)}; known: {sorted(allowed)}")
     return chosen
+
+
+@functools.lru_cache(maxsize=256)
+def subject_text(cert: x509.Certificate) -> str:
+    """The certificate's subject as an RFC 4514 string (cached: results carry it for every message)."""
+    return cert.subject.rfc4514_string()
 
 
 def message_time(t: TimestampPayload | None, now: float) -> datetime:
