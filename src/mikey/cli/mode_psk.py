@@ -103,7 +103,9 @@ class PskPlugin(ModePlugin):
         return {"psk": os.urandom(16).hex()}
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        return PskInitiator(bytes.fromhex(creds["psk"]), crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)], v=True)
+        # One crypto session per direction: the Initiator's stream, and one whose SSRC the Responder fills in.
+        specs = [CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)]
+        return PskInitiator(bytes.fromhex(creds["psk"]), crypto_sessions=specs, v=True)
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
         return PskResponder(bytes.fromhex(creds["psk"]), own_ssrcs=[ssrc])
