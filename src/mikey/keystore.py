@@ -248,12 +248,8 @@ class TrustStore(Sequence[x509.Certificate]):
 
 # --------------------------------------------------------------------------- identity-based key material
 #
-# Reserved for another engineer: MIKEY-SAKKE / ECCSI (RFC 6507, RFC 6508, RFC 6509)
-# and IBAKE (RFC 6267) key material -- KMS public keys, SSK/PVT and RSK sets with
-# their validity periods -- will be added below this line.
-
-
-# MIKEY-SAKKE identity-based key material (RFC 6507, RFC 6508, RFC 6509; 3GPP TS 33.180).
+# MIKEY-SAKKE key material (RFC 6507, RFC 6508, RFC 6509; 3GPP TS 33.180): the community's
+# KMS public keys and a user's SSK/PVT and RSK sets with their key periods.
 
 import json as _json  # noqa: E402
 import xml.etree.ElementTree as _ET  # noqa: E402

@@ -9,20 +9,15 @@ Subcommands: ``decode``, ``initiate``, ``respond``, ``complete``, ``speed``, and
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from . import decode, exchange, speed
+from . import decode, demo, exchange, kms, speed
 from .common import EXIT_USAGE, UsageError
 from .plugins import load_plugins
 
-__all__ = ["main", "build_parser", "OPTIONAL_COMMAND_MODULES"]
-
-#: Modules that add their own subcommands when present (each has ``register(subparsers)``).
-OPTIONAL_COMMAND_MODULES = ("mikey.cli.demo", "mikey.cli.kms")
-
+__all__ = ["main", "build_parser"]
 
 def _version() -> str:
     try:
@@ -45,14 +40,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     decode.register(subparsers)
     exchange.register(subparsers, load_plugins(), exchange.selected_mode(argv))
     speed.register(subparsers)
-    for modname in OPTIONAL_COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue
-            raise
-        mod.register(subparsers)
+    demo.register(subparsers)
+    kms.register(subparsers)
     return parser
 
 

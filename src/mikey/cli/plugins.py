@@ -120,15 +120,9 @@ class ModePlugin:
 
 
 def load_plugins() -> dict[str, ModePlugin]:
-    """Import every mode plugin that exists (``mikey.cli.mode_<name>``)."""
+    """The plugin of every mode (``mikey.cli.mode_<name>``), in :data:`MODE_NAMES` order."""
     out: dict[str, ModePlugin] = {}
     for name in MODE_NAMES:
-        modname = f"mikey.cli.mode_{name.replace('-', '_')}"
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue
-            raise
+        mod = importlib.import_module(f"mikey.cli.mode_{name.replace('-', '_')}")
         out[name] = mod.PLUGIN
     return out
