@@ -16,8 +16,14 @@ bytes, fixed timestamps).  Messages of the data types that
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
 from mikey.constants import (
+    DH_VALUE_LENGTHS,
+    HASH_LENGTHS,
+    MAC_LENGTHS,
     PRF,
+    TS_LENGTHS,
     CacheType,
     CertType,
     CSIdMapType,
@@ -499,9 +505,7 @@ def sample_messages() -> dict[str, Message]:
 # the right size), for the round-trip properties.  Registry values are drawn from the
 # registries and from unregistered numbers, which the decoder must keep as plain ints.
 
-from hypothesis import strategies as st  # noqa: E402
 
-from mikey.constants import DH_VALUE_LENGTHS, HASH_LENGTHS, MAC_LENGTHS, TS_LENGTHS  # noqa: E402
 
 
 def _blob(max_size: int = 40) -> st.SearchStrategy[bytes]:

@@ -12,11 +12,13 @@ An edge module (it reads files).  Nothing here ever puts key bytes in a
 from __future__ import annotations
 
 import hmac
+import json
 import os
-from collections.abc import Iterator, Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from mikey.crypto import eccsi, sakke
 from mikey.crypto.x509 import CertificateValidator, IdBinding, certificate_der
 from mikey.errors import CertificateError, KeyMaterialError
 
@@ -251,13 +254,6 @@ class TrustStore(Sequence[x509.Certificate]):
 # MIKEY-SAKKE key material (RFC 6507, RFC 6508, RFC 6509; 3GPP TS 33.180): the community's
 # KMS public keys and a user's SSK/PVT and RSK sets with their key periods.
 
-import json as _json  # noqa: E402
-import xml.etree.ElementTree as _ET  # noqa: E402
-from collections.abc import Mapping as _Mapping  # noqa: E402
-from typing import Any as _Any  # noqa: E402
-
-from mikey.crypto import eccsi as _eccsi  # noqa: E402
-from mikey.crypto import sakke as _sakke  # noqa: E402
 
 __all__ += ["IdentityKeys", "KmsPublicKeys", "SakkeKeystore", "KMS_XML_NS"]
 
@@ -292,13 +288,13 @@ class KmsPublicKeys:
 
     def __post_init__(self) -> None:
         try:
-            _eccsi.P256.decode_point(self.kpak)
+            eccsi.P256.decode_point(self.kpak)
         except ValueError:
             raise KeyMaterialError("KPAK is not a valid P-256 point") from None
         if self.sakke_params != 1:
             raise KeyMaterialError(f"SAKKE parameter set {self.sakke_params} is not supported")
         try:
-            _sakke.PARAMETER_SET_1.curve.decode_point(self.z)
+            sakke.PARAMETER_SET_1.curve.decode_point(self.z)
         except ValueError:
             raise KeyMaterialError("Z is not a valid point of SAKKE Parameter Set 1") from None
         if self.key_period <= 0:
@@ -332,8 +328,8 @@ class IdentityKeys:
         self._rsk = bytes(rsk)
         self.period_no = period_no
         self._kms = kms
-        self._signer: _eccsi.EccsiSigner | None = None
-        self._receiver: _sakke.SakkeReceiver | None = None
+        self._signer: eccsi.EccsiSigner | None = None
+        self._receiver: sakke.SakkeReceiver | None = None
 
     @property
     def ssk(self) -> bytes:
@@ -348,17 +344,17 @@ class IdentityKeys:
 
     def validate(self) -> None:
         """Check SSK/PVT (RFC 6507 §5.1.2) and RSK (RFC 6508 §6.1.2); raises KeyMaterialError."""
-        _eccsi.validate_ssk(self._ssk, self.pvt, self.identifier, self._kms.kpak)
-        _sakke.validate_rsk(self._rsk, self.identifier, self._kms.z)
+        eccsi.validate_ssk(self._ssk, self.pvt, self.identifier, self._kms.kpak)
+        sakke.validate_rsk(self._rsk, self.identifier, self._kms.z)
 
-    def signer(self) -> _eccsi.EccsiSigner:
+    def signer(self) -> eccsi.EccsiSigner:
         if self._signer is None:
-            self._signer = _eccsi.EccsiSigner(self._ssk, self.pvt, self.identifier, self._kms.kpak, validate=False)
+            self._signer = eccsi.EccsiSigner(self._ssk, self.pvt, self.identifier, self._kms.kpak, validate=False)
         return self._signer
 
-    def receiver(self) -> _sakke.SakkeReceiver:
+    def receiver(self) -> sakke.SakkeReceiver:
         if self._receiver is None:
-            self._receiver = _sakke.SakkeReceiver(self._rsk, self.identifier, self._kms.z, _sakke.PARAMETER_SET_1)
+            self._receiver = sakke.SakkeReceiver(self._rsk, self.identifier, self._kms.z, sakke.PARAMETER_SET_1)
         return self._receiver
 
 
@@ -431,7 +427,7 @@ class SakkeKeystore:
     # -- JSON -----------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, doc: _Mapping[str, _Any], *, validate: bool = False) -> SakkeKeystore:
+    def from_dict(cls, doc: Mapping[str, Any], *, validate: bool = False) -> SakkeKeystore:
         """From ``{"kms_uri", "community": {kpak, z, sakke_params[, id_scheme]}, "user": {uri, [uid], ssk,
         pvt, rsk}, "period": {key_period, key_period_offset, period_no}}`` (extra key sets in ``"users"``
         entries of the "user" shape with their own ``period_no``)."""
@@ -493,27 +489,27 @@ class SakkeKeystore:
     @classmethod
     def load_json(cls, source: Source, *, validate: bool = False) -> SakkeKeystore:
         try:
-            doc = _json.loads(_read(source))
+            doc = json.loads(_read(source))
         except ValueError:
             raise KeyMaterialError("MIKEY-SAKKE key file is not valid JSON") from None
         if not isinstance(doc, dict):
             raise KeyMaterialError("MIKEY-SAKKE key file must hold a JSON object")
         return cls.from_dict(doc, validate=validate)
 
-    def to_dict(self) -> dict[str, _Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON shape :meth:`from_dict` reads (secrets included: protect the file)."""
         sets = self.key_sets
         if not sets:
             raise KeyMaterialError("the keystore holds no key set")
 
-        def user(k: IdentityKeys) -> dict[str, _Any]:
-            d: dict[str, _Any] = {"uri": k.uri, "uid": k.identifier.hex(), "ssk": k.ssk.hex(), "pvt": k.pvt.hex(),
+        def user(k: IdentityKeys) -> dict[str, Any]:
+            d: dict[str, Any] = {"uri": k.uri, "uid": k.identifier.hex(), "ssk": k.ssk.hex(), "pvt": k.pvt.hex(),
                                   "rsk": k.rsk.hex()}
             if k.period_no is not None:
                 d["period_no"] = k.period_no
             return d
 
-        doc: dict[str, _Any] = {
+        doc: dict[str, Any] = {
             "kms_uri": self.kms.kms_uri,
             "community": {
                 "kpak": self.kms.kpak.hex(),
@@ -597,14 +593,14 @@ class SakkeKeystore:
         return store
 
 
-def _xml_root(source: Source) -> _ET.Element:
+def _xml_root(source: Source) -> ET.Element:
     try:
-        return _ET.fromstring(_read(source))
-    except _ET.ParseError as exc:
+        return ET.fromstring(_read(source))
+    except ET.ParseError as exc:
         raise KeyMaterialError(f"KMS XML does not parse ({exc})") from None
 
 
-def _xml_find(root: _ET.Element, tag: str) -> _ET.Element:
+def _xml_find(root: ET.Element, tag: str) -> ET.Element:
     if root.tag == f"{{{KMS_XML_NS}}}{tag}":
         return root
     el = root.find(f".//{{{KMS_XML_NS}}}{tag}")
@@ -613,7 +609,7 @@ def _xml_find(root: _ET.Element, tag: str) -> _ET.Element:
     return el
 
 
-def _xml_text(parent: _ET.Element, tag: str, default: str | None = None) -> str:
+def _xml_text(parent: ET.Element, tag: str, default: str | None = None) -> str:
     el = parent.find(f"{{{KMS_XML_NS}}}{tag}")
     if el is None or el.text is None:
         if default is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, NamedTuple
 
 from ..constants import (
@@ -524,8 +524,6 @@ def kemac_authenticates(msg: Message) -> bool:
 
 
 def _with_ids(r: ExchangeResult, **kw: bytes | None) -> ExchangeResult:
-    from dataclasses import replace
-
     return replace(r, **kw)  # type: ignore[arg-type]
 
 

@@ -19,6 +19,7 @@ from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
 
 from ...constants import KVType
+from ...errors import MikeyEncodeError
 from ..buffer import FieldError, Reader, ReadPastEnd, Writer
 
 __all__ = [
@@ -323,8 +324,6 @@ def write_key_validity(w: Writer, kv: KeyValidity) -> None:
 
 
 def _len8(data: bytes, what: str) -> int:
-    from ...errors import MikeyEncodeError
-
     if len(data) > 0xFF:
         raise MikeyEncodeError(f"{what} is {len(data)} octets; its length field holds at most 255")
     return len(data)
