@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from mikey._lru import BoundedLRU
 from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
 
 from ._curves import Affine, Curve, int_to_bytes, invert, mpz
@@ -285,7 +285,7 @@ class _Peer:
         self.y_key = y_key
 
 
-_peers: OrderedDict[tuple[bytes, bytes, bytes], _Peer] = OrderedDict()
+_peers: BoundedLRU[tuple[bytes, bytes, bytes], _Peer] = BoundedLRU(_CACHE_SIZE)
 
 
 def clear_caches() -> None:
@@ -297,7 +297,6 @@ def _peer(identifier: bytes, pvt: bytes, kpak: bytes) -> _Peer:
     key = (kpak, identifier, pvt)
     peer = _peers.get(key)
     if peer is not None:
-        _peers.move_to_end(key)
         return peer
     kpak_point = _decode(kpak, KeyMaterialError, "KPAK")
     pvt_point = _decode(pvt, AuthenticationError, "PVT")  # step 1
@@ -305,11 +304,7 @@ def _peer(identifier: bytes, pvt: bytes, kpak: bytes) -> _Peer:
     y_point = P256.add(_point_mult(int.from_bytes(hs, "big"), pvt_point), kpak_point)  # step 4
     if y_point is None:
         raise AuthenticationError("ECCSI signature verification failed")
-    peer = _Peer(hs, y_point, _public_key(y_point))
-    _peers[key] = peer
-    while len(_peers) > _CACHE_SIZE:
-        _peers.popitem(last=False)
-    return peer
+    return _peers.put(key, _Peer(hs, y_point, _public_key(y_point)))
 
 
 def verify(message: bytes, signature: bytes, identifier: bytes, kpak: bytes) -> None:

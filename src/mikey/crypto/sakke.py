@@ -34,14 +34,15 @@ SSV there too.  Secrets come from :mod:`secrets`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from mikey._lru import BoundedLRU
 from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
 
 from ._curves import Affine, Curve, FixedBaseTable, batch_invert, int_to_bytes, invert, mpz, signed_digits
@@ -152,9 +153,12 @@ class SakkeParams:
         self.sed_len = 2 * self.field_len + 1 + self.ssv_len
         self._p_table: FixedBaseTable | None = None
         self._g_table: _PfTable | None = None
-        self._z_tables: OrderedDict[bytes, FixedBaseTable] = OrderedDict()
-        self._recipient_tables: OrderedDict[tuple[bytes, int], FixedBaseTable] = OrderedDict()
+        self._z_tables: BoundedLRU[bytes, FixedBaseTable] = BoundedLRU(_Z_TABLE_CACHE_SIZE)
+        self._recipient_tables: BoundedLRU[tuple[bytes, int], FixedBaseTable] = BoundedLRU(
+            _RECIPIENT_TABLE_CACHE_SIZE
+        )
         self._sender_uses: OrderedDict[tuple[bytes, int], int] = OrderedDict()
+        self._sender_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SakkeParams({self.name})"
@@ -181,7 +185,8 @@ class SakkeParams:
         and the KMS Public Keys (community-wide, long-lived) are kept.
         """
         self._recipient_tables.clear()
-        self._sender_uses.clear()
+        with self._sender_lock:
+            self._sender_uses.clear()
 
     def clear_kms_tables(self) -> None:
         """Forget the fixed-base tables built for KMS Public Keys Z."""
@@ -189,32 +194,15 @@ class SakkeParams:
 
     def z_table(self, z_bytes: bytes, z_point: tuple[int, int]) -> FixedBaseTable:
         """Fixed-base table for a KMS Public Key (bounded LRU cache)."""
-        table = self._z_tables.get(z_bytes)
-        if table is None:
-            table = FixedBaseTable(self.curve, z_point, _TABLE_WINDOW)
-            self._z_tables[z_bytes] = table
-            while len(self._z_tables) > _Z_TABLE_CACHE_SIZE:
-                self._z_tables.popitem(last=False)
-        else:
-            self._z_tables.move_to_end(z_bytes)
-        return table
+        return self._z_tables.get_or_create(z_bytes, lambda: FixedBaseTable(self.curve, z_point, _TABLE_WINDOW))
 
     def _recipient_table(self, z_bytes: bytes, b: int) -> FixedBaseTable | None:
         """The cached fixed-base table for [b]P + Z, if there is one."""
-        key = (z_bytes, b)
-        table = self._recipient_tables.get(key)
-        if table is not None:
-            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
-                self._recipient_tables.move_to_end(key)
-        return table
+        return self._recipient_tables.get((z_bytes, b))
 
     def _add_recipient_table(self, z_bytes: bytes, b: int, point: tuple[int, int]) -> FixedBaseTable:
         """Build and cache a fixed-base table for the point [b]P + Z (bounded LRU)."""
-        table = FixedBaseTable(self.curve, point, _RECIPIENT_TABLE_WINDOW)
-        self._recipient_tables[(z_bytes, b)] = table
-        while len(self._recipient_tables) > _RECIPIENT_TABLE_CACHE_SIZE:
-            self._recipient_tables.popitem(last=False)
-        return table
+        return self._recipient_tables.put((z_bytes, b), FixedBaseTable(self.curve, point, _RECIPIENT_TABLE_WINDOW))
 
     def _sender_table(self, z_bytes: bytes, b: int, z_point: tuple[int, int]) -> FixedBaseTable | None:
         """The [b]P + Z table for encapsulation, built on the 16th use for one recipient.
@@ -227,14 +215,15 @@ class SakkeParams:
         if table is not None:
             return table
         key = (z_bytes, b)
-        uses = self._sender_uses
-        count = uses.pop(key, 0)
-        if 0 <= count < _SENDER_TABLE_USES - 1:
-            uses[key] = count + 1
-        else:
-            uses[key] = -1  # built now or before: never again
-        while len(uses) > _SENDER_USES_SIZE:
-            uses.popitem(last=False)
+        with self._sender_lock:
+            uses = self._sender_uses
+            count = uses.pop(key, 0)
+            if 0 <= count < _SENDER_TABLE_USES - 1:
+                uses[key] = count + 1
+            else:
+                uses[key] = -1  # built now or before: never again
+            while len(uses) > _SENDER_USES_SIZE:
+                uses.popitem(last=False)
         if count != _SENDER_TABLE_USES - 1:
             return None
         point = self.curve.add(self.p_table.multiply(b), z_point)
@@ -819,7 +808,7 @@ class SakkeReceiver:
         return ssv
 
 
-_receivers: OrderedDict[tuple[Any, ...], SakkeReceiver] = OrderedDict()
+_receivers: BoundedLRU[tuple[Any, ...], SakkeReceiver] = BoundedLRU(_RECEIVER_CACHE_SIZE)
 
 
 def clear_caches(params: SakkeParams | None = None, *, kms_tables: bool = False) -> None:
@@ -847,12 +836,5 @@ def decapsulate(
     Raises :class:`~mikey.errors.AuthenticationError` when decapsulation fails.
     """
     key = (id(params), bytes(rsk), bytes(identifier), bytes(kms_public_key))
-    receiver = _receivers.get(key)
-    if receiver is None:
-        receiver = SakkeReceiver(rsk, identifier, kms_public_key, params)
-        _receivers[key] = receiver
-        while len(_receivers) > _RECEIVER_CACHE_SIZE:
-            _receivers.popitem(last=False)
-    else:
-        _receivers.move_to_end(key)
+    receiver = _receivers.get_or_create(key, lambda: SakkeReceiver(rsk, identifier, kms_public_key, params))
     return receiver.decapsulate(sed)
