@@ -21,6 +21,7 @@ from ..constants import (
     PRF,
     CSIdMapType,
     DataType,
+    ErrorNo,
     MacAlg,
     ProtType,
     SRTPEncrAlg,
@@ -579,7 +580,21 @@ class Initiator(Side):
 
 
 class Responder(Side):
-    """A Responder: takes the I_MESSAGE and returns the keys and the response to send (or None)."""
+    """A Responder: takes the I_MESSAGE and returns the keys and the response to send (or None).
+
+    An I_MESSAGE that does not even decode is answered with an unauthenticated
+    Error message carrying ``unparseable_error_no`` (Unspecified error, 12, by
+    default; RFC 4738 §3.9 suggests 13 for RSA-R).
+    """
+
+    unparseable_error_no: int = ErrorNo.UNSPECIFIED
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(state={self.state.value})"
+
+    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
+        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
+        exc.error_message = build_error_message(csb_id, [self.unparseable_error_no], TimestampPayload.ntp_utc(now))
 
     def receive(self, data: bytes, now: float) -> ResponderOutcome:
         """Process an I_MESSAGE.

@@ -40,7 +40,6 @@ from ..errors import (
     CryptoError,
     InvalidTimestampError,
     MikeyDecodeError,
-    MikeyError,
     MikeyProtocolError,
     StateError,
     UnspecifiedError,
@@ -249,7 +248,6 @@ class DhInitiatorBase(Initiator):
 
     # -- the response ----------------------------------------------------------------------------
 
-
     def _on_response(self, msg: Message, now: float) -> ExchangeResult:
         assert self.header is not None and self.timestamp is not None and self.dh_public is not None
         if msg.csb_id != self.csb_id:
@@ -385,10 +383,6 @@ class DhResponderBase(Responder):
                 raise err from None
             raise
         return outcome
-
-    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
-        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
 
     def _private_for(self, group: dh_crypto.DHGroup) -> int:
         return _dh_private(group, self._fixed_x, self.rng)

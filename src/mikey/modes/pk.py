@@ -586,7 +586,6 @@ class PkInitiator(Initiator):
 
     # -- the verification message -------------------------------------------------------------
 
-
     def _trailer(self) -> bytes:
         assert self.timestamp is not None
         if self.verification_coverage == "timestamp-only":
@@ -760,14 +759,6 @@ class PkResponder(Responder):
         self.envelope_key_cache = envelope_key_cache
         self.verification_coverage = verification_coverage
         self.result: ExchangeResult | None = None
-
-    def __repr__(self) -> str:
-        return f"PkResponder(state={self.state.value})"
-
-
-    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
-        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
 
     def _own_credentials(self, chash: ChashPayload | None) -> Credentials:
         if chash is None:

@@ -31,7 +31,6 @@ from ..errors import (
     AuthenticationError,
     CryptoError,
     MikeyDecodeError,
-    MikeyError,
     MikeyProtocolError,
     UnspecifiedError,
     UnsupportedDataTypeError,
@@ -459,7 +458,6 @@ class PskInitiator(Initiator):
 
     # -- the response -----------------------------------------------------------------------
 
-
     def _on_response(self, msg: Message, now: float) -> ExchangeResult:
         assert self.header is not None and self.timestamp is not None
         if msg.csb_id != self.csb_id:
@@ -590,14 +588,6 @@ class PskResponder(Responder):
         self.allow_null_security = allow_null_security
         self.verification_coverage = verification_coverage
         self.result: ExchangeResult | None = None
-
-    def __repr__(self) -> str:
-        return f"PskResponder(state={self.state.value})"
-
-
-    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
-        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
 
     def _bundle(self, csb_id: int) -> ExchangeResult | None:
         if self._bundles is None:

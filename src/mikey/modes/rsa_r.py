@@ -547,14 +547,6 @@ class RsaRResponder(Responder):
         self.unparseable_error_no = unparseable_error_no
         self.result: ExchangeResult | None = None
 
-    def __repr__(self) -> str:
-        return f"RsaRResponder(state={self.state.value})"
-
-
-    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
-        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-        exc.error_message = build_error_message(csb_id, [self.unparseable_error_no], TimestampPayload.ntp_utc(now))
-
     def _salt(self) -> bytes | None:
         if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT):
             if self._tgk_salt is None:

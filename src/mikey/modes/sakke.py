@@ -685,7 +685,6 @@ class SakkeInitiator(Initiator):
             out["guk_id"] = f"{self.guk_id:08x}"
         return out
 
-
     def receive(self, data: bytes, now: float) -> ExchangeResult:
         """MIKEY-SAKKE has no response (RFC 6509 §2.1); an Error message raises :class:`PeerError`."""
         msg = Message.decode(data)
@@ -777,11 +776,6 @@ class SakkeResponder(Responder):
 
     def __repr__(self) -> str:
         return f"SakkeResponder(uri={self.keys.uri!r}, state={self.state.value})"
-
-
-    def _attach_decode_error(self, exc: MikeyError, data: bytes, now: float) -> None:
-        csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-        exc.error_message = build_error_message(csb_id, [12], TimestampPayload.ntp_utc(now))
 
     @staticmethod
     def _parse(msg: Message) -> _Parsed:

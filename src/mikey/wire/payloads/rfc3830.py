@@ -151,9 +151,7 @@ class KemacPayload(Payload):
         return _MAKE_KEMAC(_ENCR_ALG.get(encr_alg, encr_alg), data[pos:q], info[0], data[q + 1 : r]), r
 
     def encode_body(self, w: Writer) -> None:
-        expected = MAC_LENGTHS.get(self.mac_alg)
-        if expected is not None and len(self.mac) != expected:
-            raise MikeyEncodeError(f"KEMAC MAC is {len(self.mac)} octets; MAC alg {self.mac_alg} needs {expected}")
+        _expect_length(MAC_LENGTHS, self.mac_alg, self.mac, "KEMAC MAC", "MAC alg")
         buf = w.buf
         buf += _PACK_B_H(self.encr_alg, _len_check(self.encr_data, 16, "KEMAC Encr data"))
         buf += self.encr_data
@@ -229,9 +227,7 @@ class DhPayload(Payload):
         return _MAKE_DH(_DH_GROUP.get(group, group), data[pos:q], kv, b >> 4), r
 
     def encode_body(self, w: Writer) -> None:
-        expected = DH_VALUE_LENGTHS.get(self.group)
-        if expected is not None and len(self.value) != expected:
-            raise MikeyEncodeError(f"DH value is {len(self.value)} octets; group {self.group} needs {expected}")
+        _expect_length(DH_VALUE_LENGTHS, self.group, self.value, "DH value", "group")
         w.u8(self.group)
         w.put(self.value)
         w.u8(((self.reserved & 0x0F) << 4) | key_validity_type(self.kv))
@@ -339,9 +335,7 @@ class TimestampPayload(_TimestampMixin, Payload):
         return _MAKE_T(info[0], data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
-        expected = TS_LENGTHS.get(self.ts_type)
-        if expected is not None and len(self.ts_value) != expected:
-            raise MikeyEncodeError(f"TS value is {len(self.ts_value)} octets; TS type {self.ts_type} needs {expected}")
+        _expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
         buf = w.buf
         buf.append(self.ts_type)
         buf += self.ts_value
@@ -435,22 +429,11 @@ class ChashPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[ChashPayload, int]:
-        if pos >= end:
-            raise ReadPastEnd(pos, 1, 0)
-        h = data[pos]
-        n = HASH_LENGTHS.get(h)
-        if n is None:
-            raise _unknown_length(h, "Hash func", pos)
-        pos += 1
-        q = pos + n
-        if q > end:
-            raise ReadPastEnd(pos, n, end - pos)
-        return _MAKE_CHASH(_HASH.get(h, h), data[pos:q]), q
+        h, value, q = _pull_selected_fixed(data, pos, end, HASH_LENGTHS, "Hash func")
+        return _MAKE_CHASH(_HASH.get(h, h), value), q
 
     def encode_body(self, w: Writer) -> None:
-        expected = HASH_LENGTHS.get(self.hash_func)
-        if expected is not None and len(self.digest) != expected:
-            raise MikeyEncodeError(f"CHASH is {len(self.digest)} octets; hash func {self.hash_func} needs {expected}")
+        _expect_length(HASH_LENGTHS, self.hash_func, self.digest, "CHASH", "hash func")
         w.u8(self.hash_func)
         w.put(self.digest)
 
@@ -468,22 +451,11 @@ class VerificationPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[VerificationPayload, int]:
-        if pos >= end:
-            raise ReadPastEnd(pos, 1, 0)
-        a = data[pos]
-        n = MAC_LENGTHS.get(a)
-        if n is None:
-            raise _unknown_length(a, "Auth alg", pos)
-        pos += 1
-        q = pos + n
-        if q > end:
-            raise ReadPastEnd(pos, n, end - pos)
-        return _MAKE_V(_MAC_ALG.get(a, a), data[pos:q]), q
+        a, value, q = _pull_selected_fixed(data, pos, end, MAC_LENGTHS, "Auth alg")
+        return _MAKE_V(_MAC_ALG.get(a, a), value), q
 
     def encode_body(self, w: Writer) -> None:
-        expected = MAC_LENGTHS.get(self.auth_alg)
-        if expected is not None and len(self.ver_data) != expected:
-            raise MikeyEncodeError(f"V data is {len(self.ver_data)} octets; auth alg {self.auth_alg} needs {expected}")
+        _expect_length(MAC_LENGTHS, self.auth_alg, self.ver_data, "V data", "auth alg")
         w.u8(self.auth_alg)
         w.put(self.ver_data)
 
@@ -743,6 +715,31 @@ def _split_sp_params(body: bytes, base: int) -> tuple[tuple[int, bytes], ...]:
         append((body[p], body[p + 2 : q]))
         p = q
     return tuple(params)
+
+
+def _pull_selected_fixed(data: bytes, pos: int, end: int, lengths: dict[int, int], what: str) -> tuple[int, bytes, int]:
+    """One octet selecting the length of the field after it (CHASH Hash func, V Auth alg, ...).
+
+    Returns the selector, the field and the position after it.
+    """
+    if pos >= end:
+        raise ReadPastEnd(pos, 1, 0)
+    sel = data[pos]
+    n = lengths.get(sel)
+    if n is None:
+        raise _unknown_length(sel, what, pos)
+    pos += 1
+    q = pos + n
+    if q > end:
+        raise ReadPastEnd(pos, n, end - pos)
+    return sel, data[pos:q], q
+
+
+def _expect_length(lengths: dict[int, int], selector: int, value: bytes, what: str, selector_name: str) -> None:
+    """Encode-side check that a field has the length its selector's registry entry gives."""
+    expected = lengths.get(selector)
+    if expected is not None and len(value) != expected:
+        raise MikeyEncodeError(f"{what} is {len(value)} octets; {selector_name} {selector} needs {expected}")
 
 
 def _pull_b_h_data(data: bytes, pos: int, end: int) -> tuple[int, bytes, int]:

@@ -9,7 +9,7 @@ from ...constants import PRF, TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole,
 from ...errors import MikeyEncodeError
 from ..buffer import FieldError, Reader, Writer
 from .base import Payload, lookup, register
-from .rfc3830 import _IdMixin, _len_check, _TimestampMixin
+from .rfc3830 import _expect_length, _IdMixin, _len_check, _TimestampMixin
 
 __all__ = ["TrPayload", "IdrPayload", "RandrPayload", "TicketPolicyPayload", "TicketPayload", "TICKET_FLAGS"]
 
@@ -39,9 +39,7 @@ class TrPayload(_TimestampMixin, Payload):
         return cls(lookup(TSRole, role), lookup(TSType, t), r.take(n))
 
     def encode_body(self, w: Writer) -> None:
-        expected = TS_LENGTHS.get(self.ts_type)
-        if expected is not None and len(self.ts_value) != expected:
-            raise MikeyEncodeError(f"TS value is {len(self.ts_value)} octets; TS type {self.ts_type} needs {expected}")
+        _expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
         w.u8(self.ts_role)
         w.u8(self.ts_type)
         w.put(self.ts_value)
