@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from mikey.crypto.x509 import CertificateValidator
+from mikey.keystore import Credentials
+
 UTC = _dt.UTC
 #: A fixed "now" for tests: certificates default to valid around it.
 NOW = _dt.datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -273,3 +276,27 @@ def make_self_signed_leaf(name: str, *, san_uris: Sequence[str] = (), key_index:
         basic_constraints=True,
     )
     return Issued(cert, key, name)
+
+
+ALICE_URI = "sip:alice@example.com"
+BOB_URI = "sip:bob@example.com"
+
+
+@dataclass
+class TwoPartyPki:
+    """A CA with Alice and Bob leaves (SAN URIs above), their credentials and a validator trusting the CA."""
+
+    ca: Issued
+    alice: Issued
+    bob: Issued
+    a: Credentials
+    b: Credentials
+    validator: CertificateValidator
+
+
+def two_party_pki(ca_name: str) -> TwoPartyPki:
+    ca = make_ca(ca_name)
+    alice = make_leaf(ca, "alice", san_uris=[ALICE_URI])
+    bob = make_leaf(ca, "bob", san_uris=[BOB_URI])
+    return TwoPartyPki(ca, alice, bob, Credentials(alice.key, alice.cert), Credentials(bob.key, bob.cert),
+                       CertificateValidator([ca.cert]))

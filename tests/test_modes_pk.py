@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from dataclasses import dataclass
 
 import pytest
+from pki import ALICE_URI, BOB_URI, TwoPartyPki, fresh_key_index, make_ca, make_leaf, two_party_pki
 from pki import NOW as PKI_NOW
-from pki import Issued, fresh_key_index, make_ca, make_leaf
 
 from mikey.constants import (
     PRF,
@@ -27,7 +26,6 @@ from mikey.constants import (
 )
 from mikey.crypto import kemac as kemac_crypto
 from mikey.crypto import rsa as rsa_crypto
-from mikey.crypto import x509 as mx509
 from mikey.errors import (
     AuthenticationError,
     CertificateError,
@@ -63,29 +61,18 @@ from mikey.wire import (
 from mikey.wire.validate import validate
 
 NOW = PKI_NOW.timestamp()
-ALICE = "sip:alice@example.com"
-BOB = "sip:bob@example.com"
+ALICE = ALICE_URI
+BOB = BOB_URI
 TGK = bytes.fromhex("00112233445566778899aabbccddeeff")
 ENV = bytes(range(32))
 
 
-@dataclass
-class Pki:
-    ca: Issued
-    alice: Issued
-    bob: Issued
-    a: Credentials
-    b: Credentials
-    validator: mx509.CertificateValidator
+Pki = TwoPartyPki
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    ca = make_ca("PK Test Root")
-    alice = make_leaf(ca, "alice", san_uris=[ALICE])
-    bob = make_leaf(ca, "bob", san_uris=[BOB])
-    return Pki(ca, alice, bob, Credentials(alice.key, alice.cert), Credentials(bob.key, bob.cert),
-               mx509.CertificateValidator([ca.cert]))
+    return two_party_pki("PK Test Root")
 
 
 def _pair(pki: Pki, **kw: object) -> tuple[PkInitiator, PkResponder]:

@@ -5,11 +5,10 @@ path with its Error message."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
+from pki import ALICE_URI, BOB_URI, TwoPartyPki, fresh_key_index, make_ca, make_leaf, two_party_pki
 from pki import NOW as PKI_NOW
-from pki import Issued, fresh_key_index, make_ca, make_leaf
 
 from mikey.constants import (
     PRF,
@@ -22,7 +21,6 @@ from mikey.constants import (
     SRTPParam,
 )
 from mikey.crypto import rsa as rsa_crypto
-from mikey.crypto import x509 as mx509
 from mikey.errors import (
     AuthenticationError,
     CertificateError,
@@ -54,28 +52,17 @@ from mikey.wire import (
 from mikey.wire.validate import validate
 
 NOW = PKI_NOW.timestamp()
-ALICE = "sip:alice@example.com"
-BOB = "sip:bob@example.com"
+ALICE = ALICE_URI
+BOB = BOB_URI
 TGK = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
-@dataclass
-class Pki:
-    ca: Issued
-    alice: Issued
-    bob: Issued
-    a: Credentials
-    b: Credentials
-    validator: mx509.CertificateValidator
+Pki = TwoPartyPki
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    ca = make_ca("RSA-R Test Root")
-    alice = make_leaf(ca, "alice", san_uris=[ALICE])
-    bob = make_leaf(ca, "bob", san_uris=[BOB])
-    return Pki(ca, alice, bob, Credentials(alice.key, alice.cert), Credentials(bob.key, bob.cert),
-               mx509.CertificateValidator([ca.cert]))
+    return two_party_pki("RSA-R Test Root")
 
 
 def _pair(pki: Pki, **kw: object) -> tuple[RsaRInitiator, RsaRResponder]:
