@@ -55,9 +55,9 @@ def test_dh_initiate_respond_complete(capsys, pki) -> None:
 def test_dh_options_group_pss_sha1_fixed_exponent(capsys, pki) -> None:
     ini, code, resp = _dh_exchange(
         capsys, pki,
-        ("--dh-group", "2", "--s-type", "pss", "--sign-hash", "sha1", "--dh-private", "abcdef0123456789",
-         "--csb-id", "01020304", "--rand", "00" * 16),
-        ("--s-type", "pss", "--dh-private", "123456789abcdef"),
+        ("--dh-group", "2", "--allow-dh-group", "2", "--s-type", "pss", "--sign-hash", "sha1",
+         "--dh-private", "abcdef0123456789", "--csb-id", "01020304", "--rand", "00" * 16),
+        ("--s-type", "pss", "--dh-private", "123456789abcdef", "--allow-dh-group", "2"),
     )
     assert code == 0 and ini["dh_private"] == "abcdef0123456789"
     i_msg = Message.decode(bytes.fromhex(ini["i_message"]))
@@ -78,6 +78,51 @@ def test_dh_untrusted_initiator_gets_error_message(capsys, pki, tmp_path: Path) 
     assert err.data_type == DataType.ERROR and err.find(ErrorPayload).error_no == 8
 
 
+def _pinned_exchange(capsys, alice: dict[str, Any], bob: dict[str, Any], i_extra=()):
+    """Alice initiates with Bob's certificate pinned, Bob responds with Alice's pinned (no --ca anywhere)."""
+    code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", alice["cert"], "--key", alice["key"],
+                    "--peer-cert", bob["cert"], *i_extra)
+    assert code == 0
+    code, resp = run(capsys, "respond", "--mode", "dh", "--cert", bob["cert"], "--key", bob["key"],
+                     "--peer-cert", alice["cert"], "--imsg", ini["i_message"])
+    return ini, code, resp
+
+
+def test_dh_respond_refuses_expired_pinned_peer_cert(capsys, pki, tmp_path: Path) -> None:
+    # Demo leaves live 31 days: made 432 days before T0, Alice's expired about 400 days before it.
+    old = make_demo_pki(tmp_path / "old", now=float(T0) - 432 * 86400)
+    _, code, resp = _pinned_exchange(capsys, old["alice"], pki["bob"])
+    assert code == 1 and not resp["ok"] and resp["error"]["err_no"] == 8
+    assert "expired" in resp["error"]["message"]
+    assert Message.decode(bytes.fromhex(resp["r_message"])).find(ErrorPayload).error_no == 8
+
+
+def test_dh_respond_refuses_id_not_in_pinned_peer_cert(capsys, pki) -> None:
+    _, code, resp = _pinned_exchange(capsys, pki["alice"], pki["bob"], ("--id-i", "sip:ceo@example.com"))
+    assert code == 1 and resp["error"]["err_no"] == 8 and "sip:ceo@example.com" in resp["error"]["message"]
+
+
+def test_dh_valid_pinned_peer_certs(capsys, pki) -> None:
+    ini, code, resp = _pinned_exchange(capsys, pki["alice"], pki["bob"])
+    assert code == 0 and resp["ok"] and resp["authenticated"]
+    code, done = run(capsys, "complete", "--mode", "dh", "--peer-cert", pki["bob"]["cert"], "--imsg", ini["i_message"],
+                     "--rmsg", resp["r_message"], "--dh-private", ini["dh_private"])
+    assert code == 0 and done["tgk"] == resp["tgk"] and done["authenticated"]
+
+
+@pytest.mark.parametrize("group", ["1", "2"])
+def test_dh_weak_group_needs_allow_switch(capsys, pki, group: str) -> None:
+    keys = ("--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"], "--ca", pki["ca"])
+    code, out = run(capsys, "initiate", "--mode", "dh", *keys, "--dh-group", group)
+    assert code == 2 and out["error"]["err_no"] == 6 and f"--allow-dh-group {group}" in out["error"]["message"]
+    _, code, resp = _dh_exchange(capsys, pki, ("--dh-group", group, "--allow-dh-group", group))
+    assert code == 1 and resp["error"]["err_no"] == 6 and f"--allow-dh-group {group}" in resp["error"]["message"]
+    assert Message.decode(bytes.fromhex(resp["r_message"])).find(ErrorPayload).error_no == 6
+    _, code, resp = _dh_exchange(capsys, pki, ("--dh-group", group, "--allow-dh-group", group),
+                                 ("--allow-dh-group", group))
+    assert code == 0 and len(resp["tgk"]) == 2 * get_group(int(group)).byte_length
+
+
 def test_dh_complete_needs_rmsg(capsys, pki) -> None:
     code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"],
                     "--ca", pki["ca"])
@@ -90,15 +135,16 @@ def test_dhhmac_initiate_respond_complete(capsys) -> None:
     psk = "00112233445566778899aabbccddeeff"
     code, ini = run(capsys, "initiate", "--mode", "dhhmac", "--psk", psk, "--mac", "hmac-sha256", "--prf",
                     "mikey-256", "--id-i", "sip:alice@example.com", "--id-r", "sip:bob@example.com",
-                    "--dh-group", "1")
+                    "--dh-group", "1", "--allow-dh-group", "1")
     assert code == 0
     code, resp = run(capsys, "respond", "--mode", "dhhmac", "--psk", psk, "--imsg", ini["i_message"],
-                     "--ssrc", "abcd")
+                     "--ssrc", "abcd", "--allow-dh-group", "1")
     assert code == 0 and len(resp["tgk"]) == 2 * 96
     code, done = run(capsys, "complete", "--mode", "dhhmac", "--psk", psk, "--imsg", ini["i_message"],
-                     "--rmsg", resp["r_message"], "--dh-private", ini["dh_private"])
+                     "--rmsg", resp["r_message"], "--dh-private", ini["dh_private"], "--allow-dh-group", "1")
     assert code == 0 and done["tgk"] == resp["tgk"] and done["crypto_sessions"] == resp["crypto_sessions"]
-    code, bad = run(capsys, "respond", "--mode", "dhhmac", "--psk", "00" * 16, "--imsg", ini["i_message"])
+    code, bad = run(capsys, "respond", "--mode", "dhhmac", "--psk", "00" * 16, "--imsg", ini["i_message"],
+                    "--allow-dh-group", "1")
     assert code == 1 and bad["error"]["err_no"] == 0 and bad["r_message"]
 
 

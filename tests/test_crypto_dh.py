@@ -49,6 +49,33 @@ def test_unsupported_group() -> None:
     assert [g.group_id for g in dh.supported_groups()] == [0, 1, 2]
 
 
+def test_only_oakley5_allowed_by_default() -> None:
+    assert dh.DEFAULT_GROUPS == {0} and dh.WEAK_GROUPS == {1, 2}
+    assert dh.check_allowed(0) is dh.get_group(0)
+    for group_id, bits in ((1, 768), (2, 1024)):
+        with pytest.raises(UnsupportedDHGroupError) as info:
+            dh.check_allowed(group_id)
+        assert info.value.err_no == 6
+        assert info.value.message == (
+            f"DH group {group_id} (OAKLEY {group_id}, {bits}-bit) is too weak to be allowed by default; "
+            f"allow it explicitly with allowed_groups=[0, {group_id}] (CLI: --allow-dh-group {group_id})"
+        )
+        assert dh.check_allowed(group_id, {0, group_id}).bits == bits
+    with pytest.raises(UnsupportedDHGroupError, match="DH group 0 \\(OAKLEY 5\\) is not allowed by local policy"):
+        dh.check_allowed(0, {2})
+    with pytest.raises(UnsupportedDHGroupError, match="not supported"):
+        dh.check_allowed(3, {0, 1, 2})
+
+
+def test_allowed_groups_validation() -> None:
+    assert dh.allowed_groups() == {0}
+    assert dh.allowed_groups([2, 0, 2]) == {0, 2}
+    with pytest.raises(ValueError, match="at least one"):
+        dh.allowed_groups([])
+    with pytest.raises(ValueError, match=r"unknown DH group\(s\) \[3\]"):
+        dh.allowed_groups([0, 3])
+
+
 @pytest.mark.parametrize("group_id", [0, 1, 2])
 def test_exchange_round_trip(group_id: int) -> None:
     group = dh.get_group(group_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from pki import (
     NOW,
     Issued,
@@ -284,6 +285,71 @@ def test_missing_key_usage_policy(pki: Pki) -> None:
     strict = mx509.CertificateValidator([pki.root.cert], allow_missing_key_usage=False)
     with pytest.raises(CertificateError, match="no keyUsage"):
         strict.validate([leaf.cert], at=NOW)
+
+
+def _eku_leaf(pki: Pki, name: str, purposes: list[x509.ObjectIdentifier], critical: bool) -> Issued:
+    return make_leaf(pki.root, name, san_uris=["sip:eku@example.com"],
+                     extra_extensions=[(x509.ExtendedKeyUsage(purposes), critical)])
+
+
+@pytest.mark.parametrize("critical", [True, False])
+@pytest.mark.parametrize(
+    "purposes",
+    [[EKU.SERVER_AUTH], [EKU.SERVER_AUTH, EKU.CLIENT_AUTH], [EKU.EMAIL_PROTECTION]],
+    ids=["serverAuth", "tls", "email"],
+)
+@pytest.mark.parametrize("purpose", ["sign", "encrypt"])
+def test_extended_key_usage_without_mikey_purpose_refused(
+    pki: Pki, purposes: list[x509.ObjectIdentifier], critical: bool, purpose: mx509.Purpose
+) -> None:
+    leaf = _eku_leaf(pki, f"eku-{len(purposes)}-{purposes[0].dotted_string}-{critical}", purposes, critical)
+    with pytest.raises(CertificateError, match="extended key usage .* does not allow MIKEY") as ei:
+        mx509.CertificateValidator([pki.root.cert]).validate([leaf.cert], at=NOW, purpose=purpose)
+    assert ei.value.err_no == 8 and "extended_key_usages=" in ei.value.message
+
+
+def test_critical_server_auth_only_named_in_refusal(pki: Pki) -> None:
+    leaf = _eku_leaf(pki, "eku-server-only", [EKU.SERVER_AUTH], True)
+    with pytest.raises(CertificateError, match=r"\(serverAuth\)"):
+        mx509.CertificateValidator([pki.root.cert]).validate([leaf.cert], at=NOW, peer_id="sip:eku@example.com")
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_any_extended_key_usage_accepted(pki: Pki, critical: bool) -> None:
+    leaf = _eku_leaf(pki, f"eku-any-{critical}", [EKU.SERVER_AUTH, EKU.ANY_EXTENDED_KEY_USAGE], critical)
+    v = mx509.CertificateValidator([pki.root.cert])
+    assert v.validate([leaf.cert], at=NOW, peer_id="sip:eku@example.com") == leaf.cert
+    assert v.validate([leaf.cert], at=NOW, purpose="encrypt") == leaf.cert
+
+
+def test_configured_extended_key_usage_accepted(pki: Pki) -> None:
+    leaf = _eku_leaf(pki, "eku-client", [EKU.CLIENT_AUTH], True)
+    private = x509.ObjectIdentifier("1.3.6.1.4.1.99999.7")
+    custom = _eku_leaf(pki, "eku-custom", [private], False)
+    by_object = mx509.CertificateValidator([pki.root.cert], extended_key_usages=[EKU.CLIENT_AUTH])
+    assert by_object.validate([leaf.cert], at=NOW) == leaf.cert
+    with pytest.raises(CertificateError, match="1.3.6.1.4.1.99999.7"):
+        by_object.validate([custom.cert], at=NOW)
+    by_string = mx509.CertificateValidator([pki.root.cert], extended_key_usages=["1.3.6.1.4.1.99999.7"])
+    assert by_string.validate([custom.cert], at=NOW) == custom.cert
+    with pytest.raises(CertificateError):
+        by_string.validate([leaf.cert], at=NOW)
+
+
+def test_no_extended_key_usage_accepted(pki: Pki, validator: mx509.CertificateValidator) -> None:
+    # RFC 5280 §4.2.1.12: without the extension the key's purposes are not restricted.
+    assert pki.alice.cert.extensions.get_extension_for_oid(x509.oid.ExtensionOID.KEY_USAGE)
+    with pytest.raises(x509.ExtensionNotFound):
+        pki.alice.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert validator.validate([pki.alice.cert], at=NOW, purpose="sign") == pki.alice.cert
+    assert validator.validate([pki.alice.cert], at=NOW, purpose="encrypt") == pki.alice.cert
+
+
+def test_extended_key_usage_checked_on_pinned_certificate() -> None:
+    ca = make_ca("EKU Pin Root")
+    leaf = make_leaf(ca, "eku-pinned", extra_extensions=[(x509.ExtendedKeyUsage([EKU.SERVER_AUTH]), True)])
+    with pytest.raises(CertificateError, match="extended key usage"):
+        mx509.CertificateValidator([leaf.cert]).validate([leaf.cert], at=NOW)
 
 
 def test_unknown_critical_extension_rejected(pki: Pki) -> None:

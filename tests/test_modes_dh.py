@@ -43,6 +43,7 @@ from mikey.wire import (
 )
 
 T0 = NOW.timestamp()
+ALL_GROUPS = {"allowed_groups": (0, 1, 2)}
 CA = make_ca("DH Test Root")
 ALICE = make_leaf(CA, "alice", san_uris=["sip:alice@example.com"])
 BOB = make_leaf(CA, "bob", san_uris=["sip:bob@example.com"])
@@ -77,7 +78,8 @@ def resign(data: bytes, creds: Credentials, mutate) -> bytes:
 )
 def test_round_trip_all_options(group: int, s_type: int, sign_hash: str) -> None:
     sign = {"s_type": s_type, "sign_hash": sign_hash}
-    ini, res, i_msg, out = exchange({"group": group, **sign}, {"own_ssrcs": [0xCAFE], **sign})
+    ini, res, i_msg, out = exchange({"group": group, **sign, **ALL_GROUPS},
+                                    {"own_ssrcs": [0xCAFE], **sign, **ALL_GROUPS})
     result = ini.receive(out.response, T0)
     assert result.tgk == out.result.tgk
     assert len(result.tgk) == dh_crypto.get_group(group).byte_length
@@ -99,7 +101,7 @@ def test_round_trip_prfs_and_sessions(prf: int) -> None:
 
 
 def test_tgk_is_full_length_shared_secret() -> None:
-    ini, _, i_msg, out = exchange({"dh_private": XI, "group": 2}, {"dh_private": XR})
+    ini, _, i_msg, out = exchange({"dh_private": XI, "group": 2, **ALL_GROUPS}, {"dh_private": XR, **ALL_GROUPS})
     group = dh_crypto.get_group(2)
     expected = pow(group.g, XI * XR, group.p).to_bytes(group.byte_length, "big")
     assert ini.receive(out.response, T0).tgk == expected == out.result.tgk
@@ -278,14 +280,49 @@ def test_wrong_dh_private_on_resume() -> None:
 
 
 def test_group_not_accepted_gets_signed_error() -> None:
-    ini = DhInitiator(A_CREDS, validator(), group=1)
+    ini = DhInitiator(A_CREDS, validator(), group=2, allowed_groups=(0, 2))
     with pytest.raises(UnsupportedDHGroupError) as ei:
-        DhResponder(B_CREDS, validator(), groups=(0,)).receive(ini.create_message(T0), T0)
+        DhResponder(B_CREDS, validator(), allowed_groups=(0, 1)).receive(ini.create_message(T0), T0)
     err = Message.decode(ei.value.error_message)
     assert err.find(ErrorPayload).error_no == 6 and err.find(SignPayload) is not None
     with pytest.raises(PeerError) as pe:
         ini.receive(ei.value.error_message, T0)
     assert pe.value.err_nos == [6]
+
+
+@pytest.mark.parametrize("group,bits", [(1, 768), (2, 1024)])
+def test_weak_group_refused_by_responder_by_default(group: int, bits: int) -> None:
+    i_msg = DhInitiator(A_CREDS, validator(), group=group, allowed_groups=(0, group)).create_message(T0)
+    with pytest.raises(UnsupportedDHGroupError) as ei:
+        DhResponder(B_CREDS, validator()).receive(i_msg, T0)
+    assert ei.value.err_no == 6
+    assert f"{bits}-bit" in ei.value.message and f"--allow-dh-group {group}" in ei.value.message
+    assert "allowed_groups=" in ei.value.message
+    assert Message.decode(ei.value.error_message).find(ErrorPayload).error_no == 6
+    out = DhResponder(B_CREDS, validator(), allowed_groups=(0, group)).receive(i_msg, T0)
+    assert out.result.extras["dh_group"] == group and len(out.result.tgk) == bits // 8
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_weak_group_refused_by_initiator_by_default(group: int) -> None:
+    with pytest.raises(UnsupportedDHGroupError) as ei:
+        DhInitiator(A_CREDS, validator(), group=group)
+    assert ei.value.err_no == 6 and f"--allow-dh-group {group}" in ei.value.message
+    # A stateless resume of an I_MESSAGE that used the weak group needs the same switch.
+    i_msg = DhInitiator(A_CREDS, validator(), group=group, allowed_groups=(0, group),
+                        dh_private=XI).create_message(T0)
+    with pytest.raises(UnsupportedDHGroupError):
+        DhInitiator.resume(i_msg, XI, validator())
+    assert DhInitiator.resume(i_msg, XI, validator(), allowed_groups=(0, group)).group.group_id == group
+
+
+def test_allowed_groups_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown DH group"):
+        DhResponder(B_CREDS, validator(), allowed_groups=(0, 9))
+    with pytest.raises(ValueError, match="at least one"):
+        DhInitiator(A_CREDS, validator(), allowed_groups=())
+    with pytest.raises(UnsupportedDHGroupError, match="not allowed by local policy"):
+        DhInitiator(A_CREDS, validator(), group=0, allowed_groups=(2,))
 
 
 def test_unknown_group_number_is_error_6() -> None:
@@ -307,6 +344,83 @@ def test_pinned_peer_certificate_without_cert_payloads() -> None:
     assert ini.receive(out.response, T0).tgk == out.result.tgk
     with pytest.raises(CertificateError):
         DhResponder(B_CREDS, None).receive(DhInitiator(A_CREDS, None, send_certificates=False).create_message(T0), T0)
+
+
+# --- a pinned peer certificate is validated like any other (issue 7, finding 5) -------------------
+
+EXPIRED_WINDOW = {"not_before": NOW - dt.timedelta(days=800), "not_after": NOW - dt.timedelta(days=400)}
+
+
+def test_pinned_expired_initiator_certificate_is_refused() -> None:
+    old = make_leaf(CA, "alice-expired", san_uris=["sip:alice@example.com"], key_index=ALICE_KEY_INDEX,
+                    **EXPIRED_WINDOW)
+    i_msg = DhInitiator(Credentials(old.key, old.cert), None, peer_certificates=[BOB.cert]).create_message(T0)
+    with pytest.raises(CertificateError, match="expired") as ei:
+        DhResponder(B_CREDS, None, peer_certificates=[old.cert]).receive(i_msg, T0)
+    assert ei.value.err_no == 8
+    err = Message.decode(ei.value.error_message)
+    assert err.data_type == DataType.ERROR and err.find(ErrorPayload).error_no == 8
+    # Without CERT payloads the pinned certificate itself is the one checked.
+    bare = DhInitiator(Credentials(old.key, old.cert), None, peer_certificates=[BOB.cert],
+                       send_certificates=False).create_message(T0)
+    with pytest.raises(CertificateError, match="expired"):
+        DhResponder(B_CREDS, None, peer_certificates=[old.cert]).receive(bare, T0)
+
+
+def test_pinned_certificate_does_not_vouch_for_another_id() -> None:
+    ceo = IdPayload.uri("sip:ceo@example.com")
+    for send in (True, False):
+        i_msg = DhInitiator(A_CREDS, None, peer_certificates=[BOB.cert], id_i=ceo,
+                            send_certificates=send).create_message(T0)
+        with pytest.raises(CertificateError, match="not bound to ID 'sip:ceo@example.com'") as ei:
+            DhResponder(B_CREDS, None, peer_certificates=[ALICE.cert]).receive(i_msg, T0)
+        assert Message.decode(ei.value.error_message).find(ErrorPayload).error_no == 8
+
+
+def test_pinned_certificate_key_usage_is_checked() -> None:
+    enc_only = make_leaf(CA, "alice-enc-only", san_uris=["sip:alice@example.com"], key_index=ALICE_KEY_INDEX,
+                         key_usage=("key_encipherment",))
+    i_msg = DhInitiator(Credentials(enc_only.key, enc_only.cert), None, peer_certificates=[BOB.cert]).create_message(T0)
+    with pytest.raises(CertificateError, match="digitalSignature"):
+        DhResponder(B_CREDS, None, peer_certificates=[enc_only.cert]).receive(i_msg, T0)
+
+
+def test_pinned_certificate_must_be_the_one_sent() -> None:
+    # A CA-issued certificate for the same ID is not the pinned one.
+    i_msg = DhInitiator(A_CREDS, None, peer_certificates=[BOB.cert]).create_message(T0)
+    other = make_leaf(CA, "alice-2", san_uris=["sip:alice@example.com"], key_index=ALICE_KEY_INDEX)
+    with pytest.raises(CertificateError, match="not the configured peer's"):
+        DhResponder(B_CREDS, None, peer_certificates=[other.cert]).receive(i_msg, T0)
+    # Pinning a CA certificate does not turn it into a trust anchor for what it issued.
+    with pytest.raises(CertificateError, match="not the configured peer's"):
+        DhResponder(B_CREDS, None, peer_certificates=[CA.cert]).receive(i_msg, T0)
+
+
+def test_initiator_refuses_expired_pinned_responder_certificate() -> None:
+    old_bob = make_leaf(CA, "bob-expired", san_uris=["sip:bob@example.com"], key_index=7002, **EXPIRED_WINDOW)
+    ini = DhInitiator(A_CREDS, None, peer_certificates=[old_bob.cert])
+    i_msg = ini.create_message(T0)
+    out = DhResponder(Credentials(old_bob.key, old_bob.cert), None, peer_certificates=[ALICE.cert]).receive(i_msg, T0)
+    with pytest.raises(CertificateError, match="expired") as ei:
+        ini.receive(out.response, T0)
+    assert ei.value.err_no == 8
+
+
+def test_initiator_refuses_pinned_responder_claiming_another_id() -> None:
+    ini = DhInitiator(A_CREDS, None, peer_certificates=[BOB.cert])
+    i_msg = ini.create_message(T0)
+    ceo = IdPayload.uri("sip:ceo@example.com")
+    out = DhResponder(B_CREDS, None, peer_certificates=[ALICE.cert], id_r=ceo).receive(i_msg, T0)
+    with pytest.raises(CertificateError, match="not bound to ID 'sip:ceo@example.com'"):
+        ini.receive(out.response, T0)
+
+
+def test_valid_pinned_certificates_authenticate_both_sides() -> None:
+    ini = DhInitiator(A_CREDS, None, peer_certificates=[BOB.cert])
+    out = DhResponder(B_CREDS, None, peer_certificates=[ALICE.cert]).receive(ini.create_message(T0), T0)
+    result = ini.receive(out.response, T0)
+    assert result.authenticated and out.result.authenticated and result.tgk == out.result.tgk
+    assert out.result.extras["peer_certificate"] == ALICE.cert and result.extras["peer_certificate"] == BOB.cert
 
 
 def test_chash_names_the_responder_certificate() -> None:

@@ -15,6 +15,7 @@ from mikey.errors import (
     InvalidTimestampError,
     MikeyError,
     ReplayError,
+    UnsupportedDHGroupError,
     UnsupportedEncryptionError,
     UnsupportedIDError,
     UnsupportedMACError,
@@ -62,7 +63,8 @@ def remac(data: bytes, key: bytes, mutate) -> bytes:
 
 @pytest.mark.parametrize("group,mac_alg,prf", list(itertools.product((0, 1, 2), (1, 2), (0, 1))))
 def test_round_trip_all_options(group: int, mac_alg: int, prf: int) -> None:
-    ini, _, i_msg, out = exchange({"group": group, "mac_alg": mac_alg, "prf": prf}, {"own_ssrcs": [0xBEEF]})
+    ini, _, i_msg, out = exchange({"group": group, "mac_alg": mac_alg, "prf": prf, "allowed_groups": (0, 1, 2)},
+                                  {"own_ssrcs": [0xBEEF], "allowed_groups": (0, 1, 2)})
     result = ini.receive(out.response, T0)
     assert result.tgk == out.result.tgk and len(result.tgk) == dh_crypto.get_group(group).byte_length
     assert result.authenticated and out.result.authenticated
@@ -138,11 +140,27 @@ def test_flipped_byte_in_any_payload_is_rejected() -> None:
 
 
 def test_authenticated_failure_gets_maced_error() -> None:
-    ini = initiator(group=2)
+    ini = initiator(group=2, allowed_groups=(0, 2))
     with pytest.raises(MikeyError) as ei:
-        DhHmacResponder(PSK, groups=(0,)).receive(ini.create_message(T0), T0)
+        DhHmacResponder(PSK).receive(ini.create_message(T0), T0)
     err = Message.decode(ei.value.error_message)
     assert err.find(ErrorPayload).error_no == 6 and err.payloads[-1].NAME == "V"
+
+
+def test_weak_group_off_by_default_on_both_sides() -> None:
+    with pytest.raises(UnsupportedDHGroupError, match="--allow-dh-group 1") as ei:
+        initiator(group=1)
+    assert ei.value.err_no == 6
+    ini = initiator(group=1, allowed_groups=(0, 1), dh_private=XI)
+    i_msg = ini.create_message(T0)
+    with pytest.raises(UnsupportedDHGroupError, match="768-bit.*--allow-dh-group 1") as ei:
+        DhHmacResponder(PSK).receive(i_msg, T0)
+    assert Message.decode(ei.value.error_message).find(ErrorPayload).error_no == 6
+    out = DhHmacResponder(PSK, allowed_groups=(0, 1)).receive(i_msg, T0)
+    assert len(out.result.tgk) == 96
+    with pytest.raises(UnsupportedDHGroupError):
+        DhHmacInitiator.resume(i_msg, XI, PSK)
+    assert DhHmacInitiator.resume(i_msg, XI, PSK, allowed_groups=(0, 1)).receive(out.response, T0).tgk == out.result.tgk
 
 
 def test_non_null_encryption_is_rejected() -> None:

@@ -2,8 +2,10 @@
 
 Credentials: ``--cert PEM`` (own certificate, leaf first, may hold the chain), ``--key PEM``,
 ``--ca PEM`` (trust anchors, repeatable), ``--peer-cert PEM`` (the peer's certificate when its
-messages carry none; trusted directly when no ``--ca`` is given).  ``--dh-group 0|1|2`` chooses
-OAKLEY 5/1/2; ``--dh-private HEX`` fixes the own exponent.  Both sides contribute to the TGK, so
+messages carry none; pinned when no ``--ca`` is given -- still checked for validity, key usage and
+ID binding).  ``--dh-group 0|1|2`` chooses OAKLEY 5/1/2; only OAKLEY 5 is allowed unless
+``--allow-dh-group 1`` / ``--allow-dh-group 2`` names the weak group (on every side that sees it).
+``--dh-private HEX`` fixes the own exponent.  Both sides contribute to the TGK, so
 the stateless ``complete`` needs the Initiator's exponent: ``initiate`` prints it as ``dh_private``.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 from cryptography import x509
 
 from ..constants import IDType, SignatureType
+from ..crypto import dh as dh_crypto
 from ..crypto.x509 import CertificateValidator
 from ..errors import UnspecifiedError
 from ..keystore import Credentials, TrustStore, load_certificates, load_credentials
@@ -40,11 +43,21 @@ def add_dh_arguments(parser: argparse.ArgumentParser, command: str, compat: froz
     """Options shared by the dh and dhhmac plugins."""
     if command == "initiate":
         parser.add_argument("--dh-group", type=int, choices=(0, 1, 2), default=0,
-                            help="DH group: 0 OAKLEY 5 (default), 1 OAKLEY 1, 2 OAKLEY 2 (RFC 3830 §6.4)")
+                            help="DH group: 0 OAKLEY 5 (default), 1 OAKLEY 1, 2 OAKLEY 2 (RFC 3830 §6.4; 1 and 2 "
+                                 "need --allow-dh-group)")
     parser.add_argument("--dh-private", type=hex_int, metavar="HEX", required=command == "complete",
                         help="own DH exponent (default: random); complete needs the Initiator's")
+    parser.add_argument("--allow-dh-group", type=int, action="append", choices=sorted(dh_crypto.WEAK_GROUPS),
+                        default=[], metavar="N",
+                        help="also allow weak DH group N: 1 (768-bit OAKLEY 1) or 2 (1024-bit OAKLEY 2); "
+                             "off by default (repeatable)")
     parser.add_argument("--compat", action="append", choices=sorted(compat), default=[],
                         help="accept a deployed variant (repeatable; see the mode's documentation)")
+
+
+def allowed_groups(args: argparse.Namespace) -> frozenset[int]:
+    """The DH groups allowed: OAKLEY 5 plus any ``--allow-dh-group``."""
+    return dh_crypto.DEFAULT_GROUPS | frozenset(getattr(args, "allow_dh_group", None) or ())
 
 
 def pending_result(initiator: DhInitiatorBase) -> ExchangeResult:
@@ -115,7 +128,8 @@ class DhPlugin(ModePlugin):
         initiator = DhInitiator(
             self._credentials(args), _validator(args), crypto_sessions=specs, csb_id=args.csb_id,
             rand=args.rand, group=args.dh_group, dh_private=args.dh_private, prf=int(args.prf),
-            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat, **self._signing(args),
+            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat, allowed_groups=allowed_groups(args),
+            **self._signing(args),
         )
         i_message = initiator.create_message(now)
         return InitiateOutput(i_message, pending_result(initiator), extra=_dh_extra(initiator))
@@ -124,7 +138,8 @@ class DhPlugin(ModePlugin):
         creds = self._credentials(args)
         assert creds is not None
         responder = DhResponder(creds, _validator(args), own_ssrcs=list(args.ssrc or []), id_r=_id(args.id_r),
-                                dh_private=args.dh_private, **self._signing(args))
+                                dh_private=args.dh_private, allowed_groups=allowed_groups(args),
+                                **self._signing(args))
         return responder.receive(i_message, now)
 
     def complete(self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None,
@@ -134,7 +149,7 @@ class DhPlugin(ModePlugin):
         try:
             initiator = DhInitiator.resume(i_message, args.dh_private, _validator(args),
                                            credentials=self._credentials(args), compat=args.compat,
-                                           **self._signing(args))
+                                           allowed_groups=allowed_groups(args), **self._signing(args))
         except ValueError as e:
             raise UnspecifiedError(str(e)) from None
         return initiator.receive(r_message, now)

@@ -1,7 +1,7 @@
 """CLI plugin for HMAC-authenticated Diffie-Hellman, DH-HMAC (RFC 4650): ``--mode dhhmac --psk HEX``.
 
 ``--mac`` (initiate) chooses the KEMAC MAC alg with RFC 3830's numbers; ``--dh-group`` and
-``--dh-private`` work as in ``--mode dh``; ``complete`` needs the Initiator's ``--dh-private``.
+``--dh-private`` (and ``--allow-dh-group`` for the weak groups) work as in ``--mode dh``; ``complete`` needs the Initiator's ``--dh-private``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..modes.dh import DH_COMPAT_OPTIONS
 from ..modes.dhhmac import DHHMAC_RESPONDER_COMPAT, DhHmacInitiator, DhHmacResponder
 from ..wire import IdPayload
 from .common import hex_bytes
-from .mode_dh import _dh_extra, add_dh_arguments, pending_result
+from .mode_dh import _dh_extra, add_dh_arguments, allowed_groups, pending_result
 from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
 
 __all__ = ["PLUGIN", "DhHmacPlugin"]
@@ -57,7 +57,7 @@ class DhHmacPlugin(ModePlugin):
         initiator = DhHmacInitiator(
             args.psk, mac_alg=int(args.mac), allow_null_mac=args.allow_null_mac, crypto_sessions=specs,
             csb_id=args.csb_id, rand=args.rand, group=args.dh_group, dh_private=args.dh_private, prf=int(args.prf),
-            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat,
+            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat, allowed_groups=allowed_groups(args),
         )
         i_message = initiator.create_message(now)
         return InitiateOutput(i_message, pending_result(initiator), extra=_dh_extra(initiator))
@@ -66,6 +66,7 @@ class DhHmacPlugin(ModePlugin):
         responder = DhHmacResponder(
             args.psk, allow_null_mac=args.allow_null_mac, own_ssrcs=list(args.ssrc or []), id_r=_id(args.id_r),
             initiator_id=_id(args.id_i), dh_private=args.dh_private, compat=args.compat,
+            allowed_groups=allowed_groups(args),
         )
         return responder.receive(i_message, now)
 
@@ -74,7 +75,8 @@ class DhHmacPlugin(ModePlugin):
         if r_message is None:
             raise UnspecifiedError("DH-HMAC always needs the R_MESSAGE (--rmsg): the TGK needs DHr")
         try:
-            initiator = DhHmacInitiator.resume(i_message, args.dh_private, args.psk, compat=args.compat)
+            initiator = DhHmacInitiator.resume(i_message, args.dh_private, args.psk, compat=args.compat,
+                                               allowed_groups=allowed_groups(args))
         except ValueError as e:
             raise UnspecifiedError(str(e)) from None
         return initiator.receive(r_message, now)

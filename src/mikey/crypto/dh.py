@@ -13,6 +13,14 @@ The DH payload names its group with an 8-bit DH-Group number (RFC 3830 Table 6.4
 All three are safe primes p = 2q + 1 with generator g = 2, built as
 ``p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + offset)``.
 
+Only OAKLEY 5 is allowed by default (:data:`DEFAULT_GROUPS`): it is the one RFC 3830 §4.2.7
+makes mandatory, so every conforming peer has it, while OAKLEY 1 and 2 are OPTIONAL there and
+too weak today (:data:`WEAK_GROUPS`): RFC 8247 §2.4 says 768-bit MODP MUST NOT and 1024-bit
+MODP SHOULD NOT be used, and one-off precomputation against these fixed, widely shared primes
+puts 1024 bits in reach (the "Logjam" attack).  An application that must talk to an old peer
+names the weak group it accepts (``allowed_groups``; CLI ``--allow-dh-group N``);
+:func:`check_allowed` refuses any other with Error no 6 and names that switch.
+
 The TGK of the DH and DH-HMAC modes is ``g^(xi*xr) mod p`` written as a
 full-length (``byte_length`` octets) big-endian string (RFC 3830 §3.3, §4.1.3).
 
@@ -27,7 +35,7 @@ mark the field ``repr=False``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from mikey import constants
@@ -43,8 +51,12 @@ __all__ = [
     "DH_GROUP_OAKLEY1",
     "DH_GROUP_OAKLEY2",
     "DHGroup",
+    "DEFAULT_GROUPS",
+    "WEAK_GROUPS",
     "get_group",
     "supported_groups",
+    "allowed_groups",
+    "check_allowed",
     "generate_private",
     "public_value",
     "shared_secret",
@@ -135,6 +147,40 @@ def get_group(group_id: int) -> DHGroup:
 def supported_groups() -> tuple[DHGroup, ...]:
     """Every supported group, mandatory OAKLEY 5 first."""
     return tuple(_GROUPS.values())
+
+
+#: Groups allowed unless the caller says otherwise: OAKLEY 5, mandatory in RFC 3830 §4.2.7.
+DEFAULT_GROUPS: frozenset[int] = frozenset({int(DH_GROUP_OAKLEY5)})
+#: Supported but off by default: 768-bit OAKLEY 1 and 1024-bit OAKLEY 2 (RFC 8247 §2.4).
+WEAK_GROUPS: frozenset[int] = frozenset({int(DH_GROUP_OAKLEY1), int(DH_GROUP_OAKLEY2)})
+
+
+def allowed_groups(groups: Collection[int] = DEFAULT_GROUPS) -> frozenset[int]:
+    """A local policy's set of DH-Group values; an empty set or an unknown number raises ValueError."""
+    chosen = frozenset(int(g) for g in groups)
+    if not chosen:
+        raise ValueError("at least one DH group must be allowed")
+    unknown = sorted(chosen - _GROUPS.keys())
+    if unknown:
+        raise ValueError(f"unknown DH group(s) {unknown}; supported: {sorted(_GROUPS)}")
+    return chosen
+
+
+def check_allowed(group_id: int, allowed: Collection[int] = DEFAULT_GROUPS) -> DHGroup:
+    """The group for *group_id* if local policy *allowed* it, else Error no 6 (RFC 3830 §4.2.7, §6.12).
+
+    Refusing a weak group names the switch that allows it.
+    """
+    group = get_group(group_id)
+    if group_id not in allowed:
+        if group_id in WEAK_GROUPS:
+            wanted = sorted({int(g) for g in allowed} | {int(group_id)})
+            raise UnsupportedDHGroupError(
+                f"DH group {int(group_id)} ({group.name}, {group.bits}-bit) is too weak to be allowed by default; "
+                f"allow it explicitly with allowed_groups={wanted} (CLI: --allow-dh-group {int(group_id)})"
+            )
+        raise UnsupportedDHGroupError(f"DH group {int(group_id)} ({group.name}) is not allowed by local policy")
+    return group
 
 
 def modexp(base: int, exponent: int, modulus: int) -> int:

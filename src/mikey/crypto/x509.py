@@ -4,8 +4,8 @@
 * :func:`load_certificate` -- a CERT payload's DER (or a PEM file's) certificate.
 * :class:`CertificateValidator` -- the "trusted root" authorization model of
   RFC 3830 §4.3.2: path building to a configured anchor, validity at the
-  message's time, CA and key-usage constraints, and binding of the peer's
-  MIKEY ID (ID payload, NAI or URI) to the leaf's subjectAltName.
+  message's time, CA, key-usage and extended-key-usage constraints, and binding
+  of the peer's MIKEY ID (ID payload, NAI or URI) to the leaf's subjectAltName.
 
 Revocation (CRL/OCSP, RFC 3830 §4.3.1, RFC 4738 §3.8) is local policy and is
 left to the ``id_binding`` hook or the caller.  Fetching X.509v3 URL
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
 from mikey.constants import CertType, HashFunc
 from mikey.errors import CertificateError, UnsupportedHashError
@@ -89,6 +89,16 @@ _UNDERSTOOD_EXTENSIONS = frozenset(
 )
 
 _MAX_PATH_LENGTH = 8
+
+# RFC 5280 §4.2.1.12 purposes, for error messages.
+_EKU_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+}
 
 #: Default number of validated paths a :class:`CertificateValidator` remembers.
 DEFAULT_VALIDATION_CACHE_SIZE = 256
@@ -294,8 +304,25 @@ class CertificateValidator:
     ``trust_anchors`` are the configured roots (or directly trusted peer
     certificates).  ``id_binding``, when given, replaces
     :func:`id_matches_certificate` as the policy deciding whether the leaf
-    belongs to the claimed MIKEY ID.  ``allow_missing_key_usage`` accepts a leaf
-    without a keyUsage extension for any purpose.
+    belongs to the claimed MIKEY ID.
+
+    Key usage policy for the leaf (RFC 5280 §4.2.1.3, §4.2.1.12):
+
+    * keyUsage present: it must assert digitalSignature to verify a SIGN
+      payload (purpose ``"sign"``) and keyEncipherment to encrypt a PK envelope
+      key (purpose ``"encrypt"``).  keyUsage absent: RFC 5280 places no
+      restriction on the key, so it is accepted for either purpose unless
+      ``allow_missing_key_usage=False`` (strict: the extension is required).
+    * extendedKeyUsage: when present -- critical or not, since RFC 5280 says
+      the certificate "MUST only be used for one of the purposes indicated" --
+      it must list anyExtendedKeyUsage or one of ``extended_key_usages``
+      (OIDs, objects or dotted strings; none by default, as no standard purpose
+      names MIKEY).  So a leaf limited to TLS (serverAuth and/or clientAuth) is
+      refused unless the deployment accepts that purpose, e.g.
+      ``extended_key_usages=[ExtendedKeyUsageOID.CLIENT_AUTH]``.  A leaf
+      without the extension is not restricted and is accepted.
+    * Issuers must be CAs (basicConstraints) and, when they carry keyUsage,
+      assert keyCertSign; EKU in CA certificates is not interpreted.
 
     Validated paths are cached (at most ``cache_size`` of them; 0 disables the
     cache), keyed by the DER of the certificates given, the peer ID and the
@@ -314,12 +341,17 @@ class CertificateValidator:
         *,
         id_binding: IdBinding | None = None,
         allow_missing_key_usage: bool = True,
+        extended_key_usages: Collection[ObjectIdentifier | str] = (),
         cache_size: int = DEFAULT_VALIDATION_CACHE_SIZE,
     ) -> None:
         self._anchors: tuple[x509.Certificate, ...] = tuple(trust_anchors)
         self._anchor_ders = frozenset(certificate_der(a) for a in self._anchors)
         self._id_binding = id_binding
         self._allow_missing_key_usage = allow_missing_key_usage
+        self._extended_key_usages = frozenset(
+            {ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+            | {oid if isinstance(oid, ObjectIdentifier) else ObjectIdentifier(oid) for oid in extended_key_usages}
+        )
         self._cache_size = max(0, cache_size)
         self._cache: OrderedDict[tuple[tuple[bytes, ...], str | None, str], _ValidatedPath] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -398,6 +430,7 @@ class CertificateValidator:
         for depth, issuer in enumerate(path[1:]):
             self._check_issuer(issuer, intermediates_below=depth)
         self._check_key_usage(leaf, purpose)
+        self._check_extended_key_usage(leaf)
         if peer_id is not None:
             self._check_id(leaf, peer_id)
         return path
@@ -490,6 +523,18 @@ class CertificateValidator:
                 )
         else:
             raise CertificateError(f"unknown certificate purpose {purpose!r}")
+
+    def _check_extended_key_usage(self, leaf: x509.Certificate) -> None:
+        eku = _extension(leaf, x509.ExtendedKeyUsage)
+        if eku is None or not isinstance(eku.value, x509.ExtendedKeyUsage):
+            return
+        listed = list(eku.value)
+        if self._extended_key_usages.isdisjoint(listed):
+            names = ", ".join(_EKU_NAMES.get(oid, oid.dotted_string) for oid in listed) or "none"
+            raise CertificateError(
+                f"certificate {_describe(leaf)} extended key usage ({names}) does not allow MIKEY; "
+                "accept a purpose with extended_key_usages=[OID]"
+            )
 
     def _check_id(self, leaf: x509.Certificate, peer_id: str) -> None:
         if self._id_binding is not None:

@@ -4,6 +4,8 @@ I_MESSAGE = HDR, T, RAND, [IDi|CERTi], [IDr], {SP}, DHi, SIGNi
 R_MESSAGE = HDR, T, [IDr|CERTr], IDi, DHr, DHi, SIGNr
 
 * The DH group is the Initiator's choice: OAKLEY 5 (0, mandatory), 1 (1) or 2 (2) (§4.2.7, §6.4).
+  Both sides allow only OAKLEY 5 by default; the 768- and 1024-bit groups must be named in
+  ``allowed_groups`` (see :mod:`mikey.crypto.dh`), else Error no 6.
 * TGK = g^(xi*xr) mod p as a full-length big-endian string (§3.3); SRTP keys follow §4.1.3.
 * SIGN: RSA PKCS#1 v1.5 (S type 0) or RSA-PSS (S type 1), hash SHA-256 (default) or SHA-1 (§4.2.6,
   §6.5).  The signature covers the whole message up to the Signature field, the SIGN payload's
@@ -42,6 +44,7 @@ from ..errors import (
     MikeyDecodeError,
     MikeyProtocolError,
     StateError,
+    UnknownDHGroupDecodeError,
     UnspecifiedError,
     UnsupportedDHGroupError,
     UnsupportedIDError,
@@ -135,7 +138,10 @@ def _id_equal(a: IdPayload, b: IdPayload) -> bool:
 
 
 class DhInitiatorBase(Initiator):
-    """The Initiator of a DH exchange; subclasses add the authentication (SIGN or KEMAC MAC)."""
+    """The Initiator of a DH exchange; subclasses add the authentication (SIGN or KEMAC MAC).
+
+    ``group`` must be one of ``allowed_groups`` (default OAKLEY 5 only, :data:`~mikey.crypto.dh.DEFAULT_GROUPS`).
+    """
 
     NO_RESULT: ClassVar[str] = "the R_MESSAGE has not been received yet; the TGK needs the Responder's DHr"
     INIT_TYPE: ClassVar[int] = DataType.DH_INIT
@@ -150,6 +156,7 @@ class DhInitiatorBase(Initiator):
         csb_id: int | None = None,
         rand: bytes | None = None,
         group: int = dh_crypto.DH_GROUP_OAKLEY5,
+        allowed_groups: Collection[int] = dh_crypto.DEFAULT_GROUPS,
         dh_private: int | None = None,
         key_validity: KeyValidity = None,
         prf: int = PRF.MIKEY_1,
@@ -162,7 +169,8 @@ class DhInitiatorBase(Initiator):
     ) -> None:
         super().__init__(clock_skew=clock_skew, rng=rng)
         _check_prf(prf)
-        self.group = dh_crypto.get_group(group)
+        self.allowed_groups = dh_crypto.allowed_groups(allowed_groups)
+        self.group = dh_crypto.check_allowed(group, self.allowed_groups)
         self._x = _dh_private(self.group, dh_private, rng)
         self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
         self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
@@ -221,7 +229,7 @@ class DhInitiatorBase(Initiator):
         if t is None or rand_p is None or dh_p is None:
             raise ValueError("the I_MESSAGE lacks T, RAND or DH")
         if dh_p.group != self.group.group_id:
-            self.group = dh_crypto.get_group(int(dh_p.group))
+            self.group = dh_crypto.check_allowed(int(dh_p.group), self.allowed_groups)
         if dh_crypto.public_value(self.group, self._x) != dh_p.value:
             raise ValueError("the DH private exponent does not match the I_MESSAGE's DHi")
         self.header = msg.header
@@ -314,7 +322,11 @@ class DhInitiatorBase(Initiator):
 
 
 class DhResponderBase(Responder):
-    """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3)."""
+    """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3).
+
+    An I_MESSAGE whose group is not in ``allowed_groups`` (default OAKLEY 5 only,
+    :data:`~mikey.crypto.dh.DEFAULT_GROUPS`) is answered with Error no 6.
+    """
 
     INIT_TYPE: ClassVar[int] = DataType.DH_INIT
     RESP_TYPE: ClassVar[int] = DataType.DH_RESP
@@ -324,7 +336,7 @@ class DhResponderBase(Responder):
         *,
         own_ssrcs: Sequence[int] = (),
         id_r: IdPayload | None = None,
-        groups: Collection[int] = (0, 1, 2),
+        allowed_groups: Collection[int] = dh_crypto.DEFAULT_GROUPS,
         dh_private: int | None = None,
         replay_cache: ReplayCache | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
@@ -333,9 +345,7 @@ class DhResponderBase(Responder):
         super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
         self.own_ssrcs = list(own_ssrcs)
         self.id_r = id_r
-        self.groups = frozenset(int(g) for g in groups)
-        for g in self.groups:
-            dh_crypto.get_group(g)
+        self.allowed_groups = dh_crypto.allowed_groups(allowed_groups)
         self._fixed_x = dh_private
         self.result: ExchangeResult | None = None
 
@@ -376,7 +386,7 @@ class DhResponderBase(Responder):
         try:
             outcome: ResponderOutcome = self._dispatch(data, now)
         except MikeyDecodeError as exc:
-            if exc.payload == "DH" and "DH-Group" in exc.message:
+            if isinstance(exc, UnknownDHGroupDecodeError):
                 err = UnsupportedDHGroupError(exc.message)
                 csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
                 err.error_message = build_error_message(csb_id, [err.err_no or 6], TimestampPayload.ntp_utc(now))
@@ -404,9 +414,7 @@ class DhResponderBase(Responder):
             authenticated = bool(extras.get("authenticated", True))
             self.remember(admission)
             _check_prf(int(hdr.prf))
-            if int(dh_p.group) not in self.groups:
-                raise UnsupportedDHGroupError(f"DH group {dh_p.group} is not accepted")
-            group = dh_crypto.get_group(int(dh_p.group))
+            group = dh_crypto.check_allowed(int(dh_p.group), self.allowed_groups)
             x_r = self._private_for(group)
             try:
                 tgk = dh_crypto.shared_secret(group, x_r, dh_p.value)
@@ -461,8 +469,11 @@ class DhInitiator(DhInitiatorBase):
 
     ``credentials`` may be None only for an Initiator restored with :meth:`resume` (it verifies and
     never signs).  ``validator`` and ``peer_certificates`` decide whether the Responder's certificate
-    is trusted (see :class:`PeerVerifier`).  ``id_i`` defaults to the own certificate's first
-    subjectAltName URI.  ``chash_func`` adds a CHASH of the first ``peer_certificates`` entry.
+    is trusted (see :class:`PeerVerifier`); without a validator the first ``peer_certificates``
+    entry is pinned, and still checked for validity at the message's time, key usage and ID
+    binding (:func:`~mikey.modes.signing.pinned_validator`, RFC 3830 §4.3.2).  ``id_i`` defaults to
+    the own certificate's first subjectAltName URI.  ``chash_func`` adds a CHASH of the first
+    ``peer_certificates`` entry.
     """
 
     MODE: ClassVar[str] = "dh"
@@ -543,8 +554,10 @@ class DhInitiator(DhInitiatorBase):
 class DhResponder(DhResponderBase):
     """The DH Responder: verifies the signed I_MESSAGE, answers with a signed R_MESSAGE (RFC 3830 §3.3).
 
-    ``id_r`` defaults to the own certificate's first subjectAltName URI.  With ``dh_private`` fixed,
-    the same exponent is used for every exchange (for reproducing captures only).
+    ``validator`` and ``peer_certificates`` decide whether the Initiator's certificate is trusted, as
+    for :class:`DhInitiator`.  ``id_r`` defaults to the own certificate's first subjectAltName URI.
+    With ``dh_private`` fixed, the same exponent is used for every exchange (for reproducing
+    captures only).
     """
 
     MODE: ClassVar[str] = "dh"

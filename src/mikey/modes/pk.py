@@ -130,6 +130,7 @@ from .signing import (
     check_compat,
     identity_of,
     message_time,
+    pinned_validator,
     subject_text,
 )
 
@@ -466,7 +467,7 @@ class PkInitiator(Initiator):
                                             exclude_header="sign-excludes-header" in self.compat)
         self.peer_certificate = peer_certificate
         self.peer_chain = tuple(peer_chain)
-        self.validator = validator if validator is not None else x509_crypto.CertificateValidator([peer_certificate])
+        self.validator = validator if validator is not None else pinned_validator(peer_certificate)
         self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
         self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)

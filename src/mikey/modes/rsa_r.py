@@ -123,6 +123,7 @@ from .signing import (
     der_of,
     identity_of,
     message_time,
+    pinned_validator,
     sign_message,
     subject_text,
 )
@@ -238,7 +239,7 @@ class RsaRInitiator(Initiator):
         if validator is None:
             if peer_certificate is None:
                 raise ValueError("a validator (trust anchors) or the Responder's certificate is needed")
-            validator = x509_crypto.CertificateValidator([peer_certificate])
+            validator = pinned_validator(peer_certificate)
         if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
         self.compat = check_compat(compat, COMPAT_OPTIONS)

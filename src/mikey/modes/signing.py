@@ -12,8 +12,11 @@ The one copy of the plumbing RFC 3830 §3.2 (PK), §3.3 (DH) and RFC 4738
 * :class:`PeerVerifier` -- the peer's chain from CERT payloads (X.509v3 and X.509v3
   Sign; X.509v3 URL through a resolver; X.509v3 Encr never verifies a signature) or
   from configured certificates, validated by a
-  :class:`~mikey.crypto.x509.CertificateValidator` (which caches validated paths) or
-  pinned, and the SIGN payload checked over the received bytes (§5.3, §6.5).
+  :class:`~mikey.crypto.x509.CertificateValidator` (which caches validated paths),
+  and the SIGN payload checked over the received bytes (§5.3, §6.5).
+* :func:`pinned_validator` -- the validator for a directly trusted peer certificate
+  (the "specific peer" model of §4.3.2), used by PK, RSA-R and DH alike: a pinned
+  certificate is still checked for validity, key usage and ID binding.
 * :func:`message_time`, :func:`identity_of`, :func:`check_compat`.
 
 Compatibility option understood here (off unless named): ``"sign-excludes-header"``
@@ -47,6 +50,7 @@ __all__ = [
     "ChainEntry",
     "Signer",
     "PeerVerifier",
+    "pinned_validator",
     "sign_message",
     "signed_message",
     "cert_payloads",
@@ -86,7 +90,7 @@ def subject_text(cert: x509.Certificate) -> str:
 
 def message_time(t: TimestampPayload | None, now: float) -> datetime:
     """The time certificates are checked at: the message's T, or *now* for COUNTER (RFC 3830 §4.3)."""
-    when = t.unix_time() if t is not None else None
+    when = t.unix_time(now) if t is not None else None
     return datetime.fromtimestamp(now if when is None else when, UTC)
 
 
@@ -225,6 +229,17 @@ def signed_message(header: CommonHeader, payloads: Sequence[Payload], signer: Si
 # --- the peer (RFC 3830 §4.3, §5.3, §6.5, §6.7; RFC 4738 §3.8) -----------------------------------
 
 
+def pinned_validator(certificate: x509.Certificate) -> x509_crypto.CertificateValidator:
+    """A validator whose only anchor is the configured peer *certificate* (RFC 3830 §4.3.2).
+
+    Pinning replaces path building, not the other checks: the certificate must
+    still be valid at the message's time, allow the key's use (keyUsage,
+    extendedKeyUsage) and be bound to the peer's claimed ID (subjectAltName),
+    exactly as a certificate from a CA would be.
+    """
+    return x509_crypto.CertificateValidator([certificate])
+
+
 def der_of(entry: ChainEntry) -> bytes:
     """The DER of a chain entry (parsed certificate or CERT payload data)."""
     return entry if isinstance(entry, bytes) else x509_crypto.certificate_der(entry)
@@ -237,7 +252,9 @@ class PeerVerifier:
     paths, see :class:`~mikey.crypto.x509.CertificateValidator`).
     ``peer_certificates`` (leaf first) are used when a message carries no usable
     CERT payload; with no validator the configured leaf is trusted directly (the
-    "specific peer" model of §4.3.2).  ``hashes`` lists the signature hashes
+    "specific peer" model of §4.3.2): the peer's certificate must be that one, and
+    it is checked by :func:`pinned_validator` (validity at the message's time, key
+    usage, ID binding).  ``hashes`` lists the signature hashes
     accepted, tried in order.  ``resolver`` fetches X.509v3 URL certificates.
     ``compat`` may hold ``"sign-excludes-header"``.
     """
@@ -254,8 +271,12 @@ class PeerVerifier:
         for h in hashes:
             if h not in rsa_crypto.SIGNATURE_HASHES:
                 raise ValueError(f"signature hash must be one of {rsa_crypto.SIGNATURE_HASHES}")
-        self.validator = validator
         self.peer_certificates = tuple(peer_certificates)
+        self._pinned_der: bytes | None = None
+        if validator is None and self.peer_certificates:
+            validator = pinned_validator(self.peer_certificates[0])
+            self._pinned_der = x509_crypto.certificate_der(self.peer_certificates[0])
+        self.validator = validator
         self.hashes = tuple(hashes)
         self.resolver = resolver
         self.exclude_header_accepted = COMPAT_SIGN_EXCLUDES_HEADER in compat
@@ -312,12 +333,9 @@ class PeerVerifier:
         if not chain:
             raise CertificateError("no certificate for the peer (no CERT payload and none configured)")
         peer = peer_id.text if isinstance(peer_id, IdPayload) else peer_id
-        if self.validator is not None:
-            return self.validator.validate(chain, at=at, peer_id=peer, purpose=purpose)
-        pinned = self.peer_certificates[0] if self.peer_certificates else None
-        if pinned is None or der_of(chain[0]) != x509_crypto.certificate_der(pinned):
+        if self.validator is None or (self._pinned_der is not None and der_of(chain[0]) != self._pinned_der):
             raise CertificateError("no trust anchor configured and the certificate is not the configured peer's")
-        return pinned
+        return self.validator.validate(chain, at=at, peer_id=peer, purpose=purpose)
 
     def verify_signature(self, msg: Message, leaf: x509.Certificate, *, trailers: Sequence[bytes] = (b"",)) -> None:
         """Verify the SIGN payload (the last one) over the received bytes with *leaf*'s key (§5.3).
