@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mikey.constants import ProtType
 from mikey.errors import (
     AuthenticationError,
     MikeyError,
     StateError,
-    UnsupportedSPParamsError,
     UnsupportedSPTypeError,
 )
 from mikey.modes.base import CryptoSessionSpec, ExchangeResult
 from mikey.modes.psk import PskInitiator, PskResponder
 from mikey.session import CryptoSessionBundle, RekeyError, policy_params
-from mikey.srtp import SrtpPolicyParams
+from mikey.srtp import LABEL_RTP_AUTH, LABEL_RTP_ENCR, LABEL_RTP_SALT, SrtpPolicyParams, srtp_kdf
 from mikey.wire import SecurityPolicyPayload
 
 NOW = 1_700_000_000.0
@@ -200,12 +202,69 @@ def test_aes_gcm_policy() -> None:
     assert inb.unprotect(protected) == packet
 
 
-def test_non_zero_roc_refused() -> None:
-    res_i, _ = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=5)])
-    bundle = CryptoSessionBundle(res_i)
-    assert bundle.keys(1).roc == 5
-    with pytest.raises(UnsupportedSPParamsError):
-        bundle.sender(1)
+def test_roc_from_the_cs_map_keys_running_streams() -> None:
+    # RFC 3830 §6.1.1: ROC_i lets a member join an already started stream (RFC 3711 §3.3.1).
+    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3), CryptoSessionSpec(ssrc=0, roc=7)])
+    ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
+    assert [(cs.ssrc, cs.roc) for cs in rsp.crypto_sessions] == [(SSRC_I, 3), (SSRC_R, 7)]
+    assert [(cs.ssrc, cs.roc) for cs in ini.crypto_sessions] == [(SSRC_I, 3), (SSRC_R, 7)]
+    directions = ((ini.sender(1), rsp.receiver(1), SSRC_I, 3), (rsp.sender(2), ini.receiver(2), SSRC_R, 7))
+    for out, inb, ssrc, roc in directions:
+        assert out.roc() == inb.roc() == roc
+        for seq, now_roc in ((65534, roc), (65535, roc), (0, roc + 1), (1, roc + 1)):
+            packet = rtp(ssrc, seq)
+            assert inb.unprotect(out.protect(packet)) == packet
+            assert out.roc() == inb.roc() == now_roc
+        for n in range(3):
+            report = rtcp(ssrc, n)
+            assert inb.unprotect_rtcp(out.protect_rtcp(report)) == report
+
+
+def test_roc_from_the_cs_map_matches_own_aes_cm() -> None:
+    # The first packet of CS 1 at ROC 3, rebuilt from the MIKEY keys with cryptography's AES-CTR
+    # and HMAC-SHA1 over mikey.srtp.srtp_kdf (RFC 3711 §4.1.1, §4.2, §4.3).
+    res_i, _ = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
+    cs = res_i.crypto_sessions[0]
+    seq, packet = 0xFFF0, rtp(SSRC_I, 0xFFF0)
+    protected = CryptoSessionBundle(res_i).sender(1).protect(packet)
+    k_e, k_s, k_a = (
+        srtp_kdf(cs.master_key, cs.master_salt, label, 0, 0, n)
+        for label, n in ((LABEL_RTP_ENCR, 16), (LABEL_RTP_SALT, 14), (LABEL_RTP_AUTH, 20))
+    )
+    index = (3 << 16) + seq
+    iv = (int.from_bytes(k_s, "big") << 16) ^ (SSRC_I << 64) ^ (index << 16)
+    enc = Cipher(algorithms.AES(k_e), modes.CTR(iv.to_bytes(16, "big"))).encryptor()
+    body = packet[:12] + enc.update(packet[12:]) + enc.finalize()
+    assert protected == body + hmac.new(k_a, body + (3).to_bytes(4, "big"), hashlib.sha1).digest()[:10]
+
+
+def test_receiver_told_the_wrong_roc_fails_authentication() -> None:
+    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
+    wrong_map = replace(res_r, crypto_sessions=(replace(res_r.crypto_sessions[0], roc=2),))
+    sender = CryptoSessionBundle(res_i).sender(1)
+    right, wrong = CryptoSessionBundle(res_r).receiver(1), CryptoSessionBundle(wrong_map).receiver(1)
+    for seq in (100, 101):
+        protected = sender.protect(rtp(SSRC_I, seq))
+        with pytest.raises(AuthenticationError, match="unprotect failed: authentication failure") as info:
+            wrong.unprotect(protected)
+        assert info.value.err_no == 0 and isinstance(info.value, MikeyError)
+        assert right.unprotect(protected) == rtp(SSRC_I, seq)
+    # SRTCP does not use the ROC (RFC 3711 §3.4): it still verifies.
+    assert wrong.unprotect_rtcp(sender.protect_rtcp(rtcp(SSRC_I, 1))) == rtcp(SSRC_I, 1)
+
+
+def test_rekey_mid_stream_takes_the_new_roc() -> None:
+    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
+    ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
+    for seq in (65535, 0):
+        assert rsp.receiver(1).unprotect(ini.sender(1).protect(rtp(SSRC_I, seq))) == rtp(SSRC_I, seq)
+    assert ini.sender(1).roc() == 1
+    # The update carries the stream's current ROC (RFC 3830 §6.1.1); the new contexts start there.
+    new_i, new_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=1)], now=NOW + 30)
+    ini.rekey(new_i)
+    rsp.rekey(new_r)
+    assert rsp.receiver(1).unprotect(ini.sender(1).protect(rtp(SSRC_I, 1))) == rtp(SSRC_I, 1)
+    assert ini.sender(1).roc() == rsp.receiver(1).roc() == 1
 
 
 def test_policy_for_another_protocol_refused() -> None:

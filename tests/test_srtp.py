@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import pathlib
+import re
 import struct
 from typing import Any
 
@@ -17,14 +18,19 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mikey import srtp
 from mikey.crypto.prf import derive_srtp_salt, derive_tek, guk_id
 from mikey.errors import AuthenticationError, CryptoError, MikeyDecodeError, UnsupportedSPParamsError
 from mikey.srtp import (
+    LABEL_RTCP_AUTH,
+    LABEL_RTCP_ENCR,
+    LABEL_RTCP_SALT,
     LABEL_RTP_AUTH,
     LABEL_RTP_ENCR,
     LABEL_RTP_SALT,
     SrtpContext,
     SrtpPolicyParams,
+    libsrtp_version,
     make_policy,
     srtp_kdf,
     srtp_profile,
@@ -233,8 +239,6 @@ def test_make_policy_checks() -> None:
         make_policy(MASTER_KEY[:15], MASTER_SALT, SrtpPolicyParams(), ssrc=None, outbound=True)
     with pytest.raises(CryptoError):
         make_policy(MASTER_KEY, MASTER_SALT, SrtpPolicyParams.aes_gcm(), ssrc=None, outbound=True)
-    with pytest.raises(UnsupportedSPParamsError, match="ROC"):
-        make_policy(MASTER_KEY, MASTER_SALT, SrtpPolicyParams(), ssrc=None, outbound=True, roc=1)
 
 
 def test_context_repr_hides_key() -> None:
@@ -278,31 +282,139 @@ def test_srtp_kdf_key_derivation_rate() -> None:
 # --- libsrtp output against our own derivation ----------------------------------------
 
 
-def test_libsrtp_aes_cm_matches_own_keystream_and_tag() -> None:
+@pytest.mark.parametrize("roc", [0, 3, 0x89ABCDEF])
+def test_libsrtp_aes_cm_matches_own_keystream_and_tag(roc: int) -> None:
+    # The whole SRTP packet, byte for byte, from our own AES-CM and HMAC over our own KDF.
     seq = 0x1234
     packet = rtp_packet(seq)
-    protected = SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True).protect(packet)
+    protected = SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True, roc=roc).protect(packet)
     k_e = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTP_ENCR, 0, 0, 16)
     k_s = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTP_SALT, 0, 0, 14)
     k_a = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTP_AUTH, 0, 0, 20)
-    index = seq  # ROC 0
+    index = (roc << 16) + seq  # RFC 3711 §3.3.1
     iv = (int.from_bytes(k_s, "big") << 16) ^ (SSRC << 64) ^ (index << 16)  # RFC 3711 §4.1.1
-    dec = Cipher(algorithms.AES(k_e), modes.CTR(iv.to_bytes(16, "big"))).decryptor()
-    body, tag = protected[:-10], protected[-10:]
-    assert dec.update(body[12:]) + dec.finalize() == PAYLOAD
-    expected_tag = hmac.new(k_a, body + (0).to_bytes(4, "big"), hashlib.sha1).digest()[:10]
-    assert tag == expected_tag
+    enc = Cipher(algorithms.AES(k_e), modes.CTR(iv.to_bytes(16, "big"))).encryptor()
+    body = packet[:12] + enc.update(PAYLOAD) + enc.finalize()
+    tag = hmac.new(k_a, body + roc.to_bytes(4, "big"), hashlib.sha1).digest()[:10]  # RFC 3711 §4.2
+    assert protected == body + tag
 
 
-def test_libsrtp_gcm_matches_own_aead() -> None:
+@pytest.mark.parametrize("roc", [0, 3])
+def test_libsrtp_gcm_matches_own_aead(roc: int) -> None:
     seq = 0x0042
     salt12 = MASTER_SALT[:12]
     packet = rtp_packet(seq)
-    protected = SrtpContext(MASTER_KEY, salt12, SrtpPolicyParams.aes_gcm(), ssrc=SSRC, outbound=True).protect(
-        packet
-    )
+    protected = SrtpContext(
+        MASTER_KEY, salt12, SrtpPolicyParams.aes_gcm(), ssrc=SSRC, outbound=True, roc=roc
+    ).protect(packet)
     k_e = srtp_kdf(MASTER_KEY, salt12, LABEL_RTP_ENCR, 0, 0, 16)
     k_s = srtp_kdf(MASTER_KEY, salt12, LABEL_RTP_SALT, 0, 0, 12)
     # RFC 7714 §8.1: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt
-    iv = bytes(a ^ b for a, b in zip(struct.pack("!HIIH", 0, SSRC, 0, seq), k_s, strict=True))
-    assert AESGCM(k_e).decrypt(iv, protected[12:], protected[:12]) == PAYLOAD
+    iv = bytes(a ^ b for a, b in zip(struct.pack("!HIIH", 0, SSRC, roc, seq), k_s, strict=True))
+    assert protected == packet[:12] + AESGCM(k_e).encrypt(iv, PAYLOAD, packet[:12])
+
+
+def test_srtcp_keeps_its_own_index_whatever_the_roc() -> None:
+    # RFC 3711 §3.4: SRTCP carries its 31-bit index; the ROC does not enter it.
+    rtcp = rtcp_packet()
+    outs = [SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True, roc=roc) for roc in (0, 3)]
+    for ctx in outs:
+        ctx.protect(rtp_packet(7))
+    srtcp = [ctx.protect_rtcp(rtcp) for ctx in outs]
+    assert srtcp[0] == srtcp[1]
+    # Our own SRTCP: E=1 || index 1, AES-CM with IV from the RTCP keys, HMAC over all but the tag.
+    k_e = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTCP_ENCR, 0, 0, 16)
+    k_s = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTCP_SALT, 0, 0, 14)
+    k_a = srtp_kdf(MASTER_KEY, MASTER_SALT, LABEL_RTCP_AUTH, 0, 0, 20)
+    index = 1
+    iv = (int.from_bytes(k_s, "big") << 16) ^ (SSRC << 64) ^ (index << 16)  # RFC 3711 §4.1.1
+    enc = Cipher(algorithms.AES(k_e), modes.CTR(iv.to_bytes(16, "big"))).encryptor()
+    body = rtcp[:8] + enc.update(rtcp[8:]) + enc.finalize() + (0x80000000 | index).to_bytes(4, "big")
+    assert srtcp[1] == body + hmac.new(k_a, body, hashlib.sha1).digest()[:10]
+
+
+# --- the rollover counter (RFC 3711 §3.3.1, RFC 3830 §6.1.1) ---------------------------
+
+
+@pytest.mark.parametrize("params", [SrtpPolicyParams(), SrtpPolicyParams.aes_gcm()], ids=["CM", "GCM"])
+def test_join_running_stream_across_a_wrap(params: SrtpPolicyParams) -> None:
+    salt = MASTER_SALT[: params.salt_key_len]
+    sender = SrtpContext(MASTER_KEY, salt, params, ssrc=SSRC, outbound=True, roc=3)
+    receiver = SrtpContext(MASTER_KEY, salt, params, ssrc=SSRC, outbound=False, roc=3)
+    late = SrtpContext(MASTER_KEY, salt, params, ssrc=SSRC, outbound=False, roc=4)
+    wrong = SrtpContext(MASTER_KEY, salt, params, ssrc=SSRC, outbound=False, roc=2)
+    assert (sender.roc(), receiver.roc(), late.roc()) == (3, 3, 4)  # given, before the first packet
+    first = sender.protect(rtp_packet(65533))
+    assert receiver.unprotect(first) == rtp_packet(65533)
+    for seq, roc in ((65534, 3), (65535, 3), (0, 4), (1, 4)):
+        protected = sender.protect(rtp_packet(seq))
+        assert sender.roc() == roc
+        assert receiver.unprotect(protected) == rtp_packet(seq)
+        assert receiver.roc() == roc  # read back from libsrtp (srtp_get_stream_roc)
+        with pytest.raises(AuthenticationError, match="authentication failure"):
+            wrong.unprotect(protected)
+        if roc == 4:  # a member joining after the wrap is told ROC 4
+            assert late.unprotect(protected) == rtp_packet(seq)
+    assert late.roc() == 4 and wrong.roc() == 2
+    with pytest.raises(AuthenticationError, match="replay"):
+        receiver.unprotect(first)
+    srtcp = sender.protect_rtcp(rtcp_packet())
+    assert receiver.unprotect_rtcp(srtcp) == rtcp_packet()
+    assert late.unprotect_rtcp(srtcp) == rtcp_packet()
+
+
+def test_roc_zero_reads_back_from_libsrtp() -> None:
+    sender = SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True)
+    receiver = SrtpContext(MASTER_KEY, MASTER_SALT, outbound=False)
+    assert sender.roc() == 0
+    with pytest.raises(CryptoError, match="needs the SSRC"):
+        receiver.roc()
+    with pytest.raises(CryptoError, match="no stream for SSRC 12345678"):
+        receiver.roc(SSRC)  # libsrtp makes the stream on the first packet
+    for seq in (65535, 0):
+        assert receiver.unprotect(sender.protect(rtp_packet(seq))) == rtp_packet(seq)
+    assert sender.roc() == receiver.roc(SSRC) == 1
+
+
+def test_wildcard_receiver_joins_each_ssrc_at_the_roc() -> None:
+    other = SSRC + 1
+    receiver = SrtpContext(MASTER_KEY, MASTER_SALT, outbound=False, roc=3)
+    senders = {s: SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=s, outbound=True, roc=3) for s in (SSRC, other)}
+    # A wildcard sender at ROC 3 sends what the per-SSRC senders send.
+    wildcard_sender = SrtpContext(MASTER_KEY, MASTER_SALT, outbound=True, roc=3)
+    for seq in (65535, 0):
+        for ssrc, sender in senders.items():
+            protected = sender.protect(rtp_packet(seq, ssrc))
+            assert wildcard_sender.protect(rtp_packet(seq, ssrc)) == protected
+            assert receiver.unprotect(protected) == rtp_packet(seq, ssrc)
+    assert receiver.roc(SSRC) == receiver.roc(other) == wildcard_sender.roc(other) == 4
+    assert receiver.unprotect_rtcp(senders[other].protect_rtcp(rtcp_packet(other))) == rtcp_packet(other)
+    # A forged packet from a new SSRC fails and leaves no stream behind.
+    for _ in range(2):  # twice: the stream of the first attempt is gone, so it can be added again
+        with pytest.raises(AuthenticationError):
+            receiver.unprotect(rtp_packet(5, SSRC + 2) + bytes(10))
+        with pytest.raises(AuthenticationError):
+            receiver.unprotect_rtcp(rtcp_packet(SSRC + 2) + bytes(14))
+        with pytest.raises(CryptoError, match="no stream"):
+            receiver.roc(SSRC + 2)
+
+
+def test_roc_must_fit_32_bits() -> None:
+    with pytest.raises(CryptoError, match="ROC must fit in 32 bits"):
+        SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True, roc=1 << 32)
+    with pytest.raises(CryptoError, match="ROC"):
+        SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=False, roc=-1)
+
+
+def test_roc_binding_is_guarded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert re.fullmatch(r"libsrtp2 2\.\d+\.\d+", libsrtp_version())
+    srtp._roc_api.cache_clear()
+    monkeypatch.setattr(pylibsrtp, "__version__", "2.0.0")
+    with pytest.raises(UnsupportedSPParamsError, match="pylibsrtp 1.x only, found 2.0.0"):
+        SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True, roc=1)
+    # ROC 0 needs no binding.
+    assert SrtpContext(MASTER_KEY, MASTER_SALT, ssrc=SSRC, outbound=True).protect(rtp_packet(1))
+    monkeypatch.undo()
+    srtp._roc_api.cache_clear()
+    with pytest.raises(UnsupportedSPParamsError, match="srtp_t"):
+        srtp._roc_api().get(pylibsrtp.Session.__new__(pylibsrtp.Session), SSRC)

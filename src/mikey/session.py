@@ -7,9 +7,9 @@ master key and salt from the TGK (§4.1.3).  :class:`CryptoSessionBundle` turns 
 into :class:`~mikey.srtp.SrtpContext` objects for SRTP and SRTCP (RFC 3711 §8.2) and
 accepts updates of the same CSB (§4.5).
 
-Limit: pylibsrtp 1.0 cannot set the rollover counter, so a crypto session whose CS ID
-map carries a non-zero ROC raises :class:`~mikey.errors.UnsupportedSPParamsError` when
-its context is built (the stream must start at ROC 0).
+The ROC of the CS ID map is the rollover counter the stream is at (RFC 3711 §3.3.1), so
+a sender can key a running stream and a late joiner can receive it; each context starts
+at its crypto session's ROC.
 """
 
 from __future__ import annotations

@@ -8,16 +8,21 @@
   ``cryptography``'s AES-CTR, to show what libsrtp derives from the MIKEY keys.
 
 Limits of pylibsrtp 1.0: only four profiles (AES-128-CM with 80/32-bit tag,
-AEAD-AES-128/256-GCM), no key derivation rate, no NULL cipher/auth, and no API to set
-the rollover counter.  A non-zero ROC therefore raises
-:class:`UnsupportedSPParamsError` instead of silently desynchronising.
+AEAD-AES-128/256-GCM), no key derivation rate, no NULL cipher/auth.  It has no call
+for the rollover counter either: the ROC of the CS ID map (RFC 3830 §6.1.1) is set
+through libsrtp's own ``srtp_set_stream_roc``, reached with :mod:`ctypes` in the
+library pylibsrtp loaded (see :func:`libsrtp_version`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ctypes
+import functools
+import os
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import pylibsrtp
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -66,6 +71,7 @@ __all__ = [
     "srtp_profile",
     "make_policy",
     "SrtpContext",
+    "libsrtp_version",
     "srtp_kdf",
 ]
 
@@ -357,37 +363,141 @@ def make_policy(
     *,
     ssrc: int | None,
     outbound: bool,
-    roc: int = 0,
     ignore_rcc: bool = False,
 ) -> pylibsrtp.Policy:
     """A libsrtp stream policy from the MIKEY TEK and salt (RFC 3830 §4.1.3, RFC 3711 §8.2).
 
-    ``ssrc=None`` makes a wildcard stream (any outbound / any inbound SSRC).  pylibsrtp
-    cannot set the ROC, so ``roc`` must be 0.
+    ``ssrc=None`` makes a wildcard stream (any outbound / any inbound SSRC).  A policy
+    carries no ROC: :class:`SrtpContext` sets it on the stream.
     """
     profile = srtp_profile(params, ignore_rcc=ignore_rcc)
     if len(master_key) != params.encr_key_len:
         raise CryptoError(f"master key must be {params.encr_key_len} octets, got {len(master_key)}")
     if len(master_salt) != params.salt_key_len:
         raise CryptoError(f"master salt must be {params.salt_key_len} octets, got {len(master_salt)}")
-    if roc != 0:
-        raise UnsupportedSPParamsError("pylibsrtp cannot set a non-zero initial ROC")
     if ssrc is None:
         ssrc_type = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
         ssrc_value = 0
     else:
-        if not 0 <= ssrc <= 0xFFFFFFFF:
-            raise CryptoError("SSRC must fit in 32 bits")
+        _check_u32(ssrc, "SSRC")
         ssrc_type, ssrc_value = pylibsrtp.Policy.SSRC_SPECIFIC, ssrc
     return pylibsrtp.Policy(
         key=master_key + master_salt, ssrc_type=ssrc_type, ssrc_value=ssrc_value, srtp_profile=profile
     )
 
 
+def _check_u32(value: int, name: str) -> None:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise CryptoError(f"{name} must fit in 32 bits")
+
+
+# --- the rollover counter through libsrtp (RFC 3711 §3.3.1) -----------------------------
+
+# The libsrtp releases whose srtp_set_stream_roc/srtp_get_stream_roc this binding was checked
+# against: 2.3 to 2.x, ``srtp_err_status_t f(srtp_t, uint32_t ssrc, uint32_t roc / uint32_t *roc)``
+# with the SSRC in host order, the ROC taking effect with the stream's next SRTP packet.
+_LIBSRTP_MIN: Final = (2, 3)
+_LIBSRTP_BELOW: Final = (3, 0)
+
+
+@functools.cache
+def _libsrtp() -> ctypes.CDLL:
+    """pylibsrtp's own extension module, opened with ``RTLD_NOLOAD``: the library already loaded."""
+    from pylibsrtp import _binding
+
+    mode = getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL
+    try:
+        lib = ctypes.CDLL(_binding.__file__, mode=mode)
+        lib.srtp_get_version_string.restype = ctypes.c_char_p
+        lib.srtp_get_version_string.argtypes = []
+        lib.srtp_get_version.restype = ctypes.c_uint
+        lib.srtp_get_version.argtypes = []
+    except (OSError, AttributeError) as exc:
+        raise UnsupportedSPParamsError(f"cannot reach libsrtp inside pylibsrtp: {exc}") from None
+    return lib
+
+
+def libsrtp_version() -> str:
+    """The version of the libsrtp pylibsrtp runs (``srtp_get_version_string``), e.g. ``libsrtp2 2.7.0``."""
+    raw: bytes = _libsrtp().srtp_get_version_string()
+    return raw.decode("ascii", "replace")
+
+
+class _RocApi:
+    """``srtp_set_stream_roc`` / ``srtp_get_stream_roc`` on the ``srtp_t`` of a ``pylibsrtp.Session``.
+
+    Built only after checking pylibsrtp 1.x, libsrtp 2.3 to 2.x, and that the session
+    holds its ``srtp_t`` where pylibsrtp 1.0 does; otherwise UnsupportedSPParamsError.
+    """
+
+    def __init__(self) -> None:
+        from pylibsrtp import _binding
+
+        if not pylibsrtp.__version__.startswith("1."):
+            raise UnsupportedSPParamsError(
+                f"setting the SRTP ROC is checked with pylibsrtp 1.x only, found {pylibsrtp.__version__}"
+            )
+        lib = _libsrtp()
+        number: int = lib.srtp_get_version()
+        if not _LIBSRTP_MIN <= (number >> 24 & 0xFF, number >> 16 & 0xFF) < _LIBSRTP_BELOW:
+            raise UnsupportedSPParamsError(
+                f"setting the SRTP ROC is checked with libsrtp 2.3 to 2.x only, found {libsrtp_version()}"
+            )
+        try:
+            set_roc, get_roc = lib.srtp_set_stream_roc, lib.srtp_get_stream_roc
+        except AttributeError as exc:
+            raise UnsupportedSPParamsError(f"libsrtp in pylibsrtp has no ROC functions: {exc}") from None
+        set_roc.restype, set_roc.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32]
+        get_roc.restype = ctypes.c_int
+        get_roc.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+        self._set: Callable[..., int] = set_roc
+        self._get: Callable[..., int] = get_roc
+        self._ffi: Any = _binding.ffi
+        self._holder_type: Any = self._ffi.typeof("srtp_t *")
+
+    def _session_pointer(self, session: pylibsrtp.Session) -> ctypes.c_void_p:
+        holder = getattr(session, "_srtp", None)
+        if holder is None or self._ffi.typeof(holder) is not self._holder_type:
+            raise UnsupportedSPParamsError("pylibsrtp.Session does not hold its srtp_t as pylibsrtp 1.0 does")
+        return ctypes.c_void_p(int(self._ffi.cast("uintptr_t", holder[0])))
+
+    def set(self, session: pylibsrtp.Session, ssrc: int, roc: int) -> None:
+        if self._set(self._session_pointer(session), ssrc, roc) != 0:
+            raise CryptoError(f"libsrtp has no stream for SSRC {ssrc:08x} to set the ROC on")
+
+    def get(self, session: pylibsrtp.Session, ssrc: int) -> int:
+        out = ctypes.c_uint32()
+        if self._get(self._session_pointer(session), ssrc, ctypes.byref(out)) != 0:
+            raise CryptoError(f"libsrtp has no stream for SSRC {ssrc:08x}")
+        return out.value
+
+
+@functools.cache
+def _roc_api() -> _RocApi:
+    return _RocApi()
+
+
+def _packet_ssrc(packet: bytes, rtcp: bool) -> int | None:
+    """The SSRC of an RTP (RFC 3550 §5.1, octets 8-11) or RTCP (§6.4.1, octets 4-7) packet."""
+    offset = 4 if rtcp else 8
+    if len(packet) < offset + 4:
+        return None
+    ssrc: int = struct.unpack_from("!I", packet, offset)[0]
+    return ssrc
+
+
 class SrtpContext:
     """One direction of SRTP/SRTCP keyed from MIKEY, wrapping a ``pylibsrtp.Session``.
 
-    libsrtp failures on unprotect (bad tag, replay) raise :class:`AuthenticationError`.
+    ``roc`` is the rollover counter the stream is at (RFC 3711 §3.3.1, carried in the CS
+    ID map, RFC 3830 §6.1.1), so a sender can key a running stream and a receiver can
+    join one: the first SRTP packet has index 2^16 * ROC + SEQ, and the ROC counts on
+    from there.  libsrtp keeps the ROC per SSRC: with ``ssrc`` it is set on that stream;
+    a wildcard context with a non-zero ROC gives each new SSRC its own stream at that ROC
+    on its first packet (an inbound one is dropped again if the packet fails
+    authentication).  SRTCP has its own index (§3.4) and needs no ROC.
+
+    libsrtp failures on unprotect (bad tag, wrong ROC, replay) raise :class:`AuthenticationError`.
     """
 
     def __init__(
@@ -404,37 +514,108 @@ class SrtpContext:
         self.params = params if params is not None else SrtpPolicyParams()
         self.outbound = outbound
         self.ssrc = ssrc
+        _check_u32(roc, "ROC")
         policy = make_policy(
-            master_key, master_salt, self.params, ssrc=ssrc, outbound=outbound, roc=roc, ignore_rcc=ignore_rcc
+            master_key, master_salt, self.params, ssrc=ssrc, outbound=outbound, ignore_rcc=ignore_rcc
         )
-        self._session = pylibsrtp.Session(policy=policy)
+        self._roc = roc
+        # SSRC -> ROC handed to libsrtp, which applies it with that stream's next SRTP packet.
+        self._pending: dict[int, int] = {}
+        # Wildcard context with a non-zero ROC: the policy for the per-SSRC streams, and their SSRCs.
+        self._join_policy: pylibsrtp.Policy | None = None
+        self._joined: set[int] = set()
+        if roc and ssrc is None:
+            _roc_api()
+            policy.ssrc_type = pylibsrtp.Policy.SSRC_SPECIFIC
+            self._join_policy = policy
+            self._session = pylibsrtp.Session()
+        else:
+            self._session = pylibsrtp.Session(policy=policy)
+            if roc and ssrc is not None:
+                self._set_roc(ssrc, roc)
 
     def __repr__(self) -> str:
         direction = "outbound" if self.outbound else "inbound"
         return f"SrtpContext({direction}, ssrc={self.ssrc!r}, encr_alg={self.params.encr_alg})"
 
-    def protect(self, packet: bytes) -> bytes:
+    def roc(self, ssrc: int | None = None) -> int:
+        """The ROC of the stream for *ssrc* (default: this context's SSRC), from ``srtp_get_stream_roc``.
+
+        Before the stream's first SRTP packet this is the ROC it was given.
+        """
+        ssrc = self.ssrc if ssrc is None else ssrc
+        if ssrc is None:
+            raise CryptoError("a wildcard SRTP context needs the SSRC whose ROC to read")
+        if ssrc in self._pending:
+            return self._pending[ssrc]
+        return _roc_api().get(self._session, ssrc)
+
+    def _set_roc(self, ssrc: int, roc: int) -> None:
+        _roc_api().set(self._session, ssrc, roc)
+        self._pending[ssrc] = roc
+
+    def _join(self, packet: bytes, rtcp: bool) -> int | None:
+        """Add the stream of a new SSRC at the context's ROC (wildcard context only); its SSRC if added."""
+        if self._join_policy is None:
+            return None
+        ssrc = _packet_ssrc(packet, rtcp)
+        if ssrc is None or ssrc in self._joined:
+            return None
+        self._join_policy.ssrc_value = ssrc
         try:
-            return self._session.protect(packet)
+            self._session.add_stream(self._join_policy)
+        except pylibsrtp.Error as exc:
+            raise CryptoError(f"libsrtp could not add the stream for SSRC {ssrc:08x}: {exc}") from None
+        self._set_roc(ssrc, self._roc)
+        self._joined.add(ssrc)
+        return ssrc
+
+    def _leave(self, ssrc: int | None) -> None:
+        """Drop a stream :meth:`_join` added for a packet that then failed, so forged SSRCs cost nothing."""
+        if ssrc is not None:
+            self._session.remove_stream(ssrc)
+            self._joined.discard(ssrc)
+            self._pending.pop(ssrc, None)
+
+    def _applied(self, packet: bytes) -> None:
+        """An SRTP packet passed: libsrtp has applied any pending ROC of its SSRC."""
+        if self._pending:
+            ssrc = _packet_ssrc(packet, False)
+            if ssrc is not None:
+                self._pending.pop(ssrc, None)
+
+    def protect(self, packet: bytes) -> bytes:
+        self._join(packet, False)
+        try:
+            out = self._session.protect(packet)
         except pylibsrtp.Error as exc:
             raise CryptoError(f"SRTP protect failed: {exc}") from None
+        self._applied(packet)
+        return out
 
     def protect_rtcp(self, packet: bytes) -> bytes:
+        self._join(packet, True)
         try:
             return self._session.protect_rtcp(packet)
         except pylibsrtp.Error as exc:
             raise CryptoError(f"SRTCP protect failed: {exc}") from None
 
     def unprotect(self, packet: bytes) -> bytes:
+        joined = self._join(packet, False)
         try:
-            return self._session.unprotect(packet)
+            out = self._session.unprotect(packet)
         except pylibsrtp.Error as exc:
+            self._leave(joined)
             raise AuthenticationError(f"SRTP unprotect failed: {exc}") from None
+        self._applied(out)
+        return out
 
     def unprotect_rtcp(self, packet: bytes) -> bytes:
+        joined = self._join(packet, True)
         try:
             return self._session.unprotect_rtcp(packet)
         except pylibsrtp.Error as exc:
+            self._leave(joined)
             raise AuthenticationError(f"SRTCP unprotect failed: {exc}") from None
 
 
