@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from mikey.constants import DataType, EncrAlg, KeyDataType, MacAlg, SRTPParam
+from mikey.identities import ntp_from_unix
 from mikey.modes.base import CryptoSessionSpec
 from mikey.modes.psk import PskInitiator
 from mikey.wire import (
@@ -38,7 +39,6 @@ from mikey.wire import (
     SecurityPolicyPayload,
     SrtpIdEntry,
     TimestampPayload,
-    ntp_from_unix,
 )
 
 HAVE_GST = ctypes.util.find_library("gstsdp-1.0") is not None
@@ -65,7 +65,7 @@ def _our_messages() -> dict[str, bytes]:
         for mac in (MacAlg.NULL, MacAlg.HMAC_SHA_1_160):
             for n in (1, 3):
                 specs = [CryptoSessionSpec(0x1000 + i) for i in range(n)]
-                init = PskInitiator(PSK, crypto_sessions=specs, encr_alg=encr, mac_alg=mac)
+                init = PskInitiator(PSK, crypto_sessions=specs, encr_alg=encr, mac_alg=mac, allow_null_security=True)
                 out[f"encr={encr.name} mac={mac.name} cs={n}"] = init.create_message(NOW)
     return out
 

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from mikey.errors import KeyMaterialError
+from mikey.identities import uid_3gpp
 from mikey.keystore import SakkeKeystore
 from mikey.kms import (
     KmsCommunity,
@@ -17,7 +18,7 @@ from mikey.kms import (
     kms_key_prov_xml,
     user_key_document,
 )
-from mikey.modes.sakke import SakkeIDScheme, uid_3gpp
+from mikey.modes.sakke import SakkeIDScheme
 
 XML = pathlib.Path(__file__).parent / "vectors" / "kms_xml_ts33180"
 NOW = 1_700_000_000.0

@@ -18,6 +18,7 @@ from mikey.errors import (
     StateError,
     UnsupportedIDError,
 )
+from mikey.identities import key_period_number, rfc6509_identifier
 from mikey.keystore import IdentityKeys, KmsPublicKeys, SakkeKeystore
 from mikey.kms import generate_community, issue_user_keys
 from mikey.modes.base import CryptoSessionSpec, derive_crypto_sessions
@@ -26,12 +27,9 @@ from mikey.modes.sakke import (
     SakkeResponder,
     gcm_srtp_policy,
     group_session_keys,
-    key_period_number,
     key_purpose,
     make_key_id,
     recover_gmk_id,
-    rfc6509_identifier,
-    uid_3gpp,
 )
 from mikey.replay import ReplayCache
 from mikey.wire import CommonHeader, Message, TimestampPayload
@@ -50,24 +48,7 @@ def _msg_time(raw: bytes) -> float:
     return when
 
 
-# --- identifiers -----------------------------------------------------------------------------
-
-
-def test_rfc6509_identifier_example() -> None:
-    """RFC 6509 §3.2: 2011-02\\0tel:+447700900123\\0."""
-    import datetime as dt
-
-    when = dt.datetime(2011, 2, 14, 12, tzinfo=dt.UTC).timestamp()
-    assert rfc6509_identifier("tel:+447700900123", when) == b"2011-02\x00tel:+447700900123\x00"
-    with pytest.raises(ValueError):
-        rfc6509_identifier("tel:+44 7700 900123", when)
-
-
-@pytest.mark.parametrize("case", SW["cases"]["uid"], ids=lambda c: c["source_location"])
-def test_uid_3gpp_streamwide(case: dict[str, Any]) -> None:
-    """TS 33.180 §F.2.1 UID with Streamwide's minimal-octet integers; the stale case must not match."""
-    uid = uid_3gpp(case["uri"], case["kms_uri"], case["key_period"], case["key_period_offset"], case["key_period_no"])
-    assert (uid.hex() == case["UID"]) is case["verified"]
+# --- key IDs and periods (the identifier formats are tested in test_identities.py) -------------
 
 
 def test_key_ids_and_purposes() -> None:
@@ -223,6 +204,33 @@ def test_round_trip_3gpp(stores: dict[str, SakkeKeystore], key_type: str | None)
         assert r.csb_id == prf.guk_id(r.tgk, int(r.extras["key_id"], 16), BOB)
     if key_type in ("pck", "csk"):
         assert f"{r.csb_id:08x}" == r.extras["key_id"]
+
+
+#: 2036-02-07T06:28:16Z, the first second of NTP era 1 (RFC 5905 §6), and 2040-01-01T00:00:00Z.
+ERA1 = 2_085_978_496
+Y2040 = 2_208_988_800
+
+
+@pytest.mark.parametrize(
+    ("scheme", "t_i", "t_r"),
+    [
+        (SakkeIDScheme.UID_3GPP, ERA1 - 2.5, ERA1 + 3),
+        (SakkeIDScheme.UID_3GPP, Y2040, Y2040 + 2),
+        (SakkeIDScheme.TEL_URI_MONTHLY, ERA1 - 1, ERA1 + 1),
+        (SakkeIDScheme.TEL_URI_MONTHLY, Y2040 + 0.5, Y2040 + 1),
+    ],
+)
+def test_round_trip_across_the_ntp_rollover(scheme: int, t_i: float, t_r: float) -> None:
+    """T is read in the era of the Responder's clock, so the identifiers it selects are the right ones."""
+    a, b = ("sip:alice@example.org", "sip:bob@example.org") if scheme == SakkeIDScheme.UID_3GPP else (
+        "tel:+447700900123", "tel:+447700900456")
+    c = generate_community("kms.example.org", id_scheme=scheme)
+    keys = {u: SakkeKeystore(c.public, u, [issue_user_keys(c, u, now=t_i)]) for u in (a, b)}
+    init = SakkeInitiator(keys[a], b, key_type="pck")
+    data = init.create_message(t_i)
+    r = SakkeResponder(keys[b], initiator_uri=a).receive(data, t_r).result
+    assert r.tgk == init.result.tgk and r.extras["key_type"] == "pck"
+    assert r.extras["initiator_identifier"] == keys[a].key_sets[0].identifier.hex()
 
 
 def test_round_trip_without_expected_initiator(stores: dict[str, SakkeKeystore]) -> None:

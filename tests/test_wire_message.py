@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from wire_samples import message_strategy, sample_messages
 
 from mikey.constants import CSIdMapType, DataType, PayloadType
-from mikey.errors import MikeyDecodeError, MikeyEncodeError, MikeyError
+from mikey.errors import MikeyDecodeError, MikeyEncodeError, MikeyError, UnknownDHGroupDecodeError
 from mikey.wire import (
     CommonHeader,
     ErrorPayload,
@@ -381,6 +381,22 @@ def test_wrong_lengths(hex_payloads: str, first: int, payload: str) -> None:
         Message.decode(bytes(hdr) + bytes.fromhex(hex_payloads.replace(" ", "")))
     assert ei.value.payload == payload
     assert ei.value.offset is not None and ei.value.offset >= 10
+
+
+def test_unknown_dh_group_is_a_typed_decode_error() -> None:
+    """RFC 3830 §6.4: an unknown DH-Group leaves the DH value's length unknown; the error says which group."""
+    hdr = bytearray(bytes.fromhex("01000000123456780000"))
+    hdr[2] = 3
+    with pytest.raises(UnknownDHGroupDecodeError) as ei:
+        Message.decode(bytes(hdr) + bytes.fromhex("00 07".replace(" ", "")) + bytes(96))
+    e = ei.value
+    assert e.group == 7 and e.payload == "DH" and e.offset == 11 and e.err_no == 12
+    assert isinstance(e, MikeyDecodeError) and "DH-Group 7" in e.message
+    # Other DH decode failures (a truncated value, an unknown KV type) are not this error.
+    for tail in ("00 01" + "00" * 20, "00 01" + "00" * 96 + "03"):
+        with pytest.raises(MikeyDecodeError) as other:
+            Message.decode(bytes(hdr) + bytes.fromhex(tail.replace(" ", "")))
+        assert other.value.payload == "DH" and not isinstance(other.value, UnknownDHGroupDecodeError)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from typing import ClassVar
 __all__ = [
     "MikeyError",
     "MikeyDecodeError",
+    "UnknownDHGroupDecodeError",
     "MikeyEncodeError",
     "MikeyValidationError",
     "MikeyProtocolError",
@@ -81,6 +82,18 @@ class MikeyDecodeError(MikeyError):
         super().__init__(full)
         self.payload = payload
         self.offset = offset
+
+
+class UnknownDHGroupDecodeError(MikeyDecodeError):
+    """A DH payload whose DH-Group is not in RFC 3830 Table 6.4, so its DH value's length is unknown.
+
+    ``group`` is the DH-Group value.  The rest of the message cannot be decoded; a DH
+    Responder answers it with Error no 6, Invalid DH group (RFC 3830 §6.12).
+    """
+
+    def __init__(self, message: str, *, group: int, payload: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message, payload=payload, offset=offset)
+        self.group = group
 
 
 class MikeyEncodeError(MikeyError):

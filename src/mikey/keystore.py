@@ -11,6 +11,7 @@ An edge module (it reads files).  Nothing here ever puts key bytes in a
 
 from __future__ import annotations
 
+import datetime as _dt
 import hmac
 import json
 import os
@@ -26,9 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from mikey.constants import SakkeIDScheme
 from mikey.crypto import eccsi, sakke
 from mikey.crypto.x509 import CertificateValidator, IdBinding, certificate_der
 from mikey.errors import CertificateError, KeyMaterialError
+from mikey.identities import rfc6509_identifier, uid_3gpp
 
 __all__ = [
     "Source",
@@ -431,9 +434,6 @@ class SakkeKeystore:
         """From ``{"kms_uri", "community": {kpak, z, sakke_params[, id_scheme]}, "user": {uri, [uid], ssk,
         pvt, rsk}, "period": {key_period, key_period_offset, period_no}}`` (extra key sets in ``"users"``
         entries of the "user" shape with their own ``period_no``)."""
-        from mikey.constants import SakkeIDScheme
-        from mikey.modes.sakke import rfc6509_identifier, uid_3gpp
-
         try:
             community = doc["community"]
             period = doc.get("period", {})
@@ -458,8 +458,6 @@ class SakkeKeystore:
                     if "month" not in u:
                         raise KeyMaterialError("an RFC 6509 key set needs \"uid\" or \"month\" (YYYY-MM)")
                     year, month = (int(x) for x in str(u["month"]).split("-"))
-                    import datetime as _dt
-
                     ident = rfc6509_identifier(str(u["uri"]), _dt.datetime(year, month, 1, tzinfo=_dt.UTC))
                 else:
                     if period_no is None:

@@ -21,8 +21,8 @@ from typing import Any
 from ..constants import SakkeIDScheme
 from ..crypto import eccsi, sakke
 from ..errors import KeyMaterialError
+from ..identities import key_period_number, rfc6509_identifier, uid_3gpp
 from ..keystore import KMS_XML_NS, IdentityKeys, KmsPublicKeys, SakkeKeystore
-from ..modes.sakke import key_period_number, rfc6509_identifier, uid_3gpp
 
 __all__ = [
     "KmsCommunity",

@@ -392,7 +392,7 @@ def check_timestamp(
         if replay is not None:
             replay.check_counter(peer, t.ts_int)
         return now + skew
-    when = t.unix_time()
+    when = t.unix_time(now)
     if when is None:
         raise InvalidTimestampError(f"TS type {t.ts_type} is not supported")
     if abs(when - now) > skew:

@@ -31,15 +31,11 @@ the AES-GCM SRTP policy (RFC 7714 §15).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..constants import (
     PRF,
@@ -59,6 +55,7 @@ from ..constants import (
 from ..crypto import eccsi
 from ..crypto import prf as prf_crypto
 from ..crypto import sakke as sakke_crypto
+from ..crypto.aead import aes_gcm_open, aes_gcm_seal
 from ..errors import (
     AuthenticationError,
     CryptoError,
@@ -71,6 +68,7 @@ from ..errors import (
     UnsupportedIDError,
     UnsupportedPRFError,
 )
+from ..identities import key_period_number, rfc6509_identifier, uid_3gpp
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
     CommonHeader,
@@ -109,11 +107,6 @@ __all__ = [
     "KeyParameters",
     "SIGNATURE_COVERAGE",
     "KEY_TYPES",
-    "NTP_UNIX_OFFSET",
-    "rfc6509_identifier",
-    "uid_3gpp",
-    "key_period_number",
-    "ntp_seconds",
     "key_purpose",
     "make_key_id",
     "parse_key_type",
@@ -130,9 +123,6 @@ __all__ = [
 #: some implementations produce; a Responder accepts it only when asked to.
 SIGNATURE_COVERAGE = ("rfc", "exclude-sign-header")
 
-#: Seconds between the NTP epoch (1900) and the Unix epoch (1970).
-NTP_UNIX_OFFSET = 2_208_988_800
-
 #: CLI / API names of the 3GPP key purposes (TS 33.180: purpose tag = top 4 bits of the key ID).
 KEY_TYPES: dict[str, KeyPurpose] = {
     "gmk": KeyPurpose.GMK,
@@ -144,74 +134,16 @@ KEY_TYPES: dict[str, KeyPurpose] = {
     "musik": KeyPurpose.MUSIK,
 }
 
-_UID_P0 = b"MIKEY-SAKKE-UID"
 _FC_GUK_ID = 0x50
 _MCDATA_PROTECTED = 0x43  # message type Streamwide writes (TS 24.282 protected payload)
 _MCDATA_AEAD_AES_128_GCM = 1
 
 
-# --------------------------------------------------------------------------- identifiers
+# --------------------------------------------------------------------------- message time
 
 
-def ntp_seconds(unix_seconds: float) -> int:
-    """Whole NTP seconds (since 1900) for a Unix time."""
-    return int(unix_seconds) + NTP_UNIX_OFFSET
-
-
-def rfc6509_identifier(uri: str, when: float | _dt.datetime) -> bytes:
-    """``"YYYY-MM\\0" uri "\\0"`` with the UTC month of *when* (RFC 6509 §3.2).
-
-    ``tel`` URIs must be in global notation without separators or parameters.
-    """
-    if isinstance(when, _dt.datetime):
-        moment = when.astimezone(_dt.UTC) if when.tzinfo else when.replace(tzinfo=_dt.UTC)
-    else:
-        moment = _dt.datetime.fromtimestamp(float(when), _dt.UTC)
-    if uri.startswith("tel:"):
-        number = uri[4:]
-        if not (number.startswith("+") and number[1:].isdigit()):
-            raise ValueError("a MIKEY-SAKKE tel URI must be tel:+<digits> (RFC 6509 §3.2)")
-    if "\x00" in uri:
-        raise ValueError("URI must not contain NUL")
-    return f"{moment.year:04d}-{moment.month:02d}\x00{uri}\x00".encode("ascii")
-
-
-def _minimal(value: int) -> bytes:
-    """Big-endian in the fewest octets, 0 as one 0x00 octet (Streamwide's encoding)."""
-    if value < 0:
-        raise ValueError("UID integer parameters must not be negative")
-    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-
-
-def uid_3gpp(uri: str | bytes, kms_uri: str | bytes, key_period: int, offset: int, period_no: int) -> bytes:
-    """The MIKEY-SAKKE UID (3GPP TS 33.180 §F.2.1), as Streamwide computes it.
-
-    UID = SHA-256(0x00 || P0 || L0 || ... || P5 || L5) with P0 = "MIKEY-SAKKE-UID",
-    P1 = URI, P2 = KMS URI, P3 = key period, P4 = offset, P5 = period number; each
-    L is a 2-octet length; integers in the minimum number of octets.
-    """
-    s = bytearray(b"\x00")
-    for p in (
-        _UID_P0,
-        uri.encode() if isinstance(uri, str) else uri,
-        kms_uri.encode() if isinstance(kms_uri, str) else kms_uri,
-        _minimal(key_period),
-        _minimal(offset),
-        _minimal(period_no),
-    ):
-        s += p + len(p).to_bytes(2, "big")
-    return hashlib.sha256(bytes(s)).digest()
-
-
-def key_period_number(now: float, key_period: int, offset: int = 0) -> int:
-    """The key period holding Unix time *now*: (NTP seconds - offset) // period (TS 33.180 §F.2.1)."""
-    if key_period <= 0:
-        raise ValueError("key period must be positive")
-    return (ntp_seconds(now) - offset) // key_period
-
-
-def _ts_unix(t: TimestampPayload) -> float:
-    when = t.unix_time()
+def _ts_unix(t: TimestampPayload, now: float) -> float:
+    when = t.unix_time(now)
     if when is None:
         raise UnspecifiedError("MIKEY-SAKKE needs an NTP-UTC or NTP timestamp (RFC 6509 §2.2.1)")
     return when
@@ -348,18 +280,6 @@ def _purpose_name(purpose: int | None) -> str | None:
     return f"purpose-{purpose}"
 
 
-def _gcm(key: bytes, iv: bytes, ad: bytes, data: bytes, *, encrypt: bool) -> bytes:
-    if encrypt:
-        enc = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
-        enc.authenticate_additional_data(ad)
-        return enc.update(data) + enc.finalize() + enc.tag
-    if len(data) < 16:
-        raise CryptoError("protected payload shorter than the GCM tag")
-    dec = Cipher(algorithms.AES(key), modes.GCM(iv, data[-16:])).decryptor()
-    dec.authenticate_additional_data(ad)
-    return dec.update(data[:-16]) + dec.finalize()
-
-
 def encode_key_parameters(
     params: KeyParameters, ssv: bytes, dppk_id: int, *, iv: bytes, date_time: int = 1
 ) -> GeneralExtensionPayload:
@@ -373,7 +293,7 @@ def encode_key_parameters(
         raise ValueError("IV must be 16 octets")
     head = bytes([_MCDATA_PROTECTED]) + date_time.to_bytes(5, "big") + bytes(5) + bytes([_MCDATA_AEAD_AES_128_GCM])
     dppk = dppk_id.to_bytes(4, "big")
-    ct = _gcm(prf_crypto.derive_dpck(ssv, dppk), iv, head + iv + dppk, params.encode(), encrypt=True)
+    ct = aes_gcm_seal(prf_crypto.derive_dpck(ssv, dppk), iv, params.encode(), head + iv + dppk)
     return GeneralExtensionPayload(
         GenExtType.KEY_PARAMETERS_3GPP, head + iv + dppk + b"\x00" + len(ct).to_bytes(2, "big") + ct
     )
@@ -395,8 +315,8 @@ def decode_key_parameters(ext: GeneralExtensionPayload, ssv: bytes) -> KeyParame
     n = int.from_bytes(d[33:35], "big")
     ct = d[35 : 35 + n] if 35 + n <= len(d) else d[35:]
     try:
-        plain = _gcm(prf_crypto.derive_dpck(ssv, dppk), iv, d[:12] + iv + dppk, ct, encrypt=False)
-    except (InvalidTag, CryptoError, ValueError):
+        plain = aes_gcm_open(prf_crypto.derive_dpck(ssv, dppk), iv, ct, d[:12] + iv + dppk)
+    except (AuthenticationError, CryptoError):
         raise AuthenticationError("3GPP key parameters do not decrypt with the SSV") from None
     return KeyParameters.decode(plain)
 
@@ -887,7 +807,7 @@ class SakkeResponder(Responder):
             admission = self.admit(msg, t, now)
             if hdr.prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
                 raise UnsupportedPRFError(f"PRF func {hdr.prf} is not supported")
-            when = _ts_unix(t)
+            when = _ts_unix(t, now)
             scheme = int(p.sakke.id_scheme)
             if scheme not in (SakkeIDScheme.TEL_URI_MONTHLY, SakkeIDScheme.UID_3GPP):
                 raise UnspecifiedError(f"SAKKE ID scheme {scheme} is not supported")

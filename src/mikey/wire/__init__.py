@@ -1,9 +1,12 @@
-"""Wire format: bytes <-> typed MIKEY payloads (RFC 3830 §6 and extensions). No keys, clocks or policy."""
+"""Wire format: bytes <-> typed MIKEY payloads (RFC 3830 §6 and extensions). No keys, clocks or policy.
+
+Imports nothing of ``mikey`` but :mod:`mikey.constants`, :mod:`mikey.errors` and :mod:`mikey.identities`.
+"""
 
 from __future__ import annotations
 
 from .header import CommonHeader, GenericIdEntry, SrtpIdEntry
-from .message import Message, decode_sub_payloads, encode_sub_payloads, parse_text
+from .message import Message, parse_text
 from .payloads import *  # noqa: F403
 from .payloads import __all__ as _payload_all
 
@@ -12,8 +15,6 @@ __all__ = [
     "SrtpIdEntry",
     "GenericIdEntry",
     "Message",
-    "decode_sub_payloads",
-    "encode_sub_payloads",
     "parse_text",
     *_payload_all,
 ]

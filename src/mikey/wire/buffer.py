@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import MikeyDecodeError
+
 __all__ = ["Reader", "Writer", "ReadPastEnd", "FieldError"]
 
 _U16 = struct.Struct(">H")
@@ -30,6 +32,10 @@ class FieldError(Exception):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset
+
+    def decode_error(self, payload: str) -> MikeyDecodeError:
+        """The public error for this failure while decoding *payload*."""
+        return MikeyDecodeError(str(self), payload=payload, offset=self.offset)
 
 
 class Reader:

@@ -12,99 +12,22 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..constants import PayloadType
 from ..errors import MikeyDecodeError, MikeyEncodeError
 from .buffer import FieldError, ReadPastEnd, Writer
 from .header import CommonHeader
-from .payloads import REGISTRY, Payload
+from .payloads import Payload
+from .payloads.base import decode_chain, encode_chain
 
-__all__ = ["Message", "decode_sub_payloads", "encode_sub_payloads", "parse_text"]
+__all__ = ["Message", "parse_text"]
 
 T = TypeVar("T", bound=Payload)
 
 _new = object.__new__
 _pull_header = CommonHeader.pull
-
-
-def _decode_chain(data: bytes, pos: int, first: int, first_where: str) -> tuple[list[Payload], list[int], int]:
-    """Decode the payload chain starting at *pos* with payload type *first*, up to ``len(data)``.
-
-    Returns the payloads, their start offsets and the position after the last one.
-    """
-    payloads: list[Payload] = []
-    offsets: list[int] = []
-    append = payloads.append
-    append_offset = offsets.append
-    end = len(data)
-    next_type = first
-    chain = REGISTRY.chain
-    cls: type[Payload] | None = None
-    while next_type:
-        info = chain.get(next_type)
-        if info is None:
-            info = REGISTRY.chain_info(next_type)
-            if info is None:
-                where = cls.NAME if cls is not None else first_where
-                raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
-        pull, has_next, cls = info
-        append_offset(pos)
-        try:
-            if has_next:
-                if pos >= end:
-                    raise ReadPastEnd(pos, 1, 0)
-                next_type = data[pos]
-                p, pos = pull(data, pos + 1, end)
-            else:
-                next_type = 0
-                p, pos = pull(data, pos, end)
-        except ReadPastEnd as e:
-            raise MikeyDecodeError(f"truncated {cls.NAME} payload ({e})", payload=cls.NAME, offset=e.offset) from None
-        except FieldError as e:
-            raise MikeyDecodeError(str(e), payload=cls.NAME, offset=e.offset) from None
-        append(p)
-    return payloads, offsets, pos
-
-
-def decode_sub_payloads(data: bytes, first: int = PayloadType.KEY_DATA) -> list[Payload]:
-    """Decode a chain of (sub-)payloads, e.g. the Key data in a KEMAC's decrypted Encr data.
-
-    *first* is the type of the first payload, which the enclosing payload implies
-    (Key data in KEMAC, RFC 3830 §6.2; ID then Key data in PK mode).
-    """
-    if not isinstance(data, bytes):
-        data = bytes(data)
-    payloads, _, pos = _decode_chain(data, 0, first, "sub-payload chain")
-    if pos != len(data):
-        last = payloads[-1].NAME if payloads else "sub-payload chain"
-        raise MikeyDecodeError(f"{len(data) - pos} trailing octets after the last sub-payload", payload=last, offset=pos)
-    return payloads
-
-
-def encode_sub_payloads(payloads: Sequence[Payload]) -> bytes:
-    """Encode a chain of (sub-)payloads; the last one gets next payload = Last payload."""
-    w = Writer()
-    _encode_chain(w, payloads)
-    return w.getvalue()
-
-
-def _encode_chain(w: Writer, payloads: Sequence[Payload], offsets: list[int] | None = None) -> None:
-    n = len(payloads)
-    buf = w.buf
-    try:
-        for i, p in enumerate(payloads):
-            if offsets is not None:
-                offsets.append(len(buf))
-            if p.HAS_NEXT:
-                buf.append(payloads[i + 1].TYPE if i + 1 < n else 0)
-            elif i + 1 < n:
-                raise MikeyEncodeError(f"{p.NAME} has no next-payload field and must be the last payload")
-            p.encode_body(w)
-    except (struct.error, OverflowError, ValueError, TypeError) as e:
-        raise MikeyEncodeError(f"{p.NAME}: field value out of range ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -137,8 +60,8 @@ class Message:
         except ReadPastEnd as e:
             raise MikeyDecodeError(f"truncated HDR payload ({e})", payload="HDR", offset=e.offset) from None
         except FieldError as e:
-            raise MikeyDecodeError(str(e), payload="HDR", offset=e.offset) from None
-        payloads, offsets, pos = _decode_chain(data, pos, next_type, "HDR")
+            raise e.decode_error("HDR") from None
+        payloads, offsets, pos = decode_chain(data, pos, next_type, "HDR")
         if pos != len(data):
             last = payloads[-1].NAME if payloads else "HDR"
             raise MikeyDecodeError(
@@ -163,7 +86,7 @@ class Message:
             self.header.encode(w, payloads[0].TYPE if payloads else 0)
         except (struct.error, OverflowError, ValueError, TypeError) as e:
             raise MikeyEncodeError(f"HDR: field value out of range ({e})") from None
-        _encode_chain(w, payloads)
+        encode_chain(w, payloads)
         return bytes(w.buf)
 
     def encode_with_offsets(self) -> tuple[bytes, tuple[int, ...]]:
@@ -174,7 +97,7 @@ class Message:
         except (struct.error, OverflowError, ValueError, TypeError) as e:
             raise MikeyEncodeError(f"HDR: field value out of range ({e})") from None
         offsets: list[int] = []
-        _encode_chain(w, payloads, offsets)
+        encode_chain(w, payloads, offsets)
         return bytes(w.buf), tuple(offsets)
 
     def encoded(self) -> Message:

@@ -1,4 +1,4 @@
-"""MIKEY payload classes, one module per RFC family, and the payload-number registry."""
+"""MIKEY payload classes, one module per RFC family, the payload-number registry and sub-payload chains."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from .base import (
     KeyValidity,
     Payload,
     SpiValidity,
+    decode_sub_payloads,
+    encode_sub_payloads,
 )
 from .genext import GeneralExtensionPayload, KeyIdEntry
 from .rfc3830 import (
@@ -24,8 +26,6 @@ from .rfc3830 import (
     SignPayload,
     TimestampPayload,
     VerificationPayload,
-    ntp_from_unix,
-    unix_from_ntp,
 )
 from .rfc6043 import IdrPayload, RandrPayload, TicketPayload, TicketPolicyPayload, TrPayload
 from .rfc6267 import EccptPayload, EskPayload, IbakePayload, SkPayload
@@ -62,6 +62,6 @@ __all__ = [
     "EccptPayload",
     "SkPayload",
     "SakkePayload",
-    "ntp_from_unix",
-    "unix_from_ntp",
+    "decode_sub_payloads",
+    "encode_sub_payloads",
 ]

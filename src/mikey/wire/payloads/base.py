@@ -1,9 +1,13 @@
-"""Payload base class, registry, and the pieces shared by several payloads.
+"""Payload base class, registry, payload-chain coding, and the pieces shared by several payloads.
 
 Every payload is a frozen dataclass with ``decode_body`` (reads what follows the
 next-payload octet) and ``encode_body`` (writes the same).  The next-payload
-octet itself is written by the container (:mod:`mikey.wire.message`), never by
-hand (RFC 3830 §6: each payload names the type of the one after it).
+octet itself is written by the container (:func:`encode_chain`, used by
+:mod:`mikey.wire.message` and for sub-payloads), never by hand (RFC 3830 §6:
+each payload names the type of the one after it).
+
+The payload families (``rfc3830``, ``rfc6043``, ``rfc6267``, ``rfc6509``,
+``genext``) import only this module; what more than one of them needs lives here.
 
 Hot payloads also define ``pull(data, pos, end)``, the same decoder working on
 the raw buffer without a cursor object; the chain decoder calls ``pull`` and
@@ -14,12 +18,14 @@ each entry point defaults to the other.  Decoders build their results with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
 
-from ...constants import KVType
-from ...errors import MikeyEncodeError
+from ...constants import KVType, PayloadType, TSType
+from ...errors import MikeyDecodeError, MikeyEncodeError
+from ...identities import unix_from_ntp, unix_from_ntp_seconds
 from ..buffer import FieldError, Reader, ReadPastEnd, Writer
 
 __all__ = [
@@ -37,6 +43,29 @@ __all__ = [
     "enum_table",
     "fast_constructor",
     "pull_key_validity",
+    "decode_chain",
+    "encode_chain",
+    "decode_sub_payloads",
+    "encode_sub_payloads",
+    "TimestampFields",
+    "IdFields",
+    "len_check",
+    "expect_length",
+    "unknown_length",
+    "pull_b_h_data",
+    "pull_selected_fixed",
+    "U16_FROM",
+    "B_H_FROM",
+    "BBH_FROM",
+    "PACK_B_H",
+    "PACK_BB",
+    "PACK_H",
+    "PACK_BBH",
+    # the cursor and its internal errors, so that payload families import only this module
+    "Reader",
+    "Writer",
+    "ReadPastEnd",
+    "FieldError",
 ]
 
 E = TypeVar("E", bound=IntEnum)
@@ -327,3 +356,191 @@ def _len8(data: bytes, what: str) -> int:
     if len(data) > 0xFF:
         raise MikeyEncodeError(f"{what} is {len(data)} octets; its length field holds at most 255")
     return len(data)
+
+
+# --- Field helpers shared by the payload families ------------------------------------------
+
+U16_FROM = struct.Struct(">H").unpack_from
+B_H_FROM = struct.Struct(">BH").unpack_from
+BBH_FROM = struct.Struct(">BBH").unpack_from
+PACK_B_H = struct.Struct(">BH").pack
+PACK_BB = struct.Struct(">BB").pack
+PACK_H = struct.Struct(">H").pack
+PACK_BBH = struct.Struct(">BBH").pack
+
+
+def len_check(data: bytes | bytearray, bits: int, what: str) -> int:
+    """Encode-side: the length of *data*, refused if its *bits*-bit length field cannot hold it."""
+    if len(data) >= 1 << bits:
+        raise MikeyEncodeError(f"{what} is {len(data)} octets; its {bits}-bit length field cannot hold that")
+    return len(data)
+
+
+def expect_length(lengths: dict[int, int], selector: int, value: bytes, what: str, selector_name: str) -> None:
+    """Encode-side check that a field has the length its selector's registry entry gives."""
+    expected = lengths.get(selector)
+    if expected is not None and len(value) != expected:
+        raise MikeyEncodeError(f"{what} is {len(value)} octets; {selector_name} {selector} needs {expected}")
+
+
+def unknown_length(value: int, what: str, pos: int) -> FieldError:
+    """Decode-side: a selector (MAC alg, TS type, ...) whose registry gives no length for what follows."""
+    return FieldError(f"unknown {what} {value}: cannot tell the length of the field that follows", pos)
+
+
+def pull_b_h_data(data: bytes, pos: int, end: int) -> tuple[int, bytes, int]:
+    """Read ``octet(8) | length(16) | data``; returns the octet, the data and the position after it."""
+    if pos + 3 > end:
+        raise ReadPastEnd(pos, 3, end - pos)
+    t, n = B_H_FROM(data, pos)
+    pos += 3
+    q = pos + n
+    if q > end:
+        raise ReadPastEnd(pos, n, end - pos)
+    return t, data[pos:q], q
+
+
+def pull_selected_fixed(data: bytes, pos: int, end: int, lengths: dict[int, int], what: str) -> tuple[int, bytes, int]:
+    """One octet selecting the length of the field after it (CHASH Hash func, V Auth alg, ...).
+
+    Returns the selector, the field and the position after it.
+    """
+    if pos >= end:
+        raise ReadPastEnd(pos, 1, 0)
+    sel = data[pos]
+    n = lengths.get(sel)
+    if n is None:
+        raise unknown_length(sel, what, pos)
+    pos += 1
+    q = pos + n
+    if q > end:
+        raise ReadPastEnd(pos, n, end - pos)
+    return sel, data[pos:q], q
+
+
+class TimestampFields:
+    """What T (RFC 3830 §6.6) and TR (RFC 6043 §6.4) share: a TS type and TS value."""
+
+    __slots__ = ()
+    ts_type: TSType | int
+    ts_value: bytes
+
+    @property
+    def ts_int(self) -> int:
+        return int.from_bytes(self.ts_value, "big")
+
+    def unix_time(self, reference: float | None = None) -> float | None:
+        """The timestamp as Unix seconds (NTP types), or None for COUNTER.
+
+        NTP timestamps carry seconds modulo 2^32 (RFC 5905 §6): the era is the one
+        closest to *reference* (the receiver's clock); without one, RFC 4330 §3's
+        rule (1968-2104).  See :func:`mikey.identities.unix_from_ntp`.
+        """
+        v = self.ts_int
+        if self.ts_type in (TSType.NTP_UTC, TSType.NTP):
+            return unix_from_ntp(v, reference)
+        if self.ts_type == TSType.NTP_UTC_32:
+            # RFC 6043 §6.3: the 32 most significant bits of NTP-UTC (seconds).
+            return float(unix_from_ntp_seconds(v, reference))
+        return None
+
+    def iv_value(self) -> bytes:
+        """The 64-bit timestamp used in the KEMAC AES-CM IV (RFC 3830 §4.2.3; shorter types left-padded)."""
+        return self.ts_value.rjust(8, b"\x00")
+
+
+class IdFields:
+    """What ID (RFC 3830 §6.7) and IDR (RFC 6043 §6.6) share: ID data."""
+
+    __slots__ = ()
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        """The ID data decoded as UTF-8 (with replacement characters where it is not)."""
+        return self.data.decode("utf-8", "replace")
+
+
+# --- Payload chains (RFC 3830 §6: each payload names the type of the next) ---------------------
+
+
+def decode_chain(data: bytes, pos: int, first: int, first_where: str) -> tuple[list[Payload], list[int], int]:
+    """Decode the payload chain starting at *pos* with payload type *first*, up to ``len(data)``.
+
+    Returns the payloads, their start offsets and the position after the last one.
+    *first_where* names what announced the first payload, for error messages.
+    """
+    payloads: list[Payload] = []
+    offsets: list[int] = []
+    append = payloads.append
+    append_offset = offsets.append
+    end = len(data)
+    next_type = first
+    chain = REGISTRY.chain
+    cls: type[Payload] | None = None
+    while next_type:
+        info = chain.get(next_type)
+        if info is None:
+            info = REGISTRY.chain_info(next_type)
+            if info is None:
+                where = cls.NAME if cls is not None else first_where
+                raise MikeyDecodeError(f"unknown payload type {next_type}", payload=where, offset=pos)
+        pull, has_next, cls = info
+        append_offset(pos)
+        try:
+            if has_next:
+                if pos >= end:
+                    raise ReadPastEnd(pos, 1, 0)
+                next_type = data[pos]
+                p, pos = pull(data, pos + 1, end)
+            else:
+                next_type = 0
+                p, pos = pull(data, pos, end)
+        except ReadPastEnd as e:
+            raise MikeyDecodeError(f"truncated {cls.NAME} payload ({e})", payload=cls.NAME, offset=e.offset) from None
+        except FieldError as e:
+            raise e.decode_error(cls.NAME) from None
+        append(p)
+    return payloads, offsets, pos
+
+
+def encode_chain(w: Writer, payloads: Sequence[Payload], offsets: list[int] | None = None) -> None:
+    """Write *payloads* as a chain, each with its successor's type as next payload (0 after the last).
+
+    Appends each payload's start offset to *offsets* when given.
+    """
+    n = len(payloads)
+    buf = w.buf
+    try:
+        for i, p in enumerate(payloads):
+            if offsets is not None:
+                offsets.append(len(buf))
+            if p.HAS_NEXT:
+                buf.append(payloads[i + 1].TYPE if i + 1 < n else 0)
+            elif i + 1 < n:
+                raise MikeyEncodeError(f"{p.NAME} has no next-payload field and must be the last payload")
+            p.encode_body(w)
+    except (struct.error, OverflowError, ValueError, TypeError) as e:
+        raise MikeyEncodeError(f"{p.NAME}: field value out of range ({e})") from None
+
+
+def decode_sub_payloads(data: bytes | bytearray, first: int = PayloadType.KEY_DATA) -> list[Payload]:
+    """Decode a chain of (sub-)payloads, e.g. the Key data in a KEMAC's decrypted Encr data.
+
+    *first* is the type of the first payload, which the enclosing payload implies
+    (Key data in KEMAC, RFC 3830 §6.2; ID then Key data in PK mode).
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    payloads, _, pos = decode_chain(data, 0, first, "sub-payload chain")
+    if pos != len(data):
+        last = payloads[-1].NAME if payloads else "sub-payload chain"
+        raise MikeyDecodeError(f"{len(data) - pos} trailing octets after the last sub-payload", payload=last, offset=pos)
+    return payloads
+
+
+def encode_sub_payloads(payloads: Sequence[Payload]) -> bytes:
+    """Encode a chain of (sub-)payloads; the last one gets next payload = Last payload."""
+    w = Writer()
+    encode_chain(w, payloads)
+    return w.getvalue()

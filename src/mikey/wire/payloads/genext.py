@@ -13,9 +13,17 @@ from typing import Any
 
 from ...constants import GenExtType, KeyIdType, PayloadType
 from ...errors import MikeyDecodeError, MikeyEncodeError
-from ..buffer import ReadPastEnd, Writer
-from .base import Payload, enum_table, fast_constructor, lookup, register
-from .rfc3830 import _B_H_FROM, _PACK_B_H
+from .base import (
+    B_H_FROM,
+    PACK_B_H,
+    Payload,
+    ReadPastEnd,
+    Writer,
+    enum_table,
+    fast_constructor,
+    lookup,
+    register,
+)
 
 __all__ = ["GeneralExtensionPayload", "KeyIdEntry"]
 
@@ -115,7 +123,7 @@ class GeneralExtensionPayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[GeneralExtensionPayload, int]:
         if pos + 3 > end:
             raise ReadPastEnd(pos, 3, end - pos)
-        t, n = _B_H_FROM(data, pos)
+        t, n = B_H_FROM(data, pos)
         pos += 3
         q = pos + n
         if q > end:
@@ -125,7 +133,7 @@ class GeneralExtensionPayload(Payload):
     def encode_body(self, w: Writer) -> None:
         if len(self.data) > 0xFFFF:
             raise MikeyEncodeError("General Extension data longer than 65535 octets")
-        w.buf += _PACK_B_H(self.ext_type, len(self.data))
+        w.buf += PACK_B_H(self.ext_type, len(self.data))
         w.buf += self.data
 
     def to_dict(self) -> dict[str, Any]:

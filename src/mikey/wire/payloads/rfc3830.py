@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,17 +29,35 @@ from ...constants import (
     TESLAParam,
     TSType,
 )
-from ...errors import MikeyEncodeError
-from ..buffer import FieldError, ReadPastEnd, Writer
+from ...errors import MikeyDecodeError, MikeyEncodeError, UnknownDHGroupDecodeError
+from ...identities import ntp_from_unix
 from .base import (
+    B_H_FROM,
+    BBH_FROM,
+    PACK_B_H,
+    PACK_BB,
+    PACK_BBH,
+    PACK_H,
+    U16_FROM,
+    FieldError,
+    IdFields,
     KeyValidity,
     Payload,
+    ReadPastEnd,
+    TimestampFields,
+    Writer,
+    decode_sub_payloads,
     enum_table,
+    expect_length,
     fast_constructor,
     key_validity_type,
+    len_check,
     lookup,
+    pull_b_h_data,
     pull_key_validity,
+    pull_selected_fixed,
     register,
+    unknown_length,
     write_key_validity,
 )
 
@@ -58,43 +75,19 @@ __all__ = [
     "RandPayload",
     "ErrorPayload",
     "KeyDataPayload",
-    "ntp_from_unix",
-    "unix_from_ntp",
 ]
 
-NTP_UNIX_OFFSET = 2208988800
 
+class _UnknownDHGroup(FieldError):
+    """Internal: a DH-Group with no known value length; becomes :class:`UnknownDHGroupDecodeError`."""
 
-def ntp_from_unix(seconds: float) -> int:
-    """64-bit NTP timestamp (RFC 5905 era 0) for a Unix time in seconds."""
-    whole = int(seconds)
-    frac = int((seconds - whole) * (1 << 32)) & 0xFFFFFFFF
-    return (((whole + NTP_UNIX_OFFSET) & 0xFFFFFFFF) << 32) | frac
+    def __init__(self, group: int, offset: int) -> None:
+        super().__init__(f"unknown DH-Group {group}: cannot tell the length of the field that follows", offset)
+        self.group = group
 
+    def decode_error(self, payload: str) -> MikeyDecodeError:
+        return UnknownDHGroupDecodeError(str(self), group=self.group, payload=payload, offset=self.offset)
 
-def unix_from_ntp(ntp: int) -> float:
-    """Unix time for a 64-bit NTP timestamp (era 0)."""
-    return (ntp >> 32) - NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / (1 << 32)
-
-
-def _len_check(data: bytes | bytearray, bits: int, what: str) -> int:
-    if len(data) >= 1 << bits:
-        raise MikeyEncodeError(f"{what} is {len(data)} octets; its {bits}-bit length field cannot hold that")
-    return len(data)
-
-
-def _unknown_length(value: int, what: str, pos: int) -> FieldError:
-    return FieldError(f"unknown {what} {value}: cannot tell the length of the field that follows", pos)
-
-
-_U16 = struct.Struct(">H")
-_U16_FROM = _U16.unpack_from
-_B_H = struct.Struct(">BH")
-_B_H_FROM = _B_H.unpack_from
-_PACK_B_H = _B_H.pack
-_PACK_BB = struct.Struct(">BB").pack
-_PACK_H = _U16.pack
-_PACK_BBH = struct.Struct(">BBH").pack
 
 _ENCR_ALG = enum_table(EncrAlg)
 _MAC_ALG = enum_table(MacAlg)
@@ -134,7 +127,7 @@ class KemacPayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[KemacPayload, int]:
         if pos + 3 > end:
             raise ReadPastEnd(pos, 3, end - pos)
-        encr_alg, n = _B_H_FROM(data, pos)
+        encr_alg, n = B_H_FROM(data, pos)
         pos += 3
         q = pos + n
         if q >= end:
@@ -144,24 +137,22 @@ class KemacPayload(Payload):
         mac_alg = data[q]
         info = _MAC_INFO.get(mac_alg)
         if info is None:
-            raise _unknown_length(mac_alg, "MAC alg", q)
+            raise unknown_length(mac_alg, "MAC alg", q)
         r = q + 1 + info[1]
         if r > end:
             raise ReadPastEnd(q + 1, info[1], end - q - 1)
         return _MAKE_KEMAC(_ENCR_ALG.get(encr_alg, encr_alg), data[pos:q], info[0], data[q + 1 : r]), r
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(MAC_LENGTHS, self.mac_alg, self.mac, "KEMAC MAC", "MAC alg")
+        expect_length(MAC_LENGTHS, self.mac_alg, self.mac, "KEMAC MAC", "MAC alg")
         buf = w.buf
-        buf += _PACK_B_H(self.encr_alg, _len_check(self.encr_data, 16, "KEMAC Encr data"))
+        buf += PACK_B_H(self.encr_alg, len_check(self.encr_data, 16, "KEMAC Encr data"))
         buf += self.encr_data
         buf.append(self.mac_alg)
         buf += self.mac
 
     def key_data(self, plaintext: bytes | None = None, *, first: int = PayloadType.KEY_DATA) -> list[Payload]:
         """Decode the sub-payload chain in *plaintext* (default: ``encr_data``, for NULL encryption)."""
-        from ..message import decode_sub_payloads
-
         return decode_sub_payloads(self.encr_data if plaintext is None else plaintext, first)
 
 
@@ -180,7 +171,7 @@ class PkePayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[PkePayload, int]:
         if pos + 2 > end:
             raise ReadPastEnd(pos, 2, end - pos)
-        (v,) = _U16_FROM(data, pos)
+        (v,) = U16_FROM(data, pos)
         pos += 2
         q = pos + (v & 0x3FFF)
         if q > end:
@@ -191,7 +182,7 @@ class PkePayload(Payload):
     def encode_body(self, w: Writer) -> None:
         if not 0 <= self.c <= 3:
             raise MikeyEncodeError("PKE C must fit in 2 bits")
-        w.u16((self.c << 14) | _len_check(self.data, 14, "PKE Data"))
+        w.u16((self.c << 14) | len_check(self.data, 14, "PKE Data"))
         w.put(self.data)
 
 
@@ -215,7 +206,7 @@ class DhPayload(Payload):
         group = data[pos]
         n = DH_VALUE_LENGTHS.get(group)
         if n is None:
-            raise _unknown_length(group, "DH-Group", pos)
+            raise _UnknownDHGroup(group, pos)
         pos += 1
         q = pos + n
         if q >= end:
@@ -227,7 +218,7 @@ class DhPayload(Payload):
         return _MAKE_DH(_DH_GROUP.get(group, group), data[pos:q], kv, b >> 4), r
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(DH_VALUE_LENGTHS, self.group, self.value, "DH value", "group")
+        expect_length(DH_VALUE_LENGTHS, self.group, self.value, "DH value", "group")
         w.u8(self.group)
         w.put(self.value)
         w.u8(((self.reserved & 0x0F) << 4) | key_validity_type(self.kv))
@@ -260,7 +251,7 @@ class SignPayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[SignPayload, int]:
         if pos + 2 > end:
             raise ReadPastEnd(pos, 2, end - pos)
-        (v,) = _U16_FROM(data, pos)
+        (v,) = U16_FROM(data, pos)
         pos += 2
         q = pos + (v & 0x0FFF)
         if q > end:
@@ -271,37 +262,13 @@ class SignPayload(Payload):
     def encode_body(self, w: Writer) -> None:
         if not 0 <= self.s_type <= 0x0F:
             raise MikeyEncodeError("SIGN S type must fit in 4 bits")
-        w.buf += _PACK_H((self.s_type << 12) | _len_check(self.signature, 12, "SIGN Signature"))
+        w.buf += PACK_H((self.s_type << 12) | len_check(self.signature, 12, "SIGN Signature"))
         w.buf += self.signature
-
-
-class _TimestampMixin:
-    __slots__ = ()
-    ts_type: TSType | int
-    ts_value: bytes
-
-    @property
-    def ts_int(self) -> int:
-        return int.from_bytes(self.ts_value, "big")
-
-    def unix_time(self) -> float | None:
-        """The timestamp as Unix seconds (NTP types), or None for COUNTER."""
-        v = self.ts_int
-        if self.ts_type in (TSType.NTP_UTC, TSType.NTP):
-            return unix_from_ntp(v)
-        if self.ts_type == TSType.NTP_UTC_32:
-            # RFC 6043 §6.3: the 32 most significant bits of NTP-UTC (seconds).
-            return float(v - NTP_UNIX_OFFSET) if v >= NTP_UNIX_OFFSET else float(v + (1 << 32) - NTP_UNIX_OFFSET)
-        return None
-
-    def iv_value(self) -> bytes:
-        """The 64-bit timestamp used in the KEMAC AES-CM IV (RFC 3830 §4.2.3; shorter types left-padded)."""
-        return self.ts_value.rjust(8, b"\x00")
 
 
 @register
 @dataclass(frozen=True, slots=True)
-class TimestampPayload(_TimestampMixin, Payload):
+class TimestampPayload(TimestampFields, Payload):
     """T: TS type and TS value (RFC 3830 §6.6, RFC 6043 §6.3)."""
 
     ts_type: TSType | int
@@ -311,10 +278,12 @@ class TimestampPayload(_TimestampMixin, Payload):
     NAME = "T"
 
     @classmethod
-    def ntp_utc(cls, unix_seconds: float | None = None) -> TimestampPayload:
-        """An NTP-UTC timestamp (TS type 0) for *unix_seconds* (default: now)."""
-        now = time.time() if unix_seconds is None else unix_seconds
-        return cls(TSType.NTP_UTC, ntp_from_unix(now).to_bytes(8, "big"))
+    def ntp_utc(cls, unix_seconds: float) -> TimestampPayload:
+        """An NTP-UTC timestamp (TS type 0) for the Unix time *unix_seconds* (the caller's clock).
+
+        From 2036-02-07T06:28:16Z the seconds field wraps into NTP era 1 (RFC 5905 §6).
+        """
+        return cls(TSType.NTP_UTC, ntp_from_unix(unix_seconds).to_bytes(8, "big"))
 
     @classmethod
     def counter(cls, value: int) -> TimestampPayload:
@@ -327,7 +296,7 @@ class TimestampPayload(_TimestampMixin, Payload):
         t = data[pos]
         info = _TS_INFO.get(t)
         if info is None:
-            raise _unknown_length(t, "TS type", pos)
+            raise unknown_length(t, "TS type", pos)
         pos += 1
         q = pos + info[1]
         if q > end:
@@ -335,7 +304,7 @@ class TimestampPayload(_TimestampMixin, Payload):
         return _MAKE_T(info[0], data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
+        expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
         buf = w.buf
         buf.append(self.ts_type)
         buf += self.ts_value
@@ -348,19 +317,9 @@ class TimestampPayload(_TimestampMixin, Payload):
         return d
 
 
-class _IdMixin:
-    __slots__ = ()
-    data: bytes
-
-    @property
-    def text(self) -> str:
-        """The ID data decoded as UTF-8 (with replacement characters where it is not)."""
-        return self.data.decode("utf-8", "replace")
-
-
 @register
 @dataclass(frozen=True, slots=True)
-class IdPayload(_IdMixin, Payload):
+class IdPayload(IdFields, Payload):
     """ID: an identity (NAI, URI or byte string) (RFC 3830 §6.7, RFC 6043 §6.5)."""
 
     id_type: IDType | int
@@ -379,11 +338,11 @@ class IdPayload(_IdMixin, Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[IdPayload, int]:
-        t, v, q = _pull_b_h_data(data, pos, end)
+        t, v, q = pull_b_h_data(data, pos, end)
         return _MAKE_ID(_ID_TYPE.get(t, t), v), q
 
     def encode_body(self, w: Writer) -> None:
-        w.buf += _PACK_B_H(self.id_type, _len_check(self.data, 16, "ID data"))
+        w.buf += PACK_B_H(self.id_type, len_check(self.data, 16, "ID data"))
         w.buf += self.data
 
 
@@ -400,11 +359,11 @@ class CertPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[CertPayload, int]:
-        t, v, q = _pull_b_h_data(data, pos, end)
+        t, v, q = pull_b_h_data(data, pos, end)
         return _MAKE_CERT(_CERT_TYPE.get(t, t), v), q
 
     def encode_body(self, w: Writer) -> None:
-        w.buf += _PACK_B_H(self.cert_type, _len_check(self.data, 16, "CERT data"))
+        w.buf += PACK_B_H(self.cert_type, len_check(self.data, 16, "CERT data"))
         w.buf += self.data
 
     def to_dict(self) -> dict[str, Any]:
@@ -429,11 +388,11 @@ class ChashPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[ChashPayload, int]:
-        h, value, q = _pull_selected_fixed(data, pos, end, HASH_LENGTHS, "Hash func")
+        h, value, q = pull_selected_fixed(data, pos, end, HASH_LENGTHS, "Hash func")
         return _MAKE_CHASH(_HASH.get(h, h), value), q
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(HASH_LENGTHS, self.hash_func, self.digest, "CHASH", "hash func")
+        expect_length(HASH_LENGTHS, self.hash_func, self.digest, "CHASH", "hash func")
         w.u8(self.hash_func)
         w.put(self.digest)
 
@@ -451,11 +410,11 @@ class VerificationPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[VerificationPayload, int]:
-        a, value, q = _pull_selected_fixed(data, pos, end, MAC_LENGTHS, "Auth alg")
+        a, value, q = pull_selected_fixed(data, pos, end, MAC_LENGTHS, "Auth alg")
         return _MAKE_V(_MAC_ALG.get(a, a), value), q
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(MAC_LENGTHS, self.auth_alg, self.ver_data, "V data", "auth alg")
+        expect_length(MAC_LENGTHS, self.auth_alg, self.ver_data, "V data", "auth alg")
         w.u8(self.auth_alg)
         w.put(self.ver_data)
 
@@ -504,7 +463,7 @@ class SecurityPolicyPayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[SecurityPolicyPayload, int]:
         if pos + 4 > end:
             raise ReadPastEnd(pos, 4, end - pos)
-        policy_no, prot, length = _BBH_FROM(data, pos)
+        policy_no, prot, length = BBH_FROM(data, pos)
         p = pos + 4
         stop = p + length
         if stop > end:
@@ -524,14 +483,14 @@ class SecurityPolicyPayload(Payload):
             body = None
         if body is None:
             try:
-                body = b"".join([_PACK_BB(t, len(v)) + v for t, v in params])
+                body = b"".join([PACK_BB(t, len(v)) + v for t, v in params])
             except (struct.error, TypeError, ValueError):
                 for t, v in params:
                     if not isinstance(t, int) or not 0 <= t <= 255 or len(v) > 255:
                         raise MikeyEncodeError(f"SP parameter {t} does not fit its type/length octets") from None
                 raise
             _remember_sp(params, body)
-        w.buf += _PACK_BBH(self.policy_no, self.prot_type, _len_check(body, 16, "SP Policy param"))
+        w.buf += PACK_BBH(self.policy_no, self.prot_type, len_check(body, 16, "SP Policy param"))
         w.buf += body
 
     def to_dict(self) -> dict[str, Any]:
@@ -577,7 +536,7 @@ class RandPayload(Payload):
 
     def encode_body(self, w: Writer) -> None:
         buf = w.buf
-        buf.append(_len_check(self.rand, 8, "RAND"))
+        buf.append(len_check(self.rand, 8, "RAND"))
         buf += self.rand
 
 
@@ -596,11 +555,11 @@ class ErrorPayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[ErrorPayload, int]:
         if pos + 3 > end:
             raise ReadPastEnd(pos, 3, end - pos)
-        e, reserved = _B_H_FROM(data, pos)
+        e, reserved = B_H_FROM(data, pos)
         return _MAKE_ERR(_ERROR_NO.get(e, e), reserved), pos + 3
 
     def encode_body(self, w: Writer) -> None:
-        w.buf += _PACK_B_H(self.error_no, self.reserved)
+        w.buf += PACK_B_H(self.error_no, self.reserved)
 
 
 @register
@@ -622,13 +581,13 @@ class KeyDataPayload(Payload):
 
     @classmethod
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[KeyDataPayload, int]:
-        b, key, pos = _pull_b_h_data(data, pos, end)
+        b, key, pos = pull_b_h_data(data, pos, end)
         key_type = b >> 4
         salt: bytes | None = None
         if key_type in KEY_TYPES_WITH_SALT:
             if pos + 2 > end:
                 raise ReadPastEnd(pos, 2, end - pos)
-            (n,) = _U16_FROM(data, pos)
+            (n,) = U16_FROM(data, pos)
             pos += 2
             q = pos + n
             if q > end:
@@ -645,10 +604,10 @@ class KeyDataPayload(Payload):
         if has_salt != (self.salt is not None):
             raise MikeyEncodeError("Key data salt must be present exactly for the +SALT key types")
         w.u8((self.key_type << 4) | key_validity_type(self.kv))
-        w.u16(_len_check(self.key, 16, "Key data"))
+        w.u16(len_check(self.key, 16, "Key data"))
         w.put(self.key)
         if self.salt is not None:
-            w.u16(_len_check(self.salt, 16, "Salt data"))
+            w.u16(len_check(self.salt, 16, "Salt data"))
             w.put(self.salt)
         write_key_validity(w, self.kv)
 
@@ -668,7 +627,6 @@ class KeyDataPayload(Payload):
         return d
 
 
-_BBH_FROM = struct.Struct(">BBH").unpack_from
 #: The 256 one-octet byte strings, and enough 0x01 length octets for any SP body.
 _OCTETS: tuple[bytes, ...] = tuple(bytes([i]) for i in range(256))
 _ONES = b"\x01" * 21845
@@ -715,43 +673,6 @@ def _split_sp_params(body: bytes, base: int) -> tuple[tuple[int, bytes], ...]:
         append((body[p], body[p + 2 : q]))
         p = q
     return tuple(params)
-
-
-def _pull_selected_fixed(data: bytes, pos: int, end: int, lengths: dict[int, int], what: str) -> tuple[int, bytes, int]:
-    """One octet selecting the length of the field after it (CHASH Hash func, V Auth alg, ...).
-
-    Returns the selector, the field and the position after it.
-    """
-    if pos >= end:
-        raise ReadPastEnd(pos, 1, 0)
-    sel = data[pos]
-    n = lengths.get(sel)
-    if n is None:
-        raise _unknown_length(sel, what, pos)
-    pos += 1
-    q = pos + n
-    if q > end:
-        raise ReadPastEnd(pos, n, end - pos)
-    return sel, data[pos:q], q
-
-
-def _expect_length(lengths: dict[int, int], selector: int, value: bytes, what: str, selector_name: str) -> None:
-    """Encode-side check that a field has the length its selector's registry entry gives."""
-    expected = lengths.get(selector)
-    if expected is not None and len(value) != expected:
-        raise MikeyEncodeError(f"{what} is {len(value)} octets; {selector_name} {selector} needs {expected}")
-
-
-def _pull_b_h_data(data: bytes, pos: int, end: int) -> tuple[int, bytes, int]:
-    """Read ``octet(8) | length(16) | data``; returns the octet, the data and the position after it."""
-    if pos + 3 > end:
-        raise ReadPastEnd(pos, 3, end - pos)
-    t, n = _B_H_FROM(data, pos)
-    pos += 3
-    q = pos + n
-    if q > end:
-        raise ReadPastEnd(pos, n, end - pos)
-    return t, data[pos:q], q
 
 
 _MAKE_KEMAC: Callable[..., KemacPayload] = fast_constructor(KemacPayload)

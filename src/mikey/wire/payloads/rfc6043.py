@@ -7,9 +7,19 @@ from typing import Any
 
 from ...constants import PRF, TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole, TicketType, TSRole, TSType
 from ...errors import MikeyEncodeError
-from ..buffer import FieldError, Reader, Writer
-from .base import Payload, lookup, register
-from .rfc3830 import _expect_length, _IdMixin, _len_check, _TimestampMixin
+from .base import (
+    FieldError,
+    IdFields,
+    Payload,
+    Reader,
+    TimestampFields,
+    Writer,
+    decode_sub_payloads,
+    expect_length,
+    len_check,
+    lookup,
+    register,
+)
 
 __all__ = ["TrPayload", "IdrPayload", "RandrPayload", "TicketPolicyPayload", "TicketPayload", "TICKET_FLAGS"]
 
@@ -19,7 +29,7 @@ TICKET_FLAGS = "DEFGHIJKLMNO"
 
 @register
 @dataclass(frozen=True, slots=True)
-class TrPayload(_TimestampMixin, Payload):
+class TrPayload(TimestampFields, Payload):
     """TR: timestamp with a TS Role (RFC 6043 §6.4)."""
 
     ts_role: TSRole | int
@@ -39,7 +49,7 @@ class TrPayload(_TimestampMixin, Payload):
         return cls(lookup(TSRole, role), lookup(TSType, t), r.take(n))
 
     def encode_body(self, w: Writer) -> None:
-        _expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
+        expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
         w.u8(self.ts_role)
         w.u8(self.ts_type)
         w.put(self.ts_value)
@@ -47,7 +57,7 @@ class TrPayload(_TimestampMixin, Payload):
 
 @register
 @dataclass(frozen=True, slots=True)
-class IdrPayload(_IdMixin, Payload):
+class IdrPayload(IdFields, Payload):
     """IDR: identity with an ID Role (RFC 6043 §6.6; roles 6/7 RFC 6509 §4.4, 8/9 3GPP UIDs)."""
 
     id_role: IDRole | int
@@ -66,7 +76,7 @@ class IdrPayload(_IdMixin, Payload):
     def encode_body(self, w: Writer) -> None:
         w.u8(self.id_role)
         w.u8(self.id_type)
-        w.u16(_len_check(self.data, 16, "IDR data"))
+        w.u16(len_check(self.data, 16, "IDR data"))
         w.put(self.data)
 
 
@@ -88,7 +98,7 @@ class RandrPayload(Payload):
 
     def encode_body(self, w: Writer) -> None:
         w.u8(self.rand_role)
-        w.u8(_len_check(self.rand, 8, "RANDR"))
+        w.u8(len_check(self.rand, 8, "RANDR"))
         w.put(self.rand)
 
 
@@ -132,13 +142,11 @@ class _TicketPolicyMixin:
         v = (self.prf_func << 17) | (self.flags << 5) | self.reserved
         w.u8(v >> 16)
         w.u16(v & 0xFFFF)
-        w.u16(_len_check(self.tp_data, 16, "TP Data"))
+        w.u16(len_check(self.tp_data, 16, "TP Data"))
         w.put(self.tp_data)
 
     def tp_payloads(self) -> list[Payload]:
         """Decode TP Data: its first octet names the first payload, then a payload chain."""
-        from ..message import decode_sub_payloads
-
         if not self.tp_data:
             return []
         return decode_sub_payloads(self.tp_data[1:], self.tp_data[0])
@@ -205,9 +213,9 @@ class TicketPayload(_TicketPolicyMixin, Payload):
 
     def encode_body(self, w: Writer) -> None:
         self._encode_policy(w)
-        w.u16(_len_check(self.ticket_data, 16, "Ticket Data"))
+        w.u16(len_check(self.ticket_data, 16, "Ticket Data"))
         w.put(self.ticket_data)
-        w.u16(_len_check(self.initiator_data, 16, "Initiator Data"))
+        w.u16(len_check(self.initiator_data, 16, "Initiator Data"))
         w.put(self.initiator_data)
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,17 +7,20 @@ from typing import Any
 
 from ...constants import ECC_CURVE_BITS, ECCCurve, MacAlg, PayloadType, SecretKeyType
 from ...errors import MikeyEncodeError
-from ..buffer import FieldError, Reader, Writer
 from .base import (
+    FieldError,
     KeyValidity,
     Payload,
+    Reader,
+    Writer,
+    decode_sub_payloads,
     key_validity_type,
+    len_check,
     lookup,
     read_key_validity,
     register,
     write_key_validity,
 )
-from .rfc3830 import _len_check
 
 __all__ = ["IbakePayload", "EskPayload", "EccptPayload", "SkPayload", "ecc_point_field_length"]
 
@@ -40,12 +43,10 @@ class _EncrDataPayload(Payload):
     encr_data: bytes
 
     def sub_payloads(self, plaintext: bytes | None = None, first: int = PayloadType.ECCPT) -> list[Payload]:
-        from ..message import decode_sub_payloads
-
         return decode_sub_payloads(self.encr_data if plaintext is None else plaintext, first)
 
     def encode_body(self, w: Writer) -> None:
-        w.u16(_len_check(self.encr_data, 16, f"{self.NAME} Encr data"))
+        w.u16(len_check(self.encr_data, 16, f"{self.NAME} Encr data"))
         w.put(self.encr_data)
 
 
@@ -148,7 +149,7 @@ class SkPayload(Payload):
         if not 0 <= self.sk_type <= 0x0F:
             raise MikeyEncodeError("SK Type must fit in 4 bits")
         w.u8((self.sk_type << 4) | key_validity_type(self.kv))
-        w.u16(_len_check(self.key, 16, "SK key data"))
+        w.u16(len_check(self.key, 16, "SK key data"))
         w.put(self.key)
         write_key_validity(w, self.kv)
 

@@ -6,9 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...constants import PayloadType, SakkeIDScheme, SakkeParams
-from ..buffer import ReadPastEnd, Writer
-from .base import Payload, enum_table, fast_constructor, register
-from .rfc3830 import _BBH_FROM, _PACK_BBH, _len_check
+from .base import (
+    BBH_FROM,
+    PACK_BBH,
+    Payload,
+    ReadPastEnd,
+    Writer,
+    enum_table,
+    fast_constructor,
+    len_check,
+    register,
+)
 
 __all__ = ["SakkePayload"]
 
@@ -29,7 +37,7 @@ class SakkePayload(Payload):
     def pull(cls, data: bytes, pos: int, end: int) -> tuple[SakkePayload, int]:
         if pos + 4 > end:
             raise ReadPastEnd(pos, 4, end - pos)
-        p, s, n = _BBH_FROM(data, pos)
+        p, s, n = BBH_FROM(data, pos)
         pos += 4
         q = pos + n
         if q > end:
@@ -37,7 +45,7 @@ class SakkePayload(Payload):
         return _MAKE_SAKKE(_PARAMS.get(p, p), _SCHEME.get(s, s), data[pos:q]), q
 
     def encode_body(self, w: Writer) -> None:
-        w.buf += _PACK_BBH(self.params, self.id_scheme, _len_check(self.data, 16, "SAKKE data"))
+        w.buf += PACK_BBH(self.params, self.id_scheme, len_check(self.data, 16, "SAKKE data"))
         w.buf += self.data
 
 
