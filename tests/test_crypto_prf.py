@@ -112,6 +112,40 @@ def test_prf_rejects_unknown_function_and_empty_key() -> None:
         prf(b"k", b"l", -1)
 
 
+@pytest.mark.parametrize("prf_func,hash_name", [(0, "sha1"), (1, "sha256")])
+@pytest.mark.parametrize("inkey_len", [16, 32, 33, 100])
+@pytest.mark.parametrize("out_len", [0, 14, 40, 41, 200, 1000, 1024])
+def test_prf_and_prf_many_long_outputs_match_reference(
+    prf_func: int, hash_name: str, inkey_len: int, out_len: int
+) -> None:
+    """Many-block outputs up to the bound (built with join, not repeated concatenation)."""
+    inkey = bytes((5 * i + 1) & 0xFF for i in range(inkey_len))
+    label = bytes.fromhex("39a2c14b") + b"\x02" + bytes(4) + bytes(range(16))
+    want = reference_prf(inkey, label, out_len, hash_name)
+    assert prf(inkey, label, out_len, prf_func) == want
+    many = prf_mod.prf_many(inkey, [(b"other", 16), (label, out_len), (label, 0)], prf_func)
+    assert many[1:] == [want, b""]
+    assert many[0] == reference_prf(inkey, b"other", 16, hash_name)
+
+
+def test_prf_output_bound() -> None:
+    """Issue 7 finding 1: a peer-chosen length must not make the PRF run for hours."""
+    assert prf_mod.MAX_PRF_OUTPUT == 1024
+    for out_len in (1025, 2_000_000, 0xFFFFFFFF, 1 << 64):
+        with pytest.raises(CryptoError, match="at most 1024"):
+            prf(b"k" * 16, b"l", out_len)
+        with pytest.raises(CryptoError, match="at most 1024"):
+            prf(b"k" * 100, b"l", out_len, 1)
+        with pytest.raises(CryptoError, match="at most 1024"):
+            prf_mod.prf_many(b"k" * 16, [(b"a", 16), (b"l", out_len)])
+        with pytest.raises(CryptoError, match="at most 1024"):
+            prf_mod.prf_many(b"k" * 64, [(b"l", out_len)])
+        with pytest.raises(CryptoError, match="at most 1024"):
+            derive_transport_keys(b"k" * 16, 1, bytes(16), encr_len=16, auth_len=out_len, salt_len=14)
+    with pytest.raises(CryptoError, match="negative"):
+        prf_mod.prf_many(b"k" * 64, [(b"l", -1)])
+
+
 # --- RFC 3830 §4.1.3 with PRF-HMAC-SHA-256: Streamwide vectors -----------------------
 
 

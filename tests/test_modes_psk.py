@@ -32,6 +32,7 @@ from mikey.errors import (
     UnspecifiedError,
     UnsupportedDataTypeError,
     UnsupportedEncryptionError,
+    UnsupportedSPParamsError,
 )
 from mikey.modes.base import CryptoSessionSpec, State
 from mikey.modes.psk import PskInitiator, PskResponder
@@ -215,7 +216,9 @@ def test_every_flipped_byte_is_rejected(offset: int) -> None:
     _, _, raw = exchange(id_i=ID_I)
     bad = bytearray(raw)
     bad[offset % len(raw)] ^= 0x01
-    with pytest.raises((AuthenticationError, MikeyDecodeError, InvalidTimestampError, UnsupportedDataTypeError)) as ei:
+    errors = (AuthenticationError, MikeyDecodeError, InvalidTimestampError, UnsupportedDataTypeError,
+              UnsupportedSPParamsError)  # SP values are checked before the MAC (issue 7 finding 1)
+    with pytest.raises(errors) as ei:
         PskResponder(PSK).receive(bytes(bad), NOW)
     assert ei.value.err_no is not None
 

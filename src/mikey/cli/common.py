@@ -125,9 +125,12 @@ def hex_u32(text: str) -> int:
 def unix_seconds(text: str) -> float:
     """``--now``: Unix time in seconds (float)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not abs(value) < float("inf"):  # NaN or infinity: the clock checks would be meaningless
+        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
+    return value
 
 
 E = TypeVar("E", bound=IntEnum)

@@ -10,7 +10,8 @@
 
 The inkey is split into 256-bit pieces for both PRFs (RFC 6043 §6.1 replaces only the
 hash and the 160).  An empty inkey is rejected with :class:`CryptoError`: RFC 3830 would
-give n = 0 pieces and an all-zero output, which is never what a caller wants.
+give n = 0 pieces and an all-zero output, which is never what a caller wants.  So is an
+output longer than :data:`MAX_PRF_OUTPUT` octets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..constants import PRF
 from ..errors import CryptoError, UnsupportedPRFError
 
 __all__ = [
+    "MAX_PRF_OUTPUT",
     "PRF_MIKEY_1",
     "PRF_HMAC_SHA_256",
     "CONST_TEK",
@@ -69,6 +71,13 @@ CONST_TRANSPORT_SALT: Final = 0x29B88916
 
 _INKEY_PIECE: Final = 32  # 256 bits, for both PRFs
 
+#: The longest PRF output, in octets, this module computes.  Every key MIKEY derives is far
+#: shorter: the longest in any registry is 32 octets (an AES-256 SRTP master key, RFC 6188;
+#: the AES-CM-256 / HMAC-SHA-256 transport keys, RFC 6043 §6.2).  1024 leaves a 32-fold
+#: margin while capping the work a peer-chosen length can cause at 52 HMAC-SHA-1 pairs
+#: per inkey piece.
+MAX_PRF_OUTPUT: Final = 1024
+
 # prf_func -> (hash factory, output size in octets)
 # Hash algorithm instances are immutable; sharing them saves their construction per HMAC.
 _HASHES: Final[dict[int, tuple[hashes.HashAlgorithm, int]]] = {
@@ -86,7 +95,7 @@ def _hash_for(prf_func: int) -> tuple[hashes.HashAlgorithm, int]:
 
 def _p_function(base: _hmac.HMAC, label: bytes, m: int) -> bytes:
     """RFC 3830 §4.1.2 P(s, label, m); ``base`` is an HMAC object keyed with s."""
-    out = b""
+    blocks: list[bytes] = []
     a = label
     for _ in range(m):
         h = base.copy()
@@ -94,21 +103,28 @@ def _p_function(base: _hmac.HMAC, label: bytes, m: int) -> bytes:
         a = h.finalize()  # A_i = HMAC(s, A_(i-1))
         h = base.copy()
         h.update(a + label)
-        out += h.finalize()  # HMAC(s, A_i || label)
-    return out
+        blocks.append(h.finalize())  # HMAC(s, A_i || label)
+    return b"".join(blocks)
+
+
+def _check_out_len(out_len: int) -> None:
+    if out_len < 0:
+        raise CryptoError("PRF output length must not be negative")
+    if out_len > MAX_PRF_OUTPUT:
+        raise CryptoError(f"PRF output of {out_len} octets asked for; at most {MAX_PRF_OUTPUT} are computed")
 
 
 def prf(inkey: bytes, label: bytes, out_len: int, prf_func: int = PRF_MIKEY_1) -> bytes:
     """PRF(inkey, label) truncated to ``out_len`` octets (RFC 3830 §4.1.2, RFC 6043 §6.1).
 
     ``prf_func`` 0 is MIKEY-1 (HMAC-SHA-1), 1 is PRF-HMAC-SHA-256; anything else raises
-    :class:`UnsupportedPRFError`.  The inkey may have any non-zero length.
+    :class:`UnsupportedPRFError`.  The inkey may have any non-zero length; ``out_len``
+    is at most :data:`MAX_PRF_OUTPUT` (else :class:`CryptoError`).
     """
     hash_alg, hash_len = _hash_for(prf_func)
     if not inkey:
         raise CryptoError("PRF inkey must not be empty")
-    if out_len < 0:
-        raise CryptoError("PRF output length must not be negative")
+    _check_out_len(out_len)
     if out_len == 0:
         return b""
     m = -(-out_len // hash_len)
@@ -127,7 +143,8 @@ def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int 
 
     Same output as calling :func:`prf` for each; the HMAC key schedule of each
     inkey piece is computed once, which matters when one TGK or PSK yields
-    several keys (RFC 3830 §4.1.3, §4.1.4).
+    several keys (RFC 3830 §4.1.3, §4.1.4).  Lengths over :data:`MAX_PRF_OUTPUT`
+    raise :class:`CryptoError` before their output is computed.
     """
     hash_alg, hash_len = _hash_for(prf_func)
     if not inkey:
@@ -143,21 +160,19 @@ def prf_many(inkey: bytes, requests: Sequence[tuple[bytes, int]], prf_func: int 
                 h = base.copy()
                 h.update(a + label)
                 out.append(h.finalize()[:out_len])
-            elif out_len > hash_len:
-                out.append(_p_function(base, label, -(-out_len // hash_len))[:out_len])
             elif out_len == 0:
                 out.append(b"")
             else:
-                raise CryptoError("PRF output length must not be negative")
+                _check_out_len(out_len)
+                out.append(_p_function(base, label, -(-out_len // hash_len))[:out_len])
         return out
     bases = [_hmac.HMAC(inkey[i : i + _INKEY_PIECE], hash_alg) for i in range(0, len(inkey), _INKEY_PIECE)]
     out = []
     for label, out_len in requests:
-        if out_len <= 0:
-            if out_len < 0:
-                raise CryptoError("PRF output length must not be negative")
+        if out_len == 0:
             out.append(b"")
             continue
+        _check_out_len(out_len)
         m = -(-out_len // hash_len)
         acc = 0
         if m == 1:  # one output block per piece: HMAC(s, HMAC(s, label) || label)

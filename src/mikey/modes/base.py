@@ -7,9 +7,9 @@ clock.  The replay cache and allowable clock skew are injected (RFC 3830 §5.4).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from ..errors import (
     UnspecifiedError,
     UnsupportedDataTypeError,
     UnsupportedPRFError,
+    UnsupportedSPTypeError,
 )
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
@@ -55,6 +56,7 @@ from ..wire import (
     VerificationPayload,
 )
 from ..wire.payloads.base import KeyValidity
+from ..wire.policy import check_security_policies, policy_key_lengths
 
 __all__ = [
     "State",
@@ -231,26 +233,13 @@ class ResponderOutcome:
 
 
 def srtp_key_lengths(policy: SecurityPolicyPayload | None) -> tuple[int, int]:
-    """SRTP master key and salt lengths from an SP payload (RFC 3830 §6.10.1, RFC 7714 §15 for GCM)."""
-    if policy is None or policy.prot_type != ProtType.SRTP:
-        return 16, 14
-    return _srtp_key_lengths(policy.params)
+    """SRTP master key and salt lengths from an SP payload (RFC 3830 §6.10.1, RFC 6188, RFC 7714 §15).
 
-
-@functools.lru_cache(maxsize=256)
-def _srtp_key_lengths(params: tuple[tuple[int, bytes], ...]) -> tuple[int, int]:
-    by_type = dict(params)
-    encr_v = by_type.get(SRTPParam.ENCR_ALG)
-    encr = int.from_bytes(encr_v, "big") if encr_v else SRTPEncrAlg.AES_CM
-    default_salt = 12 if encr in _AEAD_ALGS else 14
-    key_v = by_type.get(SRTPParam.SESSION_ENCR_KEY_LEN)
-    salt_v = by_type.get(SRTPParam.SESSION_SALT_KEY_LEN)
-    key_len = int.from_bytes(key_v, "big") if key_v else 0
-    salt_len = int.from_bytes(salt_v, "big") if salt_v else 0
-    return key_len or 16, salt_len or default_salt
-
-
-_AEAD_ALGS = frozenset({SRTPEncrAlg.AES_GCM, SRTPEncrAlg.SEED_GCM, SRTPEncrAlg.ARIA_GCM})
+    The policy is checked against its registry first (:mod:`mikey.wire.policy`): a length
+    the registry does not allow raises :class:`~mikey.errors.UnsupportedSPParamsError`
+    (Error no 10), an unknown Prot type :class:`~mikey.errors.UnsupportedSPTypeError` (9).
+    """
+    return policy_key_lengths(policy)
 
 
 def derive_crypto_sessions(
@@ -282,6 +271,8 @@ def derive_crypto_sessions(
     elif header.cs_id_map_type == CSIdMapType.GENERIC_ID:
         for g in header.cs_id_map:
             assert isinstance(g, GenericIdEntry)
+            if g.prot_type not in (ProtType.SRTP, ProtType.TESLA):
+                raise UnsupportedSPTypeError(f"crypto session {g.cs_id} has Prot type {g.prot_type}: not supported")
             entries.append((g.cs_id, g.ssrc, g.roc or 0, g.policies[0] if g.policies else None, g.spi))
     if cs_ids:
         known = {e[0] for e in entries}
@@ -385,7 +376,14 @@ def check_timestamp(
     """Check T against the allowable clock skew (RFC 3830 §5.4); COUNTER must increase per peer.
 
     Returns until when the message belongs in the replay cache (its time plus the skew).
+    A ``now`` or ``skew`` that is not a finite number is the caller's mistake, not the
+    peer's: it raises :class:`StateError` (no Error message is sent), since NaN would make
+    every skew comparison false and let any timestamp through.
     """
+    if not math.isfinite(now):
+        raise StateError(f"the local clock reads {now!r}; now must be a finite number of Unix seconds")
+    if not math.isfinite(skew) or skew < 0:
+        raise StateError(f"the allowed clock skew is {skew!r}; it must be a finite, non-negative number of seconds")
     if t is None:
         raise UnspecifiedError("message has no T payload")
     if t.ts_type == TSType.COUNTER:
@@ -395,6 +393,8 @@ def check_timestamp(
     when = t.unix_time(now)
     if when is None:
         raise InvalidTimestampError(f"TS type {t.ts_type} is not supported")
+    if not math.isfinite(when):
+        raise InvalidTimestampError(f"the message time {when!r} is not a finite number")
     if abs(when - now) > skew:
         raise InvalidTimestampError(
             f"timestamp is {when - now:+.0f} s from the local clock; the allowed skew is {skew:.0f} s"
@@ -518,6 +518,7 @@ class Side:
         Raises :class:`InvalidTimestampError` or :class:`ReplayError`; pass the
         result to :meth:`remember` once the message has authenticated.
         """
+        check_security_policies(msg.find_all(SecurityPolicyPayload))
         expires = check_timestamp(t, now, self.clock_skew, self.replay_cache, peer)
         raw = msg.raw_bytes()
         key = self.replay_cache.check(raw, now)
