@@ -51,9 +51,11 @@ _LAZY: dict[str, str] = {
     "CryptoSessionKeys": "mikey.modes.base",
     "ExchangeResult": "mikey.modes.base",
     "ResponderOutcome": "mikey.modes.base",
+    "ResponderFactory": "mikey.modes.base",
     "default_srtp_policy": "mikey.modes.base",
     # edges
     "ReplayCache": "mikey.replay",
+    "ReplayStore": "mikey.replay",
     "CryptoSessionBundle": "mikey.session",
     "SrtpContext": "mikey.srtp",
     "SrtpPolicyParams": "mikey.srtp",
@@ -101,8 +103,10 @@ __all__ = [
     "CryptoSessionKeys",
     "ExchangeResult",
     "ResponderOutcome",
+    "ResponderFactory",
     "default_srtp_policy",
     "ReplayCache",
+    "ReplayStore",
     "CryptoSessionBundle",
     "SrtpContext",
     "SrtpPolicyParams",
@@ -146,6 +150,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         CryptoSessionKeys,
         CryptoSessionSpec,
         ExchangeResult,
+        ResponderFactory,
         ResponderOutcome,
         default_srtp_policy,
     )
@@ -156,7 +161,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .modes.rsa_r import RsaRInitiator, RsaRResponder
     from .modes.sakke import SakkeInitiator, SakkeResponder
     from .offer_answer import make_answer, make_offer, take_answer, take_offer
-    from .replay import ReplayCache
+    from .replay import ReplayCache, ReplayStore
     from .session import CryptoSessionBundle
     from .srtp import SrtpContext, SrtpPolicyParams
     from .wire.validate import validate

@@ -3,6 +3,15 @@
 Modes are sans-I/O: they take bytes and the current time (Unix seconds) and
 return bytes and results.  They never open sockets, read files or read the
 clock.  The replay cache and allowable clock skew are injected (RFC 3830 §5.4).
+
+Thread safety: one side object handles one exchange, and is not shared.  A
+Responder takes exactly one I_MESSAGE; a second ``receive`` raises
+:class:`~mikey.errors.StateError` -- at once, even while the first is still
+being processed in another thread -- so a server makes a Responder per
+I_MESSAGE (:class:`ResponderFactory`).  What those Responders share is the
+replay cache (:class:`~mikey.replay.ReplayCache` is thread-safe and its
+check-and-insert is atomic: concurrent copies of one I_MESSAGE yield keys at
+most once) and their credentials, validators and caches (read-only or locked).
 """
 
 from __future__ import annotations
@@ -11,10 +20,11 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from ..constants import (
     MAC_LENGTHS,
@@ -41,7 +51,7 @@ from ..errors import (
     UnsupportedPRFError,
     UnsupportedSPTypeError,
 )
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache, ReplayStore
 from ..wire import (
     CommonHeader,
     ErrorPayload,
@@ -68,6 +78,7 @@ __all__ = [
     "Side",
     "Initiator",
     "Responder",
+    "ResponderFactory",
     "default_srtp_policy",
     "derive_crypto_sessions",
     "check_timestamp",
@@ -454,12 +465,16 @@ def id_data(p: IdPayload | IdrPayload | None) -> bytes:
 
 
 class Admission(NamedTuple):
-    """A message that passed the timestamp and replay checks, waiting to be remembered."""
+    """A message that passed the timestamp and replay pre-checks, waiting to be remembered.
 
-    raw: bytes
+    ``when`` is its time (Unix seconds; the arrival time for a COUNTER timestamp,
+    whose value is ``counter``); ``skew`` is the Responder's configured skew.
+    """
+
     key: bytes
+    when: float
+    skew: float
     now: float
-    expires: float
     peer: bytes
     counter: int | None
 
@@ -477,18 +492,24 @@ class Side:
     def __init__(
         self,
         *,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         rng: Rng = os.urandom,
     ) -> None:
         self.state = State.START
-        self.replay_cache = replay_cache if replay_cache is not None else ReplayCache()
+        self.replay_cache: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
         self.clock_skew = clock_skew
         self.rng = rng
+        self._taken = threading.Lock()  # acquired by the one message this side takes, never released
 
     def _dispatch(self, data: bytes, now: float) -> Any:
         if self.state in (State.DONE, State.FAILED):
             raise StateError(f"{type(self).__name__} is {self.state.value}; it takes no more messages")
+        if not self._taken.acquire(blocking=False):
+            raise StateError(
+                f"{type(self).__name__} has already taken a message: one object handles one exchange "
+                "(make one Responder per I_MESSAGE, e.g. with ResponderFactory)"
+            )
         try:
             msg = Message.decode(data)
             if msg.data_type == DataType.ERROR:
@@ -515,21 +536,33 @@ class Side:
     def admit(self, msg: Message, t: TimestampPayload | None, now: float, peer: bytes = b"") -> Admission:
         """Timestamp and replay checks before authentication (RFC 3830 §5.3, §5.4).
 
+        The timestamp must be within the replay cache's effective skew (which
+        shrinks as the cache fills); a COUNTER must exceed *peer*'s last one.
         Raises :class:`InvalidTimestampError` or :class:`ReplayError`; pass the
-        result to :meth:`remember` once the message has authenticated.
+        result to :meth:`remember` once the message has authenticated.  These
+        checks change nothing: :meth:`remember` decides.
         """
         check_security_policies(msg.find_all(SecurityPolicyPayload))
-        expires = check_timestamp(t, now, self.clock_skew, self.replay_cache, peer)
-        raw = msg.raw_bytes()
-        key = self.replay_cache.check(raw, now)
+        cache = self.replay_cache
+        skew = cache.effective_skew(self.clock_skew, now)
+        expires = check_timestamp(t, now, skew)
         assert t is not None
+        key = cache.key_for(msg.raw_bytes())
         counter = t.ts_int if t.ts_type == TSType.COUNTER else None
-        return Admission(raw, key, now, expires, peer, counter)
+        when = expires - skew if counter is None else now
+        cache.check(key, when, now)
+        if counter is not None:
+            cache.check_counter(peer, counter)
+        return Admission(key, when, self.clock_skew, now, peer, counter)
 
     def remember(self, admission: Admission) -> None:
-        """Put an authenticated message in the replay cache (only those go there, RFC 3830 §5.3)."""
+        """Remember an authenticated message (only those, RFC 3830 §5.3): atomic, the decision on replays.
+
+        Raises :class:`ReplayError` if a copy of the message got there first
+        (or :class:`InvalidTimestampError` if the peer's counter has passed this one).
+        """
         a = admission
-        self.replay_cache.add(a.raw, a.now, a.expires, key=a.key)
+        self.replay_cache.add(a.key, a.when, a.now, skew=a.skew)
         if a.counter is not None:
             self.replay_cache.add_counter(a.peer, a.counter)
 
@@ -605,3 +638,35 @@ class Responder(Side):
         """
         outcome: ResponderOutcome = self._dispatch(data, now)
         return outcome
+
+
+_ResponderT = TypeVar("_ResponderT", bound=Responder)
+
+
+class ResponderFactory(Generic[_ResponderT]):
+    """One Responder per exchange, for servers: the same credentials and options, one shared replay cache.
+
+    ``ResponderFactory(PskResponder, psk, own_ssrcs=[...])`` makes a fresh
+    ``PskResponder(psk, own_ssrcs=[...], replay_cache=factory.replay_cache)``
+    per call; :meth:`receive` makes one and hands it the I_MESSAGE.  Safe to
+    call from many threads.  Without ``replay_cache`` the factory makes one
+    :class:`~mikey.replay.ReplayCache` for all its Responders.
+    """
+
+    def __init__(
+        self, responder: Callable[..., _ResponderT], /, *args: Any, replay_cache: ReplayStore | None = None, **options: Any
+    ) -> None:
+        self.responder = responder
+        self.replay_cache: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
+        self._args = args
+        self._options = options
+
+    def __call__(self) -> _ResponderT:
+        return self.responder(*self._args, replay_cache=self.replay_cache, **self._options)
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        """Process one I_MESSAGE with a new Responder (see :meth:`Responder.receive`)."""
+        return self().receive(data, now)
+
+    def __repr__(self) -> str:  # the arguments hold keys: never shown
+        return f"{type(self).__name__}({getattr(self.responder, '__name__', 'responder')})"
