@@ -26,12 +26,14 @@ from mikey.errors import (
     AuthenticationError,
     InvalidTimestampError,
     MikeyDecodeError,
+    MikeyProtocolError,
     PeerError,
     ReplayError,
     StateError,
     UnspecifiedError,
     UnsupportedDataTypeError,
     UnsupportedEncryptionError,
+    UnsupportedMACError,
     UnsupportedSPParamsError,
 )
 from mikey.modes.base import CryptoSessionSpec, State
@@ -45,6 +47,7 @@ from mikey.wire import (
     RandPayload,
     SecurityPolicyPayload,
     SpiValidity,
+    TimestampPayload,
     VerificationPayload,
     decode_sub_payloads,
 )
@@ -92,9 +95,11 @@ def exchange(**kw: object) -> tuple[PskInitiator, PskResponder, bytes]:
 )
 def test_round_trip_every_algorithm(encr: int, mac: int, prf: int) -> None:
     specs = [CryptoSessionSpec(0x11111111), CryptoSessionSpec(0)]
-    init = PskInitiator(PSK, crypto_sessions=specs, encr_alg=encr, mac_alg=mac, prf=prf, v=True, id_i=ID_I, id_r=ID_R)
+    null = encr == EncrAlg.NULL or mac == MacAlg.NULL
+    init = PskInitiator(PSK, crypto_sessions=specs, encr_alg=encr, mac_alg=mac, prf=prf, v=True, id_i=ID_I, id_r=ID_R,
+                        allow_null_security=null)
     i_msg = init.create_message(NOW)
-    resp = PskResponder(PSK, own_ssrcs=[0x22222222])
+    resp = PskResponder(PSK, own_ssrcs=[0x22222222], allow_null_security=null)
     out = resp.receive(i_msg, NOW + 5)
     assert out.response is not None
     res = init.receive(out.response, NOW + 6)
@@ -104,7 +109,8 @@ def test_round_trip_every_algorithm(encr: int, mac: int, prf: int) -> None:
     assert [(c.master_key, c.master_salt) for c in res.crypto_sessions] == [
         (c.master_key, c.master_salt) for c in out.result.crypto_sessions
     ]
-    assert res.authenticated is (mac != MacAlg.NULL)
+    assert res.authenticated is (mac != MacAlg.NULL) and out.result.authenticated is (mac != MacAlg.NULL)
+    assert res.extras["null_security"] is null and out.result.extras["null_security"] is null
     assert out.result.initiator_id == b"sip:alice@example.com"
 
 
@@ -262,15 +268,86 @@ def test_failed_message_not_cached() -> None:
     assert len(cache) == 0
 
 
-def test_null_security_refused_by_policy() -> None:
-    _, _, raw = exchange(encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL)
-    with pytest.raises(UnsupportedEncryptionError) as ei:
-        PskResponder(PSK, allow_null_security=False).receive(raw, NOW)
-    assert _error_numbers(ei.value.error_message) == [ErrorNo.INVALID_EA]
+@pytest.mark.parametrize(
+    ("encr", "mac", "error"),
+    [
+        (EncrAlg.NULL, MacAlg.NULL, UnsupportedEncryptionError),
+        (EncrAlg.NULL, MacAlg.HMAC_SHA_1_160, UnsupportedEncryptionError),  # the TGK travels in the clear
+        (EncrAlg.AES_CM_128, MacAlg.NULL, UnsupportedMACError),
+    ],
+)
+def test_null_security_refused_by_default(encr: int, mac: int, error: type[MikeyProtocolError]) -> None:
+    """RFC 3830 §4.2.3/§4.2.4: NULL only when the carrier guarantees security, which only the caller knows."""
+    raw = PskInitiator(PSK, encr_alg=encr, mac_alg=mac, allow_null_security=True).create_message(NOW)
+    cache = ReplayCache()
+    resp = PskResponder(PSK, replay_cache=cache)
+    with pytest.raises(error) as ei:
+        resp.receive(raw, NOW)
+    expected = ErrorNo.INVALID_EA if error is UnsupportedEncryptionError else ErrorNo.INVALID_MAC
+    assert ei.value.err_no == expected and "--allow-null-security" in str(ei.value)
+    assert _error_numbers(ei.value.error_message) == [expected]
+    # refused before authentication: the Error message carries no V, and nothing was cached
+    assert Message.decode(ei.value.error_message or b"").find(VerificationPayload) is None
+    assert resp.state is State.FAILED and resp.result is None and len(cache) == 0
+    # the Initiator refuses to build it, and the stateless Initiator to rebuild it, without the switch
+    with pytest.raises(error):
+        PskInitiator(PSK, encr_alg=encr, mac_alg=mac)
+    with pytest.raises(error):
+        PskInitiator.from_i_message(PSK, raw)
+
+
+def test_null_security_accepted_when_the_carrier_is_secure() -> None:
+    init = PskInitiator(PSK, tgk=TGK, encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL, v=True, allow_null_security=True)
+    raw = init.create_message(NOW)
+    out = PskResponder(PSK, allow_null_security=True).receive(raw, NOW)
+    assert out.result.tgk == TGK and out.result.authenticated is False and out.result.extras["null_security"] is True
+    assert out.response is not None
+    res = init.receive(out.response, NOW)
+    assert res.authenticated is False and res.extras["null_security"] is True
+    assert [c.master_key for c in res.crypto_sessions] == [c.master_key for c in out.result.crypto_sessions]
+    rebuilt = PskInitiator.from_i_message(PSK, raw, allow_null_security=True)
+    assert rebuilt.result.tgk == TGK and rebuilt.result.extras["null_security"] is True
+    # NULL encryption with a real MAC is authenticated, but still marked
+    raw = PskInitiator(PSK, encr_alg=EncrAlg.NULL, allow_null_security=True).create_message(NOW)
+    result = PskResponder(PSK, allow_null_security=True).receive(raw, NOW).result
+    assert result.authenticated is True and result.extras["null_security"] is True
+    # and a normal exchange says it is not NULL security
+    assert PskResponder(PSK).receive(exchange()[2], NOW).result.extras["null_security"] is False
+
+
+def _counter_message(counter: int, *, mac_alg: int, encr_alg: int = EncrAlg.AES_KW_128) -> bytes:
+    """An I_MESSAGE from Alice with a COUNTER timestamp (RFC 3830 §6.6), MAC recomputed over the new T."""
+    init = PskInitiator(PSK, id_i=ID_I, encr_alg=encr_alg, mac_alg=mac_alg, rand=RAND, csb_id=counter & 0xFFFF,
+                        allow_null_security=True)
+    msg = Message.decode(init.create_message(NOW))
+    msg = msg.replace_payload(0, TimestampPayload.counter(counter))
+    draft = msg.encode()
+    kemac = msg.find(KemacPayload)
+    assert kemac is not None
+    n = len(draft) - len(kemac.mac)
+    keys = init.transport.keys(PSK, init.csb_id, RAND)
+    return draft[:n] + kemac_crypto.compute_mac(mac_alg, keys.auth_key, draft[:n])
+
+
+def test_unauthenticated_message_never_touches_replay_state() -> None:
+    """A forged NULL-MAC message (IDi = Alice, counter 0xFFFFFFFF), even when NULL security is allowed,
+    neither enters the replay cache nor advances Alice's counter: her real messages still get through."""
+    cache = ReplayCache()
+    forged = _counter_message(0xFFFFFFFF, mac_alg=MacAlg.NULL, encr_alg=EncrAlg.NULL)
+    out = PskResponder(PSK, replay_cache=cache, allow_null_security=True).receive(forged, NOW)
+    assert out.result.authenticated is False and out.result.initiator_id == ID_I.data
+    assert len(cache) == 0
+    for counter in (6, 4_000_000_000):
+        real = PskResponder(PSK, replay_cache=cache).receive(_counter_message(counter, mac_alg=MacAlg.HMAC_SHA_1_160), NOW)
+        assert real.result.authenticated is True
+    assert len(cache) == 2
+    # and authenticated messages do advance the counter
+    with pytest.raises(InvalidTimestampError):
+        PskResponder(PSK, replay_cache=cache).receive(_counter_message(7, mac_alg=MacAlg.HMAC_SHA_1_160), NOW)
 
 
 def test_unsupported_algorithm_numbers() -> None:
-    _, _, raw = exchange(encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL)
+    _, _, raw = exchange(encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL, allow_null_security=True)
     msg = Message.decode(raw)
     k = msg.find(KemacPayload)
     assert k is not None

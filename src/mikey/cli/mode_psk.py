@@ -54,6 +54,11 @@ class PskPlugin(ModePlugin):
             "--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
             help="what the verification MAC covers: RFC 3830 §5.2, or the deployed timestamp-only variant",
         )
+        parser.add_argument(
+            "--allow-null-security", action="store_true",
+            help="allow NULL KEMAC encryption or MAC (TGK in the clear / unauthenticated): only over a carrier "
+            "that itself guarantees security (RFC 3830 §4.2.3, §4.2.4); refused by default",
+        )
 
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
         ssrcs: list[int] = list(args.ssrc or [])
@@ -71,6 +76,7 @@ class PskPlugin(ModePlugin):
             id_i=_id(getattr(args, "id_i", None)),
             id_r=_id(getattr(args, "id_r", None)),
             verification_coverage=args.verification_coverage,
+            allow_null_security=args.allow_null_security,
         )
         i_message = initiator.create_message(now)
         return InitiateOutput(i_message, initiator.result)
@@ -81,6 +87,7 @@ class PskPlugin(ModePlugin):
             own_ssrcs=list(args.ssrc or []),
             id_r=_id(getattr(args, "id_r", None)),
             verification_coverage=args.verification_coverage,
+            allow_null_security=args.allow_null_security,
         )
         return responder.receive(i_message, now)
 
@@ -88,7 +95,8 @@ class PskPlugin(ModePlugin):
         self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
     ) -> ExchangeResult:
         initiator = PskInitiator.from_i_message(
-            args.psk, i_message, verification_coverage=args.verification_coverage
+            args.psk, i_message, verification_coverage=args.verification_coverage,
+            allow_null_security=args.allow_null_security,
         )
         view = initiator.result
         if r_message is None:

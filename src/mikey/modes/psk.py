@@ -38,7 +38,7 @@ from ..errors import (
     UnsupportedMACError,
     UnsupportedPRFError,
 )
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..replay import DEFAULT_CLOCK_SKEW, ReplayStore
 from ..wire import (
     CommonHeader,
     GenericIdEntry,
@@ -83,6 +83,7 @@ __all__ = [
     "PskLookup",
     "OpenedKemac",
     "open_kemac",
+    "refuse_null_security",
     "specs_from_header",
     "VERIFICATION_COVERAGE",
 ]
@@ -124,6 +125,21 @@ def check_algorithms(encr_alg: int, mac_alg: int, prf: int) -> None:
         raise UnsupportedEncryptionError(f"KEMAC encryption algorithm {encr_alg} is not supported")
     if mac_alg not in (MacAlg.NULL, MacAlg.HMAC_SHA_1_160, MacAlg.HMAC_SHA_256_256):
         raise UnsupportedMACError(f"KEMAC MAC algorithm {mac_alg} is not supported")
+
+
+def refuse_null_security(encr_alg: int, mac_alg: int) -> None:
+    """Refuse NULL KEMAC algorithms: RFC 3830 §4.2.3/§4.2.4 say NULL "MUST NOT be used unless the
+    underlying protocols can guarantee security"; only the caller knows that (``allow_null_security``)."""
+    if encr_alg == EncrAlg.NULL:
+        raise UnsupportedEncryptionError(
+            "NULL KEMAC encryption carries the TGK in the clear; RFC 3830 §4.2.3 allows it only over a "
+            "carrier that guarantees security (allow_null_security=True, --allow-null-security)"
+        )
+    if mac_alg == MacAlg.NULL:
+        raise UnsupportedMACError(
+            "a NULL KEMAC MAC leaves the key transport unauthenticated; RFC 3830 §4.2.4 allows it only over a "
+            "carrier that guarantees security (allow_null_security=True, --allow-null-security)"
+        )
 
 
 def default_tgk_length(encr_alg: int, key_type: int) -> int:
@@ -281,14 +297,20 @@ class PskInitiator(Initiator):
         extra_payloads: Sequence[Payload] = (),
         update: ExchangeResult | None = None,
         new_key: bool = True,
+        allow_null_security: bool = False,
         rng: Rng = os.urandom,
     ) -> None:
         """``update`` makes this an update message for that exchange's bundle (RFC 3830 §4.5):
         same CSB ID, no RAND (the initial RAND keeps being used), and a fresh TGK
         unless ``new_key`` is False (then the bundle keeps its keys and the
-        message only updates crypto sessions and policies)."""
+        message only updates crypto sessions and policies).
+
+        NULL ``encr_alg`` or ``mac_alg`` is refused (:func:`refuse_null_security`)
+        unless ``allow_null_security`` says the carrier itself is secure."""
         super().__init__(rng=rng)
         check_algorithms(encr_alg, mac_alg, prf)
+        if not allow_null_security:
+            refuse_null_security(encr_alg, mac_alg)
         self.update = update
         self.new_key = new_key or update is None
         if update is not None:
@@ -337,18 +359,23 @@ class PskInitiator(Initiator):
         *,
         verification_coverage: str = "rfc",
         update: ExchangeResult | None = None,
+        allow_null_security: bool = False,
     ) -> PskInitiator:
         """The Initiator that sent *i_message*, rebuilt from those bytes and the PSK.
 
         For a stateless Initiator (e.g. the CLI's ``complete``): the KEMAC MAC is
         checked with *psk*, the TGK recovered, and the side left waiting for the
-        R_MESSAGE (or done, if V was not set).
+        R_MESSAGE (or done, if V was not set).  A message with NULL algorithms needs
+        ``allow_null_security``, as building it did.
         """
         msg = Message.decode(i_message)
         if msg.data_type != DataType.PSK_INIT:
             dt = getattr(msg.data_type, "name", msg.data_type)
             raise UnsupportedDataTypeError(f"a {dt} message is not a PSK I_MESSAGE")
-        t, rand_p, _ = psk_payloads(msg)
+        t, rand_p, kemac = psk_payloads(msg)
+        check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(msg.header.prf))
+        if not allow_null_security:
+            refuse_null_security(int(kemac.encr_alg), int(kemac.mac_alg))
         rand = _rand_for(msg, rand_p, update)
         opened = open_kemac(msg, psk, rand)
         ids = msg.find_all(IdPayload)
@@ -373,6 +400,7 @@ class PskInitiator(Initiator):
             verification_coverage=verification_coverage,
             update=update,
             new_key=bool(opened.key),
+            allow_null_security=allow_null_security,
         )
         side.header = hdr
         side.timestamp = t
@@ -452,6 +480,7 @@ class PskInitiator(Initiator):
                 "transported_salt": (self._tgk_salt is not None) if self.new_key else bool(
                     self.update.extras.get("transported_salt") if self.update else False),
                 "update": self.update is not None,
+                "null_security": self.transport.encr_alg == EncrAlg.NULL or self.transport.mac_alg == MacAlg.NULL,
             },
         )
 
@@ -569,15 +598,21 @@ class PskResponder(Responder):
         *,
         own_ssrcs: Sequence[int] = (),
         id_r: IdPayload | None = None,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
-        allow_null_security: bool = True,
+        allow_null_security: bool = False,
         verification_coverage: str = "rfc",
         bundles: Mapping[int, ExchangeResult] | Callable[[int], ExchangeResult | None] | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         """``bundles`` finds the established bundle by CSB ID for update messages (RFC 3830 §4.5),
-        e.g. a dict of earlier results; without it only initial exchanges are accepted."""
+        e.g. a dict of earlier results; without it only initial exchanges are accepted.
+
+        An I_MESSAGE with NULL KEMAC encryption or MAC is refused with Error no 4 or 3
+        (:func:`refuse_null_security`) unless ``allow_null_security`` says the carrier
+        is secure; then the result has ``extras["null_security"]`` set, and a NULL-MAC
+        message (``authenticated=False``) never enters the replay cache or moves a
+        per-peer counter: anyone could have sent it (RFC 3830 §5.3)."""
         super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
         if verification_coverage not in VERIFICATION_COVERAGE:
             raise ValueError(f"verification_coverage must be one of {VERIFICATION_COVERAGE}")
@@ -631,15 +666,21 @@ class PskResponder(Responder):
                 raise UnspecifiedError("PSK I_MESSAGE needs T and KEMAC (RFC 3830 §3.1)")
             if msg.payloads[-1] is not kemac:
                 raise UnspecifiedError("KEMAC must be the last payload of a PSK I_MESSAGE")
+            check_algorithms(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
+            null_security = kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL
+            if null_security and not self.allow_null_security:
+                refuse_null_security(int(kemac.encr_alg), int(kemac.mac_alg))
             admission = self.admit(msg, t, now, id_data(id_i))
-            if not self.allow_null_security and (kemac.encr_alg == EncrAlg.NULL or kemac.mac_alg == MacAlg.NULL):
-                raise UnsupportedEncryptionError("NULL encryption/MAC is not allowed by local policy")
+            # A NULL-MAC message proves nothing about its sender: it never enters the replay cache
+            # nor moves the per-peer counter (RFC 3830 §5.3), or a forgery could lock the peer out.
+            authenticates = kemac.mac_alg != MacAlg.NULL
             previous = self._bundle(hdr.csb_id) if rand_p is None else None
             rand = _rand_for(msg, rand_p, previous)
 
             def remember(keys: prf_crypto.TransportKeys) -> None:
                 verified_keys.append(keys)
-                self.remember(admission)
+                if authenticates:
+                    self.remember(admission)
 
             opened = open_kemac(msg, self._lookup_psk(id_i, id_r), rand, verified=remember, found=(t, kemac))
             header = fill_ssrcs(hdr, self.own_ssrcs) if self.own_ssrcs else hdr
@@ -675,7 +716,8 @@ class PskResponder(Responder):
             initiator_id=id_i.data if id_i else None,
             responder_id=id_r.data if id_r else (self.id_r.data if self.id_r else None),
             key_validity=kv,
-            extras={"key_type": key_type, "transported_salt": transported_salt, "update": rand_p is None},
+            extras={"key_type": key_type, "transported_salt": transported_salt, "update": rand_p is None,
+                    "null_security": null_security},
         )
         response = None
         if hdr.v:
