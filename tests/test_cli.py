@@ -235,6 +235,12 @@ def test_decode_input_formats(capsys: pytest.CaptureFixture[str], monkeypatch: p
     f = tmp_path / "msg.txt"
     f.write_text(f"mikey {b64}\n")
     assert run_json(capsys, "decode", f"@{f}") == (0, expected)
+    # @FILE holding the binary message itself (MIKEY is binary; it starts with version octet 0x01)
+    binary = tmp_path / "msg.bin"
+    binary.write_bytes(data)
+    assert run_json(capsys, "decode", f"@{binary}") == (0, expected)
+    code, out, err = run(capsys, "decode", f"@{binary}")
+    assert code == 0 and out.startswith(f"MIKEY message, {len(data)} octets") and not err
     # stdin, both with no argument and with '-'
     for argv in (["decode", "--json"], ["decode", "-", "--json"]):
         monkeypatch.setattr(sys, "stdin", io.StringIO(data.hex() + "\n"))
@@ -261,6 +267,47 @@ def test_decode_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "decode", "not a message!")
     assert code == 1
     assert "not hex, base64" in out
+
+
+def nested_tp_message(depth: int) -> bytes:
+    """A TP payload whose TP data holds a TP payload ... *depth* times (RFC 6043 §6.10 TP data is a payload chain)."""
+    inner = b""
+    for _ in range(depth):
+        tp = TicketPolicyPayload(TicketType.MIKEY_BASE_TICKET, 1, 1, 0, 0, inner)
+        inner = bytes([PayloadType.TP]) + encode_sub_payloads([tp])
+    tp = TicketPolicyPayload(TicketType.MIKEY_BASE_TICKET, 1, 1, 0, 0, inner)
+    return Message(CommonHeader(DataType.PSK_INIT, 1), (tp,)).encode()
+
+
+def test_decode_deeply_nested_payloads(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """1,500 nested TP payloads (16,520 octets) decode in the library; the dissector refuses them cleanly."""
+    data = nested_tp_message(1500)
+    assert len(data) == 16_520 and Message.decode(data).payloads[0].NAME == "TP"
+    f = tmp_path / "nested.bin"
+    f.write_bytes(data)
+    for source in (data.hex(), f"@{f}"):
+        code, obj = run_json(capsys, "decode", source)
+        assert code == 1 and obj["error"]["kind"] == "decode" and "nested more than 32 levels" in obj["error"]["message"]
+        code, out, err = run(capsys, "decode", source)
+        assert code == 1 and not err and out.count("\n") == 1 and "nested more than 32 levels" in out
+    # 32 levels are dissected in full
+    code, obj = run_json(capsys, "decode", nested_tp_message(31).hex())
+    level, depth = obj["payloads"][1], 0
+    while "tp_payloads" in level:
+        level, depth = level["tp_payloads"][0], depth + 1
+    assert code == 0 and depth == 31
+
+
+def test_respond_reads_binary_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, *initiate_args("--raw"))
+    f = tmp_path / "imsg.bin"
+    f.write_bytes(bytes.fromhex(out.strip()))
+    code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", f"@{f}", "--now", str(NOW))
+    assert code == 0 and resp["authenticated"] is True and resp["csb_id"] == CSB
+    # printable text that is not hex/base64 is still reported as such, not taken as binary
+    f.write_text("hello, world\n")
+    code, out, err = run(capsys, "decode", f"@{f}")
+    assert code == 1 and "not hex, base64" in out and not err
 
 
 def test_decode_validate(capsys: pytest.CaptureFixture[str]) -> None:
@@ -324,12 +371,12 @@ def expected_sessions(tgk: str, csb: str, rand: str, n: int, prf: int = PRF.MIKE
 
 def test_psk_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     """initiate -> respond -> complete, deterministic with --now and fixed TGK/RAND/CSB ID (RFC 3830 §3.1)."""
-    code, init = run_json(capsys, *initiate_args("--ssrc", "0x11223344", "--ssrc", "0", "--verify"))
+    code, init = run_json(capsys, *initiate_args("--ssrc", "0x11223344", "--ssrc", "0", "--verify", "--show-keys"))
     assert code == 0
     assert init["ok"] is True
     assert init["tgk"] == TGK and init["csb_id"] == CSB and init["rand"] == RAND
     # Deterministic: the same options give the same I_MESSAGE.
-    assert run_json(capsys, *initiate_args("--ssrc", "0x11223344", "--ssrc", "0", "--verify"))[1] == init
+    assert run_json(capsys, *initiate_args("--ssrc", "0x11223344", "--ssrc", "0", "--verify", "--show-keys"))[1] == init
     keys = expected_sessions(TGK, CSB, RAND, 2)
     assert [(cs["srtp_master_key"], cs["srtp_master_salt"]) for cs in init["crypto_sessions"]] == keys
     assert [cs["ssrc"] for cs in init["crypto_sessions"]] == ["11223344", "00000000"]
@@ -340,7 +387,7 @@ def test_psk_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     assert msg.header.v is True
 
     code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", imsg,
-                          "--now", str(NOW + 2), "--ssrc", "cafebabe")
+                          "--now", str(NOW + 2), "--ssrc", "cafebabe", "--show-keys")
     assert code == 0
     assert resp["ok"] is True and resp["authenticated"] is True
     assert resp["tgk"] == TGK and resp["csb_id"] == CSB and resp["rand"] == RAND
@@ -352,7 +399,7 @@ def test_psk_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     assert Message.decode(bytes.fromhex(rmsg)).data_type == DataType.PSK_RESP
 
     code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--rmsg", rmsg,
-                          "--now", str(NOW + 3))
+                          "--now", str(NOW + 3), "--show-keys")
     assert code == 0
     assert comp["ok"] is True and comp["authenticated"] is True
     assert comp["crypto_sessions"] == resp["crypto_sessions"]
@@ -361,8 +408,31 @@ def test_psk_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
     # Same exchange with the messages in other encodings.
     b64 = base64.b64encode(bytes.fromhex(rmsg)).decode()
     code, comp2 = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg",
-                           "mikey " + base64.b64encode(bytes.fromhex(imsg)).decode(), "--rmsg", b64)
+                           "mikey " + base64.b64encode(bytes.fromhex(imsg)).decode(), "--rmsg", b64, "--show-keys")
     assert code == 0 and comp2 == comp
+
+
+def _secret_free(obj: dict[str, Any], *secrets: str) -> bool:
+    text = json.dumps(obj)
+    return not any(s in text for s in secrets)
+
+
+def test_json_shows_keys_only_with_show_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """No secret (TGK, SRTP master key or salt, PSK) in any command's JSON unless --show-keys asks for it."""
+    keys = expected_sessions(TGK, CSB, RAND, 1)
+    secrets = (TGK, PSK, *keys[0])
+    code, init = run_json(capsys, *initiate_args("--verify"))
+    assert code == 0 and _secret_free(init, *secrets) and "tgk" not in init
+    assert init["crypto_sessions"][0]["fingerprint"] and "srtp_master_key" not in init["crypto_sessions"][0]
+    code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", init["i_message"],
+                          "--now", str(NOW))
+    assert code == 0 and _secret_free(resp, *secrets)
+    code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", init["i_message"],
+                          "--rmsg", resp["r_message"])
+    assert code == 0 and _secret_free(comp, *secrets)
+    assert comp["crypto_sessions"] == resp["crypto_sessions"] == init["crypto_sessions"]  # same fingerprints
+    code, out, _ = run(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", init["i_message"], "--now", str(NOW))
+    assert code == 0 and not any(s in out for s in secrets)
 
 
 @pytest.mark.parametrize(
@@ -377,20 +447,62 @@ def test_psk_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
 def test_psk_algorithms(capsys: pytest.CaptureFixture[str], encr: str, mac: str, prf: str) -> None:
     # AES-KW (RFC 3394) wraps multiples of 8 octets: a 20-octet TGK makes a 24-octet Key data sub-payload.
     tgk = ["--tgk", TGK + "20212223"] if encr == "aes-kw-128" else []
-    code, init = run_json(capsys, *initiate_args("--encr", encr, "--mac", mac, "--prf", prf, "--verify"), *tgk)
+    null = ["--allow-null-security"] if "null" in (encr, mac) else []
+    code, init = run_json(capsys, *initiate_args("--encr", encr, "--mac", mac, "--prf", prf, "--verify",
+                                                 "--show-keys", *null), *tgk)
     assert code == 0
     kemac = Message.decode(bytes.fromhex(init["i_message"])).find(KemacPayload)
     assert kemac is not None and kemac.encr_alg.name.lower().replace("_", "-") == encr
     code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", init["i_message"],
-                          "--now", str(NOW))
+                          "--now", str(NOW), "--show-keys", *null)
     assert code == 0
     prf_no = PRF.MIKEY_1 if prf == "mikey-1" else PRF.PRF_HMAC_SHA_256
     assert resp["prf"] == prf_no
     keys = expected_sessions(init["tgk"], CSB, RAND, 1, prf_no)
     assert [(cs["srtp_master_key"], cs["srtp_master_salt"]) for cs in resp["crypto_sessions"]] == keys
     code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", init["i_message"],
-                          "--rmsg", resp["r_message"])
+                          "--rmsg", resp["r_message"], "--show-keys", *null)
     assert code == 0 and comp["crypto_sessions"] == resp["crypto_sessions"]
+    assert resp["extras"]["null_security"] is comp["extras"]["null_security"] is bool(null)
+    assert resp["authenticated"] is comp["authenticated"] is (mac != "null")
+
+
+def test_null_security_refused_unless_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    """RFC 3830 §4.2.3/§4.2.4: NULL encryption/MAC only with --allow-null-security, on every command."""
+    code, out, err = run(capsys, *initiate_args("--encr", "null", "--mac", "null"))
+    assert code == 2 and "--allow-null-security" in out and not err
+    code, init = run_json(capsys, *initiate_args("--encr", "null", "--mac", "null", "--verify",
+                                                 "--allow-null-security"))
+    assert code == 0 and init["extras"]["null_security"] is True
+    imsg = init["i_message"]
+    # respond: exit 1, one line naming the switch, and the Error message with Error no 4 (Invalid EA)
+    code, out, err = run(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--now", str(NOW))
+    assert code == 1 and not err
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("rejected:")]
+    assert "--allow-null-security" in line and line.endswith("(Error no 4)")
+    code, rej = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--now", str(NOW))
+    assert code == 1 and rej["error"]["err_no"] == 4 and "tgk" not in rej
+    err_msg = Message.decode(bytes.fromhex(rej["r_message"]))
+    assert [p.error_no for p in err_msg.payloads if isinstance(p, ErrorPayload)] == [4]
+    assert err_msg.find(VerificationPayload) is None  # unauthenticated
+    code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg)
+    assert code == 1 and comp["error"]["err_no"] == 4
+    # a NULL MAC alone gives Error no 3 (Invalid MA)
+    code, init3 = run_json(capsys, *initiate_args("--mac", "null", "--allow-null-security"))
+    code, rej = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", init3["i_message"],
+                         "--now", str(NOW))
+    assert code == 1 and rej["error"]["err_no"] == 3
+    # accepted with the switch, and marked in JSON and text
+    code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--now", str(NOW),
+                          "--allow-null-security")
+    assert code == 0 and resp["authenticated"] is False and resp["extras"]["null_security"] is True
+    code, out, _ = run(capsys, "respond", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--now", str(NOW),
+                       "--allow-null-security")
+    assert code == 0 and "authenticated:  no" in out and "NULL security:  yes" in out
+    code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg, "--rmsg",
+                          resp["r_message"], "--allow-null-security")
+    assert code == 0 and comp["extras"]["null_security"] is True
+    assert comp["crypto_sessions"] == resp["crypto_sessions"]
 
 
 def test_psk_without_verification(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -402,6 +514,9 @@ def test_psk_without_verification(capsys: pytest.CaptureFixture[str], monkeypatc
     code, resp = run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--now", str(NOW))
     assert code == 0
     assert resp["r_message"] is None
+    # or as the raw binary message on stdin
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(bytes.fromhex(imsg))))
+    assert run_json(capsys, "respond", "--mode", "psk", "--psk", PSK, "--now", str(NOW)) == (0, resp)
     code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg)
     assert code == 0
     assert comp["authenticated"] is False
@@ -416,6 +531,28 @@ def test_psk_text_output_hides_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert TGK not in out and keys[0][0] not in out
     code, out, _ = run(capsys, *initiate_args("--show-keys"))
     assert TGK in out and keys[0][0] in out and keys[0][1] in out
+
+
+def test_dh_private_only_with_show_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """initiate keeps the DH exponent (which the stateless complete needs) out of its output unless
+    --show-keys asks for it; with it, the initiate -> respond -> complete flow works (RFC 4650)."""
+    x_i = "5eed1234567890abcdef0123456789abcdef0123456789abcdef"
+    base = ["initiate", "--mode", "dhhmac", "--psk", PSK, "--id-r", "sip:bob@example.org", "--dh-private", x_i,
+            "--now", str(NOW)]
+    code, out, _ = run(capsys, *base)
+    assert code == 0 and x_i not in out and "not shown:      dh_private" in out
+    code, init = run_json(capsys, *base)
+    assert code == 0 and "dh_private" not in init and x_i not in json.dumps(init) and init["dh_group"] == 0
+    code, init = run_json(capsys, *base, "--show-keys")
+    assert code == 0 and init["dh_private"] == x_i and init["dh_group"] == 0
+    code, out, _ = run(capsys, *base, "--show-keys")
+    assert f"dh_private: {x_i}" in out
+    code, resp = run_json(capsys, "respond", "--mode", "dhhmac", "--psk", PSK, "--imsg", init["i_message"],
+                          "--now", str(NOW))
+    assert code == 0 and "tgk" not in resp
+    code, comp = run_json(capsys, "complete", "--mode", "dhhmac", "--psk", PSK, "--imsg", init["i_message"],
+                          "--rmsg", resp["r_message"], "--dh-private", init["dh_private"], "--now", str(NOW))
+    assert code == 0 and comp["authenticated"] and comp["crypto_sessions"] == resp["crypto_sessions"]
 
 
 def test_respond_rejects_wrong_psk(capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,14 +62,15 @@ def test_pk_initiate_respond_complete(capsys: pytest.CaptureFixture[str], pems: 
     oaep = ["--oaep"] if "--oaep" in extra else []
     code, ini = _run(capsys, "initiate", "--mode", "pk", "--json", "--now", NOW, "--cert", pems["alice"], "--key",
                      pems["alice_key"], "--peer-cert", pems["bob"], "--ca", pems["ca"], "--ssrc", "1111",
-                     "--ssrc", "0", "--tgk", "00" * 16, *extra)
+                     "--ssrc", "0", "--tgk", "00" * 16, "--show-keys", *extra)
     assert code == 0 and ini["ok"] and ini["tgk"] == "00" * 16 and len(ini["envelope_key"]) == 64
     code, res = _run(capsys, "respond", "--mode", "pk", "--json", "--now", NOW, "--cert", pems["bob"], "--key",
-                     pems["bob_key"], "--ca", pems["ca"], "--imsg", ini["i_message"], "--ssrc", "2222", *oaep)
+                     pems["bob_key"], "--ca", pems["ca"], "--imsg", ini["i_message"], "--ssrc", "2222", "--show-keys",
+                     *oaep)
     assert code == 0 and res["tgk"] == "00" * 16
     assert (res["r_message"] is not None) == ("--verify" in extra)
     args = ["complete", "--mode", "pk", "--json", "--now", NOW, "--imsg", ini["i_message"], "--env-key",
-            ini["envelope_key"]]
+            ini["envelope_key"], "--show-keys"]
     if res["r_message"]:
         args += ["--rmsg", res["r_message"]]
     code, done = _run(capsys, *args)
@@ -78,6 +79,28 @@ def test_pk_initiate_respond_complete(capsys: pytest.CaptureFixture[str], pems: 
         assert done["authenticated"] and _keys(done) == _keys(res)
     else:
         assert _keys(done)[0] == _keys(res)[0]
+
+
+def test_pk_envelope_key_only_with_show_keys(capsys: pytest.CaptureFixture[str], pems: dict[str, str]) -> None:
+    """initiate prints the envelope key (a secret 'complete' needs) only with --show-keys; the text flow works."""
+    base = ["initiate", "--mode", "pk", "--now", NOW, "--cert", pems["alice"], "--key", pems["alice_key"],
+            "--peer-cert", pems["bob"], "--ca", pems["ca"], "--env-key", "5a" * 32, "--tgk", "00" * 16, "--verify"]
+    code, ini = _run(capsys, *base, "--json")
+    assert code == 0 and "envelope_key" not in ini and "5a" * 32 not in json.dumps(ini) and "tgk" not in ini
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "5a" * 32 not in out and "not shown:      envelope_key" in out and "--show-keys" in out
+    assert main([*base, "--show-keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    env_key = next(ln.split(": ", 1)[1] for ln in lines if ln.startswith("envelope_key: "))
+    imsg = next(ln.split()[1] for ln in lines if ln.startswith("I_MESSAGE:"))
+    assert env_key == "5a" * 32
+    code, res = _run(capsys, "respond", "--mode", "pk", "--json", "--now", NOW, "--cert", pems["bob"], "--key",
+                     pems["bob_key"], "--ca", pems["ca"], "--imsg", imsg)
+    assert code == 0 and "tgk" not in res
+    code, done = _run(capsys, "complete", "--mode", "pk", "--json", "--now", NOW, "--imsg", imsg, "--env-key",
+                      env_key, "--rmsg", res["r_message"])
+    assert code == 0 and done["authenticated"] and done["crypto_sessions"] == res["crypto_sessions"]
 
 
 def test_pk_rejections(capsys: pytest.CaptureFixture[str], pems: dict[str, str]) -> None:
@@ -107,11 +130,12 @@ def test_rsa_r_initiate_respond_complete(capsys: pytest.CaptureFixture[str], pem
                      "--key", pems["alice_key"], "--ca", pems["ca"], *g_i)
     assert code == 0 and ini["ok"]
     code, res = _run(capsys, "respond", "--mode", "rsa-r", "--json", "--now", NOW, "--cert", pems["bob"], "--key",
-                     pems["bob_key"], "--ca", pems["ca"], "--imsg", ini["i_message"], "--tgk", "ab" * 16, *g_r)
+                     pems["bob_key"], "--ca", pems["ca"], "--imsg", ini["i_message"], "--tgk", "ab" * 16,
+                     "--show-keys", *g_r)
     assert code == 0 and res["tgk"] == "ab" * 16 and res["r_message"]
     code, done = _run(capsys, "complete", "--mode", "rsa-r", "--json", "--now", NOW, "--cert", pems["alice"],
                       "--key", pems["alice_key"], "--ca", pems["ca"], "--imsg", ini["i_message"], "--rmsg",
-                      res["r_message"], *(["--group"] if group else []))
+                      res["r_message"], "--show-keys", *(["--group"] if group else []))
     assert code == 0 and done["tgk"] == "ab" * 16 and _keys(done) == _keys(res)
     assert done["csb_id"] == ("c0ffee01" if group else ini["csb_id"])
 

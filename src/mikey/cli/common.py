@@ -2,7 +2,8 @@
 
 Messages are accepted as hex, base64, or ``mikey <base64>`` (the SDP key-mgmt
 value, RFC 4567 §3.1), from an argument, from ``@FILE``, or from standard input
-(``-`` or no argument).  Exit status: 0 success, 1 message rejected, 2 usage error.
+(``-`` or no argument); a file or standard input may also hold the raw binary
+message.  Exit status: 0 success, 1 message rejected, 2 usage error.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ __all__ = [
     "EXIT_REJECTED",
     "EXIT_USAGE",
     "UsageError",
+    "MAX_INPUT",
     "read_message",
-    "read_text",
+    "message_bytes",
     "hex_bytes",
     "hex_int",
     "hex_u32",
@@ -35,6 +37,7 @@ __all__ = [
     "MAC_NAMES",
     "PRF_NAMES",
     "emit_json",
+    "one_line",
     "error_dict",
     "rejection",
     "result_json",
@@ -55,32 +58,65 @@ class UsageError(Exception):
 # --- input -----------------------------------------------------------------------------------
 
 
-def read_text(source: str | None, *, stdin: IO[str] | None = None) -> str:
-    """The text of *source*: the argument itself, ``@FILE``'s contents, or stdin for ``None``/``-``."""
+#: The most a message argument, file or standard input may hold (MIKEY messages are far smaller).
+MAX_INPUT = 1 << 20
+
+
+def _read_input(source: str | None, stdin: IO[str] | None) -> str | bytes:
+    """The argument itself (text), or the octets of ``@FILE`` or of stdin for ``None``/``-``."""
     if source is None or source == "-":
         stream = stdin if stdin is not None else sys.stdin
         if stream is None or stream.isatty():
             raise UsageError("no message given (pass it as an argument or on standard input)")
-        return stream.read()
-    if source.startswith("@") and len(source) > 1:
+        binary = getattr(stream, "buffer", None)
         try:
-            with open(source[1:], encoding="utf-8") as f:
-                return f.read()
+            data: str | bytes = binary.read(MAX_INPUT + 1) if binary is not None else stream.read(MAX_INPUT + 1)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read standard input: {e}") from None
+        where = "standard input"
+    elif source.startswith("@") and len(source) > 1:
+        try:
+            with open(source[1:], "rb") as f:
+                data = f.read(MAX_INPUT + 1)
         except OSError as e:
-            raise UsageError(f"cannot read {source[1:]}: {e.strerror}") from None
-    return source
+            raise UsageError(f"cannot read {source[1:]}: {e.strerror or e}") from None
+        except ValueError:  # a NUL in the name
+            raise UsageError(f"cannot read {source[1:]!r}: not a file name") from None
+        where = source[1:]
+    else:
+        return source
+    if len(data) > MAX_INPUT:
+        raise UsageError(f"{where} holds more than {MAX_INPUT} octets; not a MIKEY message")
+    return data
+
+
+def message_bytes(data: str | bytes) -> bytes:
+    """The message in *data*: hex, base64 or ``mikey <base64>`` text, or else raw binary octets.
+
+    Octets that are printable ASCII text must be one of the text forms (else
+    :class:`MikeyDecodeError`); anything else is taken as the binary message
+    itself (a MIKEY message starts with version octet 0x01, which is not text).
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            return data
+        if not all(c.isprintable() or c.isspace() for c in text):
+            return data
+        data = text
+    if not data.strip():
+        raise UsageError("empty message")
+    return parse_text(data)
 
 
 def read_message(source: str | None, *, stdin: IO[str] | None = None) -> bytes:
-    """Bytes of a MIKEY message given as hex, base64 or ``mikey <base64>`` (see :func:`read_text`).
+    """Bytes of a MIKEY message from an argument, ``@FILE`` or stdin (see :func:`message_bytes`).
 
-    Raises :class:`MikeyDecodeError` when the text is none of these, and
-    :class:`UsageError` when there is no input at all.
+    Raises :class:`MikeyDecodeError` when text is none of the accepted forms, and
+    :class:`UsageError` when there is no input at all or it cannot be read.
     """
-    text = read_text(source, stdin=stdin)
-    if not text.strip():
-        raise UsageError("empty message")
-    return parse_text(text)
+    return message_bytes(_read_input(source, stdin))
 
 
 # --- option parsing (argparse ``type=`` callables) -------------------------------------------
@@ -175,6 +211,14 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 # --- output ----------------------------------------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """*text* with line breaks and other unprintable characters escaped, for one-line error reports
+    (messages may quote file names or values from the command line)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def emit_json(obj: dict[str, Any], out: IO[str] | None = None) -> None:
     stream = out if out is not None else sys.stdout
     stream.write(json.dumps(obj, indent=2) + "\n")
@@ -211,24 +255,25 @@ def rejection(
     else:
         err_no = error_dict(exc)["err_no"]
         suffix = f" (Error no {err_no})" if err_no is not None else ""
-        print(f"{label}: {exc.kind}: {exc.message}{suffix}")
+        print(f"{label}: {exc.kind}: {one_line(exc.message)}{suffix}")
         if message_key is not None and exc.error_message is not None:
             print(f"Error message: {exc.error_message.hex()}")
     return status
 
 
-def result_json(result: ExchangeResult, **extra: Any) -> dict[str, Any]:
-    """``{"ok": true, ...extra, ...ExchangeResult.to_dict()}`` (keys included, as the CLI spec asks)."""
+def result_json(result: ExchangeResult, *, show_keys: bool = False, **extra: Any) -> dict[str, Any]:
+    """``{"ok": true, ...extra, ...ExchangeResult.to_dict()}``: the TGK and SRTP keys only with
+    *show_keys* (``--show-keys``); per-session fingerprints always."""
     obj: dict[str, Any] = {"ok": True}
     obj.update(extra)
-    obj.update(result.to_dict(secrets=True))
+    obj.update(result.to_dict(secrets=show_keys))
     return obj
 
 
-def outcome_json(outcome: ResponderOutcome) -> dict[str, Any]:
-    """The ``respond`` JSON: the R_MESSAGE (or null) and the Responder's keys."""
+def outcome_json(outcome: ResponderOutcome, *, show_keys: bool = False) -> dict[str, Any]:
+    """The ``respond`` JSON: the R_MESSAGE (or null) and the Responder's view of the keys."""
     r = outcome.response
-    return result_json(outcome.result, r_message=r.hex() if r is not None else None)
+    return result_json(outcome.result, show_keys=show_keys, r_message=r.hex() if r is not None else None)
 
 
 def result_text(result: ExchangeResult, *, show_keys: bool = False) -> list[str]:
@@ -239,6 +284,8 @@ def result_text(result: ExchangeResult, *, show_keys: bool = False) -> list[str]
         f"PRF:            {_prf_name(int(result.prf))}",
         f"authenticated:  {'yes' if result.authenticated else 'no'}",
     ]
+    if result.extras.get("null_security"):
+        lines.append("NULL security:  yes (NULL KEMAC encryption or MAC, allowed by --allow-null-security)")
     if result.initiator_id is not None:
         lines.append(f"initiator ID:   {result.initiator_id.decode('utf-8', 'replace')}")
     if result.responder_id is not None:

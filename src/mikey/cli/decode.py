@@ -28,7 +28,7 @@ from ..wire import (
     decode_sub_payloads,
 )
 from ..wire.validate import violations
-from .common import EXIT_OK, EXIT_REJECTED, add_json_option, emit_json, error_dict, read_message
+from .common import EXIT_OK, EXIT_REJECTED, add_json_option, emit_json, error_dict, one_line, read_message
 
 __all__ = ["register", "run", "dissect", "render_text", "PAYLOAD_TITLES"]
 
@@ -80,44 +80,50 @@ def _try_chain(data: bytes, firsts: Sequence[int]) -> list[Payload] | None:
     return None
 
 
-def _sub_dicts(subs: Sequence[Payload]) -> list[dict[str, Any]]:
-    return [_payload_dict(s) for s in subs]
+#: How deep payloads carried inside payloads (TP in TP ...) are dissected; real messages nest 2 or 3 levels.
+MAX_NESTING = 32
 
 
-def _payload_dict(p: Payload) -> dict[str, Any]:
-    """``p.to_dict()`` plus whatever it carries in the clear, nested."""
+def _sub_dicts(subs: Sequence[Payload], depth: int, container: str) -> list[dict[str, Any]]:
+    if depth > MAX_NESTING:
+        raise MikeyDecodeError(f"payloads nested more than {MAX_NESTING} levels deep; not dissected",
+                               payload=container)
+    return [_payload_dict(s, depth) for s in subs]
+
+
+def _payload_dict(p: Payload, depth: int = 0) -> dict[str, Any]:
+    """``p.to_dict()`` plus whatever it carries in the clear, nested (at most :data:`MAX_NESTING` deep)."""
     d = p.to_dict()
+    key, subs = _clear_contents(p)
+    if subs:
+        d[key] = _sub_dicts(subs, depth + 1, p.NAME)
+    return d
+
+
+def _clear_contents(p: Payload) -> tuple[str, list[Payload] | None]:
+    """The sub-payloads *p* carries in the clear, and the key they are shown under."""
     if isinstance(p, KemacPayload):
         if p.encr_alg == EncrAlg.NULL:
-            subs = _try_chain(p.encr_data, _KEY_DATA_FIRST)
-            if subs is not None:
-                d["key_data"] = _sub_dicts(subs)
+            return "key_data", _try_chain(p.encr_data, _KEY_DATA_FIRST)
     elif isinstance(p, PkePayload):
-        subs = _try_chain(p.data, _KEY_DATA_FIRST)
-        if subs is not None:
-            d["key_data"] = _sub_dicts(subs)
+        return "key_data", _try_chain(p.data, _KEY_DATA_FIRST)
     elif isinstance(p, TicketPolicyPayload | TicketPayload):
         try:
-            tp = p.tp_payloads()
+            return "tp_payloads", p.tp_payloads()
         except MikeyDecodeError:
-            tp = None
-        if tp:
-            d["tp_payloads"] = _sub_dicts(tp)
+            return "tp_payloads", None
     elif isinstance(p, IbakePayload):
-        subs = _try_chain(p.encr_data, _IBAKE_FIRST)
-        if subs is not None:
-            d["sub_payloads"] = _sub_dicts(subs)
+        return "sub_payloads", _try_chain(p.encr_data, _IBAKE_FIRST)
     elif isinstance(p, EskPayload):
-        subs = _try_chain(p.encr_data, _ESK_FIRST)
-        if subs is not None:
-            d["sub_payloads"] = _sub_dicts(subs)
-    return d
+        return "sub_payloads", _try_chain(p.encr_data, _ESK_FIRST)
+    return "", None
 
 
 def dissect(msg: Message) -> dict[str, Any]:
     """``{"payloads": [{"type": "HDR", ...}, ...]}`` with clear sub-payloads nested, plus offsets.
 
     Each top-level payload dict gets ``offset`` and ``length`` (octets in the received message).
+    Payloads nested deeper than :data:`MAX_NESTING` raise :class:`MikeyDecodeError`.
     """
     raw = msg.raw_bytes()
     offsets = msg.offsets if msg.raw is not None else msg.encode_with_offsets()[1]
@@ -252,13 +258,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = read_message(args.message)
         msg = Message.decode(data)
+        tree = dissect(msg)
     except MikeyError as exc:
         if as_json:
             emit_json({"ok": False, "error": error_dict(exc)})
         else:
-            print(f"cannot decode: {exc.message}")
+            print(f"cannot decode: {one_line(exc.message)}")
         return EXIT_REJECTED
-    tree = dissect(msg)
     problems = violations(msg) if args.validate else []
     if as_json:
         obj: dict[str, Any] = {"ok": True, "length": len(data), **tree}

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from .._files import write_private_atomic
 from .common import add_json_option
 from .plugins import MODE_NAMES, ModePlugin, load_plugins
 
@@ -128,7 +129,7 @@ def run_demo(
         creds = plugin.demo_credentials(work)
         timings["credentials"] = round((time.perf_counter() - t0) * 1000.0, 3)
         creds_file = work / "credentials.json"
-        creds_file.write_text(json.dumps(creds))
+        write_private_atomic(creds_file, json.dumps(creds).encode())  # may hold a PSK
         report["description"] = plugin.demo_description(creds)
         ssrc_i, ssrc_r = (int.from_bytes(os.urandom(4), "big") | 1 for _ in range(2))
         if ssrc_r == ssrc_i:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from .._files import write_private_atomic
 from ..crypto.x509 import CertificateValidator
 from ..keystore import Credentials, TrustStore, load_credentials
 
@@ -109,10 +110,10 @@ def make_demo_pki(workdir: Path, now: float | None = None) -> dict[str, Any]:
     for who, creds, uri in (("alice", pki.alice, DEMO_ALICE), ("bob", pki.bob, DEMO_BOB)):
         cert_path, key_path = workdir / f"{who}.pem", workdir / f"{who}.key"
         cert_path.write_bytes(creds.certificate.public_bytes(pem))
-        key_path.write_bytes(
-            creds.rsa_private_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        write_private_atomic(
+            key_path,
+            creds.rsa_private_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         )
-        key_path.chmod(0o600)
         out[who] = {"cert": str(cert_path), "key": str(key_path), "id": uri}
     return out
 

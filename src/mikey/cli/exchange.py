@@ -64,7 +64,9 @@ def _common(p: argparse.ArgumentParser, plugins: dict[str, ModePlugin]) -> None:
     )
     p.add_argument("--now", type=unix_seconds, default=None, metavar="UNIX_SECONDS",
                    help="the current time (default: the real clock); fixes T for replaying captured exchanges")
-    p.add_argument("--show-keys", action="store_true", help="print the TGK and SRTP keys in text output")
+    p.add_argument("--show-keys", action="store_true",
+                   help="print secrets (TGK, SRTP keys, and what 'complete' needs: envelope_key, dh_private) "
+                   "in text and JSON output; without it only fingerprints are shown")
     add_json_option(p)
 
 
@@ -133,24 +135,37 @@ def _not_supported(plugin: ModePlugin, command: str) -> int:
     raise UsageError(f"mode {plugin.name} does not support {command}")
 
 
+def _refused_option(exc: ValueError) -> UsageError:
+    """A value the mode's constructor refuses (e.g. a DH exponent out of range) is a usage error."""
+    return UsageError(str(exc) or type(exc).__name__)
+
+
 def run_initiate(args: argparse.Namespace) -> int:
     plugin, now, as_json = _prepare(args)
     try:
         out = plugin.initiate(args, now)
     except NotImplementedError:
         return _not_supported(plugin, "initiate")
+    except ValueError as exc:
+        raise _refused_option(exc) from None
     except MikeyError as exc:
         # Nothing was received: the options asked for a message that cannot be built.
         return rejection(exc, as_json=as_json, label="cannot build the I_MESSAGE", status=EXIT_USAGE)
+    show = bool(args.show_keys)
     if as_json:
-        emit_json(result_json(out.result, i_message=out.i_message.hex(), **out.extra))
+        secrets = out.secrets if show else {}
+        emit_json(result_json(out.result, show_keys=show, i_message=out.i_message.hex(), **out.extra, **secrets))
         return EXIT_OK
     if args.raw:
         print(out.i_message.hex())
         return EXIT_OK
     lines = _message_lines("I_MESSAGE", out.i_message)
-    lines += result_text(out.result, show_keys=args.show_keys)
+    lines += result_text(out.result, show_keys=show)
     lines += [f"{k}: {_extra_text(v)}" for k, v in out.extra.items()]
+    if show:
+        lines += [f"{k}: {_extra_text(v)}" for k, v in out.secrets.items()]
+    elif out.secrets:
+        lines.append(f"not shown:      {', '.join(out.secrets)} (secret; 'complete' needs it: use --show-keys)")
     print("\n".join(lines))
     return EXIT_OK
 
@@ -166,10 +181,12 @@ def run_respond(args: argparse.Namespace) -> int:
         outcome = plugin.respond(args, i_message, now)
     except NotImplementedError:
         return _not_supported(plugin, "respond")
+    except ValueError as exc:
+        raise _refused_option(exc) from None
     except MikeyError as exc:
         return rejection(exc, as_json=as_json, message_key="r_message")
     if as_json:
-        emit_json(outcome_json(outcome))
+        emit_json(outcome_json(outcome, show_keys=bool(args.show_keys)))
         return EXIT_OK
     if args.raw:
         if outcome.response is not None:
@@ -198,10 +215,12 @@ def run_complete(args: argparse.Namespace) -> int:
         result = plugin.complete(args, i_message, r_message, now)
     except NotImplementedError:
         return _not_supported(plugin, "complete")
+    except ValueError as exc:
+        raise _refused_option(exc) from None
     except MikeyError as exc:
         return rejection(exc, as_json=as_json)
     if as_json:
-        emit_json(result_json(result))
+        emit_json(result_json(result, show_keys=bool(args.show_keys)))
         return EXIT_OK
     print("\n".join(result_text(result, show_keys=args.show_keys)))
     return EXIT_OK

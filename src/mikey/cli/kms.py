@@ -1,7 +1,7 @@
 """``mikey kms init`` / ``mikey kms issue``: a file-based MIKEY-SAKKE KMS for labs and demos.
 
-``init --out DIR [--kms-uri URI]`` writes DIR/community.json (KMS secrets, mode
-0600) and DIR/kms_init.xml (the 3GPP KmsInit response with the public keys).
+``init --out DIR [--kms-uri URI]`` writes DIR/community.json (KMS secrets: a new
+0600 file renamed into place, never through a symbolic link) and DIR/kms_init.xml (the 3GPP KmsInit response with the public keys).
 ``issue --community FILE --uri URI --out FILE [--period-no N | --now UNIX]`` writes the
 user's key file (the JSON ``--keys`` reads) and, with ``--xml FILE``, a KmsKeyProv
 response (TS 33.180 Annex D; plaintext key material, unsigned).
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from .._files import write_private_atomic
 from ..constants import SakkeIDScheme
-from ..errors import KeyMaterialError
+from ..errors import KeyMaterialError, MikeyError
 from ..kms import (
     KmsCommunity,
     generate_community,
@@ -26,26 +26,41 @@ from ..kms import (
     kms_key_prov_xml,
     user_key_document,
 )
-from .common import UsageError, emit_json
+from .common import UsageError, emit_json, unix_seconds
 
 __all__ = ["register"]
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """A secret file: new 0600 file renamed into place, never through a symbolic link."""
+    try:
+        write_private_atomic(path, data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def run_init(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror or exc}") from None
     scheme = SakkeIDScheme.TEL_URI_MONTHLY if args.id_scheme == "rfc6509" else SakkeIDScheme.UID_3GPP
-    community = generate_community(
-        args.kms_uri, key_period=args.key_period, key_period_offset=args.key_period_offset, id_scheme=scheme
-    )
+    try:
+        community = generate_community(
+            args.kms_uri, key_period=args.key_period, key_period_offset=args.key_period_offset, id_scheme=scheme
+        )
+    except (MikeyError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     _write_private(out / "community.json", json.dumps(community.to_dict(), indent=2).encode())
-    (out / "kms_init.xml").write_bytes(kms_init_xml(community, "", now=time.time()))
+    _write_public(out / "kms_init.xml", kms_init_xml(community, "", now=time.time()))
     info: dict[str, Any] = {
         "ok": True,
         "community": str(out / "community.json"),
@@ -109,7 +124,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write")
     s.add_argument("--period-no", type=int, metavar="N", help="key period number (default: the current one)")
     s.add_argument("--month", metavar="YYYY-MM", help="the month (RFC 6509 identifiers)")
-    s.add_argument("--now", type=float, metavar="UNIX", help="the time choosing the period (default: now)")
+    s.add_argument("--now", type=unix_seconds, metavar="UNIX", help="the time choosing the period (default: now)")
     s.add_argument("--xml", metavar="FILE", help="also write a 3GPP KmsKeyProv response")
     s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     s.set_defaults(func=run_issue)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from . import decode, demo, exchange, kms, speed
-from .common import EXIT_USAGE, UsageError
+from .common import EXIT_USAGE, UsageError, one_line
 from .plugins import load_plugins
 
 __all__ = ["main", "build_parser"]
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help, --version, usage errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
     except UsageError as e:
-        print(f"mikey: error: {e}", file=sys.stderr)
+        print(f"mikey: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return 0

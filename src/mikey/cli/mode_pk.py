@@ -8,7 +8,7 @@ PEM`` (trust anchors, repeatable).  Without ``--ca`` the Initiator trusts
 Responder always needs ``--ca`` (or ``--peer-cert`` as a pinned anchor).
 
 ``complete`` is stateless.  The Initiator cannot decrypt its own PKE, so
-``initiate`` prints the envelope key it chose (JSON ``"envelope_key"``) and
+``initiate --show-keys`` prints the envelope key it chose (JSON ``"envelope_key"``) and
 ``complete --env-key HEX`` uses it to reopen the KEMAC (recovering the TGK) and
 to check the verification message (RFC 3830 §3.2, §5.2).  ``initiate --env-key``
 fixes the envelope key in advance.
@@ -119,7 +119,7 @@ class PkPlugin(ModePlugin):
                             help="what the verification MAC covers: RFC 3830 §5.2, or the timestamp-only variant")
         if command == "complete":
             parser.add_argument("--env-key", type=hex_bytes, metavar="HEX",
-                                help="the envelope key 'initiate' chose (printed as envelope_key); required")
+                                help="the envelope key 'initiate' chose (envelope_key, printed with --show-keys); required")
             parser.add_argument("--compat", action="append", choices=sorted(COMPAT_OPTIONS), default=[],
                                 help="accept a known deployed variant; repeatable")
             return
@@ -175,7 +175,7 @@ class PkPlugin(ModePlugin):
             compat=args.compat,
         )
         i_message = initiator.create_message(now)
-        return InitiateOutput(i_message, initiator.result, {"envelope_key": initiator.envelope_key.hex()})
+        return InitiateOutput(i_message, initiator.result, secrets={"envelope_key": initiator.envelope_key.hex()})
 
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         own = load_own(args)
@@ -200,7 +200,7 @@ class PkPlugin(ModePlugin):
         self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
     ) -> ExchangeResult:
         if not args.env_key:
-            raise UsageError("--mode pk complete needs --env-key (the envelope_key printed by initiate)")
+            raise UsageError("--mode pk complete needs --env-key (the envelope_key 'initiate --show-keys' prints)")
         initiator = PkInitiator.resume(
             i_message, args.env_key, verification_coverage=args.verification_coverage, compat=args.compat
         )

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._files import write_private_atomic
 from ..constants import PRF, CSIdMapType
 from ..crypto import eccsi, sakke
 from ..errors import KeyMaterialError
@@ -136,8 +137,7 @@ class SakkePlugin(ModePlugin):
             key_sets = [issue_user_keys(community, uri, now=now)]
             key_sets.append(issue_user_keys(community, uri, period_no=(key_sets[0].period_no or 0) + 1))
             path = workdir / f"{name}.sakke.json"
-            path.write_text(json.dumps(user_key_document(community, *key_sets), indent=2))
-            path.chmod(0o600)
+            write_private_atomic(path, json.dumps(user_key_document(community, *key_sets), indent=2).encode())
             out[name] = {"keys": str(path), "uri": uri}
         return out
 

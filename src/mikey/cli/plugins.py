@@ -27,7 +27,16 @@ from typing import Any, Protocol
 
 from ..modes.base import ExchangeResult, ResponderOutcome
 
-__all__ = ["ModePlugin", "SpeedCase", "DemoInitiator", "DemoResponder", "InitiateOutput", "load_plugins", "MODE_NAMES"]
+__all__ = [
+    "ModePlugin",
+    "SpeedCase",
+    "DemoInitiator",
+    "DemoResponder",
+    "InitiateOutput",
+    "load_plugins",
+    "MODE_NAMES",
+    "SECRET_FIELDS",
+]
 
 #: CLI mode names, in the order they are listed; the module is mikey.cli.mode_<name with - as _>.
 MODE_NAMES = ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke")
@@ -47,13 +56,26 @@ class SpeedCase:
     unavoidable: tuple[str, ...] = ()
 
 
+#: ``InitiateOutput.extra`` entries that are secrets whatever plugin put them there: they move to ``secrets``.
+SECRET_FIELDS = frozenset({"envelope_key", "dh_private", "tgk", "psk", "ssv"})
+
+
 @dataclass
 class InitiateOutput:
-    """What ``initiate`` prints: the I_MESSAGE and the Initiator's view of the keys."""
+    """What ``initiate`` prints: the I_MESSAGE and the Initiator's view of the keys.
+
+    ``extra`` is public detail; ``secrets`` (e.g. the envelope key or DH exponent
+    the stateless ``complete`` needs) is printed only with ``--show-keys``.
+    """
 
     i_message: bytes
     result: ExchangeResult
     extra: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in SECRET_FIELDS & self.extra.keys():
+            self.secrets[name] = self.extra.pop(name)
 
 
 class DemoInitiator(Protocol):
