@@ -421,21 +421,8 @@ class FixedBaseTable:
             row_base = curve.add(top, top)
         return rows
 
-    def points_for(self, k: int) -> list[tuple[int, int]]:
-        """The affine points whose sum is ``[k]B`` (k reduced modulo q)."""
-        p = self.curve.p
-        digits = signed_digits(int(k) % int(self.curve.q), self.w, self.count)
-        out = []
-        for row, d in zip(self.rows, digits, strict=True):
-            if d > 0:
-                out.append(row[d - 1])
-            elif d < 0:
-                x, y = row[-d - 1]
-                out.append((x, p - y))
-        return out
-
     def coordinates_for(self, k: int, xs: list[int], ys: list[int]) -> None:
-        """Append the coordinates of :meth:`points_for` ``(k)`` to ``xs`` and ``ys``."""
+        """Append to ``xs`` and ``ys`` the coordinates of the affine points whose sum is ``[k]B`` (k modulo q)."""
         p = self.curve.p
         digits = signed_digits(int(k) % int(self.curve.q), self.w, self.count)
         add_x = xs.append
