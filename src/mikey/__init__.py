@@ -47,10 +47,10 @@ _LAZY: dict[str, str] = {
     "RsaRResponder": "mikey.modes.rsa_r",
     "SakkeInitiator": "mikey.modes.sakke",
     "SakkeResponder": "mikey.modes.sakke",
-    "CryptoSessionSpec": "mikey.modes.base",
-    "CryptoSessionKeys": "mikey.modes.base",
-    "ExchangeResult": "mikey.modes.base",
-    "ResponderOutcome": "mikey.modes.base",
+    "CryptoSessionSpec": "mikey.modes.results",
+    "CryptoSessionKeys": "mikey.modes.results",
+    "ExchangeResult": "mikey.modes.results",
+    "ResponderOutcome": "mikey.modes.results",
     "ResponderFactory": "mikey.modes.base",
     "default_srtp_policy": "mikey.modes.base",
     # edges
@@ -146,18 +146,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         load_credentials,
         load_private_key,
     )
-    from .modes.base import (
-        CryptoSessionKeys,
-        CryptoSessionSpec,
-        ExchangeResult,
-        ResponderFactory,
-        ResponderOutcome,
-        default_srtp_policy,
-    )
+    from .modes.base import ResponderFactory, default_srtp_policy
     from .modes.dh import DhInitiator, DhResponder
     from .modes.dhhmac import DhHmacInitiator, DhHmacResponder
     from .modes.pk import EnvelopeKeyCache, PkInitiator, PkResponder
     from .modes.psk import PskInitiator, PskResponder
+    from .modes.results import CryptoSessionKeys, CryptoSessionSpec, ExchangeResult, ResponderOutcome
     from .modes.rsa_r import RsaRInitiator, RsaRResponder
     from .modes.sakke import SakkeInitiator, SakkeResponder
     from .offer_answer import make_answer, make_offer, take_answer, take_offer

@@ -1,4 +1,4 @@
-"""Crypto session bundles: from an :class:`~mikey.modes.base.ExchangeResult` to SRTP contexts, and rekeying.
+"""Crypto session bundles: from an :class:`~mikey.modes.results.ExchangeResult` to SRTP contexts, and rekeying.
 
 A crypto session bundle (CSB, RFC 3830 §1.3) groups the crypto sessions (CS) keyed by
 one MIKEY exchange.  Each CS is one SRTP stream: its SSRC and ROC come from the CS ID
@@ -20,7 +20,7 @@ from typing import Any
 
 from .constants import ProtType
 from .errors import StateError, UnsupportedSPTypeError
-from .modes.base import CryptoSessionKeys, ExchangeResult
+from .modes.results import CryptoSessionKeys, ExchangeResult
 from .srtp import SrtpContext, SrtpPolicyParams
 
 __all__ = ["CryptoSessionBundle", "SrtpContexts", "RekeyError", "policy_params"]
