@@ -682,19 +682,14 @@ def test_python_m_mikey_cli_subprocess() -> None:
 
 def test_speed_rows_use_their_own_baseline() -> None:
     """Each row is compared with the baseline it names, all measured in the same run."""
-    from mikey.cli.plugins import ModePlugin, SpeedCase
+    from mikey.cli.plugin_base import SpeedCase
     from mikey.cli.speed import run_speed
 
-    class Fake(ModePlugin):
-        name = "fake"
-
-        def speed_cases(self) -> list[SpeedCase]:
-            return [
-                SpeedCase("fake modexp", lambda: pow(3, 1 << 200, (1 << 1024) - 105), baseline="modexp1024"),
-                SpeedCase("fake sign", lambda: None, baseline="rsa2048-sign"),
-            ]
-
-    baselines, rows = run_speed(["fake"], quick=True, plugins={"fake": Fake()})
+    cases = [
+        SpeedCase("fake modexp", lambda: pow(3, 1 << 200, (1 << 1024) - 105), baseline="modexp1024"),
+        SpeedCase("fake sign", lambda: None, baseline="rsa2048-sign"),
+    ]
+    baselines, rows = run_speed(["fake"], quick=True, cases=cases)
     assert set(baselines) == {"hmac-sha1", "modexp1024", "rsa2048-sign"}
     assert [(r.name, r.baseline) for r in rows] == [("fake modexp", "modexp1024"), ("fake sign", "rsa2048-sign")]
     for r in rows:

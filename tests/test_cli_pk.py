@@ -12,6 +12,7 @@ from pki import NOW as PKI_NOW
 from pki import fresh_key_index, make_ca, make_leaf
 
 from mikey.cli import main
+from mikey.cli.demo_pki import make_demo_pki
 from mikey.cli.mode_pk import PLUGIN as PK
 from mikey.cli.mode_rsa_r import PLUGIN as RSA_R
 from mikey.cli.plugins import load_plugins
@@ -149,6 +150,49 @@ def test_rsa_r_rejects_untrusted_initiator(capsys: pytest.CaptureFixture[str], p
     assert main(["initiate", "--mode", "rsa-r", "--now", NOW, "--cert", pems["alice"], "--key", pems["alice_key"],
                  "--ca", pems["ca"], "--tgk", "00" * 16]) == 2
     capsys.readouterr()
+
+
+def _cred(who: dict[str, str]) -> list[str]:
+    return ["--cert", who["cert"], "--key", who["key"]]
+
+
+@pytest.mark.parametrize("alice_expired", [False, True])
+def test_pk_pinned_peer_certificates(capsys: pytest.CaptureFixture[str], tmp_path: Path, alice_expired: bool) -> None:
+    """Without --ca each side pins the other's --peer-cert, still checked for validity (RFC 3830 §4.3.2)."""
+    now = float(NOW)
+    pki = make_demo_pki(tmp_path / "now", now=now)
+    # Demo leaves live 31 days: made 432 days earlier, that Alice expired about 400 days before now.
+    alice = make_demo_pki(tmp_path / "old", now=now - 432 * 86400)["alice"] if alice_expired else pki["alice"]
+    code, ini = _run(capsys, "initiate", "--mode", "pk", "--json", "--now", NOW, *_cred(alice),
+                     "--peer-cert", pki["bob"]["cert"], "--verify")
+    assert code == 0
+    code, res = _run(capsys, "respond", "--mode", "pk", "--json", "--now", NOW, *_cred(pki["bob"]),
+                     "--peer-cert", alice["cert"], "--imsg", ini["i_message"])
+    if alice_expired:
+        assert code == 1 and res["error"]["err_no"] == 8 and "expired" in res["error"]["message"]
+        return
+    assert code == 0 and res["authenticated"] and res["initiator_id"] == "sip:alice@example.com"
+
+
+def test_rsa_r_pinned_peer_certificates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pki, other = make_demo_pki(tmp_path / "a", now=float(NOW)), make_demo_pki(tmp_path / "b", now=float(NOW))
+    alice, bob = pki["alice"], pki["bob"]
+    code, ini = _run(capsys, "initiate", "--mode", "rsa-r", "--json", "--now", NOW, *_cred(alice),
+                     "--peer-cert", bob["cert"])
+    assert code == 0
+    code, res = _run(capsys, "respond", "--mode", "rsa-r", "--json", "--now", NOW, *_cred(bob),
+                     "--peer-cert", alice["cert"], "--imsg", ini["i_message"], "--show-keys")
+    assert code == 0 and res["authenticated"]
+    complete = ["complete", "--mode", "rsa-r", "--json", "--now", NOW, "--show-keys", *_cred(alice),
+                "--imsg", ini["i_message"], "--rmsg", res["r_message"]]
+    code, done = _run(capsys, *complete, "--peer-cert", bob["cert"])
+    assert code == 0 and done["authenticated"] and done["tgk"] == res["tgk"]
+    # Pinned to another Bob (same name, other key): the R_MESSAGE is refused.
+    code, bad = _run(capsys, *complete, "--peer-cert", other["bob"]["cert"])
+    assert code == 1 and bad["error"]["kind"] == "certificate" and bad["error"]["err_no"] == 8
+    # Neither --ca nor --peer-cert: nothing to check the Responder against.
+    assert main(["initiate", "--mode", "rsa-r", "--now", NOW, *_cred(alice)]) == 2
+    assert "needs --ca (trust anchors) or --peer-cert" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("plugin", [PK, RSA_R], ids=["pk", "rsa-r"])

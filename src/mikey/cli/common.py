@@ -17,7 +17,7 @@ from typing import IO, Any, TypeVar
 
 from ..constants import PRF, EncrAlg, MacAlg
 from ..errors import MikeyDecodeError, MikeyError, PeerError
-from ..modes.base import ExchangeResult, ResponderOutcome
+from ..modes.results import ExchangeResult, ResponderOutcome
 from ..wire import parse_text
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "outcome_json",
     "result_text",
     "add_json_option",
+    "add_kemac_options",
 ]
 
 EXIT_OK = 0
@@ -199,6 +200,14 @@ def enum_option(table: dict[str, E]) -> Callable[[str], E]:
 
     convert.__name__ = "choice"
     return convert
+
+
+def add_kemac_options(parser: argparse.ArgumentParser) -> None:
+    """``--encr`` and ``--mac``: the KEMAC algorithms of the side that sends the TGK (RFC 3830 §6.2)."""
+    parser.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
+                        metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
+    parser.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
+                        metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

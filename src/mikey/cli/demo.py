@@ -26,22 +26,13 @@ from typing import IO, Any
 
 from .._files import write_private_atomic
 from .common import add_json_option
-from .plugins import MODE_NAMES, ModePlugin, load_plugins
+from .plugins import MODE_NAMES, load_plugins
 
-__all__ = ["register", "run", "run_demo", "demo_plugins", "render_report", "main"]
+__all__ = ["register", "run", "run_demo", "render_report", "main"]
 
 DEFAULT_PACKETS = 300
 DEFAULT_RTCP = 5
 DEFAULT_TIMEOUT = 10.0
-
-
-def _has_demo(plugin: ModePlugin) -> bool:
-    return type(plugin).demo_initiator is not ModePlugin.demo_initiator
-
-
-def demo_plugins() -> dict[str, ModePlugin]:
-    """The modes whose plugin provides the demo hooks, in CLI order."""
-    return {name: p for name, p in load_plugins().items() if _has_demo(p)}
 
 
 # --- the parent ----------------------------------------------------------------------------------
@@ -116,9 +107,9 @@ def run_demo(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Run the demo and return its report (``report["ok"]`` tells success)."""
-    plugins = demo_plugins()
+    plugins = load_plugins()
     if mode not in plugins:
-        raise ValueError(f"mode {mode!r} has no demo; available: {', '.join(plugins)}")
+        raise ValueError(f"no demo for mode {mode!r}; modes: {', '.join(plugins)}")
     plugin = plugins[mode]
     report: dict[str, Any] = {"ok": False, "mode": mode, "packets": packets, "rtcp_packets": rtcp, "problems": []}
     timings: dict[str, float] = {}
@@ -254,7 +245,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", default="psk", help="key exchange mode (default psk): " + ", ".join(MODE_NAMES))
+    p.add_argument("--mode", default="psk", choices=MODE_NAMES, metavar="MODE",
+                   help="key exchange method (default psk): " + ", ".join(MODE_NAMES))
     p.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="RTP packets each way (default 300)")
     p.add_argument("--rtcp", type=int, default=DEFAULT_RTCP, help="RTCP packets each way (default 5)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the peer (default 10)")

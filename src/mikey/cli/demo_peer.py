@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuthenticationError, MikeyError, StateError
-from ..modes.base import ExchangeResult, State
+from ..modes.base import State
+from ..modes.results import ExchangeResult
 from ..offer_answer import make_answer, make_offer, take_answer, take_offer
 from ..session import CryptoSessionBundle
 from ..srtp import SrtpContext, srtp_profile
-from .demo import demo_plugins
+from .plugins import load_plugins
 
 __all__ = ["main", "rtp_packet", "rtcp_packet", "PROFILE_NAMES"]
 
@@ -76,7 +77,7 @@ class _Peer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.role: str = args.role
-        self.plugin = demo_plugins()[args.mode]
+        self.plugin = load_plugins()[args.mode]
         self.creds: dict[str, Any] = json.loads(Path(args.creds).read_text())
         self.ssrc: int = args.ssrc
         self.peer_ssrc: int = args.peer_ssrc

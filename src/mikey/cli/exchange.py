@@ -3,7 +3,7 @@
 The CLI is stateless: ``initiate`` prints the I_MESSAGE (RFC 3830 §3), ``respond``
 takes it and prints the R_MESSAGE (or an Error message, RFC 3830 §5.1.2), and
 ``complete`` acts as the Initiator that sent the I_MESSAGE receiving the
-response.  Each mode plugin (:mod:`mikey.cli.plugins`) adds its credential
+response.  Each mode plugin (:mod:`mikey.cli.plugin_base`) adds its credential
 options; only the selected ``--mode``'s options are added, so modes may share
 option names.
 """
@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MikeyError
 from .common import (
-    ENCR_NAMES,
     EXIT_OK,
     EXIT_USAGE,
-    MAC_NAMES,
     PRF_NAMES,
     UsageError,
     add_json_option,
+    add_kemac_options,
     emit_json,
     enum_option,
     hex_bytes,
@@ -36,7 +35,7 @@ from .common import (
     result_text,
     unix_seconds,
 )
-from .plugins import ModePlugin
+from .plugin_base import ModePlugin
 
 __all__ = ["register", "selected_mode", "COMMANDS"]
 
@@ -85,10 +84,7 @@ def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str |
     p.add_argument("--rand", type=hex_bytes, metavar="HEX", help="the RAND value (default: 16 random octets)")
     p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
                    help="SSRC of a crypto session (repeat for several; 0 = Responder fills it in)")
-    p.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
-                   metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
-    p.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
-                   metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
+    add_kemac_options(p)
     p.add_argument("--prf", type=enum_option(PRF_NAMES), default=PRF_NAMES["mikey-1"],
                    metavar="|".join(PRF_NAMES), help="PRF (default mikey-1)")
     p.add_argument("--verify", action="store_true", help="set V: ask the Responder for a verification message")
@@ -131,10 +127,6 @@ def _prepare(args: argparse.Namespace) -> tuple[ModePlugin, float, bool]:
     return plugin, now, bool(getattr(args, "json", False))
 
 
-def _not_supported(plugin: ModePlugin, command: str) -> int:
-    raise UsageError(f"mode {plugin.name} does not support {command}")
-
-
 def _refused_option(exc: ValueError) -> UsageError:
     """A value the mode's constructor refuses (e.g. a DH exponent out of range) is a usage error."""
     return UsageError(str(exc) or type(exc).__name__)
@@ -144,8 +136,6 @@ def run_initiate(args: argparse.Namespace) -> int:
     plugin, now, as_json = _prepare(args)
     try:
         out = plugin.initiate(args, now)
-    except NotImplementedError:
-        return _not_supported(plugin, "initiate")
     except ValueError as exc:
         raise _refused_option(exc) from None
     except MikeyError as exc:
@@ -179,8 +169,6 @@ def run_respond(args: argparse.Namespace) -> int:
     args.imsg = i_message
     try:
         outcome = plugin.respond(args, i_message, now)
-    except NotImplementedError:
-        return _not_supported(plugin, "respond")
     except ValueError as exc:
         raise _refused_option(exc) from None
     except MikeyError as exc:
@@ -213,8 +201,6 @@ def run_complete(args: argparse.Namespace) -> int:
     args.imsg, args.rmsg = i_message, r_message
     try:
         result = plugin.complete(args, i_message, r_message, now)
-    except NotImplementedError:
-        return _not_supported(plugin, "complete")
     except ValueError as exc:
         raise _refused_option(exc) from None
     except MikeyError as exc:

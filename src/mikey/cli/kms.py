@@ -60,7 +60,8 @@ def run_init(args: argparse.Namespace) -> int:
     except (MikeyError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     _write_private(out / "community.json", json.dumps(community.to_dict(), indent=2).encode())
-    _write_public(out / "kms_init.xml", kms_init_xml(community, "", now=time.time()))
+    # A published KmsInit has no requesting user: address it to the KMS (no empty UserUri).
+    _write_public(out / "kms_init.xml", kms_init_xml(community, args.kms_uri, now=time.time()))
     info: dict[str, Any] = {
         "ok": True,
         "community": str(out / "community.json"),

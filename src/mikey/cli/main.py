@@ -1,9 +1,10 @@
 """The ``mikey`` command: argument parsing and dispatch to the subcommands.
 
-Subcommands: ``decode``, ``initiate``, ``respond``, ``complete``, ``speed``, and
-(when their modules exist) those registered by :mod:`mikey.cli.demo` and
-:mod:`mikey.cli.kms` through ``register(subparsers)``.  Exit status: 0 success,
-1 message rejected, 2 usage error.
+Subcommands, each added by its module's ``register(subparsers)``: ``decode``
+(:mod:`mikey.cli.decode`), ``initiate``, ``respond``, ``complete``
+(:mod:`mikey.cli.exchange`, over the mode plugins of :mod:`mikey.cli.plugins`),
+``speed``, ``demo`` and ``kms``.  Exit status: 0 success, 1 message rejected,
+2 usage error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .common import EXIT_USAGE, UsageError, one_line
 from .plugins import load_plugins
 
 __all__ = ["main", "build_parser"]
+
 
 def _version() -> str:
     try:

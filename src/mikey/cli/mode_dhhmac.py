@@ -1,7 +1,8 @@
 """CLI plugin for HMAC-authenticated Diffie-Hellman, DH-HMAC (RFC 4650): ``--mode dhhmac --psk HEX``.
 
-``--mac`` (initiate) chooses the KEMAC MAC alg with RFC 3830's numbers; ``--dh-group`` and
-``--dh-private`` (and ``--allow-dh-group`` for the weak groups) work as in ``--mode dh``; ``complete`` needs the Initiator's ``--dh-private``.
+``--mac`` (initiate) chooses the KEMAC MAC algorithm (RFC 3830 §6.2); the DH options
+(``--dh-group``, ``--dh-private``, ``--allow-dh-group``) are :mod:`mikey.cli.dhargs`, as in
+``--mode dh``; ``complete`` needs the Initiator's ``--dh-private``.
 """
 
 from __future__ import annotations
@@ -11,25 +12,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..constants import IDType, MacAlg
+from ..constants import MacAlg
 from ..errors import UnspecifiedError
-from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.dh import DH_COMPAT_OPTIONS
 from ..modes.dhhmac import DHHMAC_RESPONDER_COMPAT, DhHmacInitiator, DhHmacResponder
-from ..wire import IdPayload
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
-from .mode_dh import _dh_extra, add_dh_arguments, allowed_groups, pending_result
-from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+from .demo_pki import DEMO_ALICE, DEMO_BOB
+from .dhargs import add_dh_arguments, allowed_groups, initiate_output
+from .plugin_base import (
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    add_compat_option,
+    crypto_session_specs,
+    uri_id,
+)
 
 __all__ = ["PLUGIN", "DhHmacPlugin"]
-
-ALICE = "sip:alice@example.com"
-BOB = "sip:bob@example.com"
-
-
-def _id(uri: str | None) -> IdPayload | None:
-    return IdPayload(IDType.URI, uri.encode("utf-8")) if uri else None
-
 
 class DhHmacPlugin(ModePlugin):
     name = "dhhmac"
@@ -43,29 +45,28 @@ class DhHmacPlugin(ModePlugin):
         if command == "initiate":
             parser.add_argument("--id-i", metavar="URI", help="own identity (IDi payload)")
             parser.add_argument("--id-r", metavar="URI", help="the Responder's identity (IDr, RFC 4650 requires it)")
-            compat = DH_COMPAT_OPTIONS
         elif command == "respond":
             parser.add_argument("--id-r", metavar="URI", help="own identity; I_MESSAGEs for another IDr are refused")
             parser.add_argument("--id-i", metavar="URI", help="the Initiator's identity, when its I_MESSAGE has none")
-            compat = DHHMAC_RESPONDER_COMPAT
+        add_dh_arguments(parser, command)
+        if command == "respond":
+            add_compat_option(parser, DHHMAC_RESPONDER_COMPAT, "mikey.modes.dhhmac")
         else:
-            compat = DH_COMPAT_OPTIONS
-        add_dh_arguments(parser, command, compat)
+            add_compat_option(parser, DH_COMPAT_OPTIONS, "mikey.modes.dhhmac")
 
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
-        specs = [CryptoSessionSpec(ssrc=s) for s in (args.ssrc or [])] or None
         initiator = DhHmacInitiator(
-            args.psk, mac_alg=int(args.mac), allow_null_mac=args.allow_null_mac, crypto_sessions=specs,
+            args.psk, mac_alg=int(args.mac), allow_null_mac=args.allow_null_mac,
+            crypto_sessions=crypto_session_specs(args.ssrc),
             csb_id=args.csb_id, rand=args.rand, group=args.dh_group, dh_private=args.dh_private, prf=int(args.prf),
-            id_i=_id(args.id_i), id_r=_id(args.id_r), compat=args.compat, allowed_groups=allowed_groups(args),
+            id_i=uri_id(args.id_i), id_r=uri_id(args.id_r), compat=args.compat, allowed_groups=allowed_groups(args),
         )
-        i_message = initiator.create_message(now)
-        return InitiateOutput(i_message, pending_result(initiator), extra=_dh_extra(initiator))
+        return initiate_output(initiator, initiator.create_message(now))
 
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         responder = DhHmacResponder(
-            args.psk, allow_null_mac=args.allow_null_mac, own_ssrcs=list(args.ssrc or []), id_r=_id(args.id_r),
-            initiator_id=_id(args.id_i), dh_private=args.dh_private, compat=args.compat,
+            args.psk, allow_null_mac=args.allow_null_mac, own_ssrcs=list(args.ssrc or []), id_r=uri_id(args.id_r),
+            initiator_id=uri_id(args.id_i), dh_private=args.dh_private, compat=args.compat,
             allowed_groups=allowed_groups(args),
         )
         return responder.receive(i_message, now)
@@ -88,10 +89,10 @@ class DhHmacPlugin(ModePlugin):
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
         return DhHmacInitiator(bytes.fromhex(creds["psk"]), crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)],
-                               id_i=_id(ALICE), id_r=_id(BOB))
+                               id_i=uri_id(DEMO_ALICE), id_r=uri_id(DEMO_BOB))
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        return DhHmacResponder(bytes.fromhex(creds["psk"]), own_ssrcs=[ssrc], id_r=_id(BOB))
+        return DhHmacResponder(bytes.fromhex(creds["psk"]), own_ssrcs=[ssrc], id_r=uri_id(DEMO_BOB))
 
     def demo_description(self, creds: dict[str, Any]) -> str:
         return "DH-HMAC: OAKLEY 5 (1536-bit), KEMAC HMAC-SHA-1 with a 128-bit pre-shared key, PRF MIKEY-1"
@@ -104,7 +105,7 @@ class DhHmacPlugin(ModePlugin):
         x_i = 0x5EED_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9AB
         fixed: dict[str, Any] = {
             "dh_private": x_i, "csb_id": 0x01020304, "rand": bytes(range(16)), "mac_alg": MacAlg.HMAC_SHA_1_160,
-            "crypto_sessions": [CryptoSessionSpec(ssrc=0x11223344)], "id_i": _id(ALICE), "id_r": _id(BOB),
+            "crypto_sessions": [CryptoSessionSpec(ssrc=0x11223344)], "id_i": uri_id(DEMO_ALICE), "id_r": uri_id(DEMO_BOB),
         }
         i_message = DhHmacInitiator(psk, **fixed).create_message(now)
         response = DhHmacResponder(psk).receive(i_message, now).response

@@ -1,11 +1,7 @@
 """CLI plugin for the public-key transport mode (RFC 3830 §3.2): ``--mode pk``.
 
-Credentials: ``--cert PEM`` (own certificate, optionally followed by its
-intermediates), ``--key PEM`` (own private key), ``--peer-cert PEM`` (the
-Responder's certificate; the Initiator encrypts the envelope key to it), ``--ca
-PEM`` (trust anchors, repeatable).  Without ``--ca`` the Initiator trusts
-``--peer-cert`` itself (the "specific peer" model of RFC 3830 §4.3.2); the
-Responder always needs ``--ca`` (or ``--peer-cert`` as a pinned anchor).
+Credentials are those of :mod:`mikey.cli.certargs`; ``initiate`` needs the
+Responder's certificate (``--peer-cert``), to which it encrypts the envelope key.
 
 ``complete`` is stateless.  The Initiator cannot decrypt its own PKE, so
 ``initiate --show-keys`` prints the envelope key it chose (JSON ``"envelope_key"``) and
@@ -17,96 +13,31 @@ fixes the envelope key in advance.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from ..constants import CacheType, HashFunc, IDType, SignatureType
-from ..crypto.x509 import CertificateValidator
+from ..constants import CacheType, HashFunc
 from ..errors import UnspecifiedError
-from ..keystore import Credentials, TrustStore, load_certificates, load_credentials
-from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.pk import COMPAT_OPTIONS, PkInitiator, PkResponder
 from ..modes.psk import VERIFICATION_COVERAGE
-from ..wire import IdPayload
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
 from .common import UsageError, hex_bytes
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
-from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+from .plugin_base import (
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    add_compat_option,
+    crypto_session_specs,
+)
 
-__all__ = [
-    "PLUGIN",
-    "PkPlugin",
-    "S_TYPES",
-    "CHASH_NAMES",
-    "load_own",
-    "trust",
-]
+__all__ = ["PLUGIN", "PkPlugin", "CHASH_NAMES"]
 
-#: ``--sign`` names of the SIGN S types (RFC 3830 Table 6.5).
-S_TYPES = {"pkcs1": SignatureType.RSA_PKCS1_V1_5, "pss": SignatureType.RSA_PSS}
 #: ``--chash`` names of the CHASH hash functions (RFC 3830 Table 6.8, RFC 6043 §6.7).
 CHASH_NAMES = {"sha1": HashFunc.SHA_1, "md5": HashFunc.MD5, "sha256": HashFunc.SHA_256}
-
-
-
-# --- shared with mode_rsa_r ----------------------------------------------------------------------
-
-
-def id_payload(text: str | None) -> IdPayload | None:
-    """``--id-i/--id-r``: a URI (``scheme:...``) becomes a URI ID, anything else an NAI (§6.7)."""
-    if not text:
-        return None
-    scheme, sep, _ = text.partition(":")
-    if sep and scheme.isalpha() and "@" not in scheme:
-        return IdPayload(IDType.URI, text.encode("utf-8"))
-    return IdPayload(IDType.NAI, text.encode("utf-8"))
-
-
-def load_own(args: argparse.Namespace) -> Credentials:
-    """``--cert`` and ``--key`` as :class:`Credentials` (the PEM may carry the chain after the leaf)."""
-    if not getattr(args, "cert", None) or not getattr(args, "key", None):
-        raise UsageError(f"--mode {args.mode} needs --cert and --key")
-    return load_credentials(args.key, args.cert)
-
-
-def peer_certs(args: argparse.Namespace) -> list[x509.Certificate]:
-    path = getattr(args, "peer_cert", None)
-    return load_certificates(path) if path else []
-
-
-def trust(args: argparse.Namespace, *, pinned: Sequence[x509.Certificate] = ()) -> CertificateValidator | None:
-    """A validator over ``--ca`` (repeatable), or over the pinned peer certificate when no --ca is given."""
-    cas = list(getattr(args, "ca", None) or [])
-    if cas:
-        return TrustStore.load(*cas).validator()
-    if pinned:
-        return CertificateValidator([pinned[0]])
-    return None
-
-
-def add_pki_arguments(parser: argparse.ArgumentParser, *, peer_help: str) -> None:
-    parser.add_argument("--cert", metavar="PEM", help="own certificate (PEM; intermediates may follow the leaf)")
-    parser.add_argument("--key", metavar="PEM", help="own private key (PEM or DER)")
-    parser.add_argument("--peer-cert", metavar="PEM", help=peer_help)
-    parser.add_argument("--ca", metavar="PEM", action="append", help="trust anchor certificate(s); repeatable")
-    parser.add_argument("--compat", action="append", choices=sorted(COMPAT_OPTIONS), default=[],
-                        help="accept a known deployed variant (see mikey.modes.pk / rsa_r); repeatable")
-
-
-def add_signer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sign", choices=list(S_TYPES), default="pkcs1",
-                        help="SIGN S type: RSA PKCS#1 v1.5 (mandatory) or RSA-PSS (RFC 3830 Table 6.5)")
-    parser.add_argument("--sign-hash", choices=["sha256", "sha1"], default="sha256",
-                        help="signature hash (SHA-1 is RFC 3830 §4.2.1's default; verifiers accept both)")
-    parser.add_argument("--oaep", action="store_true",
-                        help="RSAES-OAEP for the envelope key instead of PKCS#1 v1.5 (RFC 3830 §4.2.5)")
-    parser.add_argument("--no-cert", action="store_true", help="do not send own certificate in CERT payloads")
-    parser.add_argument("--cert-url", metavar="URL", help="send an X.509v3 URL CERT payload instead (Cert type 1)")
-
-
-# --- the plugin -----------------------------------------------------------------------------------
 
 
 class PkPlugin(ModePlugin):
@@ -117,15 +48,14 @@ class PkPlugin(ModePlugin):
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
                             help="what the verification MAC covers: RFC 3830 §5.2, or the timestamp-only variant")
+        add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.pk")
         if command == "complete":
-            parser.add_argument("--env-key", type=hex_bytes, metavar="HEX",
-                                help="the envelope key 'initiate' chose (envelope_key, printed with --show-keys); required")
-            parser.add_argument("--compat", action="append", choices=sorted(COMPAT_OPTIONS), default=[],
-                                help="accept a known deployed variant; repeatable")
+            parser.add_argument("--env-key", type=hex_bytes, metavar="HEX", required=True,
+                                help="the envelope key 'initiate' chose (envelope_key, printed with --show-keys)")
             return
-        add_pki_arguments(
-            parser,
-            peer_help=("the Responder's certificate (required)" if command == "initiate"
+        add_certificate_arguments(
+            parser, required=True,
+            peer_help=("the Responder's certificate (required; pinned when no --ca is given)" if command == "initiate"
                        else "the Initiator's certificate, when the I_MESSAGE carries no CERT"),
         )
         if command == "initiate":
@@ -147,13 +77,12 @@ class PkPlugin(ModePlugin):
         peers = peer_certs(args)
         if not peers:
             raise UsageError("--mode pk initiate needs --peer-cert (the Responder's certificate)")
-        ssrcs: list[int] = list(args.ssrc or [])
         initiator = PkInitiator(
             own,
             peers[0],
             peer_chain=peers[1:],
-            validator=trust(args, pinned=peers),
-            crypto_sessions=[CryptoSessionSpec(ssrc=s) for s in ssrcs] or None,
+            validator=trust(args, peers),
+            crypto_sessions=crypto_session_specs(args.ssrc),
             csb_id=args.csb_id,
             tgk=args.tgk,
             rand=args.rand,
@@ -167,7 +96,7 @@ class PkPlugin(ModePlugin):
             include_certificate=not args.no_cert,
             certificate_url=args.cert_url,
             chash=CHASH_NAMES[args.chash] if args.chash else None,
-            s_type=S_TYPES[args.sign],
+            s_type=args.sign,
             sign_hash=args.sign_hash,
             pke_oaep=bool(args.oaep),
             cache=args.cache,
@@ -180,12 +109,9 @@ class PkPlugin(ModePlugin):
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         own = load_own(args)
         peers = peer_certs(args)
-        validator = trust(args, pinned=peers)
-        if validator is None:
-            raise UsageError("--mode pk respond needs --ca (trust anchors) or --peer-cert")
         responder = PkResponder(
             own,
-            validator,
+            trust(args, peers),
             peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:],
             own_ssrcs=list(args.ssrc or []),
@@ -199,8 +125,6 @@ class PkPlugin(ModePlugin):
     def complete(
         self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
     ) -> ExchangeResult:
-        if not args.env_key:
-            raise UsageError("--mode pk complete needs --env-key (the envelope_key 'initiate --show-keys' prints)")
         initiator = PkInitiator.resume(
             i_message, args.env_key, verification_coverage=args.verification_coverage, compat=args.compat
         )

@@ -13,29 +13,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..constants import EncrAlg, IDType, MacAlg
+from ..constants import EncrAlg, MacAlg
 from ..errors import UnspecifiedError
-from ..modes.base import (
-    CryptoSessionSpec,
-    ExchangeResult,
-    ResponderOutcome,
-)
-from ..modes.psk import (
-    VERIFICATION_COVERAGE,
-    PskInitiator,
-    PskResponder,
-)
-from ..wire import (
-    IdPayload,
-)
+from ..modes.psk import VERIFICATION_COVERAGE, PskInitiator, PskResponder
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
-from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+from .plugin_base import (
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    crypto_session_specs,
+    uri_id,
+)
 
 __all__ = ["PLUGIN", "PskPlugin"]
-
-
-def _id(uri: str | None) -> IdPayload | None:
-    return IdPayload(IDType.URI, uri.encode("utf-8")) if uri else None
 
 
 class PskPlugin(ModePlugin):
@@ -61,11 +54,9 @@ class PskPlugin(ModePlugin):
         )
 
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
-        ssrcs: list[int] = list(args.ssrc or [])
-        specs = [CryptoSessionSpec(ssrc=s) for s in ssrcs] or None
         initiator = PskInitiator(
             args.psk,
-            crypto_sessions=specs,
+            crypto_sessions=crypto_session_specs(args.ssrc),
             csb_id=args.csb_id,
             tgk=args.tgk,
             rand=args.rand,
@@ -73,8 +64,8 @@ class PskPlugin(ModePlugin):
             mac_alg=int(args.mac),
             prf=int(args.prf),
             v=bool(args.verify),
-            id_i=_id(getattr(args, "id_i", None)),
-            id_r=_id(getattr(args, "id_r", None)),
+            id_i=uri_id(args.id_i),
+            id_r=uri_id(args.id_r),
             verification_coverage=args.verification_coverage,
             allow_null_security=args.allow_null_security,
         )
@@ -85,7 +76,7 @@ class PskPlugin(ModePlugin):
         responder = PskResponder(
             args.psk,
             own_ssrcs=list(args.ssrc or []),
-            id_r=_id(getattr(args, "id_r", None)),
+            id_r=uri_id(args.id_r),
             verification_coverage=args.verification_coverage,
             allow_null_security=args.allow_null_security,
         )

@@ -2,8 +2,7 @@
 
 The Initiator signs a request; the Responder chooses the TGK (``respond --tgk``,
 ``--encr``, ``--mac``) and returns it encrypted to the Initiator's certificate.
-Credentials are as for ``--mode pk`` (``--cert``, ``--key``, ``--peer-cert``,
-``--ca``).  ``respond --group-csb-id HEX`` answers in group mode (GenExt CSB_ID,
+Credentials are those of :mod:`mikey.cli.certargs`.  ``respond --group-csb-id HEX`` answers in group mode (GenExt CSB_ID,
 RFC 4738 §3.2); ``initiate --group`` asks for it.
 
 ``complete`` is stateless: with its own ``--key`` the Initiator decrypts the
@@ -17,21 +16,22 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..constants import CacheType
-from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from ..modes.pk import COMPAT_OPTIONS
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.rsa_r import RsaRInitiator, RsaRResponder
-from .common import ENCR_NAMES, MAC_NAMES, UsageError, enum_option, hex_bytes, hex_u32
+from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
+from .common import UsageError, add_kemac_options, hex_bytes, hex_u32
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
-from .mode_pk import (
-    S_TYPES,
-    add_pki_arguments,
-    add_signer_arguments,
-    id_payload,
-    load_own,
-    peer_certs,
-    trust,
+from .plugin_base import (
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    add_compat_option,
+    crypto_session_specs,
+    pending_result,
 )
-from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
 
 __all__ = ["PLUGIN", "RsaRPlugin"]
 
@@ -42,8 +42,9 @@ class RsaRPlugin(ModePlugin):
     always_responds = True
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        add_pki_arguments(
-            parser,
+        add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.rsa_r")
+        add_certificate_arguments(
+            parser, required=True,
             peer_help=("the Responder's certificate, trusted directly when no --ca is given" if command != "respond"
                        else "the Initiator's certificate, when the I_MESSAGE carries no CERT"),
         )
@@ -66,10 +67,7 @@ class RsaRPlugin(ModePlugin):
             parser.add_argument("--rand", type=hex_bytes, metavar="HEX",
                                 help="RAND when the Responder supplies it (default: random)")
             parser.add_argument("--env-key", type=hex_bytes, metavar="HEX", help="the envelope key (default: random)")
-            parser.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
-                                metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
-            parser.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
-                                metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
+            add_kemac_options(parser)
             parser.add_argument("--group-csb-id", type=hex_u32, metavar="HEX",
                                 help="group mode: the CSB ID sent in GenExt(CSB_ID) (RFC 4738 §3.6)")
             parser.add_argument("--cache", type=int, choices=[0, 1, 2], default=0,
@@ -82,17 +80,12 @@ class RsaRPlugin(ModePlugin):
             raise UsageError("--tgk: in RSA-R the Responder chooses the TGK (use it with 'respond')")
         own = load_own(args)
         peers = peer_certs(args)
-        validator = trust(args, pinned=peers)
-        if validator is None:
-            raise UsageError("--mode rsa-r needs --ca (trust anchors) or --peer-cert to check the Responder")
-        ssrcs: list[int] = list(args.ssrc or [])
-        specs = [CryptoSessionSpec(ssrc=s) for s in ssrcs] if ssrcs else None
         initiator = RsaRInitiator(
             own,
-            validator=validator,
+            validator=trust(args, peers),
             peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:],
-            crypto_sessions=specs,
+            crypto_sessions=crypto_session_specs(args.ssrc),
             group=bool(args.group),
             csb_id=args.csb_id,
             rand=args.rand,
@@ -102,24 +95,21 @@ class RsaRPlugin(ModePlugin):
             id_r=id_payload(args.id_r),
             include_certificate=not args.no_cert,
             certificate_url=args.cert_url,
-            s_type=S_TYPES[args.sign],
+            s_type=args.sign,
             sign_hash=args.sign_hash,
             pke_oaep=bool(args.oaep),
             compat=args.compat,
         )
         i_message = initiator.create_message(now)
         # The keys come with the R_MESSAGE; show the request's parameters meanwhile.
-        return InitiateOutput(i_message, _pending_view(initiator), {"awaiting": "R_MESSAGE (run complete)"})
+        return InitiateOutput(i_message, pending_result(initiator), {"awaiting": "R_MESSAGE (run complete)"})
 
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         own = load_own(args)
         peers = peer_certs(args)
-        validator = trust(args, pinned=peers)
-        if validator is None:
-            raise UsageError("--mode rsa-r respond needs --ca (trust anchors) or --peer-cert")
         responder = RsaRResponder(
             own,
-            validator,
+            trust(args, peers),
             peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:],
             own_ssrcs=list(args.ssrc or []),
@@ -127,13 +117,13 @@ class RsaRPlugin(ModePlugin):
             include_certificate=not args.no_cert,
             certificate_url=args.cert_url,
             group_csb_id=args.group_csb_id,
-            group_crypto_sessions=[CryptoSessionSpec(ssrc=s) for s in (args.ssrc or [])],
+            group_crypto_sessions=crypto_session_specs(args.ssrc) or [],
             tgk=args.tgk,
             rand=args.rand,
             envelope_key=args.env_key,
             encr_alg=int(args.encr),
             mac_alg=int(args.mac),
-            s_type=S_TYPES[args.sign],
+            s_type=args.sign,
             sign_hash=args.sign_hash,
             pke_oaep=bool(args.oaep),
             cache=args.cache,
@@ -149,11 +139,8 @@ class RsaRPlugin(ModePlugin):
             raise UsageError("RSA-R always has an R_MESSAGE: pass --rmsg")
         own = load_own(args)
         peers = peer_certs(args)
-        validator = trust(args, pinned=peers)
-        if validator is None:
-            raise UsageError("--mode rsa-r complete needs --ca (trust anchors) or --peer-cert")
         initiator = RsaRInitiator.resume(
-            i_message, own, validator=validator, peer_certificate=peers[0] if peers else None,
+            i_message, own, validator=trust(args, peers), peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:], group=bool(args.group), pke_oaep=bool(args.oaep), compat=args.compat,
         )
         return initiator.receive(r_message, now)
@@ -203,17 +190,6 @@ class RsaRPlugin(ModePlugin):
                           ("rsa2048-sign", "rsa2048-verify", "rsa2048-decrypt")),
                 SpeedCase("RSA-R responder", responder, "rsa2048-sign",
                           ("rsa2048-verify", "rsa2048-encrypt", "rsa2048-sign"))]
-
-
-def _pending_view(initiator: RsaRInitiator) -> ExchangeResult:
-    """What ``initiate`` can show before the R_MESSAGE: the request, no keys yet (TGK empty)."""
-    assert initiator.header is not None
-    return ExchangeResult(
-        mode=initiator.MODE, csb_id=initiator.csb_id, tgk=b"", rand=initiator.rand, prf=initiator.prf,
-        crypto_sessions=(), authenticated=False, header=initiator.header, policies=tuple(initiator.policies),
-        initiator_id=initiator.id_i.data, responder_id=initiator.id_r.data if initiator.id_r else None,
-        extras={"cache": int(CacheType.NO_CACHE)},
-    )
 
 
 PLUGIN = RsaRPlugin()

@@ -21,14 +21,23 @@ from ..constants import PRF, CSIdMapType
 from ..crypto import eccsi, sakke
 from ..errors import KeyMaterialError
 from ..keystore import SakkeKeystore
-from ..modes.base import CryptoSessionSpec, ExchangeResult, ResponderOutcome
-from ..modes.sakke import KEY_TYPES, SakkeInitiator, SakkeResponder, gcm_srtp_policy
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from ..modes.sakke import KEY_TYPES, SIGNATURE_COVERAGE, SakkeInitiator, SakkeResponder, gcm_srtp_policy
 from ..replay import ReplayCache
 from .common import UsageError, hex_bytes, hex_int
-from .plugins import DemoInitiator, DemoResponder, InitiateOutput, ModePlugin, SpeedCase
+from .plugin_base import (
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    add_compat_option,
+)
 
 __all__ = ["PLUGIN", "SakkePlugin"]
 
+#: ``--compat`` variants: the signature coverages other than RFC 3830 §5.2's.
+_COMPAT = frozenset(SIGNATURE_COVERAGE) - {"rfc"}
 _MAPS = {"generic": CSIdMapType.GENERIC_ID, "srtp": CSIdMapType.SRTP_ID, "empty": CSIdMapType.EMPTY}
 
 
@@ -47,6 +56,9 @@ class SakkePlugin(ModePlugin):
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--keys", required=True, metavar="FILE",
                             help="own MIKEY-SAKKE key file (JSON from 'mikey kms issue')")
+        if command != "complete":
+            # initiate: sign that way; respond: accept it besides the RFC coverage.
+            add_compat_option(parser, _COMPAT, "mikey.modes.sakke")
         if command in ("initiate", "complete"):
             parser.add_argument("--to", metavar="URI", required=command == "initiate",
                                 help="the Responder's URI (its identifier is derived from it)")
@@ -62,15 +74,11 @@ class SakkePlugin(ModePlugin):
                                 help="add General Extension 6 (the SSV for the Initiator's own UID)")
             parser.add_argument("--no-key-parameters", action="store_true",
                                 help="leave out the 3GPP key-parameters extension (General Extension 7)")
-            parser.add_argument("--compat", choices=["exclude-sign-header"],
-                                help="sign without the SIGN payload header (a non-RFC variant)")
         if command == "respond":
             parser.add_argument("--from", dest="from_uri", metavar="URI",
                                 help="the expected Initiator's URI (default: trust the identifier in the message)")
             parser.add_argument("--cs-id", type=int, action="append", metavar="N",
                                 help="derive keys for this crypto session when the map lists none (repeatable)")
-            parser.add_argument("--compat", choices=["exclude-sign-header"],
-                                help="also accept signatures that omit the SIGN payload header")
             parser.add_argument("--accept-to-self", action="store_true",
                                 help="take the key from a SAKKE-to-self extension when addressed to the sender")
 
@@ -98,7 +106,7 @@ class SakkePlugin(ModePlugin):
                 prf=int(args.prf),
                 key_parameters=not args.no_key_parameters,
                 sakke_to_self=args.sakke_to_self,
-                signature_coverage=args.compat or "rfc",
+                signature_coverage="exclude-sign-header" if "exclude-sign-header" in args.compat else "rfc",
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -111,7 +119,7 @@ class SakkePlugin(ModePlugin):
             initiator_uri=args.from_uri,
             own_ssrcs=list(args.ssrc or []),
             cs_ids=list(args.cs_id or []),
-            allow_signature_without_header=args.compat == "exclude-sign-header",
+            allow_signature_without_header="exclude-sign-header" in args.compat,
             accept_to_self=args.accept_to_self,
         )
         return responder.receive(i_message, now)

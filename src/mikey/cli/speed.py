@@ -9,7 +9,7 @@ same machine in the same process, so the ratios travel between machines:
   exponent (``gmpy2.powmod``) in the OAKLEY 5 / OAKLEY 2 groups (RFC 3830 §6.4).
 
 Rows: decode and encode of a typical PSK I_MESSAGE (HDR, T, RAND, SP, KEMAC),
-then every mode plugin's :meth:`~mikey.cli.plugins.ModePlugin.speed_cases`.
+then every mode plugin's :meth:`~mikey.cli.plugin_base.ModePlugin.speed_cases`.
 Each row is the best of 5 repetitions, each long enough to time reliably.
 """
 
@@ -19,7 +19,7 @@ import argparse
 import platform
 import random
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +30,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..constants import DHGroup, EncrAlg, MacAlg
 from ..crypto.dh import generate_private, get_group
-from ..modes.base import CryptoSessionSpec
 from ..modes.psk import PskInitiator
+from ..modes.results import CryptoSessionSpec
 from ..wire import Message
 from .common import EXIT_OK, UsageError, add_json_option, emit_json
-from .plugins import ModePlugin, SpeedCase, load_plugins
+from .plugin_base import ModePlugin, SpeedCase
+from .plugins import PLUGINS
 
 __all__ = ["register", "run", "measure", "baseline_cases", "wire_cases", "BASELINES", "SpeedRow"]
 
@@ -195,18 +196,19 @@ def wire_cases() -> list[SpeedCase]:
     ]
 
 
-def collect_cases(plugins: dict[str, ModePlugin]) -> list[SpeedCase]:
+def collect_cases(plugins: Iterable[ModePlugin]) -> list[SpeedCase]:
+    """The wire rows, then each plugin's."""
     cases = wire_cases()
-    for plugin in plugins.values():
+    for plugin in plugins:
         cases += plugin.speed_cases()
     return cases
 
 
 def run_speed(
-    patterns: list[str], *, quick: bool = False, plugins: dict[str, ModePlugin] | None = None
+    patterns: list[str], *, quick: bool = False, cases: Sequence[SpeedCase] | None = None
 ) -> tuple[dict[str, float], list[SpeedRow]]:
-    """Time the selected rows and their baselines; returns ``({baseline: us}, rows)``."""
-    cases = collect_cases(load_plugins() if plugins is None else plugins)
+    """Time the selected rows (default: every row) and their baselines; returns ``({baseline: us}, rows)``."""
+    cases = collect_cases(PLUGINS) if cases is None else list(cases)
     if patterns:
         lowered = [p.lower() for p in patterns]
         cases = [c for c in cases if any(p in c.name.lower() for p in lowered)]

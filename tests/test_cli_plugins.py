@@ -1,0 +1,85 @@
+"""The CLI's mode plugins: one abstract interface, a registry of concrete plugins, no plugin reaching
+into another, and ``--compat`` taken from each mode's own registry."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mikey.cli
+from mikey.cli import exchange
+from mikey.cli.mode_psk import PskPlugin
+from mikey.cli.plugin_base import ModePlugin
+from mikey.cli.plugins import MODE_NAMES, PLUGINS, load_plugins
+
+CLI_DIR = Path(mikey.cli.__file__).parent
+HOOKS = {"add_arguments", "initiate", "respond", "complete", "demo_credentials", "demo_initiator",
+         "demo_responder", "speed_cases"}
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=MODE_NAMES)
+def test_every_plugin_is_a_concrete_mode_plugin(plugin: ModePlugin) -> None:
+    assert isinstance(plugin, ModePlugin)
+    assert not inspect.isabstract(type(plugin))
+    fresh = type(plugin)()  # instantiable: every hook implemented
+    assert fresh.name == plugin.name and fresh.help
+
+
+def test_registry_lists_every_mode_once() -> None:
+    assert MODE_NAMES == ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke")
+    assert list(load_plugins()) == list(MODE_NAMES)
+    assert [type(p).__module__ for p in PLUGINS] == [f"mikey.cli.mode_{n.replace('-', '_')}" for n in MODE_NAMES]
+
+
+def test_abstract_hooks() -> None:
+    assert ModePlugin.__abstractmethods__ == HOOKS
+    with pytest.raises(TypeError, match="abstract"):
+        ModePlugin()  # type: ignore[abstract]
+
+
+@pytest.mark.parametrize("missing", sorted(HOOKS))
+def test_incomplete_plugin_cannot_be_instantiated(missing: str) -> None:
+    def hook(self: Any, *args: Any) -> None:
+        return None
+
+    partial = type("Partial", (ModePlugin,), {"name": "partial", "help": "x", **dict.fromkeys(HOOKS - {missing}, hook)})
+    with pytest.raises(TypeError, match=missing):
+        partial()
+    complete = type("Complete", (ModePlugin,), {"name": "complete", "help": "x", **dict.fromkeys(HOOKS, hook)})
+    assert complete().demo_description({}) == "complete"
+
+
+def test_not_implemented_error_is_not_swallowed() -> None:
+    """A plugin bug surfaces as itself, not as a 'mode does not support' usage error."""
+
+    class Broken(PskPlugin):
+        def initiate(self, args: argparse.Namespace, now: float) -> Any:
+            raise NotImplementedError("half-written plugin")
+
+    parser = argparse.ArgumentParser()
+    exchange.register(parser.add_subparsers(dest="command", required=True), {"psk": Broken()}, "psk")
+    args = parser.parse_args(["initiate", "--mode", "psk", "--psk", "00" * 16])
+    with pytest.raises(NotImplementedError, match="half-written plugin"):
+        args.func(args)
+
+
+def _relative_imports(path: Path) -> list[ast.ImportFrom]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
+
+
+@pytest.mark.parametrize("path", sorted(CLI_DIR.glob("mode_*.py")), ids=lambda p: p.stem)
+def test_plugins_do_not_import_each_other(path: Path) -> None:
+    """A plugin imports shared CLI modules (plugin_base, certargs, dhargs, common ...), never another plugin,
+    and never a private name of a sibling."""
+    for node in _relative_imports(path):
+        module = node.module or ""
+        assert not module.startswith("mode_"), f"{path.name} imports {module}"
+        for alias in node.names:
+            assert not (module == "" and alias.name.startswith("mode_")), f"{path.name} imports {alias.name}"
+            assert not alias.name.startswith("_"), f"{path.name} imports private {module}.{alias.name}"
