@@ -1,13 +1,16 @@
 """mikey: MIKEY (Multimedia Internet KEYing, RFC 3830 and extensions) for Python.
 
-The package is layered (see DESIGN.md): :mod:`mikey.wire` (bytes <-> payloads),
-:mod:`mikey.crypto` (PRF, KEMAC, RSA, DH, ECCSI, SAKKE), :mod:`mikey.modes` (one
-Initiator and Responder per key-exchange method, sans-I/O) and the edges
-(:mod:`mikey.session`, :mod:`mikey.srtp`, :mod:`mikey.sdp`, :mod:`mikey.rtsp`,
-:mod:`mikey.offer_answer`, :mod:`mikey.keystore`, :mod:`mikey.kms`, the CLI).
+The package is layered, each layer importing only from those below it:
+:mod:`mikey.wire` (bytes <-> payloads) beside :mod:`mikey.crypto` (PRF, KEMAC,
+RSA, DH, ECCSI, SAKKE); :mod:`mikey.keystore` and :mod:`mikey.replay` (what the
+modes are handed); :mod:`mikey.modes` (one Initiator and Responder per
+key-exchange method, sans-I/O); and the edges (:mod:`mikey.session`,
+:mod:`mikey.srtp`, :mod:`mikey.sdp`, :mod:`mikey.rtsp`, :mod:`mikey.offer_answer`,
+:mod:`mikey.kms`, the CLI).
 
-The names below are the curated public API; they load on first use, so
-``import mikey`` stays cheap.
+The names below are the curated public API.  Those in ``_LAZY`` load on first
+use, so ``import mikey`` stays cheap; each is also imported under
+``TYPE_CHECKING`` for type checkers, and ``__all__`` lists them all.
 """
 
 from __future__ import annotations
