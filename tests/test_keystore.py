@@ -1,13 +1,15 @@
-"""Credential loading (keystore.py): keys, certificates, PKCS#12, trust anchors, PSKs."""
+"""Credential loading (keystore/credentials.py): keys, certificates, PKCS#12, trust anchors, PSKs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pki import NOW, Issued, make_ca, make_intermediate, make_leaf
 
 from mikey.crypto import rsa as mrsa
@@ -194,6 +196,33 @@ def test_trust_store_load(tmp_path: Path, issued: tuple[Issued, Issued, Issued])
     assert v.validate([alice.cert, inter.cert], at=NOW, peer_id="sip:alice@example.com") == alice.cert
     with pytest.raises(CertificateError):
         TrustStore.load(tmp_path / "b.pem").validator().validate([alice.cert], at=NOW)
+
+
+def test_trust_store_validator_passes_extended_key_usages(issued: tuple[Issued, Issued, Issued]) -> None:
+    """A TLS-client-only leaf is refused (err 8) unless the validator is told to accept that purpose."""
+    root, inter, _ = issued
+    tls = make_leaf(inter, "tls-only", san_uris=["sip:tls@example.com"],
+                    extra_extensions=[(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
+    store = TrustStore([root.cert])
+    with pytest.raises(CertificateError, match="extended_key_usages=") as info:
+        store.validator().validate([tls.cert, inter.cert], at=NOW)
+    assert info.value.err_no == 8
+    for purposes in ([ExtendedKeyUsageOID.CLIENT_AUTH], [ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string]):
+        assert store.validator(extended_key_usages=purposes).validate([tls.cert, inter.cert], at=NOW) == tls.cert
+    with pytest.raises(CertificateError):
+        store.validator(extended_key_usages=[ExtendedKeyUsageOID.SERVER_AUTH]).validate([tls.cert, inter.cert], at=NOW)
+
+
+def test_package_keeps_the_public_names() -> None:
+    """keystore is a package of two halves; its top level still offers every name it did as one module."""
+    import mikey.keystore as ks
+    from mikey.keystore import credentials, identity
+
+    assert set(ks.__all__) == {"Source", "PresharedKey", "Credentials", "TrustStore", "load_private_key",
+                               "load_certificates", "load_pkcs12", "load_credentials", "IdentityKeys",
+                               "KmsPublicKeys", "SakkeKeystore"}
+    assert all(getattr(ks, name) is not None for name in ks.__all__)
+    assert ks.Credentials is credentials.Credentials and ks.SakkeKeystore is identity.SakkeKeystore
 
 
 # --------------------------------------------------------------------------- PSK

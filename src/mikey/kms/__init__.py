@@ -1,14 +1,24 @@
-"""Key Management Service for MIKEY-SAKKE (RFC 6509 §2.1.2, 3GPP TS 33.180 Annex D): library-level KMS."""
+"""Key Management Service for MIKEY-SAKKE (RFC 6509 §2.1.2, 3GPP TS 33.180 Annex D): library-level KMS.
+
+:mod:`.issue` generates community and user keys; :mod:`.xml` reads and writes the
+TS 33.180 KMS XML that carries them.
+"""
 
 from __future__ import annotations
 
-from .keys import (
+from .issue import (
     KmsCommunity,
     generate_community,
     issue_user_keys,
+    user_key_document,
+)
+from .xml import (
+    KMS_XML_NS,
     kms_init_xml,
     kms_key_prov_xml,
-    user_key_document,
+    load_keystore_xml,
+    read_kms_init,
+    read_kms_key_prov,
 )
 
 __all__ = [
@@ -16,6 +26,10 @@ __all__ = [
     "generate_community",
     "issue_user_keys",
     "user_key_document",
+    "KMS_XML_NS",
     "kms_init_xml",
     "kms_key_prov_xml",
+    "read_kms_init",
+    "read_kms_key_prov",
+    "load_keystore_xml",
 ]

@@ -1,0 +1,268 @@
+"""The 3GPP TS 33.180 Annex D KMS XML (namespace ``urn:3gpp:ns:mcsecKMSInterface:1.0``), read and written.
+
+Writing: a KmsInit response with the community's KmsCertificate (§D.3.2) and a
+KmsKeyProv response with plaintext KmsKeySet elements (§D.3.3), valid against the
+TS 33.180 schema (the key elements carry ``xsi:type="KeyContentType"``), with no
+empty element (deployed clients fail on them).  Documents are not signed and keys
+are not wrapped: lab and test use.
+
+Reading: the same documents, plain or inside ``SignedKmsResponse`` (the XML
+signature is not checked), also from KMSs that leave out the key elements'
+``xsi:type``.  Wrapped (EncKeyContentType) keys, DTDs, KmsError responses and
+missing or malformed elements raise :class:`~mikey.errors.KeyMaterialError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from ..constants import SakkeIDScheme
+from ..errors import KeyMaterialError
+from ..identities import uid_3gpp
+from ..keystore import IdentityKeys, KmsPublicKeys, SakkeKeystore, Source
+from ..keystore.source import read_source
+from .issue import KmsCommunity
+
+__all__ = [
+    "KMS_XML_NS",
+    "MAX_KMS_XML_BYTES",
+    "kms_init_xml",
+    "kms_key_prov_xml",
+    "read_kms_init",
+    "read_kms_key_prov",
+    "load_keystore_xml",
+]
+
+#: Namespace of the 3GPP KMS interface documents (TS 33.180 Annex D).
+KMS_XML_NS = "urn:3gpp:ns:mcsecKMSInterface:1.0"
+#: Larger documents are refused unparsed (a KmsKeyProv with a few key sets is ~2 kB).
+MAX_KMS_XML_BYTES = 1 << 20
+
+_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+_XSI_TYPE = f"{{{_XSI_NS}}}type"
+_KEY_TAGS = ("UserDecryptKey", "UserSigningKeySSK", "UserPubTokenPVT")
+_ID_FORMATS = {"1": SakkeIDScheme.TEL_URI_MONTHLY, "2": SakkeIDScheme.UID_3GPP}
+
+
+def _q(tag: str) -> str:
+    return f"{{{KMS_XML_NS}}}{tag}"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+# Elements are built with plain names under literal xmlns declarations on the root, so
+# the output has the KMS namespace as default and "xsi" for the schema instance
+# (ElementTree's default_namespace refuses unqualified attributes, and
+# register_namespace would change every other user of ElementTree).
+
+
+def _el(parent: ET.Element, tag: str, text: str | None = None, xsi_type: str | None = None,
+        **attrib: str) -> ET.Element:
+    if text is not None and not text.strip():
+        raise ValueError(f"KMS XML {tag} must not be empty")
+    e = ET.SubElement(parent, tag, attrib)
+    if xsi_type is not None:
+        e.set("xsi:type", xsi_type)
+    e.text = text
+    return e
+
+
+def _response(user_uri: str, kms_uri: str, now: float, request: str) -> tuple[ET.Element, ET.Element]:
+    """The KmsResponse envelope (§D.2.3) and its KmsMessage."""
+    root = ET.Element("KmsResponse", {"xmlns": KMS_XML_NS, "xmlns:xsi": _XSI_NS, "Id": "xmldoc"})
+    _el(root, "UserUri", user_uri)
+    _el(root, "KmsUri", kms_uri)
+    _el(root, "Time", _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    _el(root, "ClientReqUrl", f"http://{kms_uri}/keymanagement/identity/v1/{request}")
+    return root, _el(root, "KmsMessage")
+
+
+def _serialize(root: ET.Element) -> bytes:
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
+
+
+def _public(community: KmsCommunity | KmsPublicKeys) -> KmsPublicKeys:
+    return community.public if isinstance(community, KmsCommunity) else community
+
+
+def kms_init_xml(community: KmsCommunity | KmsPublicKeys, user_uri: str, *, now: float) -> bytes:
+    """A KmsInit response to *user_uri* carrying the community's KmsCertificate (TS 33.180 §D.3.2).
+
+    *now* (Unix seconds) is the response's Time.  An empty *user_uri* raises ValueError.
+    """
+    p = _public(community)
+    root, msg = _response(user_uri, p.kms_uri, now, "init")
+    init = _el(msg, "KmsInit", Version="1.0.0", xsi_type="KmsInitTkIkType")
+    cert = _el(init, "KmsCertificate", Version="1.1.0", Role="Root")
+    _el(cert, "KmsUri", p.kms_uri)
+    _el(cert, "UserIdFormat", str(int(p.id_scheme)))
+    _el(cert, "UserKeyPeriod", str(p.key_period))
+    _el(cert, "UserKeyOffset", str(p.key_period_offset))
+    _el(cert, "PubEncKey", p.z.hex().upper())
+    _el(cert, "PubAuthKey", p.kpak.hex().upper())
+    _el(cert, "ParameterSet", str(p.sakke_params))
+    return _serialize(root)
+
+
+def kms_key_prov_xml(community: KmsCommunity | KmsPublicKeys, *key_sets: IdentityKeys, now: float) -> bytes:
+    """A KmsKeyProv response with one plaintext KmsKeySet per key set (TS 33.180 §D.3.3).
+
+    The key sets must belong to one user.  RFC 6509 key sets have no period number:
+    their KeyPeriodNo is written as 0 (and read back as none).
+    """
+    if not key_sets:
+        raise ValueError("at least one key set")
+    if len({k.uri for k in key_sets}) != 1:
+        raise ValueError("a KmsKeyProv response carries one user's key sets")
+    p = _public(community)
+    root, msg = _response(key_sets[0].uri, p.kms_uri, now, "keyprov")
+    prov = _el(msg, "KmsKeyProv", Version="1.0.0", xsi_type="KmsKeyProvTkIkType")
+    for keys in key_sets:
+        ks = _el(prov, "KmsKeySet", Version="1.1.0")
+        _el(ks, "KmsUri", p.kms_uri)
+        _el(ks, "UserUri", keys.uri)
+        _el(ks, "UserID", keys.identifier.hex())
+        _el(ks, "KeyPeriodNo", str(keys.period_no if keys.period_no is not None else 0))
+        for tag, value in zip(_KEY_TAGS, (keys.rsk, keys.ssk, keys.pvt), strict=True):
+            _el(ks, tag, value.hex().upper(), xsi_type="KeyContentType")
+    return _serialize(root)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _NoDtdBuilder(ET.TreeBuilder):
+    """A tree builder that refuses any DOCTYPE (no entity expansion, no external references)."""
+
+    def doctype(self, name: str | None, pubid: str | None, system: str | None) -> None:
+        raise KeyMaterialError("KMS XML must not carry a DTD")
+
+
+def _root(source: Source) -> ET.Element:
+    data = read_source(source)
+    if len(data) > MAX_KMS_XML_BYTES:
+        raise KeyMaterialError(f"KMS XML is larger than {MAX_KMS_XML_BYTES} bytes")
+    parser = ET.XMLParser(target=_NoDtdBuilder())
+    try:
+        parser.feed(data)
+        root: ET.Element = parser.close()
+    except ET.ParseError as exc:
+        raise KeyMaterialError(f"KMS XML does not parse ({exc})") from None
+    error = root.find(f".//{_q('KmsError')}")
+    if error is not None:
+        code = _text(error, "ErrorCode", "?")
+        message = _text(error, "ErrorMsg", "")[:200]
+        raise KeyMaterialError(f"KMS answered with KmsError {code}: {message}")
+    return root
+
+
+def _find(root: ET.Element, tag: str) -> ET.Element:
+    if root.tag == _q(tag):
+        return root
+    el = root.find(f".//{_q(tag)}")
+    if el is None:
+        raise KeyMaterialError(f"KMS XML has no {tag} element (namespace {KMS_XML_NS})")
+    return el
+
+
+def _text(parent: ET.Element, tag: str, default: str | None = None) -> str:
+    el = parent.find(_q(tag))
+    text = el.text.strip() if el is not None and el.text is not None else ""
+    if text:
+        return text
+    if default is not None:
+        return default
+    raise KeyMaterialError(f"KMS XML {parent.tag.rpartition('}')[2]} has no {tag}")
+
+
+def _int(parent: ET.Element, tag: str, default: str | None = None) -> int:
+    text = _text(parent, tag, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise KeyMaterialError(f"KMS XML {tag} is not an integer") from None
+
+
+def _hex(parent: ET.Element, tag: str) -> bytes:
+    el = parent.find(_q(tag))
+    if el is not None:
+        kind = el.get(_XSI_TYPE, "").rpartition(":")[2]
+        if len(el) or kind not in ("", "KeyContentType"):
+            raise KeyMaterialError(
+                f"{tag} is not plaintext (xsi:type {kind or 'none'}); only plaintext KmsKeySet keys are supported"
+            )
+    try:
+        return bytes.fromhex(_text(parent, tag))
+    except ValueError:
+        raise KeyMaterialError(f"KMS XML {tag} is not valid hex") from None
+
+
+def read_kms_init(source: Source) -> KmsPublicKeys:
+    """Community keys from a KmsInit response (TS 33.180 §D.3.2, KmsCertificate).
+
+    Reads KmsUri, UserIdFormat (1: RFC 6509, 2: 3GPP UID), UserKeyPeriod,
+    UserKeyOffset, PubEncKey (Z), PubAuthKey (KPAK) and ParameterSet.
+    """
+    cert = _find(_root(source), "KmsCertificate")
+    fmt = _text(cert, "UserIdFormat", "2")
+    if fmt not in _ID_FORMATS:
+        raise KeyMaterialError(f"KmsCertificate UserIdFormat {fmt[:20]!r} is not supported (1 or 2)")
+    return KmsPublicKeys(
+        kms_uri=_text(cert, "KmsUri"),
+        kpak=_hex(cert, "PubAuthKey"),
+        z=_hex(cert, "PubEncKey"),
+        sakke_params=_int(cert, "ParameterSet", "1"),
+        key_period=_int(cert, "UserKeyPeriod", "2592000"),
+        key_period_offset=_int(cert, "UserKeyOffset", "0"),
+        id_scheme=_ID_FORMATS[fmt],
+    )
+
+
+def read_kms_key_prov(source: Source, kms: KmsPublicKeys) -> list[IdentityKeys]:
+    """Every KmsKeySet of a KmsKeyProv response (TS 33.180 §D.3.3), for community *kms*.
+
+    A 3GPP UserID must be the UID of UserUri for KeyPeriodNo (TS 33.180 §F.2.1),
+    as clients recompute it.
+    """
+    root = _root(source)
+    sets = [root] if root.tag == _q("KmsKeySet") else root.findall(f".//{_q('KmsKeySet')}")
+    if not sets:
+        raise KeyMaterialError(f"KMS XML has no KmsKeySet element (namespace {KMS_XML_NS})")
+    out = []
+    for ks in sets:
+        if _text(ks, "KmsUri", kms.kms_uri) != kms.kms_uri:
+            raise KeyMaterialError("KmsKeySet is from a different KMS than the KmsInit response")
+        uri = _text(ks, "UserUri")
+        identifier = _hex(ks, "UserID")
+        period = _int(ks, "KeyPeriodNo")
+        period_no: int | None = period
+        if kms.id_scheme == SakkeIDScheme.UID_3GPP:
+            expected = uid_3gpp(uri, kms.kms_uri, kms.key_period, kms.key_period_offset, period)
+            if identifier != expected:
+                raise KeyMaterialError("KmsKeySet UserID is not the UID of its UserUri and KeyPeriodNo")
+        else:
+            period_no = None  # RFC 6509 identifiers carry the month, not a period number
+        ssk, pvt, rsk = _hex(ks, "UserSigningKeySSK"), _hex(ks, "UserPubTokenPVT"), _hex(ks, "UserDecryptKey")
+        out.append(IdentityKeys(uri, identifier, ssk, pvt, rsk, kms, period_no))
+    return out
+
+
+def load_keystore_xml(init: Source, key_provs: Sequence[Source], *, validate: bool = False) -> SakkeKeystore:
+    """A keystore from a KmsInit response and one or more KmsKeyProv responses for one user."""
+    kms = read_kms_init(init)
+    store: SakkeKeystore | None = None
+    for source in key_provs:
+        for keys in read_kms_key_prov(source, kms):
+            if store is None:
+                store = SakkeKeystore(kms, keys.uri)
+            elif keys.uri != store.uri:
+                raise KeyMaterialError("KmsKeyProv responses for different users")
+            store.add(keys)
+    if store is None:
+        raise KeyMaterialError("no KmsKeyProv response given")
+    if validate:
+        store.validate()
+    return store
