@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import mikey.cli
-from mikey.cli import exchange
+from mikey.cli import exchange, main
+from mikey.cli.main import build_parser
 from mikey.cli.mode_psk import PskPlugin
 from mikey.cli.plugin_base import ModePlugin
 from mikey.cli.plugins import MODE_NAMES, PLUGINS, load_plugins
@@ -83,3 +84,43 @@ def test_plugins_do_not_import_each_other(path: Path) -> None:
         for alias in node.names:
             assert not (module == "" and alias.name.startswith("mode_")), f"{path.name} imports {alias.name}"
             assert not alias.name.startswith("_"), f"{path.name} imports private {module}.{alias.name}"
+
+
+def _options(command: str, mode: str) -> set[str]:
+    """The option strings ``mikey COMMAND --mode MODE`` accepts."""
+    parser = build_parser([command, "--mode", mode])
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(subparsers.choices[command]._option_string_actions)
+
+
+@pytest.mark.parametrize(("mode", "offered"), [
+    ("psk", {"--tgk", "--encr", "--mac", "--verify"}),
+    ("pk", {"--tgk", "--encr", "--mac", "--verify"}),
+    ("dh", set()),  # DH transports no TGK, has no KEMAC and always responds
+    ("dhhmac", {"--mac"}),
+    ("rsa-r", set()),  # the Responder chooses the TGK and the KEMAC algorithms
+    ("sakke", {"--tgk"}),  # the SSV
+])
+def test_initiate_offers_only_the_shared_options_a_mode_uses(mode: str, offered: set[str]) -> None:
+    options = _options("initiate", mode)
+    assert options & {"--tgk", "--encr", "--mac", "--verify"} == offered
+    assert {"--csb-id", "--rand", "--ssrc", "--prf", "--raw", "--now", "--show-keys"} <= options
+
+
+def test_option_a_mode_ignores_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["initiate", "--mode", "dh", "--cert", "c.pem", "--key", "k.pem", "--verify"]) == 2
+    assert "unrecognized arguments: --verify" in capsys.readouterr().err
+
+
+def test_help_groups_the_mode_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["respond", "--mode", "rsa-r", "--help"]) == 0
+    out = capsys.readouterr().out
+    _usage, listing = out.split("\n\n", 1)
+    shared, own = listing.split("--mode rsa-r options:\n  RSA in reverse")
+    assert "--imsg" in shared and "--cert" not in shared
+    assert "--cert PEM" in own and "--group-csb-id" in own and "--imsg" not in own
+    assert "--s-type" not in out  # the DH spelling of --sign is accepted, not advertised
+    assert main(["complete", "--help"]) == 0
+    out = capsys.readouterr().out
+    for plugin in PLUGINS:
+        assert f"  {plugin.name:<6}  {plugin.help}\n" in out

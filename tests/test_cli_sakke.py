@@ -108,5 +108,6 @@ def test_respond_rejects(kms_dir: pathlib.Path, capsys: pytest.CaptureFixture[st
                "--imsg", init["i_message"], "--now", str(int(NOW) + 3600)])
     assert rc == 1 and json.loads(capsys.readouterr().out)["error"]["err_no"] == 1
     # complete is a usage error: there is no R_MESSAGE
-    assert main(["complete", "--mode", "sakke", "--keys", str(kms_dir / "alice.json"),
-                 "--imsg", init["i_message"]]) == 2
+    capsys.readouterr()
+    assert main(["complete", "--mode", "sakke", "--imsg", init["i_message"]]) == 2
+    assert "MIKEY-SAKKE has no R_MESSAGE" in capsys.readouterr().err

@@ -41,7 +41,7 @@ _S_TYPE_SPELLINGS = {**S_TYPES, **{str(int(v)): v for v in S_TYPES.values()}}
 SIGN_HASHES = ("sha256", "sha1")
 
 
-def add_certificate_arguments(parser: argparse.ArgumentParser, *, peer_help: str, required: bool) -> None:
+def add_certificate_arguments(parser: argparse._ActionsContainer, *, peer_help: str, required: bool) -> None:
     """``--cert``, ``--key`` (both *required* or both optional), ``--peer-cert`` and ``--ca``."""
     parser.add_argument("--cert", metavar="PEM", required=required,
                         help="own certificate (PEM; intermediates may follow the leaf), sent in CERT payloads")
@@ -51,18 +51,19 @@ def add_certificate_arguments(parser: argparse.ArgumentParser, *, peer_help: str
                         help="trust anchor certificate(s), repeatable; without it --peer-cert is pinned")
 
 
-def add_signature_arguments(parser: argparse.ArgumentParser) -> None:
+def add_signature_arguments(parser: argparse._ActionsContainer) -> None:
     """``--sign`` (alias ``--s-type``) and ``--sign-hash``: how own SIGN payloads are made."""
-    parser.add_argument("--sign", "--s-type", dest="sign", type=enum_option(_S_TYPE_SPELLINGS),
-                        default=S_TYPES["pkcs1"], metavar="|".join(S_TYPES),
+    s_type = enum_option(_S_TYPE_SPELLINGS)
+    parser.add_argument("--sign", type=s_type, default=S_TYPES["pkcs1"], metavar="|".join(S_TYPES),
                         help="SIGN S type: RSA PKCS#1 v1.5 (0, mandatory, default) or RSA-PSS (1) "
                         "(RFC 3830 Table 6.5)")
+    parser.add_argument("--s-type", dest="sign", type=s_type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--sign-hash", choices=SIGN_HASHES, default="sha256",
                         help="hash of own signatures (default sha256; SHA-1 is RFC 3830 §4.2.1's default); "
                         "both are accepted from the peer")
 
 
-def add_signer_arguments(parser: argparse.ArgumentParser) -> None:
+def add_signer_arguments(parser: argparse._ActionsContainer) -> None:
     """What a PK or RSA-R side that signs and encrypts an envelope key chooses."""
     add_signature_arguments(parser)
     parser.add_argument("--oaep", action="store_true",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import IntEnum
 from typing import IO, Any, TypeVar
 
@@ -202,12 +202,15 @@ def enum_option(table: dict[str, E]) -> Callable[[str], E]:
     return convert
 
 
-def add_kemac_options(parser: argparse.ArgumentParser) -> None:
-    """``--encr`` and ``--mac``: the KEMAC algorithms of the side that sends the TGK (RFC 3830 §6.2)."""
-    parser.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
-                        metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
-    parser.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
-                        metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
+def add_kemac_options(parser: argparse._ActionsContainer, which: Collection[str] = ("encr", "mac")) -> None:
+    """``--encr`` and ``--mac`` (or those in *which*): the KEMAC algorithms of the side sending the TGK
+    (RFC 3830 §6.2)."""
+    if "encr" in which:
+        parser.add_argument("--encr", type=enum_option(ENCR_NAMES), default=ENCR_NAMES["aes-cm-128"],
+                            metavar="|".join(ENCR_NAMES), help="KEMAC encryption (default aes-cm-128)")
+    if "mac" in which:
+        parser.add_argument("--mac", type=enum_option(MAC_NAMES), default=MAC_NAMES["hmac-sha1"],
+                            metavar="|".join(MAC_NAMES), help="KEMAC MAC (default hmac-sha1)")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from .plugin_base import InitiateOutput, PendingInitiator, pending_result
 __all__ = ["add_dh_arguments", "allowed_groups", "initiate_output"]
 
 
-def add_dh_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+def add_dh_arguments(parser: argparse._ActionsContainer, command: str) -> None:
     """``--dh-group`` (initiate), ``--dh-private`` (required by complete) and ``--allow-dh-group``."""
     if command == "initiate":
         parser.add_argument("--dh-group", type=int, choices=(0, 1, 2), default=0,

@@ -37,7 +37,7 @@ from .common import (
 )
 from .plugin_base import ModePlugin
 
-__all__ = ["register", "selected_mode", "COMMANDS"]
+__all__ = ["register", "selected_mode", "COMMANDS", "SHARED_INITIATE_OPTIONS"]
 
 COMMANDS = ("initiate", "respond", "complete")
 
@@ -57,64 +57,78 @@ def selected_mode(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _common(p: argparse.ArgumentParser, plugins: dict[str, ModePlugin]) -> None:
-    p.add_argument(
-        "--mode", required=True, choices=list(plugins), help="key exchange method: " + ", ".join(plugins)
-    )
+#: ``initiate`` options the core adds for the plugins that use them (:attr:`ModePlugin.initiate_options`).
+SHARED_INITIATE_OPTIONS = frozenset({"tgk", "encr", "mac", "verify"})
+
+
+def _command(
+    subparsers: SubParsers, name: str, plugins: dict[str, ModePlugin], plugin: ModePlugin | None, *,
+    summary: str, description: str,
+) -> argparse.ArgumentParser:
+    """One exchange command with the options every mode shares."""
+    if plugin is None:
+        width = max(len(n) for n in plugins)
+        epilog = "modes (add --mode NAME to --help for its options):\n" + "\n".join(
+            f"  {n:<{width}}  {p.help}" for n, p in plugins.items())
+    else:
+        epilog = None
+    p = subparsers.add_parser(name, help=summary, description=description, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", required=True, choices=list(plugins), metavar="MODE",
+                   help="key exchange method: " + ", ".join(plugins))
     p.add_argument("--now", type=unix_seconds, default=None, metavar="UNIX_SECONDS",
                    help="the current time (default: the real clock); fixes T for replaying captured exchanges")
     p.add_argument("--show-keys", action="store_true",
                    help="print secrets (TGK, SRTP keys, and what 'complete' needs: envelope_key, dh_private) "
                    "in text and JSON output; without it only fingerprints are shown")
     add_json_option(p)
+    return p
+
+
+def _mode_options(p: argparse.ArgumentParser, plugin: ModePlugin | None, command: str) -> None:
+    if plugin is not None:
+        plugin.add_arguments(p.add_argument_group(f"--mode {plugin.name} options", plugin.help), command)
 
 
 def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str | None) -> None:
     """Add the three exchange commands; *mode*'s plugin (if known) adds its own options to each."""
     plugin = plugins.get(mode) if mode is not None else None
-    epilog = None if plugin is not None else "mode options: add --mode NAME with --help to list them"
 
-    p = subparsers.add_parser(
-        "initiate", help="build an I_MESSAGE", epilog=epilog,
-        description="Act as the Initiator: print the I_MESSAGE and the keys it carries.",
-    )
-    _common(p, plugins)
-    p.add_argument("--tgk", type=hex_bytes, metavar="HEX", help="the TGK to transport (default: random)")
+    p = _command(subparsers, "initiate", plugins, plugin, summary="build an I_MESSAGE", description=(
+        "Act as the Initiator: print the I_MESSAGE and the fingerprints of the keys it\n"
+        "carries (the keys themselves with --show-keys)."))
+    shared = SHARED_INITIATE_OPTIONS if plugin is None else plugin.initiate_options
+    if "tgk" in shared:
+        p.add_argument("--tgk", type=hex_bytes, metavar="HEX", help="the TGK to transport (default: random)")
     p.add_argument("--csb-id", type=hex_u32, metavar="HEX", help="the CSB ID (default: random)")
     p.add_argument("--rand", type=hex_bytes, metavar="HEX", help="the RAND value (default: 16 random octets)")
     p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
                    help="SSRC of a crypto session (repeat for several; 0 = Responder fills it in)")
-    add_kemac_options(p)
+    add_kemac_options(p, shared)
     p.add_argument("--prf", type=enum_option(PRF_NAMES), default=PRF_NAMES["mikey-1"],
                    metavar="|".join(PRF_NAMES), help="PRF (default mikey-1)")
-    p.add_argument("--verify", action="store_true", help="set V: ask the Responder for a verification message")
+    if "verify" in shared:
+        p.add_argument("--verify", action="store_true", help="set V: ask the Responder for a verification message")
     p.add_argument("--raw", action="store_true", help="print only the I_MESSAGE (hex), e.g. for a pipe")
-    if plugin is not None:
-        plugin.add_arguments(p, "initiate")
+    _mode_options(p, plugin, "initiate")
     p.set_defaults(func=run_initiate, plugins=plugins)
 
-    p = subparsers.add_parser(
-        "respond", help="answer an I_MESSAGE", epilog=epilog,
-        description="Act as the Responder: check the I_MESSAGE, print the keys and the R_MESSAGE (if any).",
-    )
-    _common(p, plugins)
+    p = _command(subparsers, "respond", plugins, plugin, summary="answer an I_MESSAGE", description=(
+        "Act as the Responder: check the I_MESSAGE, print the R_MESSAGE (if any) and the\n"
+        "fingerprints of the keys (the keys themselves with --show-keys)."))
     p.add_argument("--imsg", metavar="MSG", help="the I_MESSAGE (hex, base64, 'mikey <b64>', @FILE; default stdin)")
     p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
                    help="own SSRC filling the Initiator's SSRC-0 placeholders (repeatable)")
     p.add_argument("--raw", action="store_true", help="print only the R_MESSAGE (hex)")
-    if plugin is not None:
-        plugin.add_arguments(p, "respond")
+    _mode_options(p, plugin, "respond")
     p.set_defaults(func=run_respond, plugins=plugins)
 
-    p = subparsers.add_parser(
-        "complete", help="check the response to an I_MESSAGE", epilog=epilog,
-        description="Act as the Initiator that sent --imsg and received --rmsg; print the keys.",
-    )
-    _common(p, plugins)
+    p = _command(subparsers, "complete", plugins, plugin, summary="check the response to an I_MESSAGE", description=(
+        "Act as the Initiator that sent --imsg and received --rmsg: check the response,\n"
+        "print the fingerprints of the keys (the keys themselves with --show-keys)."))
     p.add_argument("--imsg", required=True, metavar="MSG", help="the I_MESSAGE this side sent ('-' = stdin)")
     p.add_argument("--rmsg", metavar="MSG", help="the response received ('-' = stdin; absent when V was not set)")
-    if plugin is not None:
-        plugin.add_arguments(p, "complete")
+    _mode_options(p, plugin, "complete")
     p.set_defaults(func=run_complete, plugins=plugins)
 
 

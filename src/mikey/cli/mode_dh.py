@@ -41,8 +41,9 @@ class DhPlugin(ModePlugin):
     name = "dh"
     help = "Diffie-Hellman with RSA signatures (RFC 3830 §3.3)"
     always_responds = True
+    initiate_options = frozenset()  # no TGK or KEMAC to choose, and the response always comes
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         add_certificate_arguments(parser, required=command != "complete",
                                   peer_help="the peer's certificate, when its messages carry none")
         add_signature_arguments(parser)

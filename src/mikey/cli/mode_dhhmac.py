@@ -37,8 +37,9 @@ class DhHmacPlugin(ModePlugin):
     name = "dhhmac"
     help = "HMAC-authenticated Diffie-Hellman (RFC 4650)"
     always_responds = True
+    initiate_options = frozenset({"mac"})  # the KEMAC conveys no encrypted data, only the MAC (RFC 4650 §4.2)
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--psk", type=hex_bytes, required=True, metavar="HEX", help="the pre-shared key s")
         parser.add_argument("--allow-null-mac", action="store_true",
                             help="accept/send MAC alg NULL (unauthenticated DH; RFC 3830 §4.2.4)")

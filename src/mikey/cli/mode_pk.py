@@ -45,7 +45,7 @@ class PkPlugin(ModePlugin):
     help = "public-key transport (RFC 3830 §3.2)"
     always_responds = False
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
                             help="what the verification MAC covers: RFC 3830 §5.2, or the timestamp-only variant")
         add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.pk")

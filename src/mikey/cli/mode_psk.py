@@ -36,7 +36,7 @@ class PskPlugin(ModePlugin):
     help = "pre-shared key (RFC 3830 §3.1)"
     always_responds = False
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--psk", type=hex_bytes, required=True, metavar="HEX", help="the pre-shared key")
         if command == "initiate":
             parser.add_argument("--id-i", metavar="URI", help="send the Initiator's identity (ID payload)")

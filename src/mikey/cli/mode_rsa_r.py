@@ -40,8 +40,9 @@ class RsaRPlugin(ModePlugin):
     name = "rsa-r"
     help = "RSA in reverse: the Responder sends the TGK (RFC 4738)"
     always_responds = True
+    initiate_options = frozenset()  # the Responder chooses the TGK and the KEMAC algorithms (RFC 4738 §3.1)
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.rsa_r")
         add_certificate_arguments(
             parser, required=True,
@@ -76,8 +77,6 @@ class RsaRPlugin(ModePlugin):
                                 help="answer unparseable messages with Error no 12 instead of 13 (RFC 4738 §3.5)")
 
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
-        if args.tgk is not None:
-            raise UsageError("--tgk: in RSA-R the Responder chooses the TGK (use it with 'respond')")
         own = load_own(args)
         peers = peer_certs(args)
         initiator = RsaRInitiator(

@@ -52,17 +52,18 @@ class SakkePlugin(ModePlugin):
     name = "sakke"
     help = "MIKEY-SAKKE (RFC 6509): identity-based, one signed message, keys from a KMS"
     always_responds = False
+    initiate_options = frozenset({"tgk"})  # --tgk: the SSV, like --ssv
 
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
+        if command == "complete":
+            return  # no R_MESSAGE to check: complete() says so
         parser.add_argument("--keys", required=True, metavar="FILE",
                             help="own MIKEY-SAKKE key file (JSON from 'mikey kms issue')")
-        if command != "complete":
-            # initiate: sign that way; respond: accept it besides the RFC coverage.
-            add_compat_option(parser, _COMPAT, "mikey.modes.sakke")
-        if command in ("initiate", "complete"):
-            parser.add_argument("--to", metavar="URI", required=command == "initiate",
-                                help="the Responder's URI (its identifier is derived from it)")
+        # initiate: sign that way; respond: accept it besides the RFC coverage.
+        add_compat_option(parser, _COMPAT, "mikey.modes.sakke")
         if command == "initiate":
+            parser.add_argument("--to", metavar="URI", required=True,
+                                help="the Responder's URI (its identifier is derived from it)")
             parser.set_defaults(prf=PRF.PRF_HMAC_SHA_256)
             parser.add_argument("--key-type", choices=sorted(KEY_TYPES), help="3GPP key purpose (TS 33.180)")
             parser.add_argument("--ssv", type=hex_bytes, metavar="HEX", help="the SSV / key to send (default random)")

@@ -9,9 +9,10 @@ and results.
 
 Shared options the core adds to every exchange command (plugins read them from
 ``args``): ``--json``, ``--show-keys``, ``--now UNIX_SECONDS`` (float or None =
-real clock).  ``initiate`` also gets ``--tgk HEX --csb-id HEX --rand HEX --ssrc
-HEX... --encr --mac --prf --verify --raw``; ``respond`` gets ``--imsg MSG --ssrc
-HEX --raw``; ``complete`` gets ``--imsg MSG --rmsg MSG``.  Plugins add their own
+real clock).  ``initiate`` also gets ``--csb-id HEX --rand HEX --ssrc HEX...
+--prf --raw``, and those of ``--tgk HEX --encr --mac --verify`` the plugin lists
+in :attr:`ModePlugin.initiate_options`; ``respond`` gets ``--imsg MSG --ssrc HEX
+--raw``; ``complete`` gets ``--imsg MSG --rmsg MSG``.  Plugins add their own
 credential options (``--psk``, ``--cert``, ``--key``, ``--keys`` ...) in
 :meth:`ModePlugin.add_arguments`; the certificate modes share
 :mod:`mikey.cli.certargs`, the Diffie-Hellman modes :mod:`mikey.cli.dhargs`.
@@ -109,10 +110,16 @@ class ModePlugin(ABC):
     help: ClassVar[str]
     #: Whether the I_MESSAGE always gets a response (DH, DH-HMAC, RSA-R) or only with V set.
     always_responds: ClassVar[bool] = False
+    #: The core's ``initiate`` options this mode uses, of ``--tgk``, ``--encr``, ``--mac``, ``--verify``
+    #: (:data:`mikey.cli.exchange.SHARED_INITIATE_OPTIONS`); the others are not offered.
+    initiate_options: ClassVar[frozenset[str]] = frozenset({"tgk", "encr", "mac", "verify"})
 
     @abstractmethod
-    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        """Add this mode's own options to *command* ("initiate", "respond" or "complete")."""
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
+        """Add this mode's own options to *command* ("initiate", "respond" or "complete").
+
+        *parser* is the command's "--mode NAME options" group.
+        """
 
     @abstractmethod
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
@@ -168,7 +175,7 @@ def uri_id(uri: str | None) -> IdPayload | None:
     return IdPayload(IDType.URI, uri.encode("utf-8")) if uri else None
 
 
-def add_compat_option(parser: argparse.ArgumentParser, registry: Collection[str], where: str) -> None:
+def add_compat_option(parser: argparse._ActionsContainer, registry: Collection[str], where: str) -> None:
     """``--compat NAME`` (repeatable): accept the deployed variants in the mode's *registry* (documented in *where*)."""
     names = sorted(registry)
     parser.add_argument("--compat", action="append", choices=names, default=[], metavar="NAME",
