@@ -247,9 +247,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="psk", choices=MODE_NAMES, metavar="MODE",
                    help="key exchange method (default psk): " + ", ".join(MODE_NAMES))
-    p.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="RTP packets each way (default 300)")
-    p.add_argument("--rtcp", type=int, default=DEFAULT_RTCP, help="RTCP packets each way (default 5)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the peer (default 10)")
+    p.add_argument("--packets", type=int, default=DEFAULT_PACKETS, metavar="N",
+                   help=f"RTP packets each way (default {DEFAULT_PACKETS})")
+    p.add_argument("--rtcp", type=int, default=DEFAULT_RTCP, metavar="N",
+                   help=f"RTCP packets each way (default {DEFAULT_RTCP})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"seconds to wait for the peer (default {DEFAULT_TIMEOUT:g})")
     add_json_option(p)
 
 

@@ -26,7 +26,7 @@ from ..kms import (
     kms_key_prov_xml,
     user_key_document,
 )
-from .common import UsageError, emit_json, unix_seconds
+from .common import UsageError, add_json_option, emit_json, unix_seconds
 
 __all__ = ["register"]
 
@@ -107,25 +107,36 @@ def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
             print(f"{k + ':':18} {v}")
 
 
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("kms", help="a file-based MIKEY-SAKKE KMS (community keys, user keys)")
-    sub = p.add_subparsers(dest="kms_command", required=True)
-    i = sub.add_parser("init", help="create a KMS community (KSAK/KPAK, z/Z)")
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "kms", help="a file-based MIKEY-SAKKE KMS (community keys, user keys)",
+        description="A file-based MIKEY-SAKKE KMS for labs and demos (RFC 6507, RFC 6508, 3GPP TS 33.180): "
+        "'init' creates a community, 'issue' a user's key file for 'initiate/respond --mode sakke --keys'.",
+    )
+    sub = p.add_subparsers(dest="kms_command", metavar="COMMAND", required=True)
+    i = sub.add_parser("init", help="create a KMS community (KSAK/KPAK, z/Z)",
+                       description="Create a KMS community: DIR/community.json (the KMS secrets, mode 0600) and "
+                       "DIR/kms_init.xml (the 3GPP KmsInit response with the public keys).")
     i.add_argument("--out", required=True, metavar="DIR", help="directory for community.json and kms_init.xml")
-    i.add_argument("--kms-uri", default="kms.example.org", metavar="URI", help="the KMS URI")
-    i.add_argument("--key-period", type=int, default=2_592_000, metavar="SECONDS", help="user key period")
-    i.add_argument("--key-period-offset", type=int, default=0, metavar="SECONDS", help="key period offset")
+    i.add_argument("--kms-uri", default="kms.example.org", metavar="URI", help="the KMS URI (default kms.example.org)")
+    i.add_argument("--key-period", type=int, default=2_592_000, metavar="SECONDS",
+                   help="user key period (default 2592000, 30 days)")
+    i.add_argument("--key-period-offset", type=int, default=0, metavar="SECONDS",
+                   help="key period offset (default 0)")
     i.add_argument("--id-scheme", choices=["3gpp", "rfc6509"], default="3gpp",
                    help="identifiers: 3GPP MIKEY-SAKKE UID (default) or RFC 6509 tel URI + month")
-    i.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    add_json_option(i)
     i.set_defaults(func=run_init)
-    s = sub.add_parser("issue", help="issue a user's SSK, PVT and RSK for a key period")
+    s = sub.add_parser("issue", help="issue a user's SSK, PVT and RSK for a key period",
+                       description="Issue a user's key file (SSK, PVT, RSK for one key period) for "
+                       "'--mode sakke --keys FILE', and optionally a KmsKeyProv response (TS 33.180 Annex D).")
     s.add_argument("--community", required=True, metavar="FILE", help="community.json from 'kms init'")
     s.add_argument("--uri", required=True, metavar="URI", help="the user's URI")
-    s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write")
+    s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
     s.add_argument("--period-no", type=int, metavar="N", help="key period number (default: the current one)")
     s.add_argument("--month", metavar="YYYY-MM", help="the month (RFC 6509 identifiers)")
-    s.add_argument("--now", type=unix_seconds, metavar="UNIX", help="the time choosing the period (default: now)")
-    s.add_argument("--xml", metavar="FILE", help="also write a 3GPP KmsKeyProv response")
-    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.add_argument("--now", type=unix_seconds, metavar="UNIX_SECONDS",
+                   help="the time choosing the period (default: the real clock)")
+    s.add_argument("--xml", metavar="FILE", help="also write a 3GPP KmsKeyProv response (plaintext key material)")
+    add_json_option(s)
     s.set_defaults(func=run_issue)
