@@ -22,10 +22,10 @@ from mikey.identities import rfc6509_identifier, uid_3gpp
 
 from .source import Source, read_source
 
-__all__ = ["IdentityKeys", "KmsPublicKeys", "SakkeKeystore", "hex_field"]
+__all__ = ["IdentityKeys", "KmsPublicKeys", "SakkeKeystore"]
 
 
-def hex_field(value: object, what: str) -> bytes:
+def _hex(value: object, what: str) -> bytes:
     """Bytes from the hex text of a key-file field; errors name *what*, never the value."""
     if not isinstance(value, str):
         raise KeyMaterialError(f"{what} must be a hex string")
@@ -86,8 +86,8 @@ class KmsPublicKeys:
             period = doc.get("period", {})
             return cls(
                 kms_uri=str(doc["kms_uri"]),
-                kpak=hex_field(community["kpak"], "KPAK"),
-                z=hex_field(community["z"], "Z"),
+                kpak=_hex(community["kpak"], "KPAK"),
+                z=_hex(community["z"], "Z"),
                 sakke_params=int(community.get("sakke_params", 1)),
                 key_period=int(period.get("key_period", 2_592_000)),
                 key_period_offset=int(period.get("key_period_offset", 0)),
@@ -136,11 +136,6 @@ class IdentityKeys:
     @property
     def rsk(self) -> bytes:
         return self._rsk
-
-    @property
-    def kms(self) -> KmsPublicKeys:
-        """The community public keys these keys were issued under."""
-        return self._kms
 
     def __repr__(self) -> str:
         return f"IdentityKeys(uri={self.uri!r}, identifier={self.identifier.hex()}, period_no={self.period_no})"
@@ -244,7 +239,7 @@ class SakkeKeystore:
             for u in users:
                 period_no = u.get("period_no")
                 if "uid" in u:
-                    ident = hex_field(u["uid"], "UID")
+                    ident = _hex(u["uid"], "UID")
                 elif kms.id_scheme == SakkeIDScheme.TEL_URI_MONTHLY:
                     if "month" not in u:
                         raise KeyMaterialError("an RFC 6509 key set needs \"uid\" or \"month\" (YYYY-MM)")
@@ -260,9 +255,9 @@ class SakkeKeystore:
                     IdentityKeys(
                         str(u["uri"]),
                         ident,
-                        hex_field(u["ssk"], "SSK"),
-                        hex_field(u["pvt"], "PVT"),
-                        hex_field(u["rsk"], "RSK"),
+                        _hex(u["ssk"], "SSK"),
+                        _hex(u["pvt"], "PVT"),
+                        _hex(u["rsk"], "RSK"),
                         kms,
                         int(period_no) if period_no is not None else None,
                     )
