@@ -33,16 +33,13 @@ from mikey.errors import (
     MikeyError,
     PeerError,
     ReplayError,
+    StateError,
 )
 from mikey.keystore import Credentials
 from mikey.modes.base import CryptoSessionSpec, State
-from mikey.modes.pk import (
-    EnvelopeKeyCache,
-    PkInitiator,
-    PkResponder,
-    build_kemac,
-)
-from mikey.modes.psk import KeyTransport
+from mikey.modes.keytransport import EnvelopeKeyCache, KeyTransport, build_kemac
+from mikey.modes.pk import PkInitiator, PkResponder
+from mikey.modes.psk import PskInitiator
 from mikey.modes.signing import sign_message
 from mikey.replay import ReplayCache
 from mikey.wire import (
@@ -231,8 +228,8 @@ def test_cached_envelope_key_keys_a_psk_update(pki: Pki, cache: int) -> None:
     i_msg = ini.create_message(NOW)
     res.receive(i_msg, NOW)
     assert len(i_cache) == len(r_cache) == 1
-    update = i_cache.psk_initiator(BOB.encode(), ini.csb_id, NOW + 10, id_i=IdPayload.uri(ALICE),
-                                   tgk=bytes(16), v=True)
+    update = PskInitiator.from_envelope_key(i_cache, BOB.encode(), ini.csb_id, NOW + 10, id_i=IdPayload.uri(ALICE),
+                                            tgk=bytes(16), v=True)
     u_msg = update.create_message(NOW + 10)
     assert Message.decode(u_msg).data_type == DataType.PSK_INIT
     responder2 = PkResponder(pki.b, pki.validator, envelope_key_cache=r_cache)
@@ -249,8 +246,8 @@ def test_uncached_envelope_key_is_not_a_psk(pki: Pki) -> None:
     ini, res = _pair(pki, cache=CacheType.NO_CACHE, r_envelope_key_cache=r_cache)
     res.receive(ini.create_message(NOW), NOW)
     assert len(r_cache) == 0
-    from mikey.modes.psk import PskInitiator
-
+    with pytest.raises(StateError):
+        PskInitiator.from_envelope_key(EnvelopeKeyCache(), BOB.encode(), ini.csb_id, NOW + 5)
     u_msg = PskInitiator(ini.envelope_key, csb_id=ini.csb_id, id_i=IdPayload.uri(ALICE)).create_message(NOW + 5)
     with pytest.raises(AuthenticationError):
         PkResponder(pki.b, pki.validator, envelope_key_cache=r_cache).receive(u_msg, NOW + 5)

@@ -34,7 +34,7 @@ from mikey.errors import (
 )
 from mikey.keystore import Credentials
 from mikey.modes.base import CryptoSessionSpec, State, default_srtp_policy
-from mikey.modes.pk import EnvelopeKeyCache
+from mikey.modes.keytransport import EnvelopeKeyCache
 from mikey.modes.rsa_r import RsaRInitiator, RsaRResponder
 from mikey.modes.signing import sign_message
 from mikey.replay import ReplayCache
@@ -141,9 +141,9 @@ def test_group_mode(pki: Pki) -> None:
     assert final.csb_id == out.result.csb_id == 0xC0FFEE01
     assert _fps(final) == _fps(out.result) and [cs.ssrc for cs in final.crypto_sessions] == [0xAAAA]
     # The same TGK under the original CSB ID would give other keys: the new one is really used.
-    from mikey.modes.pk import session_keys_for
+    from mikey.modes.keytransport import session_keys
 
-    other = session_keys_for(final.tgk, 0, final.header, final.rand, final.policies, None)
+    other = session_keys(final.tgk, 0, final.header, final.rand, final.policies, None)
     assert _fps(type("R", (), {"crypto_sessions": other})()) != _fps(final)
 
 

@@ -16,11 +16,10 @@ most once) and their credentials, validators and caches (read-only or locked).
 
 from __future__ import annotations
 
-import hmac
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
@@ -161,11 +160,13 @@ def derive_crypto_sessions(
     entries: list[tuple[int, int | None, int, int | None, bytes]] = []  # cs_id, ssrc, roc, policy_no, spi
     if header.cs_id_map_type == CSIdMapType.SRTP_ID:
         for i, e in enumerate(header.cs_id_map, 1):
-            assert isinstance(e, SrtpIdEntry)
+            if not isinstance(e, SrtpIdEntry):
+                raise UnspecifiedError("an SRTP-ID map holds a Generic-ID entry")
             entries.append((i, e.ssrc, e.roc, e.policy_no, b""))
     elif header.cs_id_map_type == CSIdMapType.GENERIC_ID:
         for g in header.cs_id_map:
-            assert isinstance(g, GenericIdEntry)
+            if not isinstance(g, GenericIdEntry):
+                raise UnspecifiedError("a Generic-ID map holds an SRTP-ID entry")
             if g.prot_type not in (ProtType.SRTP, ProtType.TESLA):
                 raise UnsupportedSPTypeError(f"crypto session {g.cs_id} has Prot type {g.prot_type}: not supported")
             entries.append((g.cs_id, g.ssrc, g.roc or 0, g.policies[0] if g.policies else None, g.spi))
@@ -297,11 +298,6 @@ def check_timestamp(
     return when + skew
 
 
-def timestamp_expiry(t: TimestampPayload, now: float, skew: float) -> float:
-    when = t.unix_time()
-    return (when if when is not None else now) + skew
-
-
 # --- Error messages (RFC 3830 §5.1.2) ------------------------------------------------------
 
 
@@ -363,15 +359,22 @@ class Admission(NamedTuple):
     counter: int | None
 
 
+#: A message handler: ``(side, message, now) -> result``, called with the side in the state it is keyed by.
+Handler = Callable[[Any, Message, float], Any]
+
+
 class Side:
     """One side of an exchange: a state, the message handlers by (state, data type), and failure handling.
 
-    Subclasses fill ``HANDLERS`` with ``{(State, data type): method name}``.  Any
-    exception moves the side to ``FAILED``.
+    Subclasses fill ``HANDLERS`` with ``{(State, data type): handler function}``, written at the
+    end of the class body so the functions are the class's own (e.g. ``{(State.START,
+    DataType.PSK_INIT): _on_init}``).  A :class:`~mikey.errors.MikeyError` raised while a
+    message is handled moves the side to ``FAILED``; so does any error while an Initiator
+    builds its message (:meth:`Initiator.create_message`).
     """
 
     MODE: ClassVar[str] = ""
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {}
+    HANDLERS: ClassVar[Mapping[tuple[State, int], Handler]] = {}
 
     def __init__(
         self,
@@ -398,13 +401,15 @@ class Side:
             msg = Message.decode(data)
             if msg.data_type == DataType.ERROR:
                 raise self._on_error_message(msg)
-            name = self.HANDLERS.get((self.state, int(msg.data_type)))
-            if name is None:
+            handler = self.HANDLERS.get((self.state, int(msg.data_type)))
+            if handler is None:
                 dt = getattr(msg.data_type, "name", msg.data_type)
                 raise UnsupportedDataTypeError(
                     f"{type(self).__name__} in state {self.state.value} does not take data type {dt}"
                 )
-            return getattr(self, name)(msg, now)
+            if isinstance(handler, str):  # transitional: a method name
+                return getattr(self, handler)(msg, now)
+            return handler(self, msg, now)
         except MikeyError as exc:
             self.state = State.FAILED
             if isinstance(exc, MikeyDecodeError) and exc.error_message is None:
@@ -430,7 +435,8 @@ class Side:
         cache = self.replay_cache
         skew = cache.effective_skew(self.clock_skew, now)
         expires = check_timestamp(t, now, skew)
-        assert t is not None
+        if t is None:  # check_timestamp refuses a missing T; this narrows the type
+            raise UnspecifiedError("message has no T payload")
         key = cache.key_for(msg.raw_bytes())
         counter = t.ts_int if t.ts_type == TSType.COUNTER else None
         when = expires - skew if counter is None else now
@@ -455,10 +461,6 @@ class Side:
             raise StateError(f"{type(self).__name__} is {self.state.value}")
 
 
-def hmac_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
-
-
 # --- shared immutable defaults (added for the certificate modes: PK, RSA-R, DH) -----------------
 
 _SHARED_DEFAULT_POLICIES: dict[tuple[int, int], SecurityPolicyPayload] = {}
@@ -479,7 +481,7 @@ class Initiator(Side):
     """An Initiator: builds the I_MESSAGE (``create_message``), then takes the response, if any.
 
     ``result`` is the Initiator's view of the keys; ``NO_RESULT`` says why it is
-    not there yet.
+    not there yet.  A mode implements ``_build(now)``.
     """
 
     NO_RESULT: ClassVar[str] = "create_message() has not been called"
@@ -490,6 +492,24 @@ class Initiator(Side):
         if self._result is None:
             raise StateError(self.NO_RESULT)
         return self._result
+
+    def create_message(self, now: float) -> bytes:
+        """The I_MESSAGE, timestamped *now* (Unix seconds), built by the mode's ``_build``.
+
+        Only from state START.  Any error while building (a
+        :class:`~mikey.errors.MikeyError`, or e.g. a ``ValueError`` from a bad
+        credential) moves the side to ``FAILED`` and is re-raised.
+        """
+        self.require_state(State.START)
+        try:
+            return self._build(now)
+        except Exception:
+            self.state = State.FAILED
+            raise
+
+    def _build(self, now: float) -> bytes:
+        """Build the I_MESSAGE and move to the next state (the mode's part of :meth:`create_message`)."""
+        raise StateError(f"{type(self).__name__} does not build messages")
 
     def receive(self, data: bytes, now: float) -> ExchangeResult:
         """Process the response (an Error message raises :class:`~mikey.errors.PeerError`)."""

@@ -477,7 +477,7 @@ class DhInitiator(DhInitiatorBase):
     """
 
     MODE: ClassVar[str] = "dh"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.WAIT_RESPONSE, DataType.DH_RESP): "_on_response"}
+    HANDLERS = {(State.WAIT_RESPONSE, DataType.DH_RESP): DhInitiatorBase._on_response}
 
     def __init__(
         self,
@@ -561,7 +561,7 @@ class DhResponder(DhResponderBase):
     """
 
     MODE: ClassVar[str] = "dh"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.DH_INIT): "_on_init"}
+    HANDLERS = {(State.START, DataType.DH_INIT): DhResponderBase._on_init}
 
     def __init__(
         self,

@@ -114,9 +114,7 @@ class DhHmacInitiator(DhInitiatorBase):
     MODE: ClassVar[str] = "dhhmac"
     INIT_TYPE: ClassVar[int] = DataType.DHHMAC_INIT
     RESP_TYPE: ClassVar[int] = DataType.DHHMAC_RESP
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {
-        (State.WAIT_RESPONSE, DataType.DHHMAC_RESP): "_on_response"
-    }
+    HANDLERS = {(State.WAIT_RESPONSE, DataType.DHHMAC_RESP): DhInitiatorBase._on_response}
 
     def __init__(
         self,
@@ -194,7 +192,7 @@ class DhHmacResponder(DhResponderBase):
     MODE: ClassVar[str] = "dhhmac"
     INIT_TYPE: ClassVar[int] = DataType.DHHMAC_INIT
     RESP_TYPE: ClassVar[int] = DataType.DHHMAC_RESP
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.DHHMAC_INIT): "_on_init"}
+    HANDLERS = {(State.START, DataType.DHHMAC_INIT): DhResponderBase._on_init}
 
     def __init__(
         self,

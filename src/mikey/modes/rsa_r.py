@@ -25,9 +25,14 @@ Compatibility options (``compat``, see also :mod:`mikey.modes.pk`):
 * ``"sign-excludes-header"`` -- signatures without the 2-octet SIGN header (minisip libmikey).
 * ``"rsa-r-sign-no-trailer"`` -- SIGNr over the R_MESSAGE alone, without IDi || IDr || T
   (minisip libmikey signs every message the same way).  We then sign that way and accept both.
-* ``"rsa-r-fresh-timestamp"`` -- accept an R_MESSAGE carrying a fresh timestamp
-  (checked against the clock skew) instead of the I_MESSAGE's T (minisip libmikey).
+* ``"fresh-response-timestamp"`` (older name ``"rsa-r-fresh-timestamp"``) -- accept an
+  R_MESSAGE carrying a fresh timestamp (checked against the clock skew) instead of the
+  I_MESSAGE's T (minisip libmikey); SIGNr is still checked over the I_MESSAGE's T.
 * ``"kemac-without-id"`` -- accept a KEMAC without the encrypted IDr.
+* ``"response-rand"`` -- accept a unicast R_MESSAGE that carries a RAND although the
+  I_MESSAGE did (deployed responders repeat it).  §3.5 says both sides then key with the
+  I_MESSAGE's RAND, so the R_MESSAGE's RAND must equal it: it cannot change the keys.
+  Without the switch such an R_MESSAGE is refused (§3.7: "silently discard").
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from ..constants import (
     CSIdMapType,
     DataType,
     EncrAlg,
+    ErrorNo,
     GenExtType,
     KeyDataType,
     MacAlg,
@@ -59,8 +65,8 @@ from ..errors import (
     CertificateError,
     CryptoError,
     MikeyDecodeError,
-    MikeyError,
     MikeyProtocolError,
+    StateError,
     UnspecifiedError,
     UnsupportedEncryptionError,
     UnsupportedIDError,
@@ -87,48 +93,57 @@ from ..wire import (
 )
 from ..wire.payloads.base import KeyValidity
 from .base import (
-    CryptoSessionSpec,
-    ExchangeResult,
     Initiator,
     Responder,
-    ResponderOutcome,
     Rng,
     State,
     build_error_message,
     build_header,
-    check_timestamp,
     fill_ssrcs,
     id_data,
     random_csb_id,
     shared_default_srtp_policy,
 )
-from .pk import (
-    COMPAT_OPTIONS,
+from .keytransport import (
+    COMPAT_BY_MODE,
+    COMPAT_FRESH_RESPONSE_TIMESTAMP,
+    COMPAT_RESPONSE_RAND,
+    COMPAT_RSA_R_FRESH_TIMESTAMP,
+    COMPAT_RSA_R_SIGN_NO_TRAILER,
     ENVELOPE_KEY_LENGTH,
     EnvelopeKeyCache,
+    KeyTransport,
     build_kemac,
-    check_key_encipherment,
+    check_algorithms,
+    check_response_timestamp,
+    compat_hint,
+    default_tgk_length,
     open_kemac,
-    same_id,
-    session_keys_for,
-    split_ids,
+    session_keys,
 )
-from .psk import KeyTransport, check_algorithms, default_tgk_length
+from .results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .signing import (
     SIGNATURE_HASHES,
     CertResolver,
     PeerVerifier,
     Signer,
     check_compat,
+    check_key_encipherment,
     der_of,
     identity_of,
     message_time,
     pinned_validator,
+    same_id,
     sign_message,
+    split_ids,
     subject_text,
 )
 
-__all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered"]
+__all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered",
+           "RSA_R_COMPAT"]
+
+#: The deployed variants RSA-R accepts (see the module docstring).
+RSA_R_COMPAT = COMPAT_BY_MODE["rsa-r"]
 
 #: Local policy hook: may the Responder accept this SP payload the Initiator offered?
 PolicyFilter = Callable[[SecurityPolicyPayload], bool]
@@ -200,9 +215,6 @@ class RsaRInitiator(Initiator):
 
     NO_RESULT: ClassVar[str] = "no R_MESSAGE has been accepted yet"
     MODE: ClassVar[str] = "rsa-r"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {
-        (State.WAIT_RESPONSE, DataType.RSA_R_RESP): "_on_response"
-    }
 
     def __init__(
         self,
@@ -242,7 +254,7 @@ class RsaRInitiator(Initiator):
             validator = pinned_validator(peer_certificate)
         if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
-        self.compat = check_compat(compat, COMPAT_OPTIONS)
+        self.compat = check_compat(compat, RSA_R_COMPAT)
         self._credentials = credentials
         self.signer = Signer(credentials, s_type, sign_hash, exclude_header="sign-excludes-header" in self.compat)
         self.validator = validator
@@ -279,27 +291,22 @@ class RsaRInitiator(Initiator):
     def __repr__(self) -> str:
         return f"RsaRInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
 
-    def create_message(self, now: float) -> bytes:
-        """The signed I_MESSAGE (RFC 4738 §3.4), V = 1, timestamped *now*."""
-        self.require_state(State.START)
-        try:
-            self.header = build_header(
-                DataType.RSA_R_INIT, self.csb_id, self.specs, map_type=self.cs_id_map_type, v=True, prf=self.prf
-            )
-            self.timestamp = TimestampPayload.ntp_utc(now)
-            payloads: list[Payload] = [self.timestamp]
-            if self.send_rand:
-                payloads.append(RandPayload(self.rand))
-            if self.send_id_i:
-                payloads.append(self.id_i)
-            payloads += self.signer.cert_payloads(include=self.include_certificate, url=self.certificate_url)
-            if self.id_r is not None:
-                payloads.append(self.id_r)
-            payloads += self.policies
-            self.i_message = self.signer.signed_message(self.header, payloads)
-        except MikeyError:
-            self.state = State.FAILED
-            raise
+    def _build(self, now: float) -> bytes:
+        """The signed I_MESSAGE (RFC 4738 §3.4), V = 1: HDR, T, [RAND], [IDi|CERTi], [IDr], {SP}, SIGNi."""
+        self.header = build_header(
+            DataType.RSA_R_INIT, self.csb_id, self.specs, map_type=self.cs_id_map_type, v=True, prf=self.prf
+        )
+        self.timestamp = TimestampPayload.ntp_utc(now)
+        payloads: list[Payload] = [self.timestamp]
+        if self.send_rand:
+            payloads.append(RandPayload(self.rand))
+        if self.send_id_i:
+            payloads.append(self.id_i)
+        payloads += self.signer.cert_payloads(include=self.include_certificate, url=self.certificate_url)
+        if self.id_r is not None:
+            payloads.append(self.id_r)
+        payloads += self.policies
+        self.i_message = self.signer.signed_message(self.header, payloads)
         self.state = State.WAIT_RESPONSE
         return self.i_message
 
@@ -322,7 +329,7 @@ class RsaRInitiator(Initiator):
         t = msg.find(TimestampPayload)
         if t is None:
             raise UnspecifiedError("RSA-R I_MESSAGE has no T payload")
-        compat = check_compat(kwargs.get("compat", ()), COMPAT_OPTIONS)  # type: ignore[arg-type]
+        compat = check_compat(kwargs.get("compat", ()), RSA_R_COMPAT)  # type: ignore[arg-type]
         PeerVerifier(None, compat=compat).verify_signature(msg, credentials.certificate)
         id_i, id_r = split_ids(msg)
         rand_p = msg.find(RandPayload)
@@ -356,24 +363,33 @@ class RsaRInitiator(Initiator):
             return rand_r.rand
         if self.send_rand:
             if rand_r is not None:
-                raise UnspecifiedError("R_MESSAGE carries RAND although the I_MESSAGE did (RFC 4738 §3.7)")
+                if COMPAT_RESPONSE_RAND not in self.compat:
+                    raise UnspecifiedError(
+                        "R_MESSAGE carries RAND although the I_MESSAGE did (RFC 4738 §3.7); one repeating the "
+                        "I_MESSAGE's RAND is " + compat_hint(COMPAT_RESPONSE_RAND)
+                    )
+                if rand_r.rand != self.rand:
+                    raise UnspecifiedError(
+                        "R_MESSAGE carries a RAND other than the I_MESSAGE's; in unicast both sides key with "
+                        "the I_MESSAGE's RAND (RFC 4738 §3.5)"
+                    )
             return self.rand
         if rand_r is None:
             raise UnspecifiedError("R_MESSAGE lacks RAND although the I_MESSAGE had none (RFC 4738 §3.7)")
         return rand_r.rand
 
     def _on_response(self, msg: Message, now: float) -> ExchangeResult:
-        assert self.timestamp is not None
+        """R_MESSAGE = HDR, [GenExt(CSB_ID)], T, [RAND], [IDr|CERTr], [SP], KEMAC, PKE, SIGNr (RFC 4738 §3.6)."""
+        if self.timestamp is None:
+            raise StateError("no I_MESSAGE has been built")
         hdr = msg.header
         if hdr.csb_id != self.csb_id:
             raise AuthenticationError("R_MESSAGE CSB ID does not match the I_MESSAGE (RFC 4738 §3.6)")
         t = msg.find(TimestampPayload)
         if t is None:
             raise UnspecifiedError("R_MESSAGE has no T payload")
-        if t.ts_value != self.timestamp.ts_value or t.ts_type != self.timestamp.ts_type:
-            if "rsa-r-fresh-timestamp" not in self.compat:
-                raise AuthenticationError("R_MESSAGE must carry the I_MESSAGE's timestamp (RFC 4738 §3.6)")
-            check_timestamp(t, now, self.clock_skew)
+        check_response_timestamp(t, self.timestamp, self.compat, now, self.clock_skew, rfc="RFC 4738 §3.6",
+                                 names=(COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RSA_R_FRESH_TIMESTAMP))
         ext = _csb_extension(msg)
         if ext is not None and not self.group:
             raise UnspecifiedError("GenExt(CSB_ID) in a unicast R_MESSAGE (RFC 4738 §3.6)")
@@ -398,7 +414,7 @@ class RsaRInitiator(Initiator):
         id_i = self.id_i if self.send_id_i else None
         trailer_r = id_r_clear if id_r_clear is not None else self.id_r
         trailers = [_sign_trailer(id_i, trailer_r, self.timestamp)]
-        if "rsa-r-sign-no-trailer" in self.compat:
+        if COMPAT_RSA_R_SIGN_NO_TRAILER in self.compat:
             trailers.append(b"")
         self.verifier.verify_signature(msg, leaf, trailers=trailers)
         answered = msg.find_all(SecurityPolicyPayload)
@@ -419,14 +435,14 @@ class RsaRInitiator(Initiator):
                                               oaep_hash=self.oaep_hash)
         transport = KeyTransport(int(kemac.encr_alg), int(kemac.mac_alg), int(hdr.prf))
         keys = transport.keys(env_key, key_csb, rand)
-        opened = open_kemac(msg, transport, keys, key_csb, t, self.compat)
+        opened = open_kemac(msg, transport, keys, t, kemac=kemac, with_id=True, compat=self.compat, csb_id=key_csb)
         if opened.id_payload is not None:
             if expected_r is not None and not same_id(opened.id_payload, expected_r):
                 raise AuthenticationError("the encrypted IDr differs from the expected IDr (RFC 4738 §3.6)")
             if expected_r is None:
                 self.verifier.leaf(chain, at=at, peer_id=opened.id_payload)
         policies = tuple(answered) if answered else tuple(self.policies)
-        sessions = session_keys_for(opened.key, opened.key_type, hdr, rand, policies, opened.salt, csb_id=key_csb)
+        sessions = session_keys(opened.key, opened.key_type, hdr, rand, policies, opened.salt, csb_id=key_csb)
         responder = expected_r or opened.id_payload
         if self.envelope_key_cache is not None:
             self.envelope_key_cache.store(id_data(responder), key_csb, rand, env_key, int(pke.c), now)
@@ -443,11 +459,13 @@ class RsaRInitiator(Initiator):
             policies=policies,
             initiator_id=self.id_i.data,
             responder_id=responder.data if responder is not None else None,
-            key_validity=opened.kv,
+            key_validity=opened.key_validity,
             extras={"cache": int(pke.c), "group": ext is not None, "request_csb_id": self.csb_id,
                     "responder_certificate": subject_text(leaf)},
         )
         return self._result
+
+    HANDLERS = {(State.WAIT_RESPONSE, DataType.RSA_R_RESP): _on_response}
 
 
 @dataclass
@@ -468,7 +486,6 @@ class RsaRResponder(Responder):
     """
 
     MODE: ClassVar[str] = "rsa-r"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.RSA_R_INIT): "_on_init"}
 
     def __init__(
         self,
@@ -504,7 +521,7 @@ class RsaRResponder(Responder):
         envelope_key_cache: EnvelopeKeyCache | None = None,
         replay_cache: ReplayCache | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
-        unparseable_error_no: int = 13,
+        unparseable_error_no: int = ErrorNo.UNSUPPORTED_MESSAGE_TYPE,
         compat: Iterable[str] = (),
         rng: Rng = os.urandom,
     ) -> None:
@@ -516,7 +533,7 @@ class RsaRResponder(Responder):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
         if cache not in (CacheType.NO_CACHE, CacheType.CACHE, CacheType.CACHE_FOR_CSB):
             raise ValueError("cache must be 0, 1 or 2 (RFC 3830 Table 6.3)")
-        self.compat = check_compat(compat, COMPAT_OPTIONS)
+        self.compat = check_compat(compat, RSA_R_COMPAT)
         self._credentials = credentials
         self.signer = Signer(credentials, s_type, sign_hash, exclude_header="sign-excludes-header" in self.compat)
         self.validator = validator
@@ -650,10 +667,10 @@ class RsaRResponder(Responder):
             payloads += policies
             payloads += [kemac, PkePayload(self.cache, pke_data)]
             trailer_r = self.id_r if self.send_id_r else id_r_req
-            trailer = b"" if "rsa-r-sign-no-trailer" in self.compat else _sign_trailer(id_i, trailer_r, t)
+            trailer = b"" if COMPAT_RSA_R_SIGN_NO_TRAILER in self.compat else _sign_trailer(id_i, trailer_r, t)
             response = self.signer.signed_message(header, payloads, trailer=trailer)
-            sessions = session_keys_for(self._tgk, self.key_type, header, rand, policies, self._salt(),
-                                        csb_id=key_csb)
+            sessions = session_keys(self._tgk, self.key_type, header, rand, policies, self._salt(),
+                                    csb_id=key_csb)
         except MikeyProtocolError as exc:
             self._attach_error(exc, msg, progress)
             raise
@@ -678,6 +695,8 @@ class RsaRResponder(Responder):
         self.result = result
         self.state = State.DONE
         return ResponderOutcome(result, response)
+
+    HANDLERS = {(State.START, DataType.RSA_R_INIT): _on_init}
 
     def _attach_error(self, exc: MikeyProtocolError, msg: Message, progress: _Progress) -> None:
         """Error message (§5.1.2 of RFC 3830): signed once SIGNi verified, unauthenticated before."""

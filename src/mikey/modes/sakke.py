@@ -41,6 +41,7 @@ from ..constants import (
     PRF,
     CSIdMapType,
     DataType,
+    ErrorNo,
     GenExtType,
     IDRole,
     IDType,
@@ -422,7 +423,6 @@ class SakkeInitiator(Initiator):
     """
 
     MODE: ClassVar[str] = "sakke"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {}
 
     def __init__(
         self,
@@ -668,7 +668,6 @@ class SakkeResponder(Responder):
     """
 
     MODE: ClassVar[str] = "sakke"
-    HANDLERS: ClassVar[dict[tuple[State, int], str]] = {(State.START, DataType.SAKKE): "_on_init"}
 
     def __init__(
         self,
@@ -854,11 +853,13 @@ class SakkeResponder(Responder):
             raise
         except (MikeyDecodeError, KeyMaterialError) as exc:
             err = UnspecifiedError(f"cannot process the I_MESSAGE: {exc}")
-            err.error_message = build_error_message(hdr.csb_id, [12], t or TimestampPayload.ntp_utc(now))
+            err.error_message = build_error_message(hdr.csb_id, [ErrorNo.UNSPECIFIED], t or TimestampPayload.ntp_utc(now))
             raise err from None
         self.result = result
         self.state = State.DONE
         return ResponderOutcome(result, None)
+
+    HANDLERS = {(State.START, DataType.SAKKE): _on_init}
 
     def _to_self_keys(self, initiator: bytes) -> tuple[UserKeySet, bytes]:
         mine = self.keys.user_keys(initiator)

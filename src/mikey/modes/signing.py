@@ -17,7 +17,8 @@ The one copy of the plumbing RFC 3830 §3.2 (PK), §3.3 (DH) and RFC 4738
 * :func:`pinned_validator` -- the validator for a directly trusted peer certificate
   (the "specific peer" model of §4.3.2), used by PK, RSA-R and DH alike: a pinned
   certificate is still checked for validity, key usage and ID binding.
-* :func:`message_time`, :func:`identity_of`, :func:`check_compat`.
+* :func:`message_time`, :func:`identity_of`, :func:`check_compat`, and the ID layout
+  ``[IDi|CERTi], [IDr]`` of certificate-carrying messages (:func:`split_ids`, :func:`same_id`).
 
 Compatibility option understood here (off unless named): ``"sign-excludes-header"``
 -- the signature does not cover the SIGN header (minisip libmikey signs "message -
@@ -58,6 +59,9 @@ __all__ = [
     "identity_of",
     "check_compat",
     "der_of",
+    "split_ids",
+    "same_id",
+    "check_key_encipherment",
 ]
 
 #: Hashes tried, in order, when verifying a SIGN (the SIGN payload does not name its hash).
@@ -201,10 +205,6 @@ class Signer:
     @property
     def certificate(self) -> x509.Certificate:
         return self.credentials.certificate
-
-    @property
-    def signature_length(self) -> int:
-        return (self._key.key_size + 7) // 8
 
     def cert_payloads(
         self, *, include: bool = True, url: str | None = None, cert_type: int = CertType.X509V3
@@ -391,3 +391,35 @@ class PeerVerifier:
         leaf = self.leaf(chain, at=at, peer_id=peer_id)
         self.verify_signature(msg, leaf, trailers=trailers)
         return leaf
+
+
+def check_key_encipherment(cert: x509.Certificate) -> None:
+    """A certificate we encrypt an envelope key to must allow keyEncipherment when it has keyUsage (§4.3)."""
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    except ValueError:
+        raise CertificateError("certificate has malformed extensions") from None
+    if not ku.key_encipherment:
+        raise CertificateError("the peer's certificate does not allow keyEncipherment")
+
+
+def same_id(a: IdPayload, b: IdPayload) -> bool:
+    return int(a.id_type) == int(b.id_type) and a.data == b.data
+
+
+def split_ids(msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
+    """The clear (IDi, IDr) of ``[IDi|CERTi], [IDr]``: an ID after a CERT is IDr (§3.2, RFC 4738 §3.4)."""
+    id_i: IdPayload | None = None
+    id_r: IdPayload | None = None
+    seen_cert = False
+    for p in msg.payloads:
+        if isinstance(p, CertPayload):
+            seen_cert = True
+        elif isinstance(p, IdPayload):
+            if id_i is None and not seen_cert:
+                id_i = p
+            elif id_r is None:
+                id_r = p
+    return id_i, id_r
