@@ -610,9 +610,9 @@ def test_complete_rejects_tampered_and_error_messages(capsys: pytest.CaptureFixt
     assert code == 1
     assert comp["error"]["kind"] == "peer-error"
     assert comp["error"]["err_no"] == 1 and comp["error"]["err_nos"] == [1]
-    # V set but no R_MESSAGE given
-    code, comp = run_json(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg)
-    assert code == 1 and comp["ok"] is False
+    # V set but no R_MESSAGE given: nothing was rejected, an input is missing (exit 2)
+    code, _, err = run(capsys, "complete", "--mode", "psk", "--psk", PSK, "--imsg", imsg)
+    assert code == 2 and "pass the verification message (--rmsg)" in err
 
 
 def test_complete_with_identities(capsys: pytest.CaptureFixture[str]) -> None:

@@ -126,9 +126,9 @@ def test_dh_weak_group_needs_allow_switch(capsys, pki, group: str) -> None:
 def test_dh_complete_needs_rmsg(capsys, pki) -> None:
     code, ini = run(capsys, "initiate", "--mode", "dh", "--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"],
                     "--ca", pki["ca"])
-    code, out = run(capsys, "complete", "--mode", "dh", "--ca", pki["ca"], "--imsg", ini["i_message"],
-                    "--dh-private", ini["dh_private"])
-    assert code == 1 and not out["ok"]
+    assert main(["complete", "--mode", "dh", "--ca", pki["ca"], "--imsg", ini["i_message"],
+                 "--dh-private", ini["dh_private"]]) == 2
+    assert "the Responder always answers and the keys need its message: pass --rmsg" in capsys.readouterr().err
 
 
 def test_dhhmac_initiate_respond_complete(capsys) -> None:
@@ -170,7 +170,7 @@ def test_demo_hooks_and_speed_cases(plugin, tmp_path: Path) -> None:
     out = res.receive(ini.create_message(now), now)
     assert out.response is not None
     assert ini.receive(out.response, now).tgk == out.result.tgk
-    assert plugin.always_responds and plugin.demo_description(creds)
+    assert plugin.demo_description(creds)
     cases = plugin.speed_cases()
     assert {c.baseline for c in cases} == {"modexp1536"}
     assert len(cases) == 2 and all(c.name.endswith(("initiator", "responder")) for c in cases)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 import mikey.cli
 from mikey.cli import exchange, main
+from mikey.cli.demo_pki import make_demo_pki
 from mikey.cli.main import build_parser
 from mikey.cli.mode_psk import PskPlugin
 from mikey.cli.plugin_base import ModePlugin
@@ -124,3 +126,37 @@ def test_help_groups_the_mode_options(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for plugin in PLUGINS:
         assert f"  {plugin.name:<6}  {plugin.help}\n" in out
+
+
+@pytest.mark.parametrize(("mode", "credentials"), [
+    ("dh", ["--dh-private", "5"]),
+    ("dhhmac", ["--psk", "00" * 16, "--dh-private", "5"]),
+    ("rsa-r", ["--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]),
+])
+def test_complete_without_the_response_a_mode_always_sends(capsys: pytest.CaptureFixture[str], mode: str,
+                                                           credentials: list[str]) -> None:
+    """One usage error (exit 2) for every mode whose Responder always answers, before anything is read."""
+    assert main(["complete", "--mode", mode, "--imsg", "01" * 20, *credentials]) == 2
+    assert f"--mode {mode}: the Responder always answers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["psk", "pk"])
+def test_complete_without_the_verification_message_v_asked_for(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               mode: str) -> None:
+    """With V set the verification message is needed (RFC 3830 §5.2); without V the keys are complete."""
+    if mode == "psk":
+        initiate, complete = ["--psk", "00" * 16], ["--psk", "00" * 16]
+    else:
+        pki = make_demo_pki(tmp_path)
+        initiate = ["--cert", pki["alice"]["cert"], "--key", pki["alice"]["key"], "--peer-cert", pki["bob"]["cert"]]
+        complete = []
+    for verify in (True, False):
+        assert main(["initiate", "--mode", mode, *initiate, "--json", "--show-keys", *(["--verify"] * verify)]) == 0
+        sent = json.loads(capsys.readouterr().out)
+        env_key = ["--env-key", sent["envelope_key"]] if mode == "pk" else []
+        code = main(["complete", "--mode", mode, *complete, *env_key, "--imsg", sent["i_message"], "--json"])
+        if verify:
+            assert code == 2
+            assert "the I_MESSAGE set V: pass the verification message (--rmsg)" in capsys.readouterr().err
+        else:
+            assert code == 0 and json.loads(capsys.readouterr().out)["csb_id"] == sent["csb_id"]

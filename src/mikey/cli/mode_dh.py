@@ -28,6 +28,7 @@ from .plugin_base import (
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
+    required_response,
     uri_id,
 )
 
@@ -40,7 +41,6 @@ _DH_OPS = ("dh5-public", "dh5-shared", "rsa2048-sign", "rsa2048-verify")
 class DhPlugin(ModePlugin):
     name = "dh"
     help = "Diffie-Hellman with RSA signatures (RFC 3830 §3.3)"
-    always_responds = True
     initiate_options = frozenset()  # no TGK or KEMAC to choose, and the response always comes
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
@@ -76,8 +76,7 @@ class DhPlugin(ModePlugin):
 
     def complete(self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None,
                  now: float) -> ExchangeResult:
-        if r_message is None:
-            raise UnspecifiedError("DH always needs the R_MESSAGE (--rmsg): the TGK needs the Responder's DHr")
+        response = required_response(self.name, r_message)
         try:
             initiator = DhInitiator.resume(i_message, args.dh_private, ca_validator(args),
                                            credentials=load_own(args) if args.cert or args.key else None,
@@ -85,7 +84,7 @@ class DhPlugin(ModePlugin):
                                            allowed_groups=allowed_groups(args), **self._signing(args))
         except ValueError as e:
             raise UnspecifiedError(str(e)) from None
-        return initiator.receive(r_message, now)
+        return initiator.receive(response, now)
 
     # -- demo ---------------------------------------------------------------------------------
 

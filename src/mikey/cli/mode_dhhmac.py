@@ -28,6 +28,7 @@ from .plugin_base import (
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
+    required_response,
     uri_id,
 )
 
@@ -36,7 +37,6 @@ __all__ = ["PLUGIN", "DhHmacPlugin"]
 class DhHmacPlugin(ModePlugin):
     name = "dhhmac"
     help = "HMAC-authenticated Diffie-Hellman (RFC 4650)"
-    always_responds = True
     initiate_options = frozenset({"mac"})  # the KEMAC conveys no encrypted data, only the MAC (RFC 4650 §4.2)
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
@@ -74,14 +74,13 @@ class DhHmacPlugin(ModePlugin):
 
     def complete(self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None,
                  now: float) -> ExchangeResult:
-        if r_message is None:
-            raise UnspecifiedError("DH-HMAC always needs the R_MESSAGE (--rmsg): the TGK needs DHr")
+        response = required_response(self.name, r_message)
         try:
             initiator = DhHmacInitiator.resume(i_message, args.dh_private, args.psk, compat=args.compat,
                                                allowed_groups=allowed_groups(args))
         except ValueError as e:
             raise UnspecifiedError(str(e)) from None
-        return initiator.receive(r_message, now)
+        return initiator.receive(response, now)
 
     # -- demo ---------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import CacheType, HashFunc
-from ..errors import UnspecifiedError
 from ..modes.pk import COMPAT_OPTIONS, PkInitiator, PkResponder
 from ..modes.psk import VERIFICATION_COVERAGE
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
@@ -32,6 +31,7 @@ from .plugin_base import (
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
+    receive_if_verified,
 )
 
 __all__ = ["PLUGIN", "PkPlugin", "CHASH_NAMES"]
@@ -43,7 +43,6 @@ CHASH_NAMES = {"sha1": HashFunc.SHA_1, "md5": HashFunc.MD5, "sha256": HashFunc.S
 class PkPlugin(ModePlugin):
     name = "pk"
     help = "public-key transport (RFC 3830 §3.2)"
-    always_responds = False
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
@@ -128,11 +127,7 @@ class PkPlugin(ModePlugin):
         initiator = PkInitiator.resume(
             i_message, args.env_key, verification_coverage=args.verification_coverage, compat=args.compat
         )
-        if r_message is None:
-            if initiator.v:
-                raise UnspecifiedError("the I_MESSAGE set V: the verification message is needed (--rmsg)")
-            return initiator.result
-        return initiator.receive(r_message, now)
+        return receive_if_verified(initiator, r_message, now)
 
     # -- demo ---------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import EncrAlg, MacAlg
-from ..errors import UnspecifiedError
 from ..modes.psk import VERIFICATION_COVERAGE, PskInitiator, PskResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
@@ -25,6 +24,7 @@ from .plugin_base import (
     ModePlugin,
     SpeedCase,
     crypto_session_specs,
+    receive_if_verified,
     uri_id,
 )
 
@@ -34,7 +34,6 @@ __all__ = ["PLUGIN", "PskPlugin"]
 class PskPlugin(ModePlugin):
     name = "psk"
     help = "pre-shared key (RFC 3830 §3.1)"
-    always_responds = False
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--psk", type=hex_bytes, required=True, metavar="HEX", help="the pre-shared key")
@@ -89,12 +88,7 @@ class PskPlugin(ModePlugin):
             args.psk, i_message, verification_coverage=args.verification_coverage,
             allow_null_security=args.allow_null_security,
         )
-        view = initiator.result
-        if r_message is None:
-            if view.header.v:
-                raise UnspecifiedError("the I_MESSAGE set V: the R_MESSAGE is needed (--rmsg)")
-            return view
-        return initiator.receive(r_message, now)
+        return receive_if_verified(initiator, r_message, now)
 
     # -- demo ---------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ..modes.pk import COMPAT_OPTIONS
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.rsa_r import RsaRInitiator, RsaRResponder
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
-from .common import UsageError, add_kemac_options, hex_bytes, hex_u32
+from .common import add_kemac_options, hex_bytes, hex_u32
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .plugin_base import (
     DemoInitiator,
@@ -31,6 +31,7 @@ from .plugin_base import (
     add_compat_option,
     crypto_session_specs,
     pending_result,
+    required_response,
 )
 
 __all__ = ["PLUGIN", "RsaRPlugin"]
@@ -39,7 +40,6 @@ __all__ = ["PLUGIN", "RsaRPlugin"]
 class RsaRPlugin(ModePlugin):
     name = "rsa-r"
     help = "RSA in reverse: the Responder sends the TGK (RFC 4738)"
-    always_responds = True
     initiate_options = frozenset()  # the Responder chooses the TGK and the KEMAC algorithms (RFC 4738 §3.1)
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
@@ -134,15 +134,14 @@ class RsaRPlugin(ModePlugin):
     def complete(
         self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None, now: float
     ) -> ExchangeResult:
-        if r_message is None:
-            raise UsageError("RSA-R always has an R_MESSAGE: pass --rmsg")
+        response = required_response(self.name, r_message)
         own = load_own(args)
         peers = peer_certs(args)
         initiator = RsaRInitiator.resume(
             i_message, own, validator=trust(args, peers), peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:], group=bool(args.group), pke_oaep=bool(args.oaep), compat=args.compat,
         )
-        return initiator.receive(r_message, now)
+        return initiator.receive(response, now)
 
     # -- demo ---------------------------------------------------------------------------------
 

@@ -51,7 +51,6 @@ def _load_keys(path: str) -> SakkeKeystore:
 class SakkePlugin(ModePlugin):
     name = "sakke"
     help = "MIKEY-SAKKE (RFC 6509): identity-based, one signed message, keys from a KMS"
-    always_responds = False
     initiate_options = frozenset({"tgk"})  # --tgk: the SSV, like --ssv
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Protocol
 from ..constants import IDType
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdPayload, SecurityPolicyPayload
+from .common import UsageError
 
 __all__ = [
     "ModePlugin",
@@ -43,6 +44,8 @@ __all__ = [
     "uri_id",
     "add_compat_option",
     "pending_result",
+    "required_response",
+    "receive_if_verified",
 ]
 
 
@@ -108,8 +111,6 @@ class ModePlugin(ABC):
     name: ClassVar[str]
     #: One line for ``--help`` listings.
     help: ClassVar[str]
-    #: Whether the I_MESSAGE always gets a response (DH, DH-HMAC, RSA-R) or only with V set.
-    always_responds: ClassVar[bool] = False
     #: The core's ``initiate`` options this mode uses, of ``--tgk``, ``--encr``, ``--mac``, ``--verify``
     #: (:data:`mikey.cli.exchange.SHARED_INITIATE_OPTIONS`); the others are not offered.
     initiate_options: ClassVar[frozenset[str]] = frozenset({"tgk", "encr", "mac", "verify"})
@@ -221,3 +222,31 @@ def pending_result(initiator: PendingInitiator) -> ExchangeResult:
         initiator_id=initiator.id_i.data if initiator.id_i else None,
         responder_id=initiator.id_r.data if initiator.id_r else None,
     )
+
+
+def required_response(mode: str, r_message: bytes | None) -> bytes:
+    """The response ``complete`` needs in a mode whose Responder always answers (DH, DH-HMAC, RSA-R)."""
+    if r_message is None:
+        raise UsageError(f"--mode {mode}: the Responder always answers and the keys need its message: pass --rmsg")
+    return r_message
+
+
+class ResumedInitiator(Protocol):
+    """A PSK or PK Initiator rebuilt from its own I_MESSAGE."""
+
+    @property
+    def v(self) -> bool: ...
+    @property
+    def result(self) -> ExchangeResult: ...
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult: ...
+
+
+def receive_if_verified(initiator: ResumedInitiator, r_message: bytes | None, now: float) -> ExchangeResult:
+    """``complete`` where the response is optional (PSK, PK): the verification message the I_MESSAGE asked for
+    with V (RFC 3830 §5.2), or the keys as sent when V is not set."""
+    if r_message is not None:
+        return initiator.receive(r_message, now)
+    if initiator.v:
+        raise UsageError("the I_MESSAGE set V: pass the verification message (--rmsg)")
+    return initiator.result
