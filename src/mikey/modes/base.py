@@ -83,7 +83,6 @@ __all__ = [
     "fill_ssrcs",
     "build_error_message",
     "peer_error",
-    "verification_mac_input",
     "random_csb_id",
 ]
 
@@ -301,11 +300,6 @@ def check_timestamp(
 # --- Error messages (RFC 3830 §5.1.2) ------------------------------------------------------
 
 
-def verification_mac_input(message_without_mac: bytes, id_i: bytes, id_r: bytes, ts_value: bytes) -> bytes:
-    """Verification MAC input: message || IDi || IDr || T (RFC 3830 §5.2)."""
-    return message_without_mac + id_i + id_r + ts_value
-
-
 def build_error_message(
     csb_id: int,
     err_nos: Sequence[int],
@@ -407,8 +401,6 @@ class Side:
                 raise UnsupportedDataTypeError(
                     f"{type(self).__name__} in state {self.state.value} does not take data type {dt}"
                 )
-            if isinstance(handler, str):  # transitional: a method name
-                return getattr(self, handler)(msg, now)
             return handler(self, msg, now)
         except MikeyError as exc:
             self.state = State.FAILED

@@ -27,31 +27,20 @@ Deployed variants (all off by default, each accepted only when named in ``compat
 
 from __future__ import annotations
 
-import os
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from cryptography import x509
 
-from ..constants import PRF, CSIdMapType, DataType, SignatureType
-from ..crypto import dh as dh_crypto
+from ..constants import CSIdMapType, DataType, SignatureType
 from ..crypto import x509 as x509_crypto
 from ..errors import (
-    AuthenticationError,
     CertificateError,
-    CryptoError,
-    InvalidTimestampError,
-    MikeyDecodeError,
     MikeyProtocolError,
     StateError,
-    UnknownDHGroupDecodeError,
-    UnspecifiedError,
-    UnsupportedDHGroupError,
     UnsupportedIDError,
-    UnsupportedPRFError,
 )
 from ..keystore import Credentials
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
     ChashPayload,
     CommonHeader,
@@ -61,33 +50,17 @@ from ..wire import (
     Message,
     Payload,
     RandPayload,
-    SecurityPolicyPayload,
     TimestampPayload,
 )
-from ..wire.payloads.base import KeyValidity
 from .base import (
-    CryptoSessionSpec,
-    ExchangeResult,
-    Initiator,
-    Responder,
-    ResponderOutcome,
-    Rng,
     State,
-    build_error_message,
-    build_header,
-    check_timestamp,
-    derive_crypto_sessions,
-    fill_ssrcs,
-    id_data,
-    merge_responder_ssrcs,
-    random_csb_id,
-    shared_default_srtp_policy,
 )
+from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, error_number
+from .keytransport import COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS
 from .signing import (
     SIGNATURE_HASHES,
     PeerVerifier,
     Signer,
-    check_compat,
     identity_of,
     message_time,
     signed_message,
@@ -103,10 +76,6 @@ __all__ = [
     "DH_COMPAT_OPTIONS",
 ]
 
-COMPAT_FRESH_RESPONSE_TIMESTAMP = "fresh-response-timestamp"
-COMPAT_RESPONSE_WITHOUT_IDS = "response-without-ids"
-#: Compatibility options the DH modes understand (see the module docstring).
-DH_COMPAT_OPTIONS = frozenset({COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS})
 
 
 def _certificate_id(cert: x509.Certificate) -> IdPayload | None:
@@ -115,350 +84,6 @@ def _certificate_id(cert: x509.Certificate) -> IdPayload | None:
         return identity_of(cert, uri_only=True)
     except CertificateError:
         return None
-
-
-# --- pieces shared by DH and DH-HMAC ---------------------------------------------------------------
-
-
-def _check_prf(prf: int) -> None:
-    if prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
-        raise UnsupportedPRFError(f"PRF func {prf} is not supported")
-
-
-def _dh_private(group: dh_crypto.DHGroup, x: int | None, rng: Rng) -> int:
-    if x is None:
-        return dh_crypto.generate_private(group, rng)
-    if not 1 < x < group.p - 1:
-        raise ValueError("DH private exponent out of range")
-    return x
-
-
-def _id_equal(a: IdPayload, b: IdPayload) -> bool:
-    return a.data == b.data
-
-
-class DhInitiatorBase(Initiator):
-    """The Initiator of a DH exchange; subclasses add the authentication (SIGN or KEMAC MAC).
-
-    ``group`` must be one of ``allowed_groups`` (default OAKLEY 5 only, :data:`~mikey.crypto.dh.DEFAULT_GROUPS`).
-    """
-
-    NO_RESULT: ClassVar[str] = "the R_MESSAGE has not been received yet; the TGK needs the Responder's DHr"
-    INIT_TYPE: ClassVar[int] = DataType.DH_INIT
-    RESP_TYPE: ClassVar[int] = DataType.DH_RESP
-    COMPAT: ClassVar[frozenset[str]] = DH_COMPAT_OPTIONS
-
-    def __init__(
-        self,
-        *,
-        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
-        policies: Sequence[SecurityPolicyPayload] | None = None,
-        csb_id: int | None = None,
-        rand: bytes | None = None,
-        group: int = dh_crypto.DH_GROUP_OAKLEY5,
-        allowed_groups: Collection[int] = dh_crypto.DEFAULT_GROUPS,
-        dh_private: int | None = None,
-        key_validity: KeyValidity = None,
-        prf: int = PRF.MIKEY_1,
-        id_i: IdPayload | None = None,
-        id_r: IdPayload | None = None,
-        cs_id_map_type: int = CSIdMapType.SRTP_ID,
-        compat: Collection[str] = (),
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
-        rng: Rng = os.urandom,
-    ) -> None:
-        super().__init__(clock_skew=clock_skew, rng=rng)
-        _check_prf(prf)
-        self.allowed_groups = dh_crypto.allowed_groups(allowed_groups)
-        self.group = dh_crypto.check_allowed(group, self.allowed_groups)
-        self._x = _dh_private(self.group, dh_private, rng)
-        self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
-        self.policies = list(policies) if policies is not None else [shared_default_srtp_policy(0)]
-        self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
-        self.rand = rand if rand is not None else rng(16)
-        self.key_validity = key_validity
-        self.prf = prf
-        self.id_i = id_i
-        self.id_r = id_r
-        self.cs_id_map_type = cs_id_map_type
-        self.compat = check_compat(compat, self.COMPAT)
-        self.header: CommonHeader | None = None
-        self.timestamp: TimestampPayload | None = None
-        self.dh_public: bytes | None = None
-        self.i_message: bytes | None = None
-        self._result: ExchangeResult | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(csb_id={self.csb_id:08x}, group={self.group.group_id}, state={self.state.value})"
-
-    # -- hooks -----------------------------------------------------------------------------------
-
-    def _init_payloads(self) -> list[Payload]:
-        """T, RAND, IDs (and credentials) and SPs, before DHi."""
-        raise NotImplementedError
-
-    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
-        raise NotImplementedError
-
-    def _verify_response(self, msg: Message, now: float) -> dict[str, Any]:
-        """Authenticate the R_MESSAGE; returns extras for the result."""
-        raise NotImplementedError
-
-    # -- building --------------------------------------------------------------------------------
-
-    def create_message(self, now: float) -> bytes:
-        """The I_MESSAGE, timestamped *now* (Unix seconds)."""
-        self.require_state(State.START)
-        self.header = build_header(self.INIT_TYPE, self.csb_id, self.specs, map_type=self.cs_id_map_type, prf=self.prf)
-        self.timestamp = TimestampPayload.ntp_utc(now)
-        self.dh_public = dh_crypto.public_value(self.group, self._x)
-        payloads = self._init_payloads()
-        payloads.append(DhPayload(self.group.group_id, self.dh_public, self.key_validity))
-        self.i_message = self._authenticate(self.header, payloads)
-        self.state = State.WAIT_RESPONSE
-        return self.i_message
-
-    def _restore(self, i_message: bytes) -> None:
-        """Restore the state after sending *i_message* (for a stateless ``complete``)."""
-        msg = Message.decode(i_message)
-        if msg.data_type != self.INIT_TYPE:
-            raise ValueError(f"not a {type(self).__name__} I_MESSAGE (data type {msg.data_type})")
-        t = msg.find(TimestampPayload)
-        rand_p = msg.find(RandPayload)
-        dh_p = msg.find(DhPayload)
-        if t is None or rand_p is None or dh_p is None:
-            raise ValueError("the I_MESSAGE lacks T, RAND or DH")
-        if dh_p.group != self.group.group_id:
-            self.group = dh_crypto.check_allowed(int(dh_p.group), self.allowed_groups)
-        if dh_crypto.public_value(self.group, self._x) != dh_p.value:
-            raise ValueError("the DH private exponent does not match the I_MESSAGE's DHi")
-        self.header = msg.header
-        self.csb_id = msg.csb_id
-        self.prf = int(msg.header.prf)
-        self.timestamp = t
-        self.rand = rand_p.rand
-        self.dh_public = dh_p.value
-        self.key_validity = dh_p.kv
-        self.policies = msg.find_all(SecurityPolicyPayload)
-        self._adopt_ids(msg)
-        self.i_message = i_message
-        self.state = State.WAIT_RESPONSE
-
-    def _adopt_ids(self, msg: Message) -> None:
-        ids = msg.find_all(IdPayload)
-        self.id_i = ids[0] if ids else None
-        self.id_r = ids[1] if len(ids) > 1 else None
-
-    def export_dh_private(self) -> int:
-        """The own DH exponent, for a stateless ``complete`` (the CLI's --dh-private); keep it secret."""
-        return self._x
-
-
-    # -- the response ----------------------------------------------------------------------------
-
-    def _on_response(self, msg: Message, now: float) -> ExchangeResult:
-        assert self.header is not None and self.timestamp is not None and self.dh_public is not None
-        if msg.csb_id != self.csb_id:
-            raise AuthenticationError("R_MESSAGE CSB ID does not match the I_MESSAGE")
-        extras = self._verify_response(msg, now)
-        t = msg.find(TimestampPayload)
-        if t is None:
-            raise UnspecifiedError("R_MESSAGE has no T payload")
-        if t.ts_value != self.timestamp.ts_value or t.ts_type != self.timestamp.ts_type:
-            if COMPAT_FRESH_RESPONSE_TIMESTAMP not in self.compat:
-                raise InvalidTimestampError("R_MESSAGE must carry the Initiator's timestamp (RFC 3830 §3.3, §5.2)")
-            check_timestamp(t, now, self.clock_skew)
-        dhs = msg.find_all(DhPayload)
-        if len(dhs) != 2:
-            raise UnspecifiedError(f"R_MESSAGE must carry DHr and DHi, found {len(dhs)} DH payloads")
-        dh_r, dh_i = dhs
-        if dh_i.group != self.group.group_id or dh_i.value != self.dh_public:
-            raise AuthenticationError("R_MESSAGE does not echo this Initiator's DHi (RFC 3830 §3.3)")
-        if dh_r.group != self.group.group_id:
-            raise UnsupportedDHGroupError(f"DHr uses group {dh_r.group}, the I_MESSAGE offered {self.group.group_id}")
-        id_r, id_i = self._response_ids(msg)
-        if self.id_i is not None:
-            if id_i is None:
-                if COMPAT_RESPONSE_WITHOUT_IDS not in self.compat:
-                    raise UnsupportedIDError("R_MESSAGE does not carry IDi (RFC 3830 §3.3)")
-            elif not _id_equal(id_i, self.id_i):
-                raise AuthenticationError("R_MESSAGE IDi is not this Initiator's identity")
-        if self.id_r is not None and id_r is not None and not _id_equal(id_r, self.id_r):
-            raise AuthenticationError("R_MESSAGE IDr is not the Responder the I_MESSAGE was sent to")
-        try:
-            tgk = dh_crypto.shared_secret(self.group, self._x, dh_r.value)
-        except CryptoError as e:
-            raise UnspecifiedError(f"invalid DHr: {e}") from None
-        merged = merge_responder_ssrcs(self.header, msg.header)
-        sessions = derive_crypto_sessions(tgk, merged, self.rand, self.policies)
-        responder_id = id_r if id_r is not None else self.id_r
-        self._result = ExchangeResult(
-            mode=self.MODE,
-            csb_id=self.csb_id,
-            tgk=tgk,
-            rand=self.rand,
-            prf=self.prf,
-            crypto_sessions=sessions,
-            authenticated=bool(extras.pop("authenticated", True)),
-            header=merged,
-            policies=tuple(self.policies),
-            initiator_id=self.id_i.data if self.id_i else None,
-            responder_id=responder_id.data if responder_id else None,
-            key_validity=dh_i.kv,
-            extras={"dh_group": self.group.group_id, **extras},
-        )
-        self.state = State.DONE
-        return self._result
-
-    @staticmethod
-    def _response_ids(msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
-        """(IDr, IDi) of an R_MESSAGE: HDR, T, [IDr], IDi, ... -- a lone ID is IDi."""
-        ids = msg.find_all(IdPayload)
-        if len(ids) >= 2:
-            return ids[0], ids[1]
-        if ids:
-            return None, ids[0]
-        return None, None
-
-
-class DhResponderBase(Responder):
-    """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3).
-
-    An I_MESSAGE whose group is not in ``allowed_groups`` (default OAKLEY 5 only,
-    :data:`~mikey.crypto.dh.DEFAULT_GROUPS`) is answered with Error no 6.
-    """
-
-    INIT_TYPE: ClassVar[int] = DataType.DH_INIT
-    RESP_TYPE: ClassVar[int] = DataType.DH_RESP
-
-    def __init__(
-        self,
-        *,
-        own_ssrcs: Sequence[int] = (),
-        id_r: IdPayload | None = None,
-        allowed_groups: Collection[int] = dh_crypto.DEFAULT_GROUPS,
-        dh_private: int | None = None,
-        replay_cache: ReplayCache | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
-        rng: Rng = os.urandom,
-    ) -> None:
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
-        self.own_ssrcs = list(own_ssrcs)
-        self.id_r = id_r
-        self.allowed_groups = dh_crypto.allowed_groups(allowed_groups)
-        self._fixed_x = dh_private
-        self.result: ExchangeResult | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(state={self.state.value})"
-
-    # -- hooks -----------------------------------------------------------------------------------
-
-    def _split_ids(self, msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
-        """(IDi, IDr) of an I_MESSAGE."""
-        raise NotImplementedError
-
-    def _authenticate_init(self, msg: Message, id_i: IdPayload | None, id_r: IdPayload | None,
-                           now: float) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _response_payloads(self, id_i: IdPayload | None) -> list[Payload]:
-        """[IDr], credentials, IDi, between T and DHr."""
-        raise NotImplementedError
-
-    def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
-        raise NotImplementedError
-
-    def _error_message(self, exc: MikeyProtocolError, msg: Message, t: TimestampPayload,
-                       authenticated: bool) -> bytes:
-        prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
-        assert exc.err_no is not None
-        return build_error_message(msg.csb_id, [exc.err_no], t, prf=prf)
-
-    # -- processing ------------------------------------------------------------------------------
-
-    def receive(self, data: bytes, now: float) -> ResponderOutcome:
-        """Process an I_MESSAGE; returns the keys and the R_MESSAGE.
-
-        On failure raises a :class:`~mikey.errors.MikeyError` whose ``error_message`` holds the
-        Error message to send back when RFC 3830 §5.1.2 calls for one.
-        """
-        try:
-            outcome: ResponderOutcome = self._dispatch(data, now)
-        except MikeyDecodeError as exc:
-            if isinstance(exc, UnknownDHGroupDecodeError):
-                err = UnsupportedDHGroupError(exc.message)
-                csb_id = int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0
-                err.error_message = build_error_message(csb_id, [err.err_no or 6], TimestampPayload.ntp_utc(now))
-                raise err from None
-            raise
-        return outcome
-
-    def _private_for(self, group: dh_crypto.DHGroup) -> int:
-        return _dh_private(group, self._fixed_x, self.rng)
-
-    def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
-        t = msg.find(TimestampPayload)
-        rand_p = msg.find(RandPayload)
-        dh_p = msg.find(DhPayload)
-        id_i, id_r = self._split_ids(msg)
-        hdr = msg.header
-        authenticated = False
-        try:
-            if t is None or rand_p is None or dh_p is None:
-                raise UnspecifiedError("DH I_MESSAGE needs T, RAND and DH (RFC 3830 §3.3, RFC 4650 §3)")
-            if len(msg.find_all(DhPayload)) != 1:
-                raise UnspecifiedError("DH I_MESSAGE must carry exactly one DH payload")
-            admission = self.admit(msg, t, now, id_data(id_i))
-            extras = self._authenticate_init(msg, id_i, id_r, now)
-            authenticated = bool(extras.get("authenticated", True))
-            self.remember(admission)
-            _check_prf(int(hdr.prf))
-            group = dh_crypto.check_allowed(int(dh_p.group), self.allowed_groups)
-            x_r = self._private_for(group)
-            try:
-                tgk = dh_crypto.shared_secret(group, x_r, dh_p.value)
-            except CryptoError as e:
-                raise UnspecifiedError(f"invalid DHi: {e}") from None
-            dh_r = dh_crypto.public_value(group, x_r)
-            header = fill_ssrcs(hdr, self.own_ssrcs)
-            policies = tuple(msg.find_all(SecurityPolicyPayload))
-            sessions = derive_crypto_sessions(tgk, header, rand_p.rand, policies)
-            resp_hdr = CommonHeader(
-                self.RESP_TYPE, header.csb_id, header.cs_id_map, header.cs_id_map_type, False, header.prf,
-                header.version, header.cs_count,
-            )
-            payloads: list[Payload] = [t, *self._response_payloads(id_i)]
-            payloads.append(DhPayload(group.group_id, dh_r, dh_p.kv))
-            payloads.append(dh_p)
-            response = self._authenticate(resp_hdr, payloads)
-        except MikeyProtocolError as exc:
-            if exc.err_no is not None and exc.error_message is None:
-                exc.error_message = self._error_message(exc, msg, t or TimestampPayload.ntp_utc(now), authenticated)
-            raise
-        except CryptoError as exc:
-            err = UnspecifiedError(f"cannot complete the exchange: {exc.message}")
-            err.error_message = self._error_message(err, msg, t or TimestampPayload.ntp_utc(now), authenticated)
-            raise err from None
-        own_id = self.id_r
-        result = ExchangeResult(
-            mode=self.MODE,
-            csb_id=hdr.csb_id,
-            tgk=tgk,
-            rand=rand_p.rand,
-            prf=int(hdr.prf),
-            crypto_sessions=sessions,
-            authenticated=authenticated,
-            header=header,
-            policies=policies,
-            initiator_id=id_i.data if id_i else None,
-            responder_id=id_r.data if id_r else (own_id.data if own_id else None),
-            key_validity=dh_p.kv,
-            extras={"dh_group": group.group_id, **{k: v for k, v in extras.items() if k != "authenticated"}},
-        )
-        self.result = result
-        self.state = State.DONE
-        return ResponderOutcome(result, response)
 
 
 # --- signed DH (RFC 3830 §3.3) -------------------------------------------------------------------
@@ -526,7 +151,8 @@ class DhInitiator(DhInitiatorBase):
     def _init_payloads(self) -> list[Payload]:
         if self.signer is None:
             raise StateError("an Initiator without credentials cannot build an I_MESSAGE")
-        assert self.timestamp is not None
+        if self.timestamp is None:
+            raise StateError("the I_MESSAGE has no timestamp yet")
         payloads: list[Payload] = [self.timestamp, RandPayload(self.rand)]
         if self.id_i is not None:
             payloads.append(self.id_i)
@@ -541,7 +167,8 @@ class DhInitiator(DhInitiatorBase):
         return payloads
 
     def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
-        assert self.signer is not None
+        if self.signer is None:
+            raise StateError("an Initiator without credentials cannot sign")
         return signed_message(header, payloads, self.signer)
 
     def _verify_response(self, msg: Message, now: float) -> dict[str, Any]:
@@ -597,7 +224,7 @@ class DhResponder(DhResponderBase):
         ch = msg.find(ChashPayload)
         if ch is not None:
             x509_crypto.check_chash(int(ch.hash_func), ch.digest, self._own_der)
-        if id_r is not None and self.id_r is not None and not _id_equal(id_r, self.id_r):
+        if id_r is not None and self.id_r is not None and id_r.data != self.id_r.data:
             raise UnsupportedIDError("the I_MESSAGE is addressed to another Responder (IDr)")
         return {"peer_certificate": leaf}
 
@@ -623,6 +250,5 @@ class DhResponder(DhResponderBase):
             return super()._error_message(exc, msg, t, authenticated)
         prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
         hdr = CommonHeader(DataType.ERROR, msg.csb_id, (), CSIdMapType.SRTP_ID, False, prf)
-        assert exc.err_no is not None
-        return signed_message(hdr, [t, ErrorPayload(exc.err_no)], self.signer)
+        return signed_message(hdr, [t, ErrorPayload(error_number(exc))], self.signer)
 

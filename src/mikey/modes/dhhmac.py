@@ -12,7 +12,7 @@ Algorithm numbers follow RFC 3830 (Encr alg NULL = 0; MAC alg NULL = 0, HMAC-SHA
 HMAC-SHA-256-256 = 2 from RFC 6043), not RFC 4650's conflicting tables 4.2 / 4.2.a.
 
 Deployed variants (off by default, accepted only when named in ``compat``): the Initiator takes
-``"fresh-response-timestamp"`` and ``"response-without-ids"`` (see :mod:`mikey.modes.dh`); the
+``"fresh-response-timestamp"`` and ``"response-without-ids"`` (see :mod:`mikey.modes.dhbase`); the
 Responder takes ``"init-without-idr"``, an I_MESSAGE that omits the IDr RFC 4650 §3 requires
 (MiniSIP libmikey).
 """
@@ -29,6 +29,7 @@ from ..errors import (
     AuthenticationError,
     CryptoError,
     MikeyProtocolError,
+    StateError,
     UnspecifiedError,
     UnsupportedEncryptionError,
     UnsupportedIDError,
@@ -45,14 +46,15 @@ from ..wire import (
     TimestampPayload,
 )
 from .base import State, build_error_message
-from .dh import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase
-from .psk import PskLookup
+from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, error_number
+from .keytransport import COMPAT_BY_MODE, COMPAT_INIT_WITHOUT_IDR, PskLookup, compat_hint, resolve_psk
 from .signing import check_compat
 
-__all__ = ["DhHmacInitiator", "DhHmacResponder", "COMPAT_INIT_WITHOUT_IDR", "DHHMAC_RESPONDER_COMPAT", "auth_key"]
+__all__ = ["DhHmacInitiator", "DhHmacResponder", "COMPAT_INIT_WITHOUT_IDR", "DHHMAC_RESPONDER_COMPAT",
+           "DH_COMPAT_OPTIONS", "auth_key"]
 
-COMPAT_INIT_WITHOUT_IDR = "init-without-idr"
-DHHMAC_RESPONDER_COMPAT = frozenset({COMPAT_INIT_WITHOUT_IDR})
+#: The deployed variants the DH-HMAC Responder accepts (the Initiator's are DH_COMPAT_OPTIONS).
+DHHMAC_RESPONDER_COMPAT = COMPAT_BY_MODE["dhhmac-responder"]
 
 _MAC_ALGS = (MacAlg.NULL, MacAlg.HMAC_SHA_1_160, MacAlg.HMAC_SHA_256_256)
 
@@ -158,7 +160,8 @@ class DhHmacInitiator(DhInitiatorBase):
         return self._auth_key
 
     def _init_payloads(self) -> list[Payload]:
-        assert self.timestamp is not None
+        if self.timestamp is None:
+            raise StateError("the I_MESSAGE has no timestamp yet")
         payloads: list[Payload] = [self.timestamp, self._rand_payload()]
         if self.id_r is not None:
             if self.id_i is not None:
@@ -211,14 +214,6 @@ class DhHmacResponder(DhResponderBase):
         self._mac: tuple[int, bytes] | None = None
         self._received_id_r: IdPayload | None = None
 
-    def _lookup_psk(self, id_i: IdPayload | None, id_r: IdPayload | None) -> bytes:
-        if isinstance(self._psk, bytes | bytearray):
-            return bytes(self._psk)
-        key = self._psk(id_i, id_r)
-        if key is None:
-            raise AuthenticationError("no pre-shared key for this Initiator")
-        return key
-
     def _split_ids(self, msg: Message) -> tuple[IdPayload | None, IdPayload | None]:
         ids = msg.find_all(IdPayload)  # [IDi], IDr: a lone ID is IDr
         if len(ids) >= 2:
@@ -228,13 +223,16 @@ class DhHmacResponder(DhResponderBase):
     def _authenticate_init(self, msg: Message, id_i: IdPayload | None, id_r: IdPayload | None,
                            now: float) -> dict[str, Any]:
         if id_r is None and COMPAT_INIT_WITHOUT_IDR not in self.compat:
-            raise UnsupportedIDError("the I_MESSAGE must carry IDr (RFC 4650 §3)")
+            raise UnsupportedIDError(
+                "the I_MESSAGE must carry IDr (RFC 4650 §3); one without is " + compat_hint(COMPAT_INIT_WITHOUT_IDR)
+            )
         if id_r is not None and self.id_r is not None and id_r.data != self.id_r.data:
             raise UnsupportedIDError("the I_MESSAGE is addressed to another Responder (IDr)")
         rand_p = msg.find(RandPayload)
-        assert rand_p is not None
+        if rand_p is None:
+            raise UnspecifiedError("DH-HMAC I_MESSAGE needs RAND (RFC 4650 §3)")
         prf = int(msg.header.prf)
-        psk = self._lookup_psk(id_i, id_r)
+        psk = resolve_psk(self._psk, id_i, id_r)
         keys: dict[int, bytes] = {}
 
         def key_for(alg: int) -> bytes:
@@ -258,16 +256,16 @@ class DhHmacResponder(DhResponderBase):
         return out
 
     def _authenticate(self, header: CommonHeader, payloads: list[Payload]) -> bytes:
-        assert self._mac is not None
+        if self._mac is None:
+            raise StateError("the I_MESSAGE has not been authenticated")
         return mac_message(header, payloads, *self._mac)
 
     def _error_message(self, exc: MikeyProtocolError, msg: Message, t: TimestampPayload,
                        authenticated: bool) -> bytes:
         """HDR, T, {ERR}, [V]: MACed with auth_key once the I_MESSAGE authenticated (RFC 3830 §5.1.2)."""
         prf = int(msg.header.prf) if msg.header.prf in (0, 1) else 0
-        assert exc.err_no is not None
         mac = None
         if authenticated and self._mac is not None and self._mac[0] != MacAlg.NULL:
             mac = (self._mac[0], self._mac[1], b"")
-        return build_error_message(msg.csb_id, [exc.err_no], t, prf=prf, mac=mac)
+        return build_error_message(msg.csb_id, [error_number(exc)], t, prf=prf, mac=mac)
 

@@ -62,7 +62,6 @@ from ..errors import (
     CryptoError,
     KeyMaterialError,
     MikeyDecodeError,
-    MikeyError,
     MikeyProtocolError,
     StateError,
     UnspecifiedError,
@@ -464,8 +463,7 @@ class SakkeInitiator(Initiator):
             key_id = make_key_id(self.purpose, rng)
         self.key_id = key_id
         self.guk_id: int | None = None
-        if self.purpose == KeyPurpose.GMK:
-            assert key_id is not None
+        if self.purpose == KeyPurpose.GMK and key_id is not None:
             self.guk_id = prf_crypto.guk_id(self._ssv, key_id, responder_uri)
         if csb_id is None:
             csb_id = self.guk_id if self.guk_id is not None else key_id
@@ -523,58 +521,53 @@ class SakkeInitiator(Initiator):
             )
         return CommonHeader(DataType.SAKKE, self.csb_id, tuple(entries), self.cs_id_map_type, False, self.prf)
 
-    def create_message(self, now: float) -> bytes:
+    def _build(self, now: float) -> bytes:
         """The signed I_MESSAGE (RFC 6509 §2.2.1), timestamped *now* (Unix seconds)."""
-        self.require_state(State.START)
         keys = self.keys
-        try:
-            own_id = identifier_for(keys, keys.uri, now, self.id_scheme)
-            peer_id = identifier_for(keys, self.responder_uri, now, self.id_scheme)
-            own = keys.user_keys(own_id)
-            if own is None:
-                raise KeyMaterialError(f"no signing keys for {keys.uri!r} in the key period of {now:.0f}")
-            self.header = self._build_header()
-            t = TimestampPayload.ntp_utc(now)
-            payloads: list[Payload] = [t, RandPayload(self.rand)]
-            if self.include_identities:
-                role_i, role_r = _role_ids(self.id_scheme)
-                if self.id_scheme == SakkeIDScheme.UID_3GPP:
-                    payloads += [IdrPayload(role_i, IDType.URI, own_id), IdrPayload(role_r, IDType.URI, peer_id)]
-                else:
-                    payloads += [
-                        IdrPayload(role_i, IDType.URI, keys.uri.encode()),
-                        IdrPayload(role_r, IDType.URI, self.responder_uri.encode()),
-                    ]
-                kms = keys.kms_uri.encode()
+        own_id = identifier_for(keys, keys.uri, now, self.id_scheme)
+        peer_id = identifier_for(keys, self.responder_uri, now, self.id_scheme)
+        own = keys.user_keys(own_id)
+        if own is None:
+            raise KeyMaterialError(f"no signing keys for {keys.uri!r} in the key period of {now:.0f}")
+        self.header = self._build_header()
+        t = TimestampPayload.ntp_utc(now)
+        payloads: list[Payload] = [t, RandPayload(self.rand)]
+        if self.include_identities:
+            role_i, role_r = _role_ids(self.id_scheme)
+            if self.id_scheme == SakkeIDScheme.UID_3GPP:
+                payloads += [IdrPayload(role_i, IDType.URI, own_id), IdrPayload(role_r, IDType.URI, peer_id)]
+            else:
                 payloads += [
-                    IdrPayload(IDRole.INITIATOR_KMS, IDType.URI, kms),
-                    IdrPayload(IDRole.RESPONDER_KMS, IDType.URI, kms),
+                    IdrPayload(role_i, IDType.URI, keys.uri.encode()),
+                    IdrPayload(role_r, IDType.URI, self.responder_uri.encode()),
                 ]
-            payloads += self.policies
-            _, sed = sakke_crypto.encapsulate(self._ssv, peer_id, keys.z, self.params)
-            sakke_payload = SakkePayload(self.params.sakke_params_value, self.id_scheme, sed)
-            payloads.append(sakke_payload)
-            if self.key_parameters is not None:
-                payloads.append(
-                    encode_key_parameters(
-                        self.key_parameters, self._ssv, self.csb_id, iv=self.rng(16), date_time=int(now)
-                    )
+            kms = keys.kms_uri.encode()
+            payloads += [
+                IdrPayload(IDRole.INITIATOR_KMS, IDType.URI, kms),
+                IdrPayload(IDRole.RESPONDER_KMS, IDType.URI, kms),
+            ]
+        payloads += self.policies
+        _, sed = sakke_crypto.encapsulate(self._ssv, peer_id, keys.z, self.params)
+        sakke_payload = SakkePayload(self.params.sakke_params_value, self.id_scheme, sed)
+        payloads.append(sakke_payload)
+        if self.key_parameters is not None:
+            payloads.append(
+                encode_key_parameters(
+                    self.key_parameters, self._ssv, self.csb_id, iv=self.rng(16), date_time=int(now)
                 )
-            if self.sakke_to_self:
-                _, sed_self = sakke_crypto.encapsulate(self._ssv, own_id, keys.z, self.params)
-                payloads.append(
-                    sakke_to_self_extension(SakkePayload(self.params.sakke_params_value, self.id_scheme, sed_self))
-                )
-            sig_len = eccsi.SIGNATURE_LENGTH
-            payloads.append(SignPayload(SignatureType.ECCSI, bytes(sig_len)))
-            draft = Message(self.header, tuple(payloads)).encode()
-            signed = draft[: len(draft) - sig_len]
-            if self.signature_coverage == "exclude-sign-header":
-                signed = signed[:-2]
-            signature = own.signer().sign(signed)
-        except MikeyError:
-            self.state = State.FAILED
-            raise
+            )
+        if self.sakke_to_self:
+            _, sed_self = sakke_crypto.encapsulate(self._ssv, own_id, keys.z, self.params)
+            payloads.append(
+                sakke_to_self_extension(SakkePayload(self.params.sakke_params_value, self.id_scheme, sed_self))
+            )
+        sig_len = eccsi.SIGNATURE_LENGTH
+        payloads.append(SignPayload(SignatureType.ECCSI, bytes(sig_len)))
+        draft = Message(self.header, tuple(payloads)).encode()
+        signed = draft[: len(draft) - sig_len]
+        if self.signature_coverage == "exclude-sign-header":
+            signed = signed[:-2]
+        signature = own.signer().sign(signed)
         self.i_message = draft[: len(draft) - sig_len] + signature
         self.state = State.DONE
         self._result = _make_result(
