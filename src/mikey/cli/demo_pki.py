@@ -40,6 +40,10 @@ class DemoPki:
     def validator(self) -> CertificateValidator:
         return CertificateValidator([self.ca])
 
+    def parties(self) -> tuple[Credentials, Credentials, CertificateValidator]:
+        """Alice's and Bob's credentials and a validator trusting the CA (as :func:`load_demo_pki` returns)."""
+        return self.alice, self.bob, self.validator()
+
 
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])

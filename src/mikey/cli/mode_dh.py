@@ -21,6 +21,7 @@ from .certargs import add_certificate_arguments, add_signature_arguments, ca_val
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .dhargs import add_dh_arguments, allowed_groups, initiate_output
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -105,10 +106,8 @@ class DhPlugin(ModePlugin):
     # -- speed ----------------------------------------------------------------------------------
 
     def speed_cases(self) -> list[SpeedCase]:
-        now = 1_700_000_000.0
-        pki = memory_pki(now)
-        validator = pki.validator()
-        alice, bob = pki.alice, pki.bob
+        now = SPEED_NOW
+        alice, bob, validator = memory_pki(now).parties()
         x_i = 0x5EED_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9AB
         fixed: dict[str, Any] = {"dh_private": x_i, "csb_id": 0x01020304, "rand": bytes(range(16)),
                  "crypto_sessions": [CryptoSessionSpec(ssrc=0x11223344)]}

@@ -21,6 +21,7 @@ from .common import hex_bytes
 from .demo_pki import DEMO_ALICE, DEMO_BOB
 from .dhargs import add_dh_arguments, allowed_groups, initiate_output
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -100,7 +101,7 @@ class DhHmacPlugin(ModePlugin):
     # -- speed ----------------------------------------------------------------------------------
 
     def speed_cases(self) -> list[SpeedCase]:
-        now = 1_700_000_000.0
+        now = SPEED_NOW
         psk = bytes(range(16))
         x_i = 0x5EED_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0_1234_5678_9AB
         fixed: dict[str, Any] = {

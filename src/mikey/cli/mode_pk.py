@@ -24,6 +24,7 @@ from .certargs import add_certificate_arguments, add_signer_arguments, id_payloa
 from .common import UsageError, hex_bytes
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -153,9 +154,8 @@ class PkPlugin(ModePlugin):
     # -- speed ----------------------------------------------------------------------------------
 
     def speed_cases(self) -> list[SpeedCase]:
-        now = 1_700_000_000.0
-        pki = memory_pki(now)
-        alice, bob, validator = pki.alice, pki.bob, pki.validator()
+        now = SPEED_NOW
+        alice, bob, validator = memory_pki(now).parties()
         specs = [CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)]
 
         def initiator() -> bytes:

@@ -18,6 +18,7 @@ from ..modes.psk import VERIFICATION_COVERAGE, PskInitiator, PskResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -111,7 +112,7 @@ class PskPlugin(ModePlugin):
     def speed_cases(self) -> list[SpeedCase]:
         psk = bytes(range(16))
         specs = [CryptoSessionSpec(ssrc=0x11223344), CryptoSessionSpec(ssrc=0x55667788)]
-        now = 1_700_000_000.0
+        now = SPEED_NOW
 
         def initiator() -> bytes:
             return PskInitiator(

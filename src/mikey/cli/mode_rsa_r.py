@@ -23,6 +23,7 @@ from .certargs import add_certificate_arguments, add_signer_arguments, id_payloa
 from .common import add_kemac_options, hex_bytes, hex_u32
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -163,9 +164,8 @@ class RsaRPlugin(ModePlugin):
     # -- speed ----------------------------------------------------------------------------------
 
     def speed_cases(self) -> list[SpeedCase]:
-        now = 1_700_000_000.0
-        pki = memory_pki(now)
-        alice, bob, validator = pki.alice, pki.bob, pki.validator()
+        now = SPEED_NOW
+        alice, bob, validator = memory_pki(now).parties()
         specs = [CryptoSessionSpec(ssrc=0x11223344)]
         fixed: dict[str, Any] = {"crypto_sessions": specs, "csb_id": 0x0BADCAFE, "rand": bytes(range(16))}
 

@@ -26,6 +26,7 @@ from ..modes.sakke import KEY_TYPES, SIGNATURE_COVERAGE, SakkeInitiator, SakkeRe
 from ..replay import ReplayCache
 from .common import UsageError, hex_bytes, hex_int
 from .plugin_base import (
+    SPEED_NOW,
     DemoInitiator,
     DemoResponder,
     InitiateOutput,
@@ -168,7 +169,7 @@ class SakkePlugin(ModePlugin):
     def speed_cases(self) -> list[SpeedCase]:
         from ..kms import generate_community, issue_user_keys
 
-        now = 1_700_000_000.0
+        now = SPEED_NOW
         community = generate_community("kms.speed.example")
         alice_keys = issue_user_keys(community, "sip:alice@speed.example", now=now)
         bob_keys = issue_user_keys(community, "sip:bob@speed.example", now=now)

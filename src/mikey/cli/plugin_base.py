@@ -40,6 +40,7 @@ __all__ = [
     "DemoResponder",
     "InitiateOutput",
     "SECRET_FIELDS",
+    "SPEED_NOW",
     "crypto_session_specs",
     "uri_id",
     "add_compat_option",
@@ -62,6 +63,9 @@ class SpeedCase:
     #: e.g. ("rsa2048-decrypt", "rsa2048-verify"); the row is also reported as a ratio to their sum.
     unavoidable: tuple[str, ...] = ()
 
+
+#: The clock of every speed row: messages built once at this time are fresh for every timed receiver.
+SPEED_NOW = 1_700_000_000.0
 
 #: ``InitiateOutput.extra`` entries that are secrets whatever plugin put them there: they move to ``secrets``.
 SECRET_FIELDS = frozenset({"envelope_key", "dh_private", "tgk", "psk", "ssv"})

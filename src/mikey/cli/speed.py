@@ -34,7 +34,7 @@ from ..modes.psk import PskInitiator
 from ..modes.results import CryptoSessionSpec
 from ..wire import Message
 from .common import EXIT_OK, UsageError, add_json_option, emit_json
-from .plugin_base import ModePlugin, SpeedCase
+from .plugin_base import SPEED_NOW, ModePlugin, SpeedCase
 from .plugins import PLUGINS
 
 __all__ = ["register", "run", "measure", "baseline_cases", "wire_cases", "BASELINES", "SpeedRow"]
@@ -182,7 +182,7 @@ def typical_psk_i_message() -> bytes:
         encr_alg=EncrAlg.AES_CM_128,
         mac_alg=MacAlg.HMAC_SHA_1_160,
     )
-    return initiator.create_message(1_700_000_000.0)
+    return initiator.create_message(SPEED_NOW)
 
 
 def wire_cases() -> list[SpeedCase]:
