@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 from pki import NOW, make_ca, make_intermediate, make_leaf
+from twoparty import run
 
 from mikey.constants import CertType, DataType, HashFunc
 from mikey.crypto import dh as dh_crypto
@@ -58,12 +59,10 @@ def validator() -> CertificateValidator:
 
 
 def exchange(i_kw: dict | None = None, r_kw: dict | None = None, now: float = T0):
-    ini = DhInitiator(A_CREDS, validator(), **(i_kw or {}))
-    res = DhResponder(B_CREDS, validator(), **(r_kw or {}))
-    i_msg = ini.create_message(now)
-    out = res.receive(i_msg, now)
-    assert out.response is not None
-    return ini, res, i_msg, out
+    ex = run(DhInitiator(A_CREDS, validator(), **(i_kw or {})), DhResponder(B_CREDS, validator(), **(r_kw or {})),
+             now, complete=False)
+    assert ex.response is not None
+    return ex.initiator, ex.responder, ex.i_message, ex.outcome
 
 
 def resign(data: bytes, creds: Credentials, mutate) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from twoparty import run
 
 from mikey.constants import DataType, EncrAlg, MacAlg
 from mikey.crypto import dh as dh_crypto
@@ -20,7 +21,6 @@ from mikey.errors import (
     UnsupportedIDError,
     UnsupportedMACError,
 )
-from mikey.modes.dh import COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS
 from mikey.modes.dhhmac import (
     COMPAT_INIT_WITHOUT_IDR,
     DhHmacInitiator,
@@ -28,6 +28,7 @@ from mikey.modes.dhhmac import (
     auth_key,
     mac_message,
 )
+from mikey.modes.keytransport import COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS
 from mikey.replay import ReplayCache
 from mikey.wire import DhPayload, ErrorPayload, IdPayload, KemacPayload, Message, TimestampPayload
 
@@ -46,12 +47,9 @@ def initiator(**kw) -> DhHmacInitiator:
 
 
 def exchange(i_kw: dict | None = None, r_kw: dict | None = None):
-    ini = initiator(**(i_kw or {}))
     r_kw = dict(r_kw or {})
-    res = DhHmacResponder(r_kw.pop("psk", PSK), **r_kw)
-    i_msg = ini.create_message(T0)
-    out = res.receive(i_msg, T0)
-    return ini, res, i_msg, out
+    ex = run(initiator(**(i_kw or {})), DhHmacResponder(r_kw.pop("psk", PSK), **r_kw), T0, complete=False)
+    return ex.initiator, ex.responder, ex.i_message, ex.outcome
 
 
 def remac(data: bytes, key: bytes, mutate) -> bytes:
