@@ -13,12 +13,20 @@ from typing import Any
 import pytest
 
 import mikey.cli
+import mikey.modes.dh as dh_mode
+import mikey.modes.dhhmac as dhhmac_mode
+import mikey.modes.pk as pk_mode
+import mikey.modes.psk as psk_mode
+import mikey.modes.rsa_r as rsa_r_mode
 from mikey.cli import exchange, main
 from mikey.cli.demo_pki import make_demo_pki
 from mikey.cli.main import build_parser
 from mikey.cli.mode_psk import PskPlugin
 from mikey.cli.plugin_base import ModePlugin
 from mikey.cli.plugins import MODE_NAMES, PLUGINS, load_plugins
+from mikey.modes.keytransport import verification_message, verification_trailer
+from mikey.modes.psk import PskInitiator
+from mikey.wire import Message, TimestampPayload
 
 CLI_DIR = Path(mikey.cli.__file__).parent
 HOOKS = {"add_arguments", "initiate", "respond", "complete", "demo_credentials", "demo_initiator",
@@ -160,3 +168,81 @@ def test_complete_without_the_verification_message_v_asked_for(capsys: pytest.Ca
             assert "the I_MESSAGE set V: pass the verification message (--rmsg)" in capsys.readouterr().err
         else:
             assert code == 0 and json.loads(capsys.readouterr().out)["csb_id"] == sent["csb_id"]
+
+
+# --- --compat: each mode's own registry -----------------------------------------------------------
+
+#: Per mode and command, the registry ``--compat`` must accept exactly (None: no --compat there).
+COMPAT = {
+    "psk": {"initiate": psk_mode.COMPAT_OPTIONS, "respond": None, "complete": psk_mode.COMPAT_OPTIONS},
+    "pk": dict.fromkeys(exchange.COMMANDS, pk_mode.PK_COMPAT),
+    "rsa-r": dict.fromkeys(exchange.COMMANDS, rsa_r_mode.RSA_R_COMPAT),
+    "dh": {"initiate": dh_mode.DH_COMPAT_OPTIONS, "respond": None, "complete": dh_mode.DH_COMPAT_OPTIONS},
+    "dhhmac": {"initiate": dhhmac_mode.DH_COMPAT_OPTIONS, "respond": dhhmac_mode.DHHMAC_RESPONDER_COMPAT,
+               "complete": dhhmac_mode.DH_COMPAT_OPTIONS},
+    "sakke": {"initiate": {"exclude-sign-header"}, "respond": {"exclude-sign-header"}, "complete": None},
+}
+
+
+def _compat_action(command: str, mode: str) -> argparse.Action | None:
+    parser = build_parser([command, "--mode", mode])
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]._option_string_actions.get("--compat")
+
+
+@pytest.mark.parametrize("command", exchange.COMMANDS)
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_compat_accepts_exactly_the_modes_registry(command: str, mode: str) -> None:
+    registry = COMPAT[mode][command]
+    action = _compat_action(command, mode)
+    if registry is None:
+        assert action is None
+        return
+    assert action is not None and action.choices is not None
+    assert set(action.choices) == set(registry) and registry
+    assert action.help is not None and all(name in action.help for name in registry)  # --help lists them
+
+
+def test_compat_registries_hold_the_deployed_variants() -> None:
+    """Known answers: the variants section 5 of the issue names, where each belongs."""
+    assert COMPAT["psk"]["complete"] == {"fresh-response-timestamp"}
+    assert "fresh-response-timestamp" in COMPAT["pk"]["complete"]
+    assert {"response-rand", "rsa-r-sign-no-trailer", "fresh-response-timestamp"} <= COMPAT["rsa-r"]["complete"]
+    assert "response-rand" not in COMPAT["pk"]["complete"]  # an RSA-R variant only
+
+
+def test_compat_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["complete", "--mode", "psk", "--psk", "00" * 16, "--imsg", "00", "--compat", "fresh-response-timestamp"]
+    assert build_parser(argv).parse_args(argv).compat == ["fresh-response-timestamp"]
+    assert main([*argv[:-1], "response-rand"]) == 2  # an RSA-R variant: not PSK's
+    err = capsys.readouterr().err
+    assert "argument --compat: invalid choice: 'response-rand' (choose from 'fresh-response-timestamp')" in err
+
+
+def test_psk_complete_accepts_a_fresh_response_timestamp_only_with_compat(capsys: pytest.CaptureFixture[str]) -> None:
+    """Deployed PSK responders put their own clock in the R_MESSAGE's T, V still over the Initiator's T
+    (issue 8, section 5): refused by default with the switch named, accepted with --compat."""
+    psk, now = "00" * 16, 1_700_000_000
+
+    def run(*argv: str) -> tuple[int, dict[str, Any]]:
+        code = main([*argv, "--mode", "psk", "--psk", psk, "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
+    _, sent = run("initiate", "--verify", "--now", str(now))
+    code, answer = run("respond", "--imsg", sent["i_message"], "--now", str(now))
+    assert code == 0
+    initiator = PskInitiator.from_i_message(bytes.fromhex(psk), bytes.fromhex(sent["i_message"]))
+    keys = initiator.transport.keys(bytes.fromhex(psk), initiator.csb_id, initiator.rand)
+    response = Message.decode(bytes.fromhex(answer["r_message"]))
+    assert initiator.timestamp is not None
+    trailer = verification_trailer("rfc", initiator.id_i, initiator.id_r, initiator.timestamp.ts_value)
+    deployed = verification_message(int(response.data_type), response.header, TimestampPayload.ntp_utc(now + 2),
+                                    initiator.transport.mac_alg, keys.auth_key, None, trailer).hex()
+    complete = ("complete", "--imsg", sent["i_message"], "--rmsg", deployed, "--now", str(now + 2))
+    code, refused = run(*complete)
+    assert code == 1 and refused["error"]["kind"] == "authentication"
+    assert "--compat fresh-response-timestamp" in refused["error"]["message"]
+    code, done = run(*complete, "--compat", "fresh-response-timestamp")
+    assert code == 0 and done["authenticated"]
+    assert [cs["fingerprint"] for cs in done["crypto_sessions"]] == [
+        cs["fingerprint"] for cs in answer["crypto_sessions"]]

@@ -14,8 +14,7 @@ from typing import Any
 
 from ..constants import MacAlg
 from ..errors import UnspecifiedError
-from ..modes.dh import DH_COMPAT_OPTIONS
-from ..modes.dhhmac import DHHMAC_RESPONDER_COMPAT, DhHmacInitiator, DhHmacResponder
+from ..modes.dhhmac import DH_COMPAT_OPTIONS, DHHMAC_RESPONDER_COMPAT, DhHmacInitiator, DhHmacResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
 from .demo_pki import DEMO_ALICE, DEMO_BOB

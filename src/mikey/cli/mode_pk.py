@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import CacheType, HashFunc
-from ..modes.pk import COMPAT_OPTIONS, PkInitiator, PkResponder
-from ..modes.psk import VERIFICATION_COVERAGE
+from ..modes.pk import PK_COMPAT, VERIFICATION_COVERAGE, PkInitiator, PkResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
 from .common import UsageError, hex_bytes
@@ -48,7 +47,7 @@ class PkPlugin(ModePlugin):
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
                             help="what the verification MAC covers: RFC 3830 §5.2, or the timestamp-only variant")
-        add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.pk")
+        add_compat_option(parser, PK_COMPAT, "mikey.modes.pk")
         if command == "complete":
             parser.add_argument("--env-key", type=hex_bytes, metavar="HEX", required=True,
                                 help="the envelope key 'initiate' chose (envelope_key, printed with --show-keys)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import EncrAlg, MacAlg
-from ..modes.psk import VERIFICATION_COVERAGE, PskInitiator, PskResponder
+from ..modes.psk import COMPAT_OPTIONS, VERIFICATION_COVERAGE, PskInitiator, PskResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .common import hex_bytes
 from .plugin_base import (
@@ -24,6 +24,7 @@ from .plugin_base import (
     InitiateOutput,
     ModePlugin,
     SpeedCase,
+    add_compat_option,
     crypto_session_specs,
     receive_if_verified,
     uri_id,
@@ -52,6 +53,8 @@ class PskPlugin(ModePlugin):
             help="allow NULL KEMAC encryption or MAC (TGK in the clear / unauthenticated): only over a carrier "
             "that itself guarantees security (RFC 3830 §4.2.3, §4.2.4); refused by default",
         )
+        if command != "respond":  # the variants are the Initiator's to accept
+            add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.keytransport")
 
     def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
         initiator = PskInitiator(
@@ -68,6 +71,7 @@ class PskPlugin(ModePlugin):
             id_r=uri_id(args.id_r),
             verification_coverage=args.verification_coverage,
             allow_null_security=args.allow_null_security,
+            compat=args.compat,
         )
         i_message = initiator.create_message(now)
         return InitiateOutput(i_message, initiator.result)
@@ -87,7 +91,7 @@ class PskPlugin(ModePlugin):
     ) -> ExchangeResult:
         initiator = PskInitiator.from_i_message(
             args.psk, i_message, verification_coverage=args.verification_coverage,
-            allow_null_security=args.allow_null_security,
+            allow_null_security=args.allow_null_security, compat=args.compat,
         )
         return receive_if_verified(initiator, r_message, now)
 

@@ -16,9 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..modes.pk import COMPAT_OPTIONS
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
-from ..modes.rsa_r import RsaRInitiator, RsaRResponder
+from ..modes.rsa_r import RSA_R_COMPAT, RsaRInitiator, RsaRResponder
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
 from .common import add_kemac_options, hex_bytes, hex_u32
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
@@ -44,7 +43,7 @@ class RsaRPlugin(ModePlugin):
     initiate_options = frozenset()  # the Responder chooses the TGK and the KEMAC algorithms (RFC 4738 §3.1)
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
-        add_compat_option(parser, COMPAT_OPTIONS, "mikey.modes.rsa_r")
+        add_compat_option(parser, RSA_R_COMPAT, "mikey.modes.rsa_r")
         add_certificate_arguments(
             parser, required=True,
             peer_help=("the Responder's certificate, trusted directly when no --ca is given" if command != "respond"
