@@ -74,7 +74,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -259,6 +259,7 @@ class RedisReplayStore(ReplayStore):
         allow_eviction: bool | None = None,
         timeout: float = 2.0,
     ) -> None:
+        self._password = unquote(urlsplit(url).password or "")  # scrubbed from every message
         redis_url, url_prefix, url_allow = _split_url(url)
         self.prefix = prefix if prefix is not None else url_prefix if url_prefix is not None else DEFAULT_PREFIX
         if not self.prefix:
@@ -296,7 +297,6 @@ class RedisReplayStore(ReplayStore):
         kw = self._redis.connection_pool.connection_kwargs
         self._where = str(kw["path"]) if "path" in kw else f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
         self._where += f"/{kw.get('db', 0)}"
-        self._password = str(kw.get("password") or "")
         p = self.prefix
         self._conf_key = f"{p}conf"
         self._counter_keys = [f"{p}counters", f"{p}counter-marks", self._conf_key, f"{p}counter-recency", f"{p}counter-seq"]
@@ -315,8 +315,7 @@ class RedisReplayStore(ReplayStore):
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        password = getattr(self, "_password", "")
-        return text.replace(password, "***") if password else text
+        return text.replace(self._password, "***") if self._password else text
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one Redis command or script; any failure becomes :class:`ReplayStoreError` (fail closed)."""
