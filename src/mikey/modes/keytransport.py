@@ -827,7 +827,7 @@ class TransportKeywords(TypedDict, total=False):
     rng: Rng
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built once per Initiator, and frozen __init__ costs µs on the PSK path
 class TransportOptions:
     """The offer and key material of a key-transport Initiator, defined once (PSK, PK).
 

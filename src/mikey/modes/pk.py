@@ -195,7 +195,7 @@ class PkInitiator(Initiator):
         o = TransportOptions(**options)
         rng = o.rng or os.urandom
         super().__init__(rng=rng, replay_cache=o.replay_cache,
-                         **({"clock_skew": o.clock_skew} if o.clock_skew is not None else {}))
+                         clock_skew=DEFAULT_CLOCK_SKEW if o.clock_skew is None else o.clock_skew)
         self.transport = o.transport()
         if o.encr_alg == EncrAlg.NULL:
             raise UnsupportedEncryptionError("NULL encryption would send the TGK in the clear")
@@ -204,7 +204,7 @@ class PkInitiator(Initiator):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
         if cache not in (CacheType.NO_CACHE, CacheType.CACHE, CacheType.CACHE_FOR_CSB):
             raise ValueError("cache must be 0, 1 or 2 (RFC 3830 Table 6.3)")
-        self.compat = check_compat(o.compat, PK_COMPAT)
+        self.compat = check_compat(o.compat, PK_COMPAT) if o.compat else frozenset()
         self._credentials = credentials
         self.signer: Signer | None = Signer(credentials, s_type, sign_hash,
                                             exclude_header="sign-excludes-header" in self.compat)

@@ -107,11 +107,11 @@ class PskInitiator(Initiator):
         o = TransportOptions(**options)
         rng = o.rng or os.urandom
         super().__init__(rng=rng, replay_cache=o.replay_cache,
-                         **({"clock_skew": o.clock_skew} if o.clock_skew is not None else {}))
+                         clock_skew=DEFAULT_CLOCK_SKEW if o.clock_skew is None else o.clock_skew)
         self.transport = o.transport()
         if not allow_null_security:
             refuse_null_security(o.encr_alg, o.mac_alg)
-        self.compat = check_compat(o.compat, COMPAT_OPTIONS)
+        self.compat = check_compat(o.compat, COMPAT_OPTIONS) if o.compat else frozenset()
         self.update = update
         self.new_key = new_key or update is None
         csb_id, rand, tgk = o.csb_id, o.rand, o.tgk
