@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
 from ..constants import (
     MAC_LENGTHS,
@@ -65,6 +65,9 @@ from ..wire import (
 from ..wire.policy import check_security_policies, policy_key_lengths
 from .results import CryptoSessionKeys, CryptoSessionSpec, ExchangeResult, ResponderOutcome
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 __all__ = [
     "State",
     "Rng",
@@ -76,6 +79,11 @@ __all__ = [
     "Initiator",
     "Responder",
     "ResponderFactory",
+    "SideKeywords",
+    "ResponderKeywords",
+    "IdResponderKeywords",
+    "OfferKeywords",
+    "InitiatorKeywords",
     "default_srtp_policy",
     "derive_crypto_sessions",
     "check_timestamp",
@@ -87,6 +95,53 @@ __all__ = [
 ]
 
 Rng = Callable[[int], bytes]
+
+
+# --- the constructor keywords the modes share (declared once; each mode takes exactly those it uses) ---
+
+
+class SideKeywords(TypedDict, total=False):
+    """Every side: ``rng``, the random source (default ``os.urandom``)."""
+
+    rng: Rng
+
+
+class ResponderKeywords(SideKeywords, total=False):
+    """Every Responder: ``replay_cache`` (RFC 3830 §5.4; default a fresh in-memory cache),
+    ``clock_skew`` (seconds, §5.4) and ``own_ssrcs`` (fill the Initiator's SSRC-0 placeholders, §6.1.1)."""
+
+    replay_cache: ReplayStore | None
+    clock_skew: float
+    own_ssrcs: Sequence[int]
+
+
+class IdResponderKeywords(ResponderKeywords, total=False):
+    """A Responder with an IDr of its own (PSK, PK, RSA-R, DH, DH-HMAC): ``id_r``."""
+
+    id_r: IdPayload | None
+
+
+class OfferKeywords(SideKeywords, total=False):
+    """What an Initiator offers: ``crypto_sessions`` (default one SRTP stream, SSRC filled in by the
+    Responder), ``policies`` (default the RFC 3830 SRTP policy), ``csb_id`` and ``rand`` (random when
+    None) and the key-derivation ``prf`` (RFC 3830 §3, §6.1)."""
+
+    crypto_sessions: Sequence[CryptoSessionSpec] | None
+    policies: Sequence[SecurityPolicyPayload] | None
+    csb_id: int | None
+    rand: bytes | None
+    prf: int
+
+
+class InitiatorKeywords(OfferKeywords, total=False):
+    """An Initiator that names the parties and takes a response: ``id_i``/``id_r``, ``cs_id_map_type``,
+    ``clock_skew`` (for a fresh response T) and ``compat`` (the mode's deployed variants)."""
+
+    id_i: IdPayload | None
+    id_r: IdPayload | None
+    cs_id_map_type: int
+    clock_skew: float
+    compat: Iterable[str]
 
 
 class State(Enum):
@@ -518,6 +573,18 @@ class Responder(Side):
     """
 
     unparseable_error_no: int = ErrorNo.UNSPECIFIED
+
+    def __init__(self, **options: Unpack[IdResponderKeywords]) -> None:
+        """The shared Responder keywords (:class:`ResponderKeywords`, :class:`IdResponderKeywords`)."""
+        self._init_responder(options)
+
+    def _init_responder(self, options: IdResponderKeywords) -> None:
+        """:meth:`__init__` for a mode whose keywords extend the shared ones (a wider TypedDict)."""
+        Side.__init__(self, replay_cache=options.get("replay_cache"),
+                         clock_skew=options.get("clock_skew", DEFAULT_CLOCK_SKEW), rng=options.get("rng", os.urandom))
+        self.own_ssrcs = list(options.get("own_ssrcs", ()))
+        self.id_r = options.get("id_r")
+        self.result: ExchangeResult | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(state={self.state.value})"

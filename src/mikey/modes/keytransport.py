@@ -66,7 +66,6 @@ from ..errors import (
     UnsupportedMACError,
     UnsupportedPRFError,
 )
-from ..replay import ReplayStore
 from ..wire import (
     CommonHeader,
     GenericIdEntry,
@@ -85,6 +84,8 @@ from ..wire import (
 )
 from ..wire.payloads.base import KeyValidity
 from .base import (
+    IdResponderKeywords,
+    InitiatorKeywords,
     Responder,
     Rng,
     build_error_message,
@@ -119,6 +120,8 @@ __all__ = [
     "EnvelopeKeyCache",
     "TransportOptions",
     "TransportKeywords",
+    "KeyKeywords",
+    "RsaRResponderKeywords",
     "check_algorithms",
     "refuse_null_security",
     "default_tgk_length",
@@ -799,32 +802,32 @@ class EnvelopeKeyCache:
                 del self._entries[k]
 
 
-# --- the constructor keywords the key-transport Initiators share -------------------------------------
+# --- the constructor keywords of the sides that send a key (shared ones: mikey.modes.base) ---
 
 
-class TransportKeywords(TypedDict, total=False):
-    """Keywords of the PSK and PK Initiators (see :class:`TransportOptions` for their meaning)."""
+class KeyKeywords(TypedDict, total=False):
+    """The side that sends the key in a KEMAC (PSK and PK Initiators, RSA-R Responder):
+    ``tgk``/``tgk_salt`` (random when None), ``key_type``/``key_validity`` of the Key data
+    sub-payload and the KEMAC's ``encr_alg``/``mac_alg`` (RFC 3830 §6.2, §6.13)."""
 
-    crypto_sessions: Sequence[CryptoSessionSpec] | None
-    policies: Sequence[SecurityPolicyPayload] | None
-    csb_id: int | None
     tgk: bytes | None
     tgk_salt: bytes | None
-    rand: bytes | None
     key_type: int
     key_validity: KeyValidity
     encr_alg: int
     mac_alg: int
-    prf: int
+
+
+class TransportKeywords(InitiatorKeywords, KeyKeywords, total=False):
+    """Keywords of the PSK and PK Initiators (see :class:`TransportOptions`): the shared Initiator
+    and key keywords, ``v`` (ask for a verification message) and ``verification_coverage``."""
+
     v: bool
-    id_i: IdPayload | None
-    id_r: IdPayload | None
-    cs_id_map_type: int
     verification_coverage: str
-    compat: Iterable[str]
-    clock_skew: float
-    replay_cache: ReplayStore | None
-    rng: Rng
+
+
+class RsaRResponderKeywords(IdResponderKeywords, KeyKeywords, total=False):
+    """Keywords of the RSA-R Responder shared with the other modes (it sends the key, RFC 4738 §3.6)."""
 
 
 @dataclass(slots=True)  # not frozen: built once per Initiator, and frozen __init__ costs µs on the PSK path
@@ -836,7 +839,9 @@ class TransportOptions:
     ``rand`` (random when None), ``key_type``/``key_validity`` of the Key data,
     ``encr_alg``/``mac_alg``/``prf`` of the KEMAC, ``v`` (ask for a verification
     message), ``id_i``/``id_r``, ``cs_id_map_type``, ``verification_coverage`` and
-    ``compat`` (deployed variants), ``clock_skew`` (for a fresh response T) and ``rng``.
+    ``compat`` (deployed variants), ``clock_skew`` (for a fresh response T) and ``rng``
+    -- :class:`TransportKeywords` as attributes.  Initiators keep no replay cache (only
+    Responders check for replays, RFC 3830 §5.4), so ``replay_cache`` is not among them.
     """
 
     crypto_sessions: Sequence[CryptoSessionSpec] | None = None
@@ -857,7 +862,6 @@ class TransportOptions:
     verification_coverage: str = "rfc"
     compat: Iterable[str] = ()
     clock_skew: float | None = None
-    replay_cache: ReplayStore | None = None
     rng: Rng | None = None
 
     def transport(self) -> KeyTransport:

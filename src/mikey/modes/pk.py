@@ -60,7 +60,7 @@ from ..errors import (
     UnsupportedMACError,
 )
 from ..keystore import Credentials
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayStore
+from ..replay import DEFAULT_CLOCK_SKEW
 from ..wire import (
     CertPayload,
     ChashPayload,
@@ -77,9 +77,9 @@ from ..wire import (
     TimestampPayload,
 )
 from .base import (
+    IdResponderKeywords,
     Initiator,
     Responder,
-    Rng,
     Side,
     State,
     build_header,
@@ -194,7 +194,7 @@ class PkInitiator(Initiator):
     ) -> None:
         o = TransportOptions(**options)
         rng = o.rng or os.urandom
-        super().__init__(rng=rng, replay_cache=o.replay_cache,
+        super().__init__(rng=rng,
                          clock_skew=DEFAULT_CLOCK_SKEW if o.clock_skew is None else o.clock_skew)
         self.transport = o.transport()
         if o.encr_alg == EncrAlg.NULL:
@@ -444,20 +444,16 @@ class PkResponder(Responder):
         peer_certificate: x509.Certificate | None = None,
         peer_chain: Sequence[x509.Certificate] = (),
         cert_resolver: CertResolver | None = None,
-        own_ssrcs: Sequence[int] = (),
-        id_r: IdPayload | None = None,
         pke_oaep: bool = False,
         oaep_hash: str = "sha1",
         signature_hashes: Sequence[str] = SIGNATURE_HASHES,
-        replay_cache: ReplayStore | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
         allow_null_mac: bool = False,
         envelope_key_cache: EnvelopeKeyCache | None = None,
         verification_coverage: str = "rfc",
         compat: Iterable[str] = (),
-        rng: Rng = os.urandom,
+        **options: Unpack[IdResponderKeywords],
     ) -> None:
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        super().__init__(**options)
         self.verification_coverage = check_coverage(verification_coverage)
         creds = [credentials] if isinstance(credentials, Credentials) else list(credentials)
         if not creds:
@@ -467,13 +463,10 @@ class PkResponder(Responder):
         self.validator = validator
         peers = [peer_certificate, *peer_chain] if peer_certificate is not None else []
         self.verifier = PeerVerifier(validator, peers, signature_hashes, resolver=cert_resolver, compat=self.compat)
-        self.own_ssrcs = list(own_ssrcs)
-        self.id_r = id_r
         self.pke_oaep = pke_oaep
         self.oaep_hash = oaep_hash
         self.allow_null_mac = allow_null_mac
         self.envelope_key_cache = envelope_key_cache
-        self.result: ExchangeResult | None = None
 
     def _own_credentials(self, chash: ChashPayload | None) -> Credentials:
         if chash is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..constants import DataType, EncrAlg, KeyDataType, MacAlg
 from ..errors import StateError, UnsupportedDataTypeError
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayStore
+from ..replay import DEFAULT_CLOCK_SKEW
 from ..wire import (
     CommonHeader,
     IdPayload,
@@ -30,9 +30,9 @@ from ..wire import (
     encode_sub_payloads,
 )
 from .base import (
+    IdResponderKeywords,
     Initiator,
     Responder,
-    Rng,
     State,
     build_header,
     default_srtp_policy,
@@ -106,7 +106,7 @@ class PskInitiator(Initiator):
         unless ``allow_null_security`` says the carrier itself is secure."""
         o = TransportOptions(**options)
         rng = o.rng or os.urandom
-        super().__init__(rng=rng, replay_cache=o.replay_cache,
+        super().__init__(rng=rng,
                          clock_skew=DEFAULT_CLOCK_SKEW if o.clock_skew is None else o.clock_skew)
         self.transport = o.transport()
         if not allow_null_security:
@@ -319,7 +319,8 @@ class PskResponder(Responder):
     """The PSK Responder: checks T and the replay cache, verifies the MAC, decrypts, derives keys, answers.
 
     ``psk`` is the key, or a lookup ``(IDi, IDr) -> key | None`` for many peers.
-    ``own_ssrcs`` fill the Initiator's SSRC-0 placeholders (RFC 3830 §6.1.1).
+    The shared keywords (``own_ssrcs``, ``id_r``, ``replay_cache``, ``clock_skew``, ``rng``)
+    are :class:`~mikey.modes.base.IdResponderKeywords`.
     """
 
     MODE: ClassVar[str] = "psk"
@@ -328,14 +329,10 @@ class PskResponder(Responder):
         self,
         psk: bytes | PskLookup,
         *,
-        own_ssrcs: Sequence[int] = (),
-        id_r: IdPayload | None = None,
-        replay_cache: ReplayStore | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
         allow_null_security: bool = False,
         verification_coverage: str = "rfc",
         bundles: BundleLookup | None = None,
-        rng: Rng = os.urandom,
+        **options: Unpack[IdResponderKeywords],
     ) -> None:
         """``bundles`` finds the established bundle by CSB ID for update messages (RFC 3830 §4.5),
         e.g. a dict of earlier results; without it only initial exchanges are accepted.
@@ -345,14 +342,11 @@ class PskResponder(Responder):
         says the carrier is secure; then the result has ``extras["null_security"]`` set, and
         a NULL-MAC message (``authenticated=False``) never enters the replay cache or moves a
         per-peer counter: anyone could have sent it (RFC 3830 §5.3)."""
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        super().__init__(**options)
         self.verification_coverage = check_coverage(verification_coverage)
         self._bundles = bundles
         self._psk = psk
-        self.own_ssrcs = list(own_ssrcs)
-        self.id_r = id_r
         self.allow_null_security = allow_null_security
-        self.result: ExchangeResult | None = None
 
     def _on_init(self, msg: Message, now: float) -> ResponderOutcome:
         outcome = receive_psk_message(

@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -74,7 +74,7 @@ from ..errors import (
     UnsupportedSPParamsError,
 )
 from ..keystore import Credentials
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..replay import DEFAULT_CLOCK_SKEW
 from ..wire import (
     CertPayload,
     CommonHeader,
@@ -91,11 +91,10 @@ from ..wire import (
     SrtpIdEntry,
     TimestampPayload,
 )
-from ..wire.payloads.base import KeyValidity
 from .base import (
     Initiator,
+    InitiatorKeywords,
     Responder,
-    Rng,
     State,
     build_error_message,
     build_header,
@@ -113,6 +112,7 @@ from .keytransport import (
     ENVELOPE_KEY_LENGTH,
     EnvelopeKeyCache,
     KeyTransport,
+    RsaRResponderKeywords,
     build_kemac,
     check_algorithms,
     check_response_timestamp,
@@ -138,6 +138,9 @@ from .signing import (
     split_ids,
     subject_text,
 )
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["RsaRInitiator", "RsaRResponder", "PolicyFilter", "signed_error_message", "policy_offered",
            "RSA_R_COMPAT"]
@@ -224,15 +227,8 @@ class RsaRInitiator(Initiator):
         peer_certificate: x509.Certificate | None = None,
         peer_chain: Sequence[x509.Certificate] = (),
         cert_resolver: CertResolver | None = None,
-        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
-        policies: Sequence[SecurityPolicyPayload] | None = None,
         group: bool = False,
-        csb_id: int | None = None,
-        rand: bytes | None = None,
         send_rand: bool | None = None,
-        prf: int = PRF.MIKEY_1,
-        id_i: IdPayload | None = None,
-        id_r: IdPayload | None = None,
         send_id_i: bool = True,
         include_certificate: bool = True,
         certificate_url: str | None = None,
@@ -241,20 +237,21 @@ class RsaRInitiator(Initiator):
         signature_hashes: Sequence[str] = SIGNATURE_HASHES,
         pke_oaep: bool = False,
         oaep_hash: str = "sha1",
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
         envelope_key_cache: EnvelopeKeyCache | None = None,
-        cs_id_map_type: int = CSIdMapType.SRTP_ID,
-        compat: Iterable[str] = (),
-        rng: Rng = os.urandom,
+        **options: Unpack[InitiatorKeywords],
     ) -> None:
-        super().__init__(clock_skew=clock_skew, rng=rng)
+        """The offer, party and ``compat`` keywords are :class:`~mikey.modes.base.InitiatorKeywords`."""
+        rng = options.get("rng", os.urandom)
+        super().__init__(clock_skew=options.get("clock_skew", DEFAULT_CLOCK_SKEW), rng=rng)
+        crypto_sessions, policies = options.get("crypto_sessions"), options.get("policies")
+        csb_id, rand, id_i = options.get("csb_id"), options.get("rand"), options.get("id_i")
         if validator is None:
             if peer_certificate is None:
                 raise ValueError("a validator (trust anchors) or the Responder's certificate is needed")
             validator = pinned_validator(peer_certificate)
         if s_type not in (SignatureType.RSA_PKCS1_V1_5, SignatureType.RSA_PSS):
             raise ValueError("s_type must be 0 (RSA PKCS#1 v1.5) or 1 (RSA-PSS)")
-        self.compat = check_compat(compat, RSA_R_COMPAT)
+        self.compat = check_compat(options.get("compat", ()), RSA_R_COMPAT)
         self._credentials = credentials
         self.signer = Signer(credentials, s_type, sign_hash, exclude_header="sign-excludes-header" in self.compat)
         self.validator = validator
@@ -271,9 +268,9 @@ class RsaRInitiator(Initiator):
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
         self.send_rand = (not group) if send_rand is None else send_rand
         self.rand = rand if rand is not None else (rng(16) if self.send_rand else b"")
-        self.prf = prf
+        self.prf = options.get("prf", PRF.MIKEY_1)
         self.id_i = id_i if id_i is not None else identity_of(credentials.certificate)
-        self.id_r = id_r
+        self.id_r = options.get("id_r")
         self.send_id_i = send_id_i
         self.include_certificate = include_certificate
         self.certificate_url = certificate_url
@@ -282,7 +279,7 @@ class RsaRInitiator(Initiator):
         self.pke_oaep = pke_oaep
         self.oaep_hash = oaep_hash
         self.envelope_key_cache = envelope_key_cache
-        self.cs_id_map_type = cs_id_map_type
+        self.cs_id_map_type = options.get("cs_id_map_type", CSIdMapType.SRTP_ID)
         self.header: CommonHeader | None = None
         self.timestamp: TimestampPayload | None = None
         self.i_message: bytes | None = None
@@ -495,8 +492,6 @@ class RsaRResponder(Responder):
         peer_certificate: x509.Certificate | None = None,
         peer_chain: Sequence[x509.Certificate] = (),
         cert_resolver: CertResolver | None = None,
-        own_ssrcs: Sequence[int] = (),
-        id_r: IdPayload | None = None,
         send_id_r: bool = True,
         include_certificate: bool = True,
         certificate_url: str | None = None,
@@ -504,14 +499,8 @@ class RsaRResponder(Responder):
         accept_policy: PolicyFilter | None = None,
         group_csb_id: int | None = None,
         group_crypto_sessions: Sequence[CryptoSessionSpec] = (),
-        tgk: bytes | None = None,
-        tgk_salt: bytes | None = None,
         rand: bytes | None = None,
         envelope_key: bytes | None = None,
-        key_type: int = KeyDataType.TGK,
-        key_validity: KeyValidity = None,
-        encr_alg: int = EncrAlg.AES_CM_128,
-        mac_alg: int = MacAlg.HMAC_SHA_1_160,
         s_type: int = SignatureType.RSA_PKCS1_V1_5,
         sign_hash: str = "sha256",
         signature_hashes: Sequence[str] = SIGNATURE_HASHES,
@@ -519,13 +508,16 @@ class RsaRResponder(Responder):
         oaep_hash: str = "sha1",
         cache: int = CacheType.NO_CACHE,
         envelope_key_cache: EnvelopeKeyCache | None = None,
-        replay_cache: ReplayCache | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
         unparseable_error_no: int = ErrorNo.UNSUPPORTED_MESSAGE_TYPE,
         compat: Iterable[str] = (),
-        rng: Rng = os.urandom,
+        **options: Unpack[RsaRResponderKeywords],
     ) -> None:
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        self._init_responder(options)
+        rng = self.rng
+        encr_alg = options.get("encr_alg", EncrAlg.AES_CM_128)
+        mac_alg = options.get("mac_alg", MacAlg.HMAC_SHA_1_160)
+        key_type = options.get("key_type", KeyDataType.TGK)
+        tgk = options.get("tgk")
         if encr_alg == EncrAlg.NULL:
             raise UnsupportedEncryptionError("NULL encryption would send the TGK in the clear")
         check_algorithms(encr_alg, mac_alg, PRF.MIKEY_1)
@@ -539,8 +531,8 @@ class RsaRResponder(Responder):
         self.validator = validator
         peers = [peer_certificate, *peer_chain] if peer_certificate is not None else []
         self.verifier = PeerVerifier(validator, peers, signature_hashes, resolver=cert_resolver, compat=self.compat)
-        self.own_ssrcs = list(own_ssrcs)
-        self.id_r = id_r if id_r is not None else identity_of(credentials.certificate)
+        id_r = options.get("id_r")
+        self.id_r: IdPayload = id_r if id_r is not None else identity_of(credentials.certificate)
         self.send_id_r = send_id_r
         self.include_certificate = include_certificate
         self.certificate_url = certificate_url
@@ -550,10 +542,10 @@ class RsaRResponder(Responder):
         self.group_specs = list(group_crypto_sessions)
         self.key_type = key_type
         self._tgk = tgk if tgk is not None else rng(default_tgk_length(encr_alg, key_type))
-        self._tgk_salt = tgk_salt
+        self._tgk_salt = options.get("tgk_salt")
         self._rand = rand
         self._env_key = envelope_key if envelope_key is not None else rng(ENVELOPE_KEY_LENGTH)
-        self.key_validity = key_validity
+        self.key_validity = options.get("key_validity")
         self.encr_alg = encr_alg
         self.mac_alg = mac_alg
         self.s_type = s_type
@@ -563,7 +555,6 @@ class RsaRResponder(Responder):
         self.cache = cache
         self.envelope_key_cache = envelope_key_cache
         self.unparseable_error_no = unparseable_error_no
-        self.result: ExchangeResult | None = None
 
     def _salt(self) -> bytes | None:
         if self.key_type in (KeyDataType.TGK_SALT, KeyDataType.TEK_SALT):
