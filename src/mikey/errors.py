@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .constants import ErrorNo
+
 __all__ = [
     "MikeyError",
     "MikeyDecodeError",
@@ -38,18 +40,28 @@ __all__ = [
     "KeyMaterialError",
     "StateError",
     "PeerError",
+    "ReplayStoreError",
+    "ReplayStoreConfigError",
 ]
+
+
+def _error_no(value: int) -> ErrorNo | int:
+    """*value* as its :class:`~mikey.constants.ErrorNo` member, or the plain int if it is not registered."""
+    try:
+        return ErrorNo(value)
+    except ValueError:
+        return value
 
 
 class MikeyError(Exception):
     """Base of every error raised by :mod:`mikey`.
 
-    ``err_no`` is the RFC 3830 §6.12 Error number the failure maps to, or
+    ``err_no`` is the RFC 3830 §6.12 Error number (an :class:`~mikey.constants.ErrorNo`) the failure maps to, or
     ``None`` where the RFC asks for no Error message (the message is just
     discarded, or the failure is local).
     """
 
-    err_no: ClassVar[int | None] = None
+    err_no: ClassVar[ErrorNo | int | None] = None
     kind: ClassVar[str] = "error"
 
     #: The Error message (data type 6) a responder answers with, when the RFC calls for one.
@@ -59,7 +71,7 @@ class MikeyError(Exception):
         super().__init__(message)
         self.message = message
         if err_no is not None:
-            self.err_no = err_no  # type: ignore[misc]
+            self.err_no = _error_no(err_no)  # type: ignore[misc]
 
 
 class MikeyDecodeError(MikeyError):
@@ -70,7 +82,7 @@ class MikeyDecodeError(MikeyError):
     """
 
     kind = "decode"
-    err_no = 12
+    err_no = ErrorNo.UNSPECIFIED
 
     def __init__(self, message: str, *, payload: str | None = None, offset: int | None = None) -> None:
         where = []
@@ -109,7 +121,7 @@ class MikeyValidationError(MikeyError):
     """
 
     kind = "validation"
-    err_no = 12
+    err_no = ErrorNo.UNSPECIFIED
 
     def __init__(self, violations: list[str], *, err_no: int | None = None) -> None:
         self.violations = list(violations)
@@ -125,14 +137,14 @@ class MikeyProtocolError(MikeyError):
 class AuthenticationError(MikeyProtocolError):
     """MAC or signature verification failed (Error no 0)."""
 
-    err_no = 0
+    err_no = ErrorNo.AUTH_FAILURE
     kind = "authentication"
 
 
 class InvalidTimestampError(MikeyProtocolError):
     """Timestamp outside the allowable clock skew (Error no 1, RFC 3830 §5.4)."""
 
-    err_no = 1
+    err_no = ErrorNo.INVALID_TS
     kind = "timestamp"
 
 
@@ -147,76 +159,76 @@ class ReplayError(MikeyProtocolError):
 
 
 class UnsupportedPRFError(MikeyProtocolError):
-    err_no = 2
+    err_no = ErrorNo.INVALID_PRF
     kind = "unsupported-prf"
 
 
 class UnsupportedMACError(MikeyProtocolError):
-    err_no = 3
+    err_no = ErrorNo.INVALID_MAC
     kind = "unsupported-mac"
 
 
 class UnsupportedEncryptionError(MikeyProtocolError):
-    err_no = 4
+    err_no = ErrorNo.INVALID_EA
     kind = "unsupported-encryption"
 
 
 class UnsupportedHashError(MikeyProtocolError):
-    err_no = 5
+    err_no = ErrorNo.INVALID_HA
     kind = "unsupported-hash"
 
 
 class UnsupportedDHGroupError(MikeyProtocolError):
-    err_no = 6
+    err_no = ErrorNo.INVALID_DH
     kind = "unsupported-dh-group"
 
 
 class UnsupportedIDError(MikeyProtocolError):
-    err_no = 7
+    err_no = ErrorNo.INVALID_ID
     kind = "unsupported-id"
 
 
 class CertificateError(MikeyProtocolError):
     """Certificate missing, unparseable, untrusted, expired or not bound to the ID (Error no 8)."""
 
-    err_no = 8
+    err_no = ErrorNo.INVALID_CERT
     kind = "certificate"
 
 
 class UnsupportedSPTypeError(MikeyProtocolError):
-    err_no = 9
+    err_no = ErrorNo.INVALID_SP
     kind = "unsupported-sp-type"
 
 
 class UnsupportedSPParamsError(MikeyProtocolError):
-    err_no = 10
+    err_no = ErrorNo.INVALID_SPPAR
     kind = "unsupported-sp-params"
 
 
 class UnsupportedDataTypeError(MikeyProtocolError):
-    err_no = 11
+    err_no = ErrorNo.INVALID_DT
     kind = "unsupported-data-type"
 
 
 class UnspecifiedError(MikeyProtocolError):
-    err_no = 12
+    err_no = ErrorNo.UNSPECIFIED
     kind = "unspecified"
 
 
 class UnsupportedMessageTypeError(MikeyProtocolError):
     """RFC 4738 §3.9: unsupported message type (Error no 13)."""
 
-    err_no = 13
+    err_no = ErrorNo.UNSUPPORTED_MESSAGE_TYPE
     kind = "unsupported-message-type"
 
 
 class InvalidTicketError(MikeyProtocolError):
-    err_no = 14
+    err_no = ErrorNo.INVALID_TICKET
     kind = "invalid-ticket"
 
 
 class InvalidTPparError(MikeyProtocolError):
-    err_no = 15
+    err_no = ErrorNo.INVALID_TPPAR
     kind = "invalid-tppar"
 
 
@@ -224,7 +236,7 @@ class CryptoError(MikeyError):
     """A cryptographic operation failed (bad key length, invalid point, bad padding)."""
 
     kind = "crypto"
-    err_no = 12
+    err_no = ErrorNo.UNSPECIFIED
 
 
 class KeyMaterialError(CryptoError):
@@ -237,6 +249,22 @@ class StateError(MikeyError):
     """A local API misuse: calling a step in the wrong state of an exchange."""
 
     kind = "state"
+
+
+class ReplayStoreError(MikeyError):
+    """The shared replay store (:mod:`mikey.replay_redis`) failed: unreachable, timed out, full, or an unexpected reply.
+
+    A local failure: the message is refused and no Error message is sent (RFC 3830 §5.4
+    lets a Responder discard what it cannot check).
+    """
+
+    kind = "replay-store"
+
+
+class ReplayStoreConfigError(ReplayStoreError):
+    """The Redis server or the namespace is set up so that replays could get through, or differently."""
+
+    kind = "replay-store-config"
 
 
 class PeerError(MikeyError):

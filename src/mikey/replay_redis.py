@@ -48,7 +48,7 @@ a primary; not Redis Cluster), with the same semantics as the in-process
   COUNTER peers matter).  A cluster whose nodes all restart with Redis is like
   a restarted process: it starts with an empty cache.
 * **Failures close**: a connection failure, time-out, refused write (e.g. Redis
-  out of memory) or unexpected reply raises :class:`ReplayStoreError`, a
+  out of memory) or unexpected reply raises :class:`~mikey.errors.ReplayStoreError`, a
   :class:`~mikey.errors.MikeyError`; the Responder refuses the message (no Error
   message: the failure is local) and no redis-py exception escapes.  Connection
   errors are retried twice; a retried ``SET NX`` can only refuse an honest
@@ -81,7 +81,7 @@ from redis.backoff import ExponentialBackoff
 from redis.connection import Connection, parse_url
 from redis.retry import Retry
 
-from .errors import InvalidTimestampError, MikeyError, ReplayError, StateError
+from .errors import InvalidTimestampError, ReplayError, ReplayStoreConfigError, ReplayStoreError, StateError
 from .replay import _FLOOR_GUARD, DEFAULT_CLOCK_SKEW, MAX_COUNTER, ReplayStore
 
 __all__ = ["RedisReplayStore", "ReplayStoreError", "ReplayStoreConfigError", "DEFAULT_PREFIX"]
@@ -102,22 +102,6 @@ _PARAM_NAMES = {"horizon": "max_skew", "margin": "clock_margin"}
 _VERSION = "1"
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
-
-
-class ReplayStoreError(MikeyError):
-    """The shared replay store failed (unreachable, timed out, full, or an unexpected reply).
-
-    A local failure: the message is refused and no Error message is sent (RFC 3830 §5.4
-    lets a Responder discard what it cannot check).
-    """
-
-    kind = "replay-store"
-
-
-class ReplayStoreConfigError(ReplayStoreError):
-    """The Redis server or the namespace is set up so that replays could get through, or differently."""
-
-    kind = "replay-store-config"
 
 
 # -- Lua scripts (run atomically by Redis) -----------------------------------------------------------

@@ -24,7 +24,7 @@ def open_replay_store(url: str, **options: Any) -> ReplayStore:
     are a :class:`~mikey.replay_redis.RedisReplayStore` shared by every Responder that uses
     the same Redis and key prefix (``?prefix=…``; needs the ``redis`` extra).  It is
     connected here, so an unreachable or unsafe Redis fails now with
-    :class:`~mikey.replay_redis.ReplayStoreError`.  Other URLs raise :class:`ValueError`
+    :class:`~mikey.errors.ReplayStoreError`.  Other URLs raise :class:`ValueError`
     (naming the scheme only: a URL may hold a password).
     """
     scheme = url.partition(":")[0].lower()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._files import write_private_atomic
+from ..errors import StateError
 from .common import add_json_option
 from .plugins import MODE_NAMES, load_plugins
 
@@ -63,8 +64,10 @@ class _Child:
             argv, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=_child_env()
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
-        assert self.proc.stdout is not None
-        self.thread = threading.Thread(target=_reader, args=(self.proc.stdout, self.lines), daemon=True)
+        stdout = self.proc.stdout
+        if stdout is None:  # Popen gives a pipe for stdout=PIPE; None would be a local bug
+            raise StateError("the demo peer process has no standard output pipe")
+        self.thread = threading.Thread(target=_reader, args=(stdout, self.lines), daemon=True)
         self.thread.start()
 
     def next_json(self, timeout: float) -> dict[str, Any] | None:

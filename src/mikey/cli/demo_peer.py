@@ -101,15 +101,21 @@ class _Peer:
             raise TimeoutError(f"{self.role}: nothing received for {self.timeout:g} s") from None
         return data, addr
 
+    def _peer_address(self) -> tuple[str, int]:
+        """The other end's address: given to the Initiator, learnt by the Responder from the offer."""
+        if self.peer is None:
+            raise StateError(f"{self.role}: the other end's address is not known yet")
+        return self.peer
+
     def run_initiator(self) -> ExchangeResult:
-        assert self.peer is not None
+        peer = self._peer_address()
         t0 = time.perf_counter()
         initiator = self.plugin.demo_initiator(self.creds, self.ssrc)
         i_message = initiator.create_message(time.time())
         self.timings["build_i_message"] = _ms(time.perf_counter() - t0)
         offer = make_offer(i_message, port=self.sock.getsockname()[1]).encode("utf-8")
         t0 = time.perf_counter()
-        self.sock.sendto(offer, self.peer)
+        self.sock.sendto(offer, peer)
         deadline = time.monotonic() + self.timeout
         self.sock.settimeout(0.5)
         answer: bytes | None = None
@@ -119,7 +125,7 @@ class _Peer:
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"initiator: no SDP answer within {self.timeout:g} s") from None
-                self.sock.sendto(offer, self.peer)  # the offer may have been lost: same bytes again
+                self.sock.sendto(offer, peer)  # the offer may have been lost: same bytes again
                 continue
             if data.startswith(b"v=0"):
                 answer = data
@@ -165,7 +171,7 @@ class _Peer:
     # -- media -------------------------------------------------------------------------------------
 
     def media(self, result: ExchangeResult) -> None:
-        assert self.peer is not None
+        peer = self._peer_address()
         packets, n_rtcp = self.args.packets, self.args.rtcp
         t0 = time.perf_counter()
         bundle = CryptoSessionBundle(result, ignore_rcc=True)
@@ -214,7 +220,7 @@ class _Peer:
                 else:
                     wire = sender.protect(packet)
                     counts["rtp_protected"] += 1
-                self.sock.sendto(wire, self.peer)
+                self.sock.sendto(wire, peer)
                 sent += 1
                 self.sock.settimeout(0)
             else:

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..constants import ErrorNo
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.rsa_r import RSA_R_COMPAT, RsaRInitiator, RsaRResponder
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
@@ -32,6 +33,7 @@ from .plugin_base import (
     crypto_session_specs,
     pending_result,
     required_response,
+    speed_response,
 )
 
 __all__ = ["PLUGIN", "RsaRPlugin"]
@@ -126,7 +128,7 @@ class RsaRPlugin(ModePlugin):
             sign_hash=args.sign_hash,
             pke_oaep=bool(args.oaep),
             cache=args.cache,
-            unparseable_error_no=12 if args.rfc3830_errors else 13,
+            unparseable_error_no=ErrorNo.UNSPECIFIED if args.rfc3830_errors else ErrorNo.UNSUPPORTED_MESSAGE_TYPE,
             compat=args.compat,
         )
         return responder.receive(i_message, now)
@@ -171,8 +173,7 @@ class RsaRPlugin(ModePlugin):
         # PKCS#1 v1.5 signing is deterministic: the same inputs rebuild the same I_MESSAGE,
         # so one R_MESSAGE made in advance answers every timed Initiator.
         i_message = RsaRInitiator(alice, validator=validator, **fixed).create_message(now)
-        r_message = RsaRResponder(bob, validator, own_ssrcs=[0x55667788]).receive(i_message, now).response
-        assert r_message is not None
+        r_message = speed_response(RsaRResponder(bob, validator, own_ssrcs=[0x55667788]).receive(i_message, now))
 
         def initiator() -> ExchangeResult:
             # Both halves of the Initiator's work: sign the request, then verify and open the answer.

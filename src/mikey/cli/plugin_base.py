@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..constants import IDType
+from ..errors import StateError
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdPayload, SecurityPolicyPayload
 from .common import UsageError
@@ -46,6 +47,7 @@ __all__ = [
     "add_compat_option",
     "pending_result",
     "required_response",
+    "speed_response",
     "receive_if_verified",
 ]
 
@@ -233,6 +235,13 @@ def required_response(mode: str, r_message: bytes | None) -> bytes:
     if r_message is None:
         raise UsageError(f"--mode {mode}: the Responder always answers and the keys need its message: pass --rmsg")
     return r_message
+
+
+def speed_response(outcome: ResponderOutcome) -> bytes:
+    """The response a speed row's set-up exchange got, in a mode whose Responder always answers."""
+    if outcome.response is None:
+        raise StateError("the Responder sent no response to the speed row's I_MESSAGE")
+    return outcome.response
 
 
 class ResumedInitiator(Protocol):

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import CryptoError
+
 __all__ = [
     "HAVE_GMPY2",
     "Affine",
@@ -402,7 +404,8 @@ class FixedBaseTable:
         row_base: Affine = base
         p = curve.p
         for _ in range(self.count):
-            assert row_base is not None
+            if row_base is None:  # [2^(w*i)]B is the point at infinity: B has small order
+                raise CryptoError("fixed-base table: the base point has small order")
             # Jacobian multiples d*B, then one batched normalisation per row
             bx, by = row_base
             jac = [(bx, by, mpz(1))]

@@ -114,22 +114,19 @@ def fast_constructor(cls: type[C]) -> Callable[..., C]:
     ns["_twin"] = twin
     stores = "".join(f"    o.{n} = a{i}\n" for i, n in enumerate(names))
     src = f"def make({args}):\n    o = _new(_twin)\n{stores}    o.__class__ = _cls\n    return o\n"
-    make: Callable[..., C] | None = None
+    retyped = False
     if set(slots) == set(names):
         exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
         try:
-            probe = ns["make"](*([None] * len(names)))
-            if type(probe) is cls:
-                make = ns["make"]
+            retyped = type(ns["make"](*([None] * len(names)))) is cls
         except TypeError:  # layouts not compatible for __class__ assignment
-            make = None
-    if make is None:
+            retyped = False
+    if not retyped:
         for i, n in enumerate(names):
             ns[f"_s{i}"] = getattr(cls, n).__set__
         body = "".join(f"    _s{i}(o, a{i})\n" for i in range(len(names)))
         exec(f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n", ns)  # noqa: S102
-        make = ns["make"]
-    assert make is not None
+    make: Callable[..., C] = ns["make"]
     make.__qualname__ = f"{cls.__qualname__}._make"
     return make
 
