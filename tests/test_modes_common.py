@@ -6,6 +6,7 @@ Runs each mode through the shared in-memory helper (tests/twoparty.py).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,11 @@ from mikey.modes.keytransport import (
 )
 from mikey.modes.pk import PkInitiator, PkResponder
 from mikey.modes.psk import PskInitiator, PskResponder
+from mikey.modes.results import CryptoSessionSpec
 from mikey.modes.rsa_r import RsaRInitiator, RsaRResponder
-from mikey.modes.sakke import SakkeInitiator
+from mikey.modes.sakke import SakkeInitiator, SakkeResponder
 from mikey.modes.signing import sign_message
+from mikey.replay import ReplayCache
 from mikey.wire import IdPayload, Message, RandPayload, SignPayload, TimestampPayload
 
 NOW = PKI_NOW.timestamp()
@@ -206,3 +209,57 @@ def test_round_trip_through_the_helper_every_responding_mode(pki: TwoPartyPki) -
         assert ex.result is not None, type(ini).__name__
         assert fingerprints(ex.result) == fingerprints(ex.outcome.result)
         assert ini.state is State.DONE and res.state is State.DONE
+
+
+# --- the shared constructor keywords (base.*Keywords, keytransport.KeyKeywords) ----------------------
+
+
+def _responders(pki: TwoPartyPki, store: SakkeKeystore) -> dict[str, Callable[..., Any]]:
+    return {
+        "psk": lambda **kw: PskResponder(PSK, **kw),
+        "pk": lambda **kw: PkResponder(pki.b, pki.validator, **kw),
+        "rsa-r": lambda **kw: RsaRResponder(pki.b, pki.validator, **kw),
+        "dh": lambda **kw: DhResponder(pki.b, pki.validator, **kw),
+        "dhhmac": lambda **kw: DhHmacResponder(PSK, **kw),
+        "sakke": lambda **kw: SakkeResponder(store, **kw),
+    }
+
+
+@pytest.mark.parametrize("mode", ["psk", "pk", "rsa-r", "dh", "dhhmac", "sakke"])
+def test_every_responder_takes_the_shared_keywords(pki: TwoPartyPki, sakke_store: SakkeKeystore, mode: str) -> None:
+    cache = ReplayCache()
+    res = _responders(pki, sakke_store)[mode](own_ssrcs=[0x0A0B0C0D], replay_cache=cache, clock_skew=7.0,
+                                              rng=bytes)
+    assert (res.own_ssrcs, res.replay_cache, res.clock_skew, res.rng) == ([0x0A0B0C0D], cache, 7.0, bytes)
+    if mode != "sakke":  # SAKKE's identity is its key source's URI
+        id_r = IdPayload.uri("sip:other@example.org")
+        assert _responders(pki, sakke_store)[mode](id_r=id_r).id_r == id_r
+
+
+@pytest.mark.parametrize(("mode", "unused"), [
+    ("sakke", "id_r"),       # the SAKKE Responder has no IDr of its own
+    ("psk", "tgk"),          # only the RSA-R Responder sends a key
+    ("dh", "encr_alg"),
+    ("pk", "compat_typo"),
+])
+def test_a_responder_refuses_a_keyword_it_does_not_use(pki: TwoPartyPki, sakke_store: SakkeKeystore, mode: str,
+                                                       unused: str) -> None:
+    with pytest.raises(TypeError, match=unused):
+        _responders(pki, sakke_store)[mode](**{unused: None})
+
+
+def test_initiators_take_the_shared_offer_keywords(pki: TwoPartyPki, sakke_store: SakkeKeystore) -> None:
+    offer: dict[str, Any] = {"crypto_sessions": [CryptoSessionSpec(ssrc=0x01020304)], "csb_id": 0x0BADF00D,
+                             "rand": bytes(16), "rng": os.urandom}
+    psk = PskInitiator(PSK, **offer)
+    rsa_r = RsaRInitiator(pki.a, validator=pki.validator, id_r=IdPayload.uri(BOB_URI), clock_skew=9.0, **offer)
+    sakke = SakkeInitiator(sakke_store, BOB_URI, **offer)
+    for ini in (psk, rsa_r, sakke):
+        assert (ini.csb_id, ini.rand, [s.ssrc for s in ini.specs]) == (0x0BADF00D, bytes(16), [0x01020304])
+    assert rsa_r.clock_skew == 9.0 and rsa_r.id_r == IdPayload.uri(BOB_URI)
+    with pytest.raises(TypeError, match="id_i"):
+        SakkeInitiator(sakke_store, BOB_URI, id_i=IdPayload.uri(ALICE_URI))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="tgk"):
+        RsaRInitiator(pki.a, validator=pki.validator, tgk=bytes(16))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="replay_cache"):
+        PskInitiator(PSK, replay_cache=ReplayCache())  # type: ignore[call-arg]

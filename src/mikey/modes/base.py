@@ -84,6 +84,7 @@ __all__ = [
     "IdResponderKeywords",
     "OfferKeywords",
     "InitiatorKeywords",
+    "check_keywords",
     "default_srtp_policy",
     "derive_crypto_sessions",
     "check_timestamp",
@@ -98,6 +99,14 @@ Rng = Callable[[int], bytes]
 
 
 # --- the constructor keywords the modes share (declared once; each mode takes exactly those it uses) ---
+
+
+def check_keywords(options: Mapping[str, object], accepted: Any) -> None:
+    """Raise TypeError for a keyword the mode's TypedDict *accepted* does not declare, as a plain
+    signature would: a shared keyword a mode does not use is refused, never silently ignored."""
+    extra = options.keys() - accepted.__optional_keys__
+    if extra:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(extra))}")
 
 
 class SideKeywords(TypedDict, total=False):
@@ -576,6 +585,7 @@ class Responder(Side):
 
     def __init__(self, **options: Unpack[IdResponderKeywords]) -> None:
         """The shared Responder keywords (:class:`ResponderKeywords`, :class:`IdResponderKeywords`)."""
+        check_keywords(options, IdResponderKeywords)
         self._init_responder(options)
 
     def _init_responder(self, options: IdResponderKeywords) -> None:

@@ -28,7 +28,7 @@ Deployed variants (all off by default, each accepted only when named in ``compat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography import x509
 
@@ -55,7 +55,7 @@ from ..wire import (
 from .base import (
     State,
 )
-from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, error_number
+from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, DhResponderKeywords, error_number
 from .keytransport import COMPAT_FRESH_RESPONSE_TIMESTAMP, COMPAT_RESPONSE_WITHOUT_IDS
 from .signing import (
     SIGNATURE_HASHES,
@@ -65,6 +65,9 @@ from .signing import (
     message_time,
     signed_message,
 )
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = [
     "DhInitiator",
@@ -200,12 +203,11 @@ class DhResponder(DhResponderBase):
         sign_hash: str = "sha256",
         verify_hashes: Sequence[str] = SIGNATURE_HASHES,
         send_certificates: bool = True,
-        id_r: IdPayload | None = None,
-        **kwargs: Any,
+        **options: Unpack[DhResponderKeywords],
     ) -> None:
-        if id_r is None:
-            id_r = _certificate_id(credentials.certificate)
-        super().__init__(id_r=id_r, **kwargs)
+        if options.get("id_r") is None:
+            options["id_r"] = _certificate_id(credentials.certificate)
+        super().__init__(**options)
         self.signer = Signer(credentials, s_type, sign_hash)
         self.verifier = PeerVerifier(validator, peer_certificates, verify_hashes)
         self.send_certificates = send_certificates

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..constants import PRF, CSIdMapType, DataType, ErrorNo
 from ..crypto import dh as dh_crypto
@@ -30,7 +30,7 @@ from ..errors import (
     UnsupportedIDError,
     UnsupportedPRFError,
 )
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
+from ..replay import DEFAULT_CLOCK_SKEW
 from ..wire import (
     CommonHeader,
     DhPayload,
@@ -44,12 +44,14 @@ from ..wire import (
 from ..wire.payloads.base import KeyValidity
 from .base import (
     CryptoSessionSpec,
+    IdResponderKeywords,
     Initiator,
     Responder,
     Rng,
     State,
     build_error_message,
     build_header,
+    check_keywords,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
@@ -65,6 +67,9 @@ from .keytransport import (
 )
 from .results import ExchangeResult, ResponderOutcome
 from .signing import check_compat
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["DhInitiatorBase", "DhResponderBase", "DH_COMPAT_OPTIONS", "error_number"]
 
@@ -280,6 +285,14 @@ class DhInitiatorBase(Initiator):
         return None, None
 
 
+class DhResponderKeywords(IdResponderKeywords, total=False):
+    """The DH and DH-HMAC Responders' keywords: the shared ones, ``allowed_groups`` (RFC 3830 §4.2.7)
+    and ``dh_private`` (a fixed exponent, for tests and known answers)."""
+
+    allowed_groups: Collection[int]
+    dh_private: int | None
+
+
 class DhResponderBase(Responder):
     """The Responder of a DH exchange; it always answers (RFC 3830 §3.3, RFC 4650 §3).
 
@@ -292,21 +305,13 @@ class DhResponderBase(Responder):
 
     def __init__(
         self,
-        *,
-        own_ssrcs: Sequence[int] = (),
-        id_r: IdPayload | None = None,
-        allowed_groups: Collection[int] = dh_crypto.DEFAULT_GROUPS,
-        dh_private: int | None = None,
-        replay_cache: ReplayCache | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
-        rng: Rng = os.urandom,
+        **options: Unpack[DhResponderKeywords],
     ) -> None:
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
-        self.own_ssrcs = list(own_ssrcs)
-        self.id_r = id_r
-        self.allowed_groups = dh_crypto.allowed_groups(allowed_groups)
-        self._fixed_x = dh_private
-        self.result: ExchangeResult | None = None
+        """The shared keywords are :class:`DhResponderKeywords`."""
+        check_keywords(options, DhResponderKeywords)
+        self._init_responder(options)
+        self.allowed_groups = dh_crypto.allowed_groups(options.get("allowed_groups", dh_crypto.DEFAULT_GROUPS))
+        self._fixed_x = options.get("dh_private")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(state={self.state.value})"

@@ -20,7 +20,7 @@ Responder takes ``"init-without-idr"``, an I_MESSAGE that omits the IDr RFC 4650
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..constants import MAC_LENGTHS, PRF, DataType, EncrAlg, MacAlg
 from ..crypto import kemac as kemac_crypto
@@ -46,9 +46,12 @@ from ..wire import (
     TimestampPayload,
 )
 from .base import State, build_error_message
-from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, error_number
+from .dhbase import DH_COMPAT_OPTIONS, DhInitiatorBase, DhResponderBase, DhResponderKeywords, error_number
 from .keytransport import COMPAT_BY_MODE, COMPAT_INIT_WITHOUT_IDR, PskLookup, compat_hint, resolve_psk
 from .signing import check_compat
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["DhHmacInitiator", "DhHmacResponder", "COMPAT_INIT_WITHOUT_IDR", "DHHMAC_RESPONDER_COMPAT",
            "DH_COMPAT_OPTIONS", "auth_key"]
@@ -204,9 +207,9 @@ class DhHmacResponder(DhResponderBase):
         allow_null_mac: bool = False,
         initiator_id: IdPayload | None = None,
         compat: Collection[str] = (),
-        **kwargs: Any,
+        **options: Unpack[DhResponderKeywords],
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**options)
         self._psk = psk
         self.allow_null_mac = allow_null_mac
         self.initiator_id = initiator_id

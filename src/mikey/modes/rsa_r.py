@@ -98,6 +98,7 @@ from .base import (
     State,
     build_error_message,
     build_header,
+    check_keywords,
     fill_ssrcs,
     id_data,
     random_csb_id,
@@ -241,6 +242,7 @@ class RsaRInitiator(Initiator):
         **options: Unpack[InitiatorKeywords],
     ) -> None:
         """The offer, party and ``compat`` keywords are :class:`~mikey.modes.base.InitiatorKeywords`."""
+        check_keywords(options, InitiatorKeywords)
         rng = options.get("rng", os.urandom)
         super().__init__(clock_skew=options.get("clock_skew", DEFAULT_CLOCK_SKEW), rng=rng)
         crypto_sessions, policies = options.get("crypto_sessions"), options.get("policies")
@@ -512,6 +514,7 @@ class RsaRResponder(Responder):
         compat: Iterable[str] = (),
         **options: Unpack[RsaRResponderKeywords],
     ) -> None:
+        check_keywords(options, RsaRResponderKeywords)
         self._init_responder(options)
         rng = self.rng
         encr_alg = options.get("encr_alg", EncrAlg.AES_CM_128)

@@ -35,7 +35,7 @@ import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..constants import (
     PRF,
@@ -69,7 +69,6 @@ from ..errors import (
     UnsupportedPRFError,
 )
 from ..identities import key_period_number, rfc6509_identifier, uid_3gpp
-from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache
 from ..wire import (
     CommonHeader,
     GeneralExtensionPayload,
@@ -86,18 +85,23 @@ from ..wire import (
 )
 from .base import (
     CryptoSessionKeys,
-    CryptoSessionSpec,
     ExchangeResult,
     Initiator,
+    OfferKeywords,
     Responder,
+    ResponderKeywords,
     ResponderOutcome,
     Rng,
     State,
     build_error_message,
+    check_keywords,
     derive_crypto_sessions,
     fill_ssrcs,
     random_csb_id,
 )
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = [
     "SakkeInitiator",
@@ -431,21 +435,23 @@ class SakkeInitiator(Initiator):
         key_type: str | int | None = None,
         ssv: bytes | None = None,
         key_id: int | None = None,
-        csb_id: int | None = None,
-        rand: bytes | None = None,
-        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
-        policies: Sequence[SecurityPolicyPayload] | None = None,
         cs_id_map_type: int | None = None,
         cs_ids: Sequence[int] = (),
-        prf: int = PRF.PRF_HMAC_SHA_256,
         id_scheme: int | None = None,
         include_identities: bool = True,
         key_parameters: KeyParameters | bool = True,
         sakke_to_self: bool = False,
         signature_coverage: str = "rfc",
-        rng: Rng = os.urandom,
+        **options: Unpack[OfferKeywords],
     ) -> None:
+        """The offer keywords are :class:`~mikey.modes.base.OfferKeywords` (``prf`` defaults to
+        PRF-HMAC-SHA-256, RFC 6509 §2.1); ``cs_id_map_type`` None picks GENERIC-ID, SRTP-ID or empty."""
+        check_keywords(options, OfferKeywords)
+        rng = options.get("rng", os.urandom)
         super().__init__(rng=rng)
+        prf = options.get("prf", PRF.PRF_HMAC_SHA_256)
+        csb_id, rand = options.get("csb_id"), options.get("rand")
+        crypto_sessions, policies = options.get("crypto_sessions"), options.get("policies")
         if signature_coverage not in SIGNATURE_COVERAGE:
             raise ValueError(f"signature_coverage must be one of {SIGNATURE_COVERAGE}")
         if prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
@@ -667,24 +673,22 @@ class SakkeResponder(Responder):
         keys: SakkeKeySource,
         *,
         initiator_uri: str | None = None,
-        own_ssrcs: Sequence[int] = (),
         cs_ids: Sequence[int] = (),
-        replay_cache: ReplayCache | None = None,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
         allow_signature_without_header: bool = False,
         accept_to_self: bool = False,
         strict_key_parameters: bool = False,
-        rng: Rng = os.urandom,
+        **options: Unpack[ResponderKeywords],
     ) -> None:
-        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        """The shared keywords (``own_ssrcs``, ``replay_cache``, ``clock_skew``, ``rng``) are
+        :class:`~mikey.modes.base.ResponderKeywords`; the identity is the key source's URI (no ``id_r``)."""
+        check_keywords(options, ResponderKeywords)
+        super().__init__(**options)
         self.keys = keys
         self.initiator_uri = initiator_uri
-        self.own_ssrcs = list(own_ssrcs)
         self.cs_ids = list(cs_ids)
         self.allow_signature_without_header = allow_signature_without_header
         self.accept_to_self = accept_to_self
         self.strict_key_parameters = strict_key_parameters
-        self.result: ExchangeResult | None = None
 
     def __repr__(self) -> str:
         return f"SakkeResponder(uri={self.keys.uri!r}, state={self.state.value})"
