@@ -77,7 +77,9 @@ def _rfc_prf(inkey: bytes, label: bytes, out_len: int, sha256: bool = False) -> 
     return out[:out_len]
 
 
-def exchange(**kw: object) -> tuple[PskInitiator, PskResponder, bytes]:
+def built(**kw: object) -> tuple[PskInitiator, PskResponder, bytes]:
+    """A PSK Initiator, a fresh Responder and the I_MESSAGE, not yet received (the tests tamper with it
+    first; whole exchanges go through tests/twoparty.py)."""
     init = PskInitiator(PSK, **kw)  # type: ignore[arg-type]
     resp = PskResponder(PSK)
     return init, resp, init.create_message(NOW)
@@ -146,7 +148,7 @@ def test_kemac_mac_and_encryption_checked_independently() -> None:
 
 
 def test_message_layout_and_default_policy() -> None:
-    _, _, raw = exchange(id_i=ID_I, id_r=ID_R)
+    _, _, raw = built(id_i=ID_I, id_r=ID_R)
     msg = Message.decode(raw)
     assert [p.NAME for p in msg.payloads] == ["T", "RAND", "ID", "ID", "SP", "KEMAC"]
     assert msg.data_type == DataType.PSK_INIT and not msg.header.v
@@ -155,7 +157,7 @@ def test_message_layout_and_default_policy() -> None:
 
 
 def test_no_response_without_v() -> None:
-    init, resp, raw = exchange()
+    init, resp, raw = built()
     out = resp.receive(raw, NOW)
     assert out.response is None and init.state is State.DONE
     assert init.result.crypto_sessions[0].master_key == out.result.crypto_sessions[0].master_key
@@ -208,7 +210,7 @@ def _error_numbers(err: bytes | None) -> list[int]:
 
 
 def test_wrong_psk_is_auth_failure_with_error_message() -> None:
-    _, _, raw = exchange()
+    _, _, raw = built()
     with pytest.raises(AuthenticationError) as ei:
         PskResponder(b"x" * 16).receive(raw, NOW)
     assert ei.value.err_no == 0
@@ -219,7 +221,7 @@ def test_wrong_psk_is_auth_failure_with_error_message() -> None:
 
 @pytest.mark.parametrize("offset", range(10, 80))
 def test_every_flipped_byte_is_rejected(offset: int) -> None:
-    _, _, raw = exchange(id_i=ID_I)
+    _, _, raw = built(id_i=ID_I)
     bad = bytearray(raw)
     bad[offset % len(raw)] ^= 0x01
     errors = (AuthenticationError, MikeyDecodeError, InvalidTimestampError, UnsupportedDataTypeError,
@@ -230,7 +232,7 @@ def test_every_flipped_byte_is_rejected(offset: int) -> None:
 
 
 def test_flipped_byte_in_header_and_mac() -> None:
-    _, _, raw = exchange()
+    _, _, raw = built()
     for pos in (4, 7, len(raw) - 1):
         bad = bytearray(raw)
         bad[pos] ^= 0x80
@@ -239,7 +241,7 @@ def test_flipped_byte_in_header_and_mac() -> None:
 
 
 def test_stale_and_future_timestamp() -> None:
-    _, _, raw = exchange()
+    _, _, raw = built()
     for now in (NOW + 301, NOW - 301):
         with pytest.raises(InvalidTimestampError) as ei:
             PskResponder(PSK).receive(raw, now)
@@ -248,7 +250,7 @@ def test_stale_and_future_timestamp() -> None:
 
 
 def test_replay_rejected_without_error_message() -> None:
-    _, _, raw = exchange()
+    _, _, raw = built()
     cache = ReplayCache()
     PskResponder(PSK, replay_cache=cache).receive(raw, NOW)
     with pytest.raises(ReplayError) as ei:
@@ -261,7 +263,7 @@ def test_replay_rejected_without_error_message() -> None:
 
 def test_failed_message_not_cached() -> None:
     """Only authenticated messages enter the replay cache (RFC 3830 §5.3)."""
-    _, _, raw = exchange()
+    _, _, raw = built()
     cache = ReplayCache()
     with pytest.raises(AuthenticationError):
         PskResponder(b"y" * 16, replay_cache=cache).receive(raw, NOW)
@@ -312,7 +314,7 @@ def test_null_security_accepted_when_the_carrier_is_secure() -> None:
     result = PskResponder(PSK, allow_null_security=True).receive(raw, NOW).result
     assert result.authenticated is True and result.extras["null_security"] is True
     # and a normal exchange says it is not NULL security
-    assert PskResponder(PSK).receive(exchange()[2], NOW).result.extras["null_security"] is False
+    assert PskResponder(PSK).receive(built()[2], NOW).result.extras["null_security"] is False
 
 
 def _counter_message(counter: int, *, mac_alg: int, encr_alg: int = EncrAlg.AES_KW_128) -> bytes:
@@ -347,7 +349,7 @@ def test_unauthenticated_message_never_touches_replay_state() -> None:
 
 
 def test_unsupported_algorithm_numbers() -> None:
-    _, _, raw = exchange(encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL, allow_null_security=True)
+    _, _, raw = built(encr_alg=EncrAlg.NULL, mac_alg=MacAlg.NULL, allow_null_security=True)
     msg = Message.decode(raw)
     k = msg.find(KemacPayload)
     assert k is not None
@@ -364,7 +366,7 @@ def test_garbage_gets_unspecified_error() -> None:
 
 
 def test_wrong_data_type() -> None:
-    init, resp, raw = exchange()
+    init, resp, raw = built()
     msg = Message.decode(raw)
     from mikey.wire import CommonHeader
 
@@ -376,7 +378,7 @@ def test_wrong_data_type() -> None:
 
 
 def test_tampered_verification_message() -> None:
-    init, resp, raw = exchange(v=True)
+    init, resp, raw = built(v=True)
     out = resp.receive(raw, NOW)
     assert out.response is not None
     bad = bytearray(out.response)
@@ -389,7 +391,7 @@ def test_tampered_verification_message() -> None:
 
 
 def test_verification_with_other_timestamp_rejected() -> None:
-    init1, _, raw1 = exchange(v=True)
+    init1, _, raw1 = built(v=True)
     init2 = PskInitiator(PSK, v=True, csb_id=init1.csb_id, rand=init1.rand)
     init2.create_message(NOW + 10)
     out = PskResponder(PSK).receive(raw1, NOW)
@@ -412,7 +414,7 @@ def test_verification_coverage_variant_is_explicit() -> None:
 
 
 def test_error_message_from_responder_raises_peer_error() -> None:
-    init, _, raw = exchange(v=True)
+    init, _, raw = built(v=True)
     with pytest.raises(AuthenticationError) as ei:
         PskResponder(b"z" * 16).receive(raw, NOW)
     assert ei.value.error_message is not None
@@ -483,7 +485,7 @@ def test_update_verified_by_initiator_and_cli_rebuild() -> None:
 
 
 def test_reprs_hide_secrets() -> None:
-    init, resp, raw = exchange()
+    init, resp, raw = built()
     out = resp.receive(raw, NOW)
     text = repr(out.result) + repr(init) + repr(resp) + repr(out.result.crypto_sessions)
     assert PSK.hex() not in text and out.result.tgk.hex() not in text

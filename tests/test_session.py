@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from twoparty import run
 
 from mikey.constants import ProtType
 from mikey.errors import (
@@ -30,7 +31,7 @@ SSRC_R = 0x22222222
 CSB_ID = 0x0BADCAFE
 
 
-def exchange(
+def psk_results(
     *,
     csb_id: int = CSB_ID,
     tgk: bytes | None = None,
@@ -40,11 +41,10 @@ def exchange(
 ) -> tuple[ExchangeResult, ExchangeResult]:
     """A PSK exchange with V set, in memory: (Initiator's result, Responder's result)."""
     specs = specs if specs is not None else [CryptoSessionSpec(ssrc=SSRC_I), CryptoSessionSpec(ssrc=0)]
-    initiator = PskInitiator(PSK, crypto_sessions=specs, csb_id=csb_id, tgk=tgk, v=True, policies=policies)
-    responder = PskResponder(PSK, own_ssrcs=[SSRC_R])
-    outcome = responder.receive(initiator.create_message(now), now)
-    assert outcome.response is not None
-    return initiator.receive(outcome.response, now), outcome.result
+    ex = run(PskInitiator(PSK, crypto_sessions=specs, csb_id=csb_id, tgk=tgk, v=True, policies=policies),
+             PskResponder(PSK, own_ssrcs=[SSRC_R]), now)
+    assert ex.result is not None
+    return ex.result, ex.outcome.result
 
 
 def rtp(ssrc: int, seq: int) -> bytes:
@@ -56,7 +56,7 @@ def rtcp(ssrc: int, n: int) -> bytes:
 
 
 def test_both_ends_derive_the_same_crypto_sessions() -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     a, b = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     assert a.csb_id == b.csb_id == CSB_ID
     assert a.cs_ids == b.cs_ids == (1, 2)
@@ -67,7 +67,7 @@ def test_both_ends_derive_the_same_crypto_sessions() -> None:
 
 
 def test_rtp_and_rtcp_both_ways_for_two_crypto_sessions() -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     ctx_i, ctx_r = ini.srtp_contexts([SSRC_I]), rsp.srtp_contexts([SSRC_R])
     assert (set(ctx_i.outbound), set(ctx_i.inbound)) == ({1}, {2})
@@ -86,7 +86,7 @@ def test_rtp_and_rtcp_both_ways_for_two_crypto_sessions() -> None:
 
 
 def test_crypto_sessions_have_distinct_keys() -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     # CS 1 keys cannot open a packet protected with CS 2 keys, even with the right SSRC.
     wrong = rsp.receiver(1, ssrc=SSRC_R)
@@ -96,7 +96,7 @@ def test_crypto_sessions_have_distinct_keys() -> None:
 
 @pytest.mark.parametrize("where", [-1, 12, 20])
 def test_tampered_packet_rejected(where: int) -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     out, inb = CryptoSessionBundle(res_i).sender(1), CryptoSessionBundle(res_r).receiver(1)
     protected = bytearray(out.protect(rtp(SSRC_I, 7)))
     protected[where] ^= 0x40
@@ -110,7 +110,7 @@ def test_tampered_packet_rejected(where: int) -> None:
 
 
 def test_replayed_packet_rejected() -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     out, inb = CryptoSessionBundle(res_i).sender(1), CryptoSessionBundle(res_r).receiver(1)
     protected = out.protect(rtp(SSRC_I, 3))
     inb.unprotect(protected)
@@ -119,14 +119,14 @@ def test_replayed_packet_rejected() -> None:
 
 
 def test_rekey_same_csb_replaces_keys() -> None:
-    res_i, res_r = exchange(tgk=bytes(16))
+    res_i, res_r = psk_results(tgk=bytes(16))
     ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     old_fp = ini.fingerprints()
     old_sender, old_receiver = ini.sender(1), rsp.receiver(1)
     before = old_sender.protect(rtp(SSRC_I, 1))
     assert old_receiver.unprotect(before) == rtp(SSRC_I, 1)
 
-    new_i, new_r = exchange(tgk=bytes([0xA5]) * 16, now=NOW + 30)  # same CSB ID, fresh TGK, new T
+    new_i, new_r = psk_results(tgk=bytes([0xA5]) * 16, now=NOW + 30)  # same CSB ID, fresh TGK, new T
     ini.rekey(new_i)
     rsp.rekey(new_r)
     assert ini.generation == rsp.generation == 1
@@ -143,10 +143,10 @@ def test_rekey_same_csb_replaces_keys() -> None:
 
 
 def test_rekey_other_csb_rejected() -> None:
-    res_i, _ = exchange()
+    res_i, _ = psk_results()
     bundle = CryptoSessionBundle(res_i)
     fp = bundle.fingerprints()
-    other, _ = exchange(csb_id=CSB_ID + 1)
+    other, _ = psk_results(csb_id=CSB_ID + 1)
     with pytest.raises(RekeyError) as info:
         bundle.rekey(other)
     assert isinstance(info.value, StateError) and isinstance(info.value, MikeyError)
@@ -155,7 +155,7 @@ def test_rekey_other_csb_rejected() -> None:
 
 
 def test_rekey_adding_a_crypto_session_keeps_the_others() -> None:
-    res_i, _ = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
+    res_i, _ = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
     bundle = CryptoSessionBundle(res_i)
     update = replace(res_i, crypto_sessions=(replace(res_i.crypto_sessions[0], cs_id=2, ssrc=SSRC_R),))
     bundle.rekey(update)
@@ -164,7 +164,7 @@ def test_rekey_adding_a_crypto_session_keeps_the_others() -> None:
 
 
 def test_no_keys_in_repr() -> None:
-    res_i, _ = exchange()
+    res_i, _ = psk_results()
     bundle = CryptoSessionBundle(res_i)
     text = repr(bundle) + repr(bundle.sender(1)) + repr(bundle.to_dict()) + repr(bundle.srtp_contexts([SSRC_I]))
     for cs in bundle.crypto_sessions:
@@ -175,12 +175,12 @@ def test_no_keys_in_repr() -> None:
 
 
 def test_stream_pair() -> None:
-    res_i, res_r = exchange()
+    res_i, res_r = psk_results()
     assert CryptoSessionBundle(res_i).stream_pair(SSRC_I, SSRC_R) == (1, 2)
     assert CryptoSessionBundle(res_r).stream_pair(SSRC_R, SSRC_I) == (2, 1)
     assert CryptoSessionBundle(res_r).stream_pair(SSRC_R) == (2, 1)
     # One CS keyed for the Initiator's SSRC: both directions share it, each with its own SSRC.
-    one_i, one_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
+    one_i, one_r = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
     a, b = CryptoSessionBundle(one_i), CryptoSessionBundle(one_r)
     assert a.stream_pair(SSRC_I, SSRC_R) == b.stream_pair(SSRC_R, SSRC_I) == (1, 1)
     packet = rtp(SSRC_R, 9)
@@ -192,7 +192,7 @@ def test_stream_pair() -> None:
 
 def test_aes_gcm_policy() -> None:
     gcm = SecurityPolicyPayload(0, ProtType.SRTP, tuple(SrtpPolicyParams.aes_gcm().to_params()))
-    res_i, res_r = exchange(policies=[gcm])
+    res_i, res_r = psk_results(policies=[gcm])
     assert len(res_i.crypto_sessions[0].master_salt) == 12  # RFC 7714 §8.1
     out, inb = CryptoSessionBundle(res_i).sender(1), CryptoSessionBundle(res_r).receiver(1)
     assert out.params.is_aead
@@ -204,7 +204,7 @@ def test_aes_gcm_policy() -> None:
 
 def test_roc_from_the_cs_map_keys_running_streams() -> None:
     # RFC 3830 §6.1.1: ROC_i lets a member join an already started stream (RFC 3711 §3.3.1).
-    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3), CryptoSessionSpec(ssrc=0, roc=7)])
+    res_i, res_r = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3), CryptoSessionSpec(ssrc=0, roc=7)])
     ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     assert [(cs.ssrc, cs.roc) for cs in rsp.crypto_sessions] == [(SSRC_I, 3), (SSRC_R, 7)]
     assert [(cs.ssrc, cs.roc) for cs in ini.crypto_sessions] == [(SSRC_I, 3), (SSRC_R, 7)]
@@ -223,7 +223,7 @@ def test_roc_from_the_cs_map_keys_running_streams() -> None:
 def test_roc_from_the_cs_map_matches_own_aes_cm() -> None:
     # The first packet of CS 1 at ROC 3, rebuilt from the MIKEY keys with cryptography's AES-CTR
     # and HMAC-SHA1 over mikey.srtp.srtp_kdf (RFC 3711 §4.1.1, §4.2, §4.3).
-    res_i, _ = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
+    res_i, _ = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
     cs = res_i.crypto_sessions[0]
     seq, packet = 0xFFF0, rtp(SSRC_I, 0xFFF0)
     protected = CryptoSessionBundle(res_i).sender(1).protect(packet)
@@ -239,7 +239,7 @@ def test_roc_from_the_cs_map_matches_own_aes_cm() -> None:
 
 
 def test_receiver_told_the_wrong_roc_fails_authentication() -> None:
-    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
+    res_i, res_r = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=3)])
     wrong_map = replace(res_r, crypto_sessions=(replace(res_r.crypto_sessions[0], roc=2),))
     sender = CryptoSessionBundle(res_i).sender(1)
     right, wrong = CryptoSessionBundle(res_r).receiver(1), CryptoSessionBundle(wrong_map).receiver(1)
@@ -254,13 +254,13 @@ def test_receiver_told_the_wrong_roc_fails_authentication() -> None:
 
 
 def test_rekey_mid_stream_takes_the_new_roc() -> None:
-    res_i, res_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
+    res_i, res_r = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I)])
     ini, rsp = CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
     for seq in (65535, 0):
         assert rsp.receiver(1).unprotect(ini.sender(1).protect(rtp(SSRC_I, seq))) == rtp(SSRC_I, seq)
     assert ini.sender(1).roc() == 1
     # The update carries the stream's current ROC (RFC 3830 §6.1.1); the new contexts start there.
-    new_i, new_r = exchange(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=1)], now=NOW + 30)
+    new_i, new_r = psk_results(specs=[CryptoSessionSpec(ssrc=SSRC_I, roc=1)], now=NOW + 30)
     ini.rekey(new_i)
     rsp.rekey(new_r)
     assert rsp.receiver(1).unprotect(ini.sender(1).protect(rtp(SSRC_I, 1))) == rtp(SSRC_I, 1)
@@ -268,7 +268,7 @@ def test_rekey_mid_stream_takes_the_new_roc() -> None:
 
 
 def test_policy_for_another_protocol_refused() -> None:
-    res_i, _ = exchange()
+    res_i, _ = psk_results()
     cs = replace(res_i.crypto_sessions[0], policy=SecurityPolicyPayload(0, ProtType.TESLA, ()))
     with pytest.raises(UnsupportedSPTypeError) as info:
         policy_params(cs)
