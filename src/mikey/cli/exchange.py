@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MikeyError
+from ..replay import ReplayStore
+from ..replay_url import open_replay_store
 from .common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -120,6 +122,11 @@ def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str |
     p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
                    help="own SSRC filling the Initiator's SSRC-0 placeholders (repeatable)")
     p.add_argument("--raw", action="store_true", help="print only the R_MESSAGE (hex)")
+    p.add_argument("--replay-cache", dest="replay_cache_url", default="memory:", metavar="URL",
+                   help="where accepted I_MESSAGEs are remembered, to refuse replays (RFC 3830 §5.4): memory: "
+                   "(default, this run only) or redis://HOST:PORT/DB[?prefix=P] shared by clustered Responders "
+                   "(needs the redis extra); a malformed URL exits 2, an unreachable or unsafe Redis refuses "
+                   "the message (exit 1)")
     _mode_options(p, plugin, "respond")
     p.set_defaults(func=run_respond, plugins=plugins)
 
@@ -174,6 +181,17 @@ def run_initiate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_replay_store(url: str) -> ReplayStore:
+    """``--replay-cache URL`` opened and connected (:func:`mikey.replay_url.open_replay_store`).
+
+    A malformed URL, an unknown scheme or a missing redis package is a usage error; a Redis
+    that cannot be reached or is unsafe raises :class:`~mikey.errors.ReplayStoreError`."""
+    try:
+        return open_replay_store(url)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"--replay-cache: {exc}") from None
+
+
 def run_respond(args: argparse.Namespace) -> int:
     plugin, now, as_json = _prepare(args)
     try:
@@ -182,11 +200,19 @@ def run_respond(args: argparse.Namespace) -> int:
         return rejection(exc, as_json=as_json, message_key="r_message")
     args.imsg = i_message
     try:
+        args.replay_store = _open_replay_store(args.replay_cache_url)
+    except MikeyError as exc:  # unreachable, or set up so that replays could get through: fail closed
+        return rejection(exc, as_json=as_json, message_key="r_message", label="cannot use the replay cache")
+    try:
         outcome = plugin.respond(args, i_message, now)
     except ValueError as exc:
         raise _refused_option(exc) from None
     except MikeyError as exc:
         return rejection(exc, as_json=as_json, message_key="r_message")
+    finally:
+        close = getattr(args.replay_store, "close", None)
+        if close is not None:
+            close()
     if as_json:
         emit_json(outcome_json(outcome, show_keys=bool(args.show_keys)))
         return EXIT_OK

@@ -16,7 +16,6 @@ from typing import Any
 from ..errors import UnspecifiedError
 from ..modes.dh import DH_COMPAT_OPTIONS, DhInitiator, DhResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
-from ..replay import ReplayCache
 from .certargs import add_certificate_arguments, add_signature_arguments, ca_validator, load_own, peer_certs
 from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
 from .dhargs import add_dh_arguments, allowed_groups, initiate_output
@@ -30,6 +29,7 @@ from .plugin_base import (
     add_compat_option,
     crypto_session_specs,
     required_response,
+    responder_keywords,
     speed_response,
     uri_id,
 )
@@ -71,7 +71,7 @@ class DhPlugin(ModePlugin):
         return initiate_output(initiator, initiator.create_message(now))
 
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
-        responder = DhResponder(load_own(args), ca_validator(args), own_ssrcs=list(args.ssrc), id_r=uri_id(args.id_r),
+        responder = DhResponder(load_own(args), ca_validator(args), id_r=uri_id(args.id_r), **responder_keywords(args),
                                 dh_private=args.dh_private, allowed_groups=allowed_groups(args),
                                 **self._signing(args))
         return responder.receive(i_message, now)
@@ -122,7 +122,8 @@ class DhPlugin(ModePlugin):
         r_message = speed_response(DhResponder(bob, validator).receive(i_message, now))
 
         def responder() -> ResponderOutcome:
-            return DhResponder(bob, validator, replay_cache=ReplayCache()).receive(i_message, now)
+            # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
+            return DhResponder(bob, validator).receive(i_message, now)
 
         return [SpeedCase("DH initiator", initiator, "modexp1536", _DH_OPS), SpeedCase("DH responder", responder, "modexp1536", _DH_OPS)]
 

@@ -29,6 +29,7 @@ from .plugin_base import (
     add_compat_option,
     crypto_session_specs,
     required_response,
+    responder_keywords,
     speed_response,
     uri_id,
 )
@@ -67,9 +68,9 @@ class DhHmacPlugin(ModePlugin):
 
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         responder = DhHmacResponder(
-            args.psk, allow_null_mac=args.allow_null_mac, own_ssrcs=list(args.ssrc or []), id_r=uri_id(args.id_r),
+            args.psk, allow_null_mac=args.allow_null_mac, id_r=uri_id(args.id_r),
             initiator_id=uri_id(args.id_i), dh_private=args.dh_private, compat=args.compat,
-            allowed_groups=allowed_groups(args),
+            allowed_groups=allowed_groups(args), **responder_keywords(args),
         )
         return responder.receive(i_message, now)
 

@@ -32,6 +32,7 @@ from .plugin_base import (
     add_compat_option,
     crypto_session_specs,
     receive_if_verified,
+    responder_keywords,
 )
 
 __all__ = ["PLUGIN", "PkPlugin", "CHASH_NAMES"]
@@ -113,7 +114,7 @@ class PkPlugin(ModePlugin):
             trust(args, peers),
             peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:],
-            own_ssrcs=list(args.ssrc or []),
+            **responder_keywords(args),
             id_r=id_payload(args.id_r),
             pke_oaep=bool(args.oaep),
             verification_coverage=args.verification_coverage,

@@ -27,6 +27,7 @@ from .plugin_base import (
     add_compat_option,
     crypto_session_specs,
     receive_if_verified,
+    responder_keywords,
     uri_id,
 )
 
@@ -79,7 +80,7 @@ class PskPlugin(ModePlugin):
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         responder = PskResponder(
             args.psk,
-            own_ssrcs=list(args.ssrc or []),
+            **responder_keywords(args),
             id_r=uri_id(args.id_r),
             verification_coverage=args.verification_coverage,
             allow_null_security=args.allow_null_security,

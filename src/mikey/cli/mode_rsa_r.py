@@ -33,6 +33,7 @@ from .plugin_base import (
     crypto_session_specs,
     pending_result,
     required_response,
+    responder_keywords,
     speed_response,
 )
 
@@ -113,7 +114,7 @@ class RsaRPlugin(ModePlugin):
             trust(args, peers),
             peer_certificate=peers[0] if peers else None,
             peer_chain=peers[1:],
-            own_ssrcs=list(args.ssrc or []),
+            **responder_keywords(args),
             id_r=id_payload(args.id_r),
             include_certificate=not args.no_cert,
             certificate_url=args.cert_url,

@@ -23,7 +23,6 @@ from ..errors import KeyMaterialError
 from ..keystore import SakkeKeystore
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.sakke import KEY_TYPES, SIGNATURE_COVERAGE, SakkeInitiator, SakkeResponder, gcm_srtp_policy
-from ..replay import ReplayCache
 from .common import UsageError, hex_bytes, hex_int
 from .plugin_base import (
     SPEED_NOW,
@@ -33,6 +32,7 @@ from .plugin_base import (
     ModePlugin,
     SpeedCase,
     add_compat_option,
+    responder_keywords,
 )
 
 __all__ = ["PLUGIN", "SakkePlugin"]
@@ -118,7 +118,7 @@ class SakkePlugin(ModePlugin):
         responder = SakkeResponder(
             _load_keys(args.keys),
             initiator_uri=args.from_uri,
-            own_ssrcs=list(args.ssrc or []),
+            **responder_keywords(args),
             cs_ids=list(args.cs_id or []),
             allow_signature_without_header="exclude-sign-header" in args.compat,
             accept_to_self=args.accept_to_self,
@@ -186,7 +186,8 @@ class SakkePlugin(ModePlugin):
         i_message = initiator()
 
         def responder() -> ResponderOutcome:
-            return SakkeResponder(bob, initiator_uri=alice.uri, replay_cache=ReplayCache()).receive(i_message, now)
+            # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
+            return SakkeResponder(bob, initiator_uri=alice.uri).receive(i_message, now)
 
         ssv = bytes(range(16))
         bob_id = bob_keys.identifier

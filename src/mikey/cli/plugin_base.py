@@ -12,7 +12,8 @@ Shared options the core adds to every exchange command (plugins read them from
 real clock).  ``initiate`` also gets ``--csb-id HEX --rand HEX --ssrc HEX...
 --prf --raw``, and those of ``--tgk HEX --encr --mac --verify`` the plugin lists
 in :attr:`ModePlugin.initiate_options`; ``respond`` gets ``--imsg MSG --ssrc HEX
---raw``; ``complete`` gets ``--imsg MSG --rmsg MSG``.  Plugins add their own
+--raw --replay-cache URL`` (the store opened is ``args.replay_store``; :func:`responder_keywords`
+passes it and the SSRCs on); ``complete`` gets ``--imsg MSG --rmsg MSG``.  Plugins add their own
 credential options (``--psk``, ``--cert``, ``--key``, ``--keys`` ...) in
 :meth:`ModePlugin.add_arguments`; the certificate modes share
 :mod:`mikey.cli.certargs`, the Diffie-Hellman modes :mod:`mikey.cli.dhargs`.
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..constants import IDType
 from ..errors import StateError
+from ..modes.base import ResponderKeywords
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdPayload, SecurityPolicyPayload
 from .common import UsageError
@@ -47,6 +49,7 @@ __all__ = [
     "add_compat_option",
     "pending_result",
     "required_response",
+    "responder_keywords",
     "speed_response",
     "receive_if_verified",
 ]
@@ -235,6 +238,12 @@ def required_response(mode: str, r_message: bytes | None) -> bytes:
     if r_message is None:
         raise UsageError(f"--mode {mode}: the Responder always answers and the keys need its message: pass --rmsg")
     return r_message
+
+
+def responder_keywords(args: argparse.Namespace) -> ResponderKeywords:
+    """What every mode's Responder takes from ``respond``: ``--ssrc`` (own SSRCs for the Initiator's
+    SSRC-0 placeholders, RFC 3830 §6.1.1) and the replay store ``--replay-cache`` opened (RFC 3830 §5.4)."""
+    return {"own_ssrcs": list(args.ssrc or []), "replay_cache": args.replay_store}
 
 
 def speed_response(outcome: ResponderOutcome) -> bytes:
