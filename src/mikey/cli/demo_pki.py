@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,8 +22,10 @@ from cryptography.x509.oid import NameOID
 from .._files import write_private_atomic
 from ..crypto.x509 import CertificateValidator
 from ..keystore import Credentials, TrustStore, load_credentials
+from .plugin_base import DemoResponder, ModePlugin
 
-__all__ = ["DEMO_ALICE", "DEMO_BOB", "DemoPki", "new_pki", "memory_pki", "make_demo_pki", "load_demo_pki"]
+__all__ = ["DEMO_ALICE", "DEMO_BOB", "DemoPki", "new_pki", "memory_pki", "make_demo_pki", "load_demo_pki",
+           "PkiDemoPlugin"]
 
 DEMO_ALICE = "sip:alice@example.com"
 DEMO_BOB = "sip:bob@example.com"
@@ -134,3 +136,18 @@ def load_demo_pki(creds: dict[str, Any]) -> tuple[Credentials, Credentials, Cert
         bob = load_credentials(creds["bob"]["key"], creds["bob"]["cert"])
         loaded = _LOADED[key] = (alice, bob, TrustStore.load(creds["ca"]).validator())
     return loaded
+
+
+class PkiDemoPlugin(ModePlugin):
+    """A certificate mode's plugin (PK, RSA-R, DH) whose demo runs on the throw-away PKI: Bob answers
+    with :attr:`demo_responder_class` ``(bob, validator, own_ssrcs=[ssrc])``."""
+
+    demo_responder_class: ClassVar[type[Any]]
+
+    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
+        return make_demo_pki(workdir)
+
+    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
+        _, bob, validator = load_demo_pki(creds)
+        responder: DemoResponder = self.demo_responder_class(bob, validator, own_ssrcs=[ssrc])
+        return responder

@@ -10,21 +10,18 @@ TGK, so the stateless ``complete`` needs the Initiator's exponent: ``initiate
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..errors import UnspecifiedError
 from ..modes.dh import DH_COMPAT_OPTIONS, DhInitiator, DhResponder
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .certargs import add_certificate_arguments, add_signature_arguments, ca_validator, load_own, peer_certs
-from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
+from .demo_pki import PkiDemoPlugin, load_demo_pki, memory_pki
 from .dhargs import add_dh_arguments, allowed_groups, initiate_output
 from .plugin_base import (
     SPEED_NOW,
     DemoInitiator,
-    DemoResponder,
     InitiateOutput,
-    ModePlugin,
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
@@ -40,9 +37,10 @@ __all__ = ["PLUGIN", "DhPlugin"]
 _DH_OPS = ("dh5-public", "dh5-shared", "rsa2048-sign", "rsa2048-verify")
 
 
-class DhPlugin(ModePlugin):
+class DhPlugin(PkiDemoPlugin):
     name = "dh"
     help = "Diffie-Hellman with RSA signatures (RFC 3830 §3.3)"
+    demo_responder_class = DhResponder
     initiate_options = frozenset()  # no TGK or KEMAC to choose, and the response always comes
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
@@ -90,16 +88,9 @@ class DhPlugin(ModePlugin):
 
     # -- demo ---------------------------------------------------------------------------------
 
-    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
-        return make_demo_pki(workdir)
-
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
         alice, _, validator = load_demo_pki(creds)
         return DhInitiator(alice, validator, crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)], id_r=uri_id(creds["bob"]["id"]))
-
-    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        _, bob, validator = load_demo_pki(creds)
-        return DhResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
         return "DH: OAKLEY 5 (1536-bit), RSA-2048 PKCS#1 v1.5 SHA-256 signatures, certificates from a demo CA"

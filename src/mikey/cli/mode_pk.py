@@ -13,7 +13,6 @@ fixes the envelope key in advance.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..constants import CacheType, HashFunc
@@ -21,13 +20,11 @@ from ..modes.pk import PK_COMPAT, VERIFICATION_COVERAGE, PkInitiator, PkResponde
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
 from .common import UsageError, hex_bytes
-from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
+from .demo_pki import PkiDemoPlugin, load_demo_pki, memory_pki
 from .plugin_base import (
     SPEED_NOW,
     DemoInitiator,
-    DemoResponder,
     InitiateOutput,
-    ModePlugin,
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
@@ -41,9 +38,10 @@ __all__ = ["PLUGIN", "PkPlugin", "CHASH_NAMES"]
 CHASH_NAMES = {"sha1": HashFunc.SHA_1, "md5": HashFunc.MD5, "sha256": HashFunc.SHA_256}
 
 
-class PkPlugin(ModePlugin):
+class PkPlugin(PkiDemoPlugin):
     name = "pk"
     help = "public-key transport (RFC 3830 §3.2)"
+    demo_responder_class = PkResponder
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--verification-coverage", choices=VERIFICATION_COVERAGE, default="rfc",
@@ -132,9 +130,6 @@ class PkPlugin(ModePlugin):
 
     # -- demo ---------------------------------------------------------------------------------
 
-    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
-        return make_demo_pki(workdir)
-
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
         alice, bob, validator = load_demo_pki(creds)
         return PkInitiator(
@@ -142,10 +137,6 @@ class PkPlugin(ModePlugin):
             crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)],
             id_r=id_payload(creds["bob"]["id"]),
         )
-
-    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        _, bob, validator = load_demo_pki(creds)
-        return PkResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
         return ("PK: RSA-2048 certificates under a demo CA, PKE RSAES-PKCS1-v1_5, SIGN PKCS#1 v1.5 SHA-256, "

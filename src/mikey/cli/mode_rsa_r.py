@@ -13,7 +13,6 @@ credentials and the trust anchors (``--ca`` or ``--peer-cert``).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..constants import ErrorNo
@@ -21,13 +20,11 @@ from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.rsa_r import RSA_R_COMPAT, RsaRInitiator, RsaRResponder
 from .certargs import add_certificate_arguments, add_signer_arguments, id_payload, load_own, peer_certs, trust
 from .common import add_kemac_options, hex_bytes, hex_u32
-from .demo_pki import load_demo_pki, make_demo_pki, memory_pki
+from .demo_pki import PkiDemoPlugin, load_demo_pki, memory_pki
 from .plugin_base import (
     SPEED_NOW,
     DemoInitiator,
-    DemoResponder,
     InitiateOutput,
-    ModePlugin,
     SpeedCase,
     add_compat_option,
     crypto_session_specs,
@@ -40,9 +37,10 @@ from .plugin_base import (
 __all__ = ["PLUGIN", "RsaRPlugin"]
 
 
-class RsaRPlugin(ModePlugin):
+class RsaRPlugin(PkiDemoPlugin):
     name = "rsa-r"
     help = "RSA in reverse: the Responder sends the TGK (RFC 4738)"
+    demo_responder_class = RsaRResponder
     initiate_options = frozenset()  # the Responder chooses the TGK and the KEMAC algorithms (RFC 4738 §3.1)
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
@@ -148,16 +146,9 @@ class RsaRPlugin(ModePlugin):
 
     # -- demo ---------------------------------------------------------------------------------
 
-    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
-        return make_demo_pki(workdir)
-
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
         alice, _, validator = load_demo_pki(creds)
         return RsaRInitiator(alice, validator=validator, crypto_sessions=[CryptoSessionSpec(ssrc=ssrc)])
-
-    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        _, bob, validator = load_demo_pki(creds)
-        return RsaRResponder(bob, validator, own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
         return ("RSA-R: RSA-2048 certificates under a demo CA, Responder-chosen TGK, PKE RSAES-PKCS1-v1_5 to the "
