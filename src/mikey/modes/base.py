@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar, cast
 
 from ..constants import (
     MAC_LENGTHS,
@@ -104,9 +104,10 @@ Rng = Callable[[int], bytes]
 def check_keywords(options: Mapping[str, object], accepted: Any) -> None:
     """Raise TypeError for a keyword the mode's TypedDict *accepted* does not declare, as a plain
     signature would: a shared keyword a mode does not use is refused, never silently ignored."""
+    if options.keys() <= accepted.__optional_keys__:  # the common case, without building a set
+        return
     extra = options.keys() - accepted.__optional_keys__
-    if extra:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(extra))}")
+    raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(extra))}")
 
 
 class SideKeywords(TypedDict, total=False):
@@ -585,15 +586,16 @@ class Responder(Side):
 
     def __init__(self, **options: Unpack[IdResponderKeywords]) -> None:
         """The shared Responder keywords (:class:`ResponderKeywords`, :class:`IdResponderKeywords`)."""
-        check_keywords(options, IdResponderKeywords)
         self._init_responder(options)
 
-    def _init_responder(self, options: IdResponderKeywords) -> None:
-        """:meth:`__init__` for a mode whose keywords extend the shared ones (a wider TypedDict)."""
+    def _init_responder(self, options: ResponderKeywords, accepted: Any = IdResponderKeywords) -> None:
+        """:meth:`__init__` for a mode whose keywords are *accepted* (a TypedDict extending the shared ones);
+        a keyword it does not declare is refused (:func:`check_keywords`)."""
+        check_keywords(options, accepted)
         Side.__init__(self, replay_cache=options.get("replay_cache"),
-                         clock_skew=options.get("clock_skew", DEFAULT_CLOCK_SKEW), rng=options.get("rng", os.urandom))
+                      clock_skew=options.get("clock_skew", DEFAULT_CLOCK_SKEW), rng=options.get("rng", os.urandom))
         self.own_ssrcs = list(options.get("own_ssrcs", ()))
-        self.id_r = options.get("id_r")
+        self.id_r: IdPayload | None = cast("IdResponderKeywords", options).get("id_r")  # absent for SAKKE
         self.result: ExchangeResult | None = None
 
     def __repr__(self) -> str:

@@ -51,7 +51,6 @@ from .base import (
     State,
     build_error_message,
     build_header,
-    check_keywords,
     derive_crypto_sessions,
     fill_ssrcs,
     id_data,
@@ -308,8 +307,7 @@ class DhResponderBase(Responder):
         **options: Unpack[DhResponderKeywords],
     ) -> None:
         """The shared keywords are :class:`DhResponderKeywords`."""
-        check_keywords(options, DhResponderKeywords)
-        self._init_responder(options)
+        self._init_responder(options, DhResponderKeywords)
         self.allowed_groups = dh_crypto.allowed_groups(options.get("allowed_groups", dh_crypto.DEFAULT_GROUPS))
         self._fixed_x = options.get("dh_private")
 

@@ -453,7 +453,7 @@ class PkResponder(Responder):
         compat: Iterable[str] = (),
         **options: Unpack[IdResponderKeywords],
     ) -> None:
-        super().__init__(**options)
+        self._init_responder(options)
         self.verification_coverage = check_coverage(verification_coverage)
         creds = [credentials] if isinstance(credentials, Credentials) else list(credentials)
         if not creds:

@@ -342,7 +342,7 @@ class PskResponder(Responder):
         says the carrier is secure; then the result has ``extras["null_security"]`` set, and
         a NULL-MAC message (``authenticated=False``) never enters the replay cache or moves a
         per-peer counter: anyone could have sent it (RFC 3830 §5.3)."""
-        super().__init__(**options)
+        self._init_responder(options)
         self.verification_coverage = check_coverage(verification_coverage)
         self._bundles = bundles
         self._psk = psk

@@ -514,8 +514,7 @@ class RsaRResponder(Responder):
         compat: Iterable[str] = (),
         **options: Unpack[RsaRResponderKeywords],
     ) -> None:
-        check_keywords(options, RsaRResponderKeywords)
-        self._init_responder(options)
+        self._init_responder(options, RsaRResponderKeywords)
         rng = self.rng
         encr_alg = options.get("encr_alg", EncrAlg.AES_CM_128)
         mac_alg = options.get("mac_alg", MacAlg.HMAC_SHA_1_160)

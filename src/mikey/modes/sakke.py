@@ -681,8 +681,7 @@ class SakkeResponder(Responder):
     ) -> None:
         """The shared keywords (``own_ssrcs``, ``replay_cache``, ``clock_skew``, ``rng``) are
         :class:`~mikey.modes.base.ResponderKeywords`; the identity is the key source's URI (no ``id_r``)."""
-        check_keywords(options, ResponderKeywords)
-        super().__init__(**options)
+        self._init_responder(options, ResponderKeywords)
         self.keys = keys
         self.initiator_uri = initiator_uri
         self.cs_ids = list(cs_ids)
