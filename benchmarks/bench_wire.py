@@ -13,13 +13,13 @@ import sys
 import timeit
 from collections.abc import Callable
 
-from mikey.constants import CSIdMapType, DataType, EncrAlg, MacAlg, SRTPParam
+from mikey.constants import CSIdMapType, DataType, EncrAlg, MacAlg
+from mikey.modes.base import default_srtp_policy
 from mikey.wire import (
     CommonHeader,
     KemacPayload,
     Message,
     RandPayload,
-    SecurityPolicyPayload,
     SrtpIdEntry,
     TimestampPayload,
 )
@@ -35,22 +35,7 @@ def typical_psk_init() -> Message:
         CSIdMapType.SRTP_ID,
         v=True,
     )
-    sp = SecurityPolicyPayload.srtp(
-        1,
-        {
-            SRTPParam.ENCR_ALG: 1,
-            SRTPParam.SESSION_ENCR_KEY_LEN: 16,
-            SRTPParam.AUTH_ALG: 1,
-            SRTPParam.SESSION_AUTH_KEY_LEN: 20,
-            SRTPParam.SESSION_SALT_KEY_LEN: 14,
-            SRTPParam.SRTP_PRF: 0,
-            SRTPParam.KEY_DERIVATION_RATE: 0,
-            SRTPParam.SRTP_ENCRYPTION: 1,
-            SRTPParam.SRTCP_ENCRYPTION: 1,
-            SRTPParam.SRTP_AUTHENTICATION: 1,
-            SRTPParam.AUTH_TAG_LEN: 10,
-        },
-    )
+    sp = default_srtp_policy(1)  # the 11 RFC 3830 §6.10.1 defaults written out
     return Message(
         hdr,
         (
