@@ -68,11 +68,12 @@ def test_replay_redis_re_exports_the_same_classes() -> None:
     assert replay_redis.ReplayStoreConfigError is errors.ReplayStoreConfigError
 
 
-def test_fixed_base_table_refuses_a_small_order_base() -> None:
+@pytest.mark.parametrize("w", [1, 2, 4])
+def test_fixed_base_table_refuses_a_small_order_base(w: int) -> None:
     """y^2 = x^3 - 3x over F_11: (0, 0) has order 2, so [2]B is the point at infinity."""
     curve = Curve("toy", 11, 0, 3, 0, 0)
     with pytest.raises(CryptoError, match="small order"):
-        FixedBaseTable(curve, (0, 0), w=1)
+        FixedBaseTable(curve, (0, 0), w=w)
 
 
 def test_demo_peer_without_an_address_is_a_state_error(tmp_path: pathlib.Path) -> None:

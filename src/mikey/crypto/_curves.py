@@ -79,6 +79,8 @@ def batch_invert(values: Sequence[int], p: int) -> list[int]:
     for i in range(1, n):
         acc = acc * values[i] % p
         prefix[i] = acc
+    if not acc % p:  # a zero among the values: a point at infinity reached the batch (small-order base)
+        raise CryptoError("batch inversion of zero: a point of small order reached the curve arithmetic")
     inv = invert(acc, p)
     out = [inv] * n
     for i in range(n - 1, 0, -1):
