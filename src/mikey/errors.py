@@ -42,6 +42,10 @@ __all__ = [
     "PeerError",
     "ReplayStoreError",
     "ReplayStoreConfigError",
+    "KmsStoreError",
+    "KmsAuthError",
+    "KmsUnauthorizedError",
+    "KmsForbiddenError",
 ]
 
 
@@ -267,6 +271,13 @@ class ReplayStoreConfigError(ReplayStoreError):
     kind = "replay-store-config"
 
 
+class KmsStoreError(MikeyError):
+    """The KMS database (:mod:`mikey.kms.store`) failed: unreachable, refused a write, or holds a value
+    that does not decrypt under the at-rest key.  A local failure; the message names no secret."""
+
+    kind = "kms-store"
+
+
 class PeerError(MikeyError):
     """The peer answered with an Error message (data type 6).
 
@@ -278,3 +289,31 @@ class PeerError(MikeyError):
     def __init__(self, err_nos: list[int]) -> None:
         self.err_nos = list(err_nos)
         super().__init__(f"peer sent an Error message: {', '.join(str(e) for e in err_nos)}")
+
+
+class KmsAuthError(MikeyError):
+    """A KMS request refused for its bearer token (RFC 6750 §3.1; 3GPP TS 33.180 §5.3, Annex B).
+
+    ``status`` is the HTTP status to answer with (401 or 403) and ``reason`` a short
+    code naming the cause (``"expired"``, ``"wrong-audience"``, ``"other-user"``, ...).
+    The message never contains the token.
+    """
+
+    kind = "kms-auth"
+    status: ClassVar[int] = 401
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class KmsUnauthorizedError(KmsAuthError):
+    """No usable token: missing, malformed, expired, not yet valid, wrongly signed, or not for this KMS (401)."""
+
+    status = 401
+
+
+class KmsForbiddenError(KmsAuthError):
+    """A valid token that does not allow the request: scope missing, or another user's keys (403)."""
+
+    status = 403

@@ -1,0 +1,541 @@
+"""The KMS database: one community, its users and the key sets issued to them (issue 9 §4).
+
+SQLAlchemy Core over an SQLite file (the default, ``sqlite:///PATH``) or PostgreSQL
+(``postgresql://…``, driven by psycopg 3, the ``postgres`` extra) so that several KMS
+processes can share one database.  The schema is created and upgraded by the Alembic
+migrations shipped in :mod:`mikey.kms.migrations`, run in code when the store opens.
+
+Secrets are encrypted at rest with AES-256-GCM (NIST SP 800-38D) under an
+:class:`AtRestKey` kept outside the database (a file or an environment variable):
+the community's KSAK (RFC 6507 §2.2) and SAKKE master secret z (RFC 6508 §6.1), and
+each user's SSK (RFC 6507 §5.1.1) and RSK (RFC 6508 §6.1.1).  Every ciphertext's
+associated data names its column and row, so a ciphertext copied to another column or
+row does not decrypt.  Public values (KPAK, Z, PVT, identifiers) are stored in clear.
+
+Re-provisioning returns the key set already stored for (user, period); two processes
+racing to issue the first one both end up with the one the database kept
+(:meth:`KmsStore.get_or_issue_key_set`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+
+from .._files import write_private_atomic
+from ..crypto.aead import aes_gcm_open, aes_gcm_seal
+from ..errors import AuthenticationError, KeyMaterialError, KmsStoreError
+from ..keystore import IdentityKeys, KmsPublicKeys
+from .issue import KmsCommunity
+
+__all__ = [
+    "AT_REST_KEY_ENV",
+    "AtRestKey",
+    "KeySetRecord",
+    "KmsStore",
+    "KmsUser",
+    "UnknownUserError",
+    "create_at_rest_key_file",
+    "database_url",
+]
+
+#: The environment variable :meth:`AtRestKey.load` reads when no key file is given (64 hex digits).
+AT_REST_KEY_ENV = "MIKEY_KMS_AT_REST_KEY"
+#: The SQLite file a KMS data directory holds when no database URL is given.
+DEFAULT_DB_NAME = "kms.sqlite3"
+
+_KEY_LENGTH = 32  # AES-256
+_NONCE_LENGTH = 12  # 96-bit random nonce (SP 800-38D §8.2.2)
+_SEAL_VERSION = b"\x01"
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PG_LOCK_ID = 0x6D696B65794B4D53  # "mikeyKMS": serialises concurrent migrations on PostgreSQL
+
+
+class UnknownUserError(KmsStoreError):
+    """The user is not registered, or is disabled: no key set is issued."""
+
+    kind = "kms-unknown-user"
+
+
+class AtRestKey:
+    """The AES-256-GCM key that encrypts the KMS secrets at rest.  Never shown in ``repr``."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != _KEY_LENGTH:
+            raise KmsStoreError(f"the at-rest key must be {_KEY_LENGTH} octets, not {len(key)}")
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return "AtRestKey(<hidden>)"
+
+    @classmethod
+    def generate(cls) -> AtRestKey:
+        return cls(secrets.token_bytes(_KEY_LENGTH))
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str) -> AtRestKey:
+        """The key written as 64 hex digits (surrounding white space ignored); *source* names it in errors."""
+        try:
+            key = bytes.fromhex(text.strip())
+        except ValueError:
+            raise KmsStoreError(f"the at-rest key in {source} is not {2 * _KEY_LENGTH} hex digits") from None
+        if len(key) != _KEY_LENGTH:
+            raise KmsStoreError(f"the at-rest key in {source} is not {2 * _KEY_LENGTH} hex digits")
+        return cls(key)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> AtRestKey:
+        try:
+            text = Path(path).read_text(encoding="ascii")
+        except OSError as exc:
+            raise KmsStoreError(f"cannot read the at-rest key file {os.fspath(path)!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise KmsStoreError(f"the at-rest key in {os.fspath(path)!r} is not {2 * _KEY_LENGTH} hex digits") from None
+        return cls.from_text(text, source=repr(os.fspath(path)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, env: str = AT_REST_KEY_ENV) -> AtRestKey:
+        """The key from *path* if given, else from the environment variable *env*."""
+        if path is not None:
+            return cls.from_file(path)
+        text = os.environ.get(env)
+        if not text:
+            raise KmsStoreError(f"no at-rest key: give a key file or set {env}")
+        return cls.from_text(text, source=f"${env}")
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        """``version || nonce || ciphertext || tag`` of *plaintext*, bound to *associated_data*."""
+        nonce = secrets.token_bytes(_NONCE_LENGTH)
+        return _SEAL_VERSION + nonce + aes_gcm_seal(self._key, nonce, plaintext, associated_data)
+
+    def open(self, sealed: bytes, associated_data: bytes, *, what: str) -> bytes:
+        """The plaintext of :meth:`seal`'s output; *what* names the value in the error."""
+        sealed = bytes(sealed)
+        if len(sealed) < 1 + _NONCE_LENGTH or sealed[:1] != _SEAL_VERSION:
+            raise KmsStoreError(f"the stored {what} is not a sealed value of this version")
+        try:
+            return aes_gcm_open(self._key, sealed[1 : 1 + _NONCE_LENGTH], sealed[1 + _NONCE_LENGTH :], associated_data)
+        except AuthenticationError:
+            raise KmsStoreError(
+                f"cannot decrypt the stored {what}: wrong at-rest key, or the value was altered or moved from another row"
+            ) from None
+
+
+def create_at_rest_key_file(path: str | os.PathLike[str]) -> AtRestKey:
+    """A fresh at-rest key written to *path* (mode 0600, atomically); refuses to replace an existing file.
+
+    Replacing the key would make every secret already in the database unreadable.
+    """
+    if os.path.lexists(path):
+        raise KmsStoreError(f"refusing to replace the existing at-rest key file {os.fspath(path)!r}")
+    key = AtRestKey.generate()
+    try:
+        write_private_atomic(path, (key._key.hex() + "\n").encode("ascii"))
+    except OSError as exc:
+        raise KmsStoreError(f"cannot write the at-rest key file {os.fspath(path)!r}: {exc.strerror}") from None
+    return key
+
+
+def _ad(label: str, *parts: str | int) -> bytes:
+    """Associated data ``mikey-kms:<label>:`` followed by each part, length-prefixed (unambiguous)."""
+    out = bytearray(f"mikey-kms:{label}:".encode("ascii"))
+    for part in parts:
+        raw = part.encode("utf-8") if isinstance(part, str) else part.to_bytes(8, "big", signed=True)
+        out += struct.pack(">I", len(raw)) + raw
+    return bytes(out)
+
+
+def database_url(url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> sa.URL:
+    """The SQLAlchemy URL for *url*, or the SQLite file in *data_dir*.
+
+    ``postgresql://`` and ``postgres://`` select psycopg 3 (``postgresql+psycopg://``).
+    """
+    if url is None:
+        if data_dir is None:
+            raise KmsStoreError("give a database URL or a data directory")
+        return sa.URL.create("sqlite", database=os.fspath(Path(data_dir) / DEFAULT_DB_NAME))
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError:
+        raise KmsStoreError("the database URL is not of the form dialect://… (sqlite:///PATH, postgresql://…)") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise KmsStoreError(f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or postgresql://…")
+    if parsed.drivername.startswith("sqlite") and (
+        not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory"
+    ):
+        raise KmsStoreError("an in-memory SQLite database would lose every key: give sqlite:///PATH")
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class KmsUser:
+    """A registered user: its URI (the MC identity, TS 33.180), when it was added, whether it may get keys."""
+
+    uri: str
+    created_at: float
+    enabled: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySetRecord:
+    """The audit view of one issued key set: whose, which period, when, to whom.  No secret in it."""
+
+    user_uri: str
+    period_no: int
+    identifier: bytes
+    issued_at: float
+    issued_to: str | None
+
+
+_metadata = sa.MetaData()
+# Mirrors of the tables the migrations create (mikey/kms/migrations/versions), for Core statements.
+_community = sa.Table(
+    "kms_community",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kms_uri", sa.Text),
+    sa.Column("kpak", sa.LargeBinary),
+    sa.Column("z_public", sa.LargeBinary),
+    sa.Column("sakke_params", sa.Integer),
+    sa.Column("id_scheme", sa.Integer),
+    sa.Column("key_period", sa.BigInteger),
+    sa.Column("key_period_offset", sa.BigInteger),
+    sa.Column("ksak_sealed", sa.LargeBinary),
+    sa.Column("z_master_sealed", sa.LargeBinary),
+    sa.Column("created_at", sa.Double),
+)
+_users = sa.Table(
+    "kms_users",
+    _metadata,
+    sa.Column("uri", sa.Text, primary_key=True),
+    sa.Column("created_at", sa.Double),
+    sa.Column("enabled", sa.Boolean),
+)
+_key_sets = sa.Table(
+    "kms_key_sets",
+    _metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("user_uri", sa.Text),
+    sa.Column("period_no", sa.BigInteger),
+    sa.Column("identifier", sa.LargeBinary),
+    sa.Column("pvt", sa.LargeBinary),
+    sa.Column("ssk_sealed", sa.LargeBinary),
+    sa.Column("rsk_sealed", sa.LargeBinary),
+    sa.Column("issued_at", sa.Double),
+    sa.Column("issued_to", sa.Text),
+)
+
+_KEY_SET_COLUMNS = (_key_sets.c.identifier, _key_sets.c.pvt, _key_sets.c.ssk_sealed, _key_sets.c.rsk_sealed)
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+class KmsStore:
+    """The KMS database at one URL, its secrets sealed under an :class:`AtRestKey`.
+
+    Thread-safe (a connection pool); several processes may share a PostgreSQL database.
+    Every failure is a :class:`~mikey.errors.KmsStoreError`; driver exceptions never escape.
+    """
+
+    def __init__(self, url: str | sa.URL, at_rest_key: AtRestKey, *, migrate: bool = True) -> None:
+        self.url = database_url(url) if isinstance(url, str) else url
+        self._key = at_rest_key
+        self._public: KmsPublicKeys | None = None
+        self._public_lock = threading.Lock()
+        options: dict[str, Any] = {}
+        if self.url.drivername.startswith("sqlite"):
+            options["connect_args"] = {"timeout": 30.0}
+        else:
+            options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        try:
+            self._engine: Engine = sa.create_engine(self.url, **options)
+        except ImportError:
+            raise KmsStoreError(
+                f"the driver for {self.url.drivername} is not installed (pip install 'mikey[postgres]')"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise KmsStoreError(f"cannot use the database {self._safe_url()}: {type(exc).__name__}") from None
+        if self.url.drivername.startswith("sqlite"):
+            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+        if migrate:
+            self.upgrade()
+
+    def __repr__(self) -> str:
+        return f"KmsStore({self._safe_url()})"
+
+    def _safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> KmsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- errors and transactions --------------------------------------------------------------
+
+    def _fail(self, exc: BaseException, doing: str) -> NoReturn:
+        """A :class:`KmsStoreError` for a driver failure: the driver's message, not its SQL or parameters."""
+        if isinstance(exc, DBAPIError) and exc.orig is not None:
+            detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            detail = f"{type(exc.orig).__name__}: {detail}"
+        else:
+            detail = type(exc).__name__
+        raise KmsStoreError(f"database {self._safe_url()} failed while {doing} ({detail})") from None
+
+    @contextmanager
+    def _begin(self, doing: str) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back on any exception."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except KmsStoreError:
+            raise
+        except SQLAlchemyError as exc:
+            self._fail(exc, doing)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision with the shipped Alembic migrations."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util import CommandError
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._begin("migrating the schema") as conn:
+            if conn.dialect.name == "postgresql":
+                # Two KMS processes starting on an empty database: one migrates, the other waits.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise KmsStoreError(f"cannot migrate the database {self._safe_url()}: {exc}") from None
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` before the first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
+        from .migrations import VERSION_TABLE
+
+        with self._begin("reading the schema revision") as conn:
+            return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+    # -- the community ------------------------------------------------------------------------
+
+    def create_community(self, community: KmsCommunity, *, now: float | None = None) -> None:
+        """Store *community* (its secrets sealed); a database holds one community."""
+        p = community.public
+        row = {
+            "id": 1,
+            "kms_uri": p.kms_uri,
+            "kpak": p.kpak,
+            "z_public": p.z,
+            "sakke_params": p.sakke_params,
+            "id_scheme": p.id_scheme,
+            "key_period": p.key_period,
+            "key_period_offset": p.key_period_offset,
+            "ksak_sealed": self._key.seal(_int_bytes(community.ksak), _ad("ksak", p.kms_uri)),
+            "z_master_sealed": self._key.seal(_int_bytes(community.z_master), _ad("z", p.kms_uri)),
+            "created_at": time.time() if now is None else now,
+        }
+        try:
+            with self._begin("storing the community") as conn:
+                conn.execute(_community.insert(), row)
+        except KmsStoreError:
+            if self.has_community():
+                raise KmsStoreError("the database already holds a KMS community") from None
+            raise
+
+    def has_community(self) -> bool:
+        with self._begin("reading the community") as conn:
+            return conn.execute(sa.select(_community.c.id)).first() is not None
+
+    def public_keys(self) -> KmsPublicKeys:
+        """The community's public keys and key-period rules (cached: they never change)."""
+        with self._public_lock:
+            if self._public is None:
+                with self._begin("reading the community") as conn:
+                    row = conn.execute(sa.select(_community)).first()
+                if row is None:
+                    raise KmsStoreError("the database holds no KMS community yet")
+                self._public = KmsPublicKeys(
+                    kms_uri=row.kms_uri,
+                    kpak=bytes(row.kpak),
+                    z=bytes(row.z_public),
+                    sakke_params=row.sakke_params,
+                    key_period=row.key_period,
+                    key_period_offset=row.key_period_offset,
+                    id_scheme=row.id_scheme,
+                )
+            return self._public
+
+    def load_community(self) -> KmsCommunity:
+        """The community with its secrets decrypted (checked against KPAK and Z)."""
+        public = self.public_keys()
+        with self._begin("reading the community") as conn:
+            row = conn.execute(sa.select(_community.c.ksak_sealed, _community.c.z_master_sealed)).one()
+        ksak = self._key.open(row.ksak_sealed, _ad("ksak", public.kms_uri), what="KSAK")
+        z_master = self._key.open(row.z_master_sealed, _ad("z", public.kms_uri), what="master secret z")
+        secrets_doc = {**public.to_dict(), "secrets": {"ksak": ksak.hex(), "z_master": z_master.hex()}}
+        try:
+            return KmsCommunity.from_dict(secrets_doc)
+        except KeyMaterialError as exc:  # the secrets do not match the public keys
+            raise KmsStoreError(f"the stored community is inconsistent: {exc}") from None
+
+    # -- users --------------------------------------------------------------------------------
+
+    def add_user(self, uri: str, *, enabled: bool = True, now: float | None = None) -> bool:
+        """Register *uri*; ``False`` if it was already registered (then nothing changes)."""
+        if not uri or len(uri) > 2048:
+            raise KmsStoreError("a user URI must have 1 to 2048 characters")
+        try:
+            with self._begin("adding a user") as conn:
+                conn.execute(
+                    _users.insert(), {"uri": uri, "created_at": time.time() if now is None else now, "enabled": enabled}
+                )
+        except KmsStoreError:
+            if self.get_user(uri) is not None:
+                return False
+            raise
+        return True
+
+    def set_user_enabled(self, uri: str, enabled: bool) -> None:
+        with self._begin("updating a user") as conn:
+            changed = conn.execute(_users.update().where(_users.c.uri == uri).values(enabled=enabled)).rowcount
+        if not changed:
+            raise UnknownUserError(f"user {uri!r} is not registered")
+
+    def get_user(self, uri: str) -> KmsUser | None:
+        with self._begin("reading a user") as conn:
+            row = conn.execute(sa.select(_users).where(_users.c.uri == uri)).first()
+        return None if row is None else KmsUser(row.uri, row.created_at, bool(row.enabled))
+
+    def list_users(self) -> list[KmsUser]:
+        with self._begin("listing users") as conn:
+            rows = conn.execute(sa.select(_users).order_by(_users.c.uri)).all()
+        return [KmsUser(r.uri, r.created_at, bool(r.enabled)) for r in rows]
+
+    # -- key sets -----------------------------------------------------------------------------
+
+    def _key_set(self, row: Any, uri: str, period_no: int) -> IdentityKeys:
+        public = self.public_keys()
+        ssk = self._key.open(row.ssk_sealed, _ad("ssk", public.kms_uri, uri, period_no), what=f"SSK of {uri!r}")
+        rsk = self._key.open(row.rsk_sealed, _ad("rsk", public.kms_uri, uri, period_no), what=f"RSK of {uri!r}")
+        # RFC 6509 monthly identifiers carry no period number in the key set (see issue.issue_user_keys).
+        stored_period = period_no if public.id_scheme != 1 else None
+        return IdentityKeys(uri, bytes(row.identifier), ssk, bytes(row.pvt), rsk, public, stored_period)
+
+    def get_key_set(self, uri: str, period_no: int) -> IdentityKeys | None:
+        """The key set stored for (*uri*, *period_no*), or ``None``."""
+        with self._begin("reading a key set") as conn:
+            row = self._select_key_set(conn, uri, period_no)
+        return None if row is None else self._key_set(row, uri, period_no)
+
+    @staticmethod
+    def _select_key_set(conn: Connection, uri: str, period_no: int) -> Any:
+        stmt = sa.select(*_KEY_SET_COLUMNS).where(_key_sets.c.user_uri == uri, _key_sets.c.period_no == period_no)
+        return conn.execute(stmt).first()
+
+    def get_or_issue_key_set(
+        self,
+        uri: str,
+        period_no: int,
+        issue: Callable[[str, int], IdentityKeys],
+        *,
+        issued_to: str | None = None,
+        now: float | None = None,
+    ) -> IdentityKeys:
+        """The key set of (*uri*, *period_no*): the stored one, else ``issue(uri, period_no)`` stored first.
+
+        *period_no* is the TS 33.180 KeyPeriodNo (for RFC 6509 monthly identifiers, any number
+        naming the month).  The user must be registered and enabled (:class:`UnknownUserError`).
+        The new key set is stored in one transaction under UNIQUE(user, period): when another
+        process stored one first, the insert fails, is rolled back, and the stored one is
+        returned, so every caller gets the same keys.  If *issue* raises, nothing is stored.
+        """
+        existing = self.get_key_set(uri, period_no)
+        if existing is not None:
+            return existing
+        user = self.get_user(uri)
+        if user is None or not user.enabled:
+            raise UnknownUserError(f"user {uri!r} is {'not registered' if user is None else 'disabled'}")
+        keys = issue(uri, period_no)  # the crypto runs outside any transaction
+        public = self.public_keys()
+        if keys.uri != uri or (keys.period_no is not None and keys.period_no != period_no):
+            raise KmsStoreError(f"the issuer returned keys for {keys.uri!r} period {keys.period_no}, not {uri!r} {period_no}")
+        row = {
+            "user_uri": uri,
+            "period_no": period_no,
+            "identifier": keys.identifier,
+            "pvt": keys.pvt,
+            "ssk_sealed": self._key.seal(keys.ssk, _ad("ssk", public.kms_uri, uri, period_no)),
+            "rsk_sealed": self._key.seal(keys.rsk, _ad("rsk", public.kms_uri, uri, period_no)),
+            "issued_at": time.time() if now is None else now,
+            "issued_to": issued_to,
+        }
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_key_sets.insert(), row)
+        except IntegrityError:
+            # Another process stored this (user, period) first (or the user was just removed): read the winner.
+            pass
+        except SQLAlchemyError as exc:
+            self._fail(exc, "storing a key set")
+        else:
+            return keys
+        stored = self.get_key_set(uri, period_no)
+        if stored is None:
+            raise KmsStoreError(f"the key set of {uri!r} period {period_no} was refused by the database")
+        return stored
+
+    def list_key_sets(self, *, uri: str | None = None, period_no: int | None = None) -> list[KeySetRecord]:
+        """The audit listing: every issued key set (no secrets), oldest first, optionally for one user or period."""
+        stmt = sa.select(
+            _key_sets.c.user_uri,
+            _key_sets.c.period_no,
+            _key_sets.c.identifier,
+            _key_sets.c.issued_at,
+            _key_sets.c.issued_to,
+        ).order_by(_key_sets.c.issued_at, _key_sets.c.id)
+        if uri is not None:
+            stmt = stmt.where(_key_sets.c.user_uri == uri)
+        if period_no is not None:
+            stmt = stmt.where(_key_sets.c.period_no == period_no)
+        with self._begin("listing key sets") as conn:
+            rows = conn.execute(stmt).all()
+        return [KeySetRecord(r.user_uri, r.period_no, bytes(r.identifier), r.issued_at, r.issued_to) for r in rows]
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """WAL (readers do not block the writer), foreign keys on, a full fsync per commit."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
