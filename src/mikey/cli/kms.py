@@ -1,10 +1,13 @@
-"""``mikey kms init`` / ``mikey kms issue``: a file-based MIKEY-SAKKE KMS for labs and demos.
+"""``mikey kms init`` / ``mikey kms issue`` / ``mikey kms token``: a MIKEY-SAKKE KMS for labs and demos.
 
 ``init --out DIR [--kms-uri URI]`` writes DIR/community.json (KMS secrets: a new
 0600 file renamed into place, never through a symbolic link) and DIR/kms_init.xml (the 3GPP KmsInit response with the public keys).
 ``issue --community FILE --uri URI --out FILE [--period-no N | --now UNIX]`` writes the
 user's key file (the JSON ``--keys`` reads) and, with ``--xml FILE``, a KmsKeyProv
 response (TS 33.180 Annex D; plaintext key material, unsigned).
+``token --data DIR --user URI [--admin] [--ttl SECONDS]`` prints one bearer token of the
+development issuer whose signing key is in DIR (created, 0600, on first use; its public JWKS
+is written beside it for ``serve --dev-tokens``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..kms import (
     kms_key_prov_xml,
     user_key_document,
 )
+from ..kms.auth import MAX_DEV_TTL, DevIssuer
 from .common import UsageError, add_json_option, emit_json, unix_seconds
 
 __all__ = ["register"]
@@ -98,6 +102,36 @@ def run_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_token(args: argparse.Namespace) -> int:
+    try:
+        issuer = DevIssuer.load_or_create(args.data)
+    except KeyMaterialError as exc:
+        raise UsageError(f"--data: {exc.message}") from None
+    except OSError as exc:
+        raise UsageError(f"--data: cannot use {args.data}: {exc.strerror or exc}") from None
+    now = time.time()
+    try:
+        token = issuer.issue(args.user, admin=args.admin, ttl=args.ttl, now=now)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if getattr(args, "json", False):
+        emit_json({"ok": True, "token": token, "user": args.user, "admin": args.admin,
+                   "expires": int(now) + args.ttl, "kid": issuer.kid})
+    else:
+        print(token)
+    return 0
+
+
+def _ttl(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 0 < value <= MAX_DEV_TTL:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_DEV_TTL} seconds")
+    return value
+
+
 def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
     if getattr(args, "json", False):
         emit_json(info)
@@ -140,3 +174,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--xml", metavar="FILE", help="also write a 3GPP KmsKeyProv response (plaintext key material)")
     add_json_option(s)
     s.set_defaults(func=run_issue)
+    t = sub.add_parser("token", help="print a bearer token of the development issuer",
+                       description="Print one OAuth 2.0 bearer token (an ES256 JWT, RFC 6750) of the development "
+                       "issuer whose signing key is DIR/dev_token_key.pem (created, mode 0600, on first use; "
+                       "DIR/dev_token_jwks.json holds its public key for 'serve --dev-tokens'). For labs and tests.")
+    t.add_argument("--data", required=True, metavar="DIR", help="the KMS data directory")
+    t.add_argument("--user", required=True, metavar="URI", help="the user's MC identity (the token's mcptt_id)")
+    t.add_argument("--admin", action="store_true", help="also grant the admin scope (register users, rotate keys)")
+    t.add_argument("--ttl", type=_ttl, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
+    add_json_option(t)
+    t.set_defaults(func=run_token)
