@@ -427,10 +427,10 @@ _RACED = [(f"sip:user{u}@example.org", period) for u in range(4) for period in (
 _FREE = [(f"sip:user{u}@example.org", period) for u in range(4) for period in (200, 201, 202, 203)]
 
 
-def _hammer(url: str, key_hex: str, seed: int, start: Any, in_issue: Any, out: Any) -> None:
+def _hammer(url: str, key_file: str, seed: int, start: Any, in_issue: Any, out: Any) -> None:
     """A KMS process: get_or_issue every (user, period) several times; report what it got and what it issued."""
     try:
-        store = KmsStore(url, AtRestKey(bytes.fromhex(key_hex)))
+        store = KmsStore(url, AtRestKey.load(key_file))
         community = store.load_community()
         issued: dict[tuple[str, int], str] = {}
 
@@ -456,15 +456,16 @@ def _hammer(url: str, key_hex: str, seed: int, start: Any, in_issue: Any, out: A
         out.put(("error", f"{type(exc).__name__}: {exc}", {}))
 
 
-def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, key: AtRestKey) -> None:
-    with KmsStore(db_url, key) as store:
+def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, tmp_path: Path) -> None:
+    key_file = tmp_path / "at-rest.key"
+    with KmsStore(db_url, create_at_rest_key_file(key_file)) as store:
         store.create_community(COMMUNITY)
         for uri in sorted({u for u, _ in _RACED + _FREE}):
             store.add_user(uri)
         ctx = multiprocessing.get_context("fork")
         start, in_issue, out = ctx.Barrier(2), ctx.Barrier(2), ctx.Queue()
         url = db_url.render_as_string(hide_password=False)
-        procs = [ctx.Process(target=_hammer, args=(url, key._key.hex(), seed, start, in_issue, out))
+        procs = [ctx.Process(target=_hammer, args=(url, str(key_file), seed, start, in_issue, out))
                  for seed in (1, 2)]
         for p in procs:
             p.start()
@@ -484,3 +485,47 @@ def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, key
             stored = store.get_key_set(*pair)
             assert stored is not None
             assert sorted(issued[pair] == stored.ssk.hex() for _, _, issued in results) == [False, True]
+
+
+def _first_start(url: str, key_file: str, start: Any, out: Any) -> None:
+    """A KMS process starting on a database nobody has used: migrate, then get or create the community."""
+    try:
+        start.wait(10)
+        with KmsStore(url, AtRestKey.load(key_file)) as store:
+            community = store.get_or_create_community(lambda: generate_community("kms.example.org"))
+        out.put(("ok", community.public.kpak.hex(), f"{community.ksak:x}"))
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}", ""))
+
+
+def test_two_processes_starting_on_an_empty_database_share_one_schema_and_community(
+    db_url: sa.URL, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "at-rest.key"
+    create_at_rest_key_file(key_file)
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(3), ctx.Queue()
+    url = db_url.render_as_string(hide_password=False)
+    procs = [ctx.Process(target=_first_start, args=(url, str(key_file), start, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert [r[0] for r in results] == ["ok"] * 3, results
+    assert len({r[1:] for r in results}) == 1  # the same community (KPAK and KSAK) in every process
+    with KmsStore(db_url, AtRestKey.load(key_file)) as store:
+        assert store.schema_revision() == "0001"
+        assert store.load_community().public.kpak.hex() == results[0][1]
+
+
+def test_a_failed_migration_leaves_nothing_behind(db_url: sa.URL, key: AtRestKey) -> None:
+    """The migration runs in one transaction (SQLite too): a failure half-way leaves no table and no revision."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:  # a stray table of the same name makes the last CREATE TABLE fail
+        conn.execute(sa.text("CREATE TABLE kms_key_sets (x INTEGER)"))
+    with pytest.raises(KmsStoreError, match="failed while migrating the schema"):
+        KmsStore(db_url, key)
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert tables == {"kms_key_sets"}

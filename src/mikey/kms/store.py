@@ -275,6 +275,7 @@ class KmsStore:
             raise KmsStoreError(f"cannot use the database {self._safe_url()}: {type(exc).__name__}") from None
         if self.url.drivername.startswith("sqlite"):
             sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+            sa.event.listen(self._engine, "begin", _sqlite_on_begin)
         if migrate:
             self.upgrade()
 
@@ -325,15 +326,17 @@ class KmsStore:
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._begin("migrating the schema") as conn:
-            if conn.dialect.name == "postgresql":
-                # Two KMS processes starting on an empty database: one migrates, the other waits.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
-            config.attributes["connection"] = conn
-            try:
-                command.upgrade(config, "head")
-            except CommandError as exc:
-                raise KmsStoreError(f"cannot migrate the database {self._safe_url()}: {exc}") from None
+        try:
+            with self._engine.connect() as conn, conn.execution_options(mikey_write_lock=True).begin():
+                if conn.dialect.name == "postgresql":
+                    # Two KMS processes starting on an empty database: one migrates, the other waits.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")  # inside this transaction: all of it, or none of it
+        except CommandError as exc:
+            raise KmsStoreError(f"cannot migrate the database {self._safe_url()}: {exc}") from None
+        except SQLAlchemyError as exc:
+            self._fail(exc, "migrating the schema")
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before the first migration)."""
@@ -369,6 +372,20 @@ class KmsStore:
             if self.has_community():
                 raise KmsStoreError("the database already holds a KMS community") from None
             raise
+
+    def get_or_create_community(self, generate: Callable[[], KmsCommunity]) -> KmsCommunity:
+        """The stored community, or ``generate()`` stored first (a KMS's first start).
+
+        When several processes start at once on one empty database, one community is
+        kept and every process gets that one.
+        """
+        if not self.has_community():
+            try:
+                self.create_community(generate())
+            except KmsStoreError:
+                if not self.has_community():
+                    raise
+        return self.load_community()
 
     def has_community(self) -> bool:
         with self._begin("reading the community") as conn:
@@ -531,7 +548,12 @@ class KmsStore:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    """WAL (readers do not block the writer), foreign keys on, a full fsync per commit."""
+    """WAL (readers do not block the writer), foreign keys on, a full fsync per commit.
+
+    The driver's own transaction handling is switched off (it would commit before DDL):
+    :func:`_sqlite_on_begin` emits BEGIN, so a migration is one transaction too.
+    """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -539,3 +561,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    """BEGIN, or BEGIN IMMEDIATE (the write lock at once) for a migration, so concurrent starts take turns."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("mikey_write_lock") else "BEGIN")
