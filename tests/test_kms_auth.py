@@ -34,8 +34,10 @@ from mikey.kms.auth import (
     FileJwks,
     KeySet,
     StaticJwks,
+    _create_key,
     authorize_user,
     require_admin,
+    www_authenticate,
 )
 
 NOW = 1_800_000_000.0
@@ -246,6 +248,23 @@ def test_admin_acts_for_other_users_unless_configured_not_to() -> None:
     assert info.value.reason == "insufficient-scope"
 
 
+def test_www_authenticate_follows_rfc6750_section_3() -> None:
+    auth = _auth()
+    assert www_authenticate() == 'Bearer realm="mikey-kms"'
+    assert www_authenticate(_refused(auth, None), realm="kms") == 'Bearer realm="kms"'
+    assert www_authenticate(_refused(auth, "Basic eA==")) == 'Bearer realm="mikey-kms"'
+    expired = www_authenticate(_refused(auth, "Bearer " + _token(exp=int(NOW) - 100)))
+    assert expired == ('Bearer realm="mikey-kms", error="invalid_token", '
+                       'error_description="token expired 100 s ago"')
+    kid = www_authenticate(_refused(auth, "Bearer " + _token(kid="nobody")))
+    assert kid.endswith('error_description="token signed by an unknown key (kid \'nobody\')"')
+    quoted = www_authenticate(KmsUnauthorizedError('say "hi" \\ \u00e9\n', reason="x"))
+    assert quoted.endswith('error_description="say ?hi? ? ??"')
+    forbidden = www_authenticate(_refused(auth, "Bearer " + _token(scope="openid")))
+    assert forbidden.startswith('Bearer realm="mikey-kms", error="insufficient_scope", error_description="token lacks')
+    assert forbidden.endswith(f'scope="{USER_SCOPE}"')
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 
@@ -337,6 +356,14 @@ def test_dev_issuer_round_trip(tmp_path: Path) -> None:
     assert _refused(auth, "Bearer " + other.issue(ALICE, now=NOW)).reason == "unknown-key"
     assert issuer.policy().issuer == DEV_ISSUER
     assert issuer.kid in repr(issuer) and "PRIVATE" not in repr(issuer)
+
+
+def test_dev_issuer_key_is_never_replaced_once_created(tmp_path: Path) -> None:
+    """A second creator (another process starting at the same time) keeps the first key."""
+    first = DevIssuer.load_or_create(tmp_path)
+    _create_key(tmp_path / DEV_KEY_FILE)
+    assert DevIssuer.load_or_create(tmp_path).kid == first.kid
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DEV_JWKS_FILE, DEV_KEY_FILE]
 
 
 def test_dev_issuer_refuses_bad_key_files_and_arguments(tmp_path: Path) -> None:

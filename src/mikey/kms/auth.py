@@ -58,6 +58,7 @@ __all__ = [
     "BearerAuth",
     "authorize_user",
     "require_admin",
+    "www_authenticate",
     "DevIssuer",
     "DEV_ISSUER",
     "DEV_AUDIENCE",
@@ -494,6 +495,28 @@ def require_admin(principal: Principal) -> None:
     """Allow an admin operation (register users, rotate community keys), or raise ``KmsForbiddenError``."""
     if not principal.is_admin:
         raise KmsForbiddenError(f"needs the admin scope {ADMIN_SCOPE!r}", reason="insufficient-scope")
+
+
+_NOT_IN_QUOTED = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def www_authenticate(error: KmsAuthError | None = None, *, realm: str = "mikey-kms",
+                     scope: str = USER_SCOPE) -> str:
+    """The ``WWW-Authenticate`` value answering *error* (RFC 6750 §3).
+
+    No error code when the request had no bearer credentials at all (§3.1: missing, or another
+    scheme); ``invalid_token`` for every other 401; ``insufficient_scope`` with the *scope*
+    needed for a 403.  The description is the error's message (which never holds the token),
+    reduced to the characters §3 allows.
+    """
+    params = [f'realm="{_NOT_IN_QUOTED.sub("?", realm)}"']
+    if error is not None and error.reason not in ("missing", "not-bearer"):
+        code = "insufficient_scope" if error.status == 403 else "invalid_token"
+        params.append(f'error="{code}"')
+        params.append(f'error_description="{_NOT_IN_QUOTED.sub("?", error.message)}"')
+        if code == "insufficient_scope":
+            params.append(f'scope="{_NOT_IN_QUOTED.sub("?", scope)}"')
+    return "Bearer " + ", ".join(params)
 
 
 # --- development issuer ----------------------------------------------------------------------
