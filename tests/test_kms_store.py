@@ -387,6 +387,7 @@ def test_database_urls() -> None:
     assert database_url("postgres://db/kms").drivername == "postgresql+psycopg"
     assert database_url("postgresql+psycopg://db/kms").drivername == "postgresql+psycopg"
     assert database_url(None, data_dir="/srv/kms").database == "/srv/kms/kms.sqlite3"
+    assert database_url(sa.make_url("postgresql://db/kms")).drivername == "postgresql+psycopg"
     for bad, message in [("mysql://db/kms", "unsupported database"), ("sqlite://", "in-memory"),
                          ("not a url", "dialect://"), ("sqlite:///:memory:", "in-memory")]:
         with pytest.raises(KmsStoreError, match=message):

@@ -159,7 +159,7 @@ def _ad(label: str, *parts: str | int) -> bytes:
     return bytes(out)
 
 
-def database_url(url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> sa.URL:
+def database_url(url: str | sa.URL | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> sa.URL:
     """The SQLAlchemy URL for *url*, or the SQLite file in *data_dir*.
 
     ``postgresql://`` and ``postgres://`` select psycopg 3 (``postgresql+psycopg://``).
@@ -169,7 +169,7 @@ def database_url(url: str | None = None, *, data_dir: str | os.PathLike[str] | N
             raise KmsStoreError("give a database URL or a data directory")
         return sa.URL.create("sqlite", database=os.fspath(Path(data_dir) / DEFAULT_DB_NAME))
     try:
-        parsed = sa.make_url(url)
+        parsed = url if isinstance(url, sa.URL) else sa.make_url(url)
     except ArgumentError:
         raise KmsStoreError("the database URL is not of the form dialect://… (sqlite:///PATH, postgresql://…)") from None
     if parsed.drivername in ("postgresql", "postgres"):
@@ -256,7 +256,7 @@ class KmsStore:
     """
 
     def __init__(self, url: str | sa.URL, at_rest_key: AtRestKey, *, migrate: bool = True) -> None:
-        self.url = database_url(url) if isinstance(url, str) else url
+        self.url = database_url(url)
         self._key = at_rest_key
         self._public: KmsPublicKeys | None = None
         self._public_lock = threading.Lock()
