@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mikey.sdp",
             "mikey.rtsp",
             "mikey.offer_answer",
+            "mikey.capture",
             "mikey.kms",
             "mikey.kms.*",
             "mikey.sip",

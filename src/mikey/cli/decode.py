@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..capture import CAPTURE_MAGICS, Found, find_mikey
 from ..constants import EncrAlg, PayloadType
 from ..errors import MikeyDecodeError, MikeyError
 from ..wire import (
@@ -28,9 +30,18 @@ from ..wire import (
     decode_sub_payloads,
 )
 from ..wire.validate import violations
-from .common import EXIT_OK, EXIT_REJECTED, add_json_option, emit_json, error_dict, one_line, read_message
+from .common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    UsageError,
+    add_json_option,
+    emit_json,
+    error_dict,
+    one_line,
+    read_message,
+)
 
-__all__ = ["register", "run", "dissect", "render_text", "PAYLOAD_TITLES"]
+__all__ = ["register", "run", "dissect", "render_text", "PAYLOAD_TITLES", "capture_path", "found_in_capture"]
 
 #: Long names printed beside each payload's short name (RFC 3830 §6, RFC 6043 §6, RFC 6267 §6, RFC 6509 §4).
 PAYLOAD_TITLES: dict[str, str] = {
@@ -245,16 +256,110 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "decode",
         help="decode a MIKEY message and print its payload tree",
         description="Decode a MIKEY message (hex, base64 or 'mikey <base64>', argument, @FILE or stdin) "
-        "and print every payload and field.",
+        "and print every payload and field; or, given a pcap/pcapng capture file, every MIKEY message in it "
+        "(SIP/RTSP SDP a=key-mgmt, RTSP KeyMgmt headers, UDP port 2269).",
     )
-    p.add_argument("message", nargs="?", metavar="MSG", help="the message; '-' or absent reads standard input")
+    p.add_argument("message", nargs="?", metavar="MSG|CAPTURE",
+                   help="the message, or a capture file (pcap/pcapng); '-' or absent reads standard input")
     p.add_argument("--validate", action="store_true", help="also check the RFC rules for the data type (exit 1 if broken)")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
+def capture_path(source: str | None) -> str | None:
+    """The file named by *source* (``PATH`` or ``@PATH``) when it starts with a pcap/pcapng magic number."""
+    if source is None or source == "-":
+        return None
+    path = source[1:] if source.startswith("@") and len(source) > 1 else source
+    try:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except (OSError, ValueError):
+        return None
+    return path if head in CAPTURE_MAGICS else None
+
+
+def found_in_capture(path: str) -> list[Found]:
+    """The MIKEY messages in the capture at *path* (:func:`mikey.capture.find_mikey`)."""
+    try:
+        with open(path, "rb") as f:
+            return find_mikey(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _when(t: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="microseconds")
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+
+
+def _found_heading(f: Found) -> str:
+    d = f.to_dict()
+    where = [f"{f.carrier} {f.location}"]
+    if f.call_id is not None:
+        where.append(f"Call-ID {f.call_id}")
+    if f.rtsp_session is not None:
+        where.append(f"Session {f.rtsp_session}")
+    return f"packet {f.packet}, {_when(f.time)}, {d['src']} -> {d['dst']} ({f.transport}), {', '.join(where)}"
+
+
+def _run_capture(path: str, args: argparse.Namespace, as_json: bool) -> int:
+    try:
+        found = found_in_capture(path)
+    except MikeyError as exc:
+        if as_json:
+            emit_json({"ok": False, "error": error_dict(exc)})
+        else:
+            print(f"cannot read capture: {one_line(exc.message)}")
+        return EXIT_REJECTED
+    status = EXIT_OK if found else EXIT_REJECTED
+    items: list[dict[str, Any]] = []
+    if not as_json:
+        print(f"{path}: {len(found)} MIKEY message{'s' if len(found) != 1 else ''}")
+    for f in found:
+        item = f.to_dict()
+        item["time_iso"] = _when(f.time)
+        lines = ["", _found_heading(f)]
+        try:
+            if f.error is not None:
+                raise MikeyDecodeError(f.error, payload="key-mgmt")
+            msg = Message.decode(f.data)
+            tree = dissect(msg)
+        except MikeyError as exc:
+            status = EXIT_REJECTED
+            item.update(ok=False, error=error_dict(exc))
+            lines.append(f"  cannot decode: {one_line(exc.message)}")
+        else:
+            item.update(ok=True, length=len(f.data), **tree)
+            lines += ["  " + line for line in render_text(tree, len(f.data))]
+            if args.validate:
+                problems = violations(msg)
+                item["valid"] = not problems
+                item["violations"] = problems
+                if problems:
+                    status = EXIT_REJECTED
+                    lines.append(f"  INVALID ({len(problems)} violation{'s' if len(problems) != 1 else ''}):")
+                    lines += [f"    - {v}" for v in problems]
+                else:
+                    lines.append("  valid")
+        items.append(item)
+        if not as_json:
+            for line in lines:
+                print(line)
+    if as_json:
+        emit_json({"ok": status == EXIT_OK, "capture": path, "messages": items})
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
+    path = capture_path(args.message)
+    if path is not None:
+        return _run_capture(path, args, as_json)
     try:
         data = read_message(args.message)
         msg = Message.decode(data)
