@@ -31,6 +31,7 @@ from ..kms import (
 )
 from ..kms.auth import MAX_DEV_TTL, DevIssuer
 from .common import UsageError, add_json_option, emit_json, unix_seconds
+from .kms_server import register_server
 
 __all__ = ["register"]
 
@@ -184,3 +185,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--ttl", type=_ttl, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     add_json_option(t)
     t.set_defaults(func=run_token)
+    register_server(sub)

@@ -1,0 +1,154 @@
+"""``mikey kms serve`` and ``mikey kms user add``: the TS 33.180 KMS server and its user registry (issue 9).
+
+``serve [--data DIR] [--db URL] [--host H] [--port N] [--kms-uri URI] [--tls-cert PEM --tls-key PEM]
+[--dev-tokens | --jwks FILE --issuer ISS --audience AUD]``: the first start on an empty DIR creates
+the at-rest key (DIR/at_rest.key, 0600, unless $MIKEY_KMS_AT_REST_KEY is set), the SQLite database
+DIR/kms.sqlite3 (unless --db names another) and the community; prints ``serving http://HOST:PORT``
+(or https) as its first stdout line once the socket accepts connections.  Plain HTTP only on loopback.
+``user add --data DIR [--db URL] URI…`` registers users, also while a server runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import KeyMaterialError, MikeyError
+from ..kms import generate_community
+from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks
+from ..kms.store import AT_REST_KEY_ENV, AtRestKey, KmsStore, create_at_rest_key_file
+from .common import UsageError
+
+__all__ = ["register_server", "AT_REST_KEY_FILE", "DEFAULT_DATA_DIR"]
+
+#: The at-rest key file in a KMS data directory (64 hex digits, mode 0600).
+AT_REST_KEY_FILE = "at_rest.key"
+#: The data directory when --data is not given.
+DEFAULT_DATA_DIR = "kms-data"
+
+
+def _open_store(data: str, db: str | None) -> KmsStore:
+    """The store of data directory *data* (created with its at-rest key on first use)."""
+    directory = Path(data)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--data: cannot create {data}: {exc.strerror or exc}") from None
+    key_path = directory / AT_REST_KEY_FILE
+    try:
+        if key_path.exists():
+            key = AtRestKey.from_file(key_path)
+        elif os.environ.get(AT_REST_KEY_ENV):
+            key = AtRestKey.load(None)
+        else:
+            key = create_at_rest_key_file(key_path)
+        return KmsStore(db if db is not None else f"sqlite:///{directory / 'kms.sqlite3'}", key)
+    except MikeyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..kms.core import KmsCore
+    from ..kms.http import create_app
+
+    tls = args.tls_cert is not None or args.tls_key is not None
+    if tls and (args.tls_cert is None or args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if not tls and not _is_loopback(args.host):
+        raise UsageError(f"plain HTTP is served on loopback only: give --tls-cert and --tls-key to bind {args.host}")
+    if args.dev_tokens:
+        try:
+            policy: BearerPolicy = DevIssuer.load_or_create(args.data).policy()
+        except (KeyMaterialError, OSError) as exc:
+            raise UsageError(f"--dev-tokens: {exc}") from None
+    elif args.jwks and args.issuer and args.audience:
+        policy = BearerPolicy(issuer=args.issuer, audience=args.audience, jwks=FileJwks(args.jwks))
+    else:
+        raise UsageError("give --dev-tokens, or --jwks FILE --issuer ISS --audience AUD for your identity server")
+    store = _open_store(args.data, args.db)
+    kms_uri = args.kms_uri or "kms.example.org"
+    try:
+        community = store.get_or_create_community(lambda: generate_community(kms_uri))
+        if args.kms_uri is not None and community.public.kms_uri != args.kms_uri:
+            raise UsageError(f"--kms-uri: the database holds the community of {community.public.kms_uri!r}")
+        core = KmsCore(store, BearerAuth(policy))
+    except MikeyError as exc:
+        raise UsageError(str(exc)) from None
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(core), log_level="warning", access_log=False, lifespan="off",
+        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+    )
+    server = uvicorn.Server(config)
+    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    # The socket already accepts connections (the kernel queues them until uvicorn takes over).
+    print(f"serving {'https' if tls else 'http'}://{shown}:{port}", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        store.close()
+    return 0
+
+
+def run_user_add(args: argparse.Namespace) -> int:
+    with _open_store(args.data, args.db) as store:
+        for uri in args.uris:
+            try:
+                added = store.add_user(uri)
+            except MikeyError as exc:
+                raise UsageError(f"{uri!r}: {exc}") from None
+            print(f"{'added' if added else 'already registered'} {uri}")
+    sys.stdout.flush()
+    return 0
+
+
+def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` and ``user`` to the ``mikey kms`` sub-commands."""
+    s = sub.add_parser("serve", help="serve the 3GPP TS 33.180 KMS interface over HTTP(S)",
+                       description="Serve init, keyprov and certcache (3GPP TS 33.180 Annex D). The first start "
+                       "on an empty --data DIR creates the community (encrypted at rest) and the database.")
+    s.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR", help=f"data directory (default {DEFAULT_DATA_DIR})")
+    s.add_argument("--db", metavar="URL", help="database URL (default: DIR/kms.sqlite3; postgresql://… to share)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8443, metavar="N", help="port (default 8443; 0 picks a free one)")
+    s.add_argument("--kms-uri", metavar="URI", help="the KMS URI of a new community (default kms.example.org)")
+    s.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (HTTPS)")
+    s.add_argument("--tls-key", metavar="PEM", help="server private key (HTTPS)")
+    s.add_argument("--dev-tokens", action="store_true",
+                   help="accept tokens of the development issuer whose key is in DIR ('mikey kms token')")
+    s.add_argument("--jwks", metavar="FILE", help="JWKS of the identity server whose tokens are accepted")
+    s.add_argument("--issuer", metavar="ISS", help="the identity server's issuer (iss)")
+    s.add_argument("--audience", metavar="AUD", help="the audience (aud) tokens must name")
+    s.set_defaults(func=run_serve)
+    u = sub.add_parser("user", help="manage the users of a KMS database")
+    usub = u.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    a = usub.add_parser("add", help="register users (works while the server runs)")
+    a.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR", help=f"data directory (default {DEFAULT_DATA_DIR})")
+    a.add_argument("--db", metavar="URL", help="database URL (default: DIR/kms.sqlite3)")
+    a.add_argument("uris", nargs="+", metavar="URI", help="user URIs (MC IDs)")
+    a.set_defaults(func=run_user_add)
