@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from . import decode, demo, exchange, kms, speed
+from . import decode, demo, exchange, keys, kms, speed, srtp_decrypt
 from .common import EXIT_USAGE, UsageError, one_line
 from .plugins import load_plugins
 
@@ -40,7 +40,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help="print one JSON object")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     decode.register(subparsers)
-    exchange.register(subparsers, load_plugins(), exchange.selected_mode(argv))
+    plugins = load_plugins()
+    exchange.register(subparsers, plugins, exchange.selected_mode(argv))
+    keys.register(subparsers, plugins, exchange.selected_mode(argv))
+    srtp_decrypt.register(subparsers, plugins, exchange.selected_mode(argv))
     speed.register(subparsers)
     demo.register(subparsers)
     kms.register(subparsers)
