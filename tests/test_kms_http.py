@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -104,3 +105,88 @@ def test_bad_requests_and_server_keeps_serving(server: tuple[str, pathlib.Path])
 def test_non_loopback_without_tls_is_refused(tmp_path: pathlib.Path) -> None:
     r = mikey("kms", "serve", "--data", str(tmp_path), "--host", "0.0.0.0", "--port", "0", "--dev-tokens")
     assert r.returncode == 2 and "loopback" in r.stderr and r.stdout == ""
+
+
+def test_fetch_then_sakke_initiate_respond(server: tuple[str, pathlib.Path], tmp_path: pathlib.Path) -> None:
+    """``mikey kms fetch`` writes the keystores ``--mode sakke --keys`` reads; the exchange completes."""
+    url, data = server
+    assert mikey("kms", "user", "add", "--data", str(data), ALICE, BOB).returncode == 0
+    for name, uri in (("alice", ALICE), ("bob", BOB)):
+        r = mikey("kms", "fetch", "--kms", url, "--token", token(data, uri), "--out", str(tmp_path / f"{name}.json"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"{name}.json").stat().st_mode & 0o077 == 0
+    init = mikey("--json", "initiate", "--mode", "sakke", "--keys", str(tmp_path / "alice.json"), "--to", BOB,
+                 "--key-type", "pck", "--show-keys")
+    assert init.returncode == 0, init.stderr
+    i = json.loads(init.stdout)
+    resp = mikey("--json", "respond", "--mode", "sakke", "--keys", str(tmp_path / "bob.json"),
+                 "--imsg", i["i_message"], "--from", ALICE, "--show-keys")
+    assert resp.returncode == 0, resp.stderr
+    assert json.loads(resp.stdout)["tgk"] == i["tgk"]
+
+
+def test_fetch_with_a_bad_token_fails_cleanly(server: tuple[str, pathlib.Path], tmp_path: pathlib.Path) -> None:
+    url, _ = server
+    r = mikey("kms", "fetch", "--kms", url, "--token", "bad.token.x", "--out", str(tmp_path / "x.json"))
+    assert r.returncode == 1 and "401" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def _self_signed(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A self-signed P-256 certificate for IP:127.0.0.1 (its own trust anchor) and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mikey test KMS")])
+    now = datetime.datetime.now(datetime.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, False, False, False), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "kms.pem", tmp_path / "kms.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_serve_and_fetch_with_ca(tmp_path: pathlib.Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    data = tmp_path / "kms"
+    proc = subprocess.Popen([sys.executable, "-m", "mikey", "kms", "serve", "--data", str(data), "--port", "0",
+                             "--dev-tokens", "--tls-cert", str(cert), "--tls-key", str(key)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        assert first.startswith("serving https://127.0.0.1:"), first
+        url = first.removeprefix("serving ")
+        assert mikey("kms", "user", "add", "--data", str(data), ALICE).returncode == 0
+        out = tmp_path / "alice.json"
+        r = mikey("kms", "fetch", "--kms", url, "--token", token(data, ALICE), "--out", str(out), "--ca", str(cert))
+        assert r.returncode == 0, r.stderr
+        assert json.loads(out.read_text())["user"]["uri"] == ALICE
+        untrusted = mikey("kms", "fetch", "--kms", url, "--token", token(data, ALICE), "--out", str(out) + ".2")
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -6,17 +6,21 @@ the at-rest key (DIR/at_rest.key, 0600, unless $MIKEY_KMS_AT_REST_KEY is set), t
 DIR/kms.sqlite3 (unless --db names another) and the community; prints ``serving http://HOST:PORT``
 (or https) as its first stdout line once the socket accepts connections.  Plain HTTP only on loopback.
 ``user add --data DIR [--db URL] URI…`` registers users, also while a server runs.
+``fetch --kms URL --token TOKEN --out FILE [--ca PEM]`` writes the token's user's keystore JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 
+from .._files import write_private_atomic
 from ..errors import KeyMaterialError, MikeyError
 from ..kms import generate_community
 from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks
@@ -103,6 +107,14 @@ def run_serve(args: argparse.Namespace) -> int:
         create_app(core), log_level="warning", access_log=False, lifespan="off",
         ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
     )
+    try:
+        config.load()  # reads the TLS certificate and key now, so a bad one fails before the first line
+    except (OSError, ValueError) as exc:
+        sock.close()
+        store.close()
+        raise UsageError(f"cannot set up the server: {exc}") from None
+    if config.ssl is not None:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     server = uvicorn.Server(config)
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     # The socket already accepts connections (the kernel queues them until uvicorn takes over).
@@ -124,6 +136,23 @@ def run_user_add(args: argparse.Namespace) -> int:
                 raise UsageError(f"{uri!r}: {exc}") from None
             print(f"{'added' if added else 'already registered'} {uri}")
     sys.stdout.flush()
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from ..kms.client import fetch_keystore
+
+    try:
+        store = fetch_keystore(args.kms, args.token, ca=args.ca)
+    except MikeyError as exc:
+        print(f"mikey: {exc}", file=sys.stderr)
+        return 1
+    try:
+        write_private_atomic(args.out, json.dumps(store.to_dict(), indent=2).encode())
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    periods = ", ".join(str(k.period_no) for k in store.key_sets)
+    print(f"wrote {args.out}: {store.uri} (key periods {periods})")
     return 0
 
 
@@ -152,3 +181,11 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     a.add_argument("--db", metavar="URL", help="database URL (default: DIR/kms.sqlite3)")
     a.add_argument("uris", nargs="+", metavar="URI", help="user URIs (MC IDs)")
     a.set_defaults(func=run_user_add)
+    f = sub.add_parser("fetch", help="fetch the token's user's keys from a KMS server",
+                       description="POST init and keyprov (TS 33.180 Annex D) with the bearer token and write the "
+                       "keystore JSON that 'initiate/respond --mode sakke --keys FILE' reads (mode 0600).")
+    f.add_argument("--kms", required=True, metavar="URL", help="the KMS base URL (http(s)://host:port)")
+    f.add_argument("--token", required=True, metavar="TOKEN", help="the bearer token (names the user)")
+    f.add_argument("--out", required=True, metavar="FILE", help="the keystore JSON to write")
+    f.add_argument("--ca", metavar="PEM", help="CA certificates trusted for HTTPS (default: the system's)")
+    f.set_defaults(func=run_fetch)
