@@ -115,6 +115,9 @@ def test_fetch_then_sakke_initiate_respond(server: tuple[str, pathlib.Path], tmp
         r = mikey("kms", "fetch", "--kms", url, "--token", token(data, uri), "--out", str(tmp_path / f"{name}.json"))
         assert r.returncode == 0, r.stderr
         assert (tmp_path / f"{name}.json").stat().st_mode & 0o077 == 0
+        doc = json.loads((tmp_path / f"{name}.json").read_text())
+        periods = [k["period_no"] for k in [doc["user"], *doc.get("users", [])]]
+        assert len(periods) == 2 and periods[1] == periods[0] + 1, periods  # current and next (rollover)
     init = mikey("--json", "initiate", "--mode", "sakke", "--keys", str(tmp_path / "alice.json"), "--to", BOB,
                  "--key-type", "pck", "--show-keys")
     assert init.returncode == 0, init.stderr
