@@ -10,6 +10,7 @@ import pytest
 from test_capture import NOW, PSK, A, B, pcap, sip, udp
 
 from mikey.cli.main import main
+from mikey.constants import EncrAlg
 from mikey.modes.base import CryptoSessionSpec
 from mikey.modes.psk import PskInitiator, PskResponder
 from mikey.modes.results import ExchangeResult
@@ -84,3 +85,15 @@ def test_keys_wrong_psk_and_single_message(tmp_path: Path, capsys: pytest.Captur
     assert main(["keys", i_msg.hex(), "--mode", "psk", "--psk", PSK.hex(), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["crypto_sessions"]
     assert {r["cs_id"]: r["fingerprint"] for r in rows} == CryptoSessionBundle(result).fingerprints()
+
+
+def test_null_kemac_needs_no_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    initiator = PskInitiator(PSK, crypto_sessions=[CryptoSessionSpec(ssrc=SSRCS[0])], encr_alg=int(EncrAlg.NULL),
+                             allow_null_security=True)
+    i_message = initiator.create_message(NOW)
+    assert main(["keys", i_message.hex(), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["crypto_sessions"]
+    assert {r["cs_id"]: r["fingerprint"] for r in rows} == CryptoSessionBundle(initiator.result).fingerprints()
+    encrypted, _, _ = exchange()
+    assert main(["keys", encrypted.hex()]) == 2
+    assert "give --mode" in capsys.readouterr().err

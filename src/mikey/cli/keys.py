@@ -16,13 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..capture import Found
-from ..constants import DataType
-from ..errors import MikeyError
+from ..constants import DataType, EncrAlg, PayloadType
+from ..errors import MikeyDecodeError, MikeyError
+from ..modes.keytransport import session_keys
 from ..modes.results import CryptoSessionKeys, ExchangeResult
 from ..replay import ReplayCache
 from ..session import policy_params
 from ..srtp import srtp_profile
-from ..wire import Message
+from ..wire import (
+    KemacPayload,
+    KeyDataPayload,
+    Message,
+    RandPayload,
+    SecurityPolicyPayload,
+    decode_sub_payloads,
+)
 from .common import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -125,11 +133,36 @@ def _message_time(data: bytes) -> float | None:
     return None
 
 
+def clear_keys(msg: Message, source: str) -> list[KeyRecord] | None:
+    """The keys of a KEMAC with NULL encryption (RFC 3830 §4.2.3, §6.2): in the clear, so no credentials needed.
+
+    Its MAC is not checked (that needs the PSK).  None when *msg* has no such KEMAC.
+    """
+    kemac = next((p for p in msg.payloads if isinstance(p, KemacPayload)), None)
+    if kemac is None or kemac.encr_alg != EncrAlg.NULL:
+        return None
+    subs = decode_sub_payloads(kemac.encr_data, PayloadType.KEY_DATA) if kemac.encr_data else []
+    key_data = next((s for s in subs if isinstance(s, KeyDataPayload)), None)
+    rand = next((p.rand for p in msg.payloads if isinstance(p, RandPayload)), None)
+    if key_data is None or rand is None:
+        raise MikeyDecodeError("the NULL-encrypted KEMAC needs a Key data sub-payload and the message a RAND",
+                               payload="KEMAC")
+    policies = [p for p in msg.payloads if isinstance(p, SecurityPolicyPayload)]
+    sessions = session_keys(key_data.key, int(key_data.key_type), msg.header, rand, policies, key_data.salt)
+    return [KeyRecord(source, msg.header.csb_id, cs, _profile_name(cs)) for cs in sessions]
+
+
 def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str) -> list[KeyRecord]:
-    """Act as the Responder of ``--mode`` on the I_MESSAGE *data* at time *now*; its key records."""
+    """Act as the Responder of ``--mode`` on the I_MESSAGE *data* at time *now*; its key records.
+
+    Without ``--mode``, only keys sent in the clear (:func:`clear_keys`) are recovered.
+    """
     plugins: dict[str, ModePlugin] = args.plugins
     if args.mode is None:
-        raise UsageError("give --mode and its credentials (as for 'mikey respond') to recover the keys")
+        clear = clear_keys(Message.decode(data), source)
+        if clear is None:
+            raise UsageError("give --mode and its credentials (as for 'mikey respond') to recover the keys")
+        return clear
     args.replay_store = ReplayCache()
     try:
         outcome = plugins[args.mode].respond(args, data, now)
@@ -145,7 +178,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], pl
         "keys", help="print the SRTP keys of the MIKEY exchanges in a capture or message",
         description="Recover the SRTP master keys of each I_MESSAGE (in a pcap/pcapng capture, or one message) "
         "by acting as its Responder with the credentials of --mode (the 'respond' options); print per crypto "
-        "session SSRC, ROC, profile and keys (secrets only with --show-keys).",
+        "session SSRC, ROC, profile and keys (secrets only with --show-keys). Without --mode, keys sent in a "
+        "NULL-encrypted KEMAC are read as they are (its MAC unchecked).",
     )
     p.add_argument("source", metavar="CAPTURE|MSG", help="a capture file, or a message (hex, base64, @FILE)")
     p.add_argument("--mode", choices=list(plugins), metavar="MODE", help="key exchange method: " + ", ".join(plugins))
