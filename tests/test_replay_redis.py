@@ -14,7 +14,6 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from twoparty import race
 
 from mikey.errors import InvalidTimestampError, MikeyError, ReplayError, StateError
 from mikey.modes.base import ResponderOutcome, State
@@ -190,16 +190,6 @@ def test_check_is_a_non_authoritative_pre_check(node: Callable[..., RedisReplayS
         a.add(ReplayStore.key_for(b"n"), float("nan"), now, skew=300)
 
 
-@pytest.fixture
-def busy_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def test_racing_copies_across_two_nodes_accepted_once(
     node: Callable[..., RedisReplayStore], busy_switching: None
 ) -> None:
@@ -209,23 +199,7 @@ def test_racing_copies_across_two_nodes_accepted_once(
     now = time.time()
     messages = [_psk_message(now) for _ in range(40)]
     threads = 8
-    barrier = threading.Barrier(threads)
-    outcomes: list[list[object]] = [[None] * threads for _ in messages]
-
-    def worker(k: int) -> None:
-        for r, m in enumerate(messages):
-            responder = PskResponder(PSK, replay_cache=stores[k % 2])
-            barrier.wait()
-            try:
-                outcomes[r][k] = responder.receive(m, now)
-            except MikeyError as exc:
-                outcomes[r][k] = exc
-
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    outcomes = race(messages, lambda k: PskResponder(PSK, replay_cache=stores[k % 2]), threads, now)
     winners = {0: 0, 1: 0}
     for r, round_outcomes in enumerate(outcomes):
         accepted = [k for k, o in enumerate(round_outcomes) if isinstance(o, ResponderOutcome)]

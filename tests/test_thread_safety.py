@@ -5,14 +5,13 @@ Responders sharing one replay cache accept each I_MESSAGE once (atomic check-and
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pki import NOW as PKI_NOW
 from pki import TwoPartyPki, two_party_pki
+from twoparty import race
 
 from mikey._lru import BoundedLRU
 from mikey.crypto import eccsi
@@ -86,39 +85,6 @@ def pki() -> TwoPartyPki:
     return two_party_pki("Thread Test Root")
 
 
-@pytest.fixture
-def busy_switching() -> Iterator[None]:
-    """Switch threads as often as possible, so that check and insert interleave if they can."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
-def _race(messages: list[bytes], make: Callable[[], Responder], threads: int) -> list[list[object]]:
-    """Each round, *threads* threads hand the same I_MESSAGE to their own Responder at once."""
-    barrier = threading.Barrier(threads)
-    outcomes: list[list[object]] = [[None] * threads for _ in messages]
-
-    def worker(k: int) -> None:
-        for r, m in enumerate(messages):
-            responder = make()
-            barrier.wait()
-            try:
-                outcomes[r][k] = responder.receive(m, NOW)
-            except MikeyError as exc:
-                outcomes[r][k] = exc
-
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return outcomes
-
-
 def _i_messages(pki: TwoPartyPki, mode: str, n: int) -> tuple[list[bytes], ResponderFactory[Responder]]:
     if mode == "psk":
         return [PskInitiator(PSK).create_message(NOW) for _ in range(n)], ResponderFactory(PskResponder, PSK)
@@ -136,7 +102,7 @@ def test_same_i_message_accepted_once_by_responders_sharing_a_cache(
     """8 threads, one I_MESSAGE per round: exactly one Responder gets keys, the others a silent ReplayError
     (old code: check and insert took the lock separately, and 1-8 copies were accepted)."""
     messages, factory = _i_messages(pki, mode, rounds)
-    for r, round_outcomes in enumerate(_race(messages, factory, 8)):
+    for r, round_outcomes in enumerate(race(messages, lambda _k: factory(), 8, NOW)):
         accepted = [o for o in round_outcomes if isinstance(o, ResponderOutcome)]
         refused = [o for o in round_outcomes if isinstance(o, ReplayError)]
         assert (len(accepted), len(refused)) == (1, 7), (r, round_outcomes)

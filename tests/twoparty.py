@@ -6,6 +6,8 @@ there is a response, back to the Initiator: the whole exchange without sockets o
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +47,30 @@ def run(
 def fingerprints(result: ExchangeResult) -> list[str]:
     """The non-secret per-crypto-session fingerprints, to compare both ends."""
     return [cs.fingerprint() for cs in result.crypto_sessions]
+
+
+def race(messages: list[bytes], make: Callable[[int], Responder], threads: int, now: float) -> list[list[object]]:
+    """Each round, *threads* threads hand the same I_MESSAGE to their own Responder (``make(thread)``) at once.
+
+    Returns, per round, what each thread got: a ResponderOutcome or the MikeyError raised.
+    """
+    from mikey.errors import MikeyError
+
+    barrier = threading.Barrier(threads)
+    outcomes: list[list[object]] = [[None] * threads for _ in messages]
+
+    def worker(k: int) -> None:
+        for r, m in enumerate(messages):
+            responder = make(k)
+            barrier.wait()
+            try:
+                outcomes[r][k] = responder.receive(m, now)
+            except MikeyError as exc:
+                outcomes[r][k] = exc
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return outcomes
