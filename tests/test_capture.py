@@ -32,7 +32,8 @@ def _ip(src: str, dst: str, l4: dpkt.Packet, proto: int) -> bytes:
 
 
 def udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
-    return _ip(src, dst, dpkt.udp.UDP(sport=sport, dport=dport, data=payload), dpkt.ip.IP_PROTO_UDP)
+    seg = dpkt.udp.UDP(sport=sport, dport=dport, ulen=8 + len(payload), data=payload)
+    return _ip(src, dst, seg, dpkt.ip.IP_PROTO_UDP)
 
 
 def tcp(src: str, sport: int, dst: str, dport: int, seq: int, payload: bytes) -> bytes:
