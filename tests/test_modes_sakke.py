@@ -19,7 +19,7 @@ from mikey.errors import (
     UnsupportedIDError,
     UnsupportedSPParamsError,
 )
-from mikey.identities import key_period_number, rfc6509_identifier
+from mikey.identities import NTP_UNIX_OFFSET, key_period_number, rfc6509_identifier
 from mikey.keystore import IdentityKeys, KmsPublicKeys, SakkeKeystore
 from mikey.kms import generate_community, issue_user_keys
 from mikey.modes.base import CryptoSessionSpec, derive_crypto_sessions
@@ -345,3 +345,118 @@ def test_secrets_not_in_repr(stores: dict[str, SakkeKeystore]) -> None:
     k = stores[ALICE].key_sets[0]
     text = repr(k) + repr(stores[ALICE]) + repr(SakkeInitiator(stores[ALICE], BOB, ssv=b"\x42" * 16))
     assert k.ssk.hex() not in text and k.rsk.hex()[:40] not in text and "42424242" not in text
+
+
+# --- key-period rollover (RFC 6509 §3.2, §3.3; TS 33.180 §F.2.1) ----------------------------------
+#
+# The identifiers of a message are those of the key period holding its timestamp T; a Responder
+# holding periods N and N+1 accepts messages of either, whatever side of the boundary its own
+# clock is on (within the allowed clock skew, RFC 3830 §5.4).
+
+PERIOD = 2_592_000
+#: Period N+1 starts at this Unix time: NTP seconds (N+1) * PERIOD, offset 0 (TS 33.180 §F.2.1).
+N = key_period_number(NOW, PERIOD)
+BOUNDARY = float((N + 1) * PERIOD - NTP_UNIX_OFFSET)
+
+
+@pytest.fixture(scope="module")
+def rollover() -> dict[str, Any]:
+    """Alice and Bob holding the key sets of periods N and N+1, and each period's key sets alone."""
+    c = generate_community("kms.example.org", key_period=PERIOD)
+    sets = {(u, p): issue_user_keys(c, u, period_no=p) for u in (ALICE, BOB) for p in (N, N + 1)}
+    both = {u: SakkeKeystore(c.public, u, [sets[u, N], sets[u, N + 1]]) for u in (ALICE, BOB)}
+    only = {(u, p): SakkeKeystore(c.public, u, [sets[u, p]]) for u in (ALICE, BOB) for p in (N, N + 1)}
+    return {"both": both, "only": only, "sets": sets}
+
+
+def test_boundary_is_where_the_period_changes() -> None:
+    assert key_period_number(BOUNDARY - 0.001, PERIOD) == N
+    assert key_period_number(BOUNDARY, PERIOD) == N + 1
+
+
+@pytest.mark.parametrize("expected_initiator", [True, False], ids=["from-expected", "from-message"])
+@pytest.mark.parametrize(
+    ("t_i", "t_r"),
+    [
+        (BOUNDARY - 3600, BOUNDARY - 3590),  # both in N, the next period's keys already held
+        (BOUNDARY - 1.5, BOUNDARY + 1.5),  # sender just before the boundary, receiver already in N+1
+        (BOUNDARY - 0.001, BOUNDARY + 299),  # ... at the edge of the 300 s window
+        (BOUNDARY + 1, BOUNDARY - 1),  # sender already in N+1, receiver still in N
+        (BOUNDARY + 2, BOUNDARY + 5),  # both in N+1
+    ],
+    ids=["both-in-N", "sender-N-receiver-N+1", "window-edge", "sender-N+1-receiver-N", "both-in-N+1"],
+)
+def test_rollover_message_uses_the_period_of_t(
+    rollover: dict[str, Any], t_i: float, t_r: float, expected_initiator: bool
+) -> None:
+    alice, bob = rollover["both"][ALICE], rollover["both"][BOB]
+    period = N if t_i < BOUNDARY else N + 1
+    init = SakkeInitiator(alice, BOB, key_type="pck", crypto_sessions=[CryptoSessionSpec(ssrc=0x1234, cs_id=1)])
+    data = init.create_message(t_i)
+    assert init.result.extras["key_period_no"] == period
+    responder = SakkeResponder(bob, initiator_uri=ALICE if expected_initiator else None)
+    r = responder.receive(data, t_r).result
+    assert r.tgk == init.result.tgk and r.authenticated
+    assert r.crypto_sessions[0].master_key == init.result.crypto_sessions[0].master_key
+    assert r.extras["key_period_no"] == period
+    assert r.extras["initiator_identifier"] == rollover["sets"][ALICE, period].identifier.hex()
+    assert r.extras["responder_identifier"] == rollover["sets"][BOB, period].identifier.hex()
+
+
+@pytest.mark.parametrize(("t_i", "held"), [(BOUNDARY - 1, N + 1), (BOUNDARY + 1, N)], ids=["T-in-N", "T-in-N+1"])
+def test_rollover_receiver_without_the_period_of_t(rollover: dict[str, Any], t_i: float, held: int) -> None:
+    """A Responder holding only the other period's keys refuses (Error no 7), on either clock side."""
+    data = SakkeInitiator(rollover["both"][ALICE], BOB, key_type="pck").create_message(t_i)
+    for t_r in (BOUNDARY - 2, BOUNDARY + 2):
+        with pytest.raises(UnsupportedIDError) as ei:
+            SakkeResponder(rollover["only"][BOB, held], initiator_uri=ALICE).receive(data, t_r)
+        assert ei.value.err_no == 7 and ei.value.error_message is not None
+
+
+def test_rollover_sender_without_the_period_of_now(rollover: dict[str, Any]) -> None:
+    with pytest.raises(KeyMaterialError, match="key period"):
+        SakkeInitiator(rollover["only"][ALICE, N], BOB).create_message(BOUNDARY + 1)
+
+
+def test_rollover_window_still_applies(rollover: dict[str, Any]) -> None:
+    data = SakkeInitiator(rollover["both"][ALICE], BOB).create_message(BOUNDARY - 1)
+    with pytest.raises(InvalidTimestampError):
+        SakkeResponder(rollover["both"][BOB], initiator_uri=ALICE).receive(data, BOUNDARY + 300)
+
+
+def test_keys_of_another_period_than_t_are_refused(rollover: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device keyed out of period N+1 cannot go on with its period-N keys after the boundary.
+
+    The message below has T in N+1 but identifiers (signing key, recipient UID) of period N,
+    which is what such a device would send; RFC 6509 §3.2 makes the identifiers' period T's.
+    """
+    from mikey.modes import sakke as sakke_mode
+
+    real = sakke_mode.identifier_for
+    with monkeypatch.context() as m:
+        m.setattr(sakke_mode, "identifier_for", lambda keys, uri, when, scheme: real(keys, uri, when, scheme, -1))
+        data = SakkeInitiator(rollover["only"][ALICE, N], BOB, key_type="pck").create_message(BOUNDARY + 1)
+    # Checked against the expected sender's period-N+1 UID, the period-N signature fails.
+    with pytest.raises(AuthenticationError) as ei:
+        SakkeResponder(rollover["both"][BOB], initiator_uri=ALICE).receive(data, BOUNDARY + 2)
+    assert ei.value.err_no == 0
+    # Without an expected sender the carried UID verifies, but IDRr is Bob's UID of the wrong period.
+    with pytest.raises(UnsupportedIDError, match="another key period"):
+        SakkeResponder(rollover["both"][BOB]).receive(data, BOUNDARY + 2)
+
+
+@pytest.mark.parametrize(("t_i", "t_r"), [(1_769_903_999.0, 1_769_904_001.0), (1_769_904_001.0, 1_769_903_999.0)],
+                         ids=["sender-january", "sender-february"])
+def test_rollover_rfc6509_months(t_i: float, t_r: float) -> None:
+    """Monthly identifiers (RFC 6509 §3.3): 2026-01-31T23:59:59Z / 2026-02-01T00:00:01Z, both months held."""
+    a, b = "tel:+447700900123", "tel:+447700900456"
+    c = generate_community("kms.example.org", id_scheme=SakkeIDScheme.TEL_URI_MONTHLY)
+    keys = {u: SakkeKeystore(c.public, u, [issue_user_keys(c, u, month=m) for m in ("2026-01", "2026-02")])
+            for u in (a, b)}
+    init = SakkeInitiator(keys[a], b, key_type="pck")
+    data = init.create_message(t_i)
+    r = SakkeResponder(keys[b], initiator_uri=a).receive(data, t_r).result
+    month = "2026-01" if t_i < 1_769_904_000 else "2026-02"
+    assert r.tgk == init.result.tgk and r.extras["key_period_month"] == month
+    assert r.extras["responder_identifier"] == rfc6509_identifier(b, t_i).hex()
+    assert rfc6509_identifier(b, t_i).startswith(month.encode())

@@ -406,6 +406,14 @@ def identifier_for(keys: SakkeKeySource, uri: str, when: float, id_scheme: int, 
     raise UnspecifiedError(f"SAKKE ID scheme {id_scheme} is not supported")
 
 
+def _period_extras(keys: SakkeKeySource, when: float, id_scheme: int) -> dict[str, Any]:
+    """The key period of the message time T that chose the identifiers (RFC 6509 §3.2, TS 33.180 §F.2.1)."""
+    if id_scheme == SakkeIDScheme.UID_3GPP:
+        return {"key_period_no": key_period_number(when, keys.key_period, keys.key_period_offset)}
+    moment = _dt.datetime.fromtimestamp(when, _dt.UTC)
+    return {"key_period_month": f"{moment.year:04d}-{moment.month:02d}"}
+
+
 def _role_ids(scheme: int) -> tuple[int, int]:
     if scheme == SakkeIDScheme.UID_3GPP:
         return IDRole.INITIATOR_UID_3GPP, IDRole.RESPONDER_UID_3GPP
@@ -584,7 +592,7 @@ class SakkeInitiator(Initiator):
             cs_ids=self.cs_ids,
             initiator=self.keys.uri.encode(),
             responder=self.responder_uri.encode(),
-            extras=self._extras(own_id, peer_id),
+            extras=self._extras(own_id, peer_id) | _period_extras(keys, now, self.id_scheme),
         )
         return self.i_message
 
@@ -711,10 +719,6 @@ class SakkeResponder(Responder):
             idr[int(p.id_role)] = p.data
         return _Parsed(t, rand.rand, sk, sign, idr)
 
-    def _candidates(self, uri: str, when: float, scheme: int) -> list[bytes]:
-        """Identifiers of *uri* for the period of T and its neighbours (RFC 6509 §3.3)."""
-        return [identifier_for(self.keys, uri, when, scheme, shift) for shift in (0, -1, 1)]
-
     def _initiator_identifier(self, p: _Parsed, when: float, scheme: int) -> tuple[bytes, str | None]:
         role_i, _ = _role_ids(scheme)
         carried = p.idr.get(role_i)
@@ -733,25 +737,32 @@ class SakkeResponder(Responder):
             if uri_in_msg is not None and uri_in_msg != uri.encode():
                 raise UnsupportedIDError("IDRi does not name the expected Initiator")
             return identifier_for(self.keys, uri, when, scheme), uri
-        candidates = self._candidates(uri, when, scheme)
-        if carried is None:
-            return candidates[0], uri
-        if carried not in candidates:
-            raise UnsupportedIDError("the Initiator UID does not belong to the expected Initiator")
-        return carried, uri
+        expected = identifier_for(self.keys, uri, when, scheme)
+        if carried is not None and carried != expected:
+            raise UnsupportedIDError(
+                "the Initiator UID is not the expected Initiator's for the key period of T (TS 33.180 §F.2.1)"
+            )
+        return expected, uri
 
     def _signer_identifier(self, p: _Parsed, when: float, scheme: int) -> tuple[bytes, str | None]:
-        """The identifier to verify the signature with: the expected Initiator's if known."""
-        role_i, _ = _role_ids(scheme)
-        carried = p.idr.get(role_i)
-        if self.initiator_uri is not None and scheme == SakkeIDScheme.UID_3GPP:
-            candidates = self._candidates(self.initiator_uri, when, scheme)
-            return (carried if carried in candidates else candidates[0]), self.initiator_uri
+        """The identifier to verify the signature with: the expected Initiator's for the period of T, if known.
+
+        Only the key period holding T counts (RFC 6509 §3.2: the identifiers' period is
+        the timestamp's), so keys of a neighbouring period never sign a message: a
+        device keyed out of period N+1 cannot go on signing with its period-N key.
+        """
         if self.initiator_uri is not None:
             return identifier_for(self.keys, self.initiator_uri, when, scheme), self.initiator_uri
         return self._initiator_identifier(p, when, scheme)
 
     def _own_keys(self, p: _Parsed, when: float, scheme: int) -> tuple[UserKeySet, bytes]:
+        """This Responder's key set for the key period holding T (RFC 6509 §3.2, §3.3).
+
+        The period is the message's, not the Responder's clock's: across a boundary
+        (T just before it, the local clock just after, or the reverse, within the
+        allowed skew) the Responder uses the key set of T's period, which it holds
+        because it keeps two periods' keys (RFC 6509 §3.3).
+        """
         keys = self.keys
         _, role_r = _role_ids(scheme)
         carried = p.idr.get(role_r)
@@ -763,15 +774,16 @@ class SakkeResponder(Responder):
             if mine is None:
                 raise UnsupportedIDError("no Receiver Secret Key for the month of the timestamp")
             return mine, ident
-        for ident in self._candidates(keys.uri, when, scheme):
-            if carried is not None and carried != ident:
-                continue
-            mine = keys.user_keys(ident)
-            if mine is not None:
-                return mine, ident
-        if carried is not None and keys.user_keys(carried) is None:
+        ident = identifier_for(keys, keys.uri, when, scheme)
+        if carried is not None and carried != ident:
+            if keys.user_keys(carried) is not None:
+                raise UnsupportedIDError("IDRr is this Responder's UID for another key period than T's (RFC 6509 §3.2)")
             raise UnsupportedIDError("the I_MESSAGE is not addressed to this Responder")
-        raise UnsupportedIDError("no Receiver Secret Key for the key period of the timestamp")
+        mine = keys.user_keys(ident)
+        if mine is None:
+            period = key_period_number(when, keys.key_period, keys.key_period_offset)
+            raise UnsupportedIDError(f"no Receiver Secret Key for key period {period}, the period of the timestamp")
+        return mine, ident
 
     def _check_kms(self, p: _Parsed) -> None:
         kms = self.keys.kms_uri.encode()
@@ -829,6 +841,7 @@ class SakkeResponder(Responder):
             ssv = receiver.decapsulate(sakke_payload.data)
             self.remember(admission)
             extras = self._profile(msg, p, ssv, scheme, initiator, own_id, initiator_uri, to_self)
+            extras |= _period_extras(self.keys, when, scheme)
             header = fill_ssrcs(hdr, self.own_ssrcs)
             policies = tuple(msg.find_all(SecurityPolicyPayload))
             result = _make_result(
