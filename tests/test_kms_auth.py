@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jwks_server import JwksServer, self_signed
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from mikey.cli import main
@@ -27,14 +29,22 @@ from mikey.kms.auth import (
     DEV_ISSUER,
     DEV_JWKS_FILE,
     DEV_KEY_FILE,
+    JWKS_DEFAULT_TTL,
+    JWKS_MAX_TTL,
+    JWKS_MIN_REFRESH_INTERVAL,
+    JWKS_MIN_TTL,
     USER_SCOPE,
     BearerAuth,
     BearerPolicy,
     DevIssuer,
     FileJwks,
     KeySet,
+    NoIssuer,
+    RefreshableJwksSource,
     StaticJwks,
+    UrlJwks,
     _create_key,
+    _max_age,
     authorize_user,
     require_admin,
     www_authenticate,
@@ -81,7 +91,7 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def _refused(auth: BearerAuth, header: str | bytes | None, now: float = NOW) -> KmsAuthError:
+def _refused(auth: BearerAuth | NoIssuer, header: str | bytes | None, now: float = NOW) -> KmsAuthError:
     with pytest.raises(KmsAuthError) as info:
         auth.verify_bearer(header, now)
     return info.value
@@ -442,3 +452,229 @@ def test_fuzzed_headers_raise_only_the_typed_error(header: str | bytes) -> None:
         assert err.status in (401, 403) and err.reason
     else:  # a mutation that leaves a valid token (e.g. the same character) is still Alice's
         assert principal.user_uri == ALICE
+
+
+# --- JWKS from the identity server's jwks_uri (UrlJwks) -----------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (the TTL and the rate limit read it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+EC1 = {"keys": [JWKS["keys"][0]]}
+EC2 = {"keys": [_jwk(OTHER_EC_KEY.public_key(), "ec2")]}
+BOTH = {"keys": [*EC1["keys"], *EC2["keys"]]}
+
+
+def _url_auth(source: UrlJwks) -> BearerAuth:
+    return BearerAuth(BearerPolicy(issuer=ISSUER, audience=AUDIENCE, jwks=source))
+
+
+def test_url_jwks_fetches_once_and_verifies() -> None:
+    with JwksServer(EC1) as idp:
+        source = UrlJwks(idp.url, clock=Clock())
+        auth = _url_auth(source)
+        for _ in range(5):
+            assert auth.verify_bearer("Bearer " + _token(), NOW).user_uri == ALICE
+        assert idp.hits == 1 and source.fetches == 1 and source.failures == 0
+        assert idp.requests[0]["Accept"].startswith("application/jwk-set+json")
+        assert source.key_set().kids == ("ec1",) and "ec1" in repr(source)
+        assert isinstance(source, RefreshableJwksSource)
+
+
+def test_url_jwks_picks_up_a_key_rotation_through_an_unknown_kid(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mikey.kms.auth")
+    clock = Clock()
+    with JwksServer(EC1) as idp:
+        auth = _url_auth(source := UrlJwks(idp.url, clock=clock))
+        clock.now += JWKS_MIN_REFRESH_INTERVAL  # the start's fetch is not too recent any more
+        idp.set(EC2)  # the identity server rotates: ec1 out, ec2 in
+        assert auth.verify_bearer("Bearer " + _token(OTHER_EC_KEY, kid="ec2"), NOW).user_uri == ALICE
+        assert idp.hits == 2 and source.key_set().kids == ("ec2",)
+        assert "keys now ['ec2'] (were ['ec1'])" in caplog.text
+        assert _refused(auth, "Bearer " + _token()).reason == "unknown-key"  # ec1 is gone
+        assert idp.hits == 2  # ... and asking again for it so soon fetches nothing
+
+
+def test_url_jwks_unknown_kid_refreshes_are_rate_limited() -> None:
+    clock = Clock()
+    with JwksServer(EC1) as idp:
+        auth = _url_auth(UrlJwks(idp.url, clock=clock))
+        flood = ["Bearer " + _token(OTHER_EC_KEY, kid=f"random-{i}") for i in range(40)]
+        for header in flood:  # within the interval after the start's fetch: nothing fetched
+            assert _refused(auth, header).reason == "unknown-key"
+        assert idp.hits == 1
+        clock.now += JWKS_MIN_REFRESH_INTERVAL
+        for header in flood:  # one fetch for the whole flood
+            assert _refused(auth, header).reason == "unknown-key"
+        assert idp.hits == 2
+        idp.set(BOTH)  # now a real new key appears, within the interval: not fetched yet
+        clock.now += JWKS_MIN_REFRESH_INTERVAL - 1
+        assert _refused(auth, "Bearer " + _token(OTHER_EC_KEY, kid="ec2")).reason == "unknown-key"
+        assert idp.hits == 2
+        clock.now += 1
+        assert auth.verify_bearer("Bearer " + _token(OTHER_EC_KEY, kid="ec2"), NOW).user_uri == ALICE
+        assert idp.hits == 3
+
+
+def test_url_jwks_concurrent_unknown_kids_fetch_once() -> None:
+    clock = Clock()
+    with JwksServer(EC1) as idp:
+        auth = _url_auth(UrlJwks(idp.url, clock=clock))
+        idp.set(BOTH)
+        clock.now += JWKS_MIN_REFRESH_INTERVAL
+        headers = ["Bearer " + _token(OTHER_EC_KEY, kid=kid) for kid in ["ec2"] * 8 + [f"x{i}" for i in range(8)]]
+        results: list[str] = []
+        lock = threading.Lock()
+
+        def verify(header: str) -> None:
+            try:
+                outcome = auth.verify_bearer(header, NOW).user_uri or ""
+            except KmsAuthError as err:
+                outcome = err.reason
+            with lock:
+                results.append(outcome)
+
+        threads = [threading.Thread(target=verify, args=(h,)) for h in headers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert idp.hits == 2
+        assert sorted(results) == sorted([ALICE] * 8 + ["unknown-key"] * 8)
+
+
+def test_url_jwks_cache_lifetime_follows_cache_control_within_bounds() -> None:
+    clock = Clock()
+    cases = [({"Cache-Control": "public, max-age=120"}, 120.0), ({}, JWKS_DEFAULT_TTL),
+             ({"Cache-Control": "max-age=5"}, JWKS_MIN_TTL), ({"Cache-Control": "max-age=999999999"}, JWKS_MAX_TTL),
+             ({"Cache-Control": "no-store"}, JWKS_MIN_TTL), ({"Cache-Control": "max-age=junk"}, JWKS_DEFAULT_TTL)]
+    with JwksServer(EC1) as idp:
+        for headers, ttl in cases:
+            idp.set(EC1, headers=headers)
+            hits = idp.hits
+            source = UrlJwks(idp.url, clock=clock)
+            assert idp.hits == hits + 1
+            clock.now += ttl - 1
+            source.key_set()
+            assert idp.hits == hits + 1, headers  # still fresh
+            idp.set(EC2, headers=headers)
+            clock.now += 1
+            assert source.key_set().kids == ("ec2",), headers  # expired: fetched again on use
+            assert idp.hits == hits + 2
+            clock.now += 1
+
+
+def test_max_age_parsing() -> None:
+    assert _max_age(None) is None and _max_age("") is None and _max_age("public") is None
+    assert _max_age("max-age=60") == 60 and _max_age('Max-Age="90", public') == 90
+    assert _max_age("no-cache, max-age=600") == 0 and _max_age("max-age=-5") is None
+    assert _max_age("max-age=\u0661\u0662") is None  # Unicode digits are not a delta-seconds
+    assert _max_age("max-age=" + "9" * 40) == 999_999_999_999
+
+
+def test_url_jwks_keeps_the_last_good_set_when_a_refresh_fails(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mikey.kms.auth")
+    clock = Clock()
+    with JwksServer(EC1) as idp:
+        source = UrlJwks(idp.url, clock=clock)
+        auth = _url_auth(source)
+        failures = [(b"", 500, "HTTP status 500"), (b"<html>oops</html>", 200, "not JSON"),
+                    (json.dumps({"keys": []}).encode(), 200, "no signature-verification key")]
+        for body, status, message in failures:
+            idp.set(body, status=status)
+            clock.now += JWKS_DEFAULT_TTL
+            assert source.key_set().kids == ("ec1",)
+            assert auth.verify_bearer("Bearer " + _token(), NOW).user_uri == ALICE
+            assert message in caplog.text and "still using the 1 key(s)" in caplog.text
+            caplog.clear()
+        assert (source.fetches, source.failures) == (4, 3)
+        hits = idp.hits
+        clock.now += JWKS_MIN_REFRESH_INTERVAL - 1  # after a failure, no retry before the interval
+        source.key_set()
+        assert idp.hits == hits
+        with pytest.raises(KeyMaterialError, match="no signature-verification key"):
+            source.refresh()  # a forced refresh reports the failure
+        idp.set(EC2)
+        clock.now += JWKS_MIN_REFRESH_INTERVAL
+        assert source.key_set().kids == ("ec2",)  # recovered
+    clock.now += JWKS_DEFAULT_TTL  # the identity server is gone: connection refused
+    assert source.key_set().kids == ("ec2",)
+    assert "cannot fetch" in caplog.text and source.failures == 5
+
+
+@pytest.mark.parametrize(("body", "status", "headers", "message"), [
+    (b"{" + b" " * 5000 + b"}", 200, {}, "larger than 4096 bytes"),
+    (json.dumps({"keys": [JWKS["keys"][0]] * 40}).encode(), 200, {"chunked": ""}, "larger than 4096 bytes"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), 200, {}, "not JSON"),
+    (b"[" * 2000 + b"]" * 2000, 200, {"chunked": ""}, "not JSON"),
+    (b"[]", 200, {}, "not a JSON object"),
+    (json.dumps({"keys": "none"}).encode(), 200, {}, "no 'keys' array"),
+    (json.dumps({"keys": [{**json.loads(ECAlgorithm.to_jwk(EC_KEY)), "kid": "x"}]}).encode(), 200, {}, "private"),
+    (b"not found", 404, {}, "HTTP status 404"),
+    (b"", 302, {"Location": "http://evil.example/jwks.json"}, "redirects are not followed"),
+], ids=["oversize-length", "oversize-unannounced", "binary", "deep-nesting", "array", "no-keys", "private-key",
+        "404", "redirect"])
+def test_url_jwks_refuses_bad_answers_with_a_clear_error(body: bytes, status: int, headers: dict[str, str],
+                                                         message: str) -> None:
+    with JwksServer(EC1) as idp:
+        unannounced = headers.pop("chunked", None) is not None
+        idp.send_length = not unannounced
+        idp.set(body, status=status, headers=headers)
+        with pytest.raises(KeyMaterialError) as info:
+            UrlJwks(idp.url, max_bytes=4096)
+        assert message in str(info.value) and idp.url in str(info.value)
+        assert info.value.__cause__ is None and (info.value.__context__ is None or info.value.__suppress_context__)
+
+
+def test_url_jwks_bounds_the_time_of_a_slow_answer() -> None:
+    with JwksServer(EC1) as idp:
+        idp.drip = 0.05  # one byte every 50 ms: each read is quick, the whole answer is not
+        with pytest.raises(KeyMaterialError, match=r"no complete answer within 0\.5 s"):
+            UrlJwks(idp.url, timeout=0.5)
+        assert idp.hits == 1
+
+
+def test_url_jwks_url_rules(tmp_path: Path) -> None:
+    for url in ("ftp://127.0.0.1/jwks.json", "https:///jwks.json", "/etc/jwks.json"):
+        with pytest.raises(ValueError, match="https://"):
+            UrlJwks(url)
+    with pytest.raises(ValueError, match=r"https:// \(plain http only for a loopback host"):
+        UrlJwks("http://idp.example.org/jwks.json")  # refused before any connection
+    with pytest.raises(ValueError, match="credentials"):
+        UrlJwks("https://user:secret@idp.example.org/jwks.json")
+    with pytest.raises(ValueError, match="https:// JWKS URLs only"):
+        UrlJwks("http://127.0.0.1:1/jwks.json", ca_file=tmp_path / "ca.pem")
+    with pytest.raises(KeyMaterialError, match="cannot load the CA file"):
+        UrlJwks("https://127.0.0.1:1/jwks.json", ca_file=tmp_path / "absent.pem")
+    with pytest.raises(KeyMaterialError, match="cannot fetch"):
+        UrlJwks("http://127.0.0.1:1/jwks.json")  # loopback http is allowed; nothing listens there
+    with JwksServer(EC1) as idp:
+        assert UrlJwks(idp.url.replace("127.0.0.1", "localhost")).key_set().kids == ("ec1",)
+
+
+def test_url_jwks_over_https_with_a_ca_file(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    with JwksServer(EC1, tls=(cert, key)) as idp:
+        assert idp.url.startswith("https://127.0.0.1:")
+        source = UrlJwks(idp.url, ca_file=cert)
+        assert _url_auth(source).verify_bearer("Bearer " + _token(), NOW).user_uri == ALICE
+        with pytest.raises(KeyMaterialError, match="CERTIFICATE_VERIFY_FAILED"):
+            UrlJwks(idp.url)  # the system's CAs do not know this server
+        other, _ = self_signed(tmp_path, "other")
+        with pytest.raises(KeyMaterialError, match="CERTIFICATE_VERIFY_FAILED"):
+            UrlJwks(idp.url, ca_file=other)
+
+
+def test_no_issuer_refuses_every_request() -> None:
+    err = _refused(NoIssuer(), "Bearer " + _token())
+    assert (err.status, err.reason) == (401, "no-issuer") and "--dev-tokens" in str(err)
+    principal = _auth().verify_bearer("Bearer " + _token(), NOW)
+    with pytest.raises(KmsForbiddenError):
+        NoIssuer().authorize_user(principal, ALICE)

@@ -1,10 +1,11 @@
 """``mikey kms serve`` and ``mikey kms user add``: the TS 33.180 KMS server and its user registry (issue 9).
 
 ``serve [--data DIR] [--db URL] [--host H] [--port N] [--kms-uri URI] [--tls-cert PEM --tls-key PEM]
-[--dev-tokens | --jwks FILE --issuer ISS --audience AUD]``: the first start on an empty DIR creates
-the at-rest key (DIR/at_rest.key, 0600, unless $MIKEY_KMS_AT_REST_KEY is set), the SQLite database
-DIR/kms.sqlite3 (unless --db names another) and the community; prints ``serving http://HOST:PORT``
-(or https) as its first stdout line once the socket accepts connections.  Plain HTTP only on loopback.
+[--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]``: the first start on an
+empty DIR creates the at-rest key (DIR/at_rest.key, 0600, unless $MIKEY_KMS_AT_REST_KEY is set), the
+SQLite database DIR/kms.sqlite3 (unless --db names another) and the community; prints ``serving
+http://HOST:PORT`` (or https) as its first stdout line once the socket accepts connections.  Plain
+HTTP only on loopback.  Without --dev-tokens or --jwks every request is refused (401).
 ``user add --data DIR [--db URL] URI…`` registers users, also while a server runs.
 ``fetch --kms URL --token TOKEN --out FILE [--ca PEM]`` writes the token's user's keystore JSON.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import os
 import socket
 import ssl
@@ -23,7 +25,7 @@ from pathlib import Path
 from .._files import write_private_atomic
 from ..errors import KeyMaterialError, MikeyError
 from ..kms import generate_community
-from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks
+from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks, NoIssuer, UrlJwks
 from ..kms.store import AT_REST_KEY_ENV, AtRestKey, KmsStore, create_at_rest_key_file
 from .common import UsageError
 
@@ -64,6 +66,48 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_url(value: str) -> bool:
+    return value.lower().startswith(("http://", "https://"))
+
+
+def _authenticator(args: argparse.Namespace) -> BearerAuth | NoIssuer:
+    """The token verifier the flags ask for (TS 33.180 Annex B; issue 9 §3)."""
+    idp_flags = [f for f, v in (("--jwks", args.jwks), ("--issuer", args.issuer), ("--audience", args.audience))
+                 if v is not None]
+    if (args.jwks_ca is not None or args.jwks_allow_http) and (args.jwks is None or not _is_url(args.jwks)):
+        raise UsageError("--jwks-ca and --jwks-allow-http apply to a --jwks URL")
+    if args.dev_tokens:
+        if idp_flags:
+            raise UsageError(f"--dev-tokens and {' '.join(idp_flags)}: choose the development issuer or your "
+                             "identity server")
+        try:
+            return BearerAuth(DevIssuer.load_or_create(args.data).policy())
+        except (KeyMaterialError, OSError) as exc:
+            raise UsageError(f"--dev-tokens: {exc}") from None
+    if not idp_flags:
+        print("mikey: warning: no --jwks URL --issuer ISS --audience AUD and no --dev-tokens: every request "
+              "is refused (401) until one is given", file=sys.stderr, flush=True)
+        return NoIssuer()
+    if len(idp_flags) < 3:
+        raise UsageError("--jwks, --issuer and --audience go together (your identity server's JWKS, iss and aud)")
+    try:
+        jwks: FileJwks | UrlJwks = (UrlJwks(args.jwks, ca_file=args.jwks_ca, allow_http=args.jwks_allow_http)
+                                    if _is_url(args.jwks) else FileJwks(args.jwks))
+        return BearerAuth(BearerPolicy(issuer=args.issuer, audience=args.audience, jwks=jwks))
+    except (KeyMaterialError, ValueError) as exc:
+        raise UsageError(f"--jwks: {exc}") from None
+
+
+def _log_to_stderr() -> None:
+    """Send the KMS's own log (refused tokens, JWKS refreshes; never a token or secret) to stderr."""
+    log = logging.getLogger("mikey")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -75,22 +119,15 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if not tls and not _is_loopback(args.host):
         raise UsageError(f"plain HTTP is served on loopback only: give --tls-cert and --tls-key to bind {args.host}")
-    if args.dev_tokens:
-        try:
-            policy: BearerPolicy = DevIssuer.load_or_create(args.data).policy()
-        except (KeyMaterialError, OSError) as exc:
-            raise UsageError(f"--dev-tokens: {exc}") from None
-    elif args.jwks and args.issuer and args.audience:
-        policy = BearerPolicy(issuer=args.issuer, audience=args.audience, jwks=FileJwks(args.jwks))
-    else:
-        raise UsageError("give --dev-tokens, or --jwks FILE --issuer ISS --audience AUD for your identity server")
+    authenticator = _authenticator(args)
+    _log_to_stderr()
     store = _open_store(args.data, args.db)
     kms_uri = args.kms_uri or "kms.example.org"
     try:
         community = store.get_or_create_community(lambda: generate_community(kms_uri))
         if args.kms_uri is not None and community.public.kms_uri != args.kms_uri:
             raise UsageError(f"--kms-uri: the database holds the community of {community.public.kms_uri!r}")
-        core = KmsCore(store, BearerAuth(policy))
+        core = KmsCore(store, authenticator)
     except MikeyError as exc:
         raise UsageError(str(exc)) from None
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -170,7 +207,13 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--tls-key", metavar="PEM", help="server private key (HTTPS)")
     s.add_argument("--dev-tokens", action="store_true",
                    help="accept tokens of the development issuer whose key is in DIR ('mikey kms token')")
-    s.add_argument("--jwks", metavar="FILE", help="JWKS of the identity server whose tokens are accepted")
+    s.add_argument("--jwks", metavar="FILE|URL",
+                   help="JWKS of the identity server whose tokens are accepted: a file, or its jwks_uri "
+                   "(https://; cached, refreshed when a token names an unknown key)")
+    s.add_argument("--jwks-ca", metavar="PEM", help="CA certificates trusted for an https --jwks URL "
+                   "(default: the system's)")
+    s.add_argument("--jwks-allow-http", action="store_true",
+                   help="allow a plain http:// --jwks URL on a non-loopback host (a trusted network only)")
     s.add_argument("--issuer", metavar="ISS", help="the identity server's issuer (iss)")
     s.add_argument("--audience", metavar="AUD", help="the audience (aud) tokens must name")
     s.set_defaults(func=run_serve)

@@ -12,6 +12,11 @@ sockets or a clock of its own (``now`` is a parameter):
 * :func:`authorize_user` and :func:`require_admin` decide what the principal may do: a user
   only their own key sets, an admin (scope :data:`ADMIN_SCOPE`) everything.
 
+The keys come from a :class:`JwksSource`: :class:`StaticJwks` (a document), :class:`FileJwks`
+(a file) or :class:`UrlJwks` (the identity server's ``jwks_uri``, RFC 8414 §2, fetched over
+HTTPS, cached, refreshed on an unknown ``kid`` at a bounded rate).  :class:`NoIssuer` accepts no
+token at all (a KMS started without an identity server).
+
 Claims read (TS 33.180 Annex B.1.2 access token): the MC identity from ``mcptt_id`` by default
 (deployed identity servers put the client's id, not the user, in ``sub``), the scopes from
 ``scope`` (a space-separated string, RFC 9068 §2.2.3, or a JSON array as deployed servers send)
@@ -25,17 +30,25 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import http.client
+import ipaddress
 import json
 import logging
 import math
 import os
 import re
 import secrets
+import ssl
 import stat
-from collections.abc import Mapping
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -52,8 +65,11 @@ __all__ = [
     "Principal",
     "KeySet",
     "JwksSource",
+    "RefreshableJwksSource",
     "StaticJwks",
     "FileJwks",
+    "UrlJwks",
+    "NoIssuer",
     "BearerPolicy",
     "BearerAuth",
     "authorize_user",
@@ -168,6 +184,14 @@ class KeySet:
     def __len__(self) -> int:
         return len(self._kids)
 
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._kids
+
+    @property
+    def kids(self) -> tuple[str | None, ...]:
+        """The ``kid`` of each verification key, in document order (``None`` for a key without one)."""
+        return tuple(self._kids)
+
     def __repr__(self) -> str:
         return f"KeySet(kids={self._kids!r})"
 
@@ -196,6 +220,15 @@ class JwksSource(Protocol):
     """
 
     def key_set(self) -> KeySet: ...
+
+
+@runtime_checkable
+class RefreshableJwksSource(JwksSource, Protocol):
+    """A source that can look again when a token names a key it does not hold (the IdP rotated its keys)."""
+
+    def refresh_for_unknown_kid(self, kid: str) -> KeySet:
+        """The key set to retry with: fetched anew unless rate-limited, else the current one."""
+        ...
 
 
 class StaticJwks:
@@ -244,6 +277,232 @@ class FileJwks:
 
     def __repr__(self) -> str:
         return f"FileJwks({str(self.path)!r})"
+
+
+#: :class:`UrlJwks` defaults: the longest JWKS document read, the seconds one fetch may take, the
+#: cache lifetime without (and the bounds around) a ``Cache-Control: max-age``, and the shortest
+#: time between two fetches (unknown-``kid`` refreshes and retries after a failure alike).
+JWKS_MAX_BYTES = 256 * 1024
+JWKS_TIMEOUT = 5.0
+JWKS_DEFAULT_TTL = 300.0
+JWKS_MIN_TTL = 60.0
+JWKS_MAX_TTL = 24 * 3600.0
+JWKS_MIN_REFRESH_INTERVAL = 30.0
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _max_age(cache_control: str | None) -> float | None:
+    """The freshness lifetime a ``Cache-Control`` value gives (RFC 9111 §5.2.2): 0 for no-store/no-cache."""
+    if not cache_control:
+        return None
+    directives: dict[str, str] = {}
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        directives.setdefault(name.strip().lower(), value.strip().strip('"'))
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    value = directives.get("max-age", "")
+    if value.isdigit() and value.isascii():
+        return float(int(value[:12]))
+    return None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed (one could lead from HTTPS to plain HTTP or to another host)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> None:
+        return None
+
+
+class UrlJwks:
+    """The JWKS at an identity server's ``jwks_uri`` (RFC 8414 §2, RFC 7517 §5), fetched with the stdlib.
+
+    *url* must be ``https://`` (verified against the system's CAs, or *ca_file*); plain ``http://``
+    only for a loopback host or with *allow_http*.  URLs with credentials are refused; redirects
+    are not followed.  A fetch takes at most *timeout* seconds (in all, not per read) and reads at
+    most *max_bytes* octets; a larger, non-JSON or non-JWKS answer is refused with
+    :class:`~mikey.errors.KeyMaterialError`.
+
+    The constructor fetches once and raises on failure (a misconfigured source is found at start).
+    Afterwards the key set is cached for the response's ``Cache-Control: max-age`` (clamped to
+    *min_ttl*..*max_ttl*; *default_ttl* without one) and fetched again when it expires.  A token
+    naming an unknown ``kid`` triggers a fetch (the IdP rotated its keys), but no fetch of any kind
+    starts within *min_refresh_interval* seconds of the previous one, so tokens with made-up kids
+    cannot make the KMS hammer the IdP.  A failed refresh is logged and the last good key set
+    stays in use.  *clock* (monotonic seconds) is for tests.  Thread-safe.
+    """
+
+    __slots__ = ("url", "timeout", "max_bytes", "default_ttl", "min_ttl", "max_ttl", "min_refresh_interval",
+                 "_opener", "_clock", "_lock", "_keys", "_fetched_at", "_expires_at", "_last_attempt",
+                 "fetches", "failures")
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        allow_http: bool = False,
+        timeout: float = JWKS_TIMEOUT,
+        max_bytes: int = JWKS_MAX_BYTES,
+        default_ttl: float = JWKS_DEFAULT_TTL,
+        min_ttl: float = JWKS_MIN_TTL,
+        max_ttl: float = JWKS_MAX_TTL,
+        min_refresh_interval: float = JWKS_MIN_REFRESH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+        if scheme not in ("https", "http") or not host:
+            raise ValueError("the JWKS URL must be an https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the JWKS URL must not carry credentials")
+        loopback = _is_loopback_host(host)
+        if scheme == "http" and not (loopback or allow_http):
+            raise ValueError(f"the JWKS URL must use https:// (plain http only for a loopback host, "
+                             f"or with allow_http): {url}")
+        if scheme == "http" and ca_file is not None:
+            raise ValueError("a CA file applies to https:// JWKS URLs only")
+        if not (0 < timeout <= 60) or max_bytes < 1024:
+            raise ValueError("timeout must be in (0, 60] seconds and max_bytes at least 1024")
+        if not (0 < min_ttl <= default_ttl <= max_ttl) or min_refresh_interval < 0:
+            raise ValueError("need 0 < min_ttl <= default_ttl <= max_ttl and min_refresh_interval >= 0")
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if scheme == "https":
+            try:
+                context = ssl.create_default_context(cafile=None if ca_file is None else os.fspath(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise KeyMaterialError(f"cannot load the CA file {os.fspath(ca_file or '')}: "
+                                       f"{getattr(exc, 'strerror', None) or exc}") from None
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        if loopback:
+            handlers.append(urllib.request.ProxyHandler({}))  # never send a loopback request to a proxy
+        self.url = url
+        self.timeout = float(timeout)
+        self.max_bytes = max_bytes
+        self.default_ttl, self.min_ttl, self.max_ttl = float(default_ttl), float(min_ttl), float(max_ttl)
+        self.min_refresh_interval = float(min_refresh_interval)
+        self._opener = urllib.request.build_opener(*handlers)
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: Fetch attempts and failed ones, since construction.
+        self.fetches = 0
+        self.failures = 0
+        self._last_attempt = clock()
+        self.fetches += 1
+        keys, ttl = self._fetch()
+        self._install(keys, ttl)
+
+    def __repr__(self) -> str:
+        return f"UrlJwks({self.url!r}, kids={list(self._keys.kids)!r})"
+
+    def _fetch(self) -> tuple[KeySet, float]:
+        """One GET of the URL: the key set and its cache lifetime, or ``KeyMaterialError``."""
+        where = f"JWKS {self.url}"
+        request = urllib.request.Request(self.url, headers={
+            "Accept": "application/jwk-set+json, application/json", "User-Agent": "mikey-kms"})
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > self.max_bytes:
+                    raise KeyMaterialError(f"{where}: the answer ({int(length)} bytes) is larger than "
+                                           f"{self.max_bytes} bytes")
+                data = bytearray()
+                while len(data) <= self.max_bytes:
+                    if time.monotonic() > deadline:
+                        raise KeyMaterialError(f"{where}: no complete answer within {self.timeout:g} s")
+                    chunk = response.read1(min(65536, self.max_bytes + 1 - len(data)))  # one recv at most
+                    if not chunk:
+                        break
+                    data += chunk
+                cache_control = response.headers.get("Cache-Control")
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            hint = " (redirects are not followed: configure the final URL)" if 300 <= exc.code < 400 else ""
+            raise KeyMaterialError(f"{where}: HTTP status {exc.code}{hint}") from None
+        except urllib.error.URLError as exc:
+            raise KeyMaterialError(f"{where}: cannot fetch: {exc.reason}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KeyMaterialError(f"{where}: cannot fetch: {type(exc).__name__}: {exc}") from None
+        if len(data) > self.max_bytes:
+            raise KeyMaterialError(f"{where}: the answer is larger than {self.max_bytes} bytes")
+        try:
+            document = json.loads(bytes(data))
+        except (ValueError, RecursionError):
+            raise KeyMaterialError(f"{where}: the answer is not JSON") from None
+        if not isinstance(document, dict):
+            raise KeyMaterialError(f"{where}: the answer is not a JSON object")
+        try:
+            keys = KeySet(document)
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"{where}: {str(exc).removeprefix('JWKS: ')}") from None
+        age = _max_age(cache_control)
+        ttl = self.default_ttl if age is None else min(max(age, self.min_ttl), self.max_ttl)
+        return keys, ttl
+
+    def _install(self, keys: KeySet, ttl: float) -> None:
+        now = self._clock()
+        self._keys, self._fetched_at, self._expires_at = keys, now, now + ttl
+
+    def _refresh(self, why: str) -> None:
+        """Fetch again (the caller holds the lock); on failure keep the last good key set."""
+        self._last_attempt = self._clock()
+        self.fetches += 1
+        try:
+            keys, ttl = self._fetch()
+        except KeyMaterialError as exc:
+            self.failures += 1
+            logger.warning("%s; refresh (%s) failed, still using the %d key(s) fetched %.0f s ago", exc, why,
+                           len(self._keys), self._clock() - self._fetched_at)
+            return
+        if keys.kids != self._keys.kids:
+            logger.info("JWKS %s: keys now %s (were %s)", self.url, list(keys.kids), list(self._keys.kids))
+        self._install(keys, ttl)
+
+    def _may_fetch(self, now: float) -> bool:
+        return now - self._last_attempt >= self.min_refresh_interval
+
+    def key_set(self) -> KeySet:
+        """The cached key set, fetched anew first when it has expired (one thread fetches, others go on)."""
+        now = self._clock()
+        if now >= self._expires_at and self._may_fetch(now) and self._lock.acquire(blocking=False):
+            try:
+                if self._clock() >= self._expires_at and self._may_fetch(self._clock()):
+                    self._refresh("the cached key set expired")
+            finally:
+                self._lock.release()
+        return self._keys
+
+    def refresh_for_unknown_kid(self, kid: str) -> KeySet:
+        """The key set after fetching again for a token naming *kid*, unless a fetch is too recent."""
+        if kid in self._keys:
+            return self._keys
+        with self._lock:  # a fetch under way in another thread finishes first, and may bring the kid
+            if kid not in self._keys and self._may_fetch(self._clock()):
+                self._refresh(f"a token names the unknown key {_shown(kid)}")
+            return self._keys
+
+    def refresh(self) -> None:
+        """Fetch now, whatever the cache and rate limit say; raises ``KeyMaterialError`` on failure."""
+        with self._lock:
+            self._last_attempt = self._clock()
+            self.fetches += 1
+            try:
+                keys, ttl = self._fetch()
+            except KeyMaterialError:
+                self.failures += 1
+                raise
+            self._install(keys, ttl)
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -389,7 +648,11 @@ class BearerAuth:
         if not isinstance(alg, str) or alg not in policy.algorithms:
             raise _unauthorized(f"token algorithm {_shown(alg)} is not allowed "
                                 f"(allowed: {', '.join(policy.algorithms)})", "algorithm")
-        key = policy.jwks.key_set().find(header.get("kid"), alg)
+        kid, source = header.get("kid"), policy.jwks
+        key_set = source.key_set()
+        if isinstance(kid, str) and kid not in key_set and isinstance(source, RefreshableJwksSource):
+            key_set = source.refresh_for_unknown_kid(kid)  # the identity server may have rotated its keys
+        key = key_set.find(kid, alg)
         try:
             decoded = jwt.decode_complete(
                 token, key=key, algorithms=[alg],
@@ -495,6 +758,30 @@ def require_admin(principal: Principal) -> None:
     """Allow an admin operation (register users, rotate community keys), or raise ``KmsForbiddenError``."""
     if not principal.is_admin:
         raise KmsForbiddenError(f"needs the admin scope {ADMIN_SCOPE!r}", reason="insufficient-scope")
+
+
+class NoIssuer:
+    """The authenticator of a KMS with no identity server configured: every request is refused (401).
+
+    ``mikey kms serve`` without ``--jwks`` or ``--dev-tokens`` serves the interface with it, so
+    nothing is ever issued until an issuer of tokens is configured.
+    """
+
+    __slots__ = ()
+
+    MESSAGE = ("this KMS accepts no tokens: it was started without an identity server "
+               "(--jwks URL --issuer ISS --audience AUD) or --dev-tokens")
+
+    def __repr__(self) -> str:
+        return "NoIssuer()"
+
+    def verify_bearer(self, authorization: str | bytes | None, now: float) -> Principal:
+        """Refuse: :class:`~mikey.errors.KmsUnauthorizedError`, reason ``no-issuer``."""
+        raise _unauthorized(self.MESSAGE, "no-issuer")
+
+    def authorize_user(self, principal: Principal, requested_user_uri: str) -> None:
+        """Refuse (never reached: no principal is ever verified)."""
+        raise KmsForbiddenError(self.MESSAGE, reason="no-issuer")
 
 
 _NOT_IN_QUOTED = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
