@@ -143,17 +143,18 @@ def _same(a: IdentityKeys, b: IdentityKeys) -> bool:
 
 def test_migrations_create_the_schema_and_rerun_as_no_ops(db_url: sa.URL, key: AtRestKey) -> None:
     with KmsStore(db_url, key) as store:
-        assert store.schema_revision() == "0001"
+        assert store.schema_revision() == "0002"
         store.create_community(COMMUNITY)
         store.add_user(ALICE)
         engine = sa.create_engine(db_url)
         inspector = sa.inspect(engine)
-        assert {"kms_community", "kms_users", "kms_key_sets", "kms_alembic_version"} <= set(inspector.get_table_names())
+        assert {"kms_community", "kms_users", "kms_key_sets", "kms_audit", "kms_alembic_version"} <= set(
+            inspector.get_table_names())
         uniques = inspector.get_unique_constraints("kms_key_sets")
-        assert [u["column_names"] for u in uniques] == [["user_uri", "period_no"]]
+        assert [u["column_names"] for u in uniques] == [["generation", "user_uri", "period_no"]]
         engine.dispose()
     with KmsStore(db_url, key) as again:  # opening runs the migrations again: nothing changes, nothing lost
-        assert again.schema_revision() == "0001"
+        assert again.schema_revision() == "0002"
         assert [u.uri for u in again.list_users()] == [ALICE]
 
 
@@ -516,7 +517,7 @@ def test_two_processes_starting_on_an_empty_database_share_one_schema_and_commun
     assert [r[0] for r in results] == ["ok"] * 3, results
     assert len({r[1:] for r in results}) == 1  # the same community (KPAK and KSAK) in every process
     with KmsStore(db_url, AtRestKey.load(key_file)) as store:
-        assert store.schema_revision() == "0001"
+        assert store.schema_revision() == "0002"
         assert store.load_community().public.kpak.hex() == results[0][1]
 
 
@@ -530,3 +531,153 @@ def test_a_failed_migration_leaves_nothing_behind(db_url: sa.URL, key: AtRestKey
     tables = set(sa.inspect(engine).get_table_names())
     engine.dispose()
     assert tables == {"kms_key_sets"}
+
+
+# -- generations (rotation), integrity keys, audit (schema revision 0002) ---------------------------
+
+
+def test_upgrade_from_0001_keeps_the_community_users_and_key_sets(db_url: sa.URL, key: AtRestKey) -> None:
+    """A database written at revision 0001 (one community, UNIQUE(user, period)) upgrades to 0002 in place:
+    the community becomes generation 1, its key sets stay readable (same sealing), issuing goes on."""
+    from mikey.kms.store import _ad  # revision 0001's associated-data layout, which generation 1 keeps
+
+    old = KmsStore(db_url, key, migrate=False)
+    old.upgrade("0001")
+    assert old.schema_revision() == "0001"
+    keys = issue_user_keys(COMMUNITY, ALICE, period_no=7)
+    p = COMMUNITY.public
+    ksak = COMMUNITY.ksak.to_bytes((COMMUNITY.ksak.bit_length() + 7) // 8, "big")
+    zm = COMMUNITY.z_master.to_bytes((COMMUNITY.z_master.bit_length() + 7) // 8, "big")
+    with old._engine.begin() as conn:  # the rows exactly as the 0001 store wrote them
+        conn.execute(sa.text(
+            "INSERT INTO kms_community (id, kms_uri, kpak, z_public, sakke_params, id_scheme, key_period,"
+            " key_period_offset, ksak_sealed, z_master_sealed, created_at) VALUES (1, :u, :kpak, :z, 1, 2, :kp, :ko,"
+            " :ksak, :zm, 1.0)"),
+            {"u": p.kms_uri, "kpak": p.kpak, "z": p.z, "kp": p.key_period, "ko": p.key_period_offset,
+             "ksak": key.seal(ksak, _ad("ksak", p.kms_uri)), "zm": key.seal(zm, _ad("z", p.kms_uri))})
+        conn.execute(sa.text("INSERT INTO kms_users (uri, created_at, enabled) VALUES (:u, 2.0, :e)"),
+                     {"u": ALICE, "e": True})
+        conn.execute(sa.text(
+            "INSERT INTO kms_key_sets (user_uri, period_no, identifier, pvt, ssk_sealed, rsk_sealed, issued_at,"
+            " issued_to) VALUES (:u, 7, :i, :pvt, :ssk, :rsk, 3.0, 'alice')"),
+            {"u": ALICE, "i": keys.identifier, "pvt": keys.pvt,
+             "ssk": key.seal(keys.ssk, _ad("ssk", p.kms_uri, ALICE, 7)),
+             "rsk": key.seal(keys.rsk, _ad("rsk", p.kms_uri, ALICE, 7))})
+    old.close()
+    with KmsStore(db_url, key) as store:  # opening migrates to 0002
+        assert store.schema_revision() == "0002"
+        assert store.active_generation() == 1
+        assert store.load_community().public == COMMUNITY.public
+        assert f"{store.load_community().ksak:x}" == f"{COMMUNITY.ksak:x}"
+        assert [(u.uri, u.enabled, u.has_integrity_key) for u in store.list_users()] == [(ALICE, True, False)]
+        stored = store.get_key_set(ALICE, 7)
+        assert stored is not None and _same(stored, keys)
+        [record] = store.list_key_sets()
+        assert (record.user_uri, record.period_no, record.generation, record.issued_to) == (ALICE, 7, 1, "alice")
+        calls: list[tuple[str, int]] = []
+        again = store.get_or_issue_key_set(ALICE, 7, _issuer(calls=calls))
+        assert _same(again, keys) and calls == []  # re-provisioning after the upgrade: the same keys
+        store.get_or_issue_key_set(ALICE, 8, _issuer())
+        assert [r.period_no for r in store.list_key_sets()] == [7, 8]
+
+
+def test_rotation_adds_a_generation_and_keeps_the_old_key_sets(store: KmsStore,
+                                                               open_store: Callable[..., KmsStore]) -> None:
+    other = open_store()  # another process's store on the same database
+    first = store.get_or_issue_key_set(ALICE, 7, _issuer(), issued_to="alice")
+    assert other.active_generation() == 1 and other.public_keys() == COMMUNITY.public
+    rotated = generate_community("kms.example.org")
+    assert store.rotate_community(rotated, actor="admin-1", now=1000.0) == 2
+    assert other.active_generation() == 2  # seen by the other store at once
+    assert other.public_keys() == rotated.public and other.public_keys(1) == COMMUNITY.public
+    assert f"{other.load_community().ksak:x}" == f"{rotated.ksak:x}"
+    assert f"{other.load_community(1).ksak:x}" == f"{COMMUNITY.ksak:x}"
+    second = other.get_or_issue_key_set(ALICE, 7, _issuer(rotated))  # same user and period, new generation
+    assert second.identifier == first.identifier and second.ssk != first.ssk and second.rsk != first.rsk
+    second.validate()
+    old = other.get_key_set(ALICE, 7, generation=1)
+    assert old is not None and _same(old, first)
+    assert [(r.generation, r.period_no) for r in other.list_key_sets(uri=ALICE)] == [(1, 7), (2, 7)]
+    assert [r.generation for r in other.list_key_sets(generation=1)] == [1]
+    gens = other.list_generations()
+    assert [(g.generation, g.created_by) for g in gens] == [(1, None), (2, "admin-1")]
+    assert gens[1].created_at == 1000.0 and gens[1].public == rotated.public
+    [audit] = other.list_audit(action="rotate")
+    assert (audit.at, audit.actor, audit.subject, audit.detail) == (1000.0, "admin-1", "kms.example.org",
+                                                                    "generation 1 -> 2")
+
+
+def test_rotation_refuses_other_rules_and_conflicts(store: KmsStore, db_url: sa.URL) -> None:
+    from mikey.kms.store import RotationConflictError
+
+    with pytest.raises(KmsStoreError, match="kms_uri"):
+        store.rotate_community(generate_community("kms.other.org"))
+    with pytest.raises(KmsStoreError, match="key_period"):
+        store.rotate_community(generate_community("kms.example.org", key_period=86400))
+    with pytest.raises(KmsStoreError, match="new master keys"):
+        store.rotate_community(COMMUNITY)
+    # Another process rotated between this one's read of the active generation and its insert.
+    racer = generate_community("kms.example.org")
+    real_active = store.active_generation
+    store.active_generation = lambda: 1  # type: ignore[method-assign]
+    try:
+        with KmsStore(db_url, store._key) as peer:
+            peer.rotate_community(racer)
+        with pytest.raises(RotationConflictError, match="at the same time"):
+            store.rotate_community(generate_community("kms.example.org"))
+    finally:
+        store.active_generation = real_active  # type: ignore[method-assign]
+    assert [g.public for g in store.list_generations()] == [COMMUNITY.public, racer.public]
+    assert len(store.list_audit(action="rotate")) == 1  # the refused rotation left no audit record
+
+
+def test_two_processes_issue_one_key_set_per_generation_user_and_period(store: KmsStore,
+                                                                       open_store: Callable[..., KmsStore]) -> None:
+    """The unique constraint is per (generation, user, period): a loser of the insert race reads the winner."""
+    rotated = generate_community("kms.example.org")
+    store.rotate_community(rotated)
+    other = open_store()
+    winner = other.get_or_issue_key_set(BOB, 3, _issuer(rotated))
+    real_get = store.get_key_set
+    store.get_key_set = lambda *a, **k: None  # type: ignore[method-assign]  # missed the other's row
+    try:
+        with pytest.raises(KmsStoreError, match="refused"):
+            store.get_or_issue_key_set(BOB, 3, _issuer(rotated))
+    finally:
+        store.get_key_set = real_get  # type: ignore[method-assign]
+    assert _same(store.get_or_issue_key_set(BOB, 3, _issuer(rotated)), winner)
+    assert [(r.generation, r.user_uri) for r in store.list_key_sets()] == [(2, BOB)]
+
+
+def test_integrity_keys_are_sealed_and_audited(store: KmsStore, db_url: sa.URL) -> None:
+    ink = bytes(range(32))
+    carol = "sip:carol@example.org"
+    assert store.add_user(carol, integrity_key=ink, actor="admin-1")
+    assert store.integrity_key(carol) == ink and store.integrity_key(ALICE) is None
+    assert store.integrity_key("sip:nobody@example.org") is None
+    user = store.get_user(carol)
+    assert user is not None and user.has_integrity_key and ink.hex() not in repr(user)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT integrity_key_sealed FROM kms_users WHERE uri = :u"), {"u": carol}).scalar()
+    engine.dispose()
+    assert ink not in bytes(raw) and ink.hex().encode() not in bytes(raw)
+    store.set_integrity_key(ALICE, b"\x01" * 16, actor="admin-2")
+    store.set_integrity_key(carol, None, actor="admin-2")
+    assert store.integrity_key(ALICE) == b"\x01" * 16 and store.integrity_key(carol) is None
+    store.set_user_enabled(carol, False, actor="admin-3")
+    with pytest.raises(UnknownUserError):
+        store.set_integrity_key("sip:nobody@example.org", ink)
+    for bad in (b"", b"x" * 15, b"x" * 65):
+        with pytest.raises(KmsStoreError, match="16 to 64 octets"):
+            store.set_integrity_key(ALICE, bad)
+    for bad_uri in ("", " sip:x@y", "sip:\nx", "s" * 2049):
+        with pytest.raises(KmsStoreError, match="user URI"):
+            store.add_user(bad_uri)
+    actions = [(a.actor, a.action, a.subject) for a in store.list_audit()]
+    assert actions == [
+        ("local", "user-add", ALICE), ("local", "user-add", BOB), ("admin-1", "user-add", carol),
+        ("admin-2", "integrity-key-set", ALICE), ("admin-2", "integrity-key-remove", carol),
+        ("admin-3", "user-disable", carol),
+    ]
+    assert all(ink.hex() not in (a.detail or "") for a in store.list_audit())

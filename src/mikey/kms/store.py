@@ -1,4 +1,4 @@
-"""The KMS database: one community, its users and the key sets issued to them (issue 9 §4).
+"""The KMS database: the community's key generations, its users and the key sets issued to them (issue 9 §4).
 
 SQLAlchemy Core over an SQLite file (the default, ``sqlite:///PATH``) or PostgreSQL
 (``postgresql://…``, driven by psycopg 3, the ``postgres`` extra) so that several KMS
@@ -12,9 +12,19 @@ each user's SSK (RFC 6507 §5.1.1) and RSK (RFC 6508 §6.1.1).  Every ciphertext
 associated data names its column and row, so a ciphertext copied to another column or
 row does not decrypt.  Public values (KPAK, Z, PVT, identifiers) are stored in clear.
 
-Re-provisioning returns the key set already stored for (user, period); two processes
-racing to issue the first one both end up with the one the database kept
+Re-provisioning returns the key set already stored for (generation, user, period); two
+processes racing to issue the first one both end up with the one the database kept
 (:meth:`KmsStore.get_or_issue_key_set`).
+
+Rotation (:meth:`KmsStore.rotate_community`) adds a *generation* of the community's master
+keys; the highest generation is the active one, which init and keyprov serve.  Every process
+reads the active generation number per request (:meth:`KmsStore.active_generation`, one
+primary-key ``max()``), so a rotation done by one process is seen by all at their next request;
+a generation's keys never change, so they are cached.  Key sets of older generations stay
+stored and listable.  Generation 1 seals its secrets with the associated data of schema
+revision 0001 (so a database upgraded from it keeps working); later generations add their
+number to it.  Each client's integrity key InK (TS 33.180 Annex D, signed requests and
+responses) is sealed too.  Admin changes are written to an audit log (:meth:`KmsStore.list_audit`).
 """
 
 from __future__ import annotations
@@ -43,9 +53,12 @@ from .issue import KmsCommunity
 __all__ = [
     "AT_REST_KEY_ENV",
     "AtRestKey",
+    "AuditRecord",
+    "CommunityGeneration",
     "KeySetRecord",
     "KmsStore",
     "KmsUser",
+    "RotationConflictError",
     "UnknownUserError",
     "create_at_rest_key_file",
     "database_url",
@@ -67,6 +80,18 @@ class UnknownUserError(KmsStoreError):
     """The user is not registered, or is disabled: no key set is issued."""
 
     kind = "kms-unknown-user"
+
+
+class RotationConflictError(KmsStoreError):
+    """Another process rotated the community at the same moment; nothing was stored."""
+
+    kind = "kms-rotation-conflict"
+
+
+#: Integrity keys (HMAC-SHA-256 keys, RFC 2104 §3) are 16 to 64 octets.
+MIN_INTEGRITY_KEY = 16
+MAX_INTEGRITY_KEY = 64
+_MAX_URI = 2048
 
 
 class AtRestKey:
@@ -159,6 +184,11 @@ def _ad(label: str, *parts: str | int) -> bytes:
     return bytes(out)
 
 
+def _gad(label: str, generation: int, kms_uri: str, *parts: str | int) -> bytes:
+    """Associated data of a community generation's secret: revision 0001's for generation 1."""
+    return _ad(label if generation == 1 else f"{label}.g{generation}", kms_uri, *parts)
+
+
 def database_url(url: str | sa.URL | None = None, *, data_dir: str | os.PathLike[str] | None = None) -> sa.URL:
     """The SQLAlchemy URL for *url*, or the SQLite file in *data_dir*.
 
@@ -185,11 +215,34 @@ def database_url(url: str | sa.URL | None = None, *, data_dir: str | os.PathLike
 
 @dataclasses.dataclass(frozen=True)
 class KmsUser:
-    """A registered user: its URI (the MC identity, TS 33.180), when it was added, whether it may get keys."""
+    """A registered user: its URI (the MC identity, TS 33.180), when it was added, whether it may get keys,
+    whether it has an integrity key (InK) for signed requests and responses."""
 
     uri: str
     created_at: float
     enabled: bool
+    has_integrity_key: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CommunityGeneration:
+    """One generation of the community's master keys: its number, public keys, when and by whom made."""
+
+    generation: int
+    public: KmsPublicKeys
+    created_at: float
+    created_by: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    """One admin action: when, who (the token's subject, or ``local``), what, on what."""
+
+    at: float
+    actor: str
+    action: str
+    subject: str | None
+    detail: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +254,7 @@ class KeySetRecord:
     identifier: bytes
     issued_at: float
     issued_to: str | None
+    generation: int = 1
 
 
 _metadata = sa.MetaData()
@@ -219,6 +273,7 @@ _community = sa.Table(
     sa.Column("ksak_sealed", sa.LargeBinary),
     sa.Column("z_master_sealed", sa.LargeBinary),
     sa.Column("created_at", sa.Double),
+    sa.Column("created_by", sa.Text),
 )
 _users = sa.Table(
     "kms_users",
@@ -226,6 +281,7 @@ _users = sa.Table(
     sa.Column("uri", sa.Text, primary_key=True),
     sa.Column("created_at", sa.Double),
     sa.Column("enabled", sa.Boolean),
+    sa.Column("integrity_key_sealed", sa.LargeBinary),
 )
 _key_sets = sa.Table(
     "kms_key_sets",
@@ -239,6 +295,17 @@ _key_sets = sa.Table(
     sa.Column("rsk_sealed", sa.LargeBinary),
     sa.Column("issued_at", sa.Double),
     sa.Column("issued_to", sa.Text),
+    sa.Column("generation", sa.Integer),
+)
+_audit = sa.Table(
+    "kms_audit",
+    _metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("at", sa.Double),
+    sa.Column("actor", sa.Text),
+    sa.Column("action", sa.Text),
+    sa.Column("subject", sa.Text),
+    sa.Column("detail", sa.Text),
 )
 
 _KEY_SET_COLUMNS = (_key_sets.c.identifier, _key_sets.c.pvt, _key_sets.c.ssk_sealed, _key_sets.c.rsk_sealed)
@@ -258,7 +325,7 @@ class KmsStore:
     def __init__(self, url: str | sa.URL, at_rest_key: AtRestKey, *, migrate: bool = True) -> None:
         self.url = database_url(url)
         self._key = at_rest_key
-        self._public: KmsPublicKeys | None = None
+        self._public: dict[int, KmsPublicKeys] = {}
         self._public_lock = threading.Lock()
         options: dict[str, Any] = {}
         if self.url.drivername.startswith("sqlite"):
@@ -318,8 +385,8 @@ class KmsStore:
 
     # -- schema -------------------------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest revision with the shipped Alembic migrations."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to *revision* (default: the newest) with the shipped Alembic migrations."""
         from alembic import command
         from alembic.config import Config
         from alembic.util import CommandError
@@ -332,7 +399,7 @@ class KmsStore:
                     # Two KMS processes starting on an empty database: one migrates, the other waits.
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")  # inside this transaction: all of it, or none of it
+                command.upgrade(config, revision)  # inside this transaction: all of it, or none of it
         except CommandError as exc:
             raise KmsStoreError(f"cannot migrate the database {self._safe_url()}: {exc}") from None
         except SQLAlchemyError as exc:
@@ -349,11 +416,11 @@ class KmsStore:
 
     # -- the community ------------------------------------------------------------------------
 
-    def create_community(self, community: KmsCommunity, *, now: float | None = None) -> None:
-        """Store *community* (its secrets sealed); a database holds one community."""
+    def _community_row(self, community: KmsCommunity, generation: int, now: float | None,
+                       created_by: str | None) -> dict[str, Any]:
         p = community.public
-        row = {
-            "id": 1,
+        row: dict[str, Any] = {
+            "id": generation,
             "kms_uri": p.kms_uri,
             "kpak": p.kpak,
             "z_public": p.z,
@@ -361,20 +428,26 @@ class KmsStore:
             "id_scheme": p.id_scheme,
             "key_period": p.key_period,
             "key_period_offset": p.key_period_offset,
-            "ksak_sealed": self._key.seal(_int_bytes(community.ksak), _ad("ksak", p.kms_uri)),
-            "z_master_sealed": self._key.seal(_int_bytes(community.z_master), _ad("z", p.kms_uri)),
+            "ksak_sealed": self._key.seal(_int_bytes(community.ksak), _gad("ksak", generation, p.kms_uri)),
+            "z_master_sealed": self._key.seal(_int_bytes(community.z_master), _gad("z", generation, p.kms_uri)),
             "created_at": time.time() if now is None else now,
         }
+        if created_by is not None:
+            row["created_by"] = created_by
+        return row
+
+    def create_community(self, community: KmsCommunity, *, now: float | None = None) -> None:
+        """Store *community* (its secrets sealed) as generation 1; refused if the database holds one."""
         try:
             with self._begin("storing the community") as conn:
-                conn.execute(_community.insert(), row)
+                conn.execute(_community.insert(), self._community_row(community, 1, now, None))
         except KmsStoreError:
             if self.has_community():
                 raise KmsStoreError("the database already holds a KMS community") from None
             raise
 
     def get_or_create_community(self, generate: Callable[[], KmsCommunity]) -> KmsCommunity:
-        """The stored community, or ``generate()`` stored first (a KMS's first start).
+        """The stored (active) community, or ``generate()`` stored first (a KMS's first start).
 
         When several processes start at once on one empty database, one community is
         kept and every process gets that one.
@@ -389,92 +462,224 @@ class KmsStore:
 
     def has_community(self) -> bool:
         with self._begin("reading the community") as conn:
-            return conn.execute(sa.select(_community.c.id)).first() is not None
+            return conn.execute(sa.select(_community.c.id).limit(1)).first() is not None
 
-    def public_keys(self) -> KmsPublicKeys:
-        """The community's public keys and key-period rules (cached: they never change)."""
-        with self._public_lock:
-            if self._public is None:
-                with self._begin("reading the community") as conn:
-                    row = conn.execute(sa.select(_community)).first()
-                if row is None:
-                    raise KmsStoreError("the database holds no KMS community yet")
-                self._public = KmsPublicKeys(
-                    kms_uri=row.kms_uri,
-                    kpak=bytes(row.kpak),
-                    z=bytes(row.z_public),
-                    sakke_params=row.sakke_params,
-                    key_period=row.key_period,
-                    key_period_offset=row.key_period_offset,
-                    id_scheme=row.id_scheme,
-                )
-            return self._public
-
-    def load_community(self) -> KmsCommunity:
-        """The community with its secrets decrypted (checked against KPAK and Z)."""
-        public = self.public_keys()
+    def active_generation(self) -> int:
+        """The number of the active (newest) community generation: one indexed ``max()``, read every call."""
         with self._begin("reading the community") as conn:
-            row = conn.execute(sa.select(_community.c.ksak_sealed, _community.c.z_master_sealed)).one()
-        ksak = self._key.open(row.ksak_sealed, _ad("ksak", public.kms_uri), what="KSAK")
-        z_master = self._key.open(row.z_master_sealed, _ad("z", public.kms_uri), what="master secret z")
+            generation = conn.execute(sa.select(sa.func.max(_community.c.id))).scalar()
+        if generation is None:
+            raise KmsStoreError("the database holds no KMS community yet")
+        return int(generation)
+
+    @staticmethod
+    def _public_of(row: Any) -> KmsPublicKeys:
+        return KmsPublicKeys(
+            kms_uri=row.kms_uri,
+            kpak=bytes(row.kpak),
+            z=bytes(row.z_public),
+            sakke_params=row.sakke_params,
+            key_period=row.key_period,
+            key_period_offset=row.key_period_offset,
+            id_scheme=row.id_scheme,
+        )
+
+    def public_keys(self, generation: int | None = None) -> KmsPublicKeys:
+        """The public keys and key-period rules of *generation* (default: the active one).
+
+        Cached per generation: a generation's keys never change.
+        """
+        if generation is None:
+            generation = self.active_generation()
+        with self._public_lock:
+            cached = self._public.get(generation)
+        if cached is not None:
+            return cached
+        with self._begin("reading the community") as conn:
+            row = conn.execute(sa.select(_community).where(_community.c.id == generation)).first()
+        if row is None:
+            raise KmsStoreError(f"the database holds no community generation {generation}")
+        public = self._public_of(row)
+        with self._public_lock:
+            return self._public.setdefault(generation, public)
+
+    def list_generations(self) -> list[CommunityGeneration]:
+        """Every community generation, oldest first (the last is the active one)."""
+        with self._begin("listing community generations") as conn:
+            rows = conn.execute(sa.select(_community).order_by(_community.c.id)).all()
+        return [CommunityGeneration(int(r.id), self._public_of(r), r.created_at, r.created_by) for r in rows]
+
+    def load_community(self, generation: int | None = None) -> KmsCommunity:
+        """The community of *generation* (default: the active one) with its secrets decrypted.
+
+        The secrets are checked against KPAK and Z.
+        """
+        if generation is None:
+            generation = self.active_generation()
+        public = self.public_keys(generation)
+        with self._begin("reading the community") as conn:
+            row = conn.execute(sa.select(_community.c.ksak_sealed, _community.c.z_master_sealed)
+                               .where(_community.c.id == generation)).one()
+        ksak = self._key.open(row.ksak_sealed, _gad("ksak", generation, public.kms_uri), what="KSAK")
+        z_master = self._key.open(row.z_master_sealed, _gad("z", generation, public.kms_uri), what="master secret z")
         secrets_doc = {**public.to_dict(), "secrets": {"ksak": ksak.hex(), "z_master": z_master.hex()}}
         try:
             return KmsCommunity.from_dict(secrets_doc)
         except KeyMaterialError as exc:  # the secrets do not match the public keys
             raise KmsStoreError(f"the stored community is inconsistent: {exc}") from None
 
+    def rotate_community(self, community: KmsCommunity, *, actor: str | None = None,
+                         now: float | None = None) -> int:
+        """Store *community* as the next generation, now the active one; its number is returned.
+
+        The new master keys must keep the KMS URI, ID scheme and key-period rules (so every
+        key period keeps its number).  The rotation and its audit record are one transaction;
+        when another process rotated at the same moment, nothing is stored and
+        :class:`RotationConflictError` is raised.
+        """
+        current = self.active_generation()
+        old, new = self.public_keys(current), community.public
+        for field in ("kms_uri", "id_scheme", "key_period", "key_period_offset"):
+            if getattr(old, field) != getattr(new, field):
+                raise KmsStoreError(f"a rotation keeps the community's {field} ({getattr(old, field)!r})")
+        if (old.kpak, old.z) == (new.kpak, new.z):
+            raise KmsStoreError("a rotation needs new master keys")
+        generation = current + 1
+        when = time.time() if now is None else now
+        who = actor or "local"
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_community.insert(), self._community_row(community, generation, when, who))
+                self._audit_in(conn, who, "rotate", new.kms_uri, f"generation {current} -> {generation}", when)
+        except IntegrityError:
+            raise RotationConflictError(
+                f"another process rotated the community to generation {generation} at the same time") from None
+        except SQLAlchemyError as exc:
+            self._fail(exc, "rotating the community")
+        return generation
+
+    # -- audit --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit_in(conn: Connection, actor: str, action: str, subject: str | None, detail: str | None,
+                  at: float) -> None:
+        conn.execute(_audit.insert(), {"at": at, "actor": actor[:256], "action": action, "subject": subject,
+                                       "detail": detail})
+
+    def list_audit(self, *, action: str | None = None) -> list[AuditRecord]:
+        """The admin audit log (rotations, user changes, integrity keys set), oldest first."""
+        stmt = sa.select(_audit).order_by(_audit.c.at, _audit.c.id)
+        if action is not None:
+            stmt = stmt.where(_audit.c.action == action)
+        with self._begin("reading the audit log") as conn:
+            rows = conn.execute(stmt).all()
+        return [AuditRecord(r.at, r.actor, r.action, r.subject, r.detail) for r in rows]
+
     # -- users --------------------------------------------------------------------------------
 
-    def add_user(self, uri: str, *, enabled: bool = True, now: float | None = None) -> bool:
-        """Register *uri*; ``False`` if it was already registered (then nothing changes)."""
-        if not uri or len(uri) > 2048:
-            raise KmsStoreError("a user URI must have 1 to 2048 characters")
+    @staticmethod
+    def _check_uri(uri: str) -> None:
+        if not isinstance(uri, str) or not uri or len(uri) > _MAX_URI or not uri.isprintable() or uri != uri.strip():
+            raise KmsStoreError(f"a user URI must have 1 to {_MAX_URI} printable characters, no outer white space")
+
+    def _seal_integrity_key(self, uri: str, integrity_key: bytes) -> bytes:
+        if not isinstance(integrity_key, bytes | bytearray) or not (
+                MIN_INTEGRITY_KEY <= len(integrity_key) <= MAX_INTEGRITY_KEY):
+            raise KmsStoreError(f"an integrity key must be {MIN_INTEGRITY_KEY} to {MAX_INTEGRITY_KEY} octets")
+        return self._key.seal(bytes(integrity_key), _ad("ink", uri))
+
+    def add_user(self, uri: str, *, enabled: bool = True, now: float | None = None,
+                 integrity_key: bytes | None = None, actor: str | None = None) -> bool:
+        """Register *uri* (with its integrity key InK, if given); ``False`` if it was already registered
+        (then nothing changes).  Audited."""
+        self._check_uri(uri)
+        sealed = None if integrity_key is None else self._seal_integrity_key(uri, integrity_key)
+        when = time.time() if now is None else now
+        row: dict[str, Any] = {"uri": uri, "created_at": when, "enabled": enabled}
+        if sealed is not None:
+            row["integrity_key_sealed"] = sealed
+        detail = ", ".join(x for x in ("enabled" if enabled else "disabled",
+                                       "integrity key" if sealed is not None else "") if x)
         try:
             with self._begin("adding a user") as conn:
-                conn.execute(
-                    _users.insert(), {"uri": uri, "created_at": time.time() if now is None else now, "enabled": enabled}
-                )
+                conn.execute(_users.insert(), row)
+                self._audit_in(conn, actor or "local", "user-add", uri, detail, when)
         except KmsStoreError:
             if self.get_user(uri) is not None:
                 return False
             raise
         return True
 
-    def set_user_enabled(self, uri: str, enabled: bool) -> None:
+    def set_user_enabled(self, uri: str, enabled: bool, *, actor: str | None = None,
+                         now: float | None = None) -> None:
+        """Enable or disable *uri* (:class:`UnknownUserError` if not registered).  Audited."""
         with self._begin("updating a user") as conn:
             changed = conn.execute(_users.update().where(_users.c.uri == uri).values(enabled=enabled)).rowcount
+            if changed:
+                self._audit_in(conn, actor or "local", "user-enable" if enabled else "user-disable", uri, None,
+                               time.time() if now is None else now)
         if not changed:
             raise UnknownUserError(f"user {uri!r} is not registered")
+
+    def set_integrity_key(self, uri: str, integrity_key: bytes | None, *, actor: str | None = None,
+                          now: float | None = None) -> None:
+        """Set (or, with ``None``, remove) the integrity key InK of *uri*.  Audited (never the key)."""
+        sealed = None if integrity_key is None else self._seal_integrity_key(uri, integrity_key)
+        with self._begin("setting an integrity key") as conn:
+            changed = conn.execute(
+                _users.update().where(_users.c.uri == uri).values(integrity_key_sealed=sealed)).rowcount
+            if changed:
+                self._audit_in(conn, actor or "local", "integrity-key-set" if sealed else "integrity-key-remove",
+                               uri, None, time.time() if now is None else now)
+        if not changed:
+            raise UnknownUserError(f"user {uri!r} is not registered")
+
+    def integrity_key(self, uri: str) -> bytes | None:
+        """The integrity key InK of *uri*, decrypted; ``None`` if it has none or is not registered."""
+        with self._begin("reading an integrity key") as conn:
+            sealed = conn.execute(sa.select(_users.c.integrity_key_sealed).where(_users.c.uri == uri)).scalar()
+        if sealed is None:
+            return None
+        return self._key.open(sealed, _ad("ink", uri), what=f"integrity key of {uri!r}")
+
+    @staticmethod
+    def _user_of(row: Any) -> KmsUser:
+        return KmsUser(row.uri, row.created_at, bool(row.enabled), row.integrity_key_sealed is not None)
 
     def get_user(self, uri: str) -> KmsUser | None:
         with self._begin("reading a user") as conn:
             row = conn.execute(sa.select(_users).where(_users.c.uri == uri)).first()
-        return None if row is None else KmsUser(row.uri, row.created_at, bool(row.enabled))
+        return None if row is None else self._user_of(row)
 
     def list_users(self) -> list[KmsUser]:
         with self._begin("listing users") as conn:
             rows = conn.execute(sa.select(_users).order_by(_users.c.uri)).all()
-        return [KmsUser(r.uri, r.created_at, bool(r.enabled)) for r in rows]
+        return [self._user_of(r) for r in rows]
 
     # -- key sets -----------------------------------------------------------------------------
 
-    def _key_set(self, row: Any, uri: str, period_no: int) -> IdentityKeys:
-        public = self.public_keys()
-        ssk = self._key.open(row.ssk_sealed, _ad("ssk", public.kms_uri, uri, period_no), what=f"SSK of {uri!r}")
-        rsk = self._key.open(row.rsk_sealed, _ad("rsk", public.kms_uri, uri, period_no), what=f"RSK of {uri!r}")
+    def _key_set(self, row: Any, uri: str, period_no: int, generation: int) -> IdentityKeys:
+        public = self.public_keys(generation)
+        ssk = self._key.open(row.ssk_sealed, _gad("ssk", generation, public.kms_uri, uri, period_no),
+                             what=f"SSK of {uri!r}")
+        rsk = self._key.open(row.rsk_sealed, _gad("rsk", generation, public.kms_uri, uri, period_no),
+                             what=f"RSK of {uri!r}")
         # RFC 6509 monthly identifiers carry no period number in the key set (see issue.issue_user_keys).
         stored_period = period_no if public.id_scheme != 1 else None
         return IdentityKeys(uri, bytes(row.identifier), ssk, bytes(row.pvt), rsk, public, stored_period)
 
-    def get_key_set(self, uri: str, period_no: int) -> IdentityKeys | None:
-        """The key set stored for (*uri*, *period_no*), or ``None``."""
+    def get_key_set(self, uri: str, period_no: int, *, generation: int | None = None) -> IdentityKeys | None:
+        """The key set stored for (*uri*, *period_no*) under *generation* (default: the active one), or ``None``."""
+        if generation is None:
+            generation = self.active_generation()
         with self._begin("reading a key set") as conn:
-            row = self._select_key_set(conn, uri, period_no)
-        return None if row is None else self._key_set(row, uri, period_no)
+            row = self._select_key_set(conn, uri, period_no, generation)
+        return None if row is None else self._key_set(row, uri, period_no, generation)
 
     @staticmethod
-    def _select_key_set(conn: Connection, uri: str, period_no: int) -> Any:
-        stmt = sa.select(*_KEY_SET_COLUMNS).where(_key_sets.c.user_uri == uri, _key_sets.c.period_no == period_no)
+    def _select_key_set(conn: Connection, uri: str, period_no: int, generation: int) -> Any:
+        stmt = sa.select(*_KEY_SET_COLUMNS).where(
+            _key_sets.c.generation == generation, _key_sets.c.user_uri == uri, _key_sets.c.period_no == period_no)
         return conn.execute(stmt).first()
 
     def get_or_issue_key_set(
@@ -483,34 +688,39 @@ class KmsStore:
         period_no: int,
         issue: Callable[[str, int], IdentityKeys],
         *,
+        generation: int | None = None,
         issued_to: str | None = None,
         now: float | None = None,
     ) -> IdentityKeys:
-        """The key set of (*uri*, *period_no*): the stored one, else ``issue(uri, period_no)`` stored first.
+        """The key set of (*uri*, *period_no*) under *generation* (default: the active one): the stored
+        one, else ``issue(uri, period_no)`` (which must use that generation's master keys) stored first.
 
         *period_no* is the TS 33.180 KeyPeriodNo (for RFC 6509 monthly identifiers, any number
         naming the month).  The user must be registered and enabled (:class:`UnknownUserError`).
-        The new key set is stored in one transaction under UNIQUE(user, period): when another
-        process stored one first, the insert fails, is rolled back, and the stored one is
+        The new key set is stored in one transaction under UNIQUE(generation, user, period): when
+        another process stored one first, the insert fails, is rolled back, and the stored one is
         returned, so every caller gets the same keys.  If *issue* raises, nothing is stored.
         """
-        existing = self.get_key_set(uri, period_no)
+        if generation is None:
+            generation = self.active_generation()
+        existing = self.get_key_set(uri, period_no, generation=generation)
         if existing is not None:
             return existing
         user = self.get_user(uri)
         if user is None or not user.enabled:
             raise UnknownUserError(f"user {uri!r} is {'not registered' if user is None else 'disabled'}")
         keys = issue(uri, period_no)  # the crypto runs outside any transaction
-        public = self.public_keys()
+        public = self.public_keys(generation)
         if keys.uri != uri or (keys.period_no is not None and keys.period_no != period_no):
             raise KmsStoreError(f"the issuer returned keys for {keys.uri!r} period {keys.period_no}, not {uri!r} {period_no}")
         row = {
+            "generation": generation,
             "user_uri": uri,
             "period_no": period_no,
             "identifier": keys.identifier,
             "pvt": keys.pvt,
-            "ssk_sealed": self._key.seal(keys.ssk, _ad("ssk", public.kms_uri, uri, period_no)),
-            "rsk_sealed": self._key.seal(keys.rsk, _ad("rsk", public.kms_uri, uri, period_no)),
+            "ssk_sealed": self._key.seal(keys.ssk, _gad("ssk", generation, public.kms_uri, uri, period_no)),
+            "rsk_sealed": self._key.seal(keys.rsk, _gad("rsk", generation, public.kms_uri, uri, period_no)),
             "issued_at": time.time() if now is None else now,
             "issued_to": issued_to,
         }
@@ -518,33 +728,39 @@ class KmsStore:
             with self._engine.begin() as conn:
                 conn.execute(_key_sets.insert(), row)
         except IntegrityError:
-            # Another process stored this (user, period) first (or the user was just removed): read the winner.
+            # Another process stored this (generation, user, period) first (or the user was just removed).
             pass
         except SQLAlchemyError as exc:
             self._fail(exc, "storing a key set")
         else:
             return keys
-        stored = self.get_key_set(uri, period_no)
+        stored = self.get_key_set(uri, period_no, generation=generation)
         if stored is None:
             raise KmsStoreError(f"the key set of {uri!r} period {period_no} was refused by the database")
         return stored
 
-    def list_key_sets(self, *, uri: str | None = None, period_no: int | None = None) -> list[KeySetRecord]:
-        """The audit listing: every issued key set (no secrets), oldest first, optionally for one user or period."""
+    def list_key_sets(self, *, uri: str | None = None, period_no: int | None = None,
+                      generation: int | None = None) -> list[KeySetRecord]:
+        """The audit listing: every issued key set of every generation (no secrets), oldest first,
+        optionally for one user, period or generation."""
         stmt = sa.select(
             _key_sets.c.user_uri,
             _key_sets.c.period_no,
             _key_sets.c.identifier,
             _key_sets.c.issued_at,
             _key_sets.c.issued_to,
+            _key_sets.c.generation,
         ).order_by(_key_sets.c.issued_at, _key_sets.c.id)
         if uri is not None:
             stmt = stmt.where(_key_sets.c.user_uri == uri)
         if period_no is not None:
             stmt = stmt.where(_key_sets.c.period_no == period_no)
+        if generation is not None:
+            stmt = stmt.where(_key_sets.c.generation == generation)
         with self._begin("listing key sets") as conn:
             rows = conn.execute(stmt).all()
-        return [KeySetRecord(r.user_uri, r.period_no, bytes(r.identifier), r.issued_at, r.issued_to) for r in rows]
+        return [KeySetRecord(r.user_uri, r.period_no, bytes(r.identifier), r.issued_at, r.issued_to, int(r.generation))
+                for r in rows]
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
