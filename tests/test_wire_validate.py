@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from mikey.wire import (
     VerificationPayload,
     encode_sub_payloads,
 )
-from mikey.wire.validate import LAYOUTS, validate, violations
+from mikey.wire.validate import LAYOUTS, LintWarning, lint, validate, violations
 
 MESSAGES = sample_messages()
 PSK = MESSAGES["dt/PSK_INIT"]  # HDR, T, RAND, IDi, IDr, SP, KEMAC
@@ -63,9 +64,10 @@ def _one(m: Message, needle: str) -> None:
     """*m* breaks exactly one rule, whose sentence contains *needle*; validate() raises with it."""
     problems = violations(m)
     assert len(problems) == 1 and needle in problems[0], problems
-    with pytest.raises(MikeyValidationError) as ei:
-        validate(m)
-    assert ei.value.violations == problems and ei.value.err_no == 12
+    for lints in (False, True):  # rule violations raise before any lint is looked at
+        with pytest.raises(MikeyValidationError) as ei:
+            validate(m, lints=lints)
+        assert ei.value.violations == problems and ei.value.err_no == 12
     # and what decodes from its encoding breaks the same rule
     assert violations(Message.decode(m.encode())) == problems
 
@@ -76,8 +78,16 @@ def _one(m: Message, needle: str) -> None:
 @pytest.mark.parametrize("name", sorted(k for k in MESSAGES if k.startswith("dt/")))
 def test_valid_sample_of_each_data_type_passes(name: str) -> None:
     m = MESSAGES[name]
-    validate(m)
-    validate(Message.decode(m.encode()))
+    assert validate(m) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LintWarning)
+        assert validate(Message.decode(m.encode()), lints=True) == lint(m)
+
+
+def test_lint_leaves_dhhmac_keyless_null_kemac_alone() -> None:
+    """RFC 4650 §3: the DHHMAC KEMAC has NULL encryption and carries no key; nothing to warn of."""
+    for name in ("dt/DHHMAC_INIT", "dt/DHHMAC_RESP"):
+        assert lint(MESSAGES[name]) == []
 
 
 def test_layouts_cover_the_rfc3830_4650_4738_6509_data_types() -> None:

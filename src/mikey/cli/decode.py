@@ -16,22 +16,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..capture import CAPTURE_MAGICS, Found, find_mikey
-from ..constants import DataType, EncrAlg, MacAlg, PayloadType, ProtType
+from ..constants import EncrAlg, PayloadType
 from ..errors import MikeyDecodeError, MikeyError
 from ..wire import (
     EskPayload,
     IbakePayload,
     KemacPayload,
-    KeyDataPayload,
     Message,
     Payload,
     PkePayload,
-    SecurityPolicyPayload,
     TicketPayload,
     TicketPolicyPayload,
     decode_sub_payloads,
 )
-from ..wire.validate import violations
+from ..wire.validate import lint, violations
 from .common import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -155,60 +153,6 @@ def dissect(msg: Message) -> dict[str, Any]:
     return {"payloads": out}
 
 
-# --- lint ------------------------------------------------------------------------------------
-
-_RESPONSES = {DataType.PSK_RESP, DataType.PK_RESP, DataType.DH_RESP, DataType.DHHMAC_RESP, DataType.RSA_R_RESP}
-# SRTP policy parameter types (RFC 3830 Table 6.10.1.a).
-_SP_ENCR_KEY_LEN, _SP_AUTH_KEY_LEN, _SP_SALT_LEN, _SP_TAG_LEN = 1, 3, 4, 11
-
-
-def lint(msg: Message) -> list[str]:
-    """Warnings for the mistakes seen in the field (not RFC violations as such).
-
-    SP parameter 3 (auth key length) holding a tag length where 11 (tag length) was meant;
-    SP key/salt lengths that the KEMAC's TEK (+salt) does not match (RFC 3830 §6.10.1,
-    §6.13); SSRC 0 left in a response's CS ID map (§6.1.1); NULL KEMAC encryption or MAC,
-    which only a secure carrier makes acceptable (§4.2.3, §4.2.4).
-    """
-    out: list[str] = []
-    params: dict[int, int] = {}
-    for p in msg.payloads:
-        if isinstance(p, SecurityPolicyPayload) and p.prot_type == ProtType.SRTP:
-            for t, v in p.params:
-                if v and len(v) <= 4:
-                    params.setdefault(t, int.from_bytes(v, "big"))
-    auth_key = params.get(_SP_AUTH_KEY_LEN)
-    if auth_key is not None and auth_key in (4, 10) and _SP_TAG_LEN not in params:
-        out.append(f"SP parameter 3 (authentication key length) is {auth_key}, a tag length: parameter 11 "
-                   "(SRTP authentication tag length) was probably meant (HMAC-SHA1 keys are 20 octets)")
-    if msg.header.data_type in _RESPONSES:
-        for i, e in enumerate(msg.header.cs_id_map, 1):
-            if getattr(e, "ssrc", None) == 0:
-                out.append(f"CS {i}: SSRC 0 left unfilled in a response (RFC 3830 §6.1.1: the Responder fills it in)")
-    for p in msg.payloads:
-        if not isinstance(p, KemacPayload):
-            continue
-        if p.encr_alg == EncrAlg.NULL:
-            out.append("KEMAC encryption NULL: the keys travel in the clear; only over a secure carrier (RFC 3830 §4.2.3)")
-        if p.mac_alg == MacAlg.NULL:
-            out.append("KEMAC MAC NULL: the message is unauthenticated; only over a secure carrier (RFC 3830 §4.2.4)")
-        if p.encr_alg != EncrAlg.NULL:
-            continue
-        for sub in _try_chain(p.encr_data, _KEY_DATA_FIRST) or []:
-            if not isinstance(sub, KeyDataPayload) or int(sub.key_type) not in (2, 3):  # TEK, TEK+salt
-                continue
-            want = params.get(_SP_ENCR_KEY_LEN)
-            if want is not None and len(sub.key) != want:
-                out.append(f"KEY_DATA TEK is {len(sub.key)} octets but the SP encryption key length is {want}")
-            salt_len = params.get(_SP_SALT_LEN)
-            if sub.salt is not None and salt_len is not None and len(sub.salt) != salt_len:
-                out.append(f"KEY_DATA salt is {len(sub.salt)} octets but the SP salt key length is {salt_len}")
-            if int(sub.key_type) == 2 and sub.salt is None and salt_len:
-                out.append("KEY_DATA carries a TEK without salt while the SP sets a salt length: TEK+salt (type 3) "
-                           "was probably meant")
-    return out
-
-
 # --- text ------------------------------------------------------------------------------------
 
 _WRAP = 64
@@ -323,6 +267,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--lint", action="store_true",
                    help="also warn of common field mistakes (SP 3 vs 11, key/SP length mismatch, SSRC 0 in a "
                    "response, NULL security); warnings do not change the exit status")
+    p.add_argument("--secure-carrier", action="store_true",
+                   help="with --lint: the message came over a secure carrier (TLS, IPsec), so NULL KEMAC "
+                   "security is not warned of")
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -398,7 +345,7 @@ def _run_capture(path: str, args: argparse.Namespace, as_json: bool) -> int:
             item.update(ok=True, length=len(f.data), **tree)
             lines += ["  " + line for line in render_text(tree, len(f.data))]
             if args.lint:
-                item["warnings"] = lint(msg)
+                item["warnings"] = lint(msg, secure_carrier=args.secure_carrier)
                 lines += [f"  warning: {w}" for w in item["warnings"]]
             if args.validate:
                 problems = violations(msg)
@@ -435,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"cannot decode: {one_line(exc.message)}")
         return EXIT_REJECTED
     problems = violations(msg) if args.validate else []
-    warnings = lint(msg) if args.lint else []
+    warnings = lint(msg, secure_carrier=args.secure_carrier) if args.lint else []
     if as_json:
         obj: dict[str, Any] = {"ok": True, "length": len(data), **tree}
         if args.lint:

@@ -4,10 +4,16 @@
 :class:`MikeyValidationError` with all of them.  Message layouts follow RFC 3830
 §3.1-§3.3 and §5.1.2, RFC 4650 §3, RFC 4738 §3, RFC 6043 §4, RFC 6267 §4 and
 RFC 6509 §2.2.
+
+:func:`lint` lists the field mistakes that are legal on the wire but almost never
+meant (SP parameter 3 vs 11, lengths in bits, TEK/salt lengths against the SP, SSRC 0
+left in a response, NULL KEMAC security); ``validate(msg, lints=True)`` also returns
+them and issues each as a :class:`LintWarning`; ``mikey decode --lint`` prints them.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -39,6 +45,7 @@ from .payloads import (
     IdPayload,
     IdrPayload,
     KemacPayload,
+    KeyDataPayload,
     Payload,
     RandPayload,
     SecurityPolicyPayload,
@@ -48,7 +55,7 @@ from .payloads import (
 )
 from .payloads.base import enum_table
 
-__all__ = ["validate", "violations", "LAYOUTS"]
+__all__ = ["validate", "violations", "lint", "LintWarning", "LAYOUTS"]
 
 P = PayloadType
 
@@ -284,8 +291,128 @@ def _payload_violations(p: Payload, seen_policy: set[int]) -> list[str]:
     return out
 
 
-def validate(msg: Message) -> None:
-    """Raise :class:`MikeyValidationError` listing every rule *msg* breaks."""
+# --- lints: legal on the wire, but mistakes seen in the field --------------------------------------
+
+class LintWarning(UserWarning):
+    """A :func:`lint` finding issued by ``validate(msg, lints=True)`` (:mod:`warnings` category)."""
+
+
+_RESPONSES = frozenset({DataType.PSK_RESP, DataType.PK_RESP, DataType.DH_RESP, DataType.DHHMAC_RESP,
+                        DataType.RSA_R_RESP})
+_TEK_TYPES = frozenset({KeyDataType.TEK, KeyDataType.TEK_SALT})
+# SRTP policy parameters that count octets (RFC 3830 Table 6.10.1.a) and the values that are their usual
+# sizes in bits instead: 128/192/256-bit keys, a 160-bit HMAC-SHA1 key, 96/112-bit salts, 32/80-bit tags.
+_BIT_LENGTHS: dict[int, tuple[int, ...]] = {
+    SRTPParam.SESSION_ENCR_KEY_LEN: (128, 192, 256),
+    SRTPParam.SESSION_AUTH_KEY_LEN: (160,),
+    SRTPParam.SESSION_SALT_KEY_LEN: (96, 112),
+    SRTPParam.AUTH_TAG_LEN: (32, 80),
+}
+_TAG_LENGTHS = (4, 10)  # octets of the 32- and 80-bit HMAC-SHA1 tags (RFC 3711 §8.2, RFC 4568 §6.2)
+
+
+def _clear_key_data(p: KemacPayload) -> list[Payload]:
+    """The sub-payloads of a NULL-encrypted KEMAC (RFC 3830 §6.2), or [] when they do not decode."""
+    if p.encr_alg != EncrAlg.NULL or not p.encr_data:
+        return []
+    for first in (P.KEY_DATA, P.ID, P.IDR):
+        try:
+            return p.key_data(first=first)
+        except MikeyDecodeError:
+            continue
+    return []
+
+
+def _srtp_lints(sp: SecurityPolicyPayload, where: str) -> tuple[list[str], dict[int, int]]:
+    """Lints of one SRTP SP payload, and its integer parameters (first of each type)."""
+    out: list[str] = []
+    params: dict[int, int] = {}
+    for t, v in sp.params:
+        if v and len(v) <= 4:
+            params.setdefault(t, int.from_bytes(v, "big"))
+    auth_key = params.get(SRTPParam.SESSION_AUTH_KEY_LEN)
+    if auth_key in _TAG_LENGTHS:
+        if SRTPParam.AUTH_TAG_LEN not in params:
+            out.append(f"SP{where} parameter 3 (authentication key length) is {auth_key}, a tag length: parameter 11 "
+                       "(SRTP authentication tag length) was probably meant (HMAC-SHA1 keys are 20 octets)")
+        else:
+            out.append(f"SP{where} parameter 3 (authentication key length) is {auth_key}, the size of a tag; "
+                       "HMAC-SHA1 keys are 20 octets (RFC 3711 §8.2) and parameter 11 already sets the tag length")
+    for t, bits in _BIT_LENGTHS.items():
+        value = params.get(t)
+        if value is not None and value in bits:
+            out.append(f"SP{where} parameter {int(t)} ({SRTPParam(t).name}) is {value}: a length in bits? "
+                       f"RFC 3830 §6.10.1 counts octets ({value // 8})")
+    return out, params
+
+
+def lint(msg: Message, *, secure_carrier: bool = False) -> list[str]:
+    """Warnings for the mistakes seen in the field: legal on the wire, almost never meant.
+
+    * SP parameter 3 (auth key length) holding a tag length (4, 10) where 11 (tag length) was
+      meant, and lengths given in bits where RFC 3830 §6.10.1 counts octets;
+    * a TEK or TEK+salt Key data (§6.13) in a NULL-encrypted KEMAC whose key or salt length
+      is not what an SRTP SP sets (parameters 1 and 4), or a TEK without salt where the SP
+      sets a salt length (TEK+salt meant);
+    * SSRC 0 left in a response's SRTP-ID map (§6.1.1: the Responder fills it in);
+    * NULL KEMAC encryption of carried keys or a NULL MAC (§4.2.3, §4.2.4), unless
+      *secure_carrier* says the carrier (TLS, IPsec) protects the message.
+    """
+    out: list[str] = []
+    srtp_sps = [p for p in msg.payloads if isinstance(p, SecurityPolicyPayload) and p.prot_type == ProtType.SRTP]
+    sp_params: list[tuple[str, dict[int, int]]] = []
+    for sp in srtp_sps:
+        where = f" policy {sp.policy_no}" if len(srtp_sps) > 1 else ""
+        found, params = _srtp_lints(sp, where)
+        out += found
+        sp_params.append((where, params))
+    if msg.header.data_type in _RESPONSES:
+        for i, e in enumerate(msg.header.cs_id_map, 1):
+            if isinstance(e, SrtpIdEntry) and e.ssrc == 0:
+                out.append(f"CS {i}: SSRC 0 left unfilled in a response (RFC 3830 §6.1.1: the Responder fills it in)")
+    for p in msg.payloads:
+        if not isinstance(p, KemacPayload):
+            continue
+        if not secure_carrier:
+            if p.encr_alg == EncrAlg.NULL and p.encr_data:  # DHHMAC's KEMAC carries no key (RFC 4650 §3)
+                out.append("KEMAC encryption NULL: the keys travel in the clear; only over a secure carrier "
+                           "(RFC 3830 §4.2.3)")
+            if p.mac_alg == MacAlg.NULL:
+                out.append("KEMAC MAC NULL: the message is unauthenticated; only over a secure carrier "
+                           "(RFC 3830 §4.2.4)")
+        for sub in _clear_key_data(p):
+            if isinstance(sub, KeyDataPayload) and sub.key_type in _TEK_TYPES:
+                out += _tek_lints(sub, sp_params)
+    return out
+
+
+def _tek_lints(sub: KeyDataPayload, sp_params: list[tuple[str, dict[int, int]]]) -> list[str]:
+    out: list[str] = []
+    for where, params in sp_params:
+        key_len = params.get(SRTPParam.SESSION_ENCR_KEY_LEN)
+        salt_len = params.get(SRTPParam.SESSION_SALT_KEY_LEN)
+        if key_len is not None and len(sub.key) != key_len:
+            out.append(f"KEY_DATA TEK is {len(sub.key)} octets but the SP{where} encryption key length is {key_len}")
+        if sub.salt is not None and salt_len is not None and len(sub.salt) != salt_len:
+            out.append(f"KEY_DATA salt is {len(sub.salt)} octets but the SP{where} salt key length is {salt_len}")
+        if sub.key_type == KeyDataType.TEK and salt_len:
+            out.append(f"KEY_DATA carries a TEK without salt while the SP{where} sets a salt length: TEK+salt "
+                       "(type 3) was probably meant")
+    return out
+
+
+def validate(msg: Message, *, lints: bool = False, secure_carrier: bool = False) -> list[str]:
+    """Raise :class:`MikeyValidationError` listing every rule *msg* breaks.
+
+    With ``lints``, a valid message's :func:`lint` warnings (``secure_carrier`` passed on) are
+    returned and each is issued as a :class:`LintWarning`; otherwise the result is empty.
+    """
     problems = violations(msg)
     if problems:
         raise MikeyValidationError(problems)
+    if not lints:
+        return []
+    found = lint(msg, secure_carrier=secure_carrier)
+    for w in found:
+        warnings.warn(w, LintWarning, stacklevel=2)
+    return found
