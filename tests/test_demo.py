@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mikey.cli.demo import render_report, run_demo
+from mikey.cli.demo_kms import DemoKms, DemoKmsError
 from mikey.cli.plugins import MODE_NAMES
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -55,7 +58,7 @@ def test_psk_demo_end_to_end() -> None:
     assert text.endswith("every SRTP/SRTCP packet verified.") and report["csb_id"] in text
 
 
-@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m != "psk"])
+@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m not in ("psk", "sakke")])
 def test_other_modes_demo(mode: str) -> None:
     report = run_demo(mode, packets=10, rtcp=2)
     assert report["ok"] is True, report["problems"]
@@ -119,3 +122,87 @@ def test_wrong_key_fails_cleanly(tmp_path: Path) -> None:
     assert res["error"]["kind"] == "authentication"
     assert ini["error"]["kind"] in ("peer-error", "authentication")
     assert "rtp_verified" not in ini and "rtp_verified" not in res
+
+
+# --- MIKEY-SAKKE: both users' keys from a KMS server over HTTP (issue 9 §5) ------------------------
+
+
+def _check_sakke_kms_report(report: dict[str, Any], packets: int, rtcp: int) -> None:
+    assert report["ok"] is True, report["problems"]
+    kms = report["kms"]
+    assert kms["url"].startswith("http://127.0.0.1:")
+    assert report["initiator"]["key_period_no"] == report["responder"]["key_period_no"]
+    n = report["initiator"]["key_period_no"]
+    # Both hold the message's period and the next one (keyprov/<URI>/<NTP time>), or the
+    # previous and this one if the period changed between the fetch and the exchange.
+    for role in ("initiator", "responder"):
+        periods = kms["key_periods"][role]
+        assert len(periods) == 2 and periods[1] == periods[0] + 1 and n in periods, periods
+    assert report["initiator"]["fingerprints"] == report["responder"]["fingerprints"]
+    for side in (report["initiator"], report["responder"]):
+        _check_side(side, packets, rtcp)
+    assert report["responder"]["authenticated"] is True  # the ECCSI signature verified
+    assert report["description"].endswith(f"keys from the KMS at {kms['url']}")
+
+
+def test_sakke_demo_starts_a_kms_and_fetches_the_keys_over_http(capsys: pytest.CaptureFixture[str]) -> None:
+    """``mikey demo --mode sakke``: serve, user add, dev tokens, fetch over HTTP, exchange + SRTP, stop."""
+    from mikey.cli.main import main
+
+    assert main(["demo", "--mode", "sakke", "--packets", "10", "--rtcp", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    _check_sakke_kms_report(report, 10, 2)
+    kms = report["kms"]
+    assert kms["started_by_demo"] is True and kms["server_stopped"] is True
+    assert kms["users"] == ["sip:alice@demo.example", "sip:bob@demo.example"]
+    assert {"credentials", "kms_start", "kms_users", "kms_fetch", "total"} <= set(report["timings_ms"])
+    # The server the demo started is gone.
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(kms["url"] + "/keymanagement/identity/v1/init", data=b"", timeout=5)
+    text = "\n".join(render_report(report))
+    assert f"fetched over HTTP from the KMS at {kms['url']} (started by the demo, stopped after it)" in text
+    assert "sip:bob@demo.example: key periods " in text
+    assert f"key period        {report['initiator']['key_period_no']} " in text
+    assert text.endswith("every SRTP/SRTCP packet verified.")
+    assert "eyJ" not in json.dumps(report)  # no bearer token (a JWT) in the report
+
+
+def test_sakke_demo_with_a_running_kms(tmp_path: Path) -> None:
+    """``--kms URL`` + the users' tokens: the demo fetches from that server and leaves it running."""
+    carol, dave = "sip:carol@kms.example", "sip:dave@kms.example"
+    with DemoKms(tmp_path / "kms") as server:
+        assert server.url is not None
+        server.add_users([carol, dave])
+        tokens = [server.dev_token(carol), server.dev_token(dave)]
+        report = run_demo("sakke", packets=6, rtcp=1, kms_url=server.url, kms_tokens=tokens)
+        _check_sakke_kms_report(report, 6, 1)
+        assert report["kms"]["started_by_demo"] is False and "server_stopped" not in report["kms"]
+        assert report["kms"]["users"] == [carol, dave]
+        assert "(already running)" in "\n".join(render_report(report))
+        assert server.proc is not None and server.proc.poll() is None
+        # A token the KMS refuses: no exchange, the reason in the report.
+        bad = run_demo("sakke", packets=6, rtcp=1, kms_url=server.url, kms_tokens=[tokens[0], "not.a.token"])
+        assert bad["ok"] is False and "initiator" not in bad
+        assert len(bad["problems"]) == 1 and bad["problems"][0].startswith("KMS: ") and "401" in bad["problems"][0]
+    assert server.stopped and server.returncode is not None
+
+
+def test_demo_kms_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from mikey.cli.main import main
+
+    assert main(["demo", "--mode", "sakke", "--kms", "http://127.0.0.1:9"]) == 2
+    assert "--initiator-token and --responder-token" in capsys.readouterr().err
+    assert main(["demo", "--initiator-token", "a", "--responder-token", "b"]) == 2
+    assert main(["demo", "--kms", "http://127.0.0.1:9", "--initiator-token", "a", "--responder-token", "b"]) == 2
+    assert "takes no keys from a KMS" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="two tokens"):
+        run_demo("sakke", kms_url="http://127.0.0.1:9", kms_tokens=["a"])
+
+
+def test_demo_kms_that_cannot_start_fails_cleanly(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    server = DemoKms(blocker / "kms", timeout=60)
+    with pytest.raises(DemoKmsError, match="did not start"):
+        server.start()
+    assert server.stopped

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import queue
-import site
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._files import write_private_atomic
-from ..errors import StateError
+from ..errors import MikeyError, StateError
 from .common import add_json_option
+from .demo_kms import DemoKms, KmsDemoPlugin, child_env, fetch_demo_keystores
+from .plugin_base import ModePlugin
 from .plugins import MODE_NAMES, load_plugins
 
 __all__ = ["register", "run", "run_demo", "render_report", "main"]
@@ -37,17 +38,6 @@ DEFAULT_TIMEOUT = 10.0
 
 
 # --- the parent ----------------------------------------------------------------------------------
-
-
-def _child_env() -> dict[str, str]:
-    """The parent's environment; run from a source tree, that tree goes first on the children's path."""
-    env = dict(os.environ)
-    src = os.path.realpath(Path(__file__).resolve().parents[2])
-    installed = {os.path.realpath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
-    if src not in installed:
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _reader(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -61,7 +51,7 @@ class _Child:
         self.stderr_path = stderr_path
         self._stderr = stderr_path.open("w")
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=_child_env()
+            argv, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=child_env()
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         stdout = self.proc.stdout
@@ -108,59 +98,142 @@ def run_demo(
     packets: int = DEFAULT_PACKETS,
     rtcp: int = DEFAULT_RTCP,
     timeout: float = DEFAULT_TIMEOUT,
+    kms_url: str | None = None,
+    kms_tokens: Sequence[str] = (),
+    kms_ca: str | None = None,
 ) -> dict[str, Any]:
-    """Run the demo and return its report (``report["ok"]`` tells success)."""
+    """Run the demo and return its report (``report["ok"]`` tells success).
+
+    A mode whose keys come from a KMS (MIKEY-SAKKE) fetches both users' keys over HTTP: from
+    a ``mikey kms serve`` process the demo starts and stops, or, with *kms_url*, from that
+    running KMS with *kms_tokens* (the Initiator's, then the Responder's bearer token).
+    """
     plugins = load_plugins()
     if mode not in plugins:
         raise ValueError(f"no demo for mode {mode!r}; modes: {', '.join(plugins)}")
     plugin = plugins[mode]
+    if kms_url is not None and not isinstance(plugin, KmsDemoPlugin):
+        raise ValueError(f"--kms: the {mode} demo takes no keys from a KMS")
+    if kms_url is not None and len(kms_tokens) != 2:
+        raise ValueError("--kms needs two tokens: --initiator-token and --responder-token")
     report: dict[str, Any] = {"ok": False, "mode": mode, "packets": packets, "rtcp_packets": rtcp, "problems": []}
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mikey-demo-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
+        if isinstance(plugin, KmsDemoPlugin):
+            server = DemoKms(work / "kms", timeout=max(timeout * 6, 60.0)) if kms_url is None else None
+            try:
+                creds = _kms_credentials(plugin, work, report, timings, server, kms_url, kms_tokens, kms_ca)
+                if creds is None:
+                    return _finish(report, timings, started, {})
+                return _exchange(plugin, mode, work, creds, report, timings, started, packets, rtcp, timeout)
+            finally:
+                if server is not None:
+                    server.stop()
+                    report["kms"]["server_stopped"] = server.stopped
         creds = plugin.demo_credentials(work)
-        timings["credentials"] = round((time.perf_counter() - t0) * 1000.0, 3)
-        creds_file = work / "credentials.json"
-        write_private_atomic(creds_file, json.dumps(creds).encode())  # may hold a PSK
-        report["description"] = plugin.demo_description(creds)
-        ssrc_i, ssrc_r = (int.from_bytes(os.urandom(4), "big") | 1 for _ in range(2))
-        if ssrc_r == ssrc_i:
-            ssrc_r ^= 0x10000
-        common = [
-            "--mode", mode, "--creds", str(creds_file), "--packets", str(packets), "--rtcp", str(rtcp),
-            "--timeout", str(timeout),
-        ]
-        base = [sys.executable, "-m", "mikey.cli.demo_peer"]
-        responder = _Child(
-            [*base, "--role", "responder", "--ssrc", f"{ssrc_r:08x}", "--peer-ssrc", f"{ssrc_i:08x}", *common],
-            work / "responder.err",
+        timings["credentials"] = _ms_since(t0)
+        return _exchange(plugin, mode, work, creds, report, timings, started, packets, rtcp, timeout)
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def _kms_credentials(
+    plugin: KmsDemoPlugin,
+    work: Path,
+    report: dict[str, Any],
+    timings: dict[str, float],
+    server: DemoKms | None,
+    kms_url: str | None,
+    tokens: Sequence[str],
+    ca: str | None,
+) -> dict[str, Any] | None:
+    """Both users' keys from the KMS over HTTP (issue 9 §5); None, with the reason in the report, if not."""
+    t_all = time.perf_counter()
+    users = plugin.demo_kms_users()
+    kms: dict[str, Any] = {"url": kms_url, "started_by_demo": server is not None}
+    report["kms"] = kms
+    try:
+        if server is not None:
+            t0 = time.perf_counter()
+            kms["url"] = kms_url = server.start()
+            timings["kms_start"] = _ms_since(t0)
+            t0 = time.perf_counter()
+            server.add_users(users)
+            tokens = [server.dev_token(uri) for uri in users]
+            timings["kms_users"] = _ms_since(t0)
+            kms["users"] = list(users)
+        if kms_url is None:  # neither started nor given: a local bug
+            raise StateError("no KMS URL")
+        t0 = time.perf_counter()
+        fetched = fetch_demo_keystores(kms_url, tokens, ca=ca)
+        timings["kms_fetch"] = _ms_since(t0)
+    except MikeyError as exc:
+        report["problems"].append(f"KMS: {exc}")
+        return None
+    kms["users"] = [f.keystore.uri for f in fetched]
+    kms["key_periods"] = {role: f.period_numbers for role, f in zip(("initiator", "responder"), fetched, strict=True)}
+    creds = plugin.demo_credentials_from_kms(work, fetched)
+    timings["credentials"] = _ms_since(t_all)
+    return creds
+
+
+def _exchange(
+    plugin: ModePlugin,
+    mode: str,
+    work: Path,
+    creds: dict[str, Any],
+    report: dict[str, Any],
+    timings: dict[str, float],
+    started: float,
+    packets: int,
+    rtcp: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """Start the Responder and the Initiator processes and collect their reports."""
+    creds_file = work / "credentials.json"
+    write_private_atomic(creds_file, json.dumps(creds).encode())  # may hold a PSK
+    report["description"] = plugin.demo_description(creds)
+    ssrc_i, ssrc_r = (int.from_bytes(os.urandom(4), "big") | 1 for _ in range(2))
+    if ssrc_r == ssrc_i:
+        ssrc_r ^= 0x10000
+    common = [
+        "--mode", mode, "--creds", str(creds_file), "--packets", str(packets), "--rtcp", str(rtcp),
+        "--timeout", str(timeout),
+    ]
+    base = [sys.executable, "-m", "mikey.cli.demo_peer"]
+    responder = _Child(
+        [*base, "--role", "responder", "--ssrc", f"{ssrc_r:08x}", "--peer-ssrc", f"{ssrc_i:08x}", *common],
+        work / "responder.err",
+    )
+    children = [responder]
+    try:
+        ready = responder.next_json(timeout * 3)  # allow for interpreter start-up
+        if ready is None or "port" not in ready:
+            report["problems"].append("responder did not start: " + responder.stderr_tail().strip())
+            return _finish(report, timings, started, {})
+        initiator = _Child(
+            [
+                *base, "--role", "initiator", "--ssrc", f"{ssrc_i:08x}", "--peer-ssrc", f"{ssrc_r:08x}",
+                "--peer-port", str(ready["port"]), *common,
+            ],
+            work / "initiator.err",
         )
-        children = [responder]
-        try:
-            ready = responder.next_json(timeout * 3)  # allow for interpreter start-up
-            if ready is None or "port" not in ready:
-                report["problems"].append("responder did not start: " + responder.stderr_tail().strip())
-                return _finish(report, timings, started, {})
-            initiator = _Child(
-                [
-                    *base, "--role", "initiator", "--ssrc", f"{ssrc_i:08x}", "--peer-ssrc", f"{ssrc_r:08x}",
-                    "--peer-port", str(ready["port"]), *common,
-                ],
-                work / "initiator.err",
-            )
-            children.append(initiator)
-            # Each child gives up after `timeout` s of silence; the signalling, start-up and media bound the rest.
-            limit = timeout * 6 + packets * 0.01
-            sides = {"initiator": initiator.next_json(limit), "responder": responder.next_json(limit)}
-        finally:
-            for child in children:
-                child.finish(timeout)
-        for name, child in (("initiator", children[-1]), ("responder", responder)):
-            if sides.get(name) is None:
-                report["problems"].append(f"{name} gave no report: " + child.stderr_tail().strip())
-        return _finish(report, timings, started, {k: v for k, v in sides.items() if v is not None})
+        children.append(initiator)
+        # Each child gives up after `timeout` s of silence; the signalling, start-up and media bound the rest.
+        limit = timeout * 6 + packets * 0.01
+        sides = {"initiator": initiator.next_json(limit), "responder": responder.next_json(limit)}
+    finally:
+        for child in children:
+            child.finish(timeout)
+    for name, child in (("initiator", children[-1]), ("responder", responder)):
+        if sides.get(name) is None:
+            report["problems"].append(f"{name} gave no report: " + child.stderr_tail().strip())
+    return _finish(report, timings, started, {k: v for k, v in sides.items() if v is not None})
 
 
 def _finish(
@@ -184,6 +257,8 @@ def _finish(
                     problems.append(f"{name} verified {side.get(f'{kind}_verified')} of {want} {kind.upper()} packets")
             if side.get("payload_mismatch") or side.get("rejected"):
                 problems.append(f"{name}: {side.get('rejected')} rejected, {side.get('payload_mismatch')} corrupted")
+        if ini.get("key_period_no") != res.get("key_period_no"):
+            problems.append(f"key periods differ: {ini.get('key_period_no')} / {res.get('key_period_no')}")
         report["csb_id"] = ini.get("csb_id")
         report["fingerprints"] = ini.get("fingerprints")
         report["srtp_profile"] = ini.get("srtp_profile")
@@ -200,6 +275,13 @@ def render_report(report: dict[str, Any]) -> list[str]:
     """The human-readable report."""
     lines = [f"mikey demo — mode {report['mode']}: {report.get('description', '')}"]
     ini, res = report.get("initiator", {}), report.get("responder", {})
+    kms = report.get("kms")
+    if kms and kms.get("url"):
+        how = "started by the demo, stopped after it" if kms.get("started_by_demo") else "already running"
+        lines.append(f"  keys              fetched over HTTP from the KMS at {kms['url']} ({how})")
+        for role, uri in zip(("initiator", "responder"), kms.get("users", []), strict=False):
+            periods = ", ".join(str(n) for n in kms.get("key_periods", {}).get(role, []))
+            lines.append(f"    {role:<10}      {uri}: key periods {periods}")
     if report.get("csb_id"):
         auth = "yes" if ini.get("authenticated") and res.get("authenticated") else (
             f"initiator {'yes' if ini.get('authenticated') else 'no'}, "
@@ -210,6 +292,8 @@ def render_report(report: dict[str, Any]) -> list[str]:
         sizes = f"I_MESSAGE {ini.get('i_message_len')} octets"
         sizes += f", R_MESSAGE {ini.get('r_message_len')} octets" if ini.get("r_message_len") else ", no R_MESSAGE"
         lines.append(f"  messages          {sizes} (in SDP a=key-mgmt)")
+        if ini.get("key_period_no") is not None:
+            lines.append(f"  key period        {ini['key_period_no']} (the period of the I_MESSAGE timestamp)")
         for cs in ini.get("crypto_sessions", []):
             who = "initiator → responder" if cs["cs_id"] == ini.get("send_cs") else "responder → initiator"
             if ini.get("send_cs") == ini.get("recv_cs"):
@@ -227,7 +311,10 @@ def render_report(report: dict[str, Any]) -> list[str]:
         steps = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in side.get("timings_ms", {}).items())
         lines.append(f"  {name:<10} steps (ms): {steps}")
     total = report.get("timings_ms", {})
-    lines.append(f"  parent     credentials {total.get('credentials', 0):.2f} ms, total {total.get('total', 0):.0f} ms")
+    kms_steps = "".join(f", {k.replace('_', ' ')} {total[k]:.0f} ms" for k in ("kms_start", "kms_users", "kms_fetch")
+                        if k in total)
+    lines.append(f"  parent     credentials {total.get('credentials', 0):.2f} ms{kms_steps}, "
+                 f"total {total.get('total', 0):.0f} ms")
     if report["ok"]:
         lines.append("OK: both ends derived identical SRTP keys and every SRTP/SRTCP packet verified.")
     else:
@@ -256,6 +343,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"RTCP packets each way (default {DEFAULT_RTCP})")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"seconds to wait for the peer (default {DEFAULT_TIMEOUT:g})")
+    k = p.add_argument_group("keys from a running KMS (--mode sakke; default: the demo starts its own KMS)")
+    k.add_argument("--kms", metavar="URL", help="the KMS base URL (http(s)://host:port) to fetch both users' keys from")
+    k.add_argument("--initiator-token", metavar="TOKEN", help="the Initiator's bearer token at --kms")
+    k.add_argument("--responder-token", metavar="TOKEN", help="the Responder's bearer token at --kms")
+    k.add_argument("--ca", metavar="PEM", help="CA certificates trusted for an https:// --kms")
     add_json_option(p)
 
 
@@ -264,8 +356,13 @@ def run(args: argparse.Namespace) -> int:
     if args.packets < 1 or args.rtcp < 0 or args.timeout <= 0:
         print("mikey demo: --packets must be at least 1, --rtcp not negative, --timeout positive", file=sys.stderr)
         return 2
+    tokens = [t for t in (args.initiator_token, args.responder_token) if t]
+    if (args.kms is None) != (not tokens) or (args.kms is not None and len(tokens) != 2):
+        print("mikey demo: --kms goes with --initiator-token and --responder-token", file=sys.stderr)
+        return 2
     try:
-        report = run_demo(args.mode, packets=args.packets, rtcp=args.rtcp, timeout=args.timeout)
+        report = run_demo(args.mode, packets=args.packets, rtcp=args.rtcp, timeout=args.timeout,
+                          kms_url=args.kms, kms_tokens=tokens, kms_ca=args.ca)
     except ValueError as exc:
         print(f"mikey demo: {exc}", file=sys.stderr)
         return 2

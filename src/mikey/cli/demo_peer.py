@@ -189,6 +189,8 @@ class _Peer:
             srtp_profile=PROFILE_NAMES.get(srtp_profile(sender.params, ignore_rcc=True), "?"),
             description=self.plugin.demo_description(self.creds),
         )
+        if "key_period_no" in result.extras:  # MIKEY-SAKKE: the key period of the message's T
+            self.report["key_period_no"] = result.extras["key_period_no"]
         # What this end sends: RTP 0..N-1 with an RTCP SR after every N/K of them.
         plan: list[bytes] = []
         step = max(1, packets // max(1, n_rtcp))

@@ -6,6 +6,8 @@ decapsulates it.  There is no R_MESSAGE, so ``complete`` only re-reads the
 Initiator's own message.  ``--keys`` is a user key file written by ``mikey kms
 issue`` (the JSON shape of :meth:`mikey.keystore.SakkeKeystore.from_dict`).
 The default PRF here is PRF-HMAC-SHA-256, as 3GPP deployments use.
+``mikey demo --mode sakke`` fetches both users' keys from a ``mikey kms serve`` process over
+HTTP (:mod:`mikey.cli.demo_kms`, issue 9 §5).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._files import write_private_atomic
 from ..constants import PRF, CSIdMapType
@@ -34,6 +37,9 @@ from .plugin_base import (
     add_compat_option,
     responder_keywords,
 )
+
+if TYPE_CHECKING:
+    from .demo_kms import FetchedKeys
 
 __all__ = ["PLUGIN", "SakkePlugin"]
 
@@ -150,6 +156,21 @@ class SakkePlugin(ModePlugin):
             out[name] = {"keys": str(path), "uri": uri}
         return out
 
+    def demo_kms_users(self) -> tuple[str, str]:
+        """The demo's Initiator and Responder, registered at the KMS ``mikey demo`` starts."""
+        return "sip:alice@demo.example", "sip:bob@demo.example"
+
+    def demo_credentials_from_kms(self, workdir: Path, fetched: Sequence[FetchedKeys]) -> dict[str, Any]:
+        """Key files (0600) of the Initiator's and Responder's keystores fetched from the KMS over HTTP."""
+        if len(fetched) != 2:
+            raise ValueError("the demo needs the Initiator's and the Responder's keys")
+        out: dict[str, Any] = {"kms_url": fetched[0].kms_url}
+        for name, keys in zip(("alice", "bob"), fetched, strict=True):
+            path = workdir / f"{name}.sakke.json"
+            write_private_atomic(path, json.dumps(keys.keystore.to_dict(), indent=2).encode())
+            out[name] = {"keys": str(path), "uri": keys.keystore.uri, "key_periods": keys.period_numbers}
+        return out
+
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
         keys = SakkeKeystore.load_json(creds["alice"]["keys"])
         specs = [CryptoSessionSpec(ssrc=ssrc, cs_id=1), CryptoSessionSpec(ssrc=0, cs_id=2)]
@@ -161,8 +182,11 @@ class SakkePlugin(ModePlugin):
         return SakkeResponder(keys, initiator_uri=creds["alice"]["uri"], own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
-        return ("MIKEY-SAKKE: SAKKE Parameter Set 1 (1024-bit p) + ECCSI P-256, 3GPP UIDs, PCK, "
+        text = ("MIKEY-SAKKE: SAKKE Parameter Set 1 (1024-bit p) + ECCSI P-256, 3GPP UIDs, PCK, "
                 "PRF-HMAC-SHA-256, SRTP AES-128-GCM")
+        if creds.get("kms_url"):
+            text += f"; keys from the KMS at {creds['kms_url']}"
+        return text
 
     # -- speed ----------------------------------------------------------------------------------
 
