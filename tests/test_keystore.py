@@ -1,4 +1,4 @@
-"""Credential loading (keystore/credentials.py): keys, certificates, PKCS#12, trust anchors, PSKs."""
+"""Credential loading (keystore/credentials.py): keys, certificates, PKCS#12, trust anchors, PSKs; SAKKE keystore periods."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pki import NOW, Issued, make_ca, make_intermediate, make_leaf
 
 from mikey.crypto import rsa as mrsa
-from mikey.errors import CertificateError, KeyMaterialError
+from mikey.errors import CertificateError, KeyMaterialError, UnsupportedIDError
 from mikey.keystore import (
     Credentials,
     PresharedKey,
@@ -245,3 +245,46 @@ def test_preshared_key() -> None:
         PresharedKey.from_hex("zz")
     with pytest.raises(AttributeError):
         psk.value = b"x"  # type: ignore[misc]
+
+
+# --- MIKEY-SAKKE keystores across key periods (RFC 6509 §3.3) -------------------------------------
+
+
+def test_sakke_keystore_periods_merge_and_prune() -> None:
+    """Fetching again after a boundary (N+1, N+2) and merging keeps N; pruning drops it again."""
+    from mikey.identities import NTP_UNIX_OFFSET
+    from mikey.keystore import SakkeKeystore
+    from mikey.kms import generate_community, issue_user_keys
+    from mikey.modes.sakke import SakkeInitiator, SakkeResponder
+
+    alice, bob = "sip:alice@example.org", "sip:bob@example.org"
+    c = generate_community("kms.example.org")
+    n = 1545
+    boundary = float((n + 1) * c.public.key_period - NTP_UNIX_OFFSET)
+    sender = SakkeKeystore(c.public, alice, [issue_user_keys(c, alice, period_no=p) for p in (n, n + 1)])
+    before = SakkeKeystore(c.public, bob, [issue_user_keys(c, bob, period_no=p) for p in (n, n + 1)])
+    after = SakkeKeystore(c.public, bob, [issue_user_keys(c, bob, period_no=p) for p in (n + 1, n + 2)])
+    assert before.period_numbers == [n, n + 1] and after.period_numbers == [n + 1, n + 2]
+    both = before.merged(after)
+    assert both.period_numbers == [n, n + 1, n + 2]
+    newer = after.key_set_for_period(n + 1)
+    assert newer is not None and both.key_set_for_period(n + 1) is newer  # the newer key set wins
+    assert both.key_set_for_period(n + 3) is None
+    again = SakkeKeystore.from_dict(both.to_dict(), validate=True)
+    assert again.period_numbers == [n, n + 1, n + 2]
+    pruned = both.pruned(n + 1)
+    assert pruned.period_numbers == [n + 1, n + 2] and both.period_numbers == [n, n + 1, n + 2]
+    # T just before the boundary, the receiver's clock just after it (RFC 6509 §3.3's grace time).
+    data = SakkeInitiator(sender, bob).create_message(boundary - 1)
+    for store, accepted in ((after, False), (both, True), (pruned, False)):
+        responder = SakkeResponder(store, initiator_uri=alice)
+        if accepted:
+            assert responder.receive(data, boundary + 1).result.extras["key_period_no"] == n
+        else:
+            with pytest.raises(UnsupportedIDError, match=f"key period {n}"):
+                responder.receive(data, boundary + 1)
+    with pytest.raises(KeyMaterialError, match="cannot merge the keys"):
+        before.merged(sender)
+    other = generate_community("kms.example.org")
+    with pytest.raises(KeyMaterialError, match="different KMS community"):
+        before.merged(SakkeKeystore(other.public, bob, [issue_user_keys(other, bob, period_no=n)]))

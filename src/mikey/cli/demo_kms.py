@@ -64,7 +64,7 @@ class FetchedKeys:
 
     @property
     def period_numbers(self) -> list[int]:
-        return sorted(k.period_no for k in self.keystore.key_sets if k.period_no is not None)
+        return self.keystore.period_numbers
 
 
 def child_env() -> dict[str, str]:

@@ -214,6 +214,37 @@ class SakkeKeystore:
     def key_sets(self) -> list[IdentityKeys]:
         return list(self._sets.values())
 
+    @property
+    def period_numbers(self) -> list[int]:
+        """The key periods held, in order (key sets without a period number are not listed)."""
+        return sorted({k.period_no for k in self._sets.values() if k.period_no is not None})
+
+    def key_set_for_period(self, period_no: int) -> IdentityKeys | None:
+        """The user's key set of key period *period_no*, if held."""
+        return next((k for k in self._sets.values() if k.period_no == period_no and k.uri == self.uri), None)
+
+    def merged(self, newer: SakkeKeystore) -> SakkeKeystore:
+        """This keystore's key sets plus *newer*'s, for the same user and KMS community.
+
+        A client that fetches again after a period boundary gets periods N+1 and N+2; merging
+        keeps N too, so messages timestamped just before the boundary still decrypt (RFC 6509
+        §3.3: hold two periods' keys; accept the old ones for a short while after the change).
+        A key set of *newer* replaces one of this keystore with the same identifier.  Raises
+        :class:`KeyMaterialError` for another user or other community keys (a KMS that changes
+        its keys at a period change, RFC 6509 §3.3, needs a keystore per community key).
+        """
+        if newer.uri != self.uri:
+            raise KeyMaterialError(f"cannot merge the keys of {newer.uri!r} into those of {self.uri!r}")
+        if newer.kms != self.kms:
+            raise KeyMaterialError("cannot merge keystores of different KMS community keys or key periods")
+        return SakkeKeystore(self.kms, self.uri, [*self._sets.values(), *newer._sets.values()])
+
+    def pruned(self, first_period: int) -> SakkeKeystore:
+        """A keystore without the key sets of periods before *first_period* (RFC 6509 §3.3: stop
+        accepting the previous period's keys once the grace time after the change is over)."""
+        kept = [k for k in self._sets.values() if k.period_no is None or k.period_no >= first_period]
+        return SakkeKeystore(self.kms, self.uri, kept)
+
     def validate(self) -> None:
         """Validate every held key set against the KMS public keys."""
         for k in self._sets.values():
