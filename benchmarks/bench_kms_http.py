@@ -1,0 +1,349 @@
+"""Key provisioning through the real ``mikey kms serve`` (3GPP TS 33.180 §D.2; issue 9 "Speed").
+
+Run:  PYTHONPATH=src python benchmarks/bench_kms_http.py [--users N] [--concurrency C]
+          [--postgres [URL]] [--serve-arg=--workers=2 ...] [--profile] [--quick] [--json]
+
+Starts ``mikey kms serve --port 0 --dev-tokens`` on a fresh data directory (SQLite; with
+``--postgres`` also on a throwaway PostgreSQL database, dropped afterwards), registers the users,
+and drives it with C client threads, each on its own keep-alive HTTP/1.1 connection, sending
+``POST …/keyprov/<user>`` with an empty body and the user's bearer token (ES256 JWT), as
+deployed clients do.  Three phases per database:
+
+* ``issue``: each request is a user's first provisioning, so the server generates a fresh key
+  set (RSK, RFC 6508 §6.1.1; SSK/PVT, RFC 6507 §5.1.1) and commits it;
+* ``cached``: the same users again (the stored key set is read and decrypted);
+* ``init``: KmsInit (no key set, no database: HTTP, JWT and XML only).
+
+It prints requests/s, p50/p99 latency and the server's CPU time per request (from
+``/proc/PID/stat``), next to the cost of key generation alone
+(:func:`mikey.kms.issue.issue_user_keys`, timed in this process in the same run), and the
+ratio of served issuing throughput to ``cores / keygen_time`` (the issue's target: 0.7).
+The load generator runs on the same machine: its CPU time is printed too.
+
+``--profile`` samples the server with ``py-spy record --gil`` (if installed) during each phase
+and prints where the server's Python time goes per request: key generation, database, JWT,
+XML, thread-pool hand-off, HTTP/ASGI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from mikey.kms import generate_community, issue_user_keys
+from mikey.kms.auth import DevIssuer
+
+API = "/keymanagement/identity/v1/"
+TARGET = 0.7
+
+
+@dataclass
+class Phase:
+    """One measured phase: throughput, latency and CPU cost."""
+
+    database: str
+    phase: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms_per_request: float | None
+    client_cpu_ms_per_request: float
+    profile_ms_per_request: dict[str, float] | None = None
+
+
+def keygen_seconds(count: int) -> float:
+    """Mean seconds of one user key set (SSK/PVT + RSK) for fresh users, best of three batches."""
+    community = generate_community("kms.bench.example.org")
+    issue_user_keys(community, "sip:warmup@example.org", period_no=1)  # builds the per-process tables
+    best = float("inf")
+    for batch in range(3):
+        start = time.perf_counter()
+        for i in range(count):
+            issue_user_keys(community, f"sip:keygen{batch}-{i}@example.org", period_no=1)
+        best = min(best, (time.perf_counter() - start) / count)
+    return best
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of process *pid* and its reaped children (Linux ``/proc``), else ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of *pid* and its live child processes (a multi-worker server)."""
+    total = _cpu_seconds(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += _cpu_seconds(int(child)) or 0.0
+    return total
+
+
+@contextmanager
+def kms_server(data: Path, db: str | None, extra: Sequence[str]) -> Iterator[tuple[str, int]]:
+    """A running ``mikey kms serve`` on *data* (and *db*): yields its URL and PID."""
+    args = [sys.executable, "-m", "mikey", "kms", "serve", "--data", str(data), "--port", "0", "--dev-tokens",
+            *(["--db", db] if db else []), *extra]
+    with (data.parent / "server.log").open("ab") as log:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        if not line.startswith("serving http://"):
+            raise SystemExit(f"the server did not start ({line!r}): {(data.parent / 'server.log').read_text()[-2000:]}")
+        yield line.removeprefix("serving "), proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drive(url: str, jobs: Sequence[tuple[str, str]], concurrency: int) -> tuple[float, list[float]]:
+    """POST every (path, token) of *jobs* from *concurrency* keep-alive connections; (seconds, latencies)."""
+    parts = urlsplit(url)
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    failures: list[str] = []
+    barrier = threading.Barrier(concurrency + 1)
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
+        mine = jobs[index::concurrency]
+        barrier.wait()
+        for path, token in mine:
+            start = time.perf_counter()
+            conn.request("POST", path, body=b"", headers={"Authorization": f"Bearer {token}",
+                                                          "Content-Type": "application/xml"})
+            response = conn.getresponse()
+            body = response.read()
+            latencies[index].append(time.perf_counter() - start)
+            if response.status != 200:
+                failures.append(f"{path}: HTTP {response.status}: {body[:200]!r}")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return seconds, [x for per in latencies for x in per]
+
+
+#: py-spy sampling rate (samples per second of the thread holding the GIL).
+PROFILE_RATE = 250
+#: Where a sampled stack's time is charged: the first category one of whose markers is in the stack.
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("key generation", ("issue_user_keys",)),
+    ("AES-GCM at rest", ("AtRestKey.seal", "AtRestKey.open")),
+    ("database", ("mikey/kms/store.py", "sqlalchemy/", "psycopg")),
+    ("JWT verification", ("mikey/kms/auth.py", "jwt/")),
+    ("XML", ("mikey/kms/xml.py", "ElementTree", "_parse_body", "_error_xml")),
+    ("core (other)", ("KmsCore",)),
+    ("thread-pool hand-off", ("WorkerThread", "anyio/", "queue.py", "threading.py")),
+)
+
+
+def _category(stack: str) -> str:
+    for name, markers in CATEGORIES:
+        if any(m in stack for m in markers):
+            return name
+    return "HTTP/ASGI (uvicorn, Starlette, asyncio)"
+
+
+@contextmanager
+def profiled(pid: int, enabled: bool, requests: int) -> Iterator[dict[str, float]]:
+    """While the block runs, ``py-spy record --gil`` samples *pid*; fills the dict with ms per request."""
+    result: dict[str, float] = {}
+    spy = shutil.which("py-spy") if enabled else None
+    if spy is None:
+        yield result
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-kms-spy-") as tmp:
+        out = Path(tmp) / "stacks.txt"
+        proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--gil", "--subprocesses", "--nonblocking",
+                                 "--rate", str(PROFILE_RATE), "--format", "raw", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attaches
+        try:
+            yield result
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        if out.exists():
+            totals: collections.Counter[str] = collections.Counter()
+            for line in out.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if count.isdigit():
+                    totals[_category(stack)] += int(count)
+            for name, samples in totals.most_common():
+                result[name] = samples / PROFILE_RATE / requests * 1e3
+
+
+def measure(database: str, phase: str, url: str, pid: int, jobs: Sequence[tuple[str, str]],
+            concurrency: int, profile: bool = False) -> Phase:
+    with profiled(pid, profile, len(jobs)) as breakdown:
+        server_before, client_before = _tree_cpu_seconds(pid), time.process_time()
+        seconds, latencies = drive(url, jobs, concurrency)
+        server_after, client_after = _tree_cpu_seconds(pid), time.process_time()
+    latencies.sort()
+    server_cpu = None if server_before is None or server_after is None else server_after - server_before
+    return Phase(
+        database=database,
+        phase=phase,
+        requests=len(jobs),
+        seconds=seconds,
+        rps=len(jobs) / seconds,
+        p50_ms=statistics.median(latencies) * 1e3,
+        p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3,
+        server_cpu_ms_per_request=None if server_cpu is None else server_cpu / len(jobs) * 1e3,
+        client_cpu_ms_per_request=(client_after - client_before) / len(jobs) * 1e3,
+        profile_ms_per_request=breakdown or None,
+    )
+
+
+def run_database(database: str, db: str | None, users: int, concurrency: int, extra: Sequence[str],
+                 profile: bool = False) -> list[Phase]:
+    """The three phases on one database (a fresh data directory)."""
+    with tempfile.TemporaryDirectory(prefix="bench-kms-") as tmp:
+        data = Path(tmp) / "kms"
+        uris = [f"sip:bench{i:05d}@example.org" for i in range(users)]
+        warm = [f"sip:warm{i:03d}@example.org" for i in range(concurrency)]
+        added = subprocess.run([sys.executable, "-m", "mikey", "kms", "user", "add", "--data", str(data),
+                                *(["--db", db] if db else []), *warm, *uris], capture_output=True, text=True)
+        if added.returncode != 0:
+            raise SystemExit(f"mikey kms user add failed: {added.stderr}")
+        with kms_server(data, db, extra) as (url, pid):
+            issuer = DevIssuer.load_or_create(data)
+            now = time.time()
+            tokens = {u: issuer.issue(u, ttl=3600, now=now) for u in [*warm, *uris]}
+
+            def prov(us: Sequence[str]) -> list[tuple[str, str]]:
+                return [(API + "keyprov/" + quote(u, safe=""), tokens[u]) for u in us]
+
+            drive(url, prov(warm), concurrency)  # connections, thread pool, JWKS and KMS tables warmed up
+            issue = measure(database, "issue", url, pid, prov(uris), concurrency, profile)
+            cached = measure(database, "cached", url, pid, prov(uris), concurrency, profile)
+            init = measure(database, "init", url, pid, [(API + "init", tokens[u]) for u in uris], concurrency,
+                           profile)
+            return [issue, cached, init]
+
+
+@contextmanager
+def throwaway_postgres(base: str) -> Iterator[str]:
+    """A fresh database in the PostgreSQL server at *base* (dropped afterwards)."""
+    import psycopg
+
+    from mikey.kms.store import database_url
+
+    admin = database_url(base).set(drivername="postgresql").render_as_string(False)
+    name = f"mikey_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(base).set(drivername="postgresql", database=name).render_as_string(False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def report(phases: list[Phase], keygen: float, cores: int, extra: Sequence[str],
+           emit: Callable[[str], None] = print) -> None:
+    ceiling = cores / keygen
+    emit(f"key generation alone (RSK + SSK/PVT, issue_user_keys): {keygen * 1e3:.2f} ms "
+         f"-> {cores} cores / keygen = {ceiling:.0f} key sets/s")
+    emit(f"server: mikey kms serve {' '.join(extra)}".rstrip())
+    emit(f"{'database':<10} {'phase':<7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+         f"{'srv CPU ms/req':>15} {'client CPU ms/req':>18}")
+    for p in phases:
+        cpu = "n/a" if p.server_cpu_ms_per_request is None else f"{p.server_cpu_ms_per_request:.2f}"
+        emit(f"{p.database:<10} {p.phase:<7} {p.requests:>8} {p.rps:>8.1f} {p.p50_ms:>8.1f} {p.p99_ms:>8.1f} "
+             f"{cpu:>15} {p.client_cpu_ms_per_request:>18.2f}")
+    for p in phases:
+        if p.profile_ms_per_request:
+            total = sum(p.profile_ms_per_request.values())
+            parts = ", ".join(f"{name} {ms:.2f}" for name, ms in p.profile_ms_per_request.items())
+            emit(f"{p.database} {p.phase}: server Python time {total:.2f} ms/request (py-spy --gil): {parts}")
+    for p in phases:
+        if p.phase == "issue":
+            ratio = p.rps / ceiling
+            verdict = "meets" if ratio >= TARGET else "below"
+            emit(f"{p.database}: served issuing {p.rps:.1f}/s / ({cores} / {keygen * 1e3:.2f} ms) = {ratio:.3f} "
+                 f"({verdict} the target {TARGET})")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--users", type=int, default=600, help="fresh users per database (default 600)")
+    parser.add_argument("--concurrency", type=int, default=16, help="client connections (default 16)")
+    parser.add_argument("--postgres", nargs="?", const=os.environ.get("MIKEY_TEST_POSTGRES_URL",
+                                                                      "postgresql://127.0.0.1:5432/test"),
+                        metavar="URL", help="also run on a throwaway database of this PostgreSQL server")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for 'mikey kms serve' (repeatable), e.g. --serve-arg=--workers=2")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the server with py-spy (if installed) and break its time down per request")
+    parser.add_argument("--quick", action="store_true", help="fewer users (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    users = max(args.concurrency, args.users // 5 if args.quick else args.users)
+    cores = os.cpu_count() or 1
+    keygen = keygen_seconds(20 if args.quick else 100)
+    phases: list[Phase] = []
+    if not args.no_sqlite:
+        phases += run_database("sqlite", None, users, args.concurrency, args.serve_arg, args.profile)
+    if args.postgres:
+        with throwaway_postgres(args.postgres) as db:
+            phases += run_database("postgresql", db, users, args.concurrency, args.serve_arg, args.profile)
+    keygen_after = keygen_seconds(20 if args.quick else 100)  # the machine's load may change during the run
+    keygen = min(keygen, keygen_after)
+    if args.profile and shutil.which("py-spy") is None:
+        print("--profile: py-spy is not installed (pip install py-spy); no breakdown", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"cores": cores, "keygen_ms": keygen * 1e3, "ceiling_per_s": cores / keygen,
+                          "target": TARGET, "serve_args": args.serve_arg, "concurrency": args.concurrency,
+                          "phases": [asdict(p) for p in phases],
+                          "ratios": {p.database: p.rps / (cores / keygen) for p in phases if p.phase == "issue"}},
+                         indent=2))
+    else:
+        print(f"{cores} cores, {args.concurrency} client connections (keep-alive), {users} users per database")
+        report(phases, keygen, cores, args.serve_arg)
+
+
+if __name__ == "__main__":
+    main()
