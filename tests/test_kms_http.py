@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import pathlib
+import re
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
+import jwt
 import pytest
 import xmlschema
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwks_server import JwksServer
+from jwt.algorithms import ECAlgorithm
 
+from mikey.cli import main
+from mikey.cli.main import build_parser
+from mikey.kms.auth import USER_SCOPE
+from mikey.kms.store import AtRestKey, KmsStore
 from mikey.kms.xml import KMS_XML_NS, read_kms_init, read_kms_key_prov
 
 XML = pathlib.Path(__file__).parent / "vectors" / "kms_xml_ts33180"
@@ -38,24 +54,49 @@ def post(url: str, token: str | None, body: bytes = b"") -> tuple[int, dict[str,
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
+SERVING = re.compile(r"serving (https?)://(127\.0\.0\.1|\[::1\]):([0-9]{1,5})")
+
+
+class Kms:
+    """A ``mikey kms serve`` subprocess: its URL (from the first stdout line) and its log (stderr, a file)."""
+
+    def __init__(self, tmp_path: pathlib.Path, data: pathlib.Path, *args: str) -> None:
+        self.data = data
+        self.log_path = tmp_path / f"kms-{len(list(tmp_path.glob('kms-*.log')))}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mikey", "kms", "serve", "--data", str(data),
+                                      "--port", "0", *args], stdout=subprocess.PIPE, stderr=self._log, text=True)
+        assert self.proc.stdout is not None
+        self.first_line = self.proc.stdout.readline().rstrip("\n")
+        match = SERVING.fullmatch(self.first_line)
+        if match is None:
+            self.stop()
+            raise AssertionError((self.first_line, self.log()))
+        assert 0 < int(match.group(3)) < 65536
+        self.url = self.first_line.removeprefix("serving ")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
 @pytest.fixture
 def server(tmp_path: pathlib.Path) -> Iterator[tuple[str, pathlib.Path]]:
-    data = tmp_path / "kms"
-    proc = subprocess.Popen([sys.executable, "-m", "mikey", "kms", "serve", "--data", str(data), "--port", "0",
-                             "--dev-tokens"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kms = Kms(tmp_path, tmp_path / "kms", "--dev-tokens")
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline().strip()
-        assert first.startswith("serving http://127.0.0.1:"), (first, proc.stderr.read() if proc.poll() else "")
-        yield first.removeprefix("serving "), data
-        assert proc.poll() is None, "the server stopped"
+        assert kms.url.startswith("http://127.0.0.1:")
+        yield kms.url, kms.data
+        assert kms.proc.poll() is None, "the server stopped"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        kms.stop()
 
 
 def token(data: pathlib.Path, user: str) -> str:
@@ -193,3 +234,234 @@ def test_https_serve_and_fetch_with_ca(tmp_path: pathlib.Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- bearer tokens of a configured identity server, over HTTP (issue 9 §3; RFC 6750 §3) -------------
+
+ISSUER = "https://idms.example.org"
+AUDIENCE = "kms.example.org"
+IDP_KEY = ec.generate_private_key(ec.SECP256R1())
+ROGUE_KEY = ec.generate_private_key(ec.SECP256R1())
+IDP_JWKS = {"keys": [{**json.loads(ECAlgorithm.to_jwk(IDP_KEY.public_key())), "kid": "idp1", "use": "sig"}]}
+
+
+def idp_token(key: Any = IDP_KEY, kid: str = "idp1", alg: str = "ES256", **changes: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mcptt-client", "mcptt_id": ALICE,
+                              "scope": f"openid {USER_SCOPE}", "iat": now - 5, "exp": now + 600}
+    claims.update(changes)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm=alg,
+                      headers={"kid": kid})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_with_public_key() -> str:
+    """Algorithm confusion: HS256 keyed with the identity server's public key (PEM), as an attacker can."""
+    pem = IDP_KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    good = idp_token().split(".")[1]
+    signing_input = _b64(json.dumps({"alg": "HS256", "kid": "idp1", "typ": "JWT"}).encode()) + "." + good
+    return signing_input + "." + _b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())
+
+
+def alg_none() -> str:
+    good = idp_token().split(".")[1]
+    return _b64(json.dumps({"alg": "none", "kid": "idp1"}).encode()) + "." + good + "."
+
+
+def post_raw(url: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": "application/xml"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def error_code(body: bytes) -> str | None:
+    return ET.fromstring(body).findtext(f"{{{KMS_XML_NS}}}KmsError/{{{KMS_XML_NS}}}ErrorCode")
+
+
+def key_sets(data: pathlib.Path) -> list[tuple[str, int]]:
+    """What the server's database records as issued (the audit listing), read beside the running server."""
+    with KmsStore(f"sqlite:///{data / 'kms.sqlite3'}", AtRestKey.from_file(data / "at_rest.key")) as store:
+        return [(r.user_uri, r.period_no) for r in store.list_key_sets()]
+
+
+@pytest.fixture
+def idp_kms(tmp_path: pathlib.Path) -> Iterator[tuple[Kms, JwksServer]]:
+    """A KMS trusting the identity server whose JWKS a loopback HTTP server publishes; Alice and Bob registered."""
+    with JwksServer(IDP_JWKS) as idp:
+        kms = Kms(tmp_path, tmp_path / "kms", "--jwks", idp.url, "--issuer", ISSUER, "--audience", AUDIENCE)
+        try:
+            assert idp.hits == 1  # fetched at start
+            assert mikey("kms", "user", "add", "--data", str(kms.data), ALICE, BOB).returncode == 0
+            yield kms, idp
+        finally:
+            kms.stop()
+
+
+NO_ERROR = 'Bearer realm="mikey-kms"'
+HTTP_REFUSALS: list[tuple[str, Any, int, str]] = [
+    # (name, Authorization header or a function making it, status, what WWW-Authenticate holds)
+    ("missing", None, 401, NO_ERROR),
+    ("other-scheme", "Basic YWxpY2U6c2VjcmV0", 401, NO_ERROR),
+    ("two-tokens", lambda: "Bearer " + idp_token() + " " + idp_token(), 401, 'error="invalid_token"'),
+    ("not-a-jwt", "Bearer not.a.jwt", 401, 'error="invalid_token", error_description="bearer token is not'),
+    ("expired", lambda: "Bearer " + idp_token(exp=int(time.time()) - 3600), 401, "token expired"),
+    ("not-yet-valid", lambda: "Bearer " + idp_token(nbf=int(time.time()) + 3600), 401, "not valid for another"),
+    ("wrong-audience", lambda: "Bearer " + idp_token(aud="another-service"), 401, "for another audience"),
+    ("wrong-issuer", lambda: "Bearer " + idp_token(iss="https://evil.example"), 401, "token issuer"),
+    ("unknown-key", lambda: "Bearer " + idp_token(ROGUE_KEY, kid="rogue"), 401, "unknown key (kid 'rogue')"),
+    ("forged-signature", lambda: "Bearer " + idp_token(ROGUE_KEY), 401, "signature does not verify"),
+    ("alg-none", lambda: "Bearer " + alg_none(), 401, "algorithm 'none' is not allowed"),
+    ("hs256-public-key", lambda: "Bearer " + hs256_with_public_key(), 401, "algorithm 'HS256' is not allowed"),
+    ("no-kms-scope", lambda: "Bearer " + idp_token(scope="openid 3gpp:mcptt:ptt_server"), 403,
+     'error="insufficient_scope", error_description="token lacks the key-management scope'),
+]
+
+
+def test_refused_tokens_over_http_issue_nothing_and_stay_out_of_the_log(idp_kms: tuple[Kms, JwksServer]) -> None:
+    kms, _ = idp_kms
+    url = kms.url + API + "keyprov/" + quote(ALICE, safe="")
+    sent: list[str] = []
+    for name, make, status, expected in HTTP_REFUSALS:
+        header = make() if callable(make) else make
+        got, headers, body = post_raw(url, header)
+        assert (got, error_code(body)) == (status, str(status)), (name, body)
+        challenge = headers["www-authenticate"]
+        assert challenge.startswith(NO_ERROR) and expected in challenge, (name, challenge)
+        if status == 403:
+            assert challenge.endswith(f'scope="{USER_SCOPE}"')
+        if header is not None:
+            sent.append(header.partition(" ")[2])
+    assert key_sets(kms.data) == []  # nothing issued
+    got, _, body = post_raw(url, "Bearer " + idp_token())  # the same request with a good token is served
+    assert got == 200 and read_kms_key_prov(body, read_kms_init(post_raw(kms.url + API + "init",
+                                                                          "Bearer " + idp_token())[2]))
+    assert [uri for uri, _ in key_sets(kms.data)] == [ALICE]
+    kms.stop()
+    log = kms.log()
+    for reason in ("401 missing", "401 not-bearer", "401 malformed", "401 expired", "401 not-yet-valid",
+                   "401 wrong-audience", "401 wrong-issuer", "401 unknown-key", "401 bad-signature",
+                   "401 algorithm", "403 insufficient-scope"):
+        assert f"KMS bearer token refused ({reason})" in log, reason
+    for token_text in sent:
+        for piece in (token_text, *token_text.split(" ")):
+            assert len(piece) < 12 or piece not in log, piece[:20]
+    assert "Traceback" not in log
+
+
+def test_user_a_asking_for_user_b_is_403_over_http(idp_kms: tuple[Kms, JwksServer]) -> None:
+    kms, _ = idp_kms
+    alice = "Bearer " + idp_token()
+    for path in ("keyprov/" + quote(BOB, safe=""), "keyprov/" + BOB,
+                 "keyprov/" + quote(BOB, safe="") + "/" + format(int(time.time() + 2_208_988_800) << 32, "016X")):
+        got, headers, body = post_raw(kms.url + API + path, alice)
+        assert (got, error_code(body)) == (403, "403"), (path, body)
+        assert 'error="insufficient_scope"' in headers["www-authenticate"] and b"another user" in body
+    body_for_bob = (f'<KmsRequest xmlns="{KMS_XML_NS}"><UserUri>{BOB}</UserUri>'
+                    f"<KmsUri>kms.example.org</KmsUri></KmsRequest>").encode()
+    got, _, _ = post(kms.url + API + "keyprov", idp_token(), body_for_bob)
+    assert got == 403
+    assert key_sets(kms.data) == []
+    got, _, _ = post_raw(kms.url + API + "keyprov/" + quote(ALICE, safe=""), alice)
+    assert got == 200 and [uri for uri, _ in key_sets(kms.data)] == [ALICE]
+    bob = "Bearer " + idp_token(mcptt_id=BOB)
+    assert post_raw(kms.url + API + "keyprov/" + quote(BOB, safe=""), bob)[0] == 200
+    assert sorted(uri for uri, _ in key_sets(kms.data)) == [ALICE, BOB]
+
+
+def test_serve_with_a_jwks_url_that_fails_later_keeps_serving(idp_kms: tuple[Kms, JwksServer]) -> None:
+    """The identity server goes away: tokens it signed before still verify with the keys fetched at start."""
+    kms, idp = idp_kms
+    idp.close()
+    got, _, body = post_raw(kms.url + API + "keyprov/" + quote(ALICE, safe=""), "Bearer " + idp_token())
+    assert got == 200, body
+    got, _, _ = post_raw(kms.url + API + "keyprov/" + quote(ALICE, safe=""),
+                         "Bearer " + idp_token(ROGUE_KEY, kid="rogue"))
+    assert got == 401
+
+
+# --- the command-line contract of issue 9 ------------------------------------------------------------
+
+
+def test_serve_defaults_match_the_contract() -> None:
+    args = build_parser(["kms", "serve"]).parse_args(["kms", "serve"])
+    assert (args.data, args.db, args.host, args.port, args.kms_uri) == ("kms-data", None, "127.0.0.1", 8443, None)
+    assert (args.tls_cert, args.tls_key, args.dev_tokens, args.jwks) == (None, None, False, None)
+
+
+def test_serve_without_an_issuer_serves_and_refuses_every_token(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "kms"
+    kms = Kms(tmp_path, data)
+    try:
+        assert kms.url.startswith("http://127.0.0.1:")
+        assert (data / "kms.sqlite3").exists() and (data / "at_rest.key").stat().st_mode & 0o077 == 0
+        dev = token(data, ALICE)  # the development issuer exists, but is not trusted without --dev-tokens
+        got, headers, body = post_raw(kms.url + API + "init", "Bearer " + dev)
+        assert (got, error_code(body)) == (401, "401") and b"accepts no tokens" in body
+        assert 'error="invalid_token"' in headers["www-authenticate"]
+    finally:
+        kms.stop()
+    assert "no --jwks URL --issuer ISS --audience AUD and no --dev-tokens" in kms.log()
+
+
+def test_serve_ipv6_loopback_other_db_and_kms_uri(tmp_path: pathlib.Path) -> None:
+    data, db = tmp_path / "kms", tmp_path / "elsewhere" / "kms.db"
+    db.parent.mkdir()
+    kms = Kms(tmp_path, data, "--host", "::1", "--db", f"sqlite:///{db}", "--kms-uri", "kms.test.example",
+              "--dev-tokens")
+    try:
+        assert kms.url.startswith("http://[::1]:")
+        got, _, body = post_raw(kms.url + API + "init", "Bearer " + token(data, ALICE))
+        assert got == 200 and read_kms_init(body).kms_uri == "kms.test.example"
+        assert db.exists() and not (data / "kms.sqlite3").exists()
+    finally:
+        kms.stop()
+    r = mikey("kms", "serve", "--data", str(data), "--db", f"sqlite:///{db}", "--port", "0", "--kms-uri",
+              "kms.other.example", "--dev-tokens")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("mikey: error: --kms-uri:") and "kms.test.example" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--host", "0.0.0.0"], "plain HTTP is served on loopback only"),
+    (["--host", "::"], "plain HTTP is served on loopback only"),
+    (["--host", "192.0.2.7", "--dev-tokens"], "plain HTTP is served on loopback only"),
+    (["--host", "kms.example.org", "--dev-tokens"], "plain HTTP is served on loopback only"),
+    (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    (["--dev-tokens", "--jwks", "jwks.json"], "choose the development issuer or your identity server"),
+    (["--jwks", "jwks.json", "--issuer", ISSUER], "--jwks, --issuer and --audience go together"),
+    (["--jwks", "http://idp.example.org/jwks", "--issuer", ISSUER, "--audience", AUDIENCE],
+     "--jwks: the JWKS URL must use https://"),
+    (["--jwks", "http://127.0.0.1:1/jwks", "--issuer", ISSUER, "--audience", AUDIENCE], "cannot fetch"),
+    (["--jwks", "absent.json", "--issuer", ISSUER, "--audience", AUDIENCE], "--jwks: cannot read JWKS"),
+    (["--jwks", "jwks.json", "--jwks-ca", "ca.pem", "--issuer", ISSUER, "--audience", AUDIENCE],
+     "--jwks-ca and --jwks-allow-http apply to a --jwks URL"),
+])
+def test_serve_usage_errors_are_one_line(args: list[str], message: str, tmp_path: pathlib.Path,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["kms", "serve", "--data", str(tmp_path / "kms"), "--port", "0", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("mikey: error: ") and message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "kms" / "kms.sqlite3").exists()  # refused before anything was created
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path: pathlib.Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        r = mikey("kms", "serve", "--data", str(tmp_path / "kms"), "--port", str(busy.getsockname()[1]),
+                  "--dev-tokens")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("mikey: error: cannot listen on 127.0.0.1:") and len(r.stderr.splitlines()) == 1
