@@ -5,7 +5,9 @@ Initiator as separate processes (:mod:`mikey.cli.demo_peer`), and checks what th
 report: the I_MESSAGE travels in an SDP offer (RFC 4567 §4.1), the R_MESSAGE (if
 the mode has one) in the answer, both ends derive the SRTP keys (RFC 3830 §4.1.3)
 and send each other RTP and RTCP through libsrtp.  Success means both ends derived
-the same keys for every crypto session and every packet verified.
+the same keys for every crypto session and every packet verified.  A mode whose keys
+come from a KMS (MIKEY-SAKKE) gets both users' keys over HTTP from a ``mikey kms serve``
+process the demo starts and stops (:mod:`mikey.cli.demo_kms`), or from ``--kms URL``.
 """
 
 from __future__ import annotations
