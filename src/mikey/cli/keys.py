@@ -1,9 +1,13 @@
 """``mikey keys``: the SRTP keys of the MIKEY exchanges in a capture or message, for other tools.
 
-Acts as the Responder (RFC 3830 §4.2) on each I_MESSAGE with the credentials given
-(the ``respond`` options of ``--mode``), using a fresh replay cache per message and
-the message's capture time (or its T payload) as the current time, and prints per
-crypto session: SSRC, ROC, SRTP profile, master key and salt — the secrets only with
+Where the I_MESSAGE carries the key (PSK, PK, MIKEY-SAKKE: RFC 3830 §3.1, §3.2, RFC 6509 §2.1)
+it acts as the Responder with the ``respond`` options of ``--mode``; where the Responder
+chooses (RSA-R, RFC 4738 §3) or co-derives (DH, RFC 3830 §3.3; DH-HMAC, RFC 4650 §3) the
+TGK, as the Initiator that receives the captured R_MESSAGE, with the ``complete`` options
+(the Initiator's private key or DH exponent).  Each message is taken at its capture time
+(or its T payload), with a fresh replay cache.  SSRC placeholders (0) of an I_MESSAGE are
+filled from the captured response when there is one (RFC 3830 §6.1.1).  Prints per crypto
+session: SSRC, ROC, SRTP profile, master key and salt — the secrets only with
 ``--show-keys`` — as text, GStreamer ``srtpdec`` caps fields, SDES ``inline:`` key
 parameters (RFC 4568 §6.1) or JSON.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +34,7 @@ from ..wire import (
     Message,
     RandPayload,
     SecurityPolicyPayload,
+    SrtpIdEntry,
     decode_sub_payloads,
 )
 from .common import (
@@ -45,7 +51,7 @@ from .common import read_message as read_text_message
 from .decode import capture_path, found_in_capture
 from .plugin_base import ModePlugin
 
-__all__ = ["register", "run", "KeyRecord", "keys_of", "SUITES"]
+__all__ = ["register", "run", "KeyRecord", "keys_of", "SUITES", "RESPONDER_SIDE", "INITIATOR_SIDE", "add_mode_arguments"]
 
 #: Per pylibsrtp profile name: (SDES crypto suite, srtpdec srtp-cipher, srtp-auth, srtcp-cipher, srtcp-auth).
 #: libsrtp's ``_32`` profile authenticates SRTCP with an 80-bit tag (RFC 5764 §4.1.2); GCM has no separate auth.
@@ -58,7 +64,18 @@ SUITES: dict[str, tuple[str, str, str, str, str]] = {
     "SRTP_PROFILE_AEAD_AES_256_GCM": ("AEAD_AES_256_GCM", "aes-256-gcm", "null", "aes-256-gcm", "null"),
 }
 
-_INIT_TYPES = {DataType.PSK_INIT, DataType.PK_INIT, DataType.DH_INIT, DataType.DHHMAC_INIT, DataType.RSA_R_INIT}
+#: Modes whose I_MESSAGE carries the keys: the Responder recovers them (``respond`` options).
+RESPONDER_SIDE: dict[str, DataType] = {"psk": DataType.PSK_INIT, "pk": DataType.PK_INIT, "sakke": DataType.SAKKE}
+#: Modes whose keys need the R_MESSAGE: the Initiator recovers them (``complete`` options); I and R data types.
+INITIATOR_SIDE: dict[str, tuple[DataType, DataType]] = {
+    "dh": (DataType.DH_INIT, DataType.DH_RESP),
+    "dhhmac": (DataType.DHHMAC_INIT, DataType.DHHMAC_RESP),
+    "rsa-r": (DataType.RSA_R_INIT, DataType.RSA_R_RESP),
+}
+_RESPONSE_OF: dict[int, int] = {DataType.PSK_INIT: DataType.PSK_RESP, DataType.PK_INIT: DataType.PK_RESP,
+                **dict(INITIATOR_SIDE.values())}
+_INIT_TYPES = {DataType.PSK_INIT, DataType.PK_INIT, DataType.DH_INIT, DataType.DHHMAC_INIT, DataType.RSA_R_INIT,
+               DataType.SAKKE}
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,7 @@ def clear_keys(msg: Message, source: str) -> list[KeyRecord] | None:
     Its MAC is not checked (that needs the PSK).  None when *msg* has no such KEMAC.
     """
     kemac = next((p for p in msg.payloads if isinstance(p, KemacPayload)), None)
-    if kemac is None or kemac.encr_alg != EncrAlg.NULL:
+    if kemac is None or kemac.encr_alg != EncrAlg.NULL or not kemac.encr_data:  # DH-HMAC: a KEMAC with no key
         return None
     subs = decode_sub_payloads(kemac.encr_data, PayloadType.KEY_DATA) if kemac.encr_data else []
     key_data = next((s for s in subs if isinstance(s, KeyDataPayload)), None)
@@ -152,10 +169,13 @@ def clear_keys(msg: Message, source: str) -> list[KeyRecord] | None:
     return [KeyRecord(source, msg.header.csb_id, cs, _profile_name(cs)) for cs in sessions]
 
 
-def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str) -> list[KeyRecord]:
-    """Act as the Responder of ``--mode`` on the I_MESSAGE *data* at time *now*; its key records.
+def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str,
+            r_message: bytes | None = None) -> list[KeyRecord]:
+    """The key records of the exchange whose I_MESSAGE is *data*, at time *now*.
 
-    Without ``--mode``, only keys sent in the clear (:func:`clear_keys`) are recovered.
+    Without ``--mode``, only keys sent in the clear (:func:`clear_keys`) are recovered; with a
+    :data:`RESPONDER_SIDE` mode, as its Responder; with an :data:`INITIATOR_SIDE` mode, as its
+    Initiator receiving *r_message* (required).
     """
     plugins: dict[str, ModePlugin] = args.plugins
     if args.mode is None:
@@ -163,60 +183,125 @@ def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str) -> l
         if clear is None:
             raise UsageError("give --mode and its credentials (as for 'mikey respond') to recover the keys")
         return clear
-    args.replay_store = ReplayCache()
+    plugin = plugins[args.mode]
     try:
-        outcome = plugins[args.mode].respond(args, data, now)
+        if args.mode in INITIATOR_SIDE:
+            if r_message is None:
+                raise UsageError(f"--mode {args.mode}: the keys need the R_MESSAGE too (in the capture, or --rmsg)")
+            return records_of(plugin.complete(args, data, r_message, now), source)
+        args.replay_store = ReplayCache()
+        outcome = plugin.respond(args, data, now)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return records_of(outcome.result, source)
 
 
+def add_mode_arguments(p: argparse.ArgumentParser, plugins: dict[str, ModePlugin], mode: str | None) -> None:
+    """``--mode`` and its credential options: those of ``respond`` or, for :data:`INITIATOR_SIDE`, ``complete``."""
+    p.add_argument("--mode", choices=list(plugins), metavar="MODE",
+                   help="key exchange method: " + ", ".join(plugins) + " (credentials: the 'respond' options; "
+                   "for " + ", ".join(INITIATOR_SIDE) + " the Initiator's, as for 'complete')")
+    p.add_argument("--rmsg", metavar="MSG", help="the R_MESSAGE, when the source is one I_MESSAGE of "
+                   + ", ".join(INITIATOR_SIDE) + " (hex, base64, @FILE)")
+    plugin = plugins.get(mode) if mode is not None else None
+    if plugin is not None:
+        command = "complete" if plugin.name in INITIATOR_SIDE else "respond"
+        plugin.add_arguments(p.add_argument_group(f"--mode {plugin.name} options ({command})", plugin.help), command)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], plugins: dict[str, ModePlugin],
              mode: str | None) -> None:
-    plugin = plugins.get(mode) if mode is not None else None
     p = subparsers.add_parser(
         "keys", help="print the SRTP keys of the MIKEY exchanges in a capture or message",
         description="Recover the SRTP master keys of each I_MESSAGE (in a pcap/pcapng capture, or one message) "
-        "by acting as its Responder with the credentials of --mode (the 'respond' options); print per crypto "
+        "by acting as its Responder with the credentials of --mode (the 'respond' options) or, for dh, dhhmac "
+        "and rsa-r, as the Initiator receiving the R_MESSAGE (the 'complete' options); print per crypto "
         "session SSRC, ROC, profile and keys (secrets only with --show-keys). Without --mode, keys sent in a "
         "NULL-encrypted KEMAC are read as they are (its MAC unchecked).",
     )
     p.add_argument("source", metavar="CAPTURE|MSG", help="a capture file, or a message (hex, base64, @FILE)")
-    p.add_argument("--mode", choices=list(plugins), metavar="MODE", help="key exchange method: " + ", ".join(plugins))
+    add_mode_arguments(p, plugins, mode)
     p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
                    help="own SSRC filling the Initiator's SSRC-0 placeholders (as for respond)")
     p.add_argument("--show-keys", action="store_true", help="print master keys and salts (gst and sdes need it)")
     p.add_argument("--format", choices=("text", "gst", "sdes", "json"), default="text",
                    help="text (default), GStreamer srtpdec caps fields, SDES inline key params, or JSON")
     add_json_option(p)
-    if plugin is not None:
-        plugin.add_arguments(p.add_argument_group(f"--mode {plugin.name} options", plugin.help), "respond")
     p.set_defaults(func=run, plugins=plugins)
+
+
+@dataclass(frozen=True)
+class _Item:
+    source: str
+    data: bytes
+    time: float | None
+    msg: Message
+
+
+def _wanted(mode: str | None, data_type: int) -> bool:
+    if mode in RESPONDER_SIDE:
+        return data_type == RESPONDER_SIDE[mode]
+    if mode in INITIATOR_SIDE:
+        return data_type == INITIATOR_SIDE[mode][0]
+    return data_type in _INIT_TYPES
+
+
+def _response(items: Sequence[_Item], i: int) -> _Item | None:
+    """The later message answering ``items[i]``: the response data type with the same CSB ID, else (RSA-R
+    group mode names the group's CSB ID, RFC 4738 §3.2) the next message of that type."""
+    want = _RESPONSE_OF.get(int(items[i].msg.header.data_type))
+    if want is None:
+        return None
+    later = [it for it in items[i + 1:] if it.msg.header.data_type == want]
+    csb = items[i].msg.header.csb_id
+    return next((it for it in later if it.msg.header.csb_id == csb), later[0] if later else None)
+
+
+def _filled_ssrcs(i_msg: Message, r_msg: Message) -> list[int]:
+    """The SSRCs the Responder put in place of the I_MESSAGE's 0 placeholders (RFC 3830 §6.1.1), in map order."""
+    return [theirs.ssrc for mine, theirs in zip(i_msg.header.cs_id_map, r_msg.header.cs_id_map, strict=False)
+            if isinstance(mine, SrtpIdEntry) and isinstance(theirs, SrtpIdEntry) and mine.ssrc == 0 and theirs.ssrc]
 
 
 def collect(args: argparse.Namespace) -> tuple[list[KeyRecord], list[tuple[str, str]]]:
     """Key records of every I_MESSAGE in ``args.source``, and (source, error) for those that failed."""
     path = capture_path(args.source)
-    items: list[tuple[str, bytes, float | None]] = []
+    raw: list[tuple[str, bytes, float | None]] = []
     if path is not None:
-        for f in found_in_capture(path):
-            if f.error is None:
-                items.append((_where(f), f.data, f.time))
+        raw = [(_where(f), f.data, f.time) for f in found_in_capture(path) if f.error is None]
     else:
-        items.append(("message", read_text_message(args.source), None))
+        raw.append(("message", read_text_message(args.source), None))
+        rmsg = getattr(args, "rmsg", None)
+        if rmsg is not None:
+            raw.append(("R_MESSAGE", read_text_message(rmsg), None))
     records: list[KeyRecord] = []
     failures: list[tuple[str, str]] = []
-    for source, data, when in items:
+    items: list[_Item] = []
+    for source, data, when in raw:
         try:
-            msg = Message.decode(data)
-            if msg.header.data_type not in _INIT_TYPES:
-                continue
-            now = when if when is not None else _message_time(data)
-            if now is None:
-                raise UsageError(f"{source}: the message has no timestamp; cannot tell its time")
-            records += keys_of(args, data, now, source)
+            items.append(_Item(source, data, when, Message.decode(data)))
         except MikeyError as exc:
             failures.append((source, one_line(exc.message)))
+    given_ssrcs = list(args.ssrc or [])
+    for i, it in enumerate(items):
+        if not _wanted(args.mode, it.msg.header.data_type):
+            continue
+        try:
+            response = _response(items, i)
+            if args.mode in INITIATOR_SIDE and response is None:
+                failures.append((it.source, f"no R_MESSAGE answering CSB ID {it.msg.header.csb_id:08x} in the "
+                                 f"capture: with --mode {args.mode} the keys come with it"))
+                continue
+            now = it.time if it.time is not None else _message_time(it.data)
+            if args.mode in INITIATOR_SIDE and response is not None:
+                now = response.time if response.time is not None else _message_time(response.data)
+            if now is None:
+                raise UsageError(f"{it.source}: the message has no timestamp; cannot tell its time")
+            args.ssrc = given_ssrcs or (_filled_ssrcs(it.msg, response.msg) if response is not None else [])
+            records += keys_of(args, it.data, now, it.source, response.data if response is not None else None)
+        except MikeyError as exc:
+            failures.append((it.source, one_line(exc.message)))
+    args.ssrc = given_ssrcs
     return records, failures
 
 

@@ -21,8 +21,17 @@ from ..capture import CAPTURE_MAGICS
 from ..errors import AuthenticationError, MikeyDecodeError, MikeyError
 from ..session import policy_params
 from ..srtp import SRTP_ENCR_AES_GCM, SrtpContext, SrtpPolicyParams
-from .common import EXIT_OK, EXIT_REJECTED, UsageError, add_json_option, emit_json, error_dict, one_line
-from .keys import KeyRecord, collect
+from .common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    UsageError,
+    add_json_option,
+    emit_json,
+    error_dict,
+    hex_u32,
+    one_line,
+)
+from .keys import KeyRecord, add_mode_arguments, collect
 from .plugin_base import ModePlugin
 
 __all__ = ["register", "run", "decrypt_capture", "StreamCounts", "StreamKey", "keys_from_json"]
@@ -191,7 +200,6 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], plugins: dict[str, ModePlugin],
              mode: str | None) -> None:
-    plugin = plugins.get(mode) if mode is not None else None
     p = subparsers.add_parser(
         "srtp-decrypt", help="write the decrypted SRTP/SRTCP of a capture to a new pcap",
         description="Decrypt the SRTP/SRTCP of CAPTURE whose SSRCs the MIKEY exchanges in --keys-from key "
@@ -202,11 +210,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], pl
     p.add_argument("--keys-from", required=True, metavar="CAPTURE|MSG|JSON",
                    help="where the MIKEY exchanges are, or a file with the output of 'mikey keys --json --show-keys'")
     p.add_argument("--out", required=True, metavar="OUT.pcap", help="the decrypted capture to write")
-    p.add_argument("--mode", choices=list(plugins), metavar="MODE", help="key exchange method: " + ", ".join(plugins))
-    p.add_argument("--ssrc", action="append", help=argparse.SUPPRESS)
+    p.add_argument("--ssrc", type=hex_u32, action="append", metavar="HEX",
+                   help="the SSRC filling an SSRC-0 placeholder the capture holds no response for (as for 'keys')")
+    add_mode_arguments(p, plugins, mode)
     add_json_option(p)
-    if plugin is not None:
-        plugin.add_arguments(p.add_argument_group(f"--mode {plugin.name} options", plugin.help), "respond")
     p.set_defaults(func=run, plugins=plugins)
 
 
@@ -237,7 +244,7 @@ def _stream_keys(args: argparse.Namespace) -> list[StreamKey]:
 
 def run(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
-    args.ssrc = []
+    args.ssrc = args.ssrc or []
     args.source = args.keys_from
     try:
         stream_keys = _stream_keys(args)
