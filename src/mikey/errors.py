@@ -317,3 +317,21 @@ class KmsForbiddenError(KmsAuthError):
     """A valid token that does not allow the request: scope missing, or another user's keys (403)."""
 
     status = 403
+
+
+class TicketRefusedError(MikeyProtocolError):
+    """A KMS refuses to resolve or issue a ticket for an authenticated party (RFC 6043 §4.2.1.4,
+    §4.2.3.4, §12.5): not authorised by the Ticket Policy or the KMS database.  RFC 6043 §5.4
+    names no Error no for it: Unspecified error (12)."""
+
+    err_no = ErrorNo.UNSPECIFIED
+    kind = "ticket-refused"
+
+
+class TicketReuseError(TicketRefusedError):
+    """A ticket whose policy forbids reuse (J flag = 0) presented again (RFC 6043 §5.3)."""
+
+    kind = "ticket-reuse"
+
+
+__all__ += ["TicketRefusedError", "TicketReuseError"]
