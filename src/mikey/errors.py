@@ -335,3 +335,13 @@ class TicketReuseError(TicketRefusedError):
 
 
 __all__ += ["TicketRefusedError", "TicketReuseError"]
+
+
+class IbeFormatError(CryptoError):
+    """IBE bytes (RFC 5091 BF public parameters, private key, ciphertext) that do not decode to valid values:
+    wrong length or format, a point off the curve or outside the order-q subgroup, bad p or q."""
+
+    kind = "ibe-format"
+
+
+__all__ += ["IbeFormatError"]

@@ -1,0 +1,606 @@
+"""Type-1 curves y^2 = x^3 + 1 over F_p, p = 11 mod 12, and their modified Tate pairing (RFC 5091 §2.1, §3, §4.5).
+
+The private maths under :mod:`mikey.crypto.ibe`.  Field elements of F_p^2 are
+pairs ``(a, b)`` meaning a + b*i with i^2 = -1 (RFC 5091 §2.1; p = 3 mod 4).
+Points of E(F_p) are affine ``(x, y)`` tuples, ``None`` is the point at infinity.
+The big-number helpers come from :mod:`mikey.crypto._curves` (shared with SAKKE);
+the curve formulas cannot be shared, because the SAKKE curve of RFC 6508 is
+y^2 = x^3 - 3x (a = -3) with the distortion map (x, y) -> (-x, iy), while the
+type-1 curve has a = 0 and the map phi(x, y) = (zeta*x, y).
+
+Pairing.  e'(A, B) = e(A, phi(B)) = f_{q,A}(phi(B))^((p^2-1)/q) (RFC 5091
+§3.5, §4.5.2).  Miller's loop walks the NAF of q with lines of F_p
+coefficients; the vertical lines do *not* vanish here (phi(B) has its x in
+F_p^2), but 1/(zeta*x_B - c) equals (conj(zeta)*x_B - c) times an element of
+F_p, and F_p factors are killed by the (p-1) in the final exponent, so every
+division by a vertical becomes a multiplication by its conjugate.  The result is
+the RFC's value exactly (an F_p-rational function is fixed by its divisor up to
+an F_p constant).  :class:`MillerLines` stores the normalised lines for a fixed
+first argument (P_pub for every encryption, S_id for a receiver's decryptions),
+so a pairing with a known first argument costs about 10 products per bit of q
+plus the final exponentiation.
+
+zeta.  RFC 5091 §4.5.2 step 1(b) prints zeta = (p-1)/2 + 3^((p+1)/4)*i, which
+is not a cube root of unity; the §7.3 test value only reproduces with
+zeta = (-1 - sqrt(-3))/2 = (p-1)/2 - (3^((p+1)/4)/2)*i, which is what
+:class:`Type1Curve` uses (the other cube root gives the conjugate, i.e. the
+inverse, of every pairing value).
+
+Side channels.  Python integers and gmpy2 take value-dependent time, so nothing
+here is constant-time.  What is done: scalars that are secret (the master
+secret, l of BFencrypt, exponents of pairing values) go through
+:func:`regular_digits` (every digit odd and non-zero, a fixed digit count), so
+the sequence of curve / field operations does not depend on the secret; the
+table entry each digit selects is still a secret-indexed memory access, and the
+big-number operations still leak through their timing.  Miller's loop depends
+only on q, which is public.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from ..errors import CryptoError
+from ._curves import batch_invert, int_to_bytes, invert, mpz, powmod
+
+__all__ = [
+    "Affine",
+    "Fp2",
+    "Type1Curve",
+    "FixedBaseOdd",
+    "MillerLines",
+    "regular_digits",
+]
+
+Affine = tuple[int, int] | None
+Fp2 = tuple[int, int]
+
+
+def regular_digits(k: int, w: int, count: int) -> list[int]:
+    """Signed base-2^w digits of an odd k > 0, all odd (|d| < 2^w), least significant first.
+
+    Exactly ``count`` digits; the caller makes k odd (adding the group order)
+    and picks ``count`` so that the top digit is 1 (ValueError otherwise).
+    """
+    if k <= 0 or not k & 1:
+        raise ValueError("regular recoding needs an odd positive scalar")
+    full = 1 << (w + 1)
+    half = 1 << w
+    out: list[int] = []
+    for _ in range(count - 1):
+        d = (k & (full - 1)) - half
+        out.append(d)
+        k = (k - d) >> w
+    if k != 1:
+        raise ValueError("scalar too large for the digit count")
+    out.append(1)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _naf(k: int) -> tuple[int, ...]:
+    """Non-adjacent form of k > 0 (digits -1, 0, 1), most significant first."""
+    out = []
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)
+            k -= d
+        else:
+            d = 0
+        out.append(d)
+        k >>= 1
+    return tuple(reversed(out))
+
+
+class Type1Curve:
+    """E: y^2 = x^3 + 1 over F_p with p = 11 mod 12 and a subgroup of prime order q | p + 1 (RFC 5091 §2.1)."""
+
+    __slots__ = ("p", "q", "cofactor", "byte_len", "alpha", "beta", "_sqrt_exp", "_cbrt_exp", "_digit_count")
+
+    def __init__(self, p: int, q: int) -> None:
+        p, q = int(p), int(q)
+        if p % 12 != 11 or q < 3 or (p + 1) % q:
+            raise ValueError("not a type-1 curve: p must be 11 mod 12 and q must divide p + 1")
+        self.p = mpz(p)
+        self.q = mpz(q)
+        self.cofactor = mpz((p + 1) // q)
+        self.byte_len = (p.bit_length() + 7) // 8
+        sqrt3 = powmod(3, (p + 1) // 4, p)
+        if sqrt3 * sqrt3 % p != 3:
+            raise ValueError("3 is not a square modulo p")
+        half = (p + 1) // 2  # 1/2 mod p
+        self.alpha = mpz(p - half)  # -1/2 = (p-1)/2
+        self.beta = mpz((p - sqrt3) * half % p)  # -sqrt(3)/2: zeta = alpha + beta*i (see module docstring)
+        self._sqrt_exp = mpz((p + 1) // 4)
+        self._cbrt_exp = mpz((2 * p - 1) // 3)
+        self._digit_count: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Type1Curve(p={int(self.p).bit_length()} bits, q={int(self.q).bit_length()} bits)"
+
+    # -- points -----------------------------------------------------------------
+
+    def is_on_curve(self, point: Affine) -> bool:
+        if point is None:
+            return False
+        x, y = point
+        p = self.p
+        return bool(0 <= x < p and 0 <= y < p and (y * y - x * x * x - 1) % p == 0)
+
+    def cube_root(self, a: int) -> int:
+        """The unique cube root in F_p (p = 2 mod 3): a^((2p-1)/3) (RFC 5091 §4.4.2 step 2)."""
+        return powmod(a, self._cbrt_exp, self.p)
+
+    def point_from_y(self, y: int) -> tuple[int, int]:
+        """(x, y) with x = (y^2 - 1)^(1/3): every y in F_p is on exactly one point (RFC 5091 §2.1)."""
+        p = self.p
+        y = mpz(y) % p
+        return (self.cube_root((y * y - 1) % p), y)
+
+    def encode_point(self, point: Affine, compressed: bool = False) -> bytes:
+        """SEC 1 §2.3.3 octets: 0x04 || x || y, or (compressed) 0x02/0x03 || x with the parity of y."""
+        if point is None:
+            raise ValueError("cannot encode the point at infinity")
+        n = self.byte_len
+        if compressed:
+            return bytes([2 | (int(point[1]) & 1)]) + int_to_bytes(point[0], n)
+        return b"\x04" + int_to_bytes(point[0], n) + int_to_bytes(point[1], n)
+
+    def point_length(self, first_octet: int) -> int:
+        """Encoded length of a point starting with ``first_octet`` (ValueError if no point starts so)."""
+        if first_octet == 4:
+            return 2 * self.byte_len + 1
+        if first_octet in (2, 3):
+            return self.byte_len + 1
+        raise ValueError("unknown point encoding")
+
+    def decode_point(self, data: bytes) -> tuple[int, int]:
+        """Parse an SEC 1 point (uncompressed or compressed) and check that it lies on the curve.
+
+        Raises ``ValueError``; the point at infinity (0x00) is refused.
+        """
+        if not data or len(data) != self.point_length(data[0]):
+            raise ValueError("not a point encoding of the right length")
+        n = self.byte_len
+        p = self.p
+        x = mpz(int.from_bytes(data[1 : 1 + n], "big"))
+        if data[0] == 4:
+            y = mpz(int.from_bytes(data[1 + n :], "big"))
+        else:
+            if x >= p:
+                raise ValueError("x is not a field element")
+            rhs = (x * x * x + 1) % p
+            y = powmod(rhs, self._sqrt_exp, p)
+            if y * y % p != rhs:
+                raise ValueError("x is not the abscissa of a point")
+            if (int(y) & 1) != (data[0] & 1):
+                y = (p - y) % p
+        point = (x, y)
+        if not self.is_on_curve(point):
+            raise ValueError("point is not on the curve")
+        return point
+
+    def in_subgroup(self, point: Affine) -> bool:
+        """Whether ``point`` is a finite point of order q (on the curve, and [q]point = 0)."""
+        return point is not None and self.is_on_curve(point) and self.multiply(self.q, point) is None
+
+    # -- affine / Jacobian arithmetic (RFC 5091 §3.1.1, §3.3.1) -----------------------
+
+    def neg(self, point: Affine) -> Affine:
+        return None if point is None else (point[0], (-point[1]) % self.p)
+
+    def add(self, a: Affine, b: Affine) -> Affine:
+        """PointAdd1 / PointDouble1 (RFC 5091 §3.1.1)."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        p = self.p
+        x1, y1 = a
+        x2, y2 = b
+        if x1 == x2:
+            if (y1 + y2) % p == 0:
+                return None
+            lam = 3 * x1 * x1 * invert(2 * y1, p) % p
+        else:
+            lam = (y2 - y1) * invert(x2 - x1, p) % p
+        x3 = (lam * lam - x1 - x2) % p
+        return (x3, (lam * (x1 - x3) - y1) % p)
+
+    def _jdouble(self, X: int, Y: int, Z: int) -> tuple[int, int, int]:
+        """ProjectivePointDouble1 (RFC 5091 §3.3.1, a = 0); Z = 0 stays at infinity."""
+        p = self.p
+        yy = Y * Y % p
+        m = 3 * X * X % p
+        s = 4 * X * yy % p
+        x3 = (m * m - 2 * s) % p
+        return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * Y * Z % p
+
+    def _jadd(self, X: int, Y: int, Z: int, x2: int, y2: int) -> tuple[int, int, int]:
+        """Jacobian + affine (complete: handles infinity, doubling and P + (-P))."""
+        p = self.p
+        if Z == 0:
+            return mpz(x2), mpz(y2), mpz(1)
+        zz = Z * Z % p
+        h = (x2 * zz - X) % p
+        r = (y2 * zz * Z - Y) % p
+        if h == 0:
+            if r == 0:
+                return self._jdouble(X, Y, Z)
+            return mpz(1), mpz(1), mpz(0)
+        hh = h * h % p
+        hhh = h * hh % p
+        v = X * hh % p
+        x3 = (r * r - hhh - 2 * v) % p
+        return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
+
+    def _to_affine(self, X: int, Y: int, Z: int) -> Affine:
+        if Z % self.p == 0:
+            return None
+        p = self.p
+        zi = invert(Z, p)
+        zi2 = zi * zi % p
+        return (X * zi2 % p, Y * zi2 * zi % p)
+
+    def _odd_multiples(self, point: tuple[int, int], count: int) -> list[tuple[int, int]] | None:
+        """[1]B, [3]B, ..., [2*count-1]B in affine, or ``None`` if B has small order."""
+        two = self.add(point, point)
+        if two is None:
+            return None
+        out = [point]
+        for _ in range(count - 1):
+            nxt = self.add(out[-1], two)
+            if nxt is None:
+                return None
+            out.append(nxt)
+        return out
+
+    def multiply(self, k: int, point: Affine) -> Affine:
+        """[k]point for a *public* k >= 0 (any size; width-5 NAF, variable time; RFC 5091 §3.2.2)."""
+        k = int(k)
+        if point is None or k == 0:
+            return None
+        if k < 0:
+            return self.neg(self.multiply(-k, point))
+        odd = self._odd_multiples(point, 8)
+        if odd is None:  # a point of order 2 or 3: plain double-and-add
+            result: Affine = None
+            addend: Affine = point
+            while k:
+                if k & 1:
+                    result = self.add(result, addend)
+                addend = self.add(addend, addend)
+                k >>= 1
+            return result
+        naf: list[int] = []
+        while k:
+            if k & 1:
+                d = k & 31
+                if d > 16:
+                    d -= 32
+                k -= d
+            else:
+                d = 0
+            naf.append(d)
+            k >>= 1
+        p = self.p
+        X, Y, Z = mpz(1), mpz(1), mpz(0)
+        for d in reversed(naf):
+            if Z:
+                X, Y, Z = self._jdouble(X, Y, Z)
+            if d > 0:
+                px, py = odd[d >> 1]
+                X, Y, Z = self._jadd(X, Y, Z, px, py)
+            elif d < 0:
+                px, py = odd[(-d) >> 1]
+                X, Y, Z = self._jadd(X, Y, Z, px, p - py)
+        return self._to_affine(X, Y, Z)
+
+    def regular_scalar(self, k: int, w: int) -> list[int]:
+        """k modulo q as :func:`regular_digits` (k + q when k is even; q is odd)."""
+        q = int(self.q)
+        k = int(k) % q
+        if k == 0:
+            raise ValueError("scalar is 0 modulo q")
+        if not k & 1:
+            k += q
+        count = self._digit_count.get(w)
+        if count is None:
+            count = -(-(2 * q).bit_length() // w) + 1
+            self._digit_count[w] = count
+        return regular_digits(k, w, count)
+
+    def multiply_secret(self, k: int, point: tuple[int, int], w: int = 4) -> tuple[int, int]:
+        """[k]point for a secret k and a point of order q: a fixed sequence of w doublings and
+        one addition per digit (see the module docstring for what this does and does not hide)."""
+        odd = self._odd_multiples(point, 1 << (w - 1))
+        if odd is None:
+            raise CryptoError("point of small order")
+        digits = self.regular_scalar(k, w)
+        p = self.p
+        x, y = odd[digits[-1] >> 1]
+        X, Y, Z = mpz(x), mpz(y), mpz(1)
+        for d in reversed(digits[:-1]):
+            for _ in range(w):
+                X, Y, Z = self._jdouble(X, Y, Z)
+            px, py = odd[(d if d > 0 else -d) >> 1]
+            X, Y, Z = self._jadd(X, Y, Z, px, py if d > 0 else p - py)
+        result = self._to_affine(X, Y, Z)
+        if result is None:
+            raise CryptoError("scalar multiplication reached the point at infinity")
+        return result
+
+    def sum_coordinates(self, xs: list[int], ys: list[int]) -> Affine:
+        """Sum of the affine points (xs[i], ys[i]) by a balanced tree, one batched inversion per level."""
+        p = self.p
+        while len(xs) > 1:
+            n = len(xs) >> 1
+            x1s, x2s = xs[0 : 2 * n : 2], xs[1 : 2 * n : 2]
+            y1s, y2s = ys[0 : 2 * n : 2], ys[1 : 2 * n : 2]
+            dens = [(b - a) % p for a, b in zip(x1s, x2s, strict=True)]
+            if not all(dens):  # equal x somewhere (P + P or P - P): Jacobian, complete
+                X, Y, Z = mpz(1), mpz(1), mpz(0)
+                for x, y in zip(xs, ys, strict=True):
+                    X, Y, Z = self._jadd(X, Y, Z, x, y)
+                return self._to_affine(X, Y, Z)
+            invs = batch_invert(dens, p)
+            nx: list[int] = []
+            ny: list[int] = []
+            for x1, y1, x2, y2, inv in zip(x1s, y1s, x2s, y2s, invs, strict=True):
+                lam = (y2 - y1) * inv % p
+                x3 = (lam * lam - x1 - x2) % p
+                nx.append(x3)
+                ny.append((lam * (x1 - x3) - y1) % p)
+            if len(xs) & 1:
+                nx.append(xs[-1])
+                ny.append(ys[-1])
+            xs, ys = nx, ny
+        return (xs[0], ys[0]) if xs else None
+
+    # -- F_p^2 (RFC 5091 §2.1; note its printed product formula has the real part's sign flipped) -----
+
+    def fp2_mul(self, a: Fp2, b: Fp2) -> Fp2:
+        p = self.p
+        a0, a1 = a
+        b0, b1 = b
+        t0 = a0 * b0
+        t1 = a1 * b1
+        return ((t0 - t1) % p, ((a0 + a1) * (b0 + b1) - t0 - t1) % p)
+
+    def unitary_power(self, g: Fp2, e: int, secret: bool = False, w: int = 4) -> Fp2:
+        """g^e for g of norm 1 (inverse = conjugate).  ``secret``: e is reduced modulo q and
+        processed with :func:`regular_digits` (g must then have order dividing q)."""
+        p = self.p
+        if secret:
+            digits = self.regular_scalar(e, w)
+        else:
+            e = int(e)
+            if e == 0:
+                return (mpz(1), mpz(0))
+            digits = []
+            while e:  # width-(w+1) NAF, least significant first
+                if e & 1:
+                    d = e & ((2 << w) - 1)
+                    if d > (1 << w):
+                        d -= 2 << w
+                    e -= d
+                else:
+                    d = 0
+                digits.append(d)
+                e >>= 1
+        odd = [g]
+        g2 = self._usquare(g)
+        for _ in range((1 << (w - 1)) - 1):
+            odd.append(self.fp2_mul(odd[-1], g2))
+        top = digits[-1]
+        a, b = odd[abs(top) >> 1]
+        if top < 0:
+            b = p - b
+        steps = w if secret else 1
+        for d in reversed(digits[:-1]):
+            for _ in range(steps):
+                a, b = (2 * a * a - 1) % p, 2 * a * b % p
+            if d:
+                c, s = odd[(d if d > 0 else -d) >> 1]
+                if d < 0:
+                    s = p - s
+                a, b = self.fp2_mul((a, b), (c, s))
+        return (a, b)
+
+    def _usquare(self, g: Fp2) -> Fp2:
+        a, b = g
+        p = self.p
+        return ((2 * a * a - 1) % p, 2 * a * b % p)
+
+    def final_exponentiation(self, f: Fp2) -> Fp2:
+        """f^((p^2-1)/q) = (conj(f)/f)^((p+1)/q) (RFC 5091 §3.5.2 step 6); ValueError if f = 0."""
+        p = self.p
+        a, b = f
+        norm = (a * a + b * b) % p
+        if norm == 0:
+            raise ValueError("degenerate pairing (Miller value 0)")
+        ni = invert(norm, p)
+        g = ((a + b) * (a - b) * ni % p, (-2 * a * b * ni) % p)  # conj(f)^2 / N(f) = f^(p-1)
+        return self.unitary_power(g, self.cofactor)
+
+    def pairing(self, a: tuple[int, int], b: tuple[int, int]) -> Fp2:
+        """e'(A, B) = e(A, phi(B)) of RFC 5091 §4.5.2 for points of order q."""
+        return MillerLines(self, a).pairing(b)
+
+
+class FixedBaseOdd:
+    """Fixed-base table for a point B of order q: row i holds [d * 2^(w*i)]B for odd d < 2^w.
+
+    With :func:`regular_digits` every row contributes exactly one point, so a
+    multiplication is a fixed number of table reads and additions.
+    """
+
+    __slots__ = ("curve", "w", "rows")
+
+    def __init__(self, curve: Type1Curve, base: tuple[int, int], w: int = 5) -> None:
+        self.curve = curve
+        self.w = w
+        count = len(curve.regular_scalar(1, w))
+        rows: list[list[tuple[int, int]]] = []
+        row_base: Affine = base
+        for _ in range(count):
+            if row_base is None:
+                raise CryptoError("fixed-base table: the base point has small order")
+            odd = curve._odd_multiples(row_base, 1 << (w - 1))
+            if odd is None:
+                raise CryptoError("fixed-base table: the base point has small order")
+            rows.append(odd)
+            # next row base: [2^w]B = [2^w - 1]B + B
+            row_base = curve.add(odd[-1], row_base)
+        self.rows = rows
+
+    def multiply(self, k: int) -> Affine:
+        """[k]B for a secret k (reduced modulo q)."""
+        p = self.curve.p
+        xs: list[int] = []
+        ys: list[int] = []
+        for row, d in zip(self.rows, self.curve.regular_scalar(k, self.w), strict=True):
+            x, y = row[(d if d > 0 else -d) >> 1]
+            xs.append(x)
+            ys.append(y if d > 0 else p - y)
+        return self.curve.sum_coordinates(xs, ys)
+
+
+class MillerLines:
+    """Normalised lines of Miller's loop for f_{q,K} with K a point of order q (RFC 5091 §3.4, §3.5).
+
+    Each step is ``(lam, c, x_new, add)``: the tangent at T is the line
+    ``Y - lam*X + c`` with c = lam*x_T - y_T, followed by the vertical at [2]T
+    (x = x_new, used through its conjugate); ``add`` is ``None`` or
+    ``(lam, c, x_new, negative)`` for the chord through T and ±K.  The last NAF
+    digit reaches [q]K = 0: its chord is the vertical at K (``final``).
+    """
+
+    __slots__ = ("curve", "steps", "final_positive", "kx")
+
+    def __init__(self, curve: Type1Curve, point: tuple[int, int]) -> None:
+        self.curve = curve
+        p = curve.p
+        kx, ky = mpz(point[0]), mpz(point[1])
+        self.kx = kx
+        digits = _naf(int(curve.q))
+        X, Y, Z = kx, ky, mpz(1)
+        # raw per step: doubling (m*zz, m*X - 2yy, X3, D = Z3*zz, zz) and the addition (r, X3, Z3)
+        doubles: list[tuple[int, int, int, int, int]] = []
+        adds: list[tuple[int, int, int, bool] | None] = []
+        dens: list[int] = []
+        last = len(digits) - 1
+        self.final_positive = digits[-1] > 0
+        for idx, d in enumerate(digits[1:], start=1):
+            zz = Z * Z % p
+            yy = Y * Y % p
+            m = 3 * X * X % p
+            s = 4 * X * yy % p
+            X3 = (m * m - 2 * s) % p
+            Z3 = 2 * Y * Z % p
+            if Z3 == 0:
+                raise ValueError("degenerate first argument")
+            den = Z3 * zz % p
+            doubles.append((m * zz % p, (m * X - 2 * yy) % p, X3, den, zz))
+            dens.append(den)
+            Y = (m * (s - X3) - 8 * yy * yy) % p
+            X, Z = X3, Z3
+            if d == 0:
+                adds.append(None)
+                continue
+            ay = ky if d > 0 else p - ky
+            zz = Z * Z % p
+            h = (kx * zz - X) % p
+            r = (ay * zz * Z - Y) % p
+            if idx == last:
+                if h != 0 or r == 0:  # must be T = -(±K): the chord is the vertical at K
+                    raise ValueError("first argument is not of order q")
+                adds.append(None)
+                X, Y, Z = mpz(1), mpz(1), mpz(0)
+                break
+            if h == 0:
+                raise ValueError("degenerate first argument")
+            hh = h * h % p
+            hhh = h * hh % p
+            v = X * hh % p
+            X = (r * r - hhh - 2 * v) % p
+            Y = (r * (v - X) - Y * hhh) % p
+            Z = Z * h % p
+            adds.append((r, X, Z, d < 0))
+            dens.append(Z)
+        else:
+            raise ValueError("first argument is not of order q")
+        inv = batch_invert(dens, p)
+        steps: list[tuple[int, int, int, tuple[int, int, int, bool] | None]] = []
+        j = 0
+        for (mzz, num_c, x3, _den, zz), add in zip(doubles, adds, strict=True):
+            di = inv[j]
+            j += 1
+            zi = di * zz % p  # 1/Z3
+            entry = None
+            if add is not None:
+                r, xa, za, negative = add
+                ai = inv[j]
+                j += 1
+                lam = r * ai % p
+                ay = p - ky if negative else ky
+                entry = (lam, (lam * kx - ay) % p, xa * ai * ai % p, negative)
+            steps.append((mzz * di % p, num_c * di % p, x3 * zi * zi % p, entry))
+        self.steps = steps
+
+    def miller_value(self, point: tuple[int, int]) -> Fp2:
+        """f_{q,K}(phi(Q)) up to a factor in F_p (ValueError if the value is 0)."""
+        curve = self.curve
+        p = curve.p
+        xq, yq = mpz(point[0]), mpz(point[1])
+        ax = curve.alpha * xq % p
+        bx = curve.beta * xq % p
+        bx2 = bx * bx % p
+        a, b = mpz(1), mpz(0)
+        for lam, c, x2, add in self.steps:
+            # line(phi(Q)) * conj(vertical_{x2}(phi(Q))) =
+            #   (l0 - lam*bx*i) * ((ax - x2) - bx*i), l0 = yq + c - lam*ax
+            l0 = (yq + c - lam * ax) % p
+            v0 = ax - x2
+            g0 = (l0 * v0 - lam * bx2) % p
+            g1 = (-bx * (l0 + lam * v0)) % p
+            # f = f^2 * g
+            A = (a + b) * (a - b) % p
+            B = 2 * a * b % p
+            t0 = A * g0
+            t1 = B * g1
+            a, b = (t0 - t1) % p, ((A + B) * (g0 + g1) - t0 - t1) % p
+            if add is not None:
+                lam, c, x2, negative = add
+                l0 = (yq + c - lam * ax) % p
+                v0 = ax - x2
+                g0 = (l0 * v0 - lam * bx2) % p
+                g1 = (-bx * (l0 + lam * v0)) % p
+                if negative:  # f_{-1} = 1/v_K: times conj(v_K(phi(Q))) = (ax - kx) - bx*i
+                    u0 = ax - self.kx
+                    g0, g1 = (g0 * u0 + g1 * bx) % p, (g1 * u0 - g0 * bx) % p
+                t0 = a * g0
+                t1 = b * g1
+                a, b = (t0 - t1) % p, ((a + b) * (g0 + g1) - t0 - t1) % p
+        if self.final_positive:  # chord through -K and K: the vertical v_K(phi(Q)) = (ax - kx) + bx*i
+            a, b = self.curve.fp2_mul((a, b), ((ax - self.kx) % p, bx))
+        if a == 0 and b == 0:
+            raise ValueError("degenerate pairing (Miller value 0)")
+        return (a, b)
+
+    def pairing(self, point: tuple[int, int]) -> Fp2:
+        """e'(K, Q) = e(K, phi(Q)) (RFC 5091 §4.5.2)."""
+        return self.curve.final_exponentiation(self.miller_value(point))
+
+
+def canonical(curve: Type1Curve, value: Fp2, order: int = 0) -> bytes:
+    """Canonical1(p, o, v) of RFC 5091 §4.3.2: a || b (o = 0) or b || a (o = 1), each ceil(lg(p)/8) octets."""
+    n = curve.byte_len
+    a = int_to_bytes(value[0], n)
+    b = int_to_bytes(value[1], n)
+    return a + b if order == 0 else b + a
+
+
+def sum_points(curve: Type1Curve, points: Sequence[tuple[int, int]]) -> Affine:
+    return curve.sum_coordinates([x for x, _ in points], [y for _, y in points])
