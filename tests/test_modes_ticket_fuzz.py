@@ -1,0 +1,196 @@
+"""MIKEY-TICKET receive paths fed mutated messages (hypothesis): only MikeyError escapes, quickly, and
+no mutation of an authenticated message is accepted (RFC 6043 §5.5: every octet is MAC-covered)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mikey.constants import IDRole, IDType, TSRole, TSType
+from mikey.errors import MikeyError
+from mikey.modes.ticket import (
+    InMemoryTicketStore,
+    TicketCredential,
+    TicketInitiator,
+    TicketKms,
+    TicketPolicy,
+    TicketProtectionKey,
+    TicketRequester,
+    TicketResponder,
+    ticket_flags,
+)
+from mikey.wire import IdrPayload, TrPayload
+
+NOW = 1_700_000_000.0
+ALICE, BOB, KMS_ID = b"sip:alice@example.com", b"sip:bob@example.com", b"kms.example.com"
+PSK_A, PSK_B, TPK = bytes(range(16)), bytes(range(16, 32)), bytes(range(100, 116))
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def seeded(seed: int) -> Callable[[int], bytes]:
+    return random.Random(seed).randbytes
+
+
+def store() -> InMemoryTicketStore:
+    s = InMemoryTicketStore()
+    s.add_credential(TicketCredential(ALICE, PSK_A, b"alice"))
+    s.add_credential(TicketCredential(BOB, PSK_B, b"bob"))
+    s.add_protection_key(TicketProtectionKey(b"tpk", TPK))
+    return s
+
+
+def kms(s: InMemoryTicketStore | None = None) -> TicketKms:
+    return TicketKms(s or store(), identity=KMS_ID, rng=seeded(7))
+
+
+def policy() -> TicketPolicy:
+    end = TrPayload(TSRole.END_OF_VALIDITY, TSType.NTP_UTC_32, (int(NOW) + 2208988800 + 3600).to_bytes(4, "big"))
+    # forking (I) and reuse allowed (J): every fresh exchange may resolve the same ticket again
+    return TicketPolicy(ticket_flags("DEFGHIJNO"), (IdrPayload(IDRole.RESPONDER, IDType.URI, BOB),), end=end)
+
+
+def requester(seed: int = 1) -> TicketRequester:
+    return TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice", rng=seeded(seed))
+
+
+def responder(seed: int = 3) -> TicketResponder:
+    return TicketResponder(PSK_B, id_r=BOB, kms_id=KMS_ID, psk_id=b"bob", rng=seeded(seed))
+
+
+@dataclass(frozen=True)
+class Flow:
+    request_init: bytes
+    request_resp: bytes
+    transfer_init: bytes
+    resolve_init: bytes
+    resolve_resp: bytes
+    transfer_resp: bytes
+
+
+def _flow() -> Flow:
+    k = kms()
+    req = requester()
+    ri = req.create_message(NOW)
+    rr = k.handle(ri, NOW) or b""
+    grant = req.receive(rr, NOW)
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+    ti = ini.create_message(NOW)
+    r = responder()
+    rs = r.receive(ti, NOW).resolve_init or b""
+    rsr = k.handle(rs, NOW) or b""
+    tr = r.receive_resolve(rsr, NOW).response or b""
+    ini.receive(tr, NOW)
+    return Flow(ri, rr, ti, rs, rsr, tr)
+
+
+FLOW = _flow()
+
+
+def mutate(data: bytes, kind: int, pos: int, value: int, length: int) -> bytes:
+    b = bytearray(data)
+    pos %= len(b)
+    if kind == 0:
+        b[pos] ^= 1 << (value % 8)
+    elif kind == 1:
+        b[pos] = value
+    elif kind == 2:
+        b[pos:pos] = bytes([value]) * length
+    elif kind == 3:
+        del b[pos : pos + length]
+    elif kind == 4:
+        del b[pos:]
+    else:
+        other = value % len(b)
+        b[pos:pos] = b[other : other + length]
+    return bytes(b)
+
+
+MUTATIONS = st.tuples(st.integers(0, 5), st.integers(0, 1 << 16), st.integers(0, 255), st.integers(1, 16))
+
+
+def _accepts(run: Callable[[bytes], object], original: bytes, m: tuple[int, int, int, int]) -> None:
+    data = mutate(original, *m)
+    try:
+        run(data)
+    except MikeyError:
+        return
+    assert data == original, "a mutated message was accepted"
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_kms_request_init(m: tuple[int, int, int, int]) -> None:
+    _accepts(lambda d: kms().receive(d, NOW), FLOW.request_init, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_kms_resolve_init(m: tuple[int, int, int, int]) -> None:
+    _accepts(lambda d: kms().receive(d, NOW), FLOW.resolve_init, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_requester_request_resp(m: tuple[int, int, int, int]) -> None:
+    def run(d: bytes) -> object:
+        r = requester()
+        r.create_message(NOW)
+        return r.receive(d, NOW)
+
+    _accepts(run, FLOW.request_resp, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_responder_transfer_init_through_resolve(m: tuple[int, int, int, int]) -> None:
+    def run(d: bytes) -> object:
+        r = responder()
+        step = r.receive(d, NOW)
+        resolved = kms().handle(step.resolve_init or b"", NOW)
+        return r.receive_resolve(resolved or b"", NOW)
+
+    _accepts(run, FLOW.transfer_init, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_responder_resolve_resp(m: tuple[int, int, int, int]) -> None:
+    def run(d: bytes) -> object:
+        r = responder()
+        r.receive(FLOW.transfer_init, NOW)
+        return r.receive_resolve(d, NOW)
+
+    _accepts(run, FLOW.resolve_resp, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_initiator_transfer_resp(m: tuple[int, int, int, int]) -> None:
+    req = requester()
+    k = kms()
+    grant = req.receive(k.handle(req.create_message(NOW), NOW) or b"", NOW)
+
+    def run(d: bytes) -> object:
+        ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+        ini.create_message(NOW)
+        return ini.receive(d, NOW)
+
+    _accepts(run, FLOW.transfer_resp, m)
+
+
+@pytest.mark.parametrize("field", ["request_init", "request_resp", "transfer_init", "resolve_init", "resolve_resp",
+                                   "transfer_resp"])
+def test_random_bytes_and_truncations(field: str) -> None:
+    """Every prefix of every message, and random garbage, only raise MikeyError at every receive path."""
+    data = getattr(FLOW, field)
+    rng = random.Random(field)
+    inputs = [data[:n] for n in range(0, len(data), 7)] + [rng.randbytes(rng.randrange(1, 300)) for _ in range(20)]
+    for d in inputs:
+        for run in (lambda x: kms().receive(x, NOW), lambda x: responder().receive(x, NOW)):
+            with pytest.raises(MikeyError):
+                run(d)
