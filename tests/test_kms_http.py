@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import pathlib
 import re
 import socket
@@ -24,7 +25,7 @@ import pytest
 import xmlschema
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwks_server import JwksServer
+from jwks_server import JwksServer, self_signed
 from jwt.algorithms import ECAlgorithm
 
 from mikey.cli import main
@@ -450,6 +451,9 @@ def test_serve_ipv6_loopback_other_db_and_kms_uri(tmp_path: pathlib.Path) -> Non
 def test_serve_usage_errors_are_one_line(args: list[str], message: str, tmp_path: pathlib.Path,
                                          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    log = logging.getLogger("mikey")
+    monkeypatch.setattr(log, "handlers", [])  # serve adds a stderr handler; the test leaves none behind
+    monkeypatch.setattr(log, "level", log.level)
     assert main(["kms", "serve", "--data", str(tmp_path / "kms"), "--port", "0", *args]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("mikey: error: ") and message in err, err
@@ -465,3 +469,20 @@ def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path: pathlib.Path) -> Non
                   "--dev-tokens")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("mikey: error: cannot listen on 127.0.0.1:") and len(r.stderr.splitlines()) == 1
+
+
+def test_serve_with_an_https_jwks_url_and_its_ca(tmp_path: pathlib.Path) -> None:
+    cert, key = self_signed(tmp_path, "idp")
+    with JwksServer(IDP_JWKS, tls=(cert, key)) as idp:
+        common = ["--issuer", ISSUER, "--audience", AUDIENCE]
+        r = mikey("kms", "serve", "--data", str(tmp_path / "kms"), "--port", "0", "--jwks", idp.url, *common)
+        assert r.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in r.stderr and len(r.stderr.splitlines()) == 1
+        kms = Kms(tmp_path, tmp_path / "kms", "--jwks", idp.url, "--jwks-ca", str(cert), *common)
+        try:
+            assert mikey("kms", "user", "add", "--data", str(kms.data), ALICE).returncode == 0
+            got, _, body = post_raw(kms.url + API + "keyprov", "Bearer " + idp_token())
+            assert got == 200 and read_kms_key_prov(body, read_kms_init(
+                post_raw(kms.url + API + "init", "Bearer " + idp_token())[2]))[0].uri == ALICE
+        finally:
+            kms.stop()
+        assert f"JWKS {idp.url}: keys ['idp1'], cached for 300 s" in kms.log()

@@ -119,8 +119,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if not tls and not _is_loopback(args.host):
         raise UsageError(f"plain HTTP is served on loopback only: give --tls-cert and --tls-key to bind {args.host}")
-    authenticator = _authenticator(args)
     _log_to_stderr()
+    authenticator = _authenticator(args)
     store = _open_store(args.data, args.db)
     kms_uri = args.kms_uri or "kms.example.org"
     try:

@@ -401,6 +401,7 @@ class UrlJwks:
         self.fetches += 1
         keys, ttl = self._fetch()
         self._install(keys, ttl)
+        logger.info("JWKS %s: keys %s, cached for %.0f s", url, list(keys.kids), ttl)
 
     def __repr__(self) -> str:
         return f"UrlJwks({self.url!r}, kids={list(self._keys.kids)!r})"
