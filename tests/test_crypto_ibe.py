@@ -427,6 +427,17 @@ def test_pairing_refuses_points_not_of_order_q(kms: tuple[ibe.BfParams, ibe.BfMa
         ibe.pairing(params, (0, 1), params.point_p)  # (0, 1) has order 3
 
 
+def test_theta_shortcut_equals_the_pairing_with_q_id(
+    kms: tuple[ibe.BfParams, ibe.BfMasterSecret], rfc_params: ibe.BfParams
+) -> None:
+    """e'(P_pub, [c]Q') computed as e'(P_pub, Q')^c (BfParams.theta) equals the pairing with Q_id."""
+    params, _ = kms
+    for prm, ident in ((params, b"alice"), (params, b"bob2024-05"), (rfc_params, BOB)):
+        expected = prm.p_pub_lines.pairing(ibe.bf_derive_public(prm, ident))
+        assert prm._compute_theta(ident) == expected
+        assert expected == ibe.pairing(prm, prm.point_p_pub, ibe.bf_derive_public(prm, ident))
+
+
 def test_regular_digits_are_odd_and_fixed_length() -> None:
     rnd = random.Random(3)
     for _ in range(200):
