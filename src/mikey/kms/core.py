@@ -4,47 +4,81 @@
 :class:`KmsResponse`; the HTTP edge (:mod:`mikey.kms.http`) only moves bytes.  Routes
 (TS 33.180 §D.2.1), all ``POST``:
 
-* ``/keymanagement/identity/v1/init``: KmsInit, the community KmsCertificate (§D.3.2).
+* ``/keymanagement/identity/v1/init``: KmsInit, the active community KmsCertificate (§D.3.2).
 * ``/keymanagement/identity/v1/keyprov[/<user URI>[/<16 hex digits NTP time>]]``: KmsKeyProv
   (§D.3.3).  The URI may be percent-encoded or raw (deployed clients send it raw); without it,
   the user is the body's UserUri, else the token's MC identity.  Without a time the key set of
   the current key period is returned; a time in the next period returns the current and the
-  next key set (rollover); other periods are refused (400).
+  next key set (rollover); other periods are refused (400).  Key sets are issued under the
+  active community generation.
 * ``/keymanagement/identity/v1/certcache[/<number>]``: KmsCertCache (§D.3.4), the certificates
   of other KMSs to trust: none are configured, so an empty cache with ``CacheNum`` 0.
 
 The body may be empty (deployed clients send only the bearer token) or a ``KmsRequest`` /
 ``SignedKmsRequest`` document (at most :data:`MAX_BODY_BYTES`, parsed with every DTD refused,
-so no entity is ever expanded or fetched).  Errors are ``KmsResponse`` documents carrying a
-``KmsError`` (ErrorCode = the HTTP status) with 400, 401 (plus ``WWW-Authenticate``, RFC 6750
-§3), 403 (another user's keys, disabled user), 404 (unknown route, unregistered user), 405, 413
-or 500; never a traceback.  Key sets are issued through
-:meth:`~mikey.kms.store.KmsStore.get_or_issue_key_set`, so re-provisioning returns the same keys
-and a refused request stores nothing.
+so no entity is ever expanded or fetched).
+
+Signed documents (§D.2.2, §D.2.3; :mod:`mikey.kms.dsig`): the *client* of a request is the
+user the response is for (keyprov: the requested user; init and certcache: the token's MC
+identity, else the body's UserUri).  When the client has an integrity key InK (set by an
+admin), the answer is a ``SignedKmsResponse`` (HMAC-SHA-256 XML signature under the InK), whether
+the request was signed or not (deployed clients in secured mode send empty bodies).  A
+``SignedKmsRequest`` must verify under the client's InK, else 403 and nothing is issued; one
+from a client with no InK is refused (403) too.  KmsError answers are never signed.
+
+Admin routes (not in TS 33.180; a token with the admin scope, :func:`~mikey.kms.auth.require_admin`,
+else 401/403 and nothing changes), JSON in and out (``application/json``), under
+``/keymanagement/identity/v1/admin/``:
+
+* ``POST users`` ``{"uri": URI, "enabled": true, "integrity_key": "<32-128 hex digits>"}``
+  (``enabled`` and ``integrity_key`` optional): registers a user, 201 and the user; 409 if
+  already registered (nothing changes).  ``GET``/``POST users``: ``{"users": [...]}``.
+* ``POST users/<percent-encoded URI>/enable`` and ``…/disable`` (empty body): 200 and the user.
+* ``POST users/<URI>/integrity-key`` ``{"integrity_key": "<hex>" | null}``: sets or removes the InK.
+* ``POST rotate`` (empty body): a new community generation (new KSAK/KPAK and z/Z, same KMS
+  URI and key periods) becomes active: init serves its certificate, keyprov issues under it;
+  200 ``{"generation", "previous", "kms_uri", "rotated_by", "rotated_at", "kpak", "z"}``; 409
+  when another process rotated at the same moment.
+* ``GET``/``POST generations``: ``{"active": N, "generations": [...]}`` (public values only).
+* ``GET``/``POST keysets`` (optional body ``{"user", "generation", "period_no"}``): the audit
+  listing of issued key sets of every generation, no secrets.
+* ``GET``/``POST audit``: the admin audit log (who rotated, registered, enabled... and when).
+
+Every KmsCore reads the active generation number from the database once per request (one
+primary-key ``max()``, so a rotation made through another process on the same database is
+served from the next request on, with no staleness window as a TTL cache would have; a
+generation's keys never change and are cached).
+
+Errors are ``KmsResponse`` documents carrying a ``KmsError`` (ErrorCode = the HTTP status) with
+400, 401 (plus ``WWW-Authenticate``, RFC 6750 §3), 403 (another user's keys, disabled user,
+bad request signature, no admin scope), 404 (unknown route, unregistered user), 405, 409, 413
+or 500; never a traceback.  A refused request stores nothing.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from ..constants import SakkeIDScheme
-from ..errors import KeyMaterialError, KmsAuthError, MikeyError
+from ..errors import KeyMaterialError, KmsAuthError, KmsStoreError, MikeyError
 from ..identities import key_period_number, unix_from_ntp
-from ..keystore import IdentityKeys
-from .auth import Principal, www_authenticate
-from .issue import KmsCommunity, issue_user_keys
-from .store import KmsStore
+from ..keystore import IdentityKeys, KmsPublicKeys
+from .auth import Principal, require_admin, www_authenticate
+from .dsig import KmsSignatureError, sign_kms_response, verify_kms_request
+from .issue import KmsCommunity, generate_community, issue_user_keys
+from .store import KmsStore, KmsUser, RotationConflictError, check_integrity_key, check_user_uri
 from .xml import KMS_XML_NS, kms_init_xml, kms_key_prov_xml
 
-__all__ = ["KmsCore", "KmsResponse", "Authenticator", "MAX_BODY_BYTES", "API_PREFIX"]
+__all__ = ["KmsCore", "KmsResponse", "Authenticator", "MAX_BODY_BYTES", "API_PREFIX", "ADMIN_PREFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +86,16 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 #: The path prefix of the TS 33.180 KMS interface (§D.2.1).
 API_PREFIX = "/keymanagement/identity/v1/"
+#: The path prefix of the admin routes (this KMS's own, not TS 33.180).
+ADMIN_PREFIX = API_PREFIX + "admin/"
 
 _XML_TYPE = "application/xml; charset=utf-8"
+_JSON_TYPE = "application/json"
 _NTP_TIME = re.compile(r"[0-9A-Fa-f]{16}")
 _CACHE_NUM = re.compile(r"[0-9]{1,18}")
+_HEX_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){16,64}")
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+_USER_VERBS = ("enable", "disable", "integrity-key")
 
 
 class Authenticator(Protocol):
@@ -100,10 +139,11 @@ def _q(tag: str) -> str:
 class _Request:
     user_uri: str | None
     kms_uri: str | None
+    signed: bool = False
 
 
 def _parse_body(body: bytes) -> _Request:
-    """The UserUri and KmsUri of a KmsRequest body; an empty body gives neither."""
+    """The UserUri and KmsUri of a KmsRequest body, and whether it came signed; an empty body gives neither."""
     if not body.strip():
         return _Request(None, None)
     parser = ET.XMLParser(target=_NoDtd())
@@ -112,7 +152,8 @@ def _parse_body(body: bytes) -> _Request:
         root: ET.Element = parser.close()
     except ET.ParseError as exc:
         raise _Refusal(400, f"the request body is not well-formed XML ({exc})") from None
-    if root.tag == _q("SignedKmsRequest"):
+    signed = root.tag == _q("SignedKmsRequest")
+    if signed:
         inner = root.find(_q("KmsRequest"))
         if inner is None:
             raise _Refusal(400, "SignedKmsRequest has no KmsRequest")
@@ -125,7 +166,7 @@ def _parse_body(body: bytes) -> _Request:
         value = el.text.strip() if el is not None and el.text else ""
         return value or None
 
-    return _Request(text("UserUri"), text("KmsUri"))
+    return _Request(text("UserUri"), text("KmsUri"), signed)
 
 
 def _error_xml(status: int, message: str, user_uri: str, kms_uri: str, request: str, now: float) -> bytes:
@@ -159,6 +200,71 @@ def _cert_cache_xml(user_uri: str, kms_uri: str, now: float) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
 
 
+# -- admin JSON ---------------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise _Refusal(400, f"the admin request repeats the member {name[:40]!r}")
+        out[name] = value
+    return out
+
+
+def _json_body(body: bytes, allowed: frozenset[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The admin request's JSON object (an empty body is ``{}``), with only *allowed* members."""
+    if not body.strip():
+        obj: Any = {}
+    else:
+        try:
+            obj = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _Refusal(400, f"the admin request body is not JSON ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise _Refusal(400, "the admin request body must be a JSON object")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise _Refusal(400, f"unknown member(s) in the admin request: {', '.join(n[:40] for n in unknown[:5])}")
+    missing = sorted(required - set(obj))
+    if missing:
+        raise _Refusal(400, f"the admin request needs {', '.join(missing)}")
+    return obj
+
+
+def _user_uri(value: object) -> str:
+    try:
+        return check_user_uri(value)
+    except KmsStoreError as exc:
+        raise _Refusal(400, exc.message) from None
+
+
+def _integrity_key(value: object) -> bytes:
+    if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
+        raise _Refusal(400, "integrity_key must be 32 to 128 hex digits (16 to 64 octets)")
+    return check_integrity_key(bytes.fromhex(value))
+
+
+def _optional_int(obj: Mapping[str, Any], name: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value < 1 << 62):
+        raise _Refusal(400, f"{name} must be a non-negative integer")
+    return value
+
+
+def _user_json(user: KmsUser) -> dict[str, Any]:
+    return {"uri": user.uri, "enabled": user.enabled, "integrity_key": user.has_integrity_key,
+            "created_at": user.created_at}
+
+
+def _actor(principal: Principal) -> str:
+    """Who an admin token speaks for, for the audit log: its subject, else its MC identity, else its issuer."""
+    who = principal.subject or principal.user_uri or f"admin token of {principal.issuer}"
+    return "".join(c if c.isprintable() else "?" for c in who)[:256]
+
+
 class KmsCore:
     """The TS 33.180 KMS request handler over a :class:`~mikey.kms.store.KmsStore`; see the module docstring.
 
@@ -171,38 +277,46 @@ class KmsCore:
             raise ValueError(f"the database holds the community of {public.kms_uri!r}, not {kms_uri!r}")
         self.store = store
         self.authenticator = authenticator
-        self.public = public
-        self.kms_uri = public.kms_uri
-        self._community: KmsCommunity | None = None
+        self.kms_uri = public.kms_uri  # every generation keeps it (KmsStore.rotate_community)
+        self._communities: dict[int, KmsCommunity] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"KmsCore({self.kms_uri!r})"
 
-    def _secrets(self) -> KmsCommunity:
+    @property
+    def public(self) -> KmsPublicKeys:
+        """The active generation's public keys (read per call: another process may have rotated)."""
+        return self.store.public_keys()
+
+    def _secrets(self, generation: int) -> KmsCommunity:
         with self._lock:
-            if self._community is None:
-                self._community = self.store.load_community()
-            return self._community
+            community = self._communities.get(generation)
+        if community is None:
+            community = self.store.load_community(generation)
+            with self._lock:
+                community = self._communities.setdefault(generation, community)
+        return community
 
     # -- periods ------------------------------------------------------------------------------
 
-    def _monthly(self) -> bool:
-        return self.public.id_scheme == SakkeIDScheme.TEL_URI_MONTHLY
-
-    def period_of(self, when: float) -> int:
+    def period_of(self, when: float, public: KmsPublicKeys | None = None) -> int:
         """The KeyPeriodNo holding Unix time *when* (TS 33.180 §F.2.1; months since 0000-01 for RFC 6509)."""
-        if self._monthly():
+        p = self.public if public is None else public
+        if p.id_scheme == SakkeIDScheme.TEL_URI_MONTHLY:
             moment = _dt.datetime.fromtimestamp(when, _dt.UTC)
             return moment.year * 12 + moment.month - 1
-        return key_period_number(when, self.public.key_period, self.public.key_period_offset)
+        return key_period_number(when, p.key_period, p.key_period_offset)
 
-    def _issue(self, uri: str, period_no: int) -> IdentityKeys:
-        community = self._secrets()
-        if self._monthly():
-            year, month0 = divmod(period_no, 12)
-            return issue_user_keys(community, uri, month=f"{year:04d}-{month0 + 1:02d}")
-        return issue_user_keys(community, uri, period_no=period_no)
+    def _issuer(self, generation: int) -> Callable[[str, int], IdentityKeys]:
+        def issue(uri: str, period_no: int) -> IdentityKeys:
+            community = self._secrets(generation)
+            if community.public.id_scheme == SakkeIDScheme.TEL_URI_MONTHLY:
+                year, month0 = divmod(period_no, 12)
+                return issue_user_keys(community, uri, month=f"{year:04d}-{month0 + 1:02d}")
+            return issue_user_keys(community, uri, period_no=period_no)
+
+        return issue
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -213,32 +327,35 @@ class KmsCore:
         name = request[len(API_PREFIX):].split("/", 1)[0] if request.startswith(API_PREFIX) else ""
         user_for_errors = self.kms_uri
         try:
+            if name == "admin":
+                return self._admin(method, request[len(ADMIN_PREFIX):], lowered, body, now)
             if name not in ("init", "keyprov", "certcache"):
                 raise _Refusal(404, "no such KMS resource (TS 33.180 §D.2.1: init, keyprov, certcache)")
             if method.upper() != "POST":
                 raise _Refusal(405, "KMS requests use POST", (("Allow", "POST"),))
             if len(body) > MAX_BODY_BYTES:
                 raise _Refusal(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-            try:
-                principal = self.authenticator.verify_bearer(lowered.get("authorization"), now)
-            except KmsAuthError as exc:
-                extra = (("WWW-Authenticate", www_authenticate(exc)),)
-                raise _Refusal(exc.status, exc.message, extra) from None
+            principal = self._principal(lowered, now)
             user_for_errors = principal.user_uri or self.kms_uri
             parsed = _parse_body(body)
             if parsed.kms_uri is not None and parsed.kms_uri != self.kms_uri:
                 raise _Refusal(400, "the KmsRequest is addressed to another KMS")
             rest = request[len(API_PREFIX) + len(name):]
+            generation = self.store.active_generation()
+            public = self.store.public_keys(generation)
             if name == "init":
                 if rest not in ("", "/"):
                     raise _Refusal(404, "init takes no path segments")
-                return self._ok(kms_init_xml(self.public, principal.user_uri or parsed.user_uri or self.kms_uri,
-                                             now=now))
+                client = principal.user_uri or parsed.user_uri
+                key = self._integrity(client, parsed, body)
+                return self._ok(kms_init_xml(public, client or self.kms_uri, now=now), key)
             if name == "certcache":
                 if rest not in ("", "/") and not _CACHE_NUM.fullmatch(rest[1:]):
                     raise _Refusal(400, "certcache takes a cache number")
-                return self._ok(_cert_cache_xml(user_for_errors, self.kms_uri, now))
-            return self._key_prov(principal, parsed, rest, now)
+                client = principal.user_uri or parsed.user_uri
+                key = self._integrity(client, parsed, body)
+                return self._ok(_cert_cache_xml(client or self.kms_uri, self.kms_uri, now), key)
+            return self._key_prov(principal, parsed, body, rest, generation, public, now)
         except _Refusal as r:
             return self._error(r.status, r.message, user_for_errors, name or "init", now, r.headers)
         except MikeyError as exc:
@@ -248,7 +365,28 @@ class KmsCore:
             logger.exception("KMS request failed unexpectedly")
             return self._error(500, "the KMS could not answer (see its log)", user_for_errors, name or "init", now)
 
-    def _key_prov(self, principal: Principal, parsed: _Request, rest: str, now: float) -> KmsResponse:
+    def _principal(self, headers: Mapping[str, str], now: float) -> Principal:
+        try:
+            return self.authenticator.verify_bearer(headers.get("authorization"), now)
+        except KmsAuthError as exc:
+            raise _Refusal(exc.status, exc.message, (("WWW-Authenticate", www_authenticate(exc)),)) from None
+
+    def _integrity(self, client: str | None, parsed: _Request, body: bytes) -> bytes | None:
+        """The client's integrity key InK (``None``: answer unsigned); checks a SignedKmsRequest under it."""
+        key = self.store.integrity_key(client) if client else None
+        if parsed.signed:
+            if key is None:
+                raise _Refusal(403, "a SignedKmsRequest needs an integrity key registered for its user at this KMS")
+            try:
+                signed = _parse_body(verify_kms_request(body, key))
+            except KmsSignatureError as exc:
+                raise _Refusal(403, f"the request signature is refused: {exc.message}") from None
+            if (signed.user_uri, signed.kms_uri) != (parsed.user_uri, parsed.kms_uri):
+                raise _Refusal(403, "the signed KmsRequest is not the one received")
+        return key
+
+    def _key_prov(self, principal: Principal, parsed: _Request, body: bytes, rest: str, generation: int,
+                  public: KmsPublicKeys, now: float) -> KmsResponse:
         segments = [s for s in rest.split("/")[1:]] if rest else []
         if segments and segments[-1] == "":
             segments.pop()
@@ -275,22 +413,135 @@ class KmsCore:
             raise _Refusal(404, "the user is not registered at this KMS")
         if not user.enabled:
             raise _Refusal(403, "the user is disabled at this KMS")
-        current = self.period_of(now)
+        key = self._integrity(uri, parsed, body)
+        current = self.period_of(now, public)
         periods = [current]
         if when is not None:
-            asked = self.period_of(when)
+            asked = self.period_of(when, public)
             if asked == current + 1:
                 periods.append(asked)
             elif asked != current:
                 raise _Refusal(400, "the requested time is outside the current and the next key period")
         issued_to = principal.subject or principal.user_uri
-        key_sets = [self.store.get_or_issue_key_set(uri, p, self._issue, issued_to=issued_to, now=now)
-                    for p in periods]
-        return self._ok(kms_key_prov_xml(self.public, *key_sets, now=now))
+        issue = self._issuer(generation)
+        key_sets = [self.store.get_or_issue_key_set(uri, p, issue, generation=generation, issued_to=issued_to,
+                                                    now=now) for p in periods]
+        return self._ok(kms_key_prov_xml(public, *key_sets, now=now), key)
+
+    # -- admin --------------------------------------------------------------------------------
+
+    def _admin(self, method: str, route: str, headers: Mapping[str, str], body: bytes, now: float) -> KmsResponse:
+        verb = method.upper()
+        parts = route.rstrip("/").split("/") if route.strip("/") else [""]
+        user_uri: str | None = None
+        allowed: tuple[str, ...]
+        if parts[0] == "users" and len(parts) >= 3 and parts[-1] in _USER_VERBS:
+            action, allowed = parts[-1], ("POST",)
+            try:
+                user_uri = unquote("/".join(parts[1:-1]), errors="strict")
+            except UnicodeDecodeError:
+                raise _Refusal(400, "the user URI in the path is not percent-encoded UTF-8") from None
+        elif len(parts) == 1 and parts[0] in ("users", "generations", "keysets", "audit"):
+            action = parts[0]
+            allowed = ("GET", "POST")
+        elif parts == ["rotate"]:
+            action, allowed = "rotate", ("POST",)
+        else:
+            raise _Refusal(404, "no such admin resource (users, users/<URI>/enable|disable|integrity-key, rotate, "
+                                "generations, keysets, audit)")
+        if verb not in allowed:
+            raise _Refusal(405, f"this admin resource takes {' or '.join(allowed)}", (("Allow", ", ".join(allowed)),))
+        if len(body) > MAX_BODY_BYTES:
+            raise _Refusal(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        principal = self._principal(headers, now)
+        try:
+            require_admin(principal)
+        except KmsAuthError as exc:
+            raise _Refusal(exc.status, exc.message, (("WWW-Authenticate", www_authenticate(exc)),)) from None
+        actor = _actor(principal)
+        if user_uri is not None:
+            return self._admin_user(action, _user_uri(user_uri), body, actor, now)
+        if action == "users":
+            if verb == "GET" or not body.strip():
+                return self._json(200, {"users": [_user_json(u) for u in self.store.list_users()]})
+            return self._admin_add_user(body, actor, now)
+        if action == "rotate":
+            return self._admin_rotate(body, actor, now)
+        if action == "generations":
+            _json_body(body if verb == "POST" else b"", frozenset())
+            generations = self.store.list_generations()
+            return self._json(200, {"active": generations[-1].generation, "generations": [
+                {"generation": g.generation, "created_at": g.created_at, "created_by": g.created_by,
+                 "kms_uri": g.public.kms_uri, "kpak": g.public.kpak.hex(), "z": g.public.z.hex()}
+                for g in generations]})
+        if action == "keysets":
+            query = _json_body(body if verb == "POST" else b"", frozenset({"user", "generation", "period_no"}))
+            user = None if query.get("user") is None else _user_uri(query["user"])
+            records = self.store.list_key_sets(uri=user, generation=_optional_int(query, "generation"),
+                                               period_no=_optional_int(query, "period_no"))
+            return self._json(200, {"key_sets": [
+                {"user": r.user_uri, "period_no": r.period_no, "generation": r.generation,
+                 "identifier": r.identifier.hex(), "issued_at": r.issued_at, "issued_to": r.issued_to}
+                for r in records]})
+        _json_body(body if verb == "POST" else b"", frozenset())
+        return self._json(200, {"audit": [
+            {"at": a.at, "actor": a.actor, "action": a.action, "subject": a.subject, "detail": a.detail}
+            for a in self.store.list_audit()]})
+
+    def _admin_add_user(self, body: bytes, actor: str, now: float) -> KmsResponse:
+        obj = _json_body(body, frozenset({"uri", "enabled", "integrity_key"}), frozenset({"uri"}))
+        uri = _user_uri(obj["uri"])
+        enabled = obj.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise _Refusal(400, "enabled must be true or false")
+        ink = None if obj.get("integrity_key") is None else _integrity_key(obj["integrity_key"])
+        if not self.store.add_user(uri, enabled=enabled, integrity_key=ink, actor=actor, now=now):
+            raise _Refusal(409, "the user is already registered (nothing changed)")
+        return self._json(201, _user_json(self._registered(uri)))
+
+    def _registered(self, uri: str) -> KmsUser:
+        user = self.store.get_user(uri)
+        if user is None:
+            raise _Refusal(404, "the user is not registered at this KMS")
+        return user
+
+    def _admin_user(self, action: str, uri: str, body: bytes, actor: str, now: float) -> KmsResponse:
+        self._registered(uri)
+        if action == "integrity-key":
+            obj = _json_body(body, frozenset({"integrity_key"}), frozenset({"integrity_key"}))
+            ink = None if obj["integrity_key"] is None else _integrity_key(obj["integrity_key"])
+            self.store.set_integrity_key(uri, ink, actor=actor, now=now)
+        else:
+            _json_body(body, frozenset())
+            self.store.set_user_enabled(uri, action == "enable", actor=actor, now=now)
+        return self._json(200, _user_json(self._registered(uri)))
+
+    def _admin_rotate(self, body: bytes, actor: str, now: float) -> KmsResponse:
+        _json_body(body, frozenset())
+        previous = self.store.active_generation()
+        old = self.store.public_keys(previous)
+        new = generate_community(old.kms_uri, key_period=old.key_period, key_period_offset=old.key_period_offset,
+                                 id_scheme=old.id_scheme)
+        try:
+            generation = self.store.rotate_community(new, actor=actor, now=now)
+        except RotationConflictError as exc:
+            raise _Refusal(409, exc.message) from None
+        logger.info("KMS community rotated to generation %d by %s", generation, actor)
+        return self._json(200, {"generation": generation, "previous": generation - 1, "kms_uri": new.public.kms_uri,
+                                "rotated_by": actor, "rotated_at": now, "kpak": new.public.kpak.hex(),
+                                "z": new.public.z.hex()})
+
+    # -- answers ------------------------------------------------------------------------------
 
     @staticmethod
-    def _ok(body: bytes) -> KmsResponse:
+    def _ok(body: bytes, integrity_key: bytes | None = None) -> KmsResponse:
+        if integrity_key is not None:
+            body = sign_kms_response(body, integrity_key)
         return KmsResponse(200, _XML_TYPE, body)
+
+    @staticmethod
+    def _json(status: int, document: Mapping[str, Any]) -> KmsResponse:
+        return KmsResponse(status, _JSON_TYPE, json.dumps(document, sort_keys=True).encode("utf-8"))
 
     def _error(self, status: int, message: str, user_uri: str, request: str, now: float,
                headers: tuple[tuple[str, str], ...] = ()) -> KmsResponse:

@@ -60,6 +60,8 @@ __all__ = [
     "KmsUser",
     "RotationConflictError",
     "UnknownUserError",
+    "check_integrity_key",
+    "check_user_uri",
     "create_at_rest_key_file",
     "database_url",
 ]
@@ -182,6 +184,21 @@ def _ad(label: str, *parts: str | int) -> bytes:
         raw = part.encode("utf-8") if isinstance(part, str) else part.to_bytes(8, "big", signed=True)
         out += struct.pack(">I", len(raw)) + raw
     return bytes(out)
+
+
+def check_user_uri(uri: object) -> str:
+    """*uri* if it can name a user: 1 to 2048 printable characters, no outer white space."""
+    if not isinstance(uri, str) or not uri or len(uri) > _MAX_URI or not uri.isprintable() or uri != uri.strip():
+        raise KmsStoreError(f"a user URI must have 1 to {_MAX_URI} printable characters, no outer white space")
+    return uri
+
+
+def check_integrity_key(integrity_key: object) -> bytes:
+    """*integrity_key* if it can be an integrity key InK: :data:`MIN_INTEGRITY_KEY` to :data:`MAX_INTEGRITY_KEY` octets."""
+    if not isinstance(integrity_key, bytes | bytearray) or not (
+            MIN_INTEGRITY_KEY <= len(integrity_key) <= MAX_INTEGRITY_KEY):
+        raise KmsStoreError(f"an integrity key must be {MIN_INTEGRITY_KEY} to {MAX_INTEGRITY_KEY} octets")
+    return bytes(integrity_key)
 
 
 def _gad(label: str, generation: int, kms_uri: str, *parts: str | int) -> bytes:
@@ -577,22 +594,14 @@ class KmsStore:
 
     # -- users --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_uri(uri: str) -> None:
-        if not isinstance(uri, str) or not uri or len(uri) > _MAX_URI or not uri.isprintable() or uri != uri.strip():
-            raise KmsStoreError(f"a user URI must have 1 to {_MAX_URI} printable characters, no outer white space")
-
     def _seal_integrity_key(self, uri: str, integrity_key: bytes) -> bytes:
-        if not isinstance(integrity_key, bytes | bytearray) or not (
-                MIN_INTEGRITY_KEY <= len(integrity_key) <= MAX_INTEGRITY_KEY):
-            raise KmsStoreError(f"an integrity key must be {MIN_INTEGRITY_KEY} to {MAX_INTEGRITY_KEY} octets")
-        return self._key.seal(bytes(integrity_key), _ad("ink", uri))
+        return self._key.seal(check_integrity_key(integrity_key), _ad("ink", uri))
 
     def add_user(self, uri: str, *, enabled: bool = True, now: float | None = None,
                  integrity_key: bytes | None = None, actor: str | None = None) -> bool:
         """Register *uri* (with its integrity key InK, if given); ``False`` if it was already registered
         (then nothing changes).  Audited."""
-        self._check_uri(uri)
+        check_user_uri(uri)
         sealed = None if integrity_key is None else self._seal_integrity_key(uri, integrity_key)
         when = time.time() if now is None else now
         row: dict[str, Any] = {"uri": uri, "created_at": when, "enabled": enabled}

@@ -1,20 +1,30 @@
 """The 3GPP TS 33.180 Annex D KMS XML (namespace ``urn:3gpp:ns:mcsecKMSInterface:1.0``), read and written.
 
-Writing: a KmsInit response with the community's KmsCertificate (§D.3.2) and a
-KmsKeyProv response with plaintext KmsKeySet elements (§D.3.3), valid against the
-TS 33.180 schema (the key elements carry ``xsi:type="KeyContentType"``), with no
-empty element (deployed clients fail on them).  Documents are not signed and keys
-are not wrapped: lab and test use.
+Writing: a KmsInit response with the community's KmsCertificate (§D.3.2), a
+KmsKeyProv response with plaintext KmsKeySet elements (§D.3.3) and a KmsRequest
+(§D.2.2), valid against the TS 33.180 schema (the key elements carry
+``xsi:type="KeyContentType"``), with no empty element (deployed clients fail on them).
+Keys are not wrapped.  :mod:`mikey.kms.dsig` signs these documents (SignedKmsResponse,
+SignedKmsRequest) when a client has an integrity key.
 
-Reading: the same documents, plain or inside ``SignedKmsResponse`` (the XML
-signature is not checked), also from KMSs that leave out the key elements'
-``xsi:type``.  Wrapped (EncKeyContentType) keys, DTDs, KmsError responses and
-missing or malformed elements raise :class:`~mikey.errors.KeyMaterialError`.
+UserID: the schema types it ``xsd:string`` and KMSs write it in hex or in base64.  We emit
+lowercase hex (as the TS 33.180 sample responses do); we read either: a text of hex digits
+of even length is hex, anything else is strict base64 (RFC 4648 §4), and for 3GPP UIDs the
+decoding that equals the UID of UserUri and KeyPeriodNo (TS 33.180 §F.2.1) is taken.
+
+Reading: the same documents, plain or inside ``SignedKmsResponse`` (the signature is not
+checked here: :func:`mikey.kms.dsig.verify_kms_response` does that and returns the signed
+KmsResponse to read), also from KMSs that leave out the key elements' ``xsi:type``.
+Wrapped (EncKeyContentType) keys, DTDs, KmsError responses and missing or malformed
+elements raise :class:`~mikey.errors.KeyMaterialError`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
@@ -30,6 +40,7 @@ __all__ = [
     "MAX_KMS_XML_BYTES",
     "kms_init_xml",
     "kms_key_prov_xml",
+    "kms_request_xml",
     "read_kms_init",
     "read_kms_key_prov",
     "load_keystore_xml",
@@ -44,6 +55,8 @@ _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _XSI_TYPE = f"{{{_XSI_NS}}}type"
 _KEY_TAGS = ("UserDecryptKey", "UserSigningKeySSK", "UserPubTokenPVT")
 _ID_FORMATS = {"1": SakkeIDScheme.TEL_URI_MONTHLY, "2": SakkeIDScheme.UID_3GPP}
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 def _q(tag: str) -> str:
@@ -131,6 +144,16 @@ def kms_key_prov_xml(community: KmsCommunity | KmsPublicKeys, *key_sets: Identit
     return _serialize(root)
 
 
+def kms_request_xml(user_uri: str, kms_uri: str, client_req_url: str, *, now: float) -> bytes:
+    """A KmsRequest (TS 33.180 §D.2.2) from *user_uri* to *kms_uri* for *client_req_url* at *now*."""
+    root = ET.Element("KmsRequest", {"xmlns": KMS_XML_NS, "Id": "xmldoc", "Version": "1.1.0"})
+    _el(root, "UserUri", user_uri)
+    _el(root, "KmsUri", kms_uri)
+    _el(root, "Time", _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    _el(root, "ClientReqUrl", client_req_url)
+    return _serialize(root)
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -200,6 +223,24 @@ def _hex(parent: ET.Element, tag: str) -> bytes:
         raise KeyMaterialError(f"KMS XML {tag} is not valid hex") from None
 
 
+def _user_ids(parent: ET.Element) -> list[bytes]:
+    """The possible values of a KmsKeySet UserID: hex if it is hex digits of even length, and base64."""
+    text = _text(parent, "UserID")
+    if len(text) > 4096:
+        raise KeyMaterialError("KMS XML UserID is too long")
+    out = []
+    if _HEX.fullmatch(text):
+        out.append(bytes.fromhex(text))
+    if _BASE64.fullmatch(text) and len(text) % 4 == 0:
+        try:
+            out.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            pass
+    if not out:
+        raise KeyMaterialError("KMS XML UserID is neither hex nor base64")
+    return out
+
+
 def read_kms_init(source: Source) -> KmsPublicKeys:
     """Community keys from a KmsInit response (TS 33.180 §D.3.2, KmsCertificate).
 
@@ -236,13 +277,15 @@ def read_kms_key_prov(source: Source, kms: KmsPublicKeys) -> list[IdentityKeys]:
         if _text(ks, "KmsUri", kms.kms_uri) != kms.kms_uri:
             raise KeyMaterialError("KmsKeySet is from a different KMS than the KmsInit response")
         uri = _text(ks, "UserUri")
-        identifier = _hex(ks, "UserID")
+        candidates = _user_ids(ks)
+        identifier = candidates[0]
         period = _int(ks, "KeyPeriodNo")
         period_no: int | None = period
         if kms.id_scheme == SakkeIDScheme.UID_3GPP:
             expected = uid_3gpp(uri, kms.kms_uri, kms.key_period, kms.key_period_offset, period)
-            if identifier != expected:
+            if expected not in candidates:
                 raise KeyMaterialError("KmsKeySet UserID is not the UID of its UserUri and KeyPeriodNo")
+            identifier = expected
         else:
             period_no = None  # RFC 6509 identifiers carry the month, not a period number
         ssk, pvt, rsk = _hex(ks, "UserSigningKeySSK"), _hex(ks, "UserPubTokenPVT"), _hex(ks, "UserDecryptKey")
