@@ -72,11 +72,16 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..constants import (
     MAC_LENGTHS,
     PRF,
+    CacheType,
     CSIdMapType,
     DataType,
     EncrAlg,
@@ -87,15 +92,19 @@ from ..constants import (
     PayloadType,
     ProtType,
     RANDRole,
+    SignatureType,
     TicketType,
     TSRole,
     TSType,
 )
 from ..crypto import kemac as kemac_crypto
+from ..crypto import rsa as rsa_crypto
 from ..crypto import ticket as ticket_crypto
+from ..crypto import x509 as x509_crypto
 from ..crypto.prf import TransportKeys
 from ..errors import (
     AuthenticationError,
+    CertificateError,
     CryptoError,
     InvalidTicketError,
     InvalidTimestampError,
@@ -113,8 +122,11 @@ from ..errors import (
     UnsupportedPRFError,
 )
 from ..identities import ntp_seconds
+from ..keystore import Credentials
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayCache, ReplayStore
 from ..wire import (
+    CertPayload,
+    ChashPayload,
     CommonHeader,
     ErrorPayload,
     GenericIdEntry,
@@ -123,9 +135,11 @@ from ..wire import (
     KeyDataPayload,
     Message,
     Payload,
+    PkePayload,
     RandPayload,
     RandrPayload,
     SecurityPolicyPayload,
+    SignPayload,
     SpiValidity,
     TicketPayload,
     TicketPolicyPayload,
@@ -147,9 +161,11 @@ from .base import (
     srtp_key_lengths,
 )
 from .results import CryptoSessionKeys, CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from .signing import PeerVerifier, identity_of, message_time, pinned_validator, sign_message
 
 __all__ = [
     "TicketSuite",
+    "TicketPkSigner",
     "SUITE_128",
     "SUITE_256",
     "ticket_flags",
@@ -935,6 +951,50 @@ def _sessions(
     return tuple(out)
 
 
+# --- the PK variants (RFC 6043 §4.2.1.3, §4.2.3.3: RFC 3830 PK mode's CERT/CHASH/PKE/SIGN) ----------
+
+
+@dataclass(frozen=True)
+class TicketPkSigner:
+    """What REQUEST_INIT_PK and RESOLVE_INIT_PK need: our RSA key and chain (SIGN, CERT) and the KMS's
+    certificate (PKE = E(PKkms, env_key); CHASH names it when ``chash`` gives a Hash func)."""
+
+    credentials: Credentials
+    kms_certificate: x509.Certificate
+    s_type: int = SignatureType.RSA_PKCS1_V1_5
+    sign_hash: str = "sha256"
+    include_certificate: bool = True
+    chash: int | None = None
+
+    def message(self, header: CommonHeader, before_pke: Sequence[Payload], env_key: bytes, trailer: bytes,
+                now: float) -> bytes:
+        """``before_pke, [CHASH], PKE, SIGN`` with SIGN over the message || *trailer* (§5.5)."""
+        at = datetime.fromtimestamp(now, UTC)
+        pinned_validator(self.kms_certificate).validate([self.kms_certificate], at=at, purpose="encrypt")
+        public_key = self.kms_certificate.public_key()
+        if not isinstance(public_key, RSAPublicKey):
+            raise CertificateError("the KMS certificate does not hold an RSA key")
+        payloads = list(before_pke)
+        if self.chash is not None:
+            der = x509_crypto.certificate_der(self.kms_certificate)
+            payloads.append(ChashPayload(self.chash, x509_crypto.chash(self.chash, der)))
+        try:
+            payloads.append(PkePayload(CacheType.NO_CACHE, rsa_crypto.encrypt_envelope(public_key, env_key)))
+        except CryptoError as e:
+            raise UnspecifiedError(f"cannot encrypt the envelope key: {e}") from None
+        return sign_message(header, payloads, self.credentials.rsa_private_key, s_type=self.s_type,
+                            hash_name=self.sign_hash, trailer=trailer)
+
+    def cert_payloads(self) -> list[CertPayload]:
+        if not self.include_certificate:
+            return []
+        return [CertPayload(0, x509_crypto.certificate_der(c)) for c in self.credentials.certificates]
+
+
+def _suite_for_prf(prf: int) -> TicketSuite:
+    return SUITE_256 if prf == PRF.PRF_HMAC_SHA_256 else SUITE_128
+
+
 # --- Ticket Request: the Initiator (RFC 6043 §4.2.1) --------------------------------------------------
 
 
@@ -961,18 +1021,20 @@ class _TicketSide(Side):
 
 
 class TicketRequester(_TicketSide):
-    """REQUEST_INIT_PSK -> REQUEST_RESP (RFC 6043 §4.2.1.2, §4.2.1.6).
+    """REQUEST_INIT_PSK or REQUEST_INIT_PK -> REQUEST_RESP (RFC 6043 §4.2.1.2, §4.2.1.3, §4.2.1.6).
 
-    *psk* is shared with the KMS.  *desired* is the Ticket Policy asked for (K is cleared; the TP
+    *psk* is shared with the KMS; with ``pk`` (and *psk* None) the request is signed and the
+    response is protected by a fresh envelope key sent in PKE.  *desired* is the Ticket Policy asked for (K is cleared; the TP
     PRF is the suite's).  ``accept_policy(desired, granted) -> bool`` judges a policy the KMS
     changed (K = 1); default :func:`narrower_policy`.
     """
 
     def __init__(
         self,
-        psk: bytes,
+        psk: bytes | None,
         desired: TicketPolicy,
         *,
+        pk: TicketPkSigner | None = None,
         id_i: bytes | None = None,
         kms_id: bytes | None = None,
         psk_id: bytes | None = None,
@@ -984,7 +1046,10 @@ class TicketRequester(_TicketSide):
         rng: Rng = os.urandom,
     ) -> None:
         super().__init__(clock_skew=clock_skew, rng=rng)
-        self._psk = psk
+        if (psk is None) == (pk is None):
+            raise ValueError("give either a PSK or PK credentials")
+        self.pk = pk
+        self._psk = psk if psk is not None else rng(suite.key_len)  # the envelope key in the PK variant
         self.suite = suite
         self.desired = desired.replace(flags=desired.flags & ~ticket_flags("K"), prf_func=suite.prf)
         check_policy(self.desired, granted=False)
@@ -1004,15 +1069,24 @@ class TicketRequester(_TicketSide):
         """REQUEST_INIT_PSK = HDR, T, RANDRi, [IDRi], [IDRkms], TP, [IDRpsk], V (§4.2.1)."""
         self.require_state(State.START)
         try:
-            hdr = _empty_header(DataType.REQUEST_INIT_PSK, self.csb_id, self.suite.prf, v=True)
+            dt = DataType.REQUEST_INIT_PSK if self.pk is None else DataType.REQUEST_INIT_PK
+            hdr = _empty_header(dt, self.csb_id, self.suite.prf, v=True)
             payloads: list[Payload] = [TimestampPayload.ntp_utc(now), RandrPayload(RANDRole.INITIATOR, self.rand)]
-            payloads += [p for p in (self.id_i, self.kms_id) if p is not None]
+            if self.id_i is not None:
+                payloads.append(self.id_i)
+            if self.pk is not None:
+                payloads += self.pk.cert_payloads()
+            if self.kms_id is not None:
+                payloads.append(self.kms_id)
             payloads.append(self.desired.to_tp())
-            if self.psk_id is not None:
-                payloads.append(self.psk_id)
-            keys = self._keys(ticket_crypto.LABEL_INITIAL, self.suite.encr_alg)
-            self.request = _mac_message(hdr, payloads, self.suite.mac_alg, keys.auth_key,
-                                        _id(self.id_i) + _id(self.kms_id))
+            trailer = _id(self.id_i) + _id(self.kms_id)
+            if self.pk is not None:
+                self.request = self.pk.message(hdr, payloads, self._psk, trailer, now)
+            else:
+                if self.psk_id is not None:
+                    payloads.append(self.psk_id)
+                keys = self._keys(ticket_crypto.LABEL_INITIAL, self.suite.encr_alg)
+                self.request = _mac_message(hdr, payloads, self.suite.mac_alg, keys.auth_key, trailer)
         except Exception:
             self.state = State.FAILED
             raise
@@ -1309,6 +1383,7 @@ class TicketResponder(_TicketSide):
         self,
         kms_psk: bytes | None = None,
         *,
+        pk: TicketPkSigner | None = None,
         id_r: bytes | None = None,
         kms_id: bytes | None = None,
         psk_id: bytes | None = None,
@@ -1322,7 +1397,10 @@ class TicketResponder(_TicketSide):
         rng: Rng = os.urandom,
     ) -> None:
         super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
-        self._kms_psk = kms_psk
+        if kms_psk is not None and pk is not None:
+            raise ValueError("give a KMS PSK or PK credentials, not both")
+        self.pk = pk
+        self._kms_psk = kms_psk if pk is None else rng(suite.key_len)  # PK: the envelope key
         self.id_r = _idr(IDRole.RESPONDER, id_r)
         self.kms_id = _idr(IDRole.KMS, kms_id)
         self.psk_id = _idr(IDRole.PSK, psk_id, IDType.BYTE_STRING)
@@ -1402,17 +1480,29 @@ class TicketResponder(_TicketSide):
                              self.suite.prf)
 
     def _resolve_init(self, ticket: TicketPayload, now: float) -> bytes:
-        """RESOLVE_INIT_PSK = HDR, T, RANDRr, [IDRr], [IDRkms], TICKET, [IDRpsk], V (§4.2.3)."""
+        """RESOLVE_INIT_PSK = HDR, T, RANDRr, [IDRr], [IDRkms], TICKET, [IDRpsk], V, or
+        RESOLVE_INIT_PK = HDR, T, RANDRr, [IDRr], {CERTr}, [IDRkms], TICKET, [CHASH], PKE, SIGNr (§4.2.3)."""
         csb_id = random_csb_id(self.rng)
         rand_r = self.rng(max(16, self.suite.key_len))
-        hdr = _empty_header(DataType.RESOLVE_INIT_PSK, csb_id, self.suite.prf, v=True)
+        dt = DataType.RESOLVE_INIT_PSK if self.pk is None else DataType.RESOLVE_INIT_PK
+        hdr = _empty_header(dt, csb_id, self.suite.prf, v=True)
         payloads: list[Payload] = [TimestampPayload.ntp_utc(now), RandrPayload(RANDRole.RESPONDER, rand_r)]
-        payloads += [p for p in (self.id_r, self.kms_id) if p is not None]
+        if self.id_r is not None:
+            payloads.append(self.id_r)
+        if self.pk is not None:
+            payloads += self.pk.cert_payloads()
+        if self.kms_id is not None:
+            payloads.append(self.kms_id)
         payloads.append(ticket)
+        trailer = _id(self.id_r) + _id(self.kms_id)
+        if self.pk is not None:
+            message = self.pk.message(hdr, payloads, self._kms_psk or b"", trailer, now)
+            self._resolve = (message, csb_id, rand_r)
+            return message
         if self.psk_id is not None:
             payloads.append(self.psk_id)
         keys = self._resolve_keys(csb_id, rand_r, ticket_crypto.LABEL_INITIAL, self.suite.encr_alg)
-        message = _mac_message(hdr, payloads, self.suite.mac_alg, keys.auth_key, _id(self.id_r) + _id(self.kms_id))
+        message = _mac_message(hdr, payloads, self.suite.mac_alg, keys.auth_key, trailer)
         self._resolve = (message, csb_id, rand_r)
         return message
 
@@ -1616,6 +1706,9 @@ class TicketStore(Protocol):
     def credential(self, identity: bytes | None, key_id: bytes | None) -> TicketCredential | None:
         """The PSK credential named by IDRpsk (*key_id*), else by the IDRi/IDRr identity."""
 
+    def user_rights(self, identity: bytes) -> TicketCredential | None:
+        """A credential of *identity* for its rights (groups, may request/resolve): the PK variants."""
+
     def protection_key(self, key_id: bytes | None) -> TicketProtectionKey | None:
         """The TPK named by a ticket's IDRpsk (None: the default TPK)."""
 
@@ -1660,6 +1753,10 @@ class InMemoryTicketStore:
             return None
         found = self._by_identity.get(identity, [])
         return found[0] if len(found) == 1 else None
+
+    def user_rights(self, identity: bytes) -> TicketCredential | None:
+        found = self._by_identity.get(identity)
+        return found[0] if found else None
 
     def protection_key(self, key_id: bytes | None) -> TicketProtectionKey | None:
         if key_id is None:
@@ -1722,6 +1819,8 @@ class TicketKms:
         *,
         identity: bytes,
         rules: TicketPolicyRules = TicketPolicyRules(),  # noqa: B008 - immutable
+        pk_credentials: Sequence[Credentials] = (),
+        validator: x509_crypto.CertificateValidator | None = None,
         replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         rng: Rng = os.urandom,
@@ -1729,6 +1828,8 @@ class TicketKms:
         self.store = store
         self.identity = identity
         self.rules = rules
+        self.pk_credentials = tuple(pk_credentials)
+        self.verifier = PeerVerifier(validator) if validator is not None else None
         self.replay_cache: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
         self.clock_skew = clock_skew
         self.rng = rng
@@ -1748,9 +1849,9 @@ class TicketKms:
         mac: list[tuple[int, bytes]] = []
         try:
             msg = _decode(data)
-            if msg.data_type == DataType.REQUEST_INIT_PSK:
+            if msg.data_type in (DataType.REQUEST_INIT_PSK, DataType.REQUEST_INIT_PK):
                 return self._on_request(msg, now, mac)
-            if msg.data_type == DataType.RESOLVE_INIT_PSK:
+            if msg.data_type in (DataType.RESOLVE_INIT_PSK, DataType.RESOLVE_INIT_PK):
                 return self._on_resolve(msg, now, mac)
             dt = getattr(msg.data_type, "name", msg.data_type)
             raise UnsupportedDataTypeError(f"the KMS does not take data type {dt}")
@@ -1770,6 +1871,8 @@ class TicketKms:
         prf = _check_prf(int(hdr.prf))
         what = "RANDRi" if rand_role == RANDRole.INITIATOR else "RANDRr"
         rand = parts.need_rand(rand_role, what)
+        if msg.data_type in (DataType.REQUEST_INIT_PK, DataType.RESOLVE_INIT_PK):
+            return self._authenticate_pk(msg, parts, rand, rand_role, peer_role, now, mac)
         v = _last_v(msg)
         suite = _suite_for_mac(int(v.auth_alg))
         peer = parts.ids.get(peer_role)
@@ -1789,6 +1892,58 @@ class TicketKms:
         side.remember(admission)
         mac.append((suite.mac_alg, init_keys.auth_key))
         resp_keys = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_RESPONSE, rand_i, rand_r, suite.mac_alg,
+                                  suite.encr_alg, prf)
+        return cred, rand, resp_keys, suite
+
+    def _authenticate_pk(self, msg: Message, parts: _Parts, rand: bytes, rand_role: int, peer_role: int,
+                         now: float, mac: list[tuple[int, bytes]]
+                         ) -> tuple[TicketCredential, bytes, TransportKeys, TicketSuite]:
+        """The PK variants: SIGN over message || Identity_peer || Identity_kms, the envelope key from PKE."""
+        if self.verifier is None or not self.pk_credentials:
+            raise UnsupportedDataTypeError("this KMS takes no PK-authenticated messages")
+        if not isinstance(msg.payloads[-1] if msg.payloads else None, SignPayload):
+            raise AuthenticationError("SIGN must be the last payload (RFC 3830 §6.5)")
+        pke = msg.find(PkePayload)
+        if pke is None:
+            raise UnspecifiedError("the PK variant needs a PKE payload")
+        peer = parts.ids.get(peer_role)
+        kms = parts.ids.get(IDRole.KMS)
+        if kms is not None and kms.data != self.identity:
+            raise UnsupportedIDError("IDRkms names another KMS")
+        side = Side(replay_cache=self.replay_cache, clock_skew=self.clock_skew)
+        admission = side.admit(msg, parts.t, now, _id(peer))
+        chain = self.verifier.chain(msg.find_all(CertPayload))
+        leaf = self.verifier.leaf(chain, at=message_time(parts.t, now), peer_id=peer.text if peer else None)
+        self.verifier.verify_signature(msg, leaf, trailers=(_id(peer) + _id(kms),))
+        identity = peer.data if peer is not None else identity_of(leaf).data
+        own = self.pk_credentials[0]
+        chash = msg.find(ChashPayload)
+        if chash is not None:
+            for c in self.pk_credentials:
+                try:
+                    x509_crypto.check_chash(int(chash.hash_func), chash.digest, x509_crypto.certificate_der(c.certificate))
+                except CertificateError:
+                    continue
+                own = c
+                break
+            else:
+                raise CertificateError("CHASH names none of the KMS certificates")
+        env_key = rsa_crypto.decrypt_envelope(own.rsa_private_key, pke.data, False)
+        if len(env_key) < 16:
+            raise AuthenticationError("the envelope key is shorter than 128 bits (§12.1)")
+        side.remember(admission)
+        rights = self.store.user_rights(identity)
+        if rights is None:
+            raise TicketRefusedError("the KMS database does not know this party")
+        device = b"cert:" + hashlib.sha256(x509_crypto.certificate_der(leaf)).digest()[:16]
+        cred = TicketCredential(identity, env_key, device, rights.groups, rights.may_request, rights.may_resolve)
+        suite = _suite_for_prf(int(msg.header.prf))
+        rand_i, rand_r = (rand, None) if rand_role == RANDRole.INITIATOR else (None, rand)
+        prf = int(msg.header.prf)
+        init_keys = _message_keys(env_key, msg.csb_id, ticket_crypto.LABEL_INITIAL, rand_i, rand_r, suite.mac_alg,
+                                  suite.encr_alg, prf)
+        mac.append((suite.mac_alg, init_keys.auth_key))
+        resp_keys = _message_keys(env_key, msg.csb_id, ticket_crypto.LABEL_RESPONSE, rand_i, rand_r, suite.mac_alg,
                                   suite.encr_alg, prf)
         return cred, rand, resp_keys, suite
 
