@@ -106,28 +106,27 @@ def gst_caps(capture: Path, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def srtpdec(launch: str, tmp_path: Path, capture: Path, caps: str) -> tuple[list[bytes], list[bytes]]:
-    """Decrypt the capture's SRTP and SRTCP with a gst-launch-1.0 srtpdec pipeline; the packets out."""
-    (tmp_path / "srtp.stream").write_bytes(rfc4571_stream(capture, RTP_PORT))
-    (tmp_path / "srtcp.stream").write_bytes(rfc4571_stream(capture, RTCP_PORT))
+    """Decrypt the capture's SRTP, then its SRTCP, each with a gst-launch-1.0 srtpdec pipeline; the packets out.
+
+    Two pipelines, not one with both pads: srtpdec re-creates an SSRC's stream (ROC from the caps) when
+    caps arrive on its other pad, which would race with the RTP thread past a sequence-number wrap.
+    """
     out = tmp_path / "out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    pipeline = [
-        "srtpdec", "name=dec",
-        "filesrc", f"location={tmp_path / 'srtp.stream'}", "!", "application/x-srtp-stream", "!", "rtpstreamdepay",
-        "!", f"application/x-srtp, {caps}", "!", "dec.rtp_sink",
-        "dec.rtp_src", "!", "multifilesink", f"location={out / 'rtp%03d'}",
-        "filesrc", f"location={tmp_path / 'srtcp.stream'}", "!", "application/x-srtcp-stream", "!", "rtpstreamdepay",
-        "!", f"application/x-srtcp, {caps}", "!", "dec.rtcp_sink",
-        "dec.rtcp_src", "!", "multifilesink", f"location={out / 'rtcp%03d'}",
-    ]
-    proc = subprocess.run([launch, "-q", *pipeline], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
-
-    def packets(prefix: str) -> list[bytes]:
-        return [p.read_bytes() for p in sorted(out.glob(f"{prefix}[0-9][0-9][0-9]"))]
-
-    return packets("rtp"), packets("rtcp")
+    packets: dict[str, list[bytes]] = {}
+    for kind, port in (("rtp", RTP_PORT), ("rtcp", RTCP_PORT)):
+        stream = tmp_path / f"s{kind}.stream"
+        stream.write_bytes(rfc4571_stream(capture, port))
+        pipeline = [
+            "filesrc", f"location={stream}", "!", f"application/x-s{kind}-stream", "!", "rtpstreamdepay",
+            "!", f"application/x-s{kind}, {caps}", "!", f"srtpdec.{kind}_sink",
+            "srtpdec", "name=srtpdec", f"srtpdec.{kind}_src", "!", "multifilesink", f"location={out / kind}%03d",
+        ]
+        proc = subprocess.run([launch, "-q", *pipeline], capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+        packets[kind] = [p.read_bytes() for p in sorted(out.glob(f"{kind}[0-9][0-9][0-9]"))]
+    return packets["rtp"], packets["rtcp"]
 
 
 @pytest.mark.parametrize("suite", sorted(PROFILES))
