@@ -816,3 +816,23 @@ def test_wrong_message_and_state_errors() -> None:
     shown = repr(grant) + repr(kms) + repr(kms.store) + repr(ini) + repr(r)
     for secret in (grant.mpk_i, grant.session_keys[0].key, PSK_A, TPK):  # no key material in repr
         assert secret.hex() not in shown and repr(secret) not in shown
+
+
+def test_conference_same_rands_in_every_transfer_give_one_group_key() -> None:
+    """§9 (Figure 7, centralised): Alice transfers one GTGK ticket to Bob and to Carol with the same
+    RANDRi (G = 0, so no RANDRr): all three derive the same SRTP master key."""
+    kms = make_kms()
+    pol = policy("DEFHJNO", responders=(BOB, CAROL), requested_keys=requested_keys([(KeyDataType.GTGK, 16)]))
+    _, _, _, grant = request(kms, pol)
+    rand_i = bytes(range(200, 216))
+    keys = []
+    for n, (who, psk, dev) in enumerate(((BOB, PSK_B_PHONE, b"bob-phone"), (CAROL, PSK_C, b"carol"))):
+        ini = TicketInitiator(grant, id_i=ALICE, id_r=who, rand=rand_i, rng=seeded(60 + n))
+        r = TicketResponder(psk, id_r=who, kms_id=KMS_ID, psk_id=dev, rng=seeded(70 + n))
+        out = r.receive_resolve(kms.handle(r.receive(ini.create_message(NOW), NOW).resolve_init or b"", NOW) or b"", NOW)
+        mine = ini.receive(out.response or b"", NOW)
+        keys += [mine.crypto_sessions[0].master_key, out.result.crypto_sessions[0].master_key]
+        assert mine.csb_id != 0 and mine.extras["rand_r"] == b""
+    assert len(set(keys)) == 1
+    cs_id = 1
+    assert keys[0] == ref_tgk_key(grant.session_keys[0].key, TEK_C, cs_id, rand_i, None, 16)
