@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import pathlib
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -10,6 +12,7 @@ from urllib.parse import quote
 import pytest
 import xmlschema
 
+from mikey.errors import KeyMaterialError
 from mikey.identities import ntp_from_unix
 from mikey.kms import KmsCommunity, generate_community, load_keystore_xml
 from mikey.kms.auth import BearerAuth, DevIssuer
@@ -182,14 +185,19 @@ LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
         (b"<KmsRequest", 400, "well-formed"),
         (f'<KmsRequest xmlns="{KMS_XML_NS}"><KmsUri>kms.other.org</KmsUri></KmsRequest>'.encode(), 400,
          "another KMS"),
+        (f'<SignedKmsRequest xmlns="{KMS_XML_NS}"><Other/></SignedKmsRequest>'.encode(), 400, "no KmsRequest"),
+        (f'<SignedKmsRequest xmlns="{KMS_XML_NS}"><KmsRequest><UserUri>{ALICE}</UserUri></KmsRequest>'
+         f"</SignedKmsRequest>".encode(), 403, "integrity key"),
     ],
 )
 def test_hostile_bodies(core: KmsCore, issuer: DevIssuer, store: KmsStore, body: bytes, status: int,
                         why: str) -> None:
+    before = (store.list_users(), store.list_audit(), store.list_generations())
     r = _post(core, issuer, P + "keyprov", body=body)
     msg = _error(r, status)
     assert why in msg and b"root:" not in r.body
     assert store.list_key_sets() == []
+    assert (store.list_users(), store.list_audit(), store.list_generations()) == before
     assert _post(core, issuer, P + "keyprov").status == 200  # still serving
 
 
@@ -215,3 +223,36 @@ def test_served_keys_run_a_sakke_exchange(core: KmsCore, issuer: DevIssuer) -> N
     data = i.create_message(NOW)
     r = SakkeResponder(stores[BOB], initiator_uri=ALICE).receive(data, NOW + 1).result
     assert r.tgk == i.result.tgk and len(r.tgk) == 16
+
+
+def _with_user_id(body: bytes, text: str) -> bytes:
+    return re.sub(rb"<UserID>[^<]*</UserID>", f"<UserID>{text}</UserID>".encode(), body)
+
+
+def test_user_id_is_read_in_hex_and_base64(core: KmsCore, issuer: DevIssuer, schema: xmlschema.XMLSchema) -> None:
+    """TS 33.180 KmsKeySet UserID (xsd:string): we emit lowercase hex and read hex (any case) or base64."""
+    body = _post(core, issuer, P + "keyprov").body
+    [served] = read_kms_key_prov(body, core.public)
+    emitted = re.search(rb"<UserID>([^<]*)</UserID>", body)
+    assert emitted is not None and emitted.group(1).decode() == served.identifier.hex()  # what we emit
+    for text in (served.identifier.hex().upper(), base64.b64encode(served.identifier).decode()):
+        variant = _with_user_id(body, text)
+        _valid(schema, variant)
+        [keys] = read_kms_key_prov(variant, core.public)
+        assert keys.identifier == served.identifier and keys.rsk == served.rsk
+    other = base64.b64encode(bytes(32)).decode()
+    for bad, why in ((other, "not the UID"), ("not-an-id!", "neither hex nor base64"),
+                     (served.identifier.hex()[:-1], "neither hex nor base64")):
+        with pytest.raises(KeyMaterialError, match=why):
+            read_kms_key_prov(_with_user_id(body, bad), core.public)
+
+
+def test_keyprov_issues_under_the_active_generation(core: KmsCore, issuer: DevIssuer, store: KmsStore) -> None:
+    first = read_kms_key_prov(_post(core, issuer, P + "keyprov").body, core.public)[0]
+    rotated = generate_community("kms.example.org")
+    assert store.rotate_community(rotated, actor="test") == 2
+    assert read_kms_init(_post(core, issuer, P + "init").body) == rotated.public == core.public
+    second = read_kms_key_prov(_post(core, issuer, P + "keyprov").body, rotated.public)[0]
+    second.validate()
+    assert second.identifier == first.identifier and second.ssk != first.ssk
+    assert [(r.generation, r.user_uri) for r in store.list_key_sets()] == [(1, ALICE), (2, ALICE)]
