@@ -545,6 +545,7 @@ def test_plaintext_length_bound(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) ->
     ("period", "when", "expected"),
     [
         (ibe.KeyPeriod.YEAR, dt.date(2024, 5, 17), b"alice2024"),
+        (ibe.KeyPeriod.YEAR, dt.date(999, 1, 2), b"alice0999"),
         (ibe.KeyPeriod.MONTH, dt.date(2024, 5, 17), b"alice2024-05"),
         (ibe.KeyPeriod.DAY, dt.date(2024, 5, 17), b"alice2024-05-17"),
         (ibe.KeyPeriod.HOUR, dt.datetime(2024, 5, 17, 23, 30), b"alice2024-05-17T23"),
@@ -557,6 +558,21 @@ def test_plaintext_length_bound(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) ->
 )
 def test_period_identity(period: ibe.KeyPeriod, when: dt.date, expected: bytes) -> None:
     assert ibe.period_identity(b"alice", when, period) == expected
+
+
+def test_extract_for_period_and_public_key(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) -> None:
+    params, master = kms
+    key = ibe.bf_extract_for_period(master, b"alice", dt.date(2024, 5, 17), ibe.KeyPeriod.DAY)
+    assert key.identity == b"alice2024-05-17"
+    assert key == ibe.bf_extract(master, b"alice2024-05-17")
+    pub = ibe.bf_public_key(params, b"alice2024-05-17", ibe.PointFormat.COMPRESSED)
+    assert len(pub) == 65 and params.decode_point(pub, None, "K_PUB") == ibe.bf_derive_public(
+        params, b"alice2024-05-17"
+    )
+    ct = ibe.bf_encrypt(
+        params, ibe.period_identity(b"alice", dt.datetime(2024, 5, 17, 9), ibe.KeyPeriod.DAY), b"k"
+    )
+    assert ibe.bf_decrypt(params, key, ct) == b"k"
 
 
 def test_hourly_period_needs_a_time() -> None:

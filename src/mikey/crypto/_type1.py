@@ -303,8 +303,7 @@ class Type1Curve:
         k = int(k) % q
         if k == 0:
             raise ValueError("scalar is 0 modulo q")
-        if not k & 1:
-            k += q
+        k += q * (1 - (k & 1))  # odd, without a branch on the secret's parity
         count = self._digit_count.get(w)
         if count is None:
             count = -(-(2 * q).bit_length() // w) + 1

@@ -72,6 +72,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gmpy2
+
 from mikey._lru import BoundedLRU
 from mikey.errors import AuthenticationError, CryptoError, IbeFormatError, KeyMaterialError
 
@@ -97,6 +99,8 @@ __all__ = [
     "bf_params_from_master",
     "bf_derive_public",
     "bf_extract",
+    "bf_extract_for_period",
+    "bf_public_key",
     "bf_encrypt",
     "bf_decrypt",
     "period_identity",
@@ -139,13 +143,13 @@ class PointFormat(enum.Enum):
 class KeyPeriod(enum.Enum):
     """Granularity of the date in K_PUB = H1(ID || date) (RFC 6267 §4.2.1: "a matter of security policy").
 
-    The value is the ``strftime`` format of the date string appended to the identity.
+    The value shows the ASCII date string appended to the identity (UTC).
     """
 
-    YEAR = "%Y"
-    MONTH = "%Y-%m"
-    DAY = "%Y-%m-%d"
-    HOUR = "%Y-%m-%dT%H"
+    YEAR = "YYYY"
+    MONTH = "YYYY-MM"
+    DAY = "YYYY-MM-DD"
+    HOUR = "YYYY-MM-DDTHH"
 
 
 def period_identity(
@@ -161,7 +165,14 @@ def period_identity(
         when = when.astimezone(_dt.UTC)
     if period is KeyPeriod.HOUR and not isinstance(when, _dt.datetime):
         raise CryptoError("an hourly key period needs a datetime")
-    return bytes(identity) + when.strftime(period.value).encode("ascii")
+    date = f"{when.year:04d}"
+    if period is not KeyPeriod.YEAR:
+        date += f"-{when.month:02d}"
+    if period in (KeyPeriod.DAY, KeyPeriod.HOUR):
+        date += f"-{when.day:02d}"
+    if isinstance(when, _dt.datetime) and period is KeyPeriod.HOUR:
+        date += f"T{when.hour:02d}"
+    return bytes(identity) + date.encode("ascii")
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +254,6 @@ class BfParams:
         *,
         check_sizes: bool = True,
     ) -> None:
-        import gmpy2
-
         if hash_name not in HASH_CODES:
             raise IbeFormatError(f"unsupported BF hash function {hash_name!r}")
         p, q = int(p), int(q)
@@ -565,8 +574,6 @@ class BfCiphertext:
 
 def _solinas_prime(bits: int, randbelow: RandBelow) -> int:
     """An n_q-bit Solinas prime 2^a + s*2^b + c, s, c in {-1, +1} (RFC 5091 §5.1.2 step 3a)."""
-    import gmpy2
-
     for _ in range(100000):
         s = 1 if randbelow(2) else -1
         c = 1 if randbelow(2) else -1
@@ -585,8 +592,6 @@ def bf_setup(security_bits: int = 2048, rng: RandBelow | None = None) -> tuple[B
     q 224, SHA-224), 3072, 7680 or 15360.  ``rng(n)`` returns a uniform integer in
     [0, n) (default :func:`secrets.randbelow`); every random choice is drawn from it.
     """
-    import gmpy2
-
     if security_bits not in SECURITY_LEVELS:
         raise CryptoError(f"BF security parameter must be one of {sorted(SECURITY_LEVELS)} (RFC 5091 §5.1.2)")
     randbelow = rng or secrets.randbelow
@@ -635,6 +640,23 @@ def bf_extract(master: BfMasterSecret, identity: bytes) -> BfPrivateKey:
     params = master.params
     q_id = bf_derive_public(params, identity)
     return BfPrivateKey(params, bytes(identity), params.curve.multiply_secret(master._s, q_id))
+
+
+def bf_extract_for_period(
+    master: BfMasterSecret,
+    identity: bytes,
+    when: _dt.datetime | _dt.date,
+    period: KeyPeriod = KeyPeriod.MONTH,
+) -> BfPrivateKey:
+    """The K_PR for ``identity`` in the key period containing ``when``: S for ID || date (RFC 6267 §4.2.1)."""
+    return bf_extract(master, period_identity(identity, when, period))
+
+
+def bf_public_key(
+    params: BfParams, identity: bytes, point_format: PointFormat = PointFormat.UNCOMPRESSED
+) -> bytes:
+    """K_PUB = Q_id = H1(identity) (RFC 5091 §5.2.1, RFC 6267 §4.2.1) as a point encoding."""
+    return params.encode_point(bf_derive_public(params, identity), point_format)
 
 
 def bf_encrypt(
