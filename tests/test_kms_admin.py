@@ -271,3 +271,24 @@ def test_admin_methods(core: KmsCore, issuer: DevIssuer, store: KmsStore) -> Non
     assert dict(r.headers)["Allow"] == "GET, POST"
     _error(_call(core, issuer, A + "users/" + quote(ALICE, safe="") + "/disable", method="GET"), 405)
     assert _state(store) == before
+
+
+def test_cli_rotate(tmp_path: pathlib.Path, community: KmsCommunity, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mikey kms rotate --data DIR``: a new active generation in DIR's database, audited as ``cli``."""
+    from mikey.cli.main import main
+    from mikey.kms.store import create_at_rest_key_file, database_url
+
+    key = create_at_rest_key_file(tmp_path / "at_rest.key")
+    with KmsStore(database_url(None, data_dir=tmp_path), key) as store:
+        store.create_community(community)
+    assert main(["kms", "rotate", "--data", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["generation"] == 2 and out["kms_uri"] == "kms.example.org"
+    with KmsStore(database_url(None, data_dir=tmp_path), key) as store:
+        assert store.active_generation() == 2 and store.public_keys().kpak.hex() == out["kpak"]
+        assert [(a.actor, a.action) for a in store.list_audit()] == [("cli", "rotate")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    create_at_rest_key_file(empty / "at_rest.key")
+    assert main(["kms", "rotate", "--data", str(empty)]) != 0
+    assert "holds no community" in capsys.readouterr().err

@@ -8,6 +8,8 @@ response (TS 33.180 Annex D; plaintext key material, unsigned).
 ``token --data DIR --user URI [--admin] [--ttl SECONDS]`` prints one bearer token of the
 development issuer whose signing key is in DIR (created, 0600, on first use; its public JWKS
 is written beside it for ``serve --dev-tokens``).
+``rotate --data DIR [--db URL]`` makes a new generation of the served community's master keys
+the active one (as the admin route ``POST …/admin/rotate`` does; audited as ``cli``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from ..kms import (
     user_key_document,
 )
 from ..kms.auth import MAX_DEV_TTL, DevIssuer
+from ..kms.store import AtRestKey, KmsStore, database_url
 from .common import UsageError, add_json_option, emit_json, unix_seconds
-from .kms_server import register_server
+from .kms_server import AT_REST_KEY_FILE, register_server
 
 __all__ = ["register"]
 
@@ -123,6 +126,26 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_rotate(args: argparse.Namespace) -> int:
+    """A new community generation in the KMS database of DIR (or --db), now the active one."""
+    directory = Path(args.data)
+    key_path = directory / AT_REST_KEY_FILE
+    try:
+        key = AtRestKey.from_file(key_path) if key_path.exists() else AtRestKey.load(None)
+        with KmsStore(database_url(args.db, data_dir=directory), key) as store:
+            if not store.has_community():
+                raise UsageError(f"--data: the KMS database of {args.data} holds no community yet (start 'serve')")
+            old = store.public_keys()
+            new = generate_community(old.kms_uri, key_period=old.key_period,
+                                     key_period_offset=old.key_period_offset, id_scheme=old.id_scheme)
+            generation = store.rotate_community(new, actor="cli")
+    except MikeyError as exc:
+        raise UsageError(str(exc)) from None
+    _report(args, {"ok": True, "generation": generation, "kms_uri": new.public.kms_uri,
+                   "kpak": new.public.kpak.hex(), "z": new.public.z.hex()})
+    return 0
+
+
 def _ttl(text: str) -> int:
     try:
         value = int(text)
@@ -185,4 +208,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--ttl", type=_ttl, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     add_json_option(t)
     t.set_defaults(func=run_token)
+    r = sub.add_parser("rotate", help="rotate the served community's master keys (a new generation)",
+                       description="Make a new generation of the community's master keys (KSAK/KPAK, z/Z; same KMS "
+                       "URI and key periods) the active one in the KMS database: running servers serve it from "
+                       "their next request; key sets of older generations stay stored for audit.")
+    r.add_argument("--data", required=True, metavar="DIR", help="the KMS data directory (at-rest key, SQLite file)")
+    r.add_argument("--db", metavar="URL", help="database URL (default: DIR/kms.sqlite3)")
+    add_json_option(r)
+    r.set_defaults(func=run_rotate)
     register_server(sub)
