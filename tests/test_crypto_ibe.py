@@ -774,3 +774,22 @@ def _fuzz_ciphertext(params: ibe.BfParams) -> bytes:
         _FUZZ_CACHE["ct"] = ibe.bf_encrypt(params, b"fuzz", b"identities and [x]P").encode(params)
     ct: bytes = _FUZZ_CACHE["ct"]
     return ct
+
+
+@_FUZZ
+@given(data=st.binary(max_size=400))
+def test_fuzz_params_and_master_decode_random(
+    kms: tuple[ibe.BfParams, ibe.BfMasterSecret], data: bytes
+) -> None:
+    params, master = kms
+    try:
+        ibe.BfParams.decode(data)
+    except IbeFormatError:
+        pass
+    else:
+        pytest.fail("random bytes decoded as BF public parameters")
+    try:
+        back = ibe.BfMasterSecret.decode(data[:20], params)
+    except (IbeFormatError, KeyMaterialError):
+        return
+    assert back.encode() == master.encode()  # only the real s passes the [s]P = P_pub check

@@ -53,7 +53,9 @@ Where RFC 5091 is wrong or unclear (found by computation; tests/test_crypto_ibe.
   output; we allow any length (IBAKE encrypts more than hashlen octets).
 * §4.1.1 HashToRange always uses two hash blocks, so for n > 256^(2*hashlen)
   (HashToPoint with the §5.1.2 sizes, e.g. a 1024-bit p and SHA-224) its output
-  covers only [0, 256^(2*hashlen)).  We follow the RFC exactly (interop).
+  covers only [0, 256^(2*hashlen)).  We follow the RFC exactly (interop; the
+  one other public implementation seen, cryptid-org/cryptid-native, reads both
+  §4.1.1 and §4.2.1 the same way).
 
 Side channels: see :mod:`mikey.crypto._type1`; secret scalars and exponents use a
 regular (fixed-sequence) recoding, but Python big integers are not constant-time,
