@@ -39,7 +39,6 @@ only on q, which is public.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 from ..errors import CryptoError
 from ._curves import batch_invert, int_to_bytes, invert, mpz, powmod
@@ -51,6 +50,7 @@ __all__ = [
     "FixedBaseOdd",
     "MillerLines",
     "regular_digits",
+    "canonical",
 ]
 
 Affine = tuple[int, int] | None
@@ -599,7 +599,3 @@ def canonical(curve: Type1Curve, value: Fp2, order: int = 0) -> bytes:
     a = int_to_bytes(value[0], n)
     b = int_to_bytes(value[1], n)
     return a + b if order == 0 else b + a
-
-
-def sum_points(curve: Type1Curve, points: Sequence[tuple[int, int]]) -> Affine:
-    return curve.sum_coordinates([x for x, _ in points], [y for _, y in points])
