@@ -9,16 +9,20 @@ R_MESSAGE (``complete`` options: the Initiator's private key, its DH exponent).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import dpkt  # type: ignore[import-untyped]
 import pytest
 from test_capture import A, B, pcap, sip, udp
+from test_capture_srtp import rtp
 
 from mikey.cli.demo_pki import make_demo_pki
 from mikey.cli.main import main
 from mikey.offer_answer import make_answer, make_offer
+from mikey.srtp import SrtpContext, SrtpPolicyParams
 
 T0 = 1717243200.0
 PSK = "6b" * 16
@@ -46,11 +50,12 @@ def kms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def capture(tmp_path: Path, i_message: str, r_message: str | None) -> Path:
+def capture(tmp_path: Path, i_message: str, r_message: str | None, media: tuple[bytes, ...] = ()) -> Path:
     frames = [udp(A, 5060, B, 5060, sip("INVITE sip:bob@example.org SIP/2.0", "m1",
                                         make_offer(bytes.fromhex(i_message))))]
     if r_message:
         frames.append(udp(B, 5060, A, 5060, sip("SIP/2.0 200 OK", "m1", make_answer(bytes.fromhex(r_message)))))
+    frames += [udp(A, 40000, B, 40002, m) for m in media]
     path = tmp_path / "call.pcap"
     path.write_bytes(pcap(frames, t0=T0))
     return path
@@ -147,6 +152,16 @@ def test_sakke_with_the_responders_keystore(tmp_path: Path, capsys: pytest.Captu
     ini, res = exchange(capsys, "sakke", ["--keys", str(kms / "alice.json"), "--to", "sip:bob@capture.example"],
                         ["--keys", str(kms / "bob.json"), "--from", "sip:alice@capture.example", "--cs-id", "1"])
     assert res["r_message"] is None and len(derived(res)) == 1
-    path = capture(tmp_path, ini["i_message"], None)
-    assert recovered(capsys, path, "--mode", "sakke", "--keys", str(kms / "bob.json"),
-                     "--from", "sip:alice@capture.example", "--cs-id", "1") == derived(res)
+    [(ssrc, key, salt)] = derived(res)
+    assert ssrc is None  # the empty CS ID map (RFC 6509 §2.1): the SSRC comes with the media
+    sender = SrtpContext(bytes.fromhex(key), bytes.fromhex(salt), SrtpPolicyParams(), ssrc=0x5AC0E001, outbound=True)
+    plain = [rtp(0x5AC0E001, 1 + i, b"sakke" * (i + 1)) for i in range(3)]
+    path = capture(tmp_path, ini["i_message"], None, tuple(sender.protect(p) for p in plain))
+    creds = ["--mode", "sakke", "--keys", str(kms / "bob.json"), "--from", "sip:alice@capture.example", "--cs-id", "1"]
+    assert recovered(capsys, path, *creds) == derived(res)
+    # srtp-decrypt keys the stream the SAKKE key authenticates
+    out = tmp_path / "plain.pcap"
+    assert main(["srtp-decrypt", str(path), "--keys-from", str(path), *creds, "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["streams"]["5ac0e001"]["learned"] is True
+    assert [bytes(dpkt.ethernet.Ethernet(b).data.data.data) for _, b in dpkt.pcap.Reader(io.BytesIO(out.read_bytes()))] \
+        == plain

@@ -14,6 +14,8 @@ from test_capture_keys import SSRCS, exchange
 
 from mikey.cli.main import main
 from mikey.cli.srtp_decrypt import PROFILE_PARAMS
+from mikey.modes.base import CryptoSessionSpec
+from mikey.modes.psk import PskInitiator
 from mikey.offer_answer import make_answer, make_offer
 from mikey.session import CryptoSessionBundle
 from mikey.srtp import srtp_profile
@@ -112,3 +114,26 @@ def test_keys_from_json_of_mikey_keys(tmp_path: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize("name", sorted(PROFILE_PARAMS))
 def test_profile_params_match_their_names(name: str) -> None:
     assert srtp_profile(PROFILE_PARAMS[name]) == getattr(pylibsrtp.Policy, name)
+
+
+def test_ssrc_left_open_is_learned_by_authentication(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SSRC 0 in an I_MESSAGE nobody answered: the stream the key authenticates is decrypted, others left alone."""
+    initiator = PskInitiator(PSK, crypto_sessions=[CryptoSessionSpec(ssrc=0)])
+    i_msg = initiator.create_message(NOW)
+    bundle = CryptoSessionBundle(initiator.result)
+    stranger = CryptoSessionBundle(exchange()[2])  # another exchange's keys: never authenticates here
+    plain = [rtp(0xCAFE0001, 7 + i, bytes([i]) * 30) for i in range(3)]
+    frames = [udp(A, 5060, B, 5060, sip("INVITE sip:bob@example.org SIP/2.0", "c2", make_offer(i_msg)))]
+    frames += [udp(A, 40000, B, 40002, bundle.sender(1, ssrc=0xCAFE0001).protect(p)) for p in plain]
+    frames += [udp(A, 41000, B, 41002, stranger.sender(1).protect(rtp(SSRCS[0], 5 + i, b"x" * 20))) for i in range(12)]
+    frames.append(udp(A, 40001, B, 40003, bundle.sender(1, ssrc=0xCAFE0001).protect_rtcp(rtcp_sr(0xCAFE0001))))
+    path = tmp_path / "open.pcap"
+    path.write_bytes(pcap(frames))
+    out = tmp_path / "plain.pcap"
+    args = ["srtp-decrypt", str(path), "--keys-from", str(path), "--mode", "psk", "--psk", PSK.hex(), "--out", str(out)]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["streams"] == {
+        "cafe0001": {"rtp": 3, "rtcp": 1, "rtp_auth_failures": 0, "rtcp_auth_failures": 0, "learned": True}}
+    assert [p for _, p, _ in read_out(out)] == plain + [rtcp_sr(0xCAFE0001)]
+    assert main(args) == 0
+    assert "SSRC cafe0001 (not in the CS ID map: keyed by authentication): 3 RTP, 1 RTCP" in capsys.readouterr().out

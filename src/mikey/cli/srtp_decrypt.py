@@ -5,6 +5,11 @@ Each UDP packet whose RTP (RFC 3550 §5.1) or RTCP (§6.4) SSRC is in a crypto s
 CS ID map (RFC 3830 §6.1.1) is unprotected (RFC 3711 §3.3, §3.4); the plaintext replaces
 the UDP payload, with IP/UDP lengths and checksums recomputed, same link type and
 timestamps.  Packets that fail authentication are counted per SSRC and never written.
+
+A crypto session whose SSRC the map leaves open (0 in an I_MESSAGE nobody answered in the
+capture, the empty map of MIKEY-SAKKE, RFC 4563 §5 and RFC 6509 §2.1) keys the streams whose
+first packets it authenticates (RFC 3711 §3.3 step 5): their SSRCs are reported as learned.
+A stream no key authenticates is left alone, uncounted, after :data:`MAX_TRIALS` packets.
 """
 
 from __future__ import annotations
@@ -67,11 +72,14 @@ def keys_from_json(text: str) -> list[StreamKey]:
         rows = json.loads(text)["crypto_sessions"]
         if any("master_key" not in r for r in rows):
             raise UsageError("the keys JSON holds no keys: run 'mikey keys' with --show-keys")
-        return [StreamKey(int(r["ssrc"], 16), int(r["roc"]), bytes.fromhex(r["master_key"]),
+        return [StreamKey(int(r["ssrc"] or "0", 16), int(r["roc"]), bytes.fromhex(r["master_key"]),
                           bytes.fromhex(r["master_salt"]), PROFILE_PARAMS[r["profile"]])
-                for r in rows if r.get("ssrc")]
+                for r in rows]
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"not the JSON of 'mikey keys --json --show-keys' ({type(e).__name__}: {e})") from None
+
+#: Packets of a stream not in any map tried against the keys without an SSRC before it is given up.
+MAX_TRIALS = 8
 
 _PARSE_ERRORS = (dpkt.Error, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError, AttributeError)
 _DLT_NULL, _DLT_EN10MB, _DLT_RAW, _DLT_LOOP, _DLT_LINUX_SLL, _DLT_IPV4, _DLT_IPV6 = 0, 1, 101, 108, 113, 228, 229
@@ -86,10 +94,15 @@ class StreamCounts:
     rtp_auth_failures: int = 0
     rtcp_auth_failures: int = 0
     errors: list[str] = field(default_factory=list)
+    #: True when the SSRC was not in the CS ID map but a key without an SSRC authenticated its packets.
+    learned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rtp": self.rtp, "rtcp": self.rtcp, "rtp_auth_failures": self.rtp_auth_failures,
-                "rtcp_auth_failures": self.rtcp_auth_failures}
+        d: dict[str, Any] = {"rtp": self.rtp, "rtcp": self.rtcp, "rtp_auth_failures": self.rtp_auth_failures,
+                             "rtcp_auth_failures": self.rtcp_auth_failures}
+        if self.learned:
+            d["learned"] = True
+        return d
 
 
 def _link(linktype: int, buf: bytes) -> tuple[Any, Any, bytes] | None:
@@ -152,6 +165,8 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
     except _PARSE_ERRORS as e:
         raise MikeyDecodeError(f"not a readable pcap/pcapng capture ({type(e).__name__})", payload="capture") from None
     keyed = {k.ssrc: k for k in stream_keys if k.ssrc}
+    unbound = [k for k in stream_keys if not k.ssrc]
+    trials: dict[int, int] = {}
     contexts: dict[int, SrtpContext] = {}
     counts: dict[int, StreamCounts] = {}
     writer = dpkt.pcap.Writer(out, linktype=linktype, nano=False)
@@ -173,9 +188,21 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
         udp = ip.data
         payload = bytes(udp.data)
         found = _ssrc_of(payload)
-        if found is None or found[0] not in keyed:
+        if found is None or (found[0] not in keyed and not unbound):
             continue
         ssrc, rtcp = found
+        if ssrc not in keyed:
+            learned = _learn(ssrc, rtcp, payload, unbound, trials)
+            if learned is None:
+                continue
+            keyed[ssrc], contexts[ssrc], plain = learned
+            c = counts.setdefault(ssrc, StreamCounts(learned=True))
+            if rtcp:
+                c.rtcp += 1
+            else:
+                c.rtp += 1
+            writer.writepkt(_rewrite(outer, ip, prefix, udp, plain), ts=ts)
+            continue
         rec = keyed[ssrc]
         ctx = contexts.get(ssrc)
         if ctx is None:
@@ -196,6 +223,24 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
             c.rtp += 1
         writer.writepkt(_rewrite(outer, ip, prefix, udp, plain), ts=ts)
     return counts
+
+
+def _learn(ssrc: int, rtcp: bool, payload: bytes, unbound: list[StreamKey],
+           trials: dict[int, int]) -> tuple[StreamKey, SrtpContext, bytes] | None:
+    """The key without an SSRC that authenticates *payload* of stream *ssrc*, its context and the plaintext."""
+    if trials.get(ssrc, 0) >= MAX_TRIALS:
+        return None
+    if len(trials) >= 4096 and ssrc not in trials:  # bounded, like the TCP flows of mikey.capture
+        return None
+    trials[ssrc] = trials.get(ssrc, 0) + 1
+    for key in unbound:
+        ctx = SrtpContext(key.master_key, key.master_salt, key.params, ssrc=ssrc, outbound=False, roc=key.roc)
+        try:
+            plain = ctx.unprotect_rtcp(payload) if rtcp else ctx.unprotect(payload)
+        except (AuthenticationError, MikeyDecodeError):
+            continue
+        return key, ctx, plain
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], plugins: dict[str, ModePlugin],
@@ -233,7 +278,7 @@ def _stream_keys(args: argparse.Namespace) -> list[StreamKey]:
     if text is not None:
         stream_keys = keys_from_json(text)
         if not stream_keys:
-            raise UsageError(f"{args.keys_from} holds no keys with an SSRC")
+            raise UsageError(f"{args.keys_from} holds no keys")
         return stream_keys
     records, failures = collect(args)
     if not records:
@@ -266,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
                    "streams": {f"{s:08x}": c.to_dict() for s, c in sorted(counts.items())}})
         return status
     for s, c in sorted(counts.items()):
-        print(f"SSRC {s:08x}: {c.rtp} RTP, {c.rtcp} RTCP decrypted; "
+        learned = " (not in the CS ID map: keyed by authentication)" if c.learned else ""
+        print(f"SSRC {s:08x}{learned}: {c.rtp} RTP, {c.rtcp} RTCP decrypted; "
               f"{c.rtp_auth_failures} RTP, {c.rtcp_auth_failures} RTCP authentication failures")
     if not counts:
         print("no SRTP/SRTCP packets of the keyed SSRCs in the capture")
