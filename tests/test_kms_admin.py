@@ -292,3 +292,61 @@ def test_cli_rotate(tmp_path: pathlib.Path, community: KmsCommunity, capsys: pyt
     create_at_rest_key_file(empty / "at_rest.key")
     assert main(["kms", "rotate", "--data", str(empty)]) != 0
     assert "holds no community" in capsys.readouterr().err
+
+
+@pytest.fixture
+def served(core: KmsCore) -> Iterator[str]:
+    """The real ASGI app (mikey.kms.http) on uvicorn, 127.0.0.1, a free port; stopped afterwards."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from mikey.kms.http import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(core), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _http(url: str, token: str, body: bytes = b"", method: str = "POST") -> tuple[int, str, bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def test_admin_routes_over_http(served: str, issuer: DevIssuer, store: KmsStore) -> None:
+    import time
+
+    now = time.time()
+    admin, alice = issuer.issue(ROOT, admin=True, now=now), issuer.issue(ALICE, now=now)
+    status, ctype, body = _http(served + A + "users", admin, json.dumps({"uri": CAROL}).encode())
+    assert (status, ctype) == (201, "application/json") and json.loads(body)["uri"] == CAROL
+    status, _, body = _http(served + A + "rotate", alice)
+    assert status == 403 and b"admin scope" in body and store.active_generation() == 1
+    status, _, body = _http(served + A + "rotate", admin)
+    assert status == 200 and json.loads(body)["generation"] == 2
+    status, _, init = _http(served + P + "init", alice)
+    assert status == 200 and read_kms_init(init).kpak.hex() == json.loads(body)["kpak"]
+    status, _, listed = _http(served + A + "users", admin, method="GET")
+    assert status == 200 and [u["uri"] for u in json.loads(listed)["users"]] == [ALICE, BOB, CAROL]

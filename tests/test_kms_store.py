@@ -458,12 +458,19 @@ def _hammer(url: str, key_file: str, seed: int, start: Any, in_issue: Any, out: 
         out.put(("error", f"{type(exc).__name__}: {exc}", {}))
 
 
-def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rotated", [False, True], ids=["generation1", "rotated"])
+def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, tmp_path: Path, rotated: bool) -> None:
+    """Rotated: generation 1 already holds key sets for the raced pairs; the processes race in generation 2."""
     key_file = tmp_path / "at-rest.key"
     with KmsStore(db_url, create_at_rest_key_file(key_file)) as store:
         store.create_community(COMMUNITY)
         for uri in sorted({u for u, _ in _RACED + _FREE}):
             store.add_user(uri)
+        if rotated:
+            for pair in _RACED:
+                store.get_or_issue_key_set(*pair, _issuer())
+            store.rotate_community(generate_community("kms.example.org"))
+        generation = store.active_generation()
         ctx = multiprocessing.get_context("fork")
         start, in_issue, out = ctx.Barrier(2), ctx.Barrier(2), ctx.Queue()
         url = db_url.render_as_string(hide_password=False)
@@ -475,7 +482,8 @@ def test_two_processes_issue_one_key_set_per_user_and_period(db_url: sa.URL, tmp
         for p in procs:
             p.join(10)
         assert [r[0] for r in results] == ["ok", "ok"], results
-        records = store.list_key_sets()
+        records = store.list_key_sets(generation=generation)
+        assert len(store.list_key_sets()) == len(records) + (len(_RACED) if rotated else 0)
         assert sorted((r.user_uri, r.period_no) for r in records) == sorted(_RACED + _FREE)  # one row each
         for pair in _RACED + _FREE:
             stored = store.get_key_set(*pair)

@@ -371,9 +371,12 @@ class KmsCore:
         except KmsAuthError as exc:
             raise _Refusal(exc.status, exc.message, (("WWW-Authenticate", www_authenticate(exc)),)) from None
 
-    def _integrity(self, client: str | None, parsed: _Request, body: bytes) -> bytes | None:
-        """The client's integrity key InK (``None``: answer unsigned); checks a SignedKmsRequest under it."""
-        key = self.store.integrity_key(client) if client else None
+    def _integrity(self, client: str | None, parsed: _Request, body: bytes, *, has_key: bool = True) -> bytes | None:
+        """The client's integrity key InK (``None``: answer unsigned); checks a SignedKmsRequest under it.
+
+        *has_key* ``False`` (the user record says it has none) spares the lookup.
+        """
+        key = self.store.integrity_key(client) if client and (has_key or parsed.signed) else None
         if parsed.signed:
             if key is None:
                 raise _Refusal(403, "a SignedKmsRequest needs an integrity key registered for its user at this KMS")
@@ -413,7 +416,7 @@ class KmsCore:
             raise _Refusal(404, "the user is not registered at this KMS")
         if not user.enabled:
             raise _Refusal(403, "the user is disabled at this KMS")
-        key = self._integrity(uri, parsed, body)
+        key = self._integrity(uri, parsed, body, has_key=user.has_integrity_key)
         current = self.period_of(now, public)
         periods = [current]
         if when is not None:
