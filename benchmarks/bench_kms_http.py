@@ -6,20 +6,22 @@ Run:  PYTHONPATH=src python benchmarks/bench_kms_http.py [--users N] [--concurre
 Starts ``mikey kms serve --port 0 --dev-tokens`` on a fresh data directory (SQLite; with
 ``--postgres`` also on a throwaway PostgreSQL database, dropped afterwards), registers the users,
 and drives it with C client threads, each on its own keep-alive HTTP/1.1 connection, sending
-``POST …/keyprov/<user>`` with an empty body and the user's bearer token (ES256 JWT), as
-deployed clients do.  Three phases per database:
+POSTs with an empty body and the user's bearer token (ES256 JWT), as deployed clients do.
+Four phases per database:
 
-* ``issue``: each request is a user's first provisioning, so the server generates a fresh key
-  set (RSK, RFC 6508 §6.1.1; SSK/PVT, RFC 6507 §5.1.1) and commits it;
-* ``cached``: the same users again (the stored key set is read and decrypted);
-* ``init``: KmsInit (no key set, no database: HTTP, JWT and XML only).
+* ``issue``: ``keyprov/<user>``, each a user's first provisioning, so the server generates a
+  fresh key set (RSK, RFC 6508 §6.1.1; SSK/PVT, RFC 6507 §5.1.1) and commits it;
+* ``fetch``: what ``mikey kms fetch`` sends for a new user: ``init``, ``keyprov/<user>`` and
+  ``keyprov/<user>/<NTP time in the next period>`` (two fresh key sets per user);
+* ``cached``: the ``issue`` users again (the stored key set is read and decrypted);
+* ``init``: KmsInit (no key set: HTTP, JWT and XML, and the community read).
 
 It prints requests/s, p50/p99 latency and the server's CPU time per request (from
 ``/proc/PID/stat``), next to the cost of key generation alone
 (:func:`mikey.kms.issue.issue_user_keys`, timed in this process in the same run), and the
-ratio of served issuing throughput to ``cores / keygen_time`` (the issue's target: 0.7).
+ratio of served new key sets per second to ``cores / keygen_time`` (the issue's target: 0.7).
 On a shared machine that ratio moves with the load, so the CPU-bound ratio is printed too:
-key generation CPU time over the server's CPU time per issuing request, the ratio the server
+key generation CPU time over the server's CPU time per new key set, the ratio the server
 would reach with every core to itself and perfect scaling over the cores.
 The load generator runs on the same machine: its CPU time is printed too.
 
@@ -50,11 +52,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from mikey.identities import ntp_from_unix
 from mikey.kms import generate_community, issue_user_keys
 from mikey.kms.auth import DevIssuer
 
 API = "/keymanagement/identity/v1/"
 TARGET = 0.7
+KEY_PERIOD = 2_592_000  # the key period of a community 'mikey kms serve' creates (30 days)
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Phase:
     p99_ms: float
     server_cpu_ms_per_request: float | None
     client_cpu_ms_per_request: float
+    key_sets: int = 0  # fresh key sets issued in the phase
     profile_ms_per_request: dict[str, float] | None = None
 
 
@@ -133,8 +138,11 @@ def kms_server(data: Path, db: str | None, extra: Sequence[str]) -> Iterator[tup
             proc.wait()
 
 
-def drive(url: str, jobs: Sequence[tuple[str, str]], concurrency: int) -> tuple[float, list[float]]:
-    """POST every (path, token) of *jobs* from *concurrency* keep-alive connections; (seconds, latencies)."""
+Job = Sequence[tuple[str, str]]  # requests (path, bearer token) one client sends in order
+
+
+def drive(url: str, jobs: Sequence[Job], concurrency: int) -> tuple[float, list[float]]:
+    """Run *jobs* from *concurrency* keep-alive connections, each POST with an empty body; (seconds, latencies)."""
     parts = urlsplit(url)
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     failures: list[str] = []
@@ -144,7 +152,7 @@ def drive(url: str, jobs: Sequence[tuple[str, str]], concurrency: int) -> tuple[
         conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
         mine = jobs[index::concurrency]
         barrier.wait()
-        for path, token in mine:
+        for path, token in (request for job in mine for request in job):
             start = time.perf_counter()
             conn.request("POST", path, body=b"", headers={"Authorization": f"Bearer {token}",
                                                           "Content-Type": "application/xml"})
@@ -218,9 +226,10 @@ def profiled(pid: int, enabled: bool, requests: int) -> Iterator[dict[str, float
                 result[name] = samples / PROFILE_RATE / requests * 1e3
 
 
-def measure(database: str, phase: str, url: str, pid: int, jobs: Sequence[tuple[str, str]],
-            concurrency: int, profile: bool = False) -> Phase:
-    with profiled(pid, profile, len(jobs)) as breakdown:
+def measure(database: str, phase: str, url: str, pid: int, jobs: Sequence[Job], concurrency: int,
+            profile: bool = False, key_sets: int = 0) -> Phase:
+    requests = sum(len(job) for job in jobs)
+    with profiled(pid, profile, requests) as breakdown:
         server_before, client_before = _tree_cpu_seconds(pid), time.process_time()
         seconds, latencies = drive(url, jobs, concurrency)
         server_after, client_after = _tree_cpu_seconds(pid), time.process_time()
@@ -229,42 +238,53 @@ def measure(database: str, phase: str, url: str, pid: int, jobs: Sequence[tuple[
     return Phase(
         database=database,
         phase=phase,
-        requests=len(jobs),
+        requests=requests,
         seconds=seconds,
-        rps=len(jobs) / seconds,
+        rps=requests / seconds,
         p50_ms=statistics.median(latencies) * 1e3,
         p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3,
-        server_cpu_ms_per_request=None if server_cpu is None else server_cpu / len(jobs) * 1e3,
-        client_cpu_ms_per_request=(client_after - client_before) / len(jobs) * 1e3,
+        server_cpu_ms_per_request=None if server_cpu is None else server_cpu / requests * 1e3,
+        client_cpu_ms_per_request=(client_after - client_before) / requests * 1e3,
+        key_sets=key_sets,
         profile_ms_per_request=breakdown or None,
     )
 
 
 def run_database(database: str, db: str | None, users: int, concurrency: int, extra: Sequence[str],
                  profile: bool = False) -> list[Phase]:
-    """The three phases on one database (a fresh data directory)."""
+    """The four phases on one database (a fresh data directory)."""
     with tempfile.TemporaryDirectory(prefix="bench-kms-") as tmp:
         data = Path(tmp) / "kms"
         uris = [f"sip:bench{i:05d}@example.org" for i in range(users)]
+        fetchers = [f"sip:fetch{i:05d}@example.org" for i in range(users)]
         warm = [f"sip:warm{i:03d}@example.org" for i in range(concurrency)]
         added = subprocess.run([sys.executable, "-m", "mikey", "kms", "user", "add", "--data", str(data),
-                                *(["--db", db] if db else []), *warm, *uris], capture_output=True, text=True)
+                                *(["--db", db] if db else []), *warm, *uris, *fetchers],
+                               capture_output=True, text=True)
         if added.returncode != 0:
             raise SystemExit(f"mikey kms user add failed: {added.stderr}")
         with kms_server(data, db, extra) as (url, pid):
             issuer = DevIssuer.load_or_create(data)
             now = time.time()
-            tokens = {u: issuer.issue(u, ttl=3600, now=now) for u in [*warm, *uris]}
+            tokens = {u: issuer.issue(u, ttl=3600, now=now) for u in [*warm, *uris, *fetchers]}
+            # TS 33.180 §D.2.1 keyprov/<user>/<NTP time>: a time in the next key period.
+            next_period = f"{ntp_from_unix(now + KEY_PERIOD):016x}"
 
-            def prov(us: Sequence[str]) -> list[tuple[str, str]]:
-                return [(API + "keyprov/" + quote(u, safe=""), tokens[u]) for u in us]
+            def keyprov(u: str) -> tuple[str, str]:
+                return API + "keyprov/" + quote(u, safe=""), tokens[u]
 
-            drive(url, prov(warm), concurrency)  # connections, thread pool, JWKS and KMS tables warmed up
-            issue = measure(database, "issue", url, pid, prov(uris), concurrency, profile)
-            cached = measure(database, "cached", url, pid, prov(uris), concurrency, profile)
-            init = measure(database, "init", url, pid, [(API + "init", tokens[u]) for u in uris], concurrency,
-                           profile)
-            return [issue, cached, init]
+            def fetch(u: str) -> Job:  # what 'mikey kms fetch' sends: init, keyprov, keyprov of the next period
+                path, token = keyprov(u)
+                return [(API + "init", token), (path, token), (f"{path}/{next_period}", token)]
+
+            drive(url, [[keyprov(u)] for u in warm], concurrency)  # connections, thread pool, KMS tables warm
+            return [
+                measure(database, "issue", url, pid, [[keyprov(u)] for u in uris], concurrency, profile, users),
+                measure(database, "fetch", url, pid, [fetch(u) for u in fetchers], concurrency, profile, 2 * users),
+                measure(database, "cached", url, pid, [[keyprov(u)] for u in uris], concurrency, profile),
+                measure(database, "init", url, pid, [[(API + "init", tokens[u])] for u in uris], concurrency,
+                        profile),
+            ]
 
 
 @contextmanager
@@ -303,15 +323,16 @@ def report(phases: list[Phase], keygen: float, keygen_cpu: float, cores: int, ex
             parts = ", ".join(f"{name} {ms:.2f}" for name, ms in p.profile_ms_per_request.items())
             emit(f"{p.database} {p.phase}: server Python time {total:.2f} ms/request (py-spy --gil): {parts}")
     for p in phases:
-        if p.phase == "issue":
-            ratio = p.rps / ceiling
+        if p.key_sets:
+            rate = p.key_sets / p.seconds
+            ratio = rate / ceiling
             verdict = "meets" if ratio >= TARGET else "below"
-            emit(f"{p.database}: served issuing {p.rps:.1f}/s / ({cores} / {keygen * 1e3:.2f} ms) = {ratio:.3f} "
-                 f"({verdict} the target {TARGET})")
+            emit(f"{p.database} {p.phase}: served {rate:.1f} new key sets/s / ({cores} / {keygen * 1e3:.2f} ms) = "
+                 f"{ratio:.3f} ({verdict} the target {TARGET})")
             if p.server_cpu_ms_per_request:
-                emit(f"{p.database}: CPU-bound ratio keygen CPU / server CPU per issuing request = "
-                     f"{keygen_cpu * 1e3:.2f} / {p.server_cpu_ms_per_request:.2f} ms = "
-                     f"{keygen_cpu * 1e3 / p.server_cpu_ms_per_request:.3f}")
+                server_ms = p.server_cpu_ms_per_request * p.requests / p.key_sets
+                emit(f"{p.database} {p.phase}: CPU-bound ratio keygen CPU / server CPU per new key set = "
+                     f"{keygen_cpu * 1e3:.2f} / {server_ms:.2f} ms = {keygen_cpu * 1e3 / server_ms:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -343,13 +364,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.profile and shutil.which("py-spy") is None:
         print("--profile: py-spy is not installed (pip install py-spy); no breakdown", file=sys.stderr)
     if args.json:
-        cpu_ratios = {p.database: keygen_cpu * 1e3 / p.server_cpu_ms_per_request for p in phases
-                      if p.phase == "issue" and p.server_cpu_ms_per_request}
+        cpu_ratios = {f"{p.database} {p.phase}": keygen_cpu * p.key_sets * 1e3 / (p.server_cpu_ms_per_request * p.requests)
+                      for p in phases if p.key_sets and p.server_cpu_ms_per_request}
         print(json.dumps({"cores": cores, "keygen_ms": keygen * 1e3, "keygen_cpu_ms": keygen_cpu * 1e3,
                           "ceiling_per_s": cores / keygen, "cpu_bound_ratios": cpu_ratios,
                           "target": TARGET, "serve_args": args.serve_arg, "concurrency": args.concurrency,
                           "phases": [asdict(p) for p in phases],
-                          "ratios": {p.database: p.rps / (cores / keygen) for p in phases if p.phase == "issue"}},
+                          "ratios": {f"{p.database} {p.phase}": p.key_sets / p.seconds / (cores / keygen)
+                                     for p in phases if p.key_sets}},
                          indent=2))
     else:
         print(f"{cores} cores, {args.concurrency} client connections (keep-alive), {users} users per database")
