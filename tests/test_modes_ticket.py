@@ -50,6 +50,7 @@ from mikey.modes.ticket import (
     TicketGrant,
     TicketInitiator,
     TicketKms,
+    TicketPeer,
     TicketPolicy,
     TicketPolicyRules,
     TicketProtectionKey,
@@ -836,3 +837,47 @@ def test_conference_same_rands_in_every_transfer_give_one_group_key() -> None:
     assert len(set(keys)) == 1
     cs_id = 1
     assert keys[0] == ref_tgk_key(grant.session_keys[0].key, TEK_C, cs_id, rand_i, None, 16)
+
+
+def test_resolve_routed_between_two_kmss() -> None:
+    """§10, Figure 9: Bob trusts only KMS R; the ticket comes from KMS I (Alice's). KMS R forwards the
+    Resolve with its own PSK at KMS I, which resolves for the IDRr named and forks for Bob."""
+    kms_r_id = b"kms-r.example.net"
+    peer_psk = bytes(range(80, 96))
+    store_i = make_store()
+    store_i.add_credential(TicketCredential(kms_r_id, peer_psk, b"kms-r", peer_kms=True))
+    kms_i = make_kms(store_i)
+    store_r = InMemoryTicketStore()
+    store_r.add_credential(TicketCredential(BOB, PSK_B_PHONE, b"bob-phone"))
+    store_r.add_protection_key(TicketProtectionKey(b"r-tpk", bytes(range(16))))
+    kms_r = TicketKms(store_r, identity=kms_r_id, peers=[TicketPeer(KMS_ID, peer_psk, b"kms-r")], rng=seeded(8))
+    _, _, _, grant = request(kms_i, policy("DEFHINO"))
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+    ti = ini.create_message(NOW)
+    bob = TicketResponder(PSK_B_PHONE, id_r=BOB, kms_id=kms_r_id, psk_id=b"bob-phone", rng=seeded(3))
+    step = bob.receive(ti, NOW)
+    sent: list[bytes] = []
+
+    def forward(peer: bytes, message: bytes) -> bytes:
+        assert peer == KMS_ID
+        sent.append(message)
+        return kms_i.handle(message, NOW) or b""
+
+    rr = kms_r.handle(step.resolve_init or b"", NOW, forward)
+    assert rr is not None and Message.decode(rr).data_type == DataType.RESOLVE_RESP and len(sent) == 1
+    fm = Message.decode(sent[0])
+    assert fm.find(TicketPayload) == Message.decode(ti).find(TicketPayload)  # IDRr and TICKET reused
+    assert [p.data for p in fm.find_all(IdrPayload)][:2] == [BOB, KMS_ID]
+    out = bob.receive_resolve(rr, NOW)
+    assert ini.receive(out.response or b"", NOW).crypto_sessions[0].master_key == \
+        out.result.crypto_sessions[0].master_key
+    # without a way to reach the peer, KMS R answers Invalid TICKET (14), authenticated for Bob
+    bob2 = TicketResponder(PSK_B_PHONE, id_r=BOB, kms_id=kms_r_id, psk_id=b"bob-phone", rng=seeded(4))
+    err = kms_r.handle(bob2.receive(ti, NOW).resolve_init or b"", NOW)
+    assert Message.decode(err or b"").find(ErrorPayload).error_no == ErrorNo.INVALID_TICKET  # type: ignore[union-attr]
+    # the peer's refusal is relayed: Carol is not in the ticket
+    store_r.add_credential(TicketCredential(CAROL, PSK_C, b"carol"))
+    carol = TicketResponder(PSK_C, id_r=CAROL, kms_id=kms_r_id, psk_id=b"carol", rng=seeded(5))
+    with pytest.raises(PeerError) as info:
+        carol.receive_resolve(kms_r.handle(carol.receive(ti, NOW).resolve_init or b"", NOW, forward) or b"", NOW)
+    assert info.value.err_nos == [ErrorNo.UNSPECIFIED]

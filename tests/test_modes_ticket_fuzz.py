@@ -194,3 +194,33 @@ def test_random_bytes_and_truncations(field: str) -> None:
         for run in (lambda x: kms().receive(x, NOW), lambda x: responder().receive(x, NOW)):
             with pytest.raises(MikeyError):
                 run(d)
+
+
+def _routed() -> tuple[TicketKms, object, bytes]:
+    """KMS R with a forwarded Resolve pending, and the peer's genuine answer (§10)."""
+    from mikey.modes.ticket import TicketPeer
+
+    peer_psk = bytes(range(80, 96))
+    s_i = store()
+    s_i.add_credential(TicketCredential(b"kms-r", peer_psk, b"kms-r", peer_kms=True))
+    k_i = kms(s_i)
+    s_r = InMemoryTicketStore()
+    s_r.add_credential(TicketCredential(BOB, PSK_B, b"bob"))
+    k_r = TicketKms(s_r, identity=b"kms-r", peers=[TicketPeer(KMS_ID, peer_psk, b"kms-r")], rng=seeded(8))
+    req = requester()
+    grant = req.receive(k_i.handle(req.create_message(NOW), NOW) or b"", NOW)
+    r = TicketResponder(PSK_B, id_r=BOB, kms_id=b"kms-r", psk_id=b"bob", rng=seeded(3))
+    resolve = r.receive(TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2)).create_message(NOW), NOW)
+    fwd = k_r.receive(resolve.resolve_init or b"", NOW).forward
+    assert fwd is not None
+    return k_r, fwd, k_i.handle(fwd.message, NOW) or b""
+
+
+ROUTED = _routed()
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_kms_complete_forward(m: tuple[int, int, int, int]) -> None:
+    k_r, fwd, answer = ROUTED
+    _accepts(lambda d: k_r.complete_forward(fwd, d, NOW), answer, m)  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ from ..constants import (
     CSIdMapType,
     DataType,
     EncrAlg,
+    ErrorNo,
     IDRole,
     IDType,
     KeyDataType,
@@ -111,6 +112,7 @@ from ..errors import (
     InvalidTPparError,
     MikeyDecodeError,
     MikeyError,
+    PeerError,
     StateError,
     TicketRefusedError,
     TicketReuseError,
@@ -191,6 +193,8 @@ __all__ = [
     "TicketPolicyRules",
     "TicketKms",
     "KmsOutcome",
+    "KmsForward",
+    "TicketPeer",
     "requested_keys",
     "ticket_id_of",
     "ticket_tpk_id",
@@ -868,8 +872,6 @@ def _error_for(exc: MikeyError, msg: Message | None, data: bytes, now: float,
 
 
 def _peer_error(msg: Message) -> MikeyError:
-    from ..errors import PeerError
-
     return PeerError([int(p.error_no) for p in msg.find_all(ErrorPayload)])
 
 
@@ -1669,6 +1671,8 @@ class TicketCredential:
     groups: frozenset[bytes] = frozenset()
     may_request: bool = True
     may_resolve: bool = True
+    #: A peer KMS (§10): it resolves on behalf of the IDRr its RESOLVE_INIT names.
+    peer_kms: bool = False
 
 
 @dataclass(frozen=True)
@@ -1746,7 +1750,7 @@ class InMemoryTicketStore:
     def credential(self, identity: bytes | None, key_id: bytes | None) -> TicketCredential | None:
         if key_id is not None:
             cred = self._creds.get(key_id)
-            if cred is not None and identity is not None and cred.identity != identity:
+            if cred is not None and identity is not None and cred.identity != identity and not cred.peer_kms:
                 return None
             return cred
         if identity is None:
@@ -1796,13 +1800,38 @@ class TicketPolicyRules:
     max_keys: int = 8
 
 
+@dataclass(frozen=True)
+class TicketPeer:
+    """Another KMS this KMS forwards Resolves to (§10), with the PSK the two share."""
+
+    identity: bytes
+    psk: bytes = field(repr=False)
+    psk_id: bytes = b""
+
+
+@dataclass(frozen=True)
+class KmsForward:
+    """A Resolve this KMS cannot answer itself: send ``message`` to ``peer`` and hand the answer to
+    :meth:`TicketKms.complete_forward` (§10, Figure 9).  Holds keys: never shown."""
+
+    peer: bytes
+    message: bytes
+    original: bytes = field(repr=False)
+    _peer_keys: TransportKeys = field(repr=False)
+    _own_keys: TransportKeys = field(repr=False)
+    _own_mac: tuple[int, bytes] = field(repr=False)
+    _suite: TicketSuite = field(repr=False)
+
+
 class KmsOutcome(NamedTuple):
-    """What :meth:`TicketKms.receive` gives: the response, which exchange, who asked, the ticket id."""
+    """What :meth:`TicketKms.receive` gives: the response (empty when ``forward`` is set), which
+    exchange, who asked, the ticket id, and a Resolve to forward to a peer KMS (§10)."""
 
     response: bytes
     data_type: int
     peer: bytes
     ticket_id: bytes
+    forward: KmsForward | None = None
 
 
 class TicketKms:
@@ -1821,6 +1850,7 @@ class TicketKms:
         rules: TicketPolicyRules = TicketPolicyRules(),  # noqa: B008 - immutable
         pk_credentials: Sequence[Credentials] = (),
         validator: x509_crypto.CertificateValidator | None = None,
+        peers: Sequence[TicketPeer] = (),
         replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         rng: Rng = os.urandom,
@@ -1829,6 +1859,7 @@ class TicketKms:
         self.identity = identity
         self.rules = rules
         self.pk_credentials = tuple(pk_credentials)
+        self.peers = {p.identity: p for p in peers}
         self.verifier = PeerVerifier(validator) if validator is not None else None
         self.replay_cache: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
         self.clock_skew = clock_skew
@@ -1837,12 +1868,92 @@ class TicketKms:
     def __repr__(self) -> str:
         return f"TicketKms(identity={self.identity!r})"
 
-    def handle(self, data: bytes, now: float) -> bytes | None:
-        """The response to send, or the Error message, or None (a replay or a message to discard)."""
+    def handle(self, data: bytes, now: float, forward: Callable[[bytes, bytes], bytes] | None = None) -> bytes | None:
+        """The response to send, or the Error message, or None (a replay or a message to discard).
+
+        ``forward(peer identity, RESOLVE_INIT) -> RESOLVE_RESP`` carries Resolves to peer KMSs (§10);
+        without it a ticket only a peer can resolve is answered with Invalid TICKET (14).
+        """
         try:
-            return self.receive(data, now).response
+            outcome = self.receive(data, now)
         except MikeyError as exc:
             return exc.error_message
+        fwd = outcome.forward
+        if fwd is None:
+            return outcome.response
+        if forward is None:  # a ticket only a peer KMS can resolve, and no way to reach it
+            return _error_for(InvalidTicketError("no forwarding"), Message.decode(fwd.original), fwd.original, now,
+                              fwd._own_mac)
+        try:
+            return self.complete_forward(fwd, forward(fwd.peer, fwd.message), now)
+        except MikeyError as exc:
+            return exc.error_message
+
+    def complete_forward(self, fwd: KmsForward, data: bytes, now: float) -> bytes:
+        """The peer KMS's RESOLVE_RESP, re-keyed for our Responder (§10): KEMAC, IDRr, RANDRkms carried over."""
+        original = Message.decode(fwd.original)
+        try:
+            msg = _decode(data)
+            if msg.data_type == DataType.ERROR:
+                raise _peer_error(msg)
+            if msg.data_type != DataType.RESOLVE_RESP:
+                raise UnsupportedDataTypeError("the peer KMS did not answer with RESOLVE_RESP")
+            sent = Message.decode(fwd.message)
+            _check_response_header(msg, sent.header)
+            parts = _Parts(msg)
+            t = _fresh_t(parts, now, self.clock_skew)
+            _verify_v(msg, fwd._peer_keys.auth_key, fwd.message)
+            if parts.kemac is None:
+                raise UnspecifiedError("the peer's RESOLVE_RESP has no KEMAC")
+            peer_keys = fwd._peer_keys
+            plain = _decrypt_kemac(parts.kemac, lambda alg: peer_keys, msg.csb_id, t)
+            subs = decode_sub_payloads(plain)
+            keys = [k for k in subs if isinstance(k, KeyDataPayload)]
+            t2 = TimestampPayload.ntp_utc(now)
+            body: list[Payload] = [t2, IdrPayload(IDRole.KMS, IDType.URI, self.identity),
+                                   _encrypt_kemac(fwd._own_keys, fwd._suite.encr_alg, original.csb_id, t2, keys)]
+            body += [p for p in (parts.ids.get(IDRole.RESPONDER),) if p is not None]
+            if RANDRole.KMS in parts.rands:
+                body.append(RandrPayload(RANDRole.KMS, parts.rands[RANDRole.KMS]))
+            return self._respond(original, DataType.RESOLVE_RESP, body, fwd._suite, fwd._own_keys)
+        except PeerError as exc:  # the peer refused: relay its Error no
+            relay = TicketRefusedError(f"the peer KMS refused: {exc}",
+                                       err_no=exc.err_nos[0] if exc.err_nos else ErrorNo.UNSPECIFIED)
+        except MikeyError as exc:
+            relay = TicketRefusedError(f"the peer KMS's answer does not check out: {exc}",
+                                       err_no=int(exc.err_no) if exc.err_no is not None else ErrorNo.UNSPECIFIED)
+        relay.error_message = _error_for(relay, original, fwd.original, now, fwd._own_mac)
+        raise relay
+
+    def _forward(self, msg: Message, parts: _Parts, ticket: TicketPayload, policy: TicketPolicy,
+                 cred: TicketCredential, keys: TransportKeys, suite: TicketSuite, now: float,
+                 mac: list[tuple[int, bytes]]) -> KmsOutcome | None:
+        """A ticket issued by a peer KMS named in its TP (IDRkms): the RESOLVE_INIT to send it (§10)."""
+        issuer = policy.kms.data if policy.kms is not None else None
+        peer = self.peers.get(issuer) if issuer is not None and issuer != self.identity else None
+        if peer is None:
+            return None
+        try:
+            tpk_id = ticket_tpk_id(ticket)
+        except MikeyError:
+            tpk_id = None
+        if self.store.protection_key(tpk_id) is not None:
+            return None
+        csb_id = random_csb_id(self.rng)
+        rand = self.rng(max(16, suite.key_len))
+        hdr = _empty_header(DataType.RESOLVE_INIT_PSK, csb_id, suite.prf, v=True)
+        idr = parts.ids.get(IDRole.RESPONDER) or IdrPayload(IDRole.RESPONDER, IDType.URI, cred.identity)
+        payloads: list[Payload] = [TimestampPayload.ntp_utc(now), RandrPayload(RANDRole.RESPONDER, rand), idr,
+                                   IdrPayload(IDRole.KMS, IDType.URI, peer.identity), ticket]
+        if peer.psk_id:
+            payloads.append(IdrPayload(IDRole.PSK, IDType.BYTE_STRING, peer.psk_id))
+        init_keys = _message_keys(peer.psk, csb_id, ticket_crypto.LABEL_INITIAL, None, rand, suite.mac_alg,
+                                  suite.encr_alg, suite.prf)
+        message = _mac_message(hdr, payloads, suite.mac_alg, init_keys.auth_key, idr.data + peer.identity)
+        peer_keys = _message_keys(peer.psk, csb_id, ticket_crypto.LABEL_RESPONSE, None, rand, suite.mac_alg,
+                                  suite.encr_alg, suite.prf)
+        fwd = KmsForward(peer.identity, message, msg.raw_bytes(), peer_keys, keys, mac[0], suite)
+        return KmsOutcome(b"", DataType.RESOLVE_INIT_PSK, cred.identity, ticket_id_of(ticket), fwd)
 
     def receive(self, data: bytes, now: float) -> KmsOutcome:
         msg: Message | None = None
@@ -2025,6 +2136,17 @@ class TicketKms:
         policy = TicketPolicy.from_payload(ticket)
         _check_ticket_type(policy, role="kms")
         check_policy(policy, granted=True)
+        if not cred.peer_kms:
+            forwarded = self._forward(msg, parts, ticket, policy, cred, keys, suite, now, mac)
+            if forwarded is not None:
+                return forwarded
+        else:  # a peer KMS resolving for the Responder its IDRr names (§10)
+            idr = parts.ids.get(IDRole.RESPONDER)
+            if idr is None:
+                raise UnspecifiedError("a peer KMS's RESOLVE_INIT names the Responder in IDRr (§10)")
+            rights = self.store.user_rights(idr.data)
+            cred = TicketCredential(idr.data, cred.key, cred.key_id + b"|" + idr.data,
+                                    rights.groups if rights is not None else frozenset())
         owner: list[TicketProtectionKey] = []
 
         def tpk_for(key_id: bytes | None) -> bytes | None:
