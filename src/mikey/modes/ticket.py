@@ -2,17 +2,18 @@
 
 Roles (all take bytes and ``now`` and return bytes; none reads a clock or does I/O):
 
-* :class:`TicketRequester` -- the Initiator's Ticket Request (REQUEST_INIT_PSK -> REQUEST_RESP, §4.2.1);
+* :class:`TicketRequester` -- the Initiator's Ticket Request (REQUEST_INIT_PSK or, with a
+  :class:`TicketPkSigner`, REQUEST_INIT_PK -> REQUEST_RESP, §4.2.1);
   gives a :class:`TicketGrant` (the TICKET, MPKi, [MPKr] and the session keys).
 * :func:`create_ticket` -- modes 3 and 4 (§4.1.1): the Initiator makes the base ticket itself with a
   TPK it shares with the KMS or the Responder (D = 0).
 * :class:`TicketInitiator` -- TRANSFER_INIT -> TRANSFER_RESP (§4.2.2), forked responses included
   (:meth:`TicketInitiator.receive_fork`, §5.1.1).
 * :class:`TicketResponder` -- takes TRANSFER_INIT, resolves the ticket itself (modes 2/4, E = 0 and a
-  TPK) or builds RESOLVE_INIT_PSK (§4.2.3) and takes RESOLVE_RESP, then answers TRANSFER_RESP.
+  TPK) or builds RESOLVE_INIT_PSK/_PK (§4.2.3) and takes RESOLVE_RESP, then answers TRANSFER_RESP.
 * :class:`TicketKms` -- the KMS role over a :class:`TicketStore` (:class:`InMemoryTicketStore` here):
-  ``handle(bytes, now) -> bytes`` answers REQUEST_INIT_PSK and RESOLVE_INIT_PSK, with reuse
-  detection (§5.3) and key forking (§5.1.1).
+  ``handle(bytes, now) -> bytes`` answers REQUEST_INIT_PSK/_PK and RESOLVE_INIT_PSK/_PK, with reuse
+  detection (§5.3), key forking (§5.1.1) and Resolve routing to peer KMSs (§10).
 
 Only ticket type 1, the MIKEY base ticket (Appendix A), is handled; others are refused with
 Error no 14 (Invalid TICKET).  Key derivations are in :mod:`mikey.crypto.ticket`.
@@ -61,6 +62,9 @@ How this implementation reads RFC 6043 where it is silent or ambiguous (also in
     from the desired one while K = 0, or (K = 1) that its ``accept_policy`` refuses -- by default
     one that widens the desired policy (longer validity, other responders, reuse or no forking
     where none/forking was asked, other keys).
+13. Routing (§10): a KMS without the TPK of a ticket whose TP names a configured peer KMS forwards
+    its own RESOLVE_INIT_PSK (the Responder's IDRr and the TICKET reused); the peer, trusting it as a
+    ``peer_kms`` credential, authorises the IDRr named; the answer is re-keyed for the Responder.
 """
 
 from __future__ import annotations
