@@ -327,3 +327,40 @@ def test_kill_9_mid_burst_keeps_every_answered_key_set(
         assert stored is not None and material(stored) == material(issued)
         assert len(store.list_key_sets()) == len(records) + 1
     assert again.proc.poll() is None, again.stderr()
+
+
+# -- a second host: its own data directory, the shared at-rest key ---------------------------------------
+
+
+@needs_postgres
+def test_second_host_needs_the_shared_at_rest_key(tmp_path: Path, pg_url: str, servers: list[Server]) -> None:
+    """Another instance on the shared database serves the same community only with the same at-rest key."""
+    first = tmp_path / "host1"
+    [a] = start(servers, first, pg_url)
+    stranger = mikey("kms", "serve", "--data", str(tmp_path / "host2"), "--db", pg_url, "--port", "0", "--dev-tokens")
+    assert stranger.returncode == 2 and stranger.stdout == ""
+    assert "cannot decrypt the stored KSAK: wrong at-rest key" in stranger.stderr and "Traceback" not in stranger.stderr
+    second = tmp_path / "host3"
+    second.mkdir(mode=0o700)
+    # The same development issuer on both hosts (a real deployment points both at one identity server).
+    for name in ("dev_token_key.pem", "dev_token_jwks.json"):
+        (second / name).write_bytes((first / name).read_bytes())
+        (second / name).chmod(0o600)
+    key = (first / "at_rest.key").read_text().strip()
+    log = tmp_path / "host3.log"
+    with log.open("ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mikey", "kms", "serve", "--data", str(second), "--db", pg_url,
+                                 "--port", "0", "--dev-tokens"], stdout=subprocess.PIPE, stderr=err,
+                                env={**os.environ, "MIKEY_KMS_AT_REST_KEY": key})
+    b = Server(proc, _first_line(proc, log), log)
+    servers.append(b)
+    assert not (second / "at_rest.key").exists()  # the key came from the environment; no file was made
+    user = "sip:roamer@example.org"
+    register(first, pg_url, [user])
+    token = DevIssuer.load_or_create(first).issue(user, ttl=600, now=time.time())
+    kms = community(a, token)
+    assert community(b, token) == kms
+    status_a, body_a = post(keyprov_url(a, user), token)
+    status_b, body_b = post(keyprov_url(b, user), token)
+    assert status_a == status_b == 200
+    assert [material(k) for k in read_kms_key_prov(body_a, kms)] == [material(k) for k in read_kms_key_prov(body_b, kms)]
