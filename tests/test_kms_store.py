@@ -689,3 +689,25 @@ def test_integrity_keys_are_sealed_and_audited(store: KmsStore, db_url: sa.URL) 
         ("admin-3", "user-disable", carol),
     ]
     assert all(ink.hex() not in (a.detail or "") for a in store.list_audit())
+
+
+def test_downgrade_to_0001_and_upgrade_again(store: KmsStore) -> None:
+    """Revision 0002 downgrades (while only generation 1 exists) and upgrades again, keeping the data."""
+    from alembic import command
+    from alembic.config import Config
+
+    from mikey.kms.store import _MIGRATIONS
+
+    store.get_or_issue_key_set(ALICE, 7, _issuer())
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with store._engine.connect() as conn, conn.execution_options(mikey_write_lock=True).begin():
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert store.schema_revision() == "0001"
+    uniques = sa.inspect(store._engine).get_unique_constraints("kms_key_sets")
+    assert [u["column_names"] for u in uniques] == [["user_uri", "period_no"]]
+    store.upgrade()
+    assert store.schema_revision() == "0002"
+    assert [(r.user_uri, r.period_no, r.generation) for r in store.list_key_sets()] == [(ALICE, 7, 1)]
+    assert store.get_key_set(ALICE, 7) is not None

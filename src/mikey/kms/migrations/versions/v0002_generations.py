@@ -15,7 +15,8 @@ Create Date: 2026-12-06
 * ``kms_audit``: admin actions (who, when, what).
 
 Batch mode: on SQLite, Alembic rebuilds a table to change its constraints (copy, drop, rename,
-all inside the migration's one transaction); on PostgreSQL it issues plain ALTER statements.
+all inside the migration's one transaction; never a table other rows reference, whose rebuild
+would break their foreign keys); on PostgreSQL it issues plain ALTER statements.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def upgrade() -> None:
         batch.drop_constraint("ck_kms_community_single", type_="check")
         batch.add_column(sa.Column("created_by", sa.Text(), nullable=True))
         batch.create_check_constraint("ck_kms_community_generation", "id >= 1")
-    with op.batch_alter_table("kms_users") as batch:
+    with op.batch_alter_table("kms_users", recreate="never") as batch:  # referenced by kms_key_sets: not rebuilt
         batch.add_column(sa.Column("integrity_key_sealed", sa.LargeBinary(), nullable=True))
     with op.batch_alter_table("kms_key_sets") as batch:
         batch.add_column(sa.Column("generation", sa.Integer(), nullable=False, server_default="1"))
@@ -65,7 +66,8 @@ def downgrade() -> None:
         batch.drop_constraint("uq_kms_key_sets_generation_user_period", type_="unique")
         batch.create_unique_constraint("uq_kms_key_sets_user_period", ["user_uri", "period_no"])
         batch.drop_column("generation")
-    with op.batch_alter_table("kms_users") as batch:
+    # kms_users is referenced by kms_key_sets: never rebuilt (SQLite >= 3.35 drops a column in place).
+    with op.batch_alter_table("kms_users", recreate="never") as batch:
         batch.drop_column("integrity_key_sealed")
     with op.batch_alter_table("kms_community") as batch:
         batch.drop_constraint("ck_kms_community_generation", type_="check")
