@@ -4,7 +4,9 @@ MIKEY travels in SDP ``a=key-mgmt:mikey`` attributes (RFC 4567 §3.1) of SIP and
 RTSP messages, in the RTSP ``KeyMgmt`` header (RFC 4567 §3.2), and bare on UDP
 port 2269 (RFC 3830 §7).  SIP and RTSP over TCP are reassembled per flow, in
 sequence-number order, and framed by ``Content-Length``; memory per flow and
-the number of flows are bounded.
+the number of flows are bounded.  RTP and RTCP interleaved in an RTSP connection
+(``$``, channel, 16-bit length: RFC 2326 §10.12, RFC 7826 §14) are stepped over, and
+:class:`InterleavedStreams` hands them out for ``mikey srtp-decrypt``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from .errors import MikeyDecodeError
 from .rtsp import parse_keymgmt_header
 from .sdp import parse_key_mgmt
 
-__all__ = ["CAPTURE_MAGICS", "is_capture", "Packet", "Found", "read_packets", "find_mikey", "MIKEY_PORT"]
+__all__ = [
+    "CAPTURE_MAGICS", "is_capture", "Packet", "Found", "read_packets", "find_mikey", "MIKEY_PORT", "packet_of",
+    "InterleavedFrame", "InterleavedStreams",
+]
 
 #: UDP port of bare MIKEY (RFC 3830 §7).
 MIKEY_PORT = 2269
@@ -185,6 +190,11 @@ def _packet(number: int, ts: float, linktype: int, buf: bytes) -> Packet | None:
     except _PARSE_ERRORS + (OSError,):
         return None
     return None
+
+
+def packet_of(number: int, ts: float, linktype: int, frame: bytes) -> Packet | None:
+    """The UDP or TCP packet in one capture record of *linktype*, or None (other protocols, malformed)."""
+    return _packet(number, ts, linktype, frame)
 
 
 def read_packets(stream: BinaryIO) -> Iterator[Packet]:
@@ -368,11 +378,23 @@ def _udp_text(pkt: Packet) -> list[Found]:
     return _from_message(pkt, start, headers, pkt.payload[cut:], None)
 
 
+@dataclass(frozen=True)
+class InterleavedFrame:
+    """One RTSP interleaved binary frame (RFC 2326 §10.12): its channel and data, and the segment that completed it."""
+
+    packet: Packet
+    channel: int
+    data: bytes
+
+
 class _Reassembler:
-    def __init__(self) -> None:
+    def __init__(self, *, keep_interleaved: bool = False) -> None:
         self.flows: dict[tuple[str, int, str, int], _Flow] = {}
         #: The first RTSP ``Session`` named on each connection (either direction), bounded like the flows.
         self.sessions: dict[tuple[str, int, str, int], str] = {}
+        self.keep_interleaved = keep_interleaved
+        #: Interleaved frames completed by the last :meth:`feed` (only with ``keep_interleaved``).
+        self.interleaved: list[InterleavedFrame] = []
 
     def feed(self, pkt: Packet) -> list[Found]:
         key = pkt.flow()
@@ -392,6 +414,16 @@ class _Reassembler:
         out: list[Found] = []
         conn = _conn_key(last)
         while flow.buffer:
+            if flow.buffer[:1] == b"$":  # interleaved binary data: $, channel, 16-bit length (RFC 2326 §10.12)
+                if len(flow.buffer) < 4:
+                    return out
+                end = 4 + int.from_bytes(flow.buffer[2:4], "big")
+                if len(flow.buffer) < end:
+                    return out
+                if self.keep_interleaved:
+                    self.interleaved.append(InterleavedFrame(last, flow.buffer[1], flow.buffer[4:end]))
+                flow.buffer = flow.buffer[end:]
+                continue
             cut = _header_block(flow.buffer[:MAX_HEADER])
             if cut < 0:
                 if len(flow.buffer) >= MAX_HEADER or not _looks_textual(flow.buffer):
@@ -416,7 +448,26 @@ class _Reassembler:
 
 def _looks_textual(buf: bytes) -> bool:
     head = buf[:16]
-    return bool(head) and head[:1] != b"$" and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+class InterleavedStreams:
+    """RTP/RTCP interleaved in RTSP connections (RFC 2326 §10.12, RFC 7826 §14), per TCP direction.
+
+    :meth:`feed` takes every TCP :class:`Packet` of a capture in order and returns the
+    interleaved frames it completed; the RTSP messages between them are stepped over.
+    Reassembly is that of :func:`find_mikey` (bounded memory and flows).
+    """
+
+    def __init__(self) -> None:
+        self._tcp = _Reassembler(keep_interleaved=True)
+
+    def feed(self, pkt: Packet) -> list[InterleavedFrame]:
+        if pkt.transport != "tcp":
+            return []
+        self._tcp.feed(pkt)
+        out, self._tcp.interleaved = self._tcp.interleaved, []
+        return out
 
 
 def _conn_key(pkt: Packet) -> tuple[str, int, str, int]:

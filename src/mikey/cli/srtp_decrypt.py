@@ -4,7 +4,9 @@ The keys come from ``mikey keys`` (a capture or message plus the ``--mode`` cred
 Each UDP packet whose RTP (RFC 3550 §5.1) or RTCP (§6.4) SSRC is in a crypto session's
 CS ID map (RFC 3830 §6.1.1) is unprotected (RFC 3711 §3.3, §3.4); the plaintext replaces
 the UDP payload, with IP/UDP lengths and checksums recomputed, same link type and
-timestamps.  Packets that fail authentication are counted per SSRC and never written.
+timestamps.  SRTP interleaved in an RTSP connection (RFC 2326 §10.12) is written as UDP
+datagrams between the connection's endpoints.  Packets that fail authentication are
+counted per SSRC and never written.
 
 A crypto session whose SSRC the map leaves open (0 in an I_MESSAGE nobody answered in the
 capture, the empty map of MIKEY-SAKKE, RFC 4563 §5 and RFC 6509 §2.1) keys the streams whose
@@ -22,7 +24,7 @@ from typing import Any
 
 import dpkt  # type: ignore[import-untyped]
 
-from ..capture import CAPTURE_MAGICS
+from ..capture import CAPTURE_MAGICS, InterleavedStreams, packet_of
 from ..errors import AuthenticationError, MikeyDecodeError, MikeyError
 from ..session import policy_params
 from ..srtp import SRTP_ENCR_AES_GCM, SrtpContext, SrtpPolicyParams
@@ -152,9 +154,55 @@ def _rewrite(outer: Any, ip: Any, prefix: bytes, udp: Any, plain: bytes) -> byte
     return prefix + bytes(ip)
 
 
+class _Decryptor:
+    """The per-SSRC contexts and counts of one capture (RFC 3711 §3.3, §3.4)."""
+
+    def __init__(self, stream_keys: list[StreamKey]) -> None:
+        self.keyed = {k.ssrc: k for k in stream_keys if k.ssrc}
+        self.unbound = [k for k in stream_keys if not k.ssrc]
+        self.trials: dict[int, int] = {}
+        self.contexts: dict[int, SrtpContext] = {}
+        self.counts: dict[int, StreamCounts] = {}
+
+    def plaintext(self, payload: bytes) -> bytes | None:
+        """The RTP/RTCP of the SRTP/SRTCP *payload* of a keyed stream, or None (not keyed, or failed and counted)."""
+        found = _ssrc_of(payload)
+        if found is None or (found[0] not in self.keyed and not self.unbound):
+            return None
+        ssrc, rtcp = found
+        if ssrc not in self.keyed:
+            learned = _learn(ssrc, rtcp, payload, self.unbound, self.trials)
+            if learned is None:
+                return None
+            self.keyed[ssrc], self.contexts[ssrc], plain = learned
+            c = self.counts.setdefault(ssrc, StreamCounts(learned=True))
+        else:
+            rec = self.keyed[ssrc]
+            ctx = self.contexts.get(ssrc)
+            if ctx is None:
+                ctx = self.contexts[ssrc] = SrtpContext(rec.master_key, rec.master_salt, rec.params,
+                                                        ssrc=ssrc, outbound=False, roc=rec.roc)
+            c = self.counts.setdefault(ssrc, StreamCounts())
+            try:
+                plain = ctx.unprotect_rtcp(payload) if rtcp else ctx.unprotect(payload)
+            except AuthenticationError:
+                if rtcp:
+                    c.rtcp_auth_failures += 1
+                else:
+                    c.rtp_auth_failures += 1
+                return None
+        if rtcp:
+            c.rtcp += 1
+        else:
+            c.rtp += 1
+        return plain
+
+
 def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dict[int, StreamCounts]:
     """Unprotect the keyed SRTP/SRTCP of the capture stream *data_in*; write a pcap to *out*.
 
+    SRTP on UDP keeps its packet; SRTP interleaved in an RTSP connection (RFC 2326 §10.12)
+    is written as one UDP datagram per frame between the connection's endpoints and ports.
     Returns counts per SSRC.  Raises :class:`MikeyDecodeError` for a malformed capture.
     """
     head = data_in.read(4)
@@ -164,13 +212,11 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
         linktype = int(reader.datalink())
     except _PARSE_ERRORS as e:
         raise MikeyDecodeError(f"not a readable pcap/pcapng capture ({type(e).__name__})", payload="capture") from None
-    keyed = {k.ssrc: k for k in stream_keys if k.ssrc}
-    unbound = [k for k in stream_keys if not k.ssrc]
-    trials: dict[int, int] = {}
-    contexts: dict[int, SrtpContext] = {}
-    counts: dict[int, StreamCounts] = {}
+    dec = _Decryptor(stream_keys)
+    interleaved = InterleavedStreams()
     writer = dpkt.pcap.Writer(out, linktype=linktype, nano=False)
     it = iter(reader)
+    number = 0
     while True:
         try:
             ts, buf = next(it)
@@ -178,51 +224,31 @@ def decrypt_capture(data_in: Any, out: Any, stream_keys: list[StreamKey]) -> dic
             break
         except _PARSE_ERRORS as e:
             raise MikeyDecodeError(f"malformed capture record ({type(e).__name__})", payload="capture") from None
+        number += 1
         try:
             parts = _link(linktype, bytes(buf))
         except _PARSE_ERRORS:
             continue
-        if parts is None or not isinstance(parts[1].data, dpkt.udp.UDP):
+        if parts is None:
             continue
         outer, ip, prefix = parts
-        udp = ip.data
-        payload = bytes(udp.data)
-        found = _ssrc_of(payload)
-        if found is None or (found[0] not in keyed and not unbound):
-            continue
-        ssrc, rtcp = found
-        if ssrc not in keyed:
-            learned = _learn(ssrc, rtcp, payload, unbound, trials)
-            if learned is None:
-                continue
-            keyed[ssrc], contexts[ssrc], plain = learned
-            c = counts.setdefault(ssrc, StreamCounts(learned=True))
-            if rtcp:
-                c.rtcp += 1
-            else:
-                c.rtp += 1
-            writer.writepkt(_rewrite(outer, ip, prefix, udp, plain), ts=ts)
-            continue
-        rec = keyed[ssrc]
-        ctx = contexts.get(ssrc)
-        if ctx is None:
-            ctx = contexts[ssrc] = SrtpContext(rec.master_key, rec.master_salt, rec.params,
-                                               ssrc=ssrc, outbound=False, roc=rec.roc)
-        c = counts.setdefault(ssrc, StreamCounts())
-        try:
-            plain = ctx.unprotect_rtcp(payload) if rtcp else ctx.unprotect(payload)
-        except AuthenticationError:
-            if rtcp:
-                c.rtcp_auth_failures += 1
-            else:
-                c.rtp_auth_failures += 1
-            continue
-        if rtcp:
-            c.rtcp += 1
-        else:
-            c.rtp += 1
-        writer.writepkt(_rewrite(outer, ip, prefix, udp, plain), ts=ts)
-    return counts
+        if isinstance(ip.data, dpkt.udp.UDP):
+            plain = dec.plaintext(bytes(ip.data.data))
+            if plain is not None:
+                writer.writepkt(_rewrite(outer, ip, prefix, ip.data, plain), ts=ts)
+        elif isinstance(ip.data, dpkt.tcp.TCP):
+            pkt = packet_of(number, ts, linktype, bytes(buf))
+            for frame in interleaved.feed(pkt) if pkt is not None else []:
+                plain = dec.plaintext(frame.data)
+                if plain is None:
+                    continue
+                if isinstance(ip, dpkt.ip.IP):
+                    ip.p = dpkt.ip.IP_PROTO_UDP
+                else:
+                    ip.nxt = dpkt.ip.IP_PROTO_UDP
+                datagram = dpkt.udp.UDP(sport=frame.packet.sport, dport=frame.packet.dport)
+                writer.writepkt(_rewrite(outer, ip, prefix, datagram, plain), ts=ts)
+    return dec.counts
 
 
 def _learn(ssrc: int, rtcp: bool, payload: bytes, unbound: list[StreamKey],
