@@ -39,6 +39,7 @@ from mikey.errors import (
     ReplayError,
     TicketRefusedError,
     TicketReuseError,
+    UnspecifiedError,
 )
 from mikey.modes.base import CryptoSessionSpec, ResponderOutcome, State
 from mikey.modes.ticket import (
@@ -57,6 +58,8 @@ from mikey.modes.ticket import (
     TicketRequester,
     TicketResponder,
     TicketSuite,
+    TicketUpdater,
+    TicketUpdateResponder,
     check_policy,
     create_ticket,
     narrower_policy,
@@ -881,3 +884,62 @@ def test_resolve_routed_between_two_kmss() -> None:
     with pytest.raises(PeerError) as info:
         carol.receive_resolve(kms_r.handle(carol.receive(ti, NOW).resolve_init or b"", NOW, forward) or b"", NOW)
     assert info.value.err_nos == [ErrorNo.UNSPECIFIED]
+
+
+def test_csb_update_both_directions() -> None:
+    """§5.2: same CSB ID, new T, no new RANDs; protected by the keys of the initial exchange's last
+    message (here TRANSFER_RESP: MPKr', label 0x02, RANDRi and RANDRr); a new TGK is not forked."""
+    kms = make_kms()
+    _, _, _, grant = request(kms, policy("DEFGHILNO"))
+    bob = responder()
+    ini, ti, _, _, out = transfer(kms, grant, bob)
+    first = ini.receive(out.response or b"", NOW)
+    a_bundle, b_bundle = ini.bundles[0], bob.bundle
+    assert b_bundle is not None
+    assert a_bundle.csb_id == b_bundle.csb_id and a_bundle.rand_r == b_bundle.rand_r is not None
+    # Alice rekeys with a TGK of her own (L flag)
+    new_tgk = KeyDataPayload(KeyDataType.TGK, bytes(range(70, 86)), None, SpiValidity(b"\x00\x00\x00\x09"))
+    up = TicketUpdater(a_bundle, new_keys=[new_tgk], rng=seeded(90))
+    msg = up.create_message(NOW + 60)
+    m = Message.decode(msg)
+    assert m.data_type == DataType.TRANSFER_INIT and m.csb_id == a_bundle.csb_id and m.header.v
+    assert m.find(RandrPayload) is None and m.find(TicketPayload) is None
+    assert msg[-20:] == hmac1(a_bundle.keys.auth_key, msg[:-20] + ALICE + BOB)
+    # the update MAC key is the one of TRANSFER_RESP (reference: MPKr' label 0x02 with both RANDs)
+    trm = Message.decode(out.response or b"")
+    rand_kms = next(p.rand for p in trm.payloads if isinstance(p, RandrPayload) and p.rand_role == RANDRole.KMS)
+    mpk_r_f = ref_fork(grant.mpk_r or b"", 0x2B288856, BOB, rand_kms)
+    assert a_bundle.keys.auth_key == ref_msg_key(mpk_r_f, AUTH, a_bundle.csb_id, 2, a_bundle.rand_i,
+                                                 a_bundle.rand_r, 20)
+    bob_up = TicketUpdateResponder(b_bundle, rng=seeded(91))
+    got = bob_up.receive(msg, NOW + 61)
+    mine = up.receive(got.response or b"", NOW + 62)
+    cs = mine.crypto_sessions[0]
+    assert cs.master_key == got.result.crypto_sessions[0].master_key == \
+        ref_tgk_key(new_tgk.key, TEK_C, cs.cs_id, a_bundle.rand_i, a_bundle.rand_r, 16)
+    assert cs.master_key != first.crypto_sessions[0].master_key and cs.spi == b"\x00\x00\x00\x09"
+    with pytest.raises(ReplayError):  # the same update again
+        TicketUpdateResponder(b_bundle, replay_cache=bob_up.replay_cache).receive(msg, NOW + 63)
+    # Bob (M = 0: no keys of his) adds a crypto session; the keys stay those of the bundle
+    assert bob_up.bundle.session_keys[0].key == new_tgk.key
+    entries = [*bob_up.bundle.header.cs_id_map, GenericIdEntry.srtp(2, 0x99887766, roc=0, policies=(0,))]
+    with pytest.raises(MikeyError):
+        TicketUpdater(bob_up.bundle, new_keys=[new_tgk])
+    up2 = TicketUpdater(bob_up.bundle, crypto_sessions=entries, rng=seeded(92))  # type: ignore[arg-type]
+    m2 = Message.decode(up2.create_message(NOW + 70))
+    assert [p.id_role for p in m2.find_all(IdrPayload)] == [IDRole.RESPONDER, IDRole.INITIATOR]
+    alice_up = TicketUpdateResponder(up.bundle, own_ssrcs=[], rng=seeded(93))
+    ans = alice_up.receive(m2.raw_bytes(), NOW + 71)
+    done = up2.receive(ans.response or b"", NOW + 72)
+    assert [c.cs_id for c in done.crypto_sessions] == [1, 2]
+    assert {c.master_key for c in done.crypto_sessions} == {c.master_key for c in ans.result.crypto_sessions}
+    # tampering and new RANDs are refused
+    bad = bytearray(msg)
+    bad[-1] ^= 1
+    with pytest.raises(AuthenticationError):
+        TicketUpdateResponder(b_bundle).receive(bytes(bad), NOW + 61)
+    fresh = Message(m.header, (*m.payloads[:-1], RandrPayload(RANDRole.INITIATOR, bytes(16)),
+                               VerificationPayload(MacAlg.HMAC_SHA_1_160, bytes(20)))).encode()
+    fresh = fresh[:-20] + hmac1(a_bundle.keys.auth_key, fresh[:-20] + ALICE + BOB)
+    with pytest.raises(UnspecifiedError):
+        TicketUpdateResponder(b_bundle).receive(fresh, NOW + 61)

@@ -224,3 +224,29 @@ ROUTED = _routed()
 def test_kms_complete_forward(m: tuple[int, int, int, int]) -> None:
     k_r, fwd, answer = ROUTED
     _accepts(lambda d: k_r.complete_forward(fwd, d, NOW), answer, m)  # type: ignore[arg-type]
+
+
+def _update() -> tuple[object, bytes]:
+    """A finished exchange's Responder bundle and a CSB update message for it (§5.2)."""
+    from mikey.modes.ticket import TicketUpdater
+
+    k = kms()
+    req = requester()
+    grant = req.receive(k.handle(req.create_message(NOW), NOW) or b"", NOW)
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+    r = responder()
+    step = r.receive(ini.create_message(NOW), NOW)
+    ini.receive(r.receive_resolve(k.handle(step.resolve_init or b"", NOW) or b"", NOW).response or b"", NOW)
+    return r.bundle, TicketUpdater(ini.bundles[0], rng=seeded(9)).create_message(NOW)
+
+
+UPDATE = _update()
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_update_responder(m: tuple[int, int, int, int]) -> None:
+    from mikey.modes.ticket import TicketUpdateResponder
+
+    bundle, message = UPDATE
+    _accepts(lambda d: TicketUpdateResponder(bundle).receive(d, NOW), message, m)  # type: ignore[arg-type]

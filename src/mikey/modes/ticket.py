@@ -11,6 +11,8 @@ Roles (all take bytes and ``now`` and return bytes; none reads a clock or does I
   (:meth:`TicketInitiator.receive_fork`, §5.1.1).
 * :class:`TicketResponder` -- takes TRANSFER_INIT, resolves the ticket itself (modes 2/4, E = 0 and a
   TPK) or builds RESOLVE_INIT_PSK/_PK (§4.2.3) and takes RESOLVE_RESP, then answers TRANSFER_RESP.
+* :class:`TicketUpdater` / :class:`TicketUpdateResponder` -- CSB updates by either party (§5.2), from
+  the :class:`TicketBundle` a finished Transfer leaves (``TicketInitiator.bundles``, ``TicketResponder.bundle``).
 * :class:`TicketKms` -- the KMS role over a :class:`TicketStore` (:class:`InMemoryTicketStore` here):
   ``handle(bytes, now) -> bytes`` answers REQUEST_INIT_PSK/_PK and RESOLVE_INIT_PSK/_PK, with reuse
   detection (§5.3), key forking (§5.1.1) and Resolve routing to peer KMSs (§10).
@@ -65,6 +67,11 @@ How this implementation reads RFC 6043 where it is silent or ambiguous (also in
 13. Routing (§10): a KMS without the TPK of a ticket whose TP names a configured peer KMS forwards
     its own RESOLVE_INIT_PSK (the Responder's IDRr and the TICKET reused); the peer, trusting it as a
     ``peer_kms`` credential, authorises the IDRr named; the answer is re-keyed for the Responder.
+14. CSB updates (§5.2, :class:`TicketUpdater` / :class:`TicketUpdateResponder`): both messages reuse the
+    encr/auth/salt keys of the initial exchange's last message (TRANSFER_RESP when F = 1, else
+    TRANSFER_INIT); each party keeps its IDR role of the initial exchange, and the MAC of the update
+    TRANSFER_INIT covers it || sender's identity || receiver's; TEKs keep the initial RANDs (H/G);
+    a repeated RAND or TICKET must equal the initial one; L and M say who may send keys.
 """
 
 from __future__ import annotations
@@ -198,6 +205,9 @@ __all__ = [
     "TicketKms",
     "KmsOutcome",
     "KmsForward",
+    "TicketBundle",
+    "TicketUpdater",
+    "TicketUpdateResponder",
     "TicketPeer",
     "requested_keys",
     "ticket_id_of",
@@ -1145,6 +1155,41 @@ class TicketRequester(_TicketSide):
         return self.grant
 
 
+# --- what a Ticket Transfer leaves behind, for CSB updates (RFC 6043 §5.2) ---------------------------
+
+
+@dataclass(frozen=True)
+class TicketBundle:
+    """One party's state of a finished Ticket Transfer, for CSB updates (§5.2).  Holds keys: never shown.
+
+    ``keys`` protected the last message of the initial exchange and protect every update message;
+    ``rand_i``/``rand_r`` are the RANDs the TEK derivation uses (None where H / G exclude them);
+    ``session_keys`` the current TEK/TGK/GTGK keys; ``initiator`` whether this party began the
+    initial exchange; ``may_send_keys``/``peer_may_send_keys`` the L and M flags seen from this party.
+    """
+
+    csb_id: int
+    prf: int
+    mac_alg: int
+    encr_alg: int
+    keys: TransportKeys = field(repr=False)
+    rand_i: bytes | None
+    rand_r: bytes | None
+    session_keys: tuple[KeyDataPayload, ...] = field(repr=False)
+    header: CommonHeader
+    policies: tuple[SecurityPolicyPayload, ...]
+    initiator: bool
+    may_send_keys: bool
+    peer_may_send_keys: bool
+    own_id: bytes | None = None
+    peer_id: bytes | None = None
+    ticket_data: bytes = field(default=b"", repr=False)
+
+    def updated(self, header: CommonHeader, policies: tuple[SecurityPolicyPayload, ...],
+                session_keys: Sequence[KeyDataPayload]) -> TicketBundle:
+        return dataclasses.replace(self, header=header, policies=policies, session_keys=tuple(session_keys))
+
+
 # --- Ticket Transfer: the Initiator (RFC 6043 §4.2.2) ------------------------------------------------
 
 
@@ -1193,6 +1238,8 @@ class TicketInitiator(_TicketSide):
         self.header: CommonHeader | None = None
         self._result: ExchangeResult | None = None
         self.forks: list[ExchangeResult] = []
+        #: The CSB update state (§5.2) for each answer in ``forks`` (or the F = 0 exchange), same order.
+        self.bundles: list[TicketBundle] = []
 
     def __repr__(self) -> str:
         return f"TicketInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
@@ -1244,8 +1291,10 @@ class TicketInitiator(_TicketSide):
         if policy.flag("F"):
             self.state = State.WAIT_RESPONSE
         else:  # no TRANSFER_RESP (F = 0): G = 0, so keys come from RANDRi alone (§6.10)
-            self._result = self._make_result(hdr, tuple(self.policies), None, None, self._session_keys(None, ()),
-                                             authenticated=False)
+            session = self._session_keys(None, ())
+            self._result = self._make_result(hdr, tuple(self.policies), None, None, session, authenticated=False)
+            self.bundles.append(self._bundle(keys, hdr, tuple(self.policies), None, session,
+                                             _id(self.id_r) or None))
             self.state = State.DONE
         return message
 
@@ -1268,6 +1317,14 @@ class TicketInitiator(_TicketSide):
             return self.own_keys
         return _fork_keys(self.grant.session_keys, mod, self.policy.prf_func)
 
+    def _bundle(self, keys: TransportKeys, header: CommonHeader, policies: tuple[SecurityPolicyPayload, ...],
+                rand_r: bytes | None, session: Sequence[KeyDataPayload], peer: bytes | None) -> TicketBundle:
+        p = self.policy
+        return TicketBundle(self.csb_id, self.prf, self.mac_alg, self.suite.encr_alg, keys,
+                            self.rand if p.flag("H") else None, rand_r if p.flag("G") else None, tuple(session),
+                            header, policies, True, p.flag("L"), p.flag("M"), _id(self.id_i) or None, peer,
+                            self.grant.ticket.ticket_data)
+
     def _make_result(self, header: CommonHeader, policies: tuple[SecurityPolicyPayload, ...], rand_r: bytes | None,
                      mod: _Modifier | None, keys: Sequence[KeyDataPayload], *, authenticated: bool,
                      responder: bytes | None = None) -> ExchangeResult:
@@ -1283,9 +1340,12 @@ class TicketInitiator(_TicketSide):
 
     def receive(self, data: bytes, now: float) -> ExchangeResult:
         """The TRANSFER_RESP (V over TRANSFER_RESP || TRANSFER_INIT, keyed from MPKi or MPKr', §5.5)."""
-        result: ExchangeResult = self._run(data, now, DataType.TRANSFER_RESP, State.WAIT_RESPONSE, self._on_resp)
+        answer: tuple[ExchangeResult, TicketBundle] = self._run(data, now, DataType.TRANSFER_RESP, State.WAIT_RESPONSE,
+                                                                self._on_resp)
+        result, bundle = answer
         self._result = result
         self.forks.append(result)
+        self.bundles.append(bundle)
         self.state = State.DONE
         return result
 
@@ -1298,13 +1358,14 @@ class TicketInitiator(_TicketSide):
             raise _peer_error(msg)
         if msg.data_type != DataType.TRANSFER_RESP:
             raise UnsupportedDataTypeError("receive_fork expects a TRANSFER_RESP")
-        result = self._on_resp(msg, now)
+        result, bundle = self._on_resp(msg, now)
         if any(hmac.compare_digest(r.extras["rand_kms"], result.extras["rand_kms"]) for r in self.forks):
             raise AuthenticationError("this fork (RANDRkms) has already answered")
         self.forks.append(result)
+        self.bundles.append(bundle)
         return result
 
-    def _on_resp(self, msg: Message, now: float) -> ExchangeResult:
+    def _on_resp(self, msg: Message, now: float) -> tuple[ExchangeResult, TicketBundle]:
         init, hdr = self.transfer_init, self.header
         if init is None or hdr is None:
             raise StateError("no TRANSFER_INIT has been built")
@@ -1338,8 +1399,10 @@ class TicketInitiator(_TicketSide):
             _, responder_keys = _split_keys(plain, 0, what="TRANSFER_RESP KEMAC")
         _check_answered_map(hdr, msg.header)
         policies = tuple(self.policies) + tuple(parts.sps)
-        return self._make_result(msg.header, policies, rand_r, mod, self._session_keys(mod, responder_keys),
-                                 authenticated=True, responder=idr.data if idr else None)
+        session = self._session_keys(mod, responder_keys)
+        result = self._make_result(msg.header, policies, rand_r, mod, session, authenticated=True,
+                                   responder=idr.data if idr else None)
+        return result, self._bundle(resp_keys, msg.header, policies, rand_r, session, result.responder_id)
 
 
 def _check_answered_map(offer: CommonHeader, answer: CommonHeader) -> None:
@@ -1419,6 +1482,8 @@ class TicketResponder(_TicketSide):
         self._pending: _Pending | None = None
         self._resolve: tuple[bytes, int, bytes] | None = None  # RESOLVE_INIT, its CSB ID, its RANDRr
         self._lock = threading.Lock()
+        #: The CSB update state (§5.2), once the exchange is done.
+        self.bundle: TicketBundle | None = None
 
     def __repr__(self) -> str:
         return f"TicketResponder(state={self.state.value})"
@@ -1572,7 +1637,7 @@ class TicketResponder(_TicketSide):
                 raise UnspecifiedError("the Ticket Policy (M = 0) forbids Responder-supplied keys")
             keys = list(self.responder_keys)
         rand_r = self.rng(max(16, len(mpk_i))) if policy.flag("G") else None
-        header, added_sps = self._answer_map(msg.header, parts.sps, keys)
+        header, added_sps = _answer_map(msg.header, parts.sps, keys, self.own_ssrcs)
         policies = tuple(parts.sps) + tuple(added_sps)
         sessions = _sessions(header, policies, keys, pend.rand_i if policy.flag("H") else None, rand_r)
         idr = _responder_idr(mod.id_data if mod else None) or self.id_r
@@ -1584,6 +1649,7 @@ class TicketResponder(_TicketSide):
                     "ticket_flags": policy.flag_string, "key_type": int(keys[0].key_type) if keys else None},
         )
         response = None
+        protect = init_keys
         if policy.flag("F"):
             resp_key = mpk_r_forked if mpk_r_forked is not None else mpk_i
             resp_keys = _message_keys(resp_key, msg.csb_id, ticket_crypto.LABEL_RESPONSE, pend.rand_i, rand_r,
@@ -1602,38 +1668,273 @@ class TicketResponder(_TicketSide):
             if self.responder_keys:
                 payloads.append(_encrypt_kemac(resp_keys, suite.encr_alg, msg.csb_id, t, self.responder_keys))
             response = _mac_message(rhdr, payloads, suite.mac_alg, resp_keys.auth_key, raw)
+            protect = resp_keys
+        self.bundle = TicketBundle(
+            msg.csb_id, prf, suite.mac_alg, suite.encr_alg, protect, pend.rand_i if policy.flag("H") else None,
+            rand_r, tuple(keys), header, policies, False, policy.flag("M"), policy.flag("L"), _id(idr) or None,
+            _id(parts.ids.get(IDRole.INITIATOR)) or None, pend.ticket.ticket_data)
         self.result = result
         self.state = State.DONE
         return ResponderOutcome(result, response)
 
-    def _answer_map(self, offer: CommonHeader, sps: Sequence[SecurityPolicyPayload],
-                    keys: Sequence[KeyDataPayload]) -> tuple[CommonHeader, list[SecurityPolicyPayload]]:
-        """One policy, SSRC and SPI per crypto session (§4.2.2.3); a default SP when none was offered."""
-        added: list[SecurityPolicyPayload] = []
-        if not sps:
-            added.append(default_srtp_policy(0))
-        available = {p.policy_no for p in (*sps, *added)}
-        pending = list(self.own_ssrcs)
-        entries: list[GenericIdEntry] = []
-        for e in offer.cs_id_map:
-            if not isinstance(e, GenericIdEntry):
-                raise UnspecifiedError("TRANSFER_INIT must use the GENERIC-ID map")
-            chosen = next((no for no in e.policies if no in available), None)
-            if chosen is None:
-                if e.policies:
-                    raise UnspecifiedError(f"crypto session {e.cs_id} offers no policy that was sent")
-                chosen = min(available)
-            data = e.session_data
-            if (e.ssrc or 0) == 0 and pending:
-                data = pending.pop(0).to_bytes(4, "big") + data[4:]
-            if len(data) < 4:
-                data = data.ljust(4, b"\x00")
-            key = _key_for(e, keys)
-            spi = e.spi or (key.kv.spi if isinstance(key.kv, SpiValidity) else b"")
-            entries.append(GenericIdEntry(e.cs_id, e.prot_type, (chosen,), data, spi, e.s_flag and len(data) >= 10))
-        hdr = CommonHeader(offer.data_type, offer.csb_id, tuple(entries), CSIdMapType.GENERIC_ID, offer.v, offer.prf,
-                           offer.version)
-        return hdr, added
+
+
+def _answer_map(offer: CommonHeader, sps: Sequence[SecurityPolicyPayload], keys: Sequence[KeyDataPayload],
+                own_ssrcs: Sequence[int], known: Sequence[SecurityPolicyPayload] = ()
+                ) -> tuple[CommonHeader, list[SecurityPolicyPayload]]:
+    """One policy, SSRC and SPI per crypto session (§4.2.2.3); a default SP when none was offered.
+
+    *known* are policies of earlier messages of the bundle (a CSB update may refer to them, §5.2).
+    """
+    added: list[SecurityPolicyPayload] = []
+    if not sps and not known:
+        added.append(default_srtp_policy(0))
+    available = {p.policy_no for p in (*sps, *known, *added)}
+    pending = list(own_ssrcs)
+    entries: list[GenericIdEntry] = []
+    for e in offer.cs_id_map:
+        if not isinstance(e, GenericIdEntry):
+            raise UnspecifiedError("TRANSFER_INIT must use the GENERIC-ID map")
+        chosen = next((no for no in e.policies if no in available), None)
+        if chosen is None:
+            if e.policies:
+                raise UnspecifiedError(f"crypto session {e.cs_id} offers no policy that was sent")
+            chosen = min(available)
+        data = e.session_data
+        if (e.ssrc or 0) == 0 and pending:
+            data = pending.pop(0).to_bytes(4, "big") + data[4:]
+        if len(data) < 4:
+            data = data.ljust(4, b"\x00")
+        key = _key_for(e, keys)
+        spi = e.spi or (key.kv.spi if isinstance(key.kv, SpiValidity) else b"")
+        entries.append(GenericIdEntry(e.cs_id, e.prot_type, (chosen,), data, spi, e.s_flag and len(data) >= 10))
+    hdr = CommonHeader(offer.data_type, offer.csb_id, tuple(entries), CSIdMapType.GENERIC_ID, offer.v, offer.prf,
+                       offer.version)
+    return hdr, added
+
+
+# --- CSB updating (RFC 6043 §5.2) -------------------------------------------------------------------
+
+
+def _update_roles(bundle: TicketBundle) -> tuple[int, int]:
+    """(own IDR role, peer IDR role): each party keeps its role of the initial exchange."""
+    if bundle.initiator:
+        return IDRole.INITIATOR, IDRole.RESPONDER
+    return IDRole.RESPONDER, IDRole.INITIATOR
+
+
+def _check_update_keys(keys: Sequence[KeyDataPayload], allowed: bool, who: str) -> None:
+    if keys and not allowed:
+        raise UnspecifiedError(f"the Ticket Policy (L/M flags) forbids {who} to supply keys")
+    for k in keys:
+        if k.key_type not in _SESSION_KEY_TYPES or len(k.key) < 16:
+            raise UnspecifiedError("an update KEMAC carries TEK, TGK or GTGK keys of 128 bits or more (§5.2)")
+
+
+def _check_static(parts: _Parts, bundle: TicketBundle) -> None:
+    """§5.2: RANDs and TICKET of the initial exchange may be repeated, new ones MUST NOT be sent."""
+    known = {r for r in (bundle.rand_i, bundle.rand_r) if r is not None}
+    for role, rand in parts.rands.items():
+        if role == RANDRole.KMS:
+            continue
+        if rand not in known:
+            raise UnspecifiedError("a CSB update must not carry new RANDs (§5.2)")
+    if parts.ticket is not None and parts.ticket.ticket_data != bundle.ticket_data:
+        raise UnspecifiedError("a CSB update must not carry a new TICKET (§5.2)")
+
+
+class TicketUpdater(_TicketSide):
+    """A CSB update started by either party (§5.2): TRANSFER_INIT = HDR, T, [IDRx], [IDRy], {SP},
+    [KEMAC], V (same CSB ID, new T, no new RANDs or TICKET), protected by the keys of the last message
+    of the initial exchange (:class:`TicketBundle`).  ``new_keys`` (TEK/TGK/GTGK, not forked) go in a
+    KEMAC when the Ticket Policy lets this party supply keys.  ``response`` sets the HDR V flag."""
+
+    def __init__(
+        self,
+        bundle: TicketBundle,
+        *,
+        crypto_sessions: Sequence[GenericIdEntry] | None = None,
+        policies: Sequence[SecurityPolicyPayload] = (),
+        new_keys: Sequence[KeyDataPayload] = (),
+        response: bool = True,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(clock_skew=clock_skew, rng=rng)
+        _check_update_keys(new_keys, bundle.may_send_keys, "this party")
+        self.bundle = bundle
+        self.new_keys = tuple(new_keys)
+        self.policies = tuple(policies)
+        entries = list(crypto_sessions) if crypto_sessions is not None else [
+            e for e in bundle.header.cs_id_map if isinstance(e, GenericIdEntry)]
+        if self.new_keys:  # the SPIs name keys: those of the old keys are gone
+            spis = {k.kv.spi for k in self.new_keys if isinstance(k.kv, SpiValidity)}
+            entries = [e if e.spi in spis else dataclasses.replace(e, spi=b"") for e in entries]
+        self.entries = tuple(entries)
+        self.response = response
+        self.message: bytes | None = None
+        self.header: CommonHeader | None = None
+        self._result: ExchangeResult | None = None
+
+    def __repr__(self) -> str:
+        return f"TicketUpdater(csb_id={self.bundle.csb_id:08x}, state={self.state.value})"
+
+    @property
+    def result(self) -> ExchangeResult:
+        if self._result is None:
+            raise StateError("no keys yet")
+        return self._result
+
+    def create_message(self, now: float) -> bytes:
+        self.require_state(State.START)
+        b = self.bundle
+        try:
+            hdr = CommonHeader(DataType.TRANSFER_INIT, b.csb_id, self.entries, CSIdMapType.GENERIC_ID, self.response,
+                               b.prf, 1)
+            t = TimestampPayload.ntp_utc(now)
+            own_role, peer_role = _update_roles(b)
+            payloads: list[Payload] = [t]
+            payloads += [p for p in (_idr(own_role, b.own_id), _idr(peer_role, b.peer_id)) if p is not None]
+            payloads += self.policies
+            if self.new_keys:
+                payloads.append(_encrypt_kemac(b.keys, b.encr_alg, b.csb_id, t, self.new_keys))
+            self.message = _mac_message(hdr, payloads, b.mac_alg, b.keys.auth_key, (b.own_id or b"") + (b.peer_id or b""))
+            self.header = hdr
+            if not self.response:
+                self._finish(hdr, b.policies + self.policies, self.new_keys)
+        except Exception:
+            self.state = State.FAILED
+            raise
+        self.state = State.WAIT_RESPONSE if self.response else State.DONE
+        return self.message
+
+    def _finish(self, header: CommonHeader, policies: tuple[SecurityPolicyPayload, ...],
+                keys: Sequence[KeyDataPayload]) -> ExchangeResult:
+        b = self.bundle
+        use = tuple(keys) or b.session_keys
+        sessions = _sessions(header, policies, use, b.rand_i, b.rand_r)
+        self._result = ExchangeResult(
+            mode=MODE, csb_id=b.csb_id, tgk=use[0].key if use else b"", rand=b.rand_i or b"", prf=b.prf,
+            crypto_sessions=sessions, authenticated=self.response, header=header, policies=policies,
+            initiator_id=b.own_id if b.initiator else b.peer_id, responder_id=b.peer_id if b.initiator else b.own_id,
+            extras={"update": True, "key_type": int(use[0].key_type) if use else None},
+        )
+        self.bundle = b.updated(header, policies, use)
+        return self._result
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """The update's TRANSFER_RESP (V over TRANSFER_RESP || TRANSFER_INIT with the bundle's keys)."""
+        result: ExchangeResult = self._run(data, now, DataType.TRANSFER_RESP, State.WAIT_RESPONSE, self._on_resp)
+        self.state = State.DONE
+        return result
+
+    def _on_resp(self, msg: Message, now: float) -> ExchangeResult:
+        b, hdr, init = self.bundle, self.header, self.message
+        if hdr is None or init is None:
+            raise StateError("no update message has been built")
+        _check_response_header(msg, hdr)
+        parts = _Parts(msg)
+        t = _fresh_t(parts, now, self.clock_skew)
+        if _last_v(msg).auth_alg != b.mac_alg:
+            raise AuthenticationError("the update TRANSFER_RESP uses another MAC algorithm")
+        _verify_v(msg, b.keys.auth_key, init)
+        _check_static(parts, b)
+        keys = list(self.new_keys)
+        if parts.kemac is not None:
+            if not b.peer_may_send_keys:
+                raise UnspecifiedError("the Ticket Policy (L/M flags) forbids the peer to supply keys")
+            plain = _decrypt_kemac(parts.kemac, lambda alg: b.keys, b.csb_id, t)
+            _, keys = _split_keys(plain, 0, what="update TRANSFER_RESP KEMAC")
+        _check_answered_map(hdr, msg.header)
+        return self._finish(msg.header, b.policies + self.policies + tuple(parts.sps), keys)
+
+
+class TicketUpdateResponder(_TicketSide):
+    """The receiver of a CSB update (§5.2): checks T, replay and V with the bundle's keys, takes new keys
+    (KEMAC) and crypto sessions, and answers TRANSFER_RESP when the HDR V flag asks for it."""
+
+    def __init__(
+        self,
+        bundle: TicketBundle,
+        *,
+        new_keys: Sequence[KeyDataPayload] = (),
+        own_ssrcs: Sequence[int] = (),
+        replay_cache: ReplayStore | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(replay_cache=replay_cache, clock_skew=clock_skew, rng=rng)
+        _check_update_keys(new_keys, bundle.may_send_keys, "this party")
+        self.bundle = bundle
+        self.new_keys = tuple(new_keys)
+        self.own_ssrcs = list(own_ssrcs)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TicketUpdateResponder(csb_id={self.bundle.csb_id:08x}, state={self.state.value})"
+
+    def receive(self, data: bytes, now: float) -> ResponderOutcome:
+        if not self._lock.acquire(blocking=False):
+            raise StateError("a TicketUpdateResponder takes one update message; make one per update")
+        mac: list[tuple[int, bytes]] = []
+        try:
+            outcome: ResponderOutcome = self._run(data, now, DataType.TRANSFER_INIT, State.START,
+                                                  lambda m, n: self._on_update(m, n, mac))
+        except MikeyError as exc:
+            if exc.error_message is None:
+                exc.error_message = _error_for(exc, None, data, now, mac[0] if mac else None)
+            raise
+        return outcome
+
+    def _on_update(self, msg: Message, now: float, mac: list[tuple[int, bytes]]) -> ResponderOutcome:
+        b = self.bundle
+        if msg.csb_id != b.csb_id or msg.header.prf != b.prf:
+            raise UnspecifiedError("the update names another CSB ID or PRF than the bundle (§5.2)")
+        if msg.header.cs_id_map_type != CSIdMapType.GENERIC_ID:
+            raise UnspecifiedError("TRANSFER_INIT must use the GENERIC-ID map (§6.1)")
+        parts = _Parts(msg)
+        t = parts.need_t()
+        own_role, peer_role = _update_roles(b)
+        admission = self.admit(msg, t, now, _id(parts.ids.get(peer_role)))
+        if _last_v(msg).auth_alg != b.mac_alg:
+            raise AuthenticationError("the update uses another MAC algorithm than the bundle")
+        _verify_v(msg, b.keys.auth_key, _id(parts.ids.get(peer_role)) + _id(parts.ids.get(own_role)))
+        self.remember(admission)
+        mac.append((b.mac_alg, b.keys.auth_key))
+        _check_static(parts, b)
+        keys: list[KeyDataPayload] = []
+        if parts.kemac is not None:
+            if not b.peer_may_send_keys:
+                raise UnspecifiedError("the Ticket Policy (L/M flags) forbids the peer to supply keys")
+            plain = _decrypt_kemac(parts.kemac, lambda alg: b.keys, b.csb_id, t)
+            _, keys = _split_keys(plain, 0, what="update TRANSFER_INIT KEMAC")
+        if self.new_keys:
+            keys = list(self.new_keys)
+        use = tuple(keys) or b.session_keys
+        header, added = _answer_map(msg.header, parts.sps, use, self.own_ssrcs, known=b.policies)
+        policies = b.policies + tuple(parts.sps) + tuple(added)
+        sessions = _sessions(header, policies, use, b.rand_i, b.rand_r)
+        result = ExchangeResult(
+            mode=MODE, csb_id=b.csb_id, tgk=use[0].key if use else b"", rand=b.rand_i or b"", prf=b.prf,
+            crypto_sessions=sessions, authenticated=True, header=header, policies=policies,
+            initiator_id=b.own_id if b.initiator else b.peer_id, responder_id=b.peer_id if b.initiator else b.own_id,
+            extras={"update": True, "key_type": int(use[0].key_type) if use else None},
+        )
+        response = None
+        if msg.header.v:
+            t2 = TimestampPayload.ntp_utc(now)
+            rhdr = CommonHeader(DataType.TRANSFER_RESP, b.csb_id, header.cs_id_map, CSIdMapType.GENERIC_ID, False,
+                                b.prf, msg.header.version)
+            payloads: list[Payload] = [t2]
+            if b.own_id is not None:
+                payloads.append(IdrPayload(own_role, IDType.URI, b.own_id))
+            payloads += added
+            if self.new_keys:
+                payloads.append(_encrypt_kemac(b.keys, b.encr_alg, b.csb_id, t2, self.new_keys))
+            response = _mac_message(rhdr, payloads, b.mac_alg, b.keys.auth_key, msg.raw_bytes())
+        self.bundle = b.updated(header, policies, use)
+        self.state = State.DONE
+        return ResponderOutcome(result, response)
 
 
 def _responder_idr(data: bytes | None) -> IdrPayload | None:
