@@ -47,6 +47,7 @@ from mikey.modes.ticket import (
     SUITE_256,
     InMemoryTicketStore,
     ResolutionRecord,
+    ResolvedTicketCache,
     TicketCredential,
     TicketGrant,
     TicketInitiator,
@@ -943,3 +944,26 @@ def test_csb_update_both_directions() -> None:
     fresh = fresh[:-20] + hmac1(a_bundle.keys.auth_key, fresh[:-20] + ALICE + BOB)
     with pytest.raises(UnspecifiedError):
         TicketUpdateResponder(b_bundle).receive(fresh, NOW + 61)
+
+
+def test_responder_reuses_a_resolved_ticket_with_the_same_modifier() -> None:
+    """§5.3: a reusable (J) ticket resolved once is not resolved again; the same IDRr and RANDRkms
+    modify the keys of the new Transfer (new CSB ID and RANDs)."""
+    kms = make_kms()
+    _, _, _, grant = request(kms, policy("DEFHIJNO"))
+    cache = ResolvedTicketCache()
+    ini1, _, _, _, out1 = transfer(kms, grant, responder(resolved=cache))
+    r1 = ini1.receive(out1.response or b"", NOW)
+    assert len(cache) == 1 and "mpk" not in repr(cache).lower()
+    ini2 = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(44))
+    step = responder(seed=45, resolved=cache).receive(ini2.create_message(NOW + 5), NOW + 5)
+    assert step.resolve_init is None and step.outcome is not None  # no KMS round trip
+    r2 = ini2.receive(step.outcome.response or b"", NOW + 5)
+    assert r2.extras["rand_kms"] == r1.extras["rand_kms"] and r2.csb_id != r1.csb_id
+    assert r2.crypto_sessions[0].master_key == step.outcome.result.crypto_sessions[0].master_key
+    assert r2.crypto_sessions[0].master_key != r1.crypto_sessions[0].master_key  # new RANDRi
+    # a no-reuse ticket (J = 0) is not kept
+    cache0 = ResolvedTicketCache()
+    _, _, _, g0 = request(kms, policy("DEFHINO"), seed=12)
+    transfer(kms, g0, responder(resolved=cache0, seed=46), seed=47)
+    assert len(cache0) == 0

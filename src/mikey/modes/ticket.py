@@ -195,6 +195,8 @@ __all__ = [
     "TicketInitiator",
     "TicketResponder",
     "TicketResponderStep",
+    "ResolvedTicket",
+    "ResolvedTicketCache",
     "TicketCredential",
     "TicketProtectionKey",
     "ResolutionRecord",
@@ -1421,6 +1423,50 @@ def _check_answered_map(offer: CommonHeader, answer: CommonHeader) -> None:
 # --- Ticket Transfer and Resolve: the Responder (RFC 6043 §4.2.2, §4.2.3) -------------------------
 
 
+@dataclass(frozen=True)
+class ResolvedTicket:
+    """What a Responder keeps of a reusable ticket it resolved (§5.3): MPKi, MPKr', the modifier, the keys."""
+
+    mpk_i: bytes = field(repr=False)
+    mpk_r: bytes | None = field(repr=False)
+    modifier: tuple[bytes, bytes] | None
+    session_keys: tuple[KeyDataPayload, ...] = field(repr=False)
+    expires: float | None = None
+
+
+class ResolvedTicketCache:
+    """Tickets a Responder has resolved, reused without the KMS while valid (§5.3: "the same modifier
+    (IDRr, RANDRkms) SHALL be used").  Only tickets whose policy allows reuse (J) are kept.  Thread-safe."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[bytes, ResolvedTicket] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ResolvedTicketCache(entries={len(self._entries)})"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, ticket_id: bytes, now: float) -> ResolvedTicket | None:
+        with self._lock:
+            entry = self._entries.get(ticket_id)
+            if entry is not None and entry.expires is not None and entry.expires < now:
+                del self._entries[ticket_id]
+                return None
+            return entry
+
+    def put(self, ticket_id: bytes, entry: ResolvedTicket, now: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                for k in [k for k, e in self._entries.items() if e.expires is not None and e.expires < now]:
+                    del self._entries[k]
+                if len(self._entries) >= self.max_entries:
+                    self._entries.pop(next(iter(self._entries)))
+            self._entries[ticket_id] = entry
+
+
 class TicketResponderStep(NamedTuple):
     """What :meth:`TicketResponder.receive` gives: a RESOLVE_INIT to send to the KMS, or the outcome."""
 
@@ -1459,6 +1505,7 @@ class TicketResponder(_TicketSide):
         tpk_for: Callable[[bytes | None], bytes | None] | None = None,
         accept_policy: Callable[[TicketPolicy], None] | None = None,
         responder_keys: Sequence[KeyDataPayload] = (),
+        resolved: ResolvedTicketCache | None = None,
         suite: TicketSuite = SUITE_128,
         own_ssrcs: Sequence[int] = (),
         replay_cache: ReplayStore | None = None,
@@ -1476,6 +1523,7 @@ class TicketResponder(_TicketSide):
         self._tpk_for = tpk_for
         self.accept_policy = accept_policy
         self.responder_keys = tuple(responder_keys)
+        self.resolved = resolved
         self.suite = suite
         self.own_ssrcs = list(own_ssrcs)
         self.result: ExchangeResult | None = None
@@ -1527,6 +1575,12 @@ class TicketResponder(_TicketSide):
             self.accept_policy(policy)
         admission = self.admit(msg, t, now, _id(parts.ids.get(IDRole.INITIATOR)))
         self._pending = _Pending(msg, parts, t, rand_i, ticket, policy, admission)
+        if self.resolved is not None and policy.flag("J"):
+            known = self.resolved.get(ticket_id_of(ticket), now)
+            if known is not None:  # resolved before: no Ticket Resolve, the same modifier (§5.3)
+                mod = _Modifier(*known.modifier) if known.modifier is not None else None
+                outcome = self._finish(now, known.mpk_i, known.mpk_r, mod, list(known.session_keys))
+                return TicketResponderStep(policy, None, outcome)
         if not policy.flag("E") and self._tpk_for is not None:
             try:
                 tpk_id = ticket_tpk_id(ticket)
@@ -1602,7 +1656,13 @@ class TicketResponder(_TicketSide):
             if idr is None or rand_kms is None:
                 raise UnspecifiedError("a forked RESOLVE_RESP carries IDRr and RANDRkms (§4.2.3.5)")
             mod = _Modifier(idr.data, rand_kms)
-        return self._finish(now, mpks[0], mpks[1] if forked else None, mod, session)
+        outcome = self._finish(now, mpks[0], mpks[1] if forked else None, mod, session)
+        if self.resolved is not None and policy.flag("J"):
+            _, end = policy.validity(now)
+            self.resolved.put(ticket_id_of(self._pending.ticket), ResolvedTicket(
+                mpks[0], mpks[1] if forked else None, (mod.id_data, mod.rand_kms) if mod else None, tuple(session),
+                end), now)
+        return outcome
 
     def _finish(self, now: float, mpk_i: bytes, mpk_r_forked: bytes | None, mod: _Modifier | None,
                 session: list[KeyDataPayload]) -> ResponderOutcome:
