@@ -272,6 +272,9 @@ def _message_keys(
 _FLAG_LETTERS = "DEFGHIJKLMNO"
 
 
+_FLAG_BITS: dict[str, int] = {c: 1 << (11 - i) for i, c in enumerate(_FLAG_LETTERS)}
+
+
 def ticket_flags(letters: str) -> int:
     """The 12-bit D..O flag field with the named letters set, e.g. ``ticket_flags("DEFHNO")``."""
     value = 0
@@ -320,7 +323,7 @@ class TicketPolicy:
     reserved: int = 0
 
     def flag(self, letter: str) -> bool:
-        return bool(self.flags & ticket_flags(letter))
+        return bool(self.flags & _FLAG_BITS[letter])
 
     @property
     def flag_string(self) -> str:
@@ -618,12 +621,15 @@ def ticket_tpk_id(ticket: TicketPayload) -> bytes | None:
     return None
 
 
-def open_base_ticket(ticket: TicketPayload, tpk_for: Callable[[bytes | None], bytes | None]) -> TicketContents:
+def open_base_ticket(ticket: TicketPayload, tpk_for: Callable[[bytes | None], bytes | None],
+                     policy: TicketPolicy | None = None) -> TicketContents:
     """Verify and decrypt a MIKEY base ticket with the TPK *tpk_for* returns for its IDRpsk (A.1, A.2.1).
 
-    No TPK: :class:`InvalidTicketError` (14); bad MAC or cipher text: :class:`AuthenticationError` (0).
+    *policy* is the ticket's, when the caller has decoded it already.  No TPK:
+    :class:`InvalidTicketError` (14); bad MAC or cipher text: :class:`AuthenticationError` (0).
     """
-    policy = TicketPolicy.from_payload(ticket)
+    if policy is None:
+        policy = TicketPolicy.from_payload(ticket)
     _check_ticket_type(policy, role="kms")
     prf = _check_prf(policy.prf_func)
     thdr_data, chain = _split_ticket_data(ticket.ticket_data)
@@ -1587,7 +1593,7 @@ class TicketResponder(_TicketSide):
             except MikeyError:
                 tpk_id = None
             if self._tpk_for(tpk_id) is not None:
-                contents = open_base_ticket(ticket, self._tpk_for)
+                contents = open_base_ticket(ticket, self._tpk_for, policy)
                 mpk_i, _ = contents.mpk_pair(policy.prf_func)
                 outcome = self._finish(now, mpk_i, None, None, list(contents.session_keys))
                 return TicketResponderStep(policy, None, outcome)
@@ -2521,7 +2527,7 @@ class TicketKms:
             owner.append(tpk)
             return tpk.key
 
-        contents = open_base_ticket(ticket, tpk_for)
+        contents = open_base_ticket(ticket, tpk_for, policy)
         tpk = owner[0]
         if not policy.flag("D") and (tpk.owner is None or policy.initiator is None or policy.initiator.data != tpk.owner):
             raise AuthenticationError("an Initiator-made ticket must be protected by a TPK of its IDRi (mode 3)")
