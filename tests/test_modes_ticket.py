@@ -659,6 +659,8 @@ def test_reuse_forbidden_j0_same_device_and_other_transfer_refused() -> None:
     with pytest.raises(PeerError) as info:
         r2.receive_resolve(kms.handle(r2.receive(ti, NOW).resolve_init or b"", NOW) or b"", NOW)
     assert info.value.err_nos == [ErrorNo.UNSPECIFIED]
+    to_alice = Message.decode(info.value.error_message or b"")  # the refusal passed on to the Initiator
+    assert to_alice.csb_id == Message.decode(ti).csb_id and _err_no(info.value) == ErrorNo.UNSPECIFIED
     # the laptop resolving the same TRANSFER_INIT: forking, allowed
     transfer_ok = responder(b"bob-laptop", PSK_B_LAPTOP, 32)
     transfer_ok.receive_resolve(kms.handle(transfer_ok.receive(ti, NOW).resolve_init or b"", NOW) or b"", NOW)
@@ -792,8 +794,9 @@ def test_tampered_messages_are_rejected() -> None:
     ti[idx] ^= 1  # Identity_r is covered
     r = responder()
     step = r.receive(bytes(ti), NOW)
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(AuthenticationError) as info:
         r.receive_resolve(kms.handle(step.resolve_init or b"", NOW) or b"", NOW)
+    assert _err_no(info.value) == ErrorNo.AUTH_FAILURE
     # a TRANSFER_RESP from another fork's keys does not verify
     kms2 = make_kms()
     _, _, _, g2 = request(kms2, policy("DEFHINO"), seed=3)
@@ -967,3 +970,23 @@ def test_responder_reuses_a_resolved_ticket_with_the_same_modifier() -> None:
     _, _, _, g0 = request(kms, policy("DEFHINO"), seed=12)
     transfer(kms, g0, responder(resolved=cache0, seed=46), seed=47)
     assert len(cache0) == 0
+
+
+class _SilentKms(TicketKms):
+    """A KMS that changes the validity period but leaves K = 0 (a misbehaving KMS)."""
+
+    def _grant(self, desired: TicketPolicy, cred: TicketCredential, suite: TicketSuite,
+               now: float) -> tuple[TicketPolicy, list[tuple[int, int]]]:
+        granted, shapes = super()._grant(desired, cred, suite, now)
+        shorter = TrPayload(TSRole.END_OF_VALIDITY, TSType.NTP_UTC_32, (int(now) + 2208988800 + 60).to_bytes(4, "big"))
+        return granted.replace(end=shorter, flags=granted.flags & ~ticket_flags("K")), shapes
+
+
+def test_initiator_refuses_a_changed_policy_without_k() -> None:
+    """§4.2.1.6 / §6.10: a granted policy that differs from the desired one while K = 0 is refused."""
+    kms = _SilentKms(make_store(), identity=KMS_ID, rng=seeded(7))
+    req = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice", rng=seeded(1))
+    resp = kms.handle(req.create_message(NOW), NOW)
+    with pytest.raises(InvalidTPparError):
+        req.receive(resp or b"", NOW)
+    assert req.state == State.FAILED

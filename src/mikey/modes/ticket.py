@@ -1555,9 +1555,23 @@ class TicketResponder(_TicketSide):
         return step
 
     def receive_resolve(self, data: bytes, now: float) -> ResponderOutcome:
-        """RESOLVE_RESP from the KMS; then the TRANSFER_INIT is authenticated and answered."""
-        outcome: ResponderOutcome = self._run(data, now, DataType.RESOLVE_RESP, State.WAIT_RESPONSE,
-                                              self._on_resolve_resp)
+        """RESOLVE_RESP from the KMS; then the TRANSFER_INIT is authenticated and answered.
+
+        On failure the error's ``error_message`` is the Error message for the Initiator (about its
+        TRANSFER_INIT, §5.4); a KMS refusal is passed on with the KMS's Error no.
+        """
+        try:
+            outcome: ResponderOutcome = self._run(data, now, DataType.RESOLVE_RESP, State.WAIT_RESPONSE,
+                                                  self._on_resolve_resp)
+        except MikeyError as exc:
+            pend = self._pending
+            if pend is not None and exc.error_message is None:
+                err_nos = exc.err_nos if isinstance(exc, PeerError) else ([int(exc.err_no)] if exc.err_no is not None
+                                                                           else [])
+                if err_nos:
+                    exc.error_message = build_error_message(pend.msg.csb_id, err_nos, TimestampPayload.ntp_utc(now),
+                                                            prf=int(pend.msg.header.prf))
+            raise
         return outcome
 
     def _on_transfer(self, msg: Message, now: float) -> TicketResponderStep:
