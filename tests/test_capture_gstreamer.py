@@ -7,6 +7,12 @@ and ``multifilesink`` writes each decrypted packet to its own file, compared byt
 Every profile ``mikey keys`` names is covered (AES-CM-128 with 80- and 32-bit tags, AEAD-AES-128/256-GCM),
 with a non-zero ROC; a wrong key or ROC makes ``srtpdec`` drop every packet.
 
+The other direction: a MIKEY message GStreamer itself makes (``gst_mikey_message_new_from_caps``, what
+rtsp-server and rtspclientsink send: SP parameter 3 holding the tag length, the TEK being master key ||
+salt) in an RTSP capture with SRTP from GStreamer's ``srtpenc``: ``mikey decode --lint`` names both
+mistakes, ``mikey keys --gstreamer`` gives back the key GStreamer was given, ``mikey srtp-decrypt
+--gstreamer`` the RTP.
+
 Skipped without ``gst-launch-1.0`` and the elements used; with ``CI`` set, fails instead (``.ci/run``
 installs gstreamer1.0-tools, -plugins-good and -plugins-bad).  (GStreamer's ``pcapparse`` is not used:
 in 1.22 ``pcapparse ! srtpdec`` passes the packets through undecrypted.)
@@ -14,16 +20,20 @@ in 1.22 ``pcapparse ! srtpdec`` passes the packets through undecrypted.)
 
 from __future__ import annotations
 
+import base64
+import ctypes.util
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import dpkt  # type: ignore[import-untyped]
 import pytest
-from test_capture import NOW, PSK, A, B, pcap, sip, udp
+from test_capture import NOW, PSK, A, B, pcap, sip, tcp, udp
 from test_capture_srtp import rtcp_sr, rtp
 
 from mikey.cli.main import main
@@ -35,7 +45,8 @@ from mikey.session import CryptoSessionBundle
 from mikey.srtp import SrtpPolicyParams
 from mikey.wire import SecurityPolicyPayload
 
-ELEMENTS = ("filesrc", "rtpstreamdepay", "srtpdec", "multifilesink")
+ELEMENTS = ("filesrc", "rtpstreamdepay", "rtpstreampay", "srtpdec", "srtpenc", "multifilesink", "filesink")
+MIKEY_CAPS = Path(__file__).parent / "gstreamer_mikey_caps.py"
 SSRC = 0xAAAA0001
 RTP_PORT, RTCP_PORT = 40002, 40003
 
@@ -51,6 +62,8 @@ def _missing() -> str | None:
     launch, inspect = shutil.which("gst-launch-1.0"), shutil.which("gst-inspect-1.0")
     if launch is None or inspect is None:
         return "gst-launch-1.0/gst-inspect-1.0 not installed (gstreamer1.0-tools)"
+    if ctypes.util.find_library("gstsdp-1.0") is None:
+        return "GStreamer's libgstsdp-1.0 not installed (libgstreamer-plugins-base1.0-0)"
     for element in ELEMENTS:
         if subprocess.run([inspect, "--exists", element], capture_output=True, timeout=60).returncode != 0:
             return f"GStreamer element {element} not installed (gstreamer1.0-plugins-good/-bad)"
@@ -161,3 +174,62 @@ def test_srtpdec_drops_everything_with_wrong_caps(gstreamer: str, tmp_path: Path
     rtp_out, rtcp_out = srtpdec(gstreamer, tmp_path, capture, wrong)
     assert rtp_out == []
     assert rtcp_out == ([] if change == "key" else [rtcp_sr(SSRC)])  # SRTCP carries its own index, no ROC
+
+
+@pytest.mark.parametrize("auth", ["hmac-sha1-80", "hmac-sha1-32"])
+def test_gstreamer_made_mikey_and_srtp(gstreamer: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       auth: str) -> None:
+    key = bytes(range(0x30, 0x30 + 30))  # master key || salt, as srtpenc's "key" property
+    caps = (f"application/x-srtp, srtp-key=(buffer){key.hex()}, srtp-cipher=(string)aes-128-icm, "
+            f"srtp-auth=(string){auth}, srtcp-cipher=(string)aes-128-icm, srtcp-auth=(string)hmac-sha1-80")
+    made = subprocess.run([sys.executable, str(MIKEY_CAPS), caps, f"{SSRC:08x}"], capture_output=True, timeout=60,
+                          check=True)
+    mikey_msg = bytes.fromhex(made.stdout.decode().strip())
+    plain = [rtp(SSRC, 100 + i, bytes([0x60 + i]) * (30 + i)) for i in range(5)]
+    (tmp_path / "plain.stream").write_bytes(b"".join(len(p).to_bytes(2, "big") + p for p in plain))
+    enc = tmp_path / "srtp.stream"
+    pipeline = [
+        "srtpenc", "name=enc", f"key={key.hex()}", "rtp-cipher=aes-128-icm", f"rtp-auth={auth}",
+        "rtcp-cipher=aes-128-icm", "rtcp-auth=hmac-sha1-80",
+        "filesrc", f"location={tmp_path / 'plain.stream'}", "!", "application/x-rtp-stream", "!", "rtpstreamdepay", "!",
+        "application/x-rtp, media=(string)audio, clock-rate=(int)8000, encoding-name=(string)PCMU, payload=(int)0",
+        "!", "enc.rtp_sink_0", "enc.rtp_src_0", "!", "rtpstreampay", "!", "filesink", f"location={enc}",
+    ]
+    proc = subprocess.run([gstreamer, "-q", *pipeline], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    stream, protected = enc.read_bytes(), []
+    while stream:
+        n = int.from_bytes(stream[:2], "big")
+        protected.append(stream[2 : 2 + n])
+        stream = stream[2 + n :]
+    assert len(protected) == len(plain)
+
+    # an RTSP DESCRIBE reply carrying it at media level, as rtsp-server sends it, then the SRTP
+    sdp = (f"v=0\r\no=- 1 1 IN IP4 {B}\r\ns=Session streamed with GStreamer\r\nt=0 0\r\n"
+           f"m=audio 0 RTP/SAVP 0\r\na=control:stream=0\r\na=key-mgmt:mikey {base64.b64encode(mikey_msg).decode()}"
+           "\r\n").encode()
+    reply = (b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n"
+             % len(sdp)) + sdp
+    frames = [tcp(B, 8554, A, 41000, 1, reply)] + [udp(B, 5000, A, RTP_PORT, p) for p in protected]
+    path = tmp_path / "gst.pcap"
+    path.write_bytes(pcap(frames, t0=NOW))
+
+    assert main(["--json", "decode", "--lint", str(path)]) == 0
+    warnings = json.loads(capsys.readouterr().out)["messages"][0]["warnings"]
+    tag = 10 if auth.endswith("80") else 4
+    assert [w for w in warnings if w.startswith(("SP ", "KEY_DATA"))] == [
+        f"SP parameter 3 (authentication key length) is {tag}, a tag length: parameter 11 (SRTP authentication tag "
+        "length) was probably meant (HMAC-SHA1 keys are 20 octets)",
+        "KEY_DATA TEK is 30 octets but the SP encryption key length is 16",
+    ]
+    assert main(["keys", str(path), "--show-keys", "--format", "gst"]) == 2
+    assert "--gstreamer reads it so" in capsys.readouterr().err
+    assert main(["keys", str(path), "--gstreamer", "--show-keys", "--format", "gst"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"ssrc=(uint){SSRC}, srtp-key=(buffer){key.hex()}, srtp-cipher=(string)aes-128-icm, "
+                           f"srtp-auth=(string){auth}, ")
+    out = tmp_path / "plain.pcap"
+    assert main(["srtp-decrypt", str(path), "--keys-from", str(path), "--gstreamer", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert [bytes(dpkt.ethernet.Ethernet(b).data.data.data) for _, b in dpkt.pcap.Reader(io.BytesIO(out.read_bytes()))] \
+        == plain

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..capture import Found
-from ..constants import DataType, EncrAlg, PayloadType
+from ..constants import DataType, EncrAlg, KeyDataType, PayloadType, ProtType, SRTPParam
 from ..errors import MikeyDecodeError, MikeyError
 from ..modes.keytransport import session_keys
 from ..modes.results import CryptoSessionKeys, ExchangeResult
@@ -51,7 +52,8 @@ from .common import read_message as read_text_message
 from .decode import capture_path, found_in_capture
 from .plugin_base import ModePlugin
 
-__all__ = ["register", "run", "KeyRecord", "keys_of", "SUITES", "RESPONDER_SIDE", "INITIATOR_SIDE", "add_mode_arguments"]
+__all__ = ["register", "run", "KeyRecord", "keys_of", "SUITES", "RESPONDER_SIDE", "INITIATOR_SIDE", "add_mode_arguments",
+           "clear_keys", "gstreamer_shaped"]
 
 #: Per pylibsrtp profile name: (SDES crypto suite, srtpdec srtp-cipher, srtp-auth, srtcp-cipher, srtcp-auth).
 #: libsrtp's ``_32`` profile authenticates SRTCP with an 80-bit tag (RFC 5764 §4.1.2); GCM has no separate auth.
@@ -150,10 +152,59 @@ def _message_time(data: bytes) -> float | None:
     return None
 
 
-def clear_keys(msg: Message, source: str) -> list[KeyRecord] | None:
+#: SP parameter 3 values that are tag lengths (octets of the 32/80-bit HMAC-SHA1 tags), and the SRTP defaults
+#: of RFC 3830 Table 6.10.1.b a GStreamer-made SP relies on.
+_TAG_LENGTHS = (4, 10)
+_DEFAULT_KEY_LEN, _DEFAULT_SALT_LEN, _HMAC_SHA1_KEY_LEN = 16, 14, 20
+
+
+def _sp_int(sp: SecurityPolicyPayload, ptype: int) -> int | None:
+    value = next((v for t, v in sp.params if t == ptype), None)
+    return int.from_bytes(value, "big") if value else None
+
+
+def gstreamer_shaped(msg: Message) -> bool:
+    """Whether *msg* has the shape of ``gst_mikey_message_new_from_caps`` (GStreamer 1.8+, used by rtsp-server
+    and rtspclientsink): an SRTP SP whose parameter 3 holds the tag length (no parameter 11) and a NULL KEMAC
+    whose TEK is the master key followed by the salt (no salt field)."""
+    sps = [p for p in msg.payloads if isinstance(p, SecurityPolicyPayload) and p.prot_type == ProtType.SRTP]
+    kemac = next((p for p in msg.payloads if isinstance(p, KemacPayload)), None)
+    if len(sps) != 1 or kemac is None or kemac.encr_alg != EncrAlg.NULL or not kemac.encr_data:
+        return False
+    try:
+        subs = decode_sub_payloads(kemac.encr_data, PayloadType.KEY_DATA)
+    except MikeyDecodeError:
+        return False
+    kd = next((s for s in subs if isinstance(s, KeyDataPayload)), None)
+    sp = sps[0]
+    key_len = _sp_int(sp, SRTPParam.SESSION_ENCR_KEY_LEN) or _DEFAULT_KEY_LEN
+    salt_len = _sp_int(sp, SRTPParam.SESSION_SALT_KEY_LEN) or _DEFAULT_SALT_LEN
+    return (_sp_int(sp, SRTPParam.SESSION_AUTH_KEY_LEN) in _TAG_LENGTHS and _sp_int(sp, SRTPParam.AUTH_TAG_LEN) is None
+            and kd is not None and kd.key_type == KeyDataType.TEK and kd.salt is None
+            and len(kd.key) == key_len + salt_len)
+
+
+def _as_gstreamer_meant(msg: Message, key_data: KeyDataPayload) -> tuple[list[SecurityPolicyPayload], KeyDataPayload]:
+    """The SP and Key data GStreamer meant: parameter 3's value as the tag length (11) with a 20-octet HMAC-SHA1
+    key, and the TEK split into master key and salt (a TEK+salt, RFC 3830 §6.13)."""
+    out = []
+    for sp in (p for p in msg.payloads if isinstance(p, SecurityPolicyPayload)):
+        tag = _sp_int(sp, SRTPParam.SESSION_AUTH_KEY_LEN)
+        params = tuple((t, v) for t, v in sp.params if t != SRTPParam.SESSION_AUTH_KEY_LEN)
+        params += ((SRTPParam.SESSION_AUTH_KEY_LEN, bytes([_HMAC_SHA1_KEY_LEN])),
+                   (SRTPParam.AUTH_TAG_LEN, bytes([tag or 10])))
+        out.append(dataclasses.replace(sp, params=params))
+    key_len = _sp_int(out[0], SRTPParam.SESSION_ENCR_KEY_LEN) or _DEFAULT_KEY_LEN
+    split = KeyDataPayload(KeyDataType.TEK_SALT, key_data.key[:key_len], key_data.key[key_len:], key_data.kv)
+    return out, split
+
+
+def clear_keys(msg: Message, source: str, *, gstreamer: bool = False) -> list[KeyRecord] | None:
     """The keys of a KEMAC with NULL encryption (RFC 3830 §4.2.3, §6.2): in the clear, so no credentials needed.
 
-    Its MAC is not checked (that needs the PSK).  None when *msg* has no such KEMAC.
+    Its MAC is not checked (that needs the PSK).  None when *msg* has no such KEMAC.  With *gstreamer*, a
+    :func:`gstreamer_shaped` message is read as GStreamer meant it (:func:`_as_gstreamer_meant`); without, its
+    failure names the switch.
     """
     kemac = next((p for p in msg.payloads if isinstance(p, KemacPayload)), None)
     if kemac is None or kemac.encr_alg != EncrAlg.NULL or not kemac.encr_data:  # DH-HMAC: a KEMAC with no key
@@ -165,8 +216,17 @@ def clear_keys(msg: Message, source: str) -> list[KeyRecord] | None:
         raise MikeyDecodeError("the NULL-encrypted KEMAC needs a Key data sub-payload and the message a RAND",
                                payload="KEMAC")
     policies = [p for p in msg.payloads if isinstance(p, SecurityPolicyPayload)]
-    sessions = session_keys(key_data.key, int(key_data.key_type), msg.header, rand, policies, key_data.salt)
-    return [KeyRecord(source, msg.header.csb_id, cs, _profile_name(cs)) for cs in sessions]
+    shaped = gstreamer_shaped(msg)
+    if gstreamer and shaped:
+        policies, key_data = _as_gstreamer_meant(msg, key_data)
+    try:
+        sessions = session_keys(key_data.key, int(key_data.key_type), msg.header, rand, policies, key_data.salt)
+        return [KeyRecord(source, msg.header.csb_id, cs, _profile_name(cs)) for cs in sessions]
+    except MikeyError as exc:
+        if shaped and not gstreamer:
+            raise UsageError(f"{one_line(exc.message)}; the message is shaped as GStreamer writes it (SP parameter 3 "
+                             "= tag length, TEK = master key || salt): --gstreamer reads it so") from None
+        raise
 
 
 def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str,
@@ -179,7 +239,7 @@ def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str,
     """
     plugins: dict[str, ModePlugin] = args.plugins
     if args.mode is None:
-        clear = clear_keys(Message.decode(data), source)
+        clear = clear_keys(Message.decode(data), source, gstreamer=bool(getattr(args, "gstreamer", False)))
         if clear is None:
             raise UsageError("give --mode and its credentials (as for 'mikey respond') to recover the keys")
         return clear
@@ -203,6 +263,9 @@ def add_mode_arguments(p: argparse.ArgumentParser, plugins: dict[str, ModePlugin
                    "for " + ", ".join(INITIATOR_SIDE) + " the Initiator's, as for 'complete')")
     p.add_argument("--rmsg", metavar="MSG", help="the R_MESSAGE, when the source is one I_MESSAGE of "
                    + ", ".join(INITIATOR_SIDE) + " (hex, base64, @FILE)")
+    p.add_argument("--gstreamer", action="store_true",
+                   help="without --mode: read a NULL-KEMAC message shaped as GStreamer writes it "
+                   "(gst_mikey_message_new_from_caps: SP parameter 3 = tag length, TEK = master key || salt) as meant")
     plugin = plugins.get(mode) if mode is not None else None
     if plugin is not None:
         command = "complete" if plugin.name in INITIATOR_SIDE else "respond"
