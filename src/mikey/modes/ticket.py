@@ -1081,7 +1081,8 @@ class TicketRequester(_TicketSide):
         self.kms_id = _idr(IDRole.KMS, kms_id)
         self.psk_id = _idr(IDRole.PSK, psk_id, IDType.BYTE_STRING)
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
-        self.rand = rand if rand is not None else rng(max(16, suite.key_len))
+        # §12.1: the RANDs are at least as long as the longest key they protect
+        self.rand = rand if rand is not None else rng(max(16, suite.key_len, len(self._psk)))
         self.accept_policy = accept_policy
         self.request: bytes | None = None
         self.grant: TicketGrant | None = None
@@ -1240,7 +1241,7 @@ class TicketInitiator(_TicketSide):
         self.specs = list(crypto_sessions) if crypto_sessions else [CryptoSessionSpec()]
         self.policies = list(policies) if policies is not None else [default_srtp_policy(0)]
         self.csb_id = csb_id if csb_id is not None else random_csb_id(rng)
-        self.rand = rand if rand is not None else rng(max(16, len(grant.mpk_i)))
+        self.rand = rand if rand is not None else rng(max(16, len(grant.mpk_i), *(len(k.key) for k in grant.session_keys)))
         self.own_keys = tuple(session_keys)
         self.transfer_init: bytes | None = None
         self.header: CommonHeader | None = None
