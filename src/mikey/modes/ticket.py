@@ -63,7 +63,7 @@ How this implementation reads RFC 6043 where it is silent or ambiguous (also in
     :class:`~mikey.errors.InvalidTPparError`, a granted policy that breaks §6.10, that differs
     from the desired one while K = 0, or (K = 1) that its ``accept_policy`` refuses -- by default
     one that widens the desired policy (longer validity, other responders, reuse or no forking
-    where none/forking was asked, other keys).
+    where none/forking was asked); the keys granted are then in the grant for the caller to judge.
 13. Routing (§10): a KMS without the TPK of a ticket whose TP names a configured peer KMS forwards
     its own RESOLVE_INIT_PSK (the Responder's IDRr and the TICKET reused); the peer, trusting it as a
     ``peer_kms`` credential, authorises the IDRr named; the answer is re-keyed for the Responder.
@@ -1149,7 +1149,7 @@ class TicketRequester(_TicketSide):
         mpks, session = _split_keys(plain, n_mpk, what="REQUEST_RESP KEMAC")
         _check_forking_flags(granted, session)
         if not granted.flag("D"):
-            raise InvalidTPparError("a ticket from the KMS has D = 1 (§6.10)")
+            raise InvalidTPparError("a ticket from the KMS must have D = 1 (§6.10)")
         if granted.flag("K"):
             if not self.accept_policy(self.desired, granted):
                 raise InvalidTPparError("the KMS granted a Ticket Policy this Initiator does not accept (§4.2.1.6)")
@@ -2494,7 +2494,7 @@ class TicketKms:
             flags |= ticket_flags("F")
         if not flags & ticket_flags("G"):
             flags |= ticket_flags("H")
-        changed = (flags & mask) != (desired.flags & mask) or shapes != wanted
+        changed = (flags & mask) != (desired.flags & mask) or shapes != wanted or desired.prf_func != suite.prf
         end = desired.end
         limit = now + rules.max_lifetime
         d_end = desired.end.unix_time(now) if desired.end is not None else None
