@@ -990,3 +990,19 @@ def test_initiator_refuses_a_changed_policy_without_k() -> None:
     with pytest.raises(InvalidTPparError):
         req.receive(resp or b"", NOW)
     assert req.state == State.FAILED
+
+
+def test_responder_refuses_an_initiator_other_than_the_ticket_names() -> None:
+    """§4.2.3: the resolved Ticket Policy names who requested the ticket; a TRANSFER_INIT whose IDRi
+    claims someone else is refused (Authentication failure)."""
+    kms = make_kms()
+    _, _, _, grant = request(kms, policy("DEFHJNO"))
+    r = responder()
+    step = r.receive(TicketInitiator(grant, id_i=CAROL, id_r=BOB, rng=seeded(2)).create_message(NOW), NOW)
+    with pytest.raises(AuthenticationError) as info:
+        r.receive_resolve(kms.handle(step.resolve_init or b"", NOW) or b"", NOW)
+    assert _err_no(info.value) == ErrorNo.AUTH_FAILURE
+    ok = responder(seed=5)
+    out = ok.receive_resolve(kms.handle(ok.receive(TicketInitiator(grant, rng=seeded(3)).create_message(NOW), NOW)
+                                        .resolve_init or b"", NOW) or b"", NOW)
+    assert out.result.initiator_id == ALICE  # no IDRi sent: the Ticket Policy's

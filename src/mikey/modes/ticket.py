@@ -1706,6 +1706,11 @@ class TicketResponder(_TicketSide):
             vi = _initiator_data_vi(pend.ticket.initiator_data)
             if not hmac.compare_digest(vi.ver_data, v.ver_data):
                 raise AuthenticationError("the V of TRANSFER_INIT differs from Vi in the Initiator Data (§4.2.3.6)")
+        # The resolved Ticket Policy names who requested or made the ticket (§4.2.3): IDRi must agree.
+        claimed = parts.ids.get(IDRole.INITIATOR)
+        if policy.initiator is not None and claimed is not None and claimed.data != policy.initiator.data:
+            raise AuthenticationError("IDRi differs from the identity the Ticket Policy names (§4.2.3)")
+        initiator = policy.initiator or claimed
         self.remember(pend.admission)
         keys: list[KeyDataPayload] = list(session)  # TGK' already, when the KMS forked (§4.2.3.5)
         if parts.kemac is not None:  # Initiator-supplied keys (L flag), under MPKi (§4.2.2.1)
@@ -1725,7 +1730,7 @@ class TicketResponder(_TicketSide):
         result = ExchangeResult(
             mode=MODE, csb_id=msg.csb_id, tgk=keys[0].key if keys else b"", rand=pend.rand_i, prf=prf,
             crypto_sessions=sessions, authenticated=True, header=header, policies=policies,
-            initiator_id=_id(parts.ids.get(IDRole.INITIATOR)) or None, responder_id=_id(idr) or None,
+            initiator_id=_id(initiator) or None, responder_id=_id(idr) or None,
             extras={"rand_r": rand_r or b"", "rand_kms": mod.rand_kms if mod else b"", "forked": mod is not None,
                     "ticket_flags": policy.flag_string, "key_type": int(keys[0].key_type) if keys else None},
         )
@@ -1753,7 +1758,7 @@ class TicketResponder(_TicketSide):
         self.bundle = TicketBundle(
             msg.csb_id, prf, suite.mac_alg, suite.encr_alg, protect, pend.rand_i if policy.flag("H") else None,
             rand_r, tuple(keys), header, policies, False, policy.flag("M"), policy.flag("L"), _id(idr) or None,
-            _id(parts.ids.get(IDRole.INITIATOR)) or None, pend.ticket.ticket_data)
+            _id(claimed) or None, pend.ticket.ticket_data)
         self.result = result
         self.state = State.DONE
         return ResponderOutcome(result, response)
