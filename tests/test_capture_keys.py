@@ -97,3 +97,20 @@ def test_null_kemac_needs_no_credentials(capsys: pytest.CaptureFixture[str]) -> 
     encrypted, _, _ = exchange()
     assert main(["keys", encrypted.hex()]) == 2
     assert "give --mode" in capsys.readouterr().err
+
+
+def test_without_mode_a_capture_gives_the_clear_keys_and_lists_the_others(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """One NULL-KEMAC exchange and one encrypted one: the clear keys, and the other named as needing --mode."""
+    clear = PskInitiator(PSK, crypto_sessions=[CryptoSessionSpec(ssrc=SSRCS[0])], encr_alg=int(EncrAlg.NULL),
+                         allow_null_security=True)
+    encrypted, _, _ = exchange()
+    frames = [udp(A, 5060, B, 5060, sip("INVITE sip:bob@example.org SIP/2.0", "c1", make_offer(encrypted))),
+              udp(A, 5060, B, 5060, sip("INVITE sip:carol@example.org SIP/2.0", "c2", make_offer(clear.create_message(NOW))))]
+    path = tmp_path / "two.pcap"
+    path.write_bytes(pcap(frames, t0=NOW + 1))
+    assert main(["keys", str(path), "--json"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert [(r["source"], r["fingerprint"]) for r in obj["crypto_sessions"]] == [
+        ("packet 2", clear.result.crypto_sessions[0].fingerprint())]
+    assert [(f["source"], f["error"].split(" and ")[0]) for f in obj["failures"]] == [("packet 1", "give --mode")]

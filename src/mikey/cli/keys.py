@@ -155,6 +155,7 @@ def _message_time(data: bytes) -> float | None:
 #: SP parameter 3 values that are tag lengths (octets of the 32/80-bit HMAC-SHA1 tags), and the SRTP defaults
 #: of RFC 3830 Table 6.10.1.b a GStreamer-made SP relies on.
 _TAG_LENGTHS = (4, 10)
+_NEEDS_MODE = "give --mode"
 _DEFAULT_KEY_LEN, _DEFAULT_SALT_LEN, _HMAC_SHA1_KEY_LEN = 16, 14, 20
 
 
@@ -241,7 +242,7 @@ def keys_of(args: argparse.Namespace, data: bytes, now: float, source: str,
     if args.mode is None:
         clear = clear_keys(Message.decode(data), source, gstreamer=bool(getattr(args, "gstreamer", False)))
         if clear is None:
-            raise UsageError("give --mode and its credentials (as for 'mikey respond') to recover the keys")
+            raise UsageError(_NEEDS_MODE + " and its credentials (as for 'mikey respond') to recover the keys")
         return clear
     plugin = plugins[args.mode]
     try:
@@ -346,6 +347,7 @@ def collect(args: argparse.Namespace) -> tuple[list[KeyRecord], list[tuple[str, 
         except MikeyError as exc:
             failures.append((source, one_line(exc.message)))
     given_ssrcs = list(args.ssrc or [])
+    needs_mode: list[tuple[str, str]] = []  # without --mode: exchanges whose keys are not in the clear
     for i, it in enumerate(items):
         if not _wanted(args.mode, it.msg.header.data_type):
             continue
@@ -364,8 +366,14 @@ def collect(args: argparse.Namespace) -> tuple[list[KeyRecord], list[tuple[str, 
             records += keys_of(args, it.data, now, it.source, response.data if response is not None else None)
         except MikeyError as exc:
             failures.append((it.source, one_line(exc.message)))
+        except UsageError as exc:
+            if args.mode is not None or not str(exc).startswith(_NEEDS_MODE):
+                raise
+            needs_mode.append((it.source, str(exc)))
     args.ssrc = given_ssrcs
-    return records, failures
+    if needs_mode and not records and not failures:
+        raise UsageError(needs_mode[0][1])  # nothing readable at all: the credentials are missing
+    return records, failures + needs_mode
 
 
 def _where(f: Found) -> str:
