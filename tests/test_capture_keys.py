@@ -114,3 +114,18 @@ def test_without_mode_a_capture_gives_the_clear_keys_and_lists_the_others(tmp_pa
     assert [(r["source"], r["fingerprint"]) for r in obj["crypto_sessions"]] == [
         ("packet 2", clear.result.crypto_sessions[0].fingerprint())]
     assert [(f["source"], f["error"].split(" and ")[0]) for f in obj["failures"]] == [("packet 1", "give --mode")]
+
+
+def test_sender_clock_off_keys_taken_at_its_own_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A capture made 10 days after the message's T (a camera without NTP): keys at the message's time, noted."""
+    i_msg, r_msg, result = exchange()
+    frames = [udp(A, 5060, B, 5060, sip("INVITE sip:bob@example.org SIP/2.0", "c1", make_offer(i_msg))),
+              udp(B, 5060, A, 5060, sip("SIP/2.0 200 OK", "c1", make_answer(r_msg)))]
+    path = tmp_path / "late.pcap"
+    path.write_bytes(pcap(frames, t0=NOW + 864000))
+    assert main(["keys", str(path), "--mode", "psk", "--psk", PSK.hex(), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["crypto_sessions"]
+    assert {r["cs_id"]: r["fingerprint"] for r in rows} == CryptoSessionBundle(result).fingerprints()
+    assert rows[0]["note"].startswith("T is -864000 s from the capture time: keys recovered at the message's own time")
+    assert main(["keys", str(path), "--mode", "psk", "--psk", PSK.hex()]) == 0
+    assert "  note: T is -864000 s" in capsys.readouterr().out

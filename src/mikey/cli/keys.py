@@ -23,7 +23,7 @@ from typing import Any
 
 from ..capture import Found
 from ..constants import DataType, EncrAlg, KeyDataType, PayloadType, ProtType, SRTPParam
-from ..errors import MikeyDecodeError, MikeyError
+from ..errors import InvalidTimestampError, MikeyDecodeError, MikeyError
 from ..modes.keytransport import session_keys
 from ..modes.results import CryptoSessionKeys, ExchangeResult
 from ..replay import ReplayCache
@@ -88,6 +88,7 @@ class KeyRecord:
     csb_id: int
     keys: CryptoSessionKeys
     profile: str  # a key of SUITES
+    note: str | None = None
 
     @property
     def suite(self) -> tuple[str, str, str, str, str]:
@@ -120,6 +121,8 @@ class KeyRecord:
             "sdes_suite": self.suite[0],
             "fingerprint": self.keys.fingerprint(),
         }
+        if self.note is not None:
+            d["note"] = self.note
         if secrets:
             d["master_key"] = self.keys.master_key.hex()
             d["master_salt"] = self.keys.master_salt.hex()
@@ -363,7 +366,17 @@ def collect(args: argparse.Namespace) -> tuple[list[KeyRecord], list[tuple[str, 
             if now is None:
                 raise UsageError(f"{it.source}: the message has no timestamp; cannot tell its time")
             args.ssrc = given_ssrcs or (_filled_ssrcs(it.msg, response.msg) if response is not None else [])
-            records += keys_of(args, it.data, now, it.source, response.data if response is not None else None)
+            r_data = response.data if response is not None else None
+            try:
+                records += keys_of(args, it.data, now, it.source, r_data)
+            except InvalidTimestampError:
+                # A sender with a wrong clock (a camera without NTP): its own T says when it meant the message.
+                own = _message_time(r_data if args.mode in INITIATOR_SIDE and r_data is not None else it.data)
+                if own is None or own == now:
+                    raise
+                note = (f"T is {own - now:+.0f} s from the capture time: keys recovered at the message's own time "
+                        "(RFC 3830 §5.4 freshness not checked)")
+                records += [dataclasses.replace(r, note=note) for r in keys_of(args, it.data, own, it.source, r_data)]
         except MikeyError as exc:
             failures.append((it.source, one_line(exc.message)))
         except UsageError as exc:
@@ -409,6 +422,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{r.source}: CSB {r.csb_id:08x} CS {r.keys.cs_id}: SSRC {ssrc}, ROC {r.keys.roc}, "
                   f"{r.suite[0]}, fingerprint {r.keys.fingerprint()}")
+            if r.note is not None:
+                print(f"  note: {r.note}")
             if args.show_keys:
                 print(f"  master key:  {r.keys.master_key.hex()}")
                 print(f"  master salt: {r.keys.master_salt.hex()}")
