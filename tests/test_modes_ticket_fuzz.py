@@ -250,3 +250,60 @@ def test_update_responder(m: tuple[int, int, int, int]) -> None:
 
     bundle, message = UPDATE
     _accepts(lambda d: TicketUpdateResponder(bundle).receive(d, NOW), message, m)  # type: ignore[arg-type]
+
+
+def _update_answer() -> tuple[object, bytes]:
+    """A CSB update started by the Initiator and the Responder's genuine answer."""
+    from mikey.modes.ticket import TicketUpdater, TicketUpdateResponder
+
+    k = kms()
+    req = requester()
+    grant = req.receive(k.handle(req.create_message(NOW), NOW) or b"", NOW)
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+    r = responder()
+    step = r.receive(ini.create_message(NOW), NOW)
+    ini.receive(r.receive_resolve(k.handle(step.resolve_init or b"", NOW) or b"", NOW).response or b"", NOW)
+    message = TicketUpdater(ini.bundles[0], rng=seeded(9)).create_message(NOW)
+    answer = TicketUpdateResponder(r.bundle).receive(message, NOW).response  # type: ignore[arg-type]
+    return ini.bundles[0], answer or b""
+
+
+UPDATE_ANSWER = _update_answer()
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_updater_receive(m: tuple[int, int, int, int]) -> None:
+    from mikey.modes.ticket import TicketUpdater
+
+    bundle, answer = UPDATE_ANSWER
+
+    def run(d: bytes) -> object:
+        up = TicketUpdater(bundle, rng=seeded(9))  # type: ignore[arg-type]
+        up.create_message(NOW)
+        return up.receive(d, NOW)
+
+    _accepts(run, answer, m)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_initiator_receive_fork(m: tuple[int, int, int, int]) -> None:
+    """A second device's TRANSFER_RESP, mutated, at receive_fork."""
+    k = kms()
+    req = requester()
+    grant = req.receive(k.handle(req.create_message(NOW), NOW) or b"", NOW)
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB, rng=seeded(2))
+    ti = ini.create_message(NOW)
+    answers = []
+    for seed in (3, 4):
+        r = responder(seed)
+        step = r.receive(ti, NOW)
+        answers.append(r.receive_resolve(k.handle(step.resolve_init or b"", NOW) or b"", NOW).response or b"")
+    ini.receive(answers[0], NOW)
+    data = mutate(answers[1], *m)
+    try:
+        ini.receive_fork(data, NOW)
+    except MikeyError:
+        return
+    assert data == answers[1], "a mutated message was accepted"
