@@ -14,13 +14,18 @@ from pathlib import Path
 
 import dpkt  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_capture import NOW, PSK, A, B, pcap, tcp
 from test_capture_rfc4567 import psk_exchange
 from test_capture_srtp import rtcp_sr, rtp
 
 from mikey.capture import InterleavedStreams, find_mikey, read_packets
 from mikey.cli.main import main
+from mikey.cli.srtp_decrypt import StreamKey, decrypt_capture
+from mikey.errors import MikeyDecodeError
 from mikey.offer_answer import make_offer, rtsp_keymgmt_header
+from mikey.srtp import SrtpPolicyParams
 
 CAM, CLIENT = B, A
 SSRC = 0xCA3E0001
@@ -87,3 +92,22 @@ def test_srtp_decrypt_writes_interleaved_media_as_udp(tmp_path: Path, capsys: py
         assert ip.len == len(bytes(ip)) and ip.data.ulen == 8 + len(ip.data.data)
         rows.append(bytes(ip.data.data))
     assert rows == plain[:3] + [sr] + plain[3:]
+
+
+_SEED, _, _ = camera_capture()
+_KEYS = [StreamKey(SSRC, 0, bytes(16), bytes(14), SrtpPolicyParams()), StreamKey(0, 0, bytes(16), bytes(14),
+                                                                                 SrtpPolicyParams())]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_SEED) - 1), st.integers(0, 255)), max_size=8), st.integers(0, 3000))
+def test_fuzz_srtp_decrypt_mutated_camera_capture(flips: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(_SEED[: max(24, len(_SEED) - cut)])
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    try:
+        counts = decrypt_capture(io.BytesIO(bytes(data)), io.BytesIO(), _KEYS)
+    except MikeyDecodeError:
+        return
+    assert all(0 <= s < 1 << 32 for s in counts)  # only SSRCs come out; no other exception
