@@ -4,9 +4,11 @@ Where the I_MESSAGE carries the key (PSK, PK, MIKEY-SAKKE: RFC 3830 §3.1, §3.2
 it acts as the Responder with the ``respond`` options of ``--mode``; where the Responder
 chooses (RSA-R, RFC 4738 §3) or co-derives (DH, RFC 3830 §3.3; DH-HMAC, RFC 4650 §3) the
 TGK, as the Initiator that receives the captured R_MESSAGE, with the ``complete`` options
-(the Initiator's private key or DH exponent).  Each message is taken at its capture time
-(or its T payload), with a fresh replay cache.  SSRC placeholders (0) of an I_MESSAGE are
-filled from the captured response when there is one (RFC 3830 §6.1.1).  Prints per crypto
+(the Initiator's private key or DH exponent).  Without ``--mode``, only keys a NULL-encrypted
+KEMAC carries in the clear are read (``--gstreamer``: as GStreamer's misread SP and TEK meant
+them).  Each message is taken at its capture time (or its T payload; at its own T, noted, when
+its sender's clock is off), with a fresh replay cache.  SSRC placeholders (0) of an I_MESSAGE
+are filled from the captured response when there is one (RFC 3830 §6.1.1).  Prints per crypto
 session: SSRC, ROC, SRTP profile, master key and salt — the secrets only with
 ``--show-keys`` — as text, GStreamer ``srtpdec`` caps fields, SDES ``inline:`` key
 parameters (RFC 4568 §6.1) or JSON.
