@@ -8,9 +8,10 @@ Keys are not wrapped.  :mod:`mikey.kms.dsig` signs these documents (SignedKmsRes
 SignedKmsRequest) when a client has an integrity key.
 
 UserID: the schema types it ``xsd:string`` and KMSs write it in hex or in base64.  We emit
-lowercase hex (as the TS 33.180 sample responses do); we read either: a text of hex digits
-of even length is hex, anything else is strict base64 (RFC 4648 §4), and for 3GPP UIDs the
-decoding that equals the UID of UserUri and KeyPeriodNo (TS 33.180 §F.2.1) is taken.
+lowercase hex (as the TS 33.180 sample responses do); we read either: the text is decoded as
+hex (hex digits, even length, any case) and as strict base64 (RFC 4648 §4); for 3GPP UIDs the
+decoding that equals the UID of UserUri and KeyPeriodNo (TS 33.180 §F.2.1) is taken, for
+RFC 6509 identifiers the hex one when the text is hex.
 
 Reading: the same documents, plain or inside ``SignedKmsResponse`` (the signature is not
 checked here: :func:`mikey.kms.dsig.verify_kms_response` does that and returns the signed
