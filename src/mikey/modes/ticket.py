@@ -72,6 +72,9 @@ How this implementation reads RFC 6043 where it is silent or ambiguous (also in
     TRANSFER_INIT); each party keeps its IDR role of the initial exchange, and the MAC of the update
     TRANSFER_INIT covers it || sender's identity || receiver's; TEKs keep the initial RANDs (H/G);
     a repeated RAND or TICKET must equal the initial one; L and M say who may send keys.
+15. The HDR V flag: §6.1 says it MUST be 0 except in CSB-update TRANSFER_INITs, while §4.2.1.1 and
+    §4.2.3.1 set it to 1 in REQUEST_INIT/RESOLVE_INIT and §4.2.2.1 makes it agree with F in
+    TRANSFER_INIT.  The specific sections are followed when sending; receivers ignore V as they say.
 """
 
 from __future__ import annotations
