@@ -1006,3 +1006,34 @@ def test_responder_refuses_an_initiator_other_than_the_ticket_names() -> None:
     out = ok.receive_resolve(kms.handle(ok.receive(TicketInitiator(grant, rng=seeded(3)).create_message(NOW), NOW)
                                         .resolve_init or b"", NOW) or b"", NOW)
     assert out.result.initiator_id == ALICE  # no IDRi sent: the Ticket Policy's
+
+
+def test_kms_request_refusals() -> None:
+    """Error numbers for a Ticket Request: not allowed to request (12), another KMS named (7), unknown
+    Initiator (0), NULL MAC (3), expired T (1)."""
+    store = make_store()
+    store.add_credential(TicketCredential(b"sip:guest@example.com", bytes(range(5, 21)), b"guest", may_request=False))
+    kms = make_kms(store)
+    guest = TicketRequester(bytes(range(5, 21)), policy(), id_i=b"sip:guest@example.com", kms_id=KMS_ID,
+                            psk_id=b"guest", rng=seeded(1))
+    with pytest.raises(TicketRefusedError) as info:
+        kms.receive(guest.create_message(NOW), NOW)
+    assert _err_no(info.value) == ErrorNo.UNSPECIFIED
+    other = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=b"kms.other.net", psk_id=b"alice", rng=seeded(2))
+    with pytest.raises(MikeyError) as info:
+        kms.receive(other.create_message(NOW), NOW)
+    assert _err_no(info.value) == ErrorNo.INVALID_ID
+    stranger = TicketRequester(PSK_A, policy(), id_i=b"sip:nobody@example.com", kms_id=KMS_ID, rng=seeded(3))
+    with pytest.raises(AuthenticationError) as info:
+        kms.receive(stranger.create_message(NOW), NOW)
+    assert _err_no(info.value) == ErrorNo.AUTH_FAILURE
+    req = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice", rng=seeded(4))
+    m = Message.decode(req.create_message(NOW))
+    null_v = Message(m.header, (*m.payloads[:-1], VerificationPayload(MacAlg.NULL, b""))).encode()
+    with pytest.raises(MikeyError) as info:
+        kms.receive(null_v, NOW)
+    assert _err_no(info.value) == ErrorNo.INVALID_MAC
+    late = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice", rng=seeded(5))
+    with pytest.raises(InvalidTimestampError) as info:
+        kms.receive(late.create_message(NOW - 3600), NOW)
+    assert _err_no(info.value) == ErrorNo.INVALID_TS
