@@ -7,7 +7,8 @@ SQLite database DIR/kms.sqlite3 (unless --db names another) and the community; p
 http://HOST:PORT`` (or https) as its first stdout line once the socket accepts connections.  Plain
 HTTP only on loopback.  Without --dev-tokens or --jwks every request is refused (401).
 ``user add --data DIR [--db URL] URI…`` registers users, also while a server runs.
-``fetch --kms URL --token TOKEN --out FILE [--ca PEM]`` writes the token's user's keystore JSON.
+``fetch --kms URL --token TOKEN --out FILE [--ca PEM] [--integrity-key FILE] [--replace]`` writes the
+token's user's keystore JSON, keeping the previous key period already in FILE (rollover).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from .._files import write_private_atomic
 from ..errors import KeyMaterialError, MikeyError
+from ..keystore import SakkeKeystore
 from ..kms import generate_community
 from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks, NoIssuer, UrlJwks
 from ..kms.store import AT_REST_KEY_ENV, AtRestKey, KmsStore, create_at_rest_key_file
@@ -176,20 +178,59 @@ def run_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integrity_key(path: str | None) -> bytes | None:
+    """The client's InK from *path* (hex digits; TS 33.180 Annex D), or None."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"--integrity-key {path}: not a readable file of hex digits ({exc})") from None
+    if not 16 <= len(key) <= 64:
+        raise UsageError(f"--integrity-key {path}: the key must be 16 to 64 octets, not {len(key)}")
+    return key
+
+
+def _with_previous(out: str, fetched: SakkeKeystore, keep_from: int | None) -> tuple[SakkeKeystore, str]:
+    """*fetched* merged with the key sets already in *out* for the same user and community.
+
+    A fetch after a period boundary returns N+1 (and N+2); keeping N from the earlier file lets
+    messages timestamped just before the boundary still verify (RFC 6509 §3.3).  Periods before
+    *keep_from* are dropped.  Another user's file, or keys of a rotated community, are replaced.
+    """
+    try:
+        previous = SakkeKeystore.load_json(Path(out).read_bytes())
+    except FileNotFoundError:
+        return fetched, ""
+    except (OSError, MikeyError, ValueError):
+        return fetched, " (replaced an unreadable file)"
+    if previous.uri != fetched.uri or previous.kms != fetched.kms:
+        return fetched, " (replaced the keys of another user or community)"
+    merged = previous.merged(fetched)
+    return (merged if keep_from is None else merged.pruned(keep_from)), ""
+
+
 def run_fetch(args: argparse.Namespace) -> int:
     from ..kms.client import fetch_keystore
 
+    ink = _integrity_key(args.integrity_key)
     try:
-        store = fetch_keystore(args.kms, args.token, ca=args.ca)
+        store = fetch_keystore(args.kms, args.token, ca=args.ca, integrity_key=ink)
     except MikeyError as exc:
         print(f"mikey: {exc}", file=sys.stderr)
         return 1
+    note = ""
+    if not args.replace:
+        fetched_periods = store.period_numbers
+        keep_from = fetched_periods[0] - 1 if fetched_periods else None
+        store, note = _with_previous(args.out, store, keep_from)
     try:
         write_private_atomic(args.out, json.dumps(store.to_dict(), indent=2).encode())
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     periods = ", ".join(str(k.period_no) for k in store.key_sets)
-    print(f"wrote {args.out}: {store.uri} (key periods {periods})")
+    print(f"wrote {args.out}: {store.uri} (key periods {periods}){note}")
     return 0
 
 
@@ -231,4 +272,9 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     f.add_argument("--token", required=True, metavar="TOKEN", help="the bearer token (names the user)")
     f.add_argument("--out", required=True, metavar="FILE", help="the keystore JSON to write")
     f.add_argument("--ca", metavar="PEM", help="CA certificates trusted for HTTPS (default: the system's)")
+    f.add_argument("--integrity-key", metavar="FILE",
+                   help="file holding the client's InK in hex: requests are signed and the responses must be "
+                   "SignedKmsResponse under it (TS 33.180 Annex D)")
+    f.add_argument("--replace", action="store_true",
+                   help="overwrite FILE; by default the previous key period already in FILE is kept (rollover)")
     f.set_defaults(func=run_fetch)
