@@ -7,6 +7,8 @@
 * Crash safety: ``kill -9`` of a server in the middle of a burst of first provisionings, then a
   restart on the same database (SQLite and PostgreSQL): every key set whose response arrived is
   stored, decrypts and is re-provisioned unchanged; no row is half-written; the server serves again.
+* A second host (its own data directory) on the shared database: refuses to start with another
+  at-rest key; with the shared one (``MIKEY_KMS_AT_REST_KEY``) it serves the same keys.
 
 PostgreSQL is at ``MIKEY_TEST_POSTGRES_URL`` (default ``postgresql://127.0.0.1:5432/test``); each
 test gets a throwaway database, dropped afterwards.  Skipped without a server; with ``CI`` set the
