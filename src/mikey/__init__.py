@@ -73,6 +73,8 @@ _LAZY: dict[str, str] = {
     "load_certificates": "mikey.keystore",
     "load_private_key": "mikey.keystore",
     "validate": "mikey.wire.validate",
+    "lint": "mikey.wire.validate",
+    "LintWarning": "mikey.wire.validate",
 }
 
 __all__ = [
@@ -124,6 +126,8 @@ __all__ = [
     "load_certificates",
     "load_private_key",
     "validate",
+    "lint",
+    "LintWarning",
 ]
 
 
@@ -161,4 +165,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .replay import ReplayCache, ReplayStore
     from .session import CryptoSessionBundle
     from .srtp import SrtpContext, SrtpPolicyParams
-    from .wire.validate import validate
+    from .wire.validate import LintWarning, lint, validate
