@@ -167,9 +167,11 @@ def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "kms", help="a file-based MIKEY-SAKKE KMS (community keys, user keys)",
-        description="A file-based MIKEY-SAKKE KMS for labs and demos (RFC 6507, RFC 6508, 3GPP TS 33.180): "
-        "'init' creates a community, 'issue' a user's key file for 'initiate/respond --mode sakke --keys'.",
+        "kms", help="the MIKEY-SAKKE Key Management Server (3GPP TS 33.180) and its client",
+        description="The MIKEY-SAKKE KMS (RFC 6507, RFC 6508, 3GPP TS 33.180 Annex D). Server: 'serve' "
+        "(HTTP(S), SQLite or PostgreSQL), 'user add', 'token' (development tokens), 'rotate'. Client: 'fetch' "
+        "writes the keystore 'initiate/respond --mode sakke --keys' reads. Files only, no server: 'init' "
+        "creates a community, 'issue' a user's key file.",
     )
     sub = p.add_subparsers(dest="kms_command", metavar="COMMAND", required=True)
     i = sub.add_parser("init", help="create a KMS community (KSAK/KPAK, z/Z)",
