@@ -44,6 +44,25 @@ else 401/403 and nothing changes), JSON in and out (``application/json``), under
   listing of issued key sets of every generation, no secrets.
 * ``GET``/``POST audit``: the admin audit log (who rotated, registered, enabled... and when).
 
+* ``POST ticket-users`` ``{"identity": URI, "psk": "<32-128 hex digits>", "key_id": TEXT, "groups": [URI...],
+  "may_request": true, "may_resolve": true}`` (all but identity and psk optional): provisions a
+  MIKEY-TICKET party's PSK (one device; ``key_id`` is the IDRpsk it sends, default none: the identity
+  names the key), 201 and the party without its key; 409 if that key id exists.  ``GET ticket-users``
+  (or ``POST`` with an empty body): ``{"ticket_users": [...]}``, no keys.
+
+MIKEY KMS roles (RFC 6043 §4.2.1, §4.2.3; issue 10 §9): ``POST /keymanagement/mikey/v1`` with a
+MIKEY message as body, ``Content-Type: application/mikey`` (RFC 3830 §10, the registered media
+type), answered with ``application/mikey``.  The message authenticates itself (its MAC under the
+party's PSK with the KMS, or its signature, RFC 6043 §5.5) and the KMS database authorises it; no
+bearer token is needed (an Authorization header is ignored).  The core dispatches on the common
+header's data type to a registered :class:`MikeyKmsRole` -- by default the MIKEY-TICKET role
+(:mod:`mikey.kms.ticket_role`, data types 11, 12, 16, 17); another method's KMS role (IBAKE key
+requests, 19-21) registers the same way.  A response is 200; an RFC 6043 §5.4 Error message is
+400 with the Error message as ``application/mikey`` body; a message the role discards (a replay,
+RFC 3830 §5.4), a data type no role serves, or a body too short for a header is 400 with a
+``KmsError``; 405, 413 and 415 (another Content-Type) as for the other routes; a database
+failure 500.  A refused message stores nothing.
+
 Every KmsCore reads the active generation number from the database once per request (one
 primary-key ``max()``, so a rotation made through another process on the same database is
 served from the next request on, with no staleness window as a TTL cache would have; a
@@ -63,7 +82,7 @@ import logging
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -75,10 +94,18 @@ from ..keystore import IdentityKeys, KmsPublicKeys
 from .auth import Principal, require_admin, www_authenticate
 from .dsig import KmsSignatureError, sign_kms_response, verify_kms_request
 from .issue import KmsCommunity, generate_community, issue_user_keys
-from .store import KmsStore, KmsUser, RotationConflictError, check_integrity_key, check_user_uri
+from .store import (
+    KmsStore,
+    KmsUser,
+    RotationConflictError,
+    TicketUserRecord,
+    check_integrity_key,
+    check_user_uri,
+)
 from .xml import KMS_XML_NS, kms_init_xml, kms_key_prov_xml
 
-__all__ = ["KmsCore", "KmsResponse", "Authenticator", "MAX_BODY_BYTES", "API_PREFIX", "ADMIN_PREFIX"]
+__all__ = ["KmsCore", "KmsResponse", "Authenticator", "MikeyKmsRole", "MAX_BODY_BYTES", "API_PREFIX", "ADMIN_PREFIX",
+           "MIKEY_PATH", "MIKEY_MEDIA_TYPE"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +115,10 @@ MAX_BODY_BYTES = 64 * 1024
 API_PREFIX = "/keymanagement/identity/v1/"
 #: The path prefix of the admin routes (this KMS's own, not TS 33.180).
 ADMIN_PREFIX = API_PREFIX + "admin/"
+#: The path of the MIKEY KMS roles (RFC 6043 Ticket Request and Resolve), with or without a final "/".
+MIKEY_PATH = "/keymanagement/mikey/v1"
+#: The media type of MIKEY messages (RFC 3830 §10).
+MIKEY_MEDIA_TYPE = "application/mikey"
 
 _XML_TYPE = "application/xml; charset=utf-8"
 _JSON_TYPE = "application/json"
@@ -96,6 +127,7 @@ _CACHE_NUM = re.compile(r"[0-9]{1,18}")
 _HEX_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){16,64}")
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _USER_VERBS = ("enable", "disable", "integrity-key")
+_ERROR_DATA_TYPE = 6  # RFC 3830 §6.1: an Error message
 
 
 class Authenticator(Protocol):
@@ -104,6 +136,19 @@ class Authenticator(Protocol):
     def verify_bearer(self, authorization: str | bytes | None, now: float) -> Principal: ...
 
     def authorize_user(self, principal: Principal, requested_user_uri: str) -> None: ...
+
+
+class MikeyKmsRole(Protocol):
+    """A MIKEY method's KMS role: the data types of the initial messages it answers, and the answer.
+
+    ``handle`` returns the response or the Error message, or ``None`` for a message to discard;
+    it raises :class:`~mikey.errors.KmsStoreError` when the database fails.
+    """
+
+    @property
+    def data_types(self) -> frozenset[int]: ...
+
+    def handle(self, message: bytes, now: float) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +304,14 @@ def _user_json(user: KmsUser) -> dict[str, Any]:
             "created_at": user.created_at}
 
 
+def _ticket_user_json(record: TicketUserRecord) -> dict[str, Any]:
+    """A MIKEY-TICKET party for the admin listing: never its PSK."""
+    return {"identity": record.identity.decode("utf-8", "replace"),
+            "key_id": None if record.key_id == record.identity else record.key_id.decode("utf-8", "replace"),
+            "groups": [g.decode("utf-8", "replace") for g in record.groups], "may_request": record.may_request,
+            "may_resolve": record.may_resolve, "created_at": record.created_at}
+
+
 def _actor(principal: Principal) -> str:
     """Who an admin token speaks for, for the audit log: its subject, else its MC identity, else its issuer."""
     who = principal.subject or principal.user_uri or f"admin token of {principal.issuer}"
@@ -271,7 +324,8 @@ class KmsCore:
     *kms_uri*, if given, must be the stored community's KMS URI.  Thread-safe.
     """
 
-    def __init__(self, store: KmsStore, authenticator: Authenticator, kms_uri: str | None = None) -> None:
+    def __init__(self, store: KmsStore, authenticator: Authenticator, kms_uri: str | None = None, *,
+                 mikey_roles: Sequence[MikeyKmsRole] | None = None) -> None:
         public = store.public_keys()
         if kms_uri is not None and kms_uri != public.kms_uri:
             raise ValueError(f"the database holds the community of {public.kms_uri!r}, not {kms_uri!r}")
@@ -280,6 +334,17 @@ class KmsCore:
         self.kms_uri = public.kms_uri  # every generation keeps it (KmsStore.rotate_community)
         self._communities: dict[int, KmsCommunity] = {}
         self._lock = threading.Lock()
+        if mikey_roles is None:
+            from .ticket_role import TicketKmsRole
+
+            mikey_roles = [TicketKmsRole.on_store(store, self.kms_uri.encode("utf-8"))]
+        #: ``{data type: role}`` of the MIKEY KMS roles served at :data:`MIKEY_PATH`.
+        self.mikey_roles: dict[int, MikeyKmsRole] = {}
+        for role in mikey_roles:
+            for data_type in role.data_types:
+                if data_type in self.mikey_roles:
+                    raise ValueError(f"two MIKEY KMS roles for data type {data_type}")
+                self.mikey_roles[int(data_type)] = role
 
     def __repr__(self) -> str:
         return f"KmsCore({self.kms_uri!r})"
@@ -326,6 +391,8 @@ class KmsCore:
         request = path.split("?", 1)[0]
         name = request[len(API_PREFIX):].split("/", 1)[0] if request.startswith(API_PREFIX) else ""
         user_for_errors = self.kms_uri
+        if request.rstrip("/") == MIKEY_PATH:
+            return self._mikey(method, lowered, body, now)
         try:
             if name == "admin":
                 return self._admin(method, request[len(ADMIN_PREFIX):], lowered, body, now)
@@ -444,14 +511,14 @@ class KmsCore:
                 user_uri = unquote("/".join(parts[1:-1]), errors="strict")
             except UnicodeDecodeError:
                 raise _Refusal(400, "the user URI in the path is not percent-encoded UTF-8") from None
-        elif len(parts) == 1 and parts[0] in ("users", "generations", "keysets", "audit"):
+        elif len(parts) == 1 and parts[0] in ("users", "generations", "keysets", "audit", "ticket-users"):
             action = parts[0]
             allowed = ("GET", "POST")
         elif parts == ["rotate"]:
             action, allowed = "rotate", ("POST",)
         else:
             raise _Refusal(404, "no such admin resource (users, users/<URI>/enable|disable|integrity-key, rotate, "
-                                "generations, keysets, audit)")
+                                "generations, keysets, audit, ticket-users)")
         if verb not in allowed:
             raise _Refusal(405, f"this admin resource takes {' or '.join(allowed)}", (("Allow", ", ".join(allowed)),))
         if len(body) > MAX_BODY_BYTES:
@@ -470,6 +537,10 @@ class KmsCore:
             return self._admin_add_user(body, actor, now)
         if action == "rotate":
             return self._admin_rotate(body, actor, now)
+        if action == "ticket-users":
+            if verb == "GET" or not body.strip():
+                return self._json(200, {"ticket_users": [_ticket_user_json(u) for u in self.store.ticket_users()]})
+            return self._admin_add_ticket_user(body, actor, now)
         if action == "generations":
             _json_body(body if verb == "POST" else b"", frozenset())
             generations = self.store.list_generations()
@@ -501,6 +572,69 @@ class KmsCore:
         if not self.store.add_user(uri, enabled=enabled, integrity_key=ink, actor=actor, now=now):
             raise _Refusal(409, "the user is already registered (nothing changed)")
         return self._json(201, _user_json(self._registered(uri)))
+
+    def _admin_add_ticket_user(self, body: bytes, actor: str, now: float) -> KmsResponse:
+        obj = _json_body(body, frozenset({"identity", "psk", "key_id", "groups", "may_request", "may_resolve"}),
+                         frozenset({"identity", "psk"}))
+        identity = _user_uri(obj["identity"]).encode("utf-8")
+        psk = obj["psk"]
+        if not isinstance(psk, str) or not _HEX_KEY.fullmatch(psk):
+            raise _Refusal(400, "psk must be 32 to 128 hex digits (16 to 64 octets)")
+        key_id = obj.get("key_id")
+        if key_id is not None and (not isinstance(key_id, str) or not 1 <= len(key_id) <= 256
+                                   or not key_id.isprintable()):
+            raise _Refusal(400, "key_id must be 1 to 256 printable characters")
+        groups = obj.get("groups", [])
+        if not isinstance(groups, list) or len(groups) > 64:
+            raise _Refusal(400, "groups must be a list of at most 64 URIs")
+        rights = {}
+        for name in ("may_request", "may_resolve"):
+            rights[name] = obj.get(name, True)
+            if not isinstance(rights[name], bool):
+                raise _Refusal(400, f"{name} must be true or false")
+        try:
+            added = self.store.add_ticket_user(
+                identity, bytes.fromhex(psk), key_id=None if key_id is None else key_id.encode("utf-8"),
+                groups=tuple(_user_uri(g).encode("utf-8") for g in groups), actor=actor, now=now, **rights)
+        except KmsStoreError as exc:
+            raise _Refusal(400, exc.message) from None
+        if not added:
+            raise _Refusal(409, "that PSK id is already provisioned (nothing changed)")
+        record = self.store.ticket_user(identity if key_id is None else key_id.encode("utf-8"))
+        if record is None:  # pragma: no cover - just stored
+            raise _Refusal(500, "the party was not stored")
+        return self._json(201, _ticket_user_json(record))
+
+    # -- MIKEY KMS roles ----------------------------------------------------------------------
+
+    def _mikey(self, method: str, headers: Mapping[str, str], body: bytes, now: float) -> KmsResponse:
+        """One MIKEY message to the KMS role its data type names (module docstring)."""
+        try:
+            if method.upper() != "POST":
+                raise _Refusal(405, "MIKEY messages are sent with POST", (("Allow", "POST"),))
+            if len(body) > MAX_BODY_BYTES:
+                raise _Refusal(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != MIKEY_MEDIA_TYPE:
+                raise _Refusal(415, f"the body must be a MIKEY message, Content-Type {MIKEY_MEDIA_TYPE}")
+            if len(body) < 10:  # RFC 3830 §6.1: the common header alone is 10 octets
+                raise _Refusal(400, "the body is too short for a MIKEY message")
+            role = self.mikey_roles.get(body[1])
+            if role is None:
+                raise _Refusal(400, f"this KMS answers no MIKEY message of data type {body[1]}")
+            answer = role.handle(body, now)
+            if answer is None:
+                raise _Refusal(400, "the MIKEY message was discarded (a replay, RFC 3830 §5.4)")
+            status = 400 if len(answer) > 1 and answer[1] == _ERROR_DATA_TYPE else 200
+            return KmsResponse(status, MIKEY_MEDIA_TYPE, answer)
+        except _Refusal as r:
+            return self._error(r.status, r.message, self.kms_uri, "mikey", now, r.headers)
+        except MikeyError as exc:
+            logger.error("MIKEY KMS role failed: %s: %s", type(exc).__name__, exc)
+            return self._error(500, "the KMS could not answer (see its log)", self.kms_uri, "mikey", now)
+        except Exception:
+            logger.exception("MIKEY KMS role failed unexpectedly")
+            return self._error(500, "the KMS could not answer (see its log)", self.kms_uri, "mikey", now)
 
     def _registered(self, uri: str) -> KmsUser:
         user = self.store.get_user(uri)

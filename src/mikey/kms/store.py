@@ -25,11 +25,17 @@ stored and listable.  Generation 1 seals its secrets with the associated data of
 revision 0001 (so a database upgraded from it keeps working); later generations add their
 number to it.  Each client's integrity key InK (TS 33.180 Annex D, signed requests and
 responses) is sealed too.  Admin changes are written to an audit log (:meth:`KmsStore.list_audit`).
+
+The MIKEY-TICKET KMS role (RFC 6043, :mod:`mikey.kms.ticket_role`) keeps its parties' PSKs and
+rights (:meth:`KmsStore.add_ticket_user`), its ticket protection keys (TPKs, Appendix A), both sealed
+like every secret, and the resolves of no-reuse tickets (:meth:`KmsStore.record_ticket_resolution`,
+§5.3), shared by every KMS process on the database (schema revision 0003).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import struct
@@ -59,6 +65,8 @@ __all__ = [
     "KmsStore",
     "KmsUser",
     "RotationConflictError",
+    "TicketTpkRecord",
+    "TicketUserRecord",
     "UnknownUserError",
     "check_integrity_key",
     "check_user_uri",
@@ -324,6 +332,86 @@ _audit = sa.Table(
     sa.Column("subject", sa.Text),
     sa.Column("detail", sa.Text),
 )
+
+_ticket_credentials = sa.Table(
+    "kms_ticket_credentials",
+    _metadata,
+    sa.Column("key_id", sa.LargeBinary, primary_key=True),
+    sa.Column("identity", sa.LargeBinary),
+    sa.Column("psk_sealed", sa.LargeBinary),
+    sa.Column("groups", sa.Text),
+    sa.Column("may_request", sa.Boolean),
+    sa.Column("may_resolve", sa.Boolean),
+    sa.Column("peer_kms", sa.Boolean),
+    sa.Column("created_at", sa.Double),
+)
+_ticket_tpks = sa.Table(
+    "kms_ticket_tpks",
+    _metadata,
+    sa.Column("key_id", sa.LargeBinary, primary_key=True),
+    sa.Column("key_sealed", sa.LargeBinary),
+    sa.Column("owner", sa.LargeBinary),
+    sa.Column("default_marker", sa.Integer),
+    sa.Column("created_at", sa.Double),
+)
+_ticket_uses = sa.Table(
+    "kms_ticket_uses",
+    _metadata,
+    sa.Column("ticket_id", sa.LargeBinary, primary_key=True),
+    sa.Column("use_id", sa.LargeBinary),
+    sa.Column("first_at", sa.Double),
+    sa.Column("expires", sa.Double),
+)
+_ticket_resolutions = sa.Table(
+    "kms_ticket_resolutions",
+    _metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ticket_id", sa.LargeBinary),
+    sa.Column("device", sa.LargeBinary),
+    sa.Column("resolver", sa.LargeBinary),
+    sa.Column("use_id", sa.LargeBinary),
+    sa.Column("resolved_at", sa.Double),
+    sa.Column("expires", sa.Double),
+)
+
+#: MIKEY-TICKET PSKs and TPKs: 16 to 64 octets (RFC 6043 §12.1: at least 128 bits).
+MIN_TICKET_KEY = 16
+MAX_TICKET_KEY = 64
+_MAX_TICKET_ID = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketUserRecord:
+    """A MIKEY-TICKET party the KMS shares a PSK with (RFC 6043 §4.2.1.1): one device's key.
+
+    ``key_id`` names the PSK (IDRpsk data; the identity when the device sends no IDRpsk).
+    """
+
+    identity: bytes
+    key_id: bytes
+    psk: bytes = dataclasses.field(repr=False)
+    groups: tuple[bytes, ...] = ()
+    may_request: bool = True
+    may_resolve: bool = True
+    peer_kms: bool = False
+    created_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketTpkRecord:
+    """A ticket protection key (RFC 6043 Appendix A): its id, the key, who else holds it (§4.1.1)."""
+
+    key_id: bytes
+    key: bytes = dataclasses.field(repr=False)
+    owner: bytes | None = None
+    default: bool = False
+
+
+def _check_ticket_bytes(value: object, what: str, *, lo: int = 1, hi: int = _MAX_TICKET_ID) -> bytes:
+    if not isinstance(value, bytes | bytearray) or not lo <= len(value) <= hi:
+        raise KmsStoreError(f"{what} must be {lo} to {hi} octets")
+    return bytes(value)
+
 
 _KEY_SET_COLUMNS = (_key_sets.c.identifier, _key_sets.c.pvt, _key_sets.c.ssk_sealed, _key_sets.c.rsk_sealed)
 
@@ -770,6 +858,155 @@ class KmsStore:
             rows = conn.execute(stmt).all()
         return [KeySetRecord(r.user_uri, r.period_no, bytes(r.identifier), r.issued_at, r.issued_to, int(r.generation))
                 for r in rows]
+
+
+    # -- MIKEY-TICKET (RFC 6043): parties, TPKs, resolved tickets -------------------------------------
+
+    def _ticket_user_of(self, row: Any) -> TicketUserRecord:
+        key_id = bytes(row.key_id)
+        psk = self._key.open(row.psk_sealed, _ad("ticket-psk", key_id.hex()), what="MIKEY-TICKET PSK")
+        groups = tuple(bytes.fromhex(g) for g in json.loads(row.groups))
+        return TicketUserRecord(bytes(row.identity), key_id, psk, groups, bool(row.may_request),
+                                bool(row.may_resolve), bool(row.peer_kms), row.created_at)
+
+    def add_ticket_user(self, identity: bytes, psk: bytes, *, key_id: bytes | None = None,
+                        groups: tuple[bytes, ...] = (), may_request: bool = True, may_resolve: bool = True,
+                        peer_kms: bool = False, actor: str | None = None, now: float | None = None) -> bool:
+        """Store a MIKEY-TICKET party's PSK (sealed) and rights; ``False`` if *key_id* (default: the
+        identity) is taken (then nothing changes).  Audited (never the key)."""
+        identity = _check_ticket_bytes(identity, "a MIKEY-TICKET identity")
+        kid = _check_ticket_bytes(identity if key_id is None else key_id, "a PSK id")
+        psk = _check_ticket_bytes(psk, "a MIKEY-TICKET PSK", lo=MIN_TICKET_KEY, hi=MAX_TICKET_KEY)
+        group_list = [_check_ticket_bytes(g, "a group identity").hex() for g in groups]
+        when = time.time() if now is None else now
+        row = {"key_id": kid, "identity": identity, "psk_sealed": self._key.seal(psk, _ad("ticket-psk", kid.hex())),
+               "groups": json.dumps(group_list), "may_request": may_request, "may_resolve": may_resolve,
+               "peer_kms": peer_kms, "created_at": when}
+        subject = identity.decode("utf-8", "replace")
+        detail = ", ".join(x for x, on in (("request", may_request), ("resolve", may_resolve),
+                                          ("peer KMS", peer_kms)) if on) or "no rights"
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_ticket_credentials.insert(), row)
+                self._audit_in(conn, actor or "local", "ticket-user-add", subject, detail, when)
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as exc:
+            self._fail(exc, "adding a MIKEY-TICKET party")
+        return True
+
+    def ticket_user(self, key_id: bytes) -> TicketUserRecord | None:
+        """The party whose PSK *key_id* names, or ``None``."""
+        with self._begin("reading a MIKEY-TICKET party") as conn:
+            row = conn.execute(sa.select(_ticket_credentials).where(_ticket_credentials.c.key_id == key_id)).first()
+        return None if row is None else self._ticket_user_of(row)
+
+    def ticket_users(self, identity: bytes | None = None) -> list[TicketUserRecord]:
+        """Every MIKEY-TICKET party's devices (of *identity* only, if given), by identity and PSK id."""
+        stmt = sa.select(_ticket_credentials).order_by(_ticket_credentials.c.identity, _ticket_credentials.c.key_id)
+        if identity is not None:
+            stmt = stmt.where(_ticket_credentials.c.identity == identity)
+        with self._begin("listing MIKEY-TICKET parties") as conn:
+            rows = conn.execute(stmt).all()
+        return [self._ticket_user_of(r) for r in rows]
+
+    def _ticket_tpk_of(self, row: Any) -> TicketTpkRecord:
+        key_id = bytes(row.key_id)
+        key = self._key.open(row.key_sealed, _ad("ticket-tpk", key_id.hex()), what="ticket protection key")
+        return TicketTpkRecord(key_id, key, None if row.owner is None else bytes(row.owner), row.default_marker == 1)
+
+    def add_ticket_tpk(self, key_id: bytes, key: bytes, *, owner: bytes | None = None, default: bool = False,
+                       now: float | None = None) -> bool:
+        """Store a TPK (sealed); ``False`` if *key_id* is taken, or *default* and a default TPK exists."""
+        kid = _check_ticket_bytes(key_id, "a TPK id")
+        key = _check_ticket_bytes(key, "a TPK", lo=MIN_TICKET_KEY, hi=MAX_TICKET_KEY)
+        row = {"key_id": kid, "key_sealed": self._key.seal(key, _ad("ticket-tpk", kid.hex())),
+               "owner": None if owner is None else _check_ticket_bytes(owner, "a TPK owner"),
+               "default_marker": 1 if default else None, "created_at": time.time() if now is None else now}
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_ticket_tpks.insert(), row)
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as exc:
+            self._fail(exc, "storing a ticket protection key")
+        return True
+
+    def ticket_tpk(self, key_id: bytes | None) -> TicketTpkRecord | None:
+        """The TPK *key_id* names (``None``: the default TPK), or ``None``."""
+        where = _ticket_tpks.c.default_marker == 1 if key_id is None else _ticket_tpks.c.key_id == key_id
+        with self._begin("reading a ticket protection key") as conn:
+            row = conn.execute(sa.select(_ticket_tpks).where(where)).first()
+        return None if row is None else self._ticket_tpk_of(row)
+
+    def ticket_tpk_owned_by(self, owner: bytes) -> TicketTpkRecord | None:
+        """A TPK the KMS shares with *owner* (mode 2 or 3 of RFC 6043 §4.1.1), or ``None``."""
+        with self._begin("reading a ticket protection key") as conn:
+            row = conn.execute(sa.select(_ticket_tpks).where(_ticket_tpks.c.owner == owner)
+                               .order_by(_ticket_tpks.c.created_at).limit(1)).first()
+        return None if row is None else self._ticket_tpk_of(row)
+
+    def get_or_create_default_tpk(self, generate: Callable[[], tuple[bytes, bytes]]) -> TicketTpkRecord:
+        """The KMS's default TPK; ``generate() -> (key id, key)`` stored first when there is none.
+        Processes starting together all get the one the database kept (UNIQUE default marker)."""
+        existing = self.ticket_tpk(None)
+        if existing is not None:
+            return existing
+        key_id, key = generate()
+        self.add_ticket_tpk(key_id, key, default=True)
+        stored = self.ticket_tpk(None)
+        if stored is None:
+            raise KmsStoreError("the default ticket protection key was refused by the database")
+        return stored
+
+    def record_ticket_resolution(self, ticket_id: bytes, *, use_id: bytes, device: bytes, resolver: bytes,
+                                 expires: float | None, now: float) -> str | None:
+        """Remember a resolve of a no-reuse ticket (RFC 6043 §5.3, J = 0); why it is a reuse, or ``None``.
+
+        A reuse is a second resolve by the same *device* (UNIQUE(ticket, device)), or a resolve with
+        another non-empty *use_id* (Vi, key forking) than the one the first resolve fixed (the ticket
+        id is the PRIMARY KEY of its use).  Atomic across processes: of two concurrent resolves by one
+        device exactly one is recorded; a reuse stores nothing.  Expired records are deleted.
+        """
+        ticket_id = _check_ticket_bytes(ticket_id, "a ticket id")
+        resolution = {"ticket_id": ticket_id, "device": device, "resolver": resolver, "use_id": use_id,
+                      "resolved_at": now, "expires": expires}
+        try:
+            with self._engine.begin() as conn:
+                for table in (_ticket_uses, _ticket_resolutions):
+                    conn.execute(table.delete().where(table.c.expires < now))
+                conn.execute(_ticket_uses.insert(), {"ticket_id": ticket_id, "use_id": use_id, "first_at": now,
+                                                     "expires": expires})
+                conn.execute(_ticket_resolutions.insert(), resolution)
+            return None
+        except IntegrityError:
+            pass  # resolved before (or just now, by another process): check the use, then the device
+        except SQLAlchemyError as exc:
+            self._fail(exc, "recording a ticket resolution")
+        with self._begin("reading a ticket's use") as conn:
+            first = conn.execute(sa.select(_ticket_uses.c.use_id).where(_ticket_uses.c.ticket_id == ticket_id)).scalar()
+        if first is not None and use_id and bytes(first) and not secrets.compare_digest(bytes(first), use_id):
+            return "the ticket was used in another Ticket Transfer and its policy forbids reuse (J = 0, §5.3)"
+        try:
+            with self._engine.begin() as conn:
+                if first is None:  # the first record expired meanwhile
+                    conn.execute(_ticket_uses.insert(), {"ticket_id": ticket_id, "use_id": use_id, "first_at": now,
+                                                         "expires": expires})
+                conn.execute(_ticket_resolutions.insert(), resolution)
+        except IntegrityError:
+            return "this device has already resolved the ticket, whose policy forbids reuse (J = 0, §5.3)"
+        except SQLAlchemyError as exc:
+            self._fail(exc, "recording a ticket resolution")
+        return None
+
+    def list_ticket_resolutions(self, ticket_id: bytes | None = None) -> list[tuple[bytes, bytes, bytes, float]]:
+        """``(ticket id, resolver, device, resolved at)`` of the remembered resolves, oldest first (audit)."""
+        stmt = sa.select(_ticket_resolutions).order_by(_ticket_resolutions.c.resolved_at, _ticket_resolutions.c.id)
+        if ticket_id is not None:
+            stmt = stmt.where(_ticket_resolutions.c.ticket_id == ticket_id)
+        with self._begin("listing ticket resolutions") as conn:
+            rows = conn.execute(stmt).all()
+        return [(bytes(r.ticket_id), bytes(r.resolver), bytes(r.device), r.resolved_at) for r in rows]
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
