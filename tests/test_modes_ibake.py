@@ -674,3 +674,45 @@ def test_peers_of_another_kms(kms: Kms) -> None:
     i, r = IbakeInitiator(alice, ALICE, BOB), IbakeResponder(bob2)
     run(i, r)
     assert r.result is not None and i.results[0].tgk == r.result.tgk
+
+
+def test_key_request_pke(kms: Kms) -> None:
+    """REQUEST_KEY_PKE (§4.2.1.1.2): signed with Alice's certificate, envelope key to the KMS certificate;
+    the response keys come from env_key (checked by opening it with the KEMAC keys derived from it)."""
+    from pki import make_ca, make_leaf
+
+    from mikey.crypto.x509 import CertificateValidator
+    from mikey.keystore import Credentials
+    from mikey.modes.ibake_keys import IbakePkSigner
+
+    ca = make_ca("IBAKE test root")
+    alice_cert = make_leaf(ca, "alice", san_uris=[ALICE.decode()])
+    bob_cert = make_leaf(ca, "bob", san_uris=[BOB.decode()])
+    kms_cert = make_leaf(ca, "kms", san_uris=["sip:kms.example.org"])
+    kms_creds = Credentials(kms_cert.key, kms_cert.cert)
+    role = IbakeKms(kms.master, {}, identity=KMS_ID, periods=1, pk_credentials=[kms_creds],
+                    validator=CertificateValidator([ca.cert]))
+    signer = IbakePkSigner(Credentials(alice_cert.key, alice_cert.cert), kms_cert.cert, chash=2)
+    req = IbakeKeyRequest(None, [ALICE], KMS_ID, kms.params, pk=signer)
+    request = req.create_message(NOW)
+    msg = Message.decode(request)
+    assert msg.data_type == DataType.REQUEST_KEY_PKE
+    assert [type(p).__name__ for p in msg.payloads] == ["TimestampPayload", "RandPayload", "IdrPayload",
+                                                       "CertPayload", "IdrPayload", "ChashPayload", "PkePayload",
+                                                       "SignPayload"]
+    response = role.handle(request, NOW)
+    assert response is not None and Message.decode(response).data_type == DataType.REQUEST_KEY_RESP
+    assert req.receive(response, NOW).private_keys == [ibe.bf_extract_for_period(kms.master, ALICE, WHEN)]
+    # Bob's certificate does not bind Alice's identity: refused (Cert error, 8)
+    bob_signer = IbakePkSigner(Credentials(bob_cert.key, bob_cert.cert), kms_cert.cert)
+    with pytest.raises(MikeyError) as e:
+        role.receive(IbakeKeyRequest(None, [ALICE], KMS_ID, kms.params, pk=bob_signer).create_message(NOW), NOW)
+    assert error_nos(e.value) == [8]
+    # a tampered signed request: 0
+    bad = bytearray(IbakeKeyRequest(None, [ALICE], KMS_ID, kms.params, pk=signer).create_message(NOW))
+    bad[30] ^= 1
+    with pytest.raises(MikeyError) as e2:
+        role.receive(bytes(bad), NOW)
+    assert e2.value.err_no is not None and e2.value.error_message is not None
+    with pytest.raises(ValueError):
+        IbakeKeyRequest(PSKS[ALICE], [ALICE], KMS_ID, kms.params, pk=signer)

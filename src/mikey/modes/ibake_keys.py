@@ -1,10 +1,14 @@
 """MIKEY-IBAKE private key request (RFC 6267 §4.2.1): REQUEST_KEY_PSK -> REQUEST_KEY_RESP, user and KMS.
 
 REQUEST_KEY_PSK  = HDR, T, RAND, (IDRi), IDRkms, [IDRpsk], V
+REQUEST_KEY_PKE  = HDR, T, RAND, (IDRi), {CERTi}, IDRkms, [CHASH], PKE, SIGNi
 REQUEST_KEY_RESP = HDR, T, (IDRi), IDRkms, KEMAC, V            KEMAC = E(encr_key, (IDR || K_PR))
 
-Both are protected with the user's pre-shared key as RFC 3830 §4.1.4 derives keys from it (§5.2):
-encr_key, auth_key and salt = PRF(PSK, const || 0xFF || CSB ID || RAND).  HDR: V = 1 in the request,
+The response is protected with the user's pre-shared key or the envelope key of PKE (E(PKkms,
+env_key), RSA PKCS#1 v1.5, 32 random octets) as RFC 3830 §4.1.4 derives keys from it (§5.2): encr_key,
+auth_key and salt = PRF(PSK or env_key, const || 0xFF || CSB ID || RAND).  The PKE request is signed
+(RSA, SIGN over the message || IDRi data || IDRkms data) with the user's certificate, whose
+subjectAltName must bind the first IDRi; the KMS certificate is named by CHASH when it has several.  HDR: V = 1 in the request,
 0 in the response, #CS = 0 and the Empty CS ID map (§6.1).  The response echoes the request's T.
 
 mikey's profile (RFC 6267 leaves these open):
@@ -25,7 +29,6 @@ mikey's profile (RFC 6267 leaves these open):
   own); the user is IDRpsk's data when present, else the first IDRi.  Unknown user or bad MAC -> Error
   no 0, an identity not authorized or a foreign IDRkms -> Error no 7, stale T -> 1.
 
-Not implemented: REQUEST_KEY_PKE (data type 20).
 """
 
 from __future__ import annotations
@@ -35,10 +38,15 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..constants import (
     PRF,
+    CacheType,
     CSIdMapType,
     DataType,
     EncrAlg,
@@ -47,11 +55,15 @@ from ..constants import (
     KeyDataType,
     MacAlg,
     PayloadType,
+    SignatureType,
 )
 from ..crypto import ibe
 from ..crypto import kemac as kemac_crypto
+from ..crypto import rsa as rsa_crypto
+from ..crypto import x509 as x509_crypto
 from ..errors import (
     AuthenticationError,
+    CertificateError,
     CryptoError,
     InvalidTimestampError,
     MikeyDecodeError,
@@ -65,23 +77,33 @@ from ..errors import (
     UnsupportedPRFError,
 )
 from ..identities import ntp_from_unix
+from ..keystore import Credentials
 from ..replay import DEFAULT_CLOCK_SKEW, ReplayStore
 from ..wire import (
+    CertPayload,
+    ChashPayload,
     CommonHeader,
     IdrPayload,
     KemacPayload,
     KeyDataPayload,
     Message,
     Payload,
+    PkePayload,
     RandPayload,
+    SignPayload,
     TimestampPayload,
     VerificationPayload,
 )
 from ..wire.payloads.base import IntervalValidity, encode_sub_payloads
-from .base import Rng, Side, State, build_error_message, peer_error, random_csb_id
+from .base import Admission, Rng, Side, State, build_error_message, peer_error, random_csb_id
 from .keytransport import KeyTransport, decode_key_data, encrypt_key_data
+from .signing import PeerVerifier, message_time, pinned_validator, sign_message
 
-__all__ = ["IssuedKey", "IbakeKeyResult", "IbakeKeyRequest", "IbakeKms", "PskSource", "period_bounds"]
+__all__ = ["IssuedKey", "IbakeKeyResult", "IbakeKeyRequest", "IbakeKms", "IbakePkSigner", "PskSource",
+           "period_bounds", "ENVELOPE_KEY_LENGTH"]
+
+#: Octets of the envelope key of REQUEST_KEY_PKE (RFC 3830 leaves it open; one PRF piece).
+ENVELOPE_KEY_LENGTH = 32
 
 #: ``user identity -> PSK`` (a mapping or a lookup returning None for an unknown user).
 PskSource = Mapping[bytes, bytes] | Callable[[bytes], bytes | None]
@@ -187,21 +209,58 @@ class IbakeKeyResult:
         return [k.private_key for k in self.keys]
 
 
+@dataclass(frozen=True)
+class IbakePkSigner:
+    """What REQUEST_KEY_PKE needs (§4.2.1.1.2): the user's RSA key and chain (SIGN, CERT) and the KMS's
+    certificate (PKE = E(PKkms, env_key); a CHASH names it when ``chash`` gives a Hash func)."""
+
+    credentials: Credentials
+    kms_certificate: x509.Certificate
+    s_type: int = SignatureType.RSA_PKCS1_V1_5
+    sign_hash: str = "sha256"
+    include_certificate: bool = True
+    chash: int | None = None
+
+    def message(self, header: CommonHeader, before: Sequence[Payload], after: Sequence[Payload], env_key: bytes,
+                trailer: bytes, now: float) -> bytes:
+        """``before, {CERT}, after, [CHASH], PKE, SIGN`` with SIGN over the message || *trailer*."""
+        at = datetime.fromtimestamp(now, UTC)
+        pinned_validator(self.kms_certificate).validate([self.kms_certificate], at=at, purpose="encrypt")
+        public_key = self.kms_certificate.public_key()
+        if not isinstance(public_key, RSAPublicKey):
+            raise CertificateError("the KMS certificate does not hold an RSA key")
+        payloads = list(before)
+        if self.include_certificate:
+            payloads += [CertPayload(0, x509_crypto.certificate_der(c)) for c in self.credentials.certificates]
+        payloads += after
+        if self.chash is not None:
+            der = x509_crypto.certificate_der(self.kms_certificate)
+            payloads.append(ChashPayload(self.chash, x509_crypto.chash(self.chash, der)))
+        try:
+            payloads.append(PkePayload(CacheType.NO_CACHE, rsa_crypto.encrypt_envelope(public_key, env_key)))
+        except CryptoError as e:
+            raise UnspecifiedError(f"cannot encrypt the envelope key: {e}") from None
+        return sign_message(header, payloads, self.credentials.rsa_private_key, s_type=self.s_type,
+                            hash_name=self.sign_hash, trailer=trailer)
+
+
 class IbakeKeyRequest:
     """The user side of REQUEST_KEY_PSK / REQUEST_KEY_RESP (RFC 6267 §4.2.1.1, §4.2.1.4), sans-I/O.
 
     ``identities``: the user's public identities to get K_PRs for; ``params``: the KMS's public
     parameters (each K_PR is checked against them); ``key_period``: the KMS's date granularity.
+    ``psk`` for REQUEST_KEY_PSK, or ``psk=None`` and ``pk`` for REQUEST_KEY_PKE (§4.2.1.1.2).
     """
 
     def __init__(
         self,
-        psk: bytes,
+        psk: bytes | None,
         identities: Sequence[bytes],
         kms_id: bytes,
         params: ibe.BfParams,
         *,
         psk_id: bytes | None = None,
+        pk: IbakePkSigner | None = None,
         key_period: ibe.KeyPeriod = ibe.KeyPeriod.MONTH,
         prf: int = PRF.PRF_HMAC_SHA_256,
         role: int = IDRole.INITIATOR,
@@ -214,7 +273,10 @@ class IbakeKeyRequest:
         if not identities:
             raise ValueError("name at least one identity")
         _check_prf(prf)
-        self._psk = psk
+        if (psk is None) == (pk is None):
+            raise ValueError("give either a PSK (REQUEST_KEY_PSK) or PK credentials (REQUEST_KEY_PKE)")
+        self.pk = pk
+        self._psk = psk if psk is not None else rng(ENVELOPE_KEY_LENGTH)  # PKE: the envelope key
         self.identities = [IdrPayload(IDRole(role), id_type, i) for i in identities]
         self.kms_id = IdrPayload(IDRole.KMS, id_type, kms_id)
         self.psk_id = IdrPayload(IDRole.PSK, IDType.BYTE_STRING, psk_id) if psk_id is not None else None
@@ -238,16 +300,21 @@ class IbakeKeyRequest:
         return self.identities[0].data + self.kms_id.data
 
     def create_message(self, now: float) -> bytes:
-        """REQUEST_KEY_PSK = HDR, T, RAND, (IDRi), IDRkms, [IDRpsk], V (§4.2.1.1)."""
+        """REQUEST_KEY_PSK = HDR, T, RAND, (IDRi), IDRkms, [IDRpsk], V, or REQUEST_KEY_PKE (§4.2.1.1)."""
         if self.state is not State.START:
             raise StateError(f"IbakeKeyRequest is {self.state.value}")
-        hdr = CommonHeader(DataType.REQUEST_KEY_PSK, self.csb_id, (), CSIdMapType.EMPTY, True, self.prf)
+        dt = DataType.REQUEST_KEY_PSK if self.pk is None else DataType.REQUEST_KEY_PKE
+        hdr = CommonHeader(dt, self.csb_id, (), CSIdMapType.EMPTY, True, self.prf)
         t = TimestampPayload.ntp_utc(now)
-        payloads: list[Payload] = [t, RandPayload(self.rand), *self.identities, self.kms_id]
-        if self.psk_id is not None:
-            payloads.append(self.psk_id)
-        keys = self._transport().keys(self._psk, self.csb_id, self.rand)
-        self.request = _with_v(hdr, payloads, _mac_alg(self.prf), keys.auth_key, self._trailer())
+        payloads: list[Payload] = [t, RandPayload(self.rand), *self.identities]
+        if self.pk is not None:
+            self.request = self.pk.message(hdr, payloads, [self.kms_id], self._psk, self._trailer(), now)
+        else:
+            payloads.append(self.kms_id)
+            if self.psk_id is not None:
+                payloads.append(self.psk_id)
+            keys = self._transport().keys(self._psk, self.csb_id, self.rand)
+            self.request = _with_v(hdr, payloads, _mac_alg(self.prf), keys.auth_key, self._trailer())
         self.timestamp = t
         self.state = State.WAIT_RESPONSE
         return self.request
@@ -340,7 +407,10 @@ class IbakeKms:
     """The KMS role of RFC 6267 §4.2.1: REQUEST_KEY_PSK in, REQUEST_KEY_RESP with K_PRs out (sans-I/O).
 
     ``master``: the BF master secret (its parameters are the public ones); ``psks``: each user's PSK;
-    ``authorize(user, identity)``: may *user* get *identity*'s keys (default: its own only).  Long-lived
+    ``authorize(user, identity)``: may *user* get *identity*'s keys (default: its own only).
+    REQUEST_KEY_PKE is taken when ``pk_credentials`` (the KMS's RSA keys and certificates) and
+    ``validator`` (trust anchors for the users' certificates) are given; the user is then the first
+    IDRi, which the certificate must bind.  Long-lived
     and thread-safe (the replay cache is).  :meth:`receive` raises a MikeyError with ``error_message``
     set; :meth:`handle` returns the response or that Error message.
     """
@@ -358,6 +428,8 @@ class IbakeKms:
         authorize: Callable[[bytes, bytes], bool] | None = None,
         encr_alg: int = EncrAlg.AES_CM_128,
         point_format: ibe.PointFormat = ibe.PointFormat.UNCOMPRESSED,
+        pk_credentials: Sequence[Credentials] = (),
+        validator: x509_crypto.CertificateValidator | None = None,
         replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
     ) -> None:
@@ -374,6 +446,8 @@ class IbakeKms:
         self.authorize = authorize if authorize is not None else (lambda user, ident: user == ident)
         self.encr_alg = encr_alg
         self.point_format = point_format
+        self.pk_credentials = tuple(pk_credentials)
+        self.verifier = PeerVerifier(validator) if validator is not None else None
         self._checks = _Admission(replay_cache=replay_cache, clock_skew=clock_skew)
         self._lock = threading.Lock()
 
@@ -408,10 +482,8 @@ class IbakeKms:
             raise
 
     def _on_request(self, msg: Message, now: float) -> bytes:
-        if msg.data_type == DataType.REQUEST_KEY_PKE:
-            raise UnsupportedDataTypeError("REQUEST_KEY_PKE is not supported; use REQUEST_KEY_PSK")
-        if msg.data_type != DataType.REQUEST_KEY_PSK:
-            raise UnsupportedDataTypeError(f"the IBAKE KMS takes REQUEST_KEY_PSK, not data type {msg.data_type}")
+        if msg.data_type not in (DataType.REQUEST_KEY_PSK, DataType.REQUEST_KEY_PKE):
+            raise UnsupportedDataTypeError(f"the IBAKE KMS takes REQUEST_KEY_PSK/PKE, not data type {msg.data_type}")
         h = msg.header
         _check_prf(int(h.prf))
         if h.cs_count or h.cs_id_map_type != CSIdMapType.EMPTY:
@@ -419,18 +491,23 @@ class IbakeKms:
         t, users, kms, psk_id = _parts(msg)
         rands = msg.find_all(RandPayload)
         if len(rands) != 1:
-            raise UnspecifiedError("REQUEST_KEY_PSK must carry one RAND")
+            raise UnspecifiedError("the key request must carry one RAND")
         rand = rands[0].rand
-        user = psk_id.data if psk_id is not None else users[0].data
-        psk = self._psk(user)
-        if psk is None:
-            raise AuthenticationError("no pre-shared key for this user")
-        admission = self._checks.admit(msg, t, now, user)
         mac_alg = _mac_alg(int(h.prf))
-        transport = KeyTransport(self.encr_alg, mac_alg, int(h.prf))
-        keys = transport.keys(psk, h.csb_id, rand)
         trailer = users[0].data + kms.data
-        _check_v(msg, mac_alg, keys.auth_key, trailer)
+        if msg.data_type == DataType.REQUEST_KEY_PKE:
+            user, secret, admission = self._authenticate_pke(msg, t, users[0], kms, trailer, now)
+        else:
+            user = psk_id.data if psk_id is not None else users[0].data
+            psk = self._psk(user)
+            if psk is None:
+                raise AuthenticationError("no pre-shared key for this user")
+            admission = self._checks.admit(msg, t, now, user)
+            secret = psk
+        transport = KeyTransport(self.encr_alg, mac_alg, int(h.prf))
+        keys = transport.keys(secret, h.csb_id, rand)
+        if msg.data_type == DataType.REQUEST_KEY_PSK:
+            _check_v(msg, mac_alg, keys.auth_key, trailer)
         if kms.data != self.identity:
             raise UnsupportedIDError("IDRkms names another KMS")
         for u in users:
@@ -455,3 +532,39 @@ class IbakeKms:
         hdr = CommonHeader(DataType.REQUEST_KEY_RESP, h.csb_id, (), CSIdMapType.EMPTY, False, h.prf, h.version, 0)
         body: list[Payload] = [t, *users, kms, KemacPayload(self.encr_alg, encr, MacAlg.NULL, b"")]
         return _with_v(hdr, body, mac_alg, keys.auth_key, trailer)
+
+    def _authenticate_pke(self, msg: Message, t: TimestampPayload, user: IdrPayload, kms: IdrPayload,
+                          trailer: bytes, now: float) -> tuple[bytes, bytes, Admission]:
+        """REQUEST_KEY_PKE (§4.2.1.1.2): SIGN by a certificate binding IDRi, env_key from PKE (CHASH picks our key)."""
+        if self.verifier is None or not self.pk_credentials:
+            raise UnsupportedDataTypeError("this KMS takes no REQUEST_KEY_PKE (no PK credentials configured)")
+        if not isinstance(msg.payloads[-1] if msg.payloads else None, SignPayload):
+            raise AuthenticationError("SIGN must be the last payload (RFC 3830 §6.5)")
+        pkes = msg.find_all(PkePayload)
+        if len(pkes) != 1:
+            raise UnspecifiedError("REQUEST_KEY_PKE must carry one PKE payload")
+        if kms.data != self.identity:
+            raise UnsupportedIDError("IDRkms names another KMS")
+        admission = self._checks.admit(msg, t, now, user.data)
+        chain = self.verifier.chain(msg.find_all(CertPayload))
+        leaf = self.verifier.leaf(chain, at=message_time(t, now), peer_id=user.text)
+        self.verifier.verify_signature(msg, leaf, trailers=(trailer,))
+        own = self.pk_credentials[0]
+        chash = msg.find(ChashPayload)
+        if chash is not None:
+            for c in self.pk_credentials:
+                try:
+                    x509_crypto.check_chash(int(chash.hash_func), chash.digest, x509_crypto.certificate_der(c.certificate))
+                except CertificateError:
+                    continue
+                own = c
+                break
+            else:
+                raise CertificateError("CHASH names none of the KMS certificates")
+        try:
+            env_key = rsa_crypto.decrypt_envelope(own.rsa_private_key, pkes[0].data, False)
+        except CryptoError:
+            raise AuthenticationError("the PKE payload does not decrypt with the KMS key") from None
+        if len(env_key) < 16:
+            raise AuthenticationError("the envelope key is shorter than 128 bits")
+        return user.data, env_key, admission
