@@ -434,6 +434,11 @@ def test_initiator_checks_r_message_1(creds: dict[bytes, IbakeCredentials]) -> N
     # an identity inside that differs from the clear IDRr: 0
     with pytest.raises(AuthenticationError):
         i.receive(_forged_r1(creds, s1.response, eccpt_i=i.eccpt_i, id_r_inside=CAROL, eccpt_r=r.eccpt_r), NOW)
+    # another CSB ID: 0
+    from dataclasses import replace as _replace
+    m = Message.decode(s1.response)
+    with pytest.raises(AuthenticationError):
+        i.receive(Message(_replace(m.header, csb_id=m.csb_id ^ 1), m.payloads).encode(), NOW)
     # a different T: Invalid timestamp (1)
     with pytest.raises(InvalidTimestampError):
         i.receive(_swap(s1.response, TimestampPayload, TimestampPayload.ntp_utc(NOW + 1)), NOW)

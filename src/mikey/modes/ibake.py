@@ -56,7 +56,7 @@ mikey's MIKEY-IBAKE profile (RFC 6267 leaves these open; each deployment-depende
 * The Initiator survives bad answers (a forged R_MESSAGE must not end a forked call): the error is
   raised, the Initiator keeps waiting.  A Responder takes one exchange (two messages).
 
-Not implemented: CSB update (§5.3), REQUEST_KEY_PKE.
+Not implemented: CSB update (§5.3).
 """
 
 from __future__ import annotations
@@ -469,6 +469,13 @@ def _one(msg: Message, cls: type[_P], what: str, *, required: bool = True) -> An
     return found[0] if found else None
 
 
+def _check_header(got: CommonHeader, sent: CommonHeader, what: str) -> None:
+    """version, PRF func, CSB ID, #CS and CS ID map type as in the message answered (§4.2.2.3, §4.2.2.7)."""
+    if (got.version, got.prf, got.csb_id, got.cs_id_map_type, got.n_cs) != (
+            sent.version, sent.prf, sent.csb_id, sent.cs_id_map_type, sent.n_cs):
+        raise AuthenticationError(f"{what}'s HDR does not match the message it answers (version, PRF, CSB ID, #CS, map)")
+
+
 def _check_prf(prf: int) -> None:
     if prf not in (PRF.MIKEY_1, PRF.PRF_HMAC_SHA_256):
         raise UnsupportedPRFError(f"PRF func {prf} is not supported")
@@ -714,8 +721,7 @@ class IbakeInitiator(_IbakeSide):
         hdr, t_own = self.header, self.timestamp
         if hdr is None or t_own is None:
             raise StateError("no I_MESSAGE_1 has been built")
-        if msg.csb_id != self.csb_id or msg.header.prf != self.prf:
-            raise AuthenticationError("R_MESSAGE_1 does not answer this I_MESSAGE_1 (CSB ID, PRF)")
+        _check_header(msg.header, hdr, "R_MESSAGE_1")
         t = _one(msg, TimestampPayload, "T")
         if t.ts_type != t_own.ts_type or t.ts_value != t_own.ts_value:
             raise InvalidTimestampError("R_MESSAGE_1 must carry I_MESSAGE_1's timestamp (§4.2.2.3)")
@@ -792,9 +798,12 @@ class IbakeInitiator(_IbakeSide):
             raise UnsupportedMACError(f"V uses MAC alg {v.auth_alg}; this exchange uses {mac_alg}")
         n = kemac_crypto.mac_len(mac_alg)
         matched: IbakeLeg | None = None
+        if self.header is None:
+            raise StateError("no I_MESSAGE_1 has been built")
+        _check_header(msg.header, self.header, "R_MESSAGE_2")
         for leg in self.legs:
             lt = leg.timestamp
-            if msg.csb_id != self.csb_id or lt is None or (t.ts_type, t.ts_value) != (lt.ts_type, lt.ts_value):
+            if lt is None or (t.ts_type, t.ts_value) != (lt.ts_type, lt.ts_value):
                 continue
             if id_r is not None and id_r.data != leg.responder_id:
                 continue
@@ -918,9 +927,6 @@ class IbakeResponder(_IbakeSide):
             if exc.error_message is None and exc.err_no is not None and not isinstance(exc, PeerError):
                 self._attach_error(exc, msg, data, now)
             raise
-        except CryptoError as exc:  # pragma: no cover - CryptoError is a MikeyError; kept for clarity
-            self.state = State.FAILED
-            raise exc
         finally:
             self._busy.release()
 
@@ -1003,8 +1009,7 @@ class IbakeResponder(_IbakeSide):
         id_i0, own, header, rand, eccpt_r, y = self.id_i, self.id_r, self.header, self.rand, self.eccpt_r, self._y
         if id_i0 is None or own is None or header is None or rand is None or eccpt_r is None or y is None:
             raise StateError("no I_MESSAGE_1 was taken")
-        if msg.csb_id != header.csb_id or msg.header.prf != header.prf:
-            raise AuthenticationError("I_MESSAGE_2 is not for this exchange (CSB ID, PRF)")
+        _check_header(msg.header, header, "I_MESSAGE_2")
         t: TimestampPayload = _one(msg, TimestampPayload, "T")
         rand_p: RandPayload = _one(msg, RandPayload, "RAND")
         ibake_p: IbakePayload = _one(msg, IbakePayload, "IBAKE")
