@@ -58,13 +58,33 @@ def test_psk_demo_end_to_end() -> None:
     assert text.endswith("every SRTP/SRTCP packet verified.") and report["csb_id"] in text
 
 
-@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m not in ("psk", "sakke")])
+@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m not in ("psk", "sakke", "ticket")])
 def test_other_modes_demo(mode: str) -> None:
     report = run_demo(mode, packets=10, rtcp=2)
     assert report["ok"] is True, report["problems"]
     assert report["initiator"]["fingerprints"] == report["responder"]["fingerprints"]
     for side in (report["initiator"], report["responder"]):
         _check_side(side, 10, 2)
+
+
+def test_ticket_demo_runs_a_kms_server_and_both_parties_use_it_over_http() -> None:
+    """MIKEY-TICKET (RFC 6043): a ``mikey kms serve`` process, PSKs provisioned through its admin route,
+    the Initiator's Ticket Request and the Responder's Resolve over HTTP, SRTP both ways."""
+    report = run_demo("ticket", packets=20, rtcp=2)
+    assert report["ok"] is True, report["problems"]
+    kms = report["kms"]
+    assert kms["started_by_demo"] is True and kms["server_stopped"] is True and kms["mikey"] is True
+    assert kms["url"].startswith("http://127.0.0.1:")
+    assert kms["users"] == ["sip:alice@demo.example", "sip:bob@demo.example"]
+    assert {"kms_start", "kms_users", "credentials", "total"} <= set(report["timings_ms"])
+    ini, res = report["initiator"], report["responder"]
+    assert ini["fingerprints"] == res["fingerprints"] and len(ini["fingerprints"]) == 2
+    assert ini["authenticated"] and res["authenticated"]  # TRANSFER_RESP verified; TRANSFER_INIT by MPKi
+    assert ini["r_message_len"] and ini["i_message_len"] > ini["r_message_len"]  # the TICKET rides in the offer
+    for side in (ini, res):
+        _check_side(side, 20, 2)
+    text = "\n".join(render_report(report))
+    assert "Ticket Request and Resolve over HTTP" in text and kms["url"] in text
 
 
 def test_unknown_mode() -> None:

@@ -7,7 +7,10 @@ the mode has one) in the answer, both ends derive the SRTP keys (RFC 3830 §4.1.
 and send each other RTP and RTCP through libsrtp.  Success means both ends derived
 the same keys for every crypto session and every packet verified.  A mode whose keys
 come from a KMS (MIKEY-SAKKE) gets both users' keys over HTTP from a ``mikey kms serve``
-process the demo starts and stops (:mod:`mikey.cli.demo_kms`), or from ``--kms URL``.
+process the demo starts and stops (:mod:`mikey.cli.demo_kms`), or from ``--kms URL``.  A mode
+whose parties talk to the KMS during the exchange (MIKEY-TICKET: Ticket Request and Resolve,
+RFC 6043) gets a ``mikey kms serve`` process too, has both parties' PSKs provisioned there through
+the admin route, and its two processes reach it over HTTP.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, runtime_checkable
 
 from .._files import write_private_atomic
 from ..errors import MikeyError, StateError
@@ -33,6 +36,15 @@ from .plugin_base import ModePlugin
 from .plugins import MODE_NAMES, load_plugins
 
 __all__ = ["register", "run", "run_demo", "render_report", "main"]
+
+@runtime_checkable
+class MikeyKmsDemoPlugin(Protocol):
+    """A mode plugin whose parties send MIKEY messages to the KMS server (MIKEY-TICKET)."""
+
+    def demo_credentials_at_kms(self, workdir: Path, kms_url: str, admin_token: str) -> dict[str, Any]:
+        """The demo credentials, both parties provisioned at the KMS at *kms_url* with *admin_token*."""
+        ...
+
 
 DEFAULT_PACKETS = 300
 DEFAULT_RTCP = 5
@@ -135,6 +147,16 @@ def run_demo(
                 if server is not None:
                     server.stop()
                     report["kms"]["server_stopped"] = server.stopped
+        if isinstance(plugin, MikeyKmsDemoPlugin):
+            server = DemoKms(work / "kms", timeout=max(timeout * 6, 60.0))
+            try:
+                creds = _mikey_kms_credentials(plugin, work, report, timings, server)
+                if creds is None:
+                    return _finish(report, timings, started, {})
+                return _exchange(plugin, mode, work, creds, report, timings, started, packets, rtcp, timeout)
+            finally:
+                server.stop()
+                report["kms"]["server_stopped"] = server.stopped
         creds = plugin.demo_credentials(work)
         timings["credentials"] = _ms_since(t0)
         return _exchange(plugin, mode, work, creds, report, timings, started, packets, rtcp, timeout)
@@ -180,6 +202,31 @@ def _kms_credentials(
     kms["users"] = [f.keystore.uri for f in fetched]
     kms["key_periods"] = {role: f.period_numbers for role, f in zip(("initiator", "responder"), fetched, strict=True)}
     creds = plugin.demo_credentials_from_kms(work, fetched)
+    timings["credentials"] = _ms_since(t_all)
+    return creds
+
+
+def _mikey_kms_credentials(plugin: MikeyKmsDemoPlugin, work: Path, report: dict[str, Any],
+                           timings: dict[str, float], server: DemoKms) -> dict[str, Any] | None:
+    """A KMS server started, both parties provisioned there over HTTP; None, with the reason in the report, if not."""
+    from ..kms.auth import DevIssuer
+
+    t_all = time.perf_counter()
+    kms: dict[str, Any] = {"url": None, "started_by_demo": True}
+    report["kms"] = kms
+    try:
+        t0 = time.perf_counter()
+        kms["url"] = url = server.start()
+        timings["kms_start"] = _ms_since(t0)
+        t0 = time.perf_counter()
+        token = DevIssuer.load_or_create(server.data).issue("demo-admin", admin=True, ttl=600, now=time.time())
+        creds = plugin.demo_credentials_at_kms(work, url, token)
+        timings["kms_users"] = _ms_since(t0)
+    except MikeyError as exc:
+        report["problems"].append(f"KMS: {exc}")
+        return None
+    kms["users"] = [creds[name]["uri"] for name in ("alice", "bob") if name in creds]
+    kms["mikey"] = True
     timings["credentials"] = _ms_since(t_all)
     return creds
 
@@ -278,7 +325,11 @@ def render_report(report: dict[str, Any]) -> list[str]:
     lines = [f"mikey demo — mode {report['mode']}: {report.get('description', '')}"]
     ini, res = report.get("initiator", {}), report.get("responder", {})
     kms = report.get("kms")
-    if kms and kms.get("url"):
+    if kms and kms.get("url") and kms.get("mikey"):
+        lines.append(f"  KMS               {kms['url']} (started by the demo, stopped after it): Ticket Request "
+                     "and Resolve over HTTP")
+        lines.append(f"    parties         {', '.join(kms.get('users', []))} (PSKs provisioned via the admin route)")
+    elif kms and kms.get("url"):
         how = "started by the demo, stopped after it" if kms.get("started_by_demo") else "already running"
         lines.append(f"  keys              fetched over HTTP from the KMS at {kms['url']} ({how})")
         for role, uri in zip(("initiator", "responder"), kms.get("users", []), strict=False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import mode_dh, mode_dhhmac, mode_pk, mode_psk, mode_rsa_r, mode_sakke
+from . import mode_dh, mode_dhhmac, mode_pk, mode_psk, mode_rsa_r, mode_sakke, mode_ticket
 from .plugin_base import ModePlugin
 
 __all__ = ["PLUGINS", "MODE_NAMES", "load_plugins"]
@@ -15,6 +15,7 @@ PLUGINS: tuple[ModePlugin, ...] = (
     mode_dhhmac.PLUGIN,
     mode_rsa_r.PLUGIN,
     mode_sakke.PLUGIN,
+    mode_ticket.PLUGIN,
 )
 
 #: The ``--mode`` names, in listing order.

@@ -6,7 +6,9 @@ same machine in the same process, so the ratios travel between machines:
 - ``hmac-sha1``: one HMAC-SHA-1 over 200 octets (the KEMAC MAC of RFC 3830 §4.2.4);
 - ``rsa2048-sign``: one RSA-2048 PKCS#1 v1.5 SHA-256 signature (``cryptography``);
 - ``modexp1536`` / ``modexp1024``: one modular exponentiation with a full-size
-  exponent (``gmpy2.powmod``) in the OAKLEY 5 / OAKLEY 2 groups (RFC 3830 §6.4).
+  exponent (``gmpy2.powmod``) in the OAKLEY 5 / OAKLEY 2 groups (RFC 3830 §6.4);
+- ``psk-responder``: the PSK Responder taking a typical I_MESSAGE (the MIKEY-TICKET rows'
+  baseline: issue 10 asks for a PSK Resolve at the KMS core within 2x of it).
 
 Rows: decode and encode of a typical PSK I_MESSAGE (HDR, T, RAND, SP, KEMAC),
 then every mode plugin's :meth:`~mikey.cli.plugin_base.ModePlugin.speed_cases`.
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..constants import DHGroup, EncrAlg, MacAlg
 from ..crypto.dh import generate_private, get_group
-from ..modes.psk import PskInitiator
+from ..modes.psk import PskInitiator, PskResponder
 from ..modes.results import CryptoSessionSpec
 from ..wire import Message
 from .common import EXIT_OK, UsageError, add_json_option, emit_json
@@ -45,6 +47,7 @@ BASELINES: dict[str, str] = {
     "rsa2048-sign": "RSA-2048 PKCS#1 v1.5 SHA-256 sign",
     "modexp1536": "1536-bit modexp (gmpy2)",
     "modexp1024": "1024-bit modexp (gmpy2)",
+    "psk-responder": "PSK Responder, one typical I_MESSAGE",
 }
 
 
@@ -138,6 +141,10 @@ def baseline_cases(names: set[str] | None = None) -> dict[str, Callable[[], obje
         out["modexp1536"] = _modexp_case(DHGroup.OAKLEY_5)
     if "modexp1024" in wanted:
         out["modexp1024"] = _modexp_case(DHGroup.OAKLEY_2)
+    if "psk-responder" in wanted:
+        i_message = typical_psk_i_message()
+        # A fresh Responder has a fresh replay cache, so the same message is accepted every time.
+        out["psk-responder"] = lambda: PskResponder(bytes(range(16))).receive(i_message, SPEED_NOW)
     return out
 
 

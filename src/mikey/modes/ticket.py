@@ -717,6 +717,25 @@ class TicketGrant:
         """The K flag: the KMS changed the desired policy or keys."""
         return self.policy.flag("K")
 
+    def key_blob(self) -> bytes:
+        """The grant's secrets as Key data sub-payloads: MPKi, [MPKr], the session keys (the REQUEST_RESP
+        KEMAC's layout, §4.2.1.5), for a stateless Initiator that keeps them between messages.  Secret."""
+        subs: list[Payload] = [KeyDataPayload(KeyDataType.MPK, self.mpk_i)]
+        if self.mpk_r is not None:
+            subs.append(KeyDataPayload(KeyDataType.MPK, self.mpk_r))
+        return encode_sub_payloads([*subs, *self.session_keys])
+
+    @classmethod
+    def from_key_blob(cls, ticket: TicketPayload, blob: bytes, kms_id: bytes | None = None) -> TicketGrant:
+        """The grant of *ticket* (its Initiator Data dropped) whose secrets :meth:`key_blob` gave."""
+        ticket = dataclasses.replace(ticket, initiator_data=b"")
+        policy = TicketPolicy.from_payload(ticket)
+        check_policy(policy, granted=True)
+        forked = policy.flag("I")
+        mpks, session = _split_keys(blob, 2 if forked else 1, what="the grant keys")
+        _check_forking_flags(policy, session)
+        return cls(ticket, policy, mpks[0], mpks[1] if forked else None, tuple(session), kms_id)
+
 
 def create_ticket(
     policy: TicketPolicy,
@@ -1255,6 +1274,48 @@ class TicketInitiator(_TicketSide):
 
     def __repr__(self) -> str:
         return f"TicketInitiator(csb_id={self.csb_id:08x}, state={self.state.value})"
+
+    @classmethod
+    def resume(cls, key_blob: bytes, transfer_init: bytes, *, clock_skew: float = DEFAULT_CLOCK_SKEW
+               ) -> TicketInitiator:
+        """The Initiator that sent *transfer_init*, waiting for its TRANSFER_RESP (a stateless CLI).
+
+        *key_blob* is :meth:`TicketGrant.key_blob` of the grant it used.  The TRANSFER_INIT's V is
+        checked under MPKi (§5.5), so keys of another grant are refused (Authentication failure).
+        """
+        msg = _decode(transfer_init)
+        if msg.data_type != DataType.TRANSFER_INIT:
+            raise UnsupportedDataTypeError("the Initiator's own message must be a TRANSFER_INIT")
+        parts = _Parts(msg)
+        grant = TicketGrant.from_key_blob(parts.need_ticket(), key_blob)
+        v = _last_v(msg)
+        id_i, id_r = parts.ids.get(IDRole.INITIATOR), parts.ids.get(IDRole.RESPONDER)
+        own = parts.kemac
+        ini = cls(grant, id_i=id_i.data if id_i else None, id_r=id_r.data if id_r else None, policies=parts.sps,
+                  csb_id=msg.csb_id, rand=parts.need_rand(RANDRole.INITIATOR, "RANDRi"), mac_alg=int(v.auth_alg),
+                  clock_skew=clock_skew)
+        keys = ini._keys(grant.mpk_i, ticket_crypto.LABEL_INITIAL, None)
+        # §5.5: the message less the TICKET's Initiator Data length and Initiator Data (module doc item 5)
+        ticket_at = next(i for i, p in enumerate(msg.payloads) if isinstance(p, TicketPayload))
+        end = msg.offsets[ticket_at + 1]
+        idata = len(parts.need_ticket().initiator_data)
+        raw = msg.raw_bytes()
+        covered = raw[: end - idata - 2] + raw[end: len(raw) - len(v.ver_data)]
+        expected = kemac_crypto.compute_mac(int(v.auth_alg), keys.auth_key, covered + _id(ini.id_i) + _id(ini.id_r))
+        if not hmac.compare_digest(expected, v.ver_data):
+            raise AuthenticationError("the grant keys are not those of this TRANSFER_INIT")
+        if own is not None:
+            plain = _decrypt_kemac(own, lambda alg: ini._keys(grant.mpk_i, ticket_crypto.LABEL_INITIAL, None),
+                                   msg.csb_id, parts.need_t())
+            _, ini_keys = _split_keys(plain, 0, what="TRANSFER_INIT KEMAC")
+            ini.own_keys = tuple(ini_keys)
+        ini.transfer_init = bytes(transfer_init)
+        ini.header = msg.header
+        ini.state = State.WAIT_RESPONSE if grant.policy.flag("F") else State.DONE
+        if not grant.policy.flag("F"):
+            session = ini._session_keys(None, ())
+            ini._result = ini._make_result(msg.header, tuple(parts.sps), None, None, session, authenticated=False)
+        return ini
 
     @property
     def result(self) -> ExchangeResult:

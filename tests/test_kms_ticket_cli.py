@@ -1,0 +1,135 @@
+"""``mikey initiate|respond|complete --mode ticket`` against a real ``mikey kms serve`` (RFC 6043; issue 10).
+
+The KMS is the server process :class:`~mikey.cli.demo_kms.DemoKms` starts (``mikey kms serve
+--port 0 --dev-tokens`` on 127.0.0.1); the parties' PSKs are provisioned through its admin route
+``ticket-users`` over HTTP.  The Initiator's Ticket Request and the Responder's Ticket Resolve go
+to ``POST /keymanagement/mikey/v1`` over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mikey.cli import main
+from mikey.cli.demo_kms import DemoKms
+from mikey.cli.mode_ticket import provision_ticket_user
+from mikey.constants import DataType, ErrorNo
+from mikey.errors import KeyMaterialError
+from mikey.kms.auth import DevIssuer
+from mikey.kms.mikey_client import post_mikey
+from mikey.wire import ErrorPayload, Message
+
+ALICE, BOB = "sip:alice@example.org", "sip:bob@example.org"
+PSK_A, PSK_B = os.urandom(16), os.urandom(16)
+
+
+@pytest.fixture(scope="module")
+def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("kms")
+    with DemoKms(data) as server:
+        assert server.url is not None
+        token = DevIssuer.load_or_create(data).issue("admin", admin=True, now=time.time())
+        provision_ticket_user(server.url, token, ALICE, PSK_A, key_id="alice-phone", may_resolve=False)
+        provision_ticket_user(server.url, token, BOB, PSK_B, key_id="bob-phone", may_request=False)
+        yield server.url
+    assert server.stopped
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    code = main([*argv, "--json"])
+    out, _ = capsys.readouterr()
+    return code, json.loads(out)
+
+
+def initiate(capsys: pytest.CaptureFixture[str], kms: str, *extra: str, psk: bytes = PSK_A) -> tuple[int, dict[str, Any]]:
+    return run(capsys, "initiate", "--mode", "ticket", "--kms", kms, "--psk", psk.hex(), "--psk-id", "alice-phone",
+               "--id-i", ALICE, "--to", BOB, "--ssrc", "11223344", "--ssrc", "0", "--show-keys", *extra)
+
+
+def respond(capsys: pytest.CaptureFixture[str], kms: str, i_message: str, *extra: str,
+            psk: bytes = PSK_B) -> tuple[int, dict[str, Any]]:
+    return run(capsys, "respond", "--mode", "ticket", "--kms", kms, "--psk", psk.hex(), "--psk-id", "bob-phone",
+               "--id-r", BOB, "--imsg", i_message, "--ssrc", "55667788", "--show-keys", *extra)
+
+
+@pytest.mark.parametrize("flags", ["DEFHNO", "DEFHINO", "DEFGHJNO"], ids=["plain", "forking", "randrr-reuse"])
+def test_initiate_respond_complete_through_the_kms_server(capsys: pytest.CaptureFixture[str], kms: str,
+                                                          flags: str) -> None:
+    code, ini = initiate(capsys, kms, "--flags", flags)
+    assert code == 0, ini
+    assert ini["awaits_transfer_resp"] is True and ini["crypto_sessions"] == []
+    assert set(flags) <= set(ini["ticket_flags"]) and "grant_keys" in ini
+    assert Message.decode(bytes.fromhex(ini["i_message"])).data_type == DataType.TRANSFER_INIT
+    code, res = respond(capsys, kms, ini["i_message"])
+    assert code == 0, res
+    assert Message.decode(bytes.fromhex(res["r_message"])).data_type == DataType.TRANSFER_RESP
+    code, done = run(capsys, "complete", "--mode", "ticket", "--imsg", ini["i_message"], "--rmsg", res["r_message"],
+                     "--grant-keys", ini["grant_keys"], "--show-keys")
+    assert code == 0, done
+    assert done["authenticated"] and res["authenticated"]
+    assert done["csb_id"] == res["csb_id"] == ini["csb_id"]
+    assert [cs["ssrc"] for cs in done["crypto_sessions"]] == ["11223344", "55667788"]
+    assert done["crypto_sessions"] == res["crypto_sessions"]  # the same SRTP master keys and salts
+    assert done["tgk"] == res["tgk"] and len(done["tgk"]) == 32
+    # a Responder-side key never appears without --show-keys
+    code, quiet = run(capsys, "complete", "--mode", "ticket", "--imsg", ini["i_message"], "--rmsg",
+                      res["r_message"], "--grant-keys", ini["grant_keys"])
+    assert code == 0 and "tgk" not in quiet and done["tgk"] not in json.dumps(quiet)
+
+
+def test_a_no_reuse_ticket_resolved_twice_is_refused_with_an_error_message(capsys: pytest.CaptureFixture[str],
+                                                                           kms: str) -> None:
+    code, ini = initiate(capsys, kms)
+    assert code == 0
+    assert respond(capsys, kms, ini["i_message"])[0] == 0
+    code, again = respond(capsys, kms, ini["i_message"])  # the same device again: a reuse (J = 0, §5.3)
+    assert code == 1 and again["ok"] is False
+    error = Message.decode(bytes.fromhex(again["r_message"]))  # for the Initiator, with the KMS's Error no
+    assert error.data_type == DataType.ERROR
+    assert [int(p.error_no) for p in error.find_all(ErrorPayload)] == [ErrorNo.UNSPECIFIED]
+
+
+def test_wrong_psks_are_refused(capsys: pytest.CaptureFixture[str], kms: str) -> None:
+    code, out = initiate(capsys, kms, psk=os.urandom(16))
+    assert code != 0 and out["ok"] is False and out["error"]["err_no"] == ErrorNo.AUTH_FAILURE
+    code, ini = initiate(capsys, kms)
+    code, res = respond(capsys, kms, ini["i_message"], psk=os.urandom(16))
+    assert code == 1 and res["error"]["err_no"] == ErrorNo.AUTH_FAILURE
+    assert Message.decode(bytes.fromhex(res["r_message"])).data_type == DataType.ERROR
+    # complete with the keys of another grant is refused before the response is looked at
+    code, other = initiate(capsys, kms)
+    code, done = run(capsys, "complete", "--mode", "ticket", "--imsg", ini["i_message"], "--rmsg", ini["i_message"],
+                     "--grant-keys", other["grant_keys"])
+    assert code == 1 and done["error"]["kind"] == "authentication"
+
+
+def test_unreachable_kms_and_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out = initiate(capsys, "http://127.0.0.1:9")
+    assert code != 0 and "cannot reach the KMS" in out["error"]["message"]
+    with pytest.raises(KeyMaterialError, match="http"):
+        post_mikey("ftp://example.org", b"x")
+    code = main(["initiate", "--mode", "ticket", "--kms", "http://127.0.0.1:9", "--psk", PSK_A.hex(), "--id-i",
+                 ALICE, "--to", BOB, "--flags", "DEFIHNO".replace("E", "")])  # I without E
+    err = capsys.readouterr().err
+    assert code == 2 and "I implies E" in err
+
+
+def test_the_mikey_route_over_http(kms: str) -> None:
+    """The server itself: 415 for another media type, a KmsError for a message no role takes."""
+    url = kms + "/keymanagement/mikey/v1"
+    for headers, body, status in (({"Content-Type": "text/plain"}, bytes(20), 415),
+                                  ({"Content-Type": "application/mikey"}, bytes([1, 14]) + bytes(20), 400)):
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == status
+        assert info.value.headers["Content-Type"].startswith("application/xml")
