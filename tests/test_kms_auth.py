@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -136,6 +137,108 @@ def test_configured_identity_claim() -> None:
     token = _token(mcptt_id=None, sub=BOB)
     assert _refused(_auth(), "Bearer " + token).reason == "no-identity"
     assert _auth(identity_claims=("mcptt_id", "sub")).verify_bearer("Bearer " + token, NOW).user_uri == BOB
+
+
+# --- the verified-token cache ----------------------------------------------------------------------
+
+
+class _CountingDecode:
+    """Wraps ``jwt.decode_complete`` (the signature check) and counts its calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self._real = jwt.decode_complete
+        monkeypatch.setattr(jwt, "decode_complete", self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._real(*args, **kwargs)
+
+
+def test_cached_principal_equals_a_fresh_verification(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    auth, token = _auth(), "Bearer " + _token(scope=f"{USER_SCOPE} {ADMIN_SCOPE}")
+    first = auth.verify_bearer(token, NOW)
+    again = auth.verify_bearer(token, NOW + 100)
+    assert decode.calls == 1  # the second answer came from the cache, without a signature check
+    fresh = BearerAuth(_auth().policy, cache_size=0).verify_bearer(token, NOW + 100)
+    assert decode.calls == 2
+    assert again == first == fresh
+    assert (fresh.user_uri, fresh.is_admin, fresh.expires_at) == (ALICE, True, NOW + 600)
+    # The cache holds SHA-256 digests of tokens, never a token.
+    assert list(auth._cache) == [hashlib.sha256(token.removeprefix("Bearer ").encode()).digest()]
+
+
+def test_cached_token_is_refused_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    auth, token = _auth(leeway=30), "Bearer " + _token(exp=int(NOW) + 600)
+    assert auth.verify_bearer(token, NOW).user_uri == ALICE
+    assert auth.verify_bearer(token, NOW + 629).user_uri == ALICE
+    assert decode.calls == 1
+    err = _refused(auth, token, NOW + 630)
+    assert (err.status, err.reason) == (401, "expired")
+    assert _refused(auth, token, NOW + 631).reason == "expired"  # refusals are not cached as anything else
+
+
+def test_cached_token_respects_nbf_and_iat(monkeypatch: pytest.MonkeyPatch) -> None:
+    _CountingDecode(monkeypatch)
+    auth = _auth(leeway=30)
+    early = "Bearer " + _token(nbf=int(NOW) + 100, iat=int(NOW) + 100)
+    assert auth.verify_bearer(early, NOW + 100).user_uri == ALICE  # now cached
+    assert auth.verify_bearer(early, NOW + 70).user_uri == ALICE  # within the leeway
+    assert _refused(auth, early, NOW + 69).reason == "not-yet-valid"
+    assert _refused(auth, early, NOW).reason == "not-yet-valid"
+    assert auth.verify_bearer(early, NOW + 200).user_uri == ALICE
+
+
+def test_cache_forgets_tokens_when_the_jwks_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(JWKS))
+    source = FileJwks(path)
+    auth = BearerAuth(BearerPolicy(issuer=ISSUER, audience=AUDIENCE, jwks=source))
+    ec_token, rsa_token = "Bearer " + _token(), "Bearer " + _token(RSA_KEY, "RS256", "rsa1")
+    assert auth.verify_bearer(ec_token, NOW).user_uri == ALICE
+    assert auth.verify_bearer(rsa_token, NOW).user_uri == ALICE
+    assert decode.calls == 2
+    path.write_text(json.dumps({"keys": [JWKS["keys"][1]]}))  # the identity server dropped ec1
+    source.reload()
+    assert _refused(auth, ec_token).reason == "unknown-key"
+    assert auth.verify_bearer(rsa_token, NOW).user_uri == ALICE
+    assert decode.calls == 3  # rsa1 verified again under the new key set
+    assert auth.verify_bearer(rsa_token, NOW).user_uri == ALICE
+    assert decode.calls == 3
+
+
+def test_cache_is_bounded_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    auth = BearerAuth(_auth().policy, cache_size=2)
+    tokens = ["Bearer " + _token(sub=f"client-{i}") for i in range(3)]
+    for token in tokens:
+        auth.verify_bearer(token, NOW)
+    assert decode.calls == 3 and len(auth._cache) == 2
+    auth.verify_bearer(tokens[2], NOW)
+    auth.verify_bearer(tokens[1], NOW)
+    assert decode.calls == 3
+    assert auth.verify_bearer(tokens[0], NOW).subject == "client-0"  # was dropped: verified again
+    assert decode.calls == 4 and len(auth._cache) == 2
+    auth.verify_bearer(tokens[1], NOW)
+    assert decode.calls == 4
+    auth.verify_bearer(tokens[2], NOW)  # the least recently used one went
+    assert decode.calls == 5
+
+
+def test_refused_tokens_are_never_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    auth = _auth()
+    no_scope = "Bearer " + _token(scope="openid")
+    for _ in range(2):
+        with pytest.raises(KmsForbiddenError):
+            auth.verify_bearer(no_scope, NOW)
+    forged = "Bearer " + _token(OTHER_EC_KEY)
+    assert _refused(auth, forged).reason == "bad-signature"
+    assert _refused(auth, forged).reason == "bad-signature"
+    assert decode.calls == 4 and len(auth._cache) == 0
 
 
 # --- 401: refused tokens, each with its own reason ----------------------------------------------

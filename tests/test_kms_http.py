@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -29,6 +30,7 @@ from jwks_server import JwksServer, self_signed
 from jwt.algorithms import ECAlgorithm
 
 from mikey.cli import main
+from mikey.cli.kms_server import listening_socket
 from mikey.cli.main import build_parser
 from mikey.kms.auth import USER_SCOPE
 from mikey.kms.store import AtRestKey, KmsStore
@@ -397,6 +399,7 @@ def test_serve_defaults_match_the_contract() -> None:
     args = build_parser(["kms", "serve"]).parse_args(["kms", "serve"])
     assert (args.data, args.db, args.host, args.port, args.kms_uri) == ("kms-data", None, "127.0.0.1", 8443, None)
     assert (args.tls_cert, args.tls_key, args.dev_tokens, args.jwks) == (None, None, False, None)
+    assert (args.workers, args.threads) == (1, 4)
 
 
 def test_serve_without_an_issuer_serves_and_refuses_every_token(tmp_path: pathlib.Path) -> None:
@@ -439,6 +442,9 @@ def test_serve_ipv6_loopback_other_db_and_kms_uri(tmp_path: pathlib.Path) -> Non
     (["--host", "192.0.2.7", "--dev-tokens"], "plain HTTP is served on loopback only"),
     (["--host", "kms.example.org", "--dev-tokens"], "plain HTTP is served on loopback only"),
     (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    (["--workers", "0", "--dev-tokens"], "--workers must be 1 to 64"),
+    (["--workers", "65", "--dev-tokens"], "--workers must be 1 to 64"),
+    (["--threads", "0", "--dev-tokens"], "--threads must be 1 to 64"),
     (["--dev-tokens", "--jwks", "jwks.json"], "choose the development issuer or your identity server"),
     (["--jwks", "jwks.json", "--issuer", ISSUER], "--jwks, --issuer and --audience go together"),
     (["--jwks", "http://idp.example.org/jwks", "--issuer", ISSUER, "--audience", AUDIENCE],
@@ -459,6 +465,35 @@ def test_serve_usage_errors_are_one_line(args: list[str], message: str, tmp_path
     assert out == "" and err.startswith("mikey: error: ") and message in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "kms" / "kms.sqlite3").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_served_connections_get_tcp_nodelay(host: str) -> None:
+    """The listening socket says TCP, so asyncio (uvicorn's transport) sets TCP_NODELAY on every
+    accepted connection: a response on a kept-alive connection is not held back by Nagle until
+    the client's delayed ACK (RFC 1122 §4.2.3.4)."""
+    sock = listening_socket(host, 0)
+    assert sock.proto == socket.IPPROTO_TCP
+    seen: list[int] = []
+
+    async def run() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.write(b"x")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handler, sock=sock)
+        async with server:
+            reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            assert await reader.read() == b"x"
+            writer.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        sock.close()
+    assert len(seen) == 1 and seen[0] != 0
 
 
 def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path: pathlib.Path) -> None:

@@ -14,14 +14,21 @@ token's user's keystore JSON, keeping the previous key period already in FILE (r
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
+import threading
+import time
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._files import write_private_atomic
 from ..errors import KeyMaterialError, MikeyError
@@ -31,7 +38,12 @@ from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks, NoIssuer, 
 from ..kms.store import AT_REST_KEY_ENV, AtRestKey, KmsStore, create_at_rest_key_file
 from .common import UsageError
 
-__all__ = ["register_server", "AT_REST_KEY_FILE", "DEFAULT_DATA_DIR"]
+if TYPE_CHECKING:
+    import uvicorn
+
+    from ..kms.core import KmsCore
+
+__all__ = ["register_server", "listening_socket", "AT_REST_KEY_FILE", "DEFAULT_DATA_DIR"]
 
 #: The at-rest key file in a KMS data directory (64 hex digits, mode 0600).
 AT_REST_KEY_FILE = "at_rest.key"
@@ -39,7 +51,7 @@ AT_REST_KEY_FILE = "at_rest.key"
 DEFAULT_DATA_DIR = "kms-data"
 
 
-def _open_store(data: str, db: str | None) -> KmsStore:
+def _open_store(data: str, db: str | None, *, migrate: bool = True) -> KmsStore:
     """The store of data directory *data* (created with its at-rest key on first use)."""
     directory = Path(data)
     try:
@@ -54,7 +66,7 @@ def _open_store(data: str, db: str | None) -> KmsStore:
             key = AtRestKey.load(None)
         else:
             key = create_at_rest_key_file(key_path)
-        return KmsStore(db if db is not None else f"sqlite:///{directory / 'kms.sqlite3'}", key)
+        return KmsStore(db if db is not None else f"sqlite:///{directory / 'kms.sqlite3'}", key, migrate=migrate)
     except MikeyError as exc:
         raise UsageError(str(exc)) from None
 
@@ -100,6 +112,26 @@ def _authenticator(args: argparse.Namespace) -> BearerAuth | NoIssuer:
         raise UsageError(f"--jwks: {exc}") from None
 
 
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A TCP socket bound to (*host*, *port*) and listening; a :class:`UsageError` if it cannot be.
+
+    Created with protocol ``IPPROTO_TCP`` (not 0): asyncio sets ``TCP_NODELAY`` on a connection
+    only when its socket says TCP, and accepted sockets inherit the listening socket's protocol.
+    Without it every response on a kept-alive connection waits for the client's delayed ACK
+    (Nagle, RFC 1122 §4.2.3.4), some 40 ms on Linux.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def _log_to_stderr() -> None:
     """Send the KMS's own log (refused tokens, JWKS refreshes; never a token or secret) to stderr."""
     log = logging.getLogger("mikey")
@@ -110,56 +142,205 @@ def _log_to_stderr() -> None:
         log.setLevel(logging.INFO)
 
 
-def run_serve(args: argparse.Namespace) -> int:
+#: Most worker processes and threads per process ``serve`` accepts.
+MAX_WORKERS = 64
+MAX_THREADS = 64
+#: PR_SET_PDEATHSIG (Linux prctl(2)): the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _uvicorn_config(app: object, args: argparse.Namespace) -> uvicorn.Config:
+    """The uvicorn configuration, loaded now so a bad TLS certificate or key fails before the first line."""
     import uvicorn
 
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off",  # type: ignore[arg-type]
+        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+    )
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot set up the server: {exc}") from None
+    if config.ssl is not None:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    return config
+
+
+def _core(store: KmsStore, authenticator: BearerAuth | NoIssuer) -> KmsCore:
     from ..kms.core import KmsCore
+
+    try:
+        return KmsCore(store, authenticator)
+    except MikeyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _serve_app(args: argparse.Namespace, core: KmsCore, sock: socket.socket, announce: str | None) -> None:
+    """Serve *core* over *sock* until a signal stops uvicorn; prints *announce* first."""
+    import uvicorn
+
     from ..kms.http import create_app
 
+    server = uvicorn.Server(_uvicorn_config(create_app(core, threads=args.threads), args))
+    if announce is not None:
+        # The socket already accepts connections (the kernel queues them until uvicorn takes over).
+        print(announce, flush=True)
+    server.run(sockets=[sock])
+
+
+def _check_tls(args: argparse.Namespace) -> None:
+    """Load the TLS certificate and key once, so a bad one fails before the socket and any worker."""
+    if args.tls_cert is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot set up the server: {exc}") from None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have this worker get SIGTERM when the ``serve`` process dies, even by ``kill -9``.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG)``; elsewhere a thread watches the parent process id.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(0)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mikey-kms-parent-watch", daemon=True).start()
+
+
+def _run_worker(args: argparse.Namespace, authenticator: BearerAuth | NoIssuer, sock: socket.socket,
+                parent: int) -> int:
+    """One forked worker: its own store (no connection crosses the fork) and core on the shared socket."""
+    _die_with_parent(parent)
+    try:
+        store = _open_store(args.data, args.db, migrate=False)
+        try:
+            _serve_app(args, _core(store, authenticator), sock, None)
+        finally:
+            store.close()
+    except UsageError as exc:
+        print(f"mikey: error: worker {os.getpid()}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _supervise(args: argparse.Namespace, authenticator: BearerAuth | NoIssuer, sock: socket.socket,
+               announce: str) -> int:
+    """Fork ``--workers`` processes serving *sock*; forward SIGTERM/SIGINT to them; return when all ended.
+
+    A worker that ends while no signal asked for it ends the others too (exit status 1), so a
+    service manager restarts the whole server.
+    """
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    parent = os.getpid()
+    alive: set[int] = set()
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(alive):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # no handler runs between the forks
+    try:
+        for _ in range(args.workers):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                    code = _run_worker(args, authenticator, sock, parent)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            alive.add(pid)
+        for signum in stop_signals:
+            signal.signal(signum, forward)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    print(announce, flush=True)
+    status = 0
+    while alive:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        alive.discard(pid)
+        if not stopping:
+            code = os.waitstatus_to_exitcode(wait_status)
+            how = f"with status {code}" if code >= 0 else f"on signal {signal.Signals(-code).name}"
+            print(f"mikey: KMS worker {pid} ended {how}; stopping the other workers", file=sys.stderr, flush=True)
+            stopping, status = True, 1
+            for other in list(alive):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other, signal.SIGTERM)
+    sock.close()
+    return status
+
+
+def run_serve(args: argparse.Namespace) -> int:
     tls = args.tls_cert is not None or args.tls_key is not None
     if tls and (args.tls_cert is None or args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     if not tls and not _is_loopback(args.host):
         raise UsageError(f"plain HTTP is served on loopback only: give --tls-cert and --tls-key to bind {args.host}")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be 1 to {MAX_WORKERS}")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be 1 to {MAX_THREADS}")
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise UsageError("--workers above 1 needs os.fork (POSIX)")
     _log_to_stderr()
     authenticator = _authenticator(args)
     store = _open_store(args.data, args.db)
     kms_uri = args.kms_uri or "kms.example.org"
     try:
-        community = store.get_or_create_community(lambda: generate_community(kms_uri))
+        try:
+            community = store.get_or_create_community(lambda: generate_community(kms_uri))
+        except MikeyError as exc:
+            raise UsageError(str(exc)) from None
         if args.kms_uri is not None and community.public.kms_uri != args.kms_uri:
             raise UsageError(f"--kms-uri: the database holds the community of {community.public.kms_uri!r}")
-        core = KmsCore(store, authenticator)
-    except MikeyError as exc:
-        raise UsageError(str(exc)) from None
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(core), log_level="warning", access_log=False, lifespan="off",
-        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
-    )
-    try:
-        config.load()  # reads the TLS certificate and key now, so a bad one fails before the first line
-    except (OSError, ValueError) as exc:
-        sock.close()
+        core = _core(store, authenticator)  # also creates what every worker then reads from the database
+        _check_tls(args)
+        sock = listening_socket(args.host, args.port)
+    except BaseException:
         store.close()
-        raise UsageError(f"cannot set up the server: {exc}") from None
-    if config.ssl is not None:
-        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
-    server = uvicorn.Server(config)
-    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    # The socket already accepts connections (the kernel queues them until uvicorn takes over).
-    print(f"serving {'https' if tls else 'http'}://{shown}:{port}", flush=True)
+        raise
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if sock.family == socket.AF_INET6 else args.host
+    announce = f"serving {'https' if tls else 'http'}://{shown}:{port}"
+    if args.workers > 1:
+        store.close()  # each worker opens its own: a connection pool must not cross a fork
+        return _supervise(args, authenticator, sock, announce)
     try:
-        server.run(sockets=[sock])
+        _serve_app(args, core, sock, announce)
     finally:
         sock.close()
         store.close()
@@ -243,6 +424,11 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--db", metavar="URL", help="database URL (default: DIR/kms.sqlite3; postgresql://… to share)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8443, metavar="N", help="port (default 8443; 0 picks a free one)")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes sharing the socket, each with its own database connections "
+                   "(default 1; one process uses at most one core)")
+    s.add_argument("--threads", type=int, default=4, metavar="N",
+                   help="threads per process running requests (database, key generation; default 4)")
     s.add_argument("--kms-uri", metavar="URI", help="the KMS URI of a new community (default kms.example.org)")
     s.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (HTTPS)")
     s.add_argument("--tls-key", metavar="PEM", help="server private key (HTTPS)")

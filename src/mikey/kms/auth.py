@@ -28,6 +28,7 @@ Tokens never appear in an exception, a log line or a repr.
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import hashlib
 import http.client
@@ -72,6 +73,7 @@ __all__ = [
     "NoIssuer",
     "BearerPolicy",
     "BearerAuth",
+    "TOKEN_CACHE_SIZE",
     "authorize_user",
     "require_admin",
     "www_authenticate",
@@ -613,13 +615,36 @@ def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: Verified tokens :class:`BearerAuth` remembers (least recently used dropped first).
+TOKEN_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A verified token's principal, the key set that verified it, and its time claims."""
+
+    principal: Principal
+    key_set: KeySet
+    not_before: float | None
+    issued_at: float | None
+
+
 class BearerAuth:
-    """Verifies bearer tokens against a :class:`BearerPolicy`; see the module docstring."""
+    """Verifies bearer tokens against a :class:`BearerPolicy`; see the module docstring.
 
-    __slots__ = ("policy",)
+    A token that verified is remembered (keyed by its SHA-256, never the token itself; at most
+    *cache_size*, 0 for none) and answered again without the signature check as long as its
+    ``exp``/``nbf``/``iat`` hold at the new time and the JWKS source still returns the very key
+    set that verified it (a reloaded or refetched JWKS verifies every token anew).
+    """
 
-    def __init__(self, policy: BearerPolicy) -> None:
+    __slots__ = ("policy", "cache_size", "_cache", "_cache_lock")
+
+    def __init__(self, policy: BearerPolicy, *, cache_size: int = TOKEN_CACHE_SIZE) -> None:
         self.policy = policy
+        self.cache_size = cache_size
+        self._cache: collections.OrderedDict[bytes, _Verified] = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BearerAuth(issuer={self.policy.issuer!r})"
@@ -638,9 +663,37 @@ class BearerAuth:
             logger.warning("KMS bearer token refused (%d %s): %s", exc.status, exc.reason, exc.message)
             raise
 
+    def _cached(self, digest: bytes, now: float) -> Principal | None:
+        """The principal of a token verified before, if every check made then still holds at *now*."""
+        with self._cache_lock:
+            entry = self._cache.get(digest)
+            if entry is None:
+                return None
+            leeway = self.policy.leeway
+            if (entry.principal.expires_at > now - leeway
+                    and (entry.not_before is None or entry.not_before <= now + leeway)
+                    and (entry.issued_at is None or entry.issued_at <= now + leeway)
+                    and self.policy.jwks.key_set() is entry.key_set):
+                self._cache.move_to_end(digest)
+                return entry.principal
+            del self._cache[digest]  # verified again below: refused with its reason, or remembered anew
+            return None
+
+    def _remember(self, digest: bytes, entry: _Verified) -> None:
+        with self._cache_lock:
+            self._cache[digest] = entry
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
     def _verify(self, authorization: str | bytes | None, now: float) -> Principal:
         policy = self.policy
         token = _token_from_header(authorization)
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        if self.cache_size > 0:
+            cached = self._cached(digest, now)
+            if cached is not None:
+                return cached
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -670,7 +723,10 @@ class BearerAuth:
         claims = decoded["payload"]
         if not isinstance(claims, dict):
             raise _unauthorized("token claims are not a JSON object", "malformed")
-        return self._check_claims(claims, now)
+        principal = self._check_claims(claims, now)
+        if self.cache_size > 0:
+            self._remember(digest, _Verified(principal, key_set, _number(claims, "nbf"), _number(claims, "iat")))
+        return principal
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> Principal:
         policy = self.policy
