@@ -721,3 +721,75 @@ def test_key_request_pke(kms: Kms) -> None:
     assert e2.value.err_no is not None and e2.value.error_message is not None
     with pytest.raises(ValueError):
         IbakeKeyRequest(PSKS[ALICE], [ALICE], KMS_ID, kms.params, pk=signer)
+
+
+@pytest.mark.parametrize("starter", ["initiator", "responder"])
+def test_csb_update_new_ec_values(creds: dict[bytes, IbakeCredentials], starter: str) -> None:
+    """§5.3: either side sends new EC values with the same CSB ID, a new T and no RAND; both get
+    [x'][y']P keys with the initial RAND; the answer's V is keyed from the new MPK."""
+    from mikey.modes.ibake import IbakeUpdateInitiator, IbakeUpdateResponder
+    from mikey.wire import RandPayload
+
+    rand = bytes(range(16))
+    i = IbakeInitiator(creds[ALICE], ALICE, BOB, rand=rand)
+    r = IbakeResponder(creds[BOB])
+    run(i, r)
+    old_i, old_r = i.results[0], r.result
+    assert old_r is not None
+    later = NOW + 60
+    if starter == "initiator":
+        up = IbakeUpdateInitiator(creds[ALICE], old_i, ALICE)
+        ans = IbakeUpdateResponder(creds[BOB], old_r, BOB)
+    else:
+        up = IbakeUpdateInitiator(creds[BOB], old_r, BOB)
+        ans = IbakeUpdateResponder(creds[ALICE], old_i, ALICE)
+    m = up.create_message(later)
+    msg = Message.decode(m)
+    assert msg.data_type == DataType.IBAKE_I_MESSAGE_1 and msg.csb_id == old_i.csb_id
+    assert msg.find(RandPayload) is None
+    step = ans.receive(m, later)
+    assert step.response is not None and step.result is not None and not step.result.authenticated
+    new = up.receive(step.response, later)
+    assert new.authenticated and new.extras["update"]
+    assert new.tgk == step.result.tgk != old_i.tgk
+    assert up.k_session == ans.k_session != r.k_session
+    assert new.tgk == prf.prf(up.k_session, (0x1F4D675B).to_bytes(4, "big") + b"\xff" * 5 + rand, 32, 1)
+    assert new.crypto_sessions[0].master_key == step.result.crypto_sessions[0].master_key
+    mpk = prf.prf(up.k_session, (0x220E99A2).to_bytes(4, "big") + b"\xff" * 5 + rand, 32, 1)
+    csb = old_i.csb_id.to_bytes(4, "big")
+    auth = prf.prf(mpk, (0x2D22AC75).to_bytes(4, "big") + b"\xff" + csb + rand, 32, 1)
+    assert step.response[-32:] == hmac.digest(auth, step.response[:-32] + ALICE + BOB, "sha256")
+    # a replayed update is refused; so is a tampered answer
+    with pytest.raises(ReplayError):
+        IbakeUpdateResponder(creds[BOB], old_r, BOB, replay_cache=ans._side.replay_cache).receive(m, later)
+    up2 = IbakeUpdateInitiator(creds[ALICE], old_i, ALICE)
+    m2 = up2.create_message(later)
+    s2 = IbakeUpdateResponder(creds[BOB], old_r, BOB).receive(m2, later)
+    assert s2.response is not None
+    bad = bytearray(s2.response)
+    bad[-1] ^= 1
+    with pytest.raises(AuthenticationError):
+        up2.receive(bytes(bad), later)
+
+
+def test_csb_update_refusals(creds: dict[bytes, IbakeCredentials]) -> None:
+    from mikey.modes.ibake import IbakeUpdateInitiator, IbakeUpdateResponder
+
+    i = IbakeInitiator(creds[ALICE], ALICE, BOB)
+    r = IbakeResponder(creds[BOB])
+    m1, _, _, _ = run(i, r)
+    assert r.result is not None
+    # an initial I_MESSAGE_1 (with RAND) is not an update
+    other = IbakeInitiator(creds[ALICE], ALICE, BOB, csb_id=r.result.csb_id)
+    with pytest.raises(MikeyError) as e:
+        IbakeUpdateResponder(creds[BOB], r.result, BOB).receive(other.create_message(NOW), NOW)
+    assert error_nos(e.value) == [12]
+    # an update for another CSB: 0
+    j = IbakeInitiator(creds[ALICE], ALICE, BOB)
+    k = IbakeResponder(creds[BOB])
+    run(j, k)
+    m = IbakeUpdateInitiator(creds[ALICE], j.results[0], ALICE).create_message(NOW)
+    with pytest.raises(AuthenticationError):
+        IbakeUpdateResponder(creds[BOB], r.result, BOB).receive(m, NOW)
+    with pytest.raises(ValueError):
+        IbakeUpdateInitiator(creds[ALICE], r.result, CAROL)

@@ -15,8 +15,17 @@ from hypothesis import strategies as st
 
 from mikey.crypto import ibe
 from mikey.errors import MikeyError
-from mikey.modes.ibake import IbakeCredentials, IbakeInitiator, IbakeResponder, answer_policy, open_deferred
+from mikey.modes.ibake import (
+    IbakeCredentials,
+    IbakeInitiator,
+    IbakeResponder,
+    IbakeUpdateInitiator,
+    IbakeUpdateResponder,
+    answer_policy,
+    open_deferred,
+)
 from mikey.modes.ibake_keys import IbakeKeyRequest, IbakeKms
+from mikey.modes.results import ExchangeResult
 from mikey.wire import EskPayload, IbakePayload, Message
 
 NOW = 1_700_000_000.0
@@ -177,3 +186,46 @@ def test_open_deferred(data: st.DataObject) -> None:
     esk = Message.decode(bad).find(EskPayload)
     good = Message.decode(D2).find(EskPayload)
     assert esk is not None and good is not None and esk.encr_data == good.encr_data
+
+
+def _established() -> tuple[ExchangeResult, ExchangeResult]:
+    i, r = IbakeInitiator(CREDS[ALICE], ALICE, BOB), IbakeResponder(CREDS[BOB])
+    r1 = r.receive(i.create_message(NOW), NOW).response or b""
+    i2 = i.receive(r1, NOW).response or b""
+    i.receive(r.receive(i2, NOW).response or b"", NOW)
+    assert r.result is not None
+    return i.results[0], r.result
+
+
+EST_I, EST_R = _established()
+
+
+def _update() -> tuple[IbakeUpdateInitiator, bytes, bytes]:
+    up = IbakeUpdateInitiator(CREDS[ALICE], EST_I, ALICE)
+    m = up.create_message(NOW)
+    return up, m, IbakeUpdateResponder(CREDS[BOB], EST_R, BOB).receive(m, NOW).response or b""
+
+
+UPDATE = _update()[1]
+
+
+@FUZZ
+@given(st.data())
+def test_update_responder(data: st.DataObject) -> None:
+    bad = data.draw(mutated(UPDATE))
+    try:
+        IbakeUpdateResponder(CREDS[BOB], EST_R, BOB).receive(bad, NOW)
+    except MikeyError:
+        return
+    assert _ibake(bad) == _ibake(UPDATE)
+
+
+@FUZZ
+@given(st.data())
+def test_update_initiator_never_accepts_a_mutation(data: st.DataObject) -> None:
+    up, _, answer = _update()
+    bad = data.draw(mutated(answer))
+    if bad == answer:
+        return
+    with pytest.raises(MikeyError):
+        up.receive(bad, NOW)

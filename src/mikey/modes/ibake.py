@@ -56,7 +56,10 @@ mikey's MIKEY-IBAKE profile (RFC 6267 leaves these open; each deployment-depende
 * The Initiator survives bad answers (a forged R_MESSAGE must not end a forked call): the error is
   raised, the Initiator keeps waiting.  A Responder takes one exchange (two messages).
 
-Not implemented: CSB update (§5.3).
+* CSB update (§5.3): :class:`IbakeUpdateInitiator` / :class:`IbakeUpdateResponder`, started by either side;
+  only with new EC values (the SHOULD case: the keys of the initial messages are not kept), same CSB ID,
+  new T, no RAND (the initial RAND keeps being used); in the IBE plaintext each EC value follows its
+  owner's identity, IDRi/IDRr keep the roles of the initial exchange.
 """
 
 from __future__ import annotations
@@ -1116,4 +1119,266 @@ def open_deferred(messages: bytes | Sequence[bytes], credentials: IbakeCredentia
     )
 
 
-__all__ += ["DIRECT_ONLY", "SK_LENGTH"]
+# --- CSB update (§5.3) ---------------------------------------------------------------------------------
+
+
+def _chain(id_i: IdrPayload, id_r: IdrPayload, mine: EccptPayload | None, theirs: EccptPayload | None,
+           i_am_initiator: bool) -> bytes:
+    """IDRi || {ECCPT} || IDRr || {ECCPT}: each EC value right after its owner's identity (mikey's profile)."""
+    own_first = (mine, theirs) if i_am_initiator else (theirs, mine)
+    return _content(id_i, own_first[0], id_r, own_first[1])
+
+
+class _UpdateBase:
+    """What both update sides share: the established exchange (one side's result) and the own role."""
+
+    def __init__(self, credentials: IbakeCredentials, established: ExchangeResult, own_id: bytes, *,
+                 id_type: int, ec_private: int | None, mpk_length: int, tgk_length: int, clock_skew: float) -> None:
+        if established.mode != IbakeInitiator.MODE or established.initiator_id is None \
+                or established.responder_id is None:
+            raise ValueError("a CSB update needs the result of an IBAKE exchange (with both identities)")
+        if own_id not in (established.initiator_id, established.responder_id):
+            raise ValueError("own_id must be the established exchange's IDRi or IDRr")
+        self.credentials = credentials
+        self.established = established
+        self.i_am_initiator = own_id == established.initiator_id
+        self.own_id = own_id
+        self.peer_id = established.responder_id if self.i_am_initiator else established.initiator_id
+        self.id_i = _idr(IDRole.INITIATOR, established.initiator_id, id_type)
+        self.id_r = _idr(IDRole.RESPONDER, established.responder_id, id_type)
+        self.curve = int(established.extras.get("curve", ECCCurve.P_256))
+        self._fixed = ec_private
+        self.mpk_length = mpk_length
+        self.tgk_length = tgk_length
+        self.clock_skew = clock_skew
+        self.k_session = b""
+        self.state = State.START
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(csb_id={self.established.csb_id:08x}, state={self.state.value})"
+
+    def _check_ids(self, msg: Message) -> None:
+        id_i, id_r = _ids(msg)
+        if (id_i is not None and id_i.data != self.id_i.data) or (id_r is not None and id_r.data != self.id_r.data):
+            raise AuthenticationError("the update names other parties than the established exchange (§5.3)")
+
+    def _open(self, ibake_p: IbakePayload | None, when: _dt.datetime) -> _Content:
+        if ibake_p is None:
+            raise UnspecifiedError("mikey updates a CSB with new EC Diffie-Hellman values only: IBAKE is needed")
+        key = self.credentials.private_key(self.own_id, when)
+        if key is None:
+            raise UnsupportedIDError(f"no K_PR for {self.own_id!r} in the key period of the update")
+        c = _parse_content(self.credentials.decrypt(key, ibake_p.encr_data, "IBAKE"))
+        if not _same(c.id_i, self.id_i.data) or c.id_r is None or not _same(c.id_r, self.id_r.data):
+            raise AuthenticationError("the identities inside the update's IBAKE are not the established ones")
+        return c
+
+    def _result(self, header: CommonHeader, policies: Sequence[SecurityPolicyPayload], *,
+                authenticated: bool) -> tuple[ExchangeResult, bytes]:
+        e = self.established
+        mpk, tgk = derive_mpk_tgk(self.k_session, e.rand, e.prf, self.mpk_length, self.tgk_length)
+        sessions = derive_crypto_sessions(tgk, header, e.rand, policies)
+        extras = {**{k: v for k, v in e.extras.items() if k not in ("leg",)}, "update": True,
+                  "confirmed": authenticated}
+        result = ExchangeResult(
+            mode=e.mode, csb_id=e.csb_id, tgk=tgk, rand=e.rand, prf=e.prf, crypto_sessions=sessions,
+            authenticated=authenticated, header=header, policies=tuple(policies), initiator_id=e.initiator_id,
+            responder_id=e.responder_id, extras=extras,
+        )
+        return result, v_auth_key(mpk, e.csb_id, e.rand, e.prf)
+
+
+class IbakeUpdateInitiator(_UpdateBase):
+    """Starts a CSB update of an established IBAKE exchange (§5.3), from either side.
+
+    Update I_MESSAGE_1 = HDR, T, IDRi, IDRr, {SP}, IBAKE (no RAND) with a new EC value for the peer;
+    update R_MESSAGE_1 = HDR, T, IDRi, IDRr, IBAKE, V: the peer's new value, V keyed from the new
+    K_SESSION's MPK (§5.2).  Keys: the new [x'][y']P with the initial RAND; the same CSB ID.
+    ``established`` is this side's result of the initial exchange, ``own_id`` this side's identity.
+    ``crypto_sessions``/``policies`` change the bundle's crypto sessions (default: the established ones).
+    """
+
+    def __init__(
+        self,
+        credentials: IbakeCredentials,
+        established: ExchangeResult,
+        own_id: bytes,
+        *,
+        crypto_sessions: Sequence[CryptoSessionSpec] | None = None,
+        policies: Sequence[SecurityPolicyPayload] | None = None,
+        id_type: int = IDType.URI,
+        ec_private: int | None = None,
+        mpk_length: int = 32,
+        tgk_length: int = 32,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+    ) -> None:
+        super().__init__(credentials, established, own_id, id_type=id_type, ec_private=ec_private,
+                         mpk_length=mpk_length, tgk_length=tgk_length, clock_skew=clock_skew)
+        self.specs = list(crypto_sessions) if crypto_sessions is not None else None
+        self.new_policies = list(policies) if policies is not None else None
+        self._x = _generate(self.curve, ec_private)
+        self.eccpt = _eccpt(self.curve, self._x.public_key())
+        self.header: CommonHeader | None = None
+        self.timestamp: TimestampPayload | None = None
+        self.result: ExchangeResult | None = None
+
+    def create_message(self, now: float) -> bytes:
+        """The update I_MESSAGE_1 (§5.3)."""
+        if self.state is not State.START:
+            raise StateError(f"IbakeUpdateInitiator is {self.state.value}")
+        e = self.established
+        if self.specs is not None:
+            hdr = build_header(DataType.IBAKE_I_MESSAGE_1, e.csb_id, self.specs, map_type=e.header.cs_id_map_type,
+                               v=True, prf=e.prf)
+        else:
+            h = e.header
+            hdr = CommonHeader(DataType.IBAKE_I_MESSAGE_1, e.csb_id, h.cs_id_map, h.cs_id_map_type, True, e.prf,
+                               h.version, h.cs_count)
+        t = TimestampPayload.ntp_utc(now)
+        plain = _chain(self.id_i, self.id_r, self.eccpt, None, self.i_am_initiator)
+        ibake_p = IbakePayload(self.credentials.encrypt(self.peer_id, _when(t, now), plain))
+        msg = Message(hdr, (t, self.id_i, self.id_r, *(self.new_policies or ()), ibake_p)).encode()
+        self.header, self.timestamp = hdr, t
+        self.state = State.WAIT_RESPONSE
+        return msg
+
+    def receive(self, data: bytes, now: float) -> ExchangeResult:
+        """The update R_MESSAGE_1: echo, V, new keys (any failure: FAILED, MikeyError raised)."""
+        if self.state is not State.WAIT_RESPONSE:
+            raise StateError(f"IbakeUpdateInitiator is {self.state.value}")
+        try:
+            result = self._on_response(data, now)
+        except MikeyError:
+            self.state = State.FAILED
+            raise
+        self.state = State.DONE
+        self.result = result
+        return result
+
+    def _on_response(self, data: bytes, now: float) -> ExchangeResult:
+        hdr, t_own = self.header, self.timestamp
+        if hdr is None or t_own is None:  # pragma: no cover - set with the message
+            raise StateError("no update message was built")
+        msg = Message.decode(data)
+        if msg.data_type == DataType.ERROR:
+            raise peer_error(msg)
+        if msg.data_type != DataType.IBAKE_R_MESSAGE_1:
+            raise UnsupportedDataTypeError("a CSB update is answered with R_MESSAGE_1 (§5.3)")
+        _check_header(msg.header, hdr, "the update R_MESSAGE_1")
+        t: TimestampPayload = _one(msg, TimestampPayload, "T")
+        if (t.ts_type, t.ts_value) != (t_own.ts_type, t_own.ts_value):
+            raise InvalidTimestampError("the update R_MESSAGE_1 must carry the update's timestamp")
+        v: VerificationPayload = _one(msg, VerificationPayload, "V")
+        if msg.payloads[-1] is not v:
+            raise UnspecifiedError("V must be the last payload of the update R_MESSAGE_1")
+        self._check_ids(msg)
+        c = self._open(_one(msg, IbakePayload, "IBAKE", required=False), _when(t, now))
+        mine, theirs = (c.eccpt_i, c.eccpt_r) if self.i_am_initiator else (c.eccpt_r, c.eccpt_i)
+        if mine is None or not _same(mine.point, self.eccpt.point):
+            raise AuthenticationError("the update R_MESSAGE_1 does not echo this side's new EC value")
+        if theirs is None:
+            raise UnspecifiedError("the update R_MESSAGE_1 carries no new EC value of the peer")
+        try:
+            self.k_session = session_point(self.curve, self._x, _peer_point(theirs, self.curve))
+        except CryptoError as e:
+            raise AuthenticationError(f"unusable EC value: {e.message}") from None
+        policies = self.new_policies if self.new_policies is not None else list(self.established.policies)
+        result, auth_key = self._result(merge_responder_ssrcs(hdr, msg.header), policies, authenticated=True)
+        mac_alg = v_mac_alg(result.prf)
+        if v.auth_alg != mac_alg:
+            raise UnsupportedMACError(f"V uses MAC alg {v.auth_alg}; this exchange uses {mac_alg}")
+        n = kemac_crypto.mac_len(mac_alg)
+        want = kemac_crypto.compute_mac(mac_alg, auth_key, _mac_coverage(msg, n, self.id_i.data, self.id_r.data))
+        if not _same(want, v.ver_data):
+            raise AuthenticationError("the update R_MESSAGE_1's V does not verify (§5.2, §5.4)")
+        return result
+
+
+class IbakeUpdateResponder(_UpdateBase):
+    """Answers a CSB update of an established IBAKE exchange (§5.3), on either side.
+
+    Its result has ``authenticated=False``: the update R_MESSAGE_1 is the last message, so this side
+    never sees proof that the update came from the peer (anyone can encrypt to K_PUB); only the peer
+    can use the new keys, though, since the new EC value travels IBE-encrypted to it.
+    """
+
+    def __init__(
+        self,
+        credentials: IbakeCredentials,
+        established: ExchangeResult,
+        own_id: bytes,
+        *,
+        own_ssrcs: Sequence[int] = (),
+        id_type: int = IDType.URI,
+        ec_private: int | None = None,
+        mpk_length: int = 32,
+        tgk_length: int = 32,
+        replay_cache: ReplayStore | None = None,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+    ) -> None:
+        super().__init__(credentials, established, own_id, id_type=id_type, ec_private=ec_private,
+                         mpk_length=mpk_length, tgk_length=tgk_length, clock_skew=clock_skew)
+        self.own_ssrcs = list(own_ssrcs)
+        self._side = Side(replay_cache=replay_cache, clock_skew=clock_skew)
+        self.result: ExchangeResult | None = None
+
+    def receive(self, data: bytes, now: float) -> IbakeStep:
+        """The update I_MESSAGE_1 -> the update R_MESSAGE_1 and the new keys; failures carry an Error message."""
+        if self.state is not State.START:
+            raise StateError(f"IbakeUpdateResponder is {self.state.value}")
+        msg: Message | None = None
+        try:
+            msg = Message.decode(data)
+            step = self._on_update(msg, now)
+        except MikeyError as exc:
+            self.state = State.FAILED
+            if exc.error_message is None and exc.err_no is not None and not isinstance(exc, PeerError):
+                csb = msg.csb_id if msg is not None else (int.from_bytes(data[4:8], "big") if len(data) >= 8 else 0)
+                t = msg.find(TimestampPayload) if msg is not None else None
+                exc.error_message = build_error_message(csb, [int(exc.err_no)], t or TimestampPayload.ntp_utc(now),
+                                                        prf=self.established.prf)
+            raise
+        self.state = State.DONE
+        return step
+
+    def _on_update(self, msg: Message, now: float) -> IbakeStep:
+        if msg.data_type == DataType.ERROR:
+            raise peer_error(msg)
+        if msg.data_type != DataType.IBAKE_I_MESSAGE_1:
+            raise UnsupportedDataTypeError("a CSB update starts with I_MESSAGE_1 (§5.3)")
+        e = self.established
+        h = msg.header
+        if h.csb_id != e.csb_id or h.prf != e.prf:
+            raise AuthenticationError("the update is for another CSB (CSB ID, PRF) (§5.3)")
+        if msg.find(RandPayload) is not None:
+            raise UnspecifiedError("a CSB update must not carry RAND (§5.3)")
+        t: TimestampPayload = _one(msg, TimestampPayload, "T")
+        self._check_ids(msg)
+        admission = self._side.admit(msg, t, now, self.peer_id)
+        when = _when(t, now)
+        c = self._open(_one(msg, IbakePayload, "IBAKE", required=False), when)
+        theirs, mine = (c.eccpt_r, c.eccpt_i) if self.i_am_initiator else (c.eccpt_i, c.eccpt_r)
+        if theirs is None or mine is not None:
+            raise UnspecifiedError("the update's IBAKE must carry the starter's new EC value alone")
+        y = _generate(self.curve, self._fixed)
+        own = _eccpt(self.curve, y.public_key())
+        try:
+            self.k_session = session_point(self.curve, y, _peer_point(theirs, self.curve))
+        except CryptoError as exc:
+            raise AuthenticationError(f"unusable EC value: {exc.message}") from None
+        self._side.remember(admission)
+        header = fill_ssrcs(h, self.own_ssrcs)
+        new_policies = msg.find_all(SecurityPolicyPayload)
+        policies = new_policies or list(e.policies)
+        result, auth_key = self._result(header, policies, authenticated=False)
+        plain = _chain(self.id_i, self.id_r, own, theirs, self.i_am_initiator)
+        ibake_r = IbakePayload(self.credentials.encrypt(self.peer_id, when, plain))
+        hdr = CommonHeader(DataType.IBAKE_R_MESSAGE_1, header.csb_id, header.cs_id_map, header.cs_id_map_type, False,
+                           header.prf, header.version, header.cs_count)
+        response = _with_v(hdr, [t, self.id_i, self.id_r, ibake_r], v_mac_alg(e.prf), auth_key, self.id_i.data,
+                           self.id_r.data)
+        self.result = result
+        return IbakeStep(response, result, None, self.peer_id, False)
+
+
+__all__ += ["DIRECT_ONLY", "SK_LENGTH", "IbakeUpdateInitiator", "IbakeUpdateResponder"]
