@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -449,7 +448,6 @@ class IbakeKms:
         self.pk_credentials = tuple(pk_credentials)
         self.verifier = PeerVerifier(validator) if validator is not None else None
         self._checks = _Admission(replay_cache=replay_cache, clock_skew=clock_skew)
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"IbakeKms(identity={self.identity!r}, period={self.key_period.value})"
