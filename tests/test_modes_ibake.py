@@ -793,3 +793,29 @@ def test_csb_update_refusals(creds: dict[bytes, IbakeCredentials]) -> None:
         IbakeUpdateResponder(creds[BOB], r.result, BOB).receive(m, NOW)
     with pytest.raises(ValueError):
         IbakeUpdateInitiator(creds[ALICE], r.result, CAROL)
+
+
+def test_forking_two_devices_with_one_identity(creds: dict[bytes, IbakeCredentials]) -> None:
+    """Two devices both answering as Bob (same IDRr): each answer is its own leg with its own keys,
+    and the two R_MESSAGE_2s (same IDRr, same T) are told apart by their V."""
+    i = IbakeInitiator(creds[ALICE], ALICE, BOB)
+    m1 = i.create_message(NOW)
+    a, b = IbakeResponder(creds[BOB]), IbakeResponder(creds[BOB])
+    ra, rb = a.receive(m1, NOW).response, b.receive(m1, NOW).response
+    assert ra is not None and rb is not None
+    sa, sb = i.receive(ra, NOW), i.receive(rb, NOW)
+    assert (sa.kind, sb.kind) == (AnswerKind.DIRECT, AnswerKind.DIRECT) and (sa.leg, sb.leg) == (0, 1)
+    assert sa.response is not None and sb.response is not None
+    # a device refuses another device's I_MESSAGE_2 (it does not echo its own [y]P): 0
+    c = IbakeResponder(creds[BOB], replay_cache=ReplayCache())
+    assert c.receive(m1, NOW).response is not None
+    with pytest.raises(AuthenticationError) as e:
+        c.receive(sb.response, NOW)
+    assert error_nos(e.value) == [0]
+    fa_r2 = a.receive(sa.response, NOW).response
+    fb_r2 = b.receive(sb.response, NOW).response
+    assert fa_r2 is not None and fb_r2 is not None
+    fb, fa = i.receive(fb_r2, NOW), i.receive(fa_r2, NOW)
+    assert (fa.leg, fb.leg) == (0, 1)
+    assert a.result is not None and b.result is not None and fa.result is not None and fb.result is not None
+    assert fa.result.tgk == a.result.tgk != b.result.tgk == fb.result.tgk
