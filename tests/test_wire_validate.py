@@ -32,7 +32,7 @@ from mikey.wire import (
     VerificationPayload,
     encode_sub_payloads,
 )
-from mikey.wire.validate import LAYOUTS, LintWarning, lint, validate, violations
+from mikey.wire.validate import LAYOUTS, TICKET_ROLES, LintWarning, lint, validate, violations
 
 MESSAGES = sample_messages()
 PSK = MESSAGES["dt/PSK_INIT"]  # HDR, T, RAND, IDi, IDr, SP, KEMAC
@@ -75,7 +75,13 @@ def _one(m: Message, needle: str) -> None:
 # --- valid messages pass ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(k for k in MESSAGES if k.startswith("dt/")))
+#: The synthetic MIKEY-TICKET samples of wire_samples exercise payload coding, not RFC 6043 §4's layouts
+#: (a RAND where RANDR goes, KEMAC where V goes); real TICKET messages are checked below instead.
+_TICKET_NAMES = {f"dt/{dt.name}" for dt in range(DataType.REQUEST_INIT_PSK, DataType.RESOLVE_RESP + 1)
+                 for dt in [DataType(dt)]}
+
+
+@pytest.mark.parametrize("name", sorted(k for k in MESSAGES if k.startswith("dt/") and k not in _TICKET_NAMES))
 def test_valid_sample_of_each_data_type_passes(name: str) -> None:
     m = MESSAGES[name]
     assert validate(m) == []
@@ -90,8 +96,162 @@ def test_lint_leaves_dhhmac_keyless_null_kemac_alone() -> None:
         assert lint(MESSAGES[name]) == []
 
 
-def test_layouts_cover_the_rfc3830_4650_4738_6509_data_types() -> None:
-    assert set(LAYOUTS) == set(range(0, 11)) | {DataType.SAKKE}
+def test_layouts_cover_the_rfc3830_4650_4738_6043_6509_data_types() -> None:
+    assert set(LAYOUTS) == set(range(0, 19)) | {DataType.SAKKE}
+    assert set(TICKET_ROLES) == set(range(11, 19))
+
+
+# --- MIKEY-TICKET (RFC 6043 §4): real messages of every data type 11..18 ------------------------------
+
+
+def _ticket_messages() -> dict[str, bytes]:
+    """One exchange of every kind from the TICKET roles: PSK Request/Transfer (with forking, RANDRr) /
+    Resolve, the PK variants, a CSB update both ways, a KMS Error message."""
+    import random
+
+    from pki import NOW as PKI_NOW
+    from pki import make_ca, make_leaf
+
+    from mikey.constants import IDRole, IDType, KeyDataType, TSRole, TSType
+    from mikey.crypto.x509 import CertificateValidator
+    from mikey.keystore import Credentials
+    from mikey.modes.ticket import (
+        InMemoryTicketStore,
+        TicketCredential,
+        TicketInitiator,
+        TicketKms,
+        TicketPkSigner,
+        TicketPolicy,
+        TicketProtectionKey,
+        TicketRequester,
+        TicketResponder,
+        TicketUpdater,
+        TicketUpdateResponder,
+        ticket_flags,
+    )
+    from mikey.wire import SpiValidity, TrPayload
+
+    now = PKI_NOW.timestamp()
+    alice, bob, kms_id = b"sip:alice@example.com", b"sip:bob@example.com", b"kms.example.com"
+    ca = make_ca("Validate Ticket Root")
+    certs = {n: make_leaf(ca, f"v-{n}", san_uris=[u.decode()]) for n, u in (("alice", alice), ("bob", bob))}
+    kms_cert = make_leaf(ca, "v-kms", san_dns=["kms.example.com"])
+    store = InMemoryTicketStore()
+    store.add_credential(TicketCredential(alice, bytes(16), b"alice"))
+    store.add_credential(TicketCredential(bob, bytes(range(16)), b"bob"))
+    store.add_protection_key(TicketProtectionKey(b"tpk", bytes(range(100, 116))))
+    kms = TicketKms(store, identity=kms_id, pk_credentials=[Credentials(kms_cert.key, kms_cert.cert)],
+                    validator=CertificateValidator([ca.cert]), rng=random.Random(7).randbytes)
+    end = TrPayload(TSRole.END_OF_VALIDITY, TSType.NTP_UTC_32, (int(now) + 2208988800 + 3600).to_bytes(4, "big"))
+    pol = TicketPolicy(ticket_flags("DEFGHILNO"), (IdrPayload(IDRole.RESPONDER, IDType.URI, bob),), end=end)
+    out: dict[str, bytes] = {}
+    req = TicketRequester(bytes(16), pol, id_i=alice, kms_id=kms_id, psk_id=b"alice")
+    out["request_init_psk"] = req.create_message(now)
+    out["request_resp"] = kms.handle(out["request_init_psk"], now) or b""
+    grant = req.receive(out["request_resp"], now)
+    ini = TicketInitiator(grant, id_i=alice, id_r=bob)
+    out["transfer_init"] = ini.create_message(now)
+    resp = TicketResponder(bytes(range(16)), id_r=bob, kms_id=kms_id, psk_id=b"bob")
+    out["resolve_init_psk"] = resp.receive(out["transfer_init"], now).resolve_init or b""
+    out["resolve_resp"] = kms.handle(out["resolve_init_psk"], now) or b""
+    out["transfer_resp"] = resp.receive_resolve(out["resolve_resp"], now).response or b""
+    ini.receive(out["transfer_resp"], now)
+    assert resp.bundle is not None
+    new_tgk = KeyDataPayload(KeyDataType.TGK, bytes(range(70, 86)), None, SpiValidity(b"\0\0\0\x09"))
+    up = TicketUpdater(ini.bundles[0], new_keys=[new_tgk])
+    out["update_transfer_init"] = up.create_message(now + 60)
+    out["update_transfer_resp"] = TicketUpdateResponder(resp.bundle).receive(
+        out["update_transfer_init"], now + 61).response or b""
+    bob_up = TicketUpdater(resp.bundle)  # started by the Responder: IDRr before IDRi
+    out["update_by_responder"] = bob_up.create_message(now + 70)
+    pk_req = TicketRequester(None, pol, pk=TicketPkSigner(Credentials(certs["alice"].key, certs["alice"].cert),
+                                                          kms_cert.cert), id_i=alice, kms_id=kms_id)
+    out["request_init_pk"] = pk_req.create_message(now)
+    pk_grant = pk_req.receive(kms.handle(out["request_init_pk"], now) or b"", now)
+    pk_resp = TicketResponder(pk=TicketPkSigner(Credentials(certs["bob"].key, certs["bob"].cert), kms_cert.cert),
+                              id_r=bob, kms_id=kms_id)
+    out["resolve_init_pk"] = pk_resp.receive(TicketInitiator(pk_grant, id_i=alice, id_r=bob).create_message(now),
+                                             now).resolve_init or b""
+    wrong = TicketRequester(bytes(range(1, 17)), pol, id_i=alice, kms_id=kms_id, psk_id=b"alice")
+    out["error"] = kms.handle(wrong.create_message(now), now) or b""
+    return out
+
+
+TICKET_MESSAGES = _ticket_messages()
+
+
+@pytest.mark.parametrize("name", sorted(TICKET_MESSAGES))
+def test_real_ticket_messages_pass(name: str) -> None:
+    m = Message.decode(TICKET_MESSAGES[name])
+    assert violations(m) == []
+    assert (m.data_type == DataType.ERROR) == (name == "error")
+
+
+def test_ticket_golden_messages_pass() -> None:
+    golden = json.loads((VECTORS / "mikey_ticket_golden.json").read_text())["messages"]
+    names = ["request_init", "request_resp", "transfer_init", "resolve_init", "resolve_resp", "transfer_resp"]
+    assert [int(Message.decode(bytes.fromhex(golden[n])).data_type) for n in names] == [11, 13, 14, 16, 18, 15]
+    for n in names:
+        assert violations(Message.decode(bytes.fromhex(golden[n]))) == [], n
+
+
+def _ticket(name: str) -> Message:
+    return Message.decode(TICKET_MESSAGES[name])
+
+
+def _drop(m: Message, payload_type: int) -> Message:
+    return _with(m, payloads=[p for p in m.payloads if p.TYPE != payload_type])
+
+
+def test_ticket_layout_rules() -> None:
+    from mikey.constants import PayloadType as PT
+
+    _one(_drop(_ticket("request_init_psk"), PT.TP), "REQUEST_INIT_PSK message layout: expected TP")
+    _one(_drop(_ticket("request_resp"), PT.TICKET), "REQUEST_RESP message layout: expected TICKET")
+    _one(_drop(_ticket("resolve_init_psk"), PT.TICKET), "RESOLVE_INIT_PSK message layout: expected TICKET")
+    _one(_drop(_ticket("resolve_resp"), PT.KEMAC), "RESOLVE_RESP message layout: expected KEMAC")
+    _one(_drop(_ticket("resolve_init_pk"), PT.PKE), "RESOLVE_INIT_PK message layout: expected PKE")
+    _one(_drop(_ticket("transfer_resp"), PT.V), "TRANSFER_RESP message layout: expected V")
+    m = _ticket("transfer_init")  # V must be last: a second T after it
+    _one(_with(m, payloads=[*m.payloads, m.payloads[0]]), "TRANSFER_INIT message layout: unexpected T payload")
+
+
+def test_ticket_role_rules() -> None:
+    from mikey.constants import IDRole, RANDRole
+    from mikey.wire import RandrPayload
+
+    m = _ticket("request_init_psk")
+    swapped = [IdrPayload(IDRole.RESPONDER, p.id_type, p.data) if isinstance(p, IdrPayload)
+               and p.id_role == IDRole.INITIATOR else p for p in m.payloads]
+    _one(_with(m, payloads=swapped), "REQUEST_INIT_PSK: IDR roles RESPONDER, KMS, PSK are not ([IDRINITIATOR]")
+    wrong_rand = [RandrPayload(RANDRole.RESPONDER, p.rand) if isinstance(p, RandrPayload) else p for p in m.payloads]
+    _one(_with(m, payloads=wrong_rand), "REQUEST_INIT_PSK: RANDR roles RESPONDER are not INITIATOR")
+    r = _ticket("transfer_resp")  # RANDRkms before RANDRr
+    rands = [p for p in r.payloads if isinstance(p, RandrPayload)]
+    assert [int(x.rand_role) for x in rands] == [RANDRole.RESPONDER, RANDRole.KMS]
+    order = [p if not isinstance(p, RandrPayload) else (rands[1] if p is rands[0] else rands[0]) for p in r.payloads]
+    _one(_with(r, payloads=order), "TRANSFER_RESP: RANDR roles KMS, RESPONDER are not RESPONDER, KMS")
+    short = [RandrPayload(p.rand_role, p.rand[:8]) if isinstance(p, RandrPayload) else p for p in m.payloads]
+    _one(_with(m, payloads=short), "RANDR is 8 octets")
+    # both orders of a CSB update pass; a Request with crypto sessions does not
+    assert violations(_ticket("update_by_responder")) == []
+    t = _ticket("transfer_init")
+    _one(_with(m, header=_hdr(m, cs_id_map=t.header.cs_id_map, cs_id_map_type=t.header.cs_id_map_type,
+                              cs_count=None)), "carry no crypto sessions")
+    _one(_with(m, header=_hdr(m, cs_id_map_type=CSIdMapType.SRTP_ID, cs_count=None)), "the Empty map")
+
+
+def test_ticket_types_must_be_registered() -> None:
+    import dataclasses
+
+    from mikey.wire import TicketPayload, TicketPolicyPayload
+
+    m = _ticket("request_init_psk")
+    tp = [dataclasses.replace(p, ticket_type=9) if isinstance(p, TicketPolicyPayload) else p for p in m.payloads]
+    _one(_with(m, payloads=tp), "TP Ticket type 9 is not registered")
+    r = _ticket("request_resp")
+    tk = [dataclasses.replace(p, ticket_type=9) if isinstance(p, TicketPayload) else p for p in r.payloads]
+    _one(_with(r, payloads=tk), "TICKET Ticket type 9 is not registered")
 
 
 def test_vendor_sakke_messages() -> None:
@@ -149,14 +309,14 @@ def test_srtp_id_entry_refers_to_missing_policy() -> None:
 
 
 def test_generic_id_entry_refers_to_missing_policy() -> None:
-    m = MESSAGES["dt/TRANSFER_INIT"]
-    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(1, 4)),))
+    m = _ticket("transfer_init")  # one SP, Policy no 0
+    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(0, 4)),))
     _one(_with(m, header=h), "refers to policy 4")
 
 
 def test_generic_id_map_lists_a_cs_id_twice() -> None:
-    m = MESSAGES["dt/TRANSFER_INIT"]
-    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(1,)), GenericIdEntry.srtp(1, 2, policies=(1,))))
+    m = _ticket("transfer_init")
+    h = _hdr(m, cs_id_map=(GenericIdEntry.srtp(1, 1, policies=(0,)), GenericIdEntry.srtp(1, 2, policies=(0,))))
     _one(_with(m, header=h), "twice")
 
 
@@ -204,8 +364,10 @@ def test_kemac_must_be_last_in_psk_init() -> None:
 
 def test_sub_payload_cannot_stand_in_a_message() -> None:
     kd = KeyDataPayload(0, bytes(16))
-    m = MESSAGES["dt/TRANSFER_INIT"]  # no layout: only the sub-payload rule applies
-    _one(_with(m, payloads=[*m.payloads[:-1], kd, m.payloads[-1]]), "sub-payload")
+    m = _ticket("transfer_init")  # the layout rule (KEY_DATA where V goes) fires too
+    problems = violations(_with(m, payloads=[*m.payloads[:-1], kd, m.payloads[-1]]))
+    assert problems == ["KEY_DATA is a sub-payload and cannot stand in the message itself (payload 7)",
+                        "TRANSFER_INIT message layout: expected V at payload 7, found KEY_DATA"]
 
 
 def test_repeated_items_up_to_their_maximum() -> None:

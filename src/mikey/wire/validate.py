@@ -26,13 +26,16 @@ from ..constants import (
     ErrorNo,
     GenExtType,
     HashFunc,
+    IDRole,
     IDType,
     KeyDataType,
     MacAlg,
     PayloadType,
     ProtType,
+    RANDRole,
     SignatureType,
     SRTPParam,
+    TicketType,
 )
 from ..errors import MikeyDecodeError, MikeyValidationError
 from .header import GenericIdEntry, SrtpIdEntry
@@ -48,14 +51,17 @@ from .payloads import (
     KeyDataPayload,
     Payload,
     RandPayload,
+    RandrPayload,
     SecurityPolicyPayload,
     SignPayload,
+    TicketPayload,
+    TicketPolicyPayload,
     TimestampPayload,
     VerificationPayload,
 )
 from .payloads.base import enum_table
 
-__all__ = ["validate", "violations", "lint", "LintWarning", "LAYOUTS"]
+__all__ = ["validate", "violations", "lint", "LintWarning", "LAYOUTS", "TICKET_ROLES"]
 
 P = PayloadType
 
@@ -133,7 +139,91 @@ LAYOUTS: dict[int, list[Item]] = {
     DataType.SAKKE: [
         one(P.T), one(P.RAND), Item(frozenset({P.IDR}), 0, 8), opt(P.CERT), many(P.SP), one(P.SAKKE), one(P.SIGN),
     ],
+    # RFC 6043 §4.2.1: HDR, T, RANDRi, [IDRi], [IDRkms], TP, [IDRpsk], V
+    DataType.REQUEST_INIT_PSK: [one(P.T), one(P.RANDR), opt(P.IDR, hi=2), one(P.TP), opt(P.IDR), one(P.V)],
+    # HDR, T, RANDRi, [IDRi], {CERTi}, [IDRkms], TP, [CHASH], PKE, SIGNi
+    DataType.REQUEST_INIT_PK: [
+        one(P.T), one(P.RANDR), opt(P.IDR), Item(frozenset({P.CERT}), 0, 8), opt(P.IDR), one(P.TP), opt(P.CHASH),
+        one(P.PKE), one(P.SIGN),
+    ],
+    # HDR, T, [IDRkms], TICKET, KEMAC, V
+    DataType.REQUEST_RESP: [one(P.T), opt(P.IDR), one(P.TICKET), one(P.KEMAC), one(P.V)],
+    # §4.2.2: HDR, T, RANDRi, [IDRi], [IDRr], {SP}, TICKET, [KEMAC], V; a CSB update (§5.2) leaves out
+    # RANDRi and TICKET (HDR, T, [IDRi], [IDRr], {SP}, [KEMAC], V), so they are optional here.
+    DataType.TRANSFER_INIT: [
+        one(P.T), opt(P.RANDR), opt(P.IDR, hi=2), many(P.SP), opt(P.TICKET), opt(P.KEMAC), one(P.V),
+    ],
+    # HDR, T, [RANDRr], [IDRr], [RANDRkms], {SP}, [KEMAC], V
+    DataType.TRANSFER_RESP: [
+        one(P.T), opt(P.RANDR), opt(P.IDR), opt(P.RANDR), many(P.SP), opt(P.KEMAC), one(P.V),
+    ],
+    # §4.2.3: HDR, T, RANDRr, [IDRr], [IDRkms], TICKET, [IDRpsk], V
+    DataType.RESOLVE_INIT_PSK: [one(P.T), one(P.RANDR), opt(P.IDR, hi=2), one(P.TICKET), opt(P.IDR), one(P.V)],
+    # HDR, T, RANDRr, [IDRr], {CERTr}, [IDRkms], TICKET, [CHASH], PKE, SIGNr
+    DataType.RESOLVE_INIT_PK: [
+        one(P.T), one(P.RANDR), opt(P.IDR), Item(frozenset({P.CERT}), 0, 8), opt(P.IDR), one(P.TICKET),
+        opt(P.CHASH), one(P.PKE), one(P.SIGN),
+    ],
+    # HDR, T, [IDRkms], KEMAC, [IDRr], [RANDRkms], V
+    DataType.RESOLVE_RESP: [one(P.T), opt(P.IDR), one(P.KEMAC), opt(P.IDR), opt(P.RANDR), one(P.V)],
 }
+
+_I, _R, _K, _PSK = IDRole.INITIATOR, IDRole.RESPONDER, IDRole.KMS, IDRole.PSK
+#: RFC 6043 §4.2: the IDR roles, in their order, and the RANDR roles, in their order, each message may carry.
+#: A Responder-started CSB update (§5.2) carries IDRr before IDRi, and its TRANSFER_RESP IDRi.
+TICKET_ROLES: dict[int, tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]] = {
+    DataType.REQUEST_INIT_PSK: (((_I, _K, _PSK),), (RANDRole.INITIATOR,)),
+    DataType.REQUEST_INIT_PK: (((_I, _K),), (RANDRole.INITIATOR,)),
+    DataType.REQUEST_RESP: (((_K,),), ()),
+    DataType.TRANSFER_INIT: (((_I, _R), (_R, _I)), (RANDRole.INITIATOR,)),
+    DataType.TRANSFER_RESP: (((_R,), (_I,)), (RANDRole.RESPONDER, RANDRole.KMS)),
+    DataType.RESOLVE_INIT_PSK: (((_R, _K, _PSK),), (RANDRole.RESPONDER,)),
+    DataType.RESOLVE_INIT_PK: (((_R, _K),), (RANDRole.RESPONDER,)),
+    DataType.RESOLVE_RESP: (((_K, _R),), (RANDRole.KMS,)),
+}
+_TICKET_DATA_TYPES = frozenset(TICKET_ROLES)
+_KEMAC_LAST = frozenset({DataType.PSK_INIT, DataType.DHHMAC_INIT, DataType.DHHMAC_RESP})
+
+
+def _in_order(seen: Sequence[int], order: Sequence[int]) -> bool:
+    """*seen* is a subsequence of *order* (each role once, in that order)."""
+    it = iter(order)
+    return all(any(r == o for o in it) for r in seen)
+
+
+def _ticket_role_violations(msg: Message) -> list[str]:
+    """IDR and RANDR roles of an RFC 6043 message (§4.2, §6.6, §6.8); TP/TICKET types registered."""
+    out: list[str] = []
+    dt = msg.header.data_type
+    name = getattr(dt, "name", dt)
+    id_orders, rand_order = TICKET_ROLES[dt]
+    ids = [int(p.id_role) for p in msg.payloads if isinstance(p, IdrPayload)]
+    if not any(_in_order(ids, order) for order in id_orders):
+        shown = ", ".join(_role_name(IDRole, r) for r in ids)
+        allowed = " or ".join("(" + ", ".join(f"[IDR{_role_name(IDRole, r)}]" for r in order) + ")"
+                              for order in id_orders)
+        out.append(f"{name}: IDR roles {shown} are not {allowed} (RFC 6043 §4.2)")
+    rands = [int(p.rand_role) for p in msg.payloads if isinstance(p, RandrPayload)]
+    if not _in_order(rands, rand_order):
+        shown = ", ".join(_role_name(RANDRole, r) for r in rands)
+        out.append(f"{name}: RANDR roles {shown} are not "
+                   f"{', '.join(_role_name(RANDRole, r) for r in rand_order) or 'allowed'} (RFC 6043 §4.2)")
+    elif dt in (DataType.REQUEST_INIT_PSK, DataType.REQUEST_INIT_PK, DataType.RESOLVE_INIT_PSK,
+                DataType.RESOLVE_INIT_PK) and rands != list(rand_order):
+        out.append(f"{name}: the RANDR must have role {_role_name(RANDRole, rand_order[0])}")
+    for p in msg.payloads:
+        if isinstance(p, TicketPolicyPayload | TicketPayload) and _unknown(p.ticket_type, TicketType):
+            out.append(f"{p.NAME} Ticket type {p.ticket_type} is not registered (RFC 6043 §6.10)")
+        elif isinstance(p, RandrPayload) and len(p.rand) < 16:
+            out.append(f"RANDR is {len(p.rand)} octets; RFC 6043 §6.8 says at least 16")
+    return out
+
+
+def _role_name(enum: type[IntEnum], value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
 
 _KNOWN_ENUMS: list[tuple[str, type[IntEnum]]] = []
 
@@ -195,8 +285,14 @@ def violations(msg: Message) -> list[str]:
         if problem:
             dt = getattr(h.data_type, "name", h.data_type)
             out.append(f"{dt} message layout: {problem}")
-    if h.data_type in (DataType.PSK_INIT, DataType.DHHMAC_INIT, DataType.DHHMAC_RESP) and types and types[-1] != P.KEMAC:
+    if h.data_type in _KEMAC_LAST and types and types[-1] != P.KEMAC:
         out.append("KEMAC must be the last payload of this message (its MAC covers the whole message)")
+    if h.data_type in _TICKET_DATA_TYPES:
+        out += _ticket_role_violations(msg)
+        if h.data_type not in (DataType.TRANSFER_INIT, DataType.TRANSFER_RESP) and (
+                h.n_cs or h.cs_id_map_type != CSIdMapType.EMPTY):
+            out.append("Ticket Request and Resolve messages carry no crypto sessions (#CS = 0 and the Empty map, "
+                       "RFC 6043 §4.2.1.1, §4.2.3.1)")
 
     policy_nos = {p.policy_no for p in msg.payloads if isinstance(p, SecurityPolicyPayload)}
     if h.cs_id_map_type == CSIdMapType.EMPTY and policy_nos and h.data_type != DataType.SAKKE:
