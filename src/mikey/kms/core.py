@@ -45,9 +45,12 @@ else 401/403 and nothing changes), JSON in and out (``application/json``), under
 * ``GET``/``POST audit``: the admin audit log (who rotated, registered, enabled... and when).
 
 * ``POST ticket-users`` ``{"identity": URI, "psk": "<32-128 hex digits>", "key_id": TEXT, "groups": [URI...],
-  "may_request": true, "may_resolve": true}`` (all but identity and psk optional): provisions a
-  MIKEY-TICKET party's PSK (one device; ``key_id`` is the IDRpsk it sends, default none: the identity
-  names the key), 201 and the party without its key; 409 if that key id exists.  ``GET ticket-users``
+  "may_request": true, "may_resolve": true, "peer_kms": false, "url": URL}`` (all but identity and psk
+  optional): provisions a MIKEY-TICKET party's PSK (one device; ``key_id`` is the IDRpsk it sends,
+  default none: the identity names the key), 201 and the party without its key; 409 if that key id
+  exists.  With ``peer_kms`` the party is another KMS (RFC 6043 §10) that may forward Resolves for
+  the Responder its RESOLVE_INIT names; with ``url`` too, this KMS forwards the Resolves of tickets
+  whose IDRkms is that KMS's identity to ``url`` (the peer list, kept in the database).  ``GET ticket-users``
   (or ``POST`` with an empty body): ``{"ticket_users": [...]}``, no keys.
 
 MIKEY KMS roles (RFC 6043 §4.2.1, §4.2.3; issue 10 §9): ``POST /keymanagement/mikey/v1`` with a
@@ -309,7 +312,8 @@ def _ticket_user_json(record: TicketUserRecord) -> dict[str, Any]:
     return {"identity": record.identity.decode("utf-8", "replace"),
             "key_id": None if record.key_id == record.identity else record.key_id.decode("utf-8", "replace"),
             "groups": [g.decode("utf-8", "replace") for g in record.groups], "may_request": record.may_request,
-            "may_resolve": record.may_resolve, "created_at": record.created_at}
+            "may_resolve": record.may_resolve, "peer_kms": record.peer_kms, "url": record.url,
+            "created_at": record.created_at}
 
 
 def _actor(principal: Principal) -> str:
@@ -478,24 +482,22 @@ class KmsCore:
             self.authenticator.authorize_user(principal, uri)
         except KmsAuthError as exc:
             raise _Refusal(exc.status, exc.message, (("WWW-Authenticate", www_authenticate(exc)),)) from None
-        user = self.store.get_user(uri)
+        current = self.period_of(now, public)
+        asked = current if when is None else self.period_of(when, public)
+        periods = [current, asked] if asked == current + 1 else [current]
+        # One SELECT: the user and the key sets already issued (issue 9 "Speed").
+        user, stored = self.store.user_and_key_sets(uri, periods, generation=generation)
         if user is None:
             raise _Refusal(404, "the user is not registered at this KMS")
         if not user.enabled:
             raise _Refusal(403, "the user is disabled at this KMS")
         key = self._integrity(uri, parsed, body, has_key=user.has_integrity_key)
-        current = self.period_of(now, public)
-        periods = [current]
-        if when is not None:
-            asked = self.period_of(when, public)
-            if asked == current + 1:
-                periods.append(asked)
-            elif asked != current:
-                raise _Refusal(400, "the requested time is outside the current and the next key period")
+        if asked not in (current, current + 1):
+            raise _Refusal(400, "the requested time is outside the current and the next key period")
         issued_to = principal.subject or principal.user_uri
         issue = self._issuer(generation)
-        key_sets = [self.store.get_or_issue_key_set(uri, p, issue, generation=generation, issued_to=issued_to,
-                                                    now=now) for p in periods]
+        key_sets = [stored.get(p) or self.store.get_or_issue_key_set(
+            uri, p, issue, generation=generation, issued_to=issued_to, now=now, known_new=True) for p in periods]
         return self._ok(kms_key_prov_xml(public, *key_sets, now=now), key)
 
     # -- admin --------------------------------------------------------------------------------
@@ -574,8 +576,8 @@ class KmsCore:
         return self._json(201, _user_json(self._registered(uri)))
 
     def _admin_add_ticket_user(self, body: bytes, actor: str, now: float) -> KmsResponse:
-        obj = _json_body(body, frozenset({"identity", "psk", "key_id", "groups", "may_request", "may_resolve"}),
-                         frozenset({"identity", "psk"}))
+        obj = _json_body(body, frozenset({"identity", "psk", "key_id", "groups", "may_request", "may_resolve",
+                                          "peer_kms", "url"}), frozenset({"identity", "psk"}))
         identity = _user_uri(obj["identity"]).encode("utf-8")
         psk = obj["psk"]
         if not isinstance(psk, str) or not _HEX_KEY.fullmatch(psk):
@@ -588,14 +590,17 @@ class KmsCore:
         if not isinstance(groups, list) or len(groups) > 64:
             raise _Refusal(400, "groups must be a list of at most 64 URIs")
         rights = {}
-        for name in ("may_request", "may_resolve"):
-            rights[name] = obj.get(name, True)
+        for name, default in (("may_request", True), ("may_resolve", True), ("peer_kms", False)):
+            rights[name] = obj.get(name, default)
             if not isinstance(rights[name], bool):
                 raise _Refusal(400, f"{name} must be true or false")
+        url = obj.get("url")
+        if url is not None and not isinstance(url, str):
+            raise _Refusal(400, "url must be the peer KMS's http(s):// URL")
         try:
             added = self.store.add_ticket_user(
                 identity, bytes.fromhex(psk), key_id=None if key_id is None else key_id.encode("utf-8"),
-                groups=tuple(_user_uri(g).encode("utf-8") for g in groups), actor=actor, now=now, **rights)
+                groups=tuple(_user_uri(g).encode("utf-8") for g in groups), url=url, actor=actor, now=now, **rights)
         except KmsStoreError as exc:
             raise _Refusal(400, exc.message) from None
         if not added:

@@ -41,7 +41,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -343,6 +343,7 @@ _ticket_credentials = sa.Table(
     sa.Column("may_request", sa.Boolean),
     sa.Column("may_resolve", sa.Boolean),
     sa.Column("peer_kms", sa.Boolean),
+    sa.Column("url", sa.Text),
     sa.Column("created_at", sa.Double),
 )
 _ticket_tpks = sa.Table(
@@ -384,7 +385,8 @@ _MAX_TICKET_ID = 1024
 class TicketUserRecord:
     """A MIKEY-TICKET party the KMS shares a PSK with (RFC 6043 §4.2.1.1): one device's key.
 
-    ``key_id`` names the PSK (IDRpsk data; the identity when the device sends no IDRpsk).
+    ``key_id`` names the PSK (IDRpsk data; the identity when the device sends no IDRpsk).  A peer KMS
+    (RFC 6043 §10) has ``peer_kms`` and the ``url`` Resolves of its tickets are forwarded to.
     """
 
     identity: bytes
@@ -395,6 +397,7 @@ class TicketUserRecord:
     may_resolve: bool = True
     peer_kms: bool = False
     created_at: float = 0.0
+    url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,6 +417,17 @@ def _check_ticket_bytes(value: object, what: str, *, lo: int = 1, hi: int = _MAX
 
 
 _KEY_SET_COLUMNS = (_key_sets.c.identifier, _key_sets.c.pvt, _key_sets.c.ssk_sealed, _key_sets.c.rsk_sealed)
+# The statements of every KMS request, built once: building a SQLAlchemy statement costs more
+# CPU than running it on SQLite (issue 9 "Speed").
+_ACTIVE_GENERATION = sa.select(sa.func.max(_community.c.id))
+_USER_AND_KEY_SETS = (
+    sa.select(_users.c.uri, _users.c.created_at, _users.c.enabled, _users.c.integrity_key_sealed,
+              _key_sets.c.period_no, *_KEY_SET_COLUMNS)
+    .select_from(_users.outerjoin(_key_sets, sa.and_(
+        _key_sets.c.user_uri == _users.c.uri, _key_sets.c.generation == sa.bindparam("generation"),
+        _key_sets.c.period_no.in_(sa.bindparam("periods", expanding=True)))))
+    .where(_users.c.uri == sa.bindparam("uri"))
+)
 
 
 def _int_bytes(value: int) -> bytes:
@@ -572,7 +586,7 @@ class KmsStore:
     def active_generation(self) -> int:
         """The number of the active (newest) community generation: one indexed ``max()``, read every call."""
         with self._begin("reading the community") as conn:
-            generation = conn.execute(sa.select(sa.func.max(_community.c.id))).scalar()
+            generation = conn.execute(_ACTIVE_GENERATION).scalar()
         if generation is None:
             raise KmsStoreError("the database holds no KMS community yet")
         return int(generation)
@@ -773,6 +787,18 @@ class KmsStore:
             row = self._select_key_set(conn, uri, period_no, generation)
         return None if row is None else self._key_set(row, uri, period_no, generation)
 
+    def user_and_key_sets(self, uri: str, period_nos: Collection[int], *,
+                          generation: int) -> tuple[KmsUser | None, dict[int, IdentityKeys]]:
+        """The user *uri* (``None`` if not registered) and its key sets stored under *generation*
+        for *period_nos*, ``{period: keys}``: one SELECT, the user's row left-joined with them."""
+        with self._begin("reading a user and its key sets") as conn:
+            rows = conn.execute(_USER_AND_KEY_SETS,
+                                {"uri": uri, "generation": generation, "periods": sorted(period_nos)}).all()
+        if not rows:
+            return None, {}
+        return self._user_of(rows[0]), {int(r.period_no): self._key_set(r, uri, int(r.period_no), generation)
+                                        for r in rows if r.period_no is not None}
+
     @staticmethod
     def _select_key_set(conn: Connection, uri: str, period_no: int, generation: int) -> Any:
         stmt = sa.select(*_KEY_SET_COLUMNS).where(
@@ -788,6 +814,7 @@ class KmsStore:
         generation: int | None = None,
         issued_to: str | None = None,
         now: float | None = None,
+        known_new: bool = False,
     ) -> IdentityKeys:
         """The key set of (*uri*, *period_no*) under *generation* (default: the active one): the stored
         one, else ``issue(uri, period_no)`` (which must use that generation's master keys) stored first.
@@ -797,15 +824,18 @@ class KmsStore:
         The new key set is stored in one transaction under UNIQUE(generation, user, period): when
         another process stored one first, the insert fails, is rolled back, and the stored one is
         returned, so every caller gets the same keys.  If *issue* raises, nothing is stored.
+        *known_new*: the caller has just read that the user is enabled and has no such key set
+        (:meth:`user_and_key_sets`), so both reads are skipped.
         """
         if generation is None:
             generation = self.active_generation()
-        existing = self.get_key_set(uri, period_no, generation=generation)
-        if existing is not None:
-            return existing
-        user = self.get_user(uri)
-        if user is None or not user.enabled:
-            raise UnknownUserError(f"user {uri!r} is {'not registered' if user is None else 'disabled'}")
+        if not known_new:
+            existing = self.get_key_set(uri, period_no, generation=generation)
+            if existing is not None:
+                return existing
+            user = self.get_user(uri)
+            if user is None or not user.enabled:
+                raise UnknownUserError(f"user {uri!r} is {'not registered' if user is None else 'disabled'}")
         keys = issue(uri, period_no)  # the crypto runs outside any transaction
         public = self.public_keys(generation)
         if keys.uri != uri or (keys.period_no is not None and keys.period_no != period_no):
@@ -867,13 +897,17 @@ class KmsStore:
         psk = self._key.open(row.psk_sealed, _ad("ticket-psk", key_id.hex()), what="MIKEY-TICKET PSK")
         groups = tuple(bytes.fromhex(g) for g in json.loads(row.groups))
         return TicketUserRecord(bytes(row.identity), key_id, psk, groups, bool(row.may_request),
-                                bool(row.may_resolve), bool(row.peer_kms), row.created_at)
+                                bool(row.may_resolve), bool(row.peer_kms), row.created_at, row.url)
 
     def add_ticket_user(self, identity: bytes, psk: bytes, *, key_id: bytes | None = None,
                         groups: tuple[bytes, ...] = (), may_request: bool = True, may_resolve: bool = True,
-                        peer_kms: bool = False, actor: str | None = None, now: float | None = None) -> bool:
+                        peer_kms: bool = False, url: str | None = None, actor: str | None = None,
+                        now: float | None = None) -> bool:
         """Store a MIKEY-TICKET party's PSK (sealed) and rights; ``False`` if *key_id* (default: the
-        identity) is taken (then nothing changes).  Audited (never the key)."""
+        identity) is taken (then nothing changes).  A peer KMS (*peer_kms*) may have the *url* this KMS
+        forwards Resolves of its tickets to (RFC 6043 §10).  Audited (never the key)."""
+        if url is not None and (not peer_kms or not url.startswith(("http://", "https://")) or len(url) > _MAX_URI):
+            raise KmsStoreError("a forwarding URL is an http(s):// URL of a peer KMS")
         identity = _check_ticket_bytes(identity, "a MIKEY-TICKET identity")
         kid = _check_ticket_bytes(identity if key_id is None else key_id, "a PSK id")
         psk = _check_ticket_bytes(psk, "a MIKEY-TICKET PSK", lo=MIN_TICKET_KEY, hi=MAX_TICKET_KEY)
@@ -881,7 +915,7 @@ class KmsStore:
         when = time.time() if now is None else now
         row = {"key_id": kid, "identity": identity, "psk_sealed": self._key.seal(psk, _ad("ticket-psk", kid.hex())),
                "groups": json.dumps(group_list), "may_request": may_request, "may_resolve": may_resolve,
-               "peer_kms": peer_kms, "created_at": when}
+               "peer_kms": peer_kms, "url": url, "created_at": when}
         subject = identity.decode("utf-8", "replace")
         detail = ", ".join(x for x, on in (("request", may_request), ("resolve", may_resolve),
                                           ("peer KMS", peer_kms)) if on) or "no rights"
@@ -909,6 +943,15 @@ class KmsStore:
         with self._begin("listing MIKEY-TICKET parties") as conn:
             rows = conn.execute(stmt).all()
         return [self._ticket_user_of(r) for r in rows]
+
+    def ticket_peer(self, identity: bytes) -> TicketUserRecord | None:
+        """The peer KMS *identity* with a forwarding URL (RFC 6043 §10), or ``None``."""
+        stmt = sa.select(_ticket_credentials).where(
+            _ticket_credentials.c.identity == identity, _ticket_credentials.c.peer_kms.is_(True),
+            _ticket_credentials.c.url.is_not(None)).order_by(_ticket_credentials.c.key_id).limit(1)
+        with self._begin("reading a peer KMS") as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else self._ticket_user_of(row)
 
     def _ticket_tpk_of(self, row: Any) -> TicketTpkRecord:
         key_id = bytes(row.key_id)
