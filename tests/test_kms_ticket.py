@@ -318,7 +318,7 @@ def test_admin_route_provisions_ticket_users(core: KmsCore, store: KmsStore, iss
     assert added.status == 201, added.body
     shown = json.loads(added.body)
     assert shown == {"identity": "sip:carol@example.org", "key_id": "carol-1", "groups": ["sip:support@example.org"],
-                     "may_request": False, "may_resolve": True, "created_at": NOW}
+                     "may_request": False, "may_resolve": True, "peer_kms": False, "url": None, "created_at": NOW}
     assert core.handle("POST", path, admin, body, NOW).status == 409
     listing = core.handle("GET", path, admin, b"", NOW)
     assert "ab" * 16 not in listing.body.decode()
@@ -331,9 +331,20 @@ def test_admin_route_provisions_ticket_users(core: KmsCore, store: KmsStore, iss
                 {"identity": "sip:x@example.org", "psk": "ab" * 16, "may_resolve": "yes"},
                 {"identity": "sip:x@example.org", "psk": "ab" * 16, "extra": 1}):
         assert core.handle("POST", path, admin, json.dumps(bad).encode(), NOW).status == 400
+    peer = json.dumps({"identity": "kms-b.example.org", "psk": "cd" * 32, "key_id": "kms-b", "peer_kms": True,
+                       "url": "https://kms-b.example.org:8443", "may_request": False}).encode()
+    shown = json.loads(core.handle("POST", path, admin, peer, NOW).body)
+    assert (shown["peer_kms"], shown["url"]) == (True, "https://kms-b.example.org:8443")
+    found = store.ticket_peer(b"kms-b.example.org")
+    assert found is not None and found.psk == bytes.fromhex("cd" * 32) and found.url == shown["url"]
+    assert store.ticket_peer(b"sip:carol@example.org") is None  # a party, not a peer KMS
+    for bad_peer in ({"identity": "kms-c.example.org", "psk": "cd" * 16, "url": "https://c.example.org"},  # no peer_kms
+                     {"identity": "kms-c.example.org", "psk": "cd" * 16, "peer_kms": True, "url": "ftp://c"},
+                     {"identity": "kms-c.example.org", "psk": "cd" * 16, "peer_kms": "yes"}):
+        assert core.handle("POST", path, admin, json.dumps(bad_peer).encode(), NOW).status == 400
     user = {"Authorization": f"Bearer {issuer.issue('sip:alice@example.org', now=NOW)}"}
     assert core.handle("POST", path, user, body, NOW).status == 403
-    assert [a.action for a in store.list_audit(action="ticket-user-add")] == ["ticket-user-add"] * 4
+    assert [a.action for a in store.list_audit(action="ticket-user-add")] == ["ticket-user-add"] * 5
 
 
 # -- the store: concurrency and migrations -------------------------------------------------------

@@ -21,15 +21,21 @@ import pytest
 
 from mikey.cli import main
 from mikey.cli.demo_kms import DemoKms
-from mikey.cli.mode_ticket import provision_ticket_user
+from mikey.cli.mode_ticket import provision_ticket_user, ticket_policy
 from mikey.constants import DataType, ErrorNo
 from mikey.errors import KeyMaterialError
 from mikey.kms.auth import DevIssuer
-from mikey.kms.mikey_client import post_mikey
+from mikey.kms.core import MIKEY_PATH
+from mikey.kms.mikey_client import KmsMikeyError, post_mikey
+from mikey.kms.ticket_role import TicketKmsRole
+from mikey.modes.ticket import TicketInitiator, TicketRequester, TicketResponder
 from mikey.wire import ErrorPayload, Message
 
 ALICE, BOB = "sip:alice@example.org", "sip:bob@example.org"
 PSK_A, PSK_B = os.urandom(16), os.urandom(16)
+PSK_AB = os.urandom(32)  # shared by the KMS server and a second KMS ("kms-b.example.org", §10)
+PSK_B2 = os.urandom(16)  # Bob's PSK with kms-b
+KMS_B = "kms-b.example.org"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,7 @@ def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         token = DevIssuer.load_or_create(data).issue("admin", admin=True, now=time.time())
         provision_ticket_user(server.url, token, ALICE, PSK_A, key_id="alice-phone", may_resolve=False)
         provision_ticket_user(server.url, token, BOB, PSK_B, key_id="bob-phone", may_request=False)
+        provision_ticket_user(server.url, token, KMS_B, PSK_AB, key_id="kms-b", may_request=False, peer_kms=True)
         yield server.url
     assert server.stopped
 
@@ -133,3 +140,64 @@ def test_the_mikey_route_over_http(kms: str) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert info.value.code == status
         assert info.value.headers["Content-Type"].startswith("application/xml")
+
+
+# -- Resolve routing between two KMSs (RFC 6043 §10) ---------------------------------------------
+
+
+def _kms_b(tmp_path: Path, kms: str) -> tuple[Any, Any]:
+    """A second KMS (in-process core, its own database and identity) whose peer list names the server."""
+    from mikey.kms import generate_community
+    from mikey.kms.auth import NoIssuer
+    from mikey.kms.core import KmsCore
+    from mikey.kms.store import AtRestKey, KmsStore
+
+    store = KmsStore(f"sqlite:///{tmp_path / 'kms-b.sqlite3'}", AtRestKey.generate())
+    store.create_community(generate_community(KMS_B))
+    store.add_ticket_user(BOB.encode(), PSK_B2, key_id=b"bob-at-b", may_request=False)
+    store.add_ticket_user(b"kms.example.org", PSK_AB, key_id=b"kms-b", peer_kms=True, url=kms)
+    return store, KmsCore(store, NoIssuer())
+
+
+def test_a_second_kms_forwards_the_resolve_to_the_issuing_kms_over_http(kms: str, tmp_path: Path) -> None:
+    store, core_b = _kms_b(tmp_path, kms)
+    try:
+        now = time.time()
+        req = TicketRequester(PSK_A, ticket_policy([BOB], "DEFHNO", 600, now), id_i=ALICE.encode(),
+                              psk_id=b"alice-phone")
+        grant = req.receive(post_mikey(kms, req.create_message(now)), now)
+        assert grant.policy.kms is not None and grant.policy.kms.data == b"kms.example.org"
+        ini = TicketInitiator(grant, id_i=ALICE.encode(), id_r=BOB.encode())
+        ti = ini.create_message(now)
+        bob = TicketResponder(PSK_B2, id_r=BOB.encode(), psk_id=b"bob-at-b")  # Bob's KMS is kms-b
+        step = bob.receive(ti, now)
+        assert step.resolve_init is not None
+        answer = core_b.handle("POST", MIKEY_PATH, {"Content-Type": "application/mikey"}, step.resolve_init, now)
+        assert answer.status == 200, answer.body
+        outcome = bob.receive_resolve(answer.body, now)
+        result = ini.receive(outcome.response or b"", now)
+        assert result.crypto_sessions[0].master_key == outcome.result.crypto_sessions[0].master_key
+        # a ticket for someone else: the issuing KMS refuses, kms-b relays its Error no (12)
+        req2 = TicketRequester(PSK_A, ticket_policy(["sip:carol@example.org"], "DEFHNO", 600, now),
+                               id_i=ALICE.encode(), psk_id=b"alice-phone")
+        grant2 = req2.receive(post_mikey(kms, req2.create_message(now)), now)
+        ti2 = TicketInitiator(grant2, id_i=ALICE.encode(), id_r=BOB.encode()).create_message(now)
+        bob2 = TicketResponder(PSK_B2, id_r=BOB.encode(), psk_id=b"bob-at-b")
+        step2 = bob2.receive(ti2, now)
+        refused = core_b.handle("POST", MIKEY_PATH, {"Content-Type": "application/mikey"}, step2.resolve_init or b"",
+                                now)
+        assert refused.status == 400 and refused.content_type == "application/mikey"
+        assert [int(p.error_no) for p in Message.decode(refused.body).find_all(ErrorPayload)] == [ErrorNo.UNSPECIFIED]
+        # the issuing KMS unreachable: the Responder gets Unspecified error (12), not a hang or a 500
+        role = TicketKmsRole.on_store(store, KMS_B.encode())
+
+        def down(url: str, message: bytes) -> bytes:
+            raise KmsMikeyError(f"cannot reach the KMS at {url}")
+
+        role._send = down
+        bob3 = TicketResponder(PSK_B2, id_r=BOB.encode(), psk_id=b"bob-at-b")
+        error = role.handle(bob3.receive(ti, now).resolve_init or b"", now)
+        assert error is not None
+        assert [int(p.error_no) for p in Message.decode(error).find_all(ErrorPayload)] == [ErrorNo.UNSPECIFIED]
+    finally:
+        store.close()

@@ -222,12 +222,16 @@ def _admin_post(kms_url: str, token: str, path: str, body: dict[str, Any], timeo
 
 
 def provision_ticket_user(kms_url: str, admin_token: str, identity: str, psk: bytes, *, key_id: str | None = None,
-                          may_request: bool = True, may_resolve: bool = True) -> dict[str, Any]:
-    """Provision a MIKEY-TICKET party's PSK at a running KMS (admin route ``ticket-users``)."""
+                          may_request: bool = True, may_resolve: bool = True, peer_kms: bool = False,
+                          url: str | None = None) -> dict[str, Any]:
+    """Provision a MIKEY-TICKET party's PSK at a running KMS (admin route ``ticket-users``); with *peer_kms*
+    the party is another KMS, and with *url* also where Resolves of its tickets are forwarded (§10)."""
     body: dict[str, Any] = {"identity": identity, "psk": psk.hex(), "may_request": may_request,
-                            "may_resolve": may_resolve}
+                            "may_resolve": may_resolve, "peer_kms": peer_kms}
     if key_id is not None:
         body["key_id"] = key_id
+    if url is not None:
+        body["url"] = url
     return _admin_post(kms_url, admin_token, _ADMIN_TICKET_USERS, body)
 
 

@@ -11,12 +11,21 @@ REQUEST_INIT_PSK/_PK and RESOLVE_INIT_PSK/_PK to (data types 11, 12, 16, 17): me
 REQUEST_RESP / RESOLVE_RESP or the RFC 6043 §5.4 Error message out; ``None`` when the message is
 discarded (a replay, RFC 3830 §5.4).  A database failure raises :class:`~mikey.errors.KmsStoreError`
 (the server answers 500), never an Error message.
+
+Resolve routing (§10): the peer KMSs are the ``peer_kms`` parties of the database that have a
+forwarding URL (:class:`PeerDirectory`, read per Resolve).  A ticket whose TPK this KMS lacks and
+whose Ticket Policy names (IDRkms) such a peer is resolved there: this KMS sends its own
+RESOLVE_INIT_PSK to the peer's ``POST …/keymanagement/mikey/v1`` and re-keys the answer for the
+Responder; a peer that cannot be reached gives the Responder Unspecified error (12), a peer's
+refusal is relayed with its Error no.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections.abc import Callable, Iterator, Mapping
 
 from ..constants import DataType
 from ..errors import KmsStoreError, MikeyError, StateError, TicketReuseError
@@ -24,6 +33,7 @@ from ..modes.ticket import (
     ResolutionRecord,
     TicketCredential,
     TicketKms,
+    TicketPeer,
     TicketPolicy,
     TicketPolicyRules,
     TicketProtectionKey,
@@ -31,7 +41,9 @@ from ..modes.ticket import (
 from ..replay import ReplayStore
 from .store import KmsStore, TicketTpkRecord, TicketUserRecord
 
-__all__ = ["DatabaseTicketStore", "TicketKmsRole", "TICKET_DATA_TYPES"]
+__all__ = ["DatabaseTicketStore", "PeerDirectory", "TicketKmsRole", "TICKET_DATA_TYPES"]
+
+logger = logging.getLogger(__name__)
 
 #: The initial messages the TICKET KMS role answers (RFC 6043 §6.1).
 TICKET_DATA_TYPES = frozenset({DataType.REQUEST_INIT_PSK, DataType.REQUEST_INIT_PK, DataType.RESOLVE_INIT_PSK,
@@ -127,13 +139,44 @@ class DatabaseTicketStore:
             raise TicketReuseError(problem)
 
 
+class PeerDirectory(Mapping[bytes, TicketPeer]):
+    """The peer KMSs of the database (RFC 6043 §10): ``peer_kms`` parties with a forwarding URL, looked
+    up by identity on each use (so peers added by an admin serve at once).  Only :meth:`get` and
+    ``in`` are meant; iteration lists nothing (the database is not scanned)."""
+
+    def __init__(self, store: KmsStore) -> None:
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"PeerDirectory({self.store!r})"
+
+    def __getitem__(self, identity: bytes) -> TicketPeer:
+        record = self.store.ticket_peer(identity)
+        if record is None:
+            raise KeyError(identity)
+        return TicketPeer(record.identity, record.psk, b"" if record.key_id == record.identity else record.key_id)
+
+    def url(self, identity: bytes) -> str | None:
+        record = self.store.ticket_peer(identity)
+        return None if record is None else record.url
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 class TicketKmsRole:
     """REQUEST_INIT_* / RESOLVE_INIT_* in, the response or Error message out (the KMS server's TICKET role)."""
 
     data_types: frozenset[int] = frozenset(int(t) for t in TICKET_DATA_TYPES)
 
-    def __init__(self, kms: TicketKms) -> None:
+    def __init__(self, kms: TicketKms, *, peer_url: Callable[[bytes], str | None] | None = None,
+                 send: Callable[[str, bytes], bytes] | None = None) -> None:
         self.kms = kms
+        self.peer_url = peer_url
+        self._send = send
 
     def __repr__(self) -> str:
         return f"TicketKmsRole({self.kms!r})"
@@ -142,9 +185,10 @@ class TicketKmsRole:
     def on_store(cls, store: KmsStore, identity: bytes, *, rules: TicketPolicyRules | None = None,
                  replay_cache: ReplayStore | None = None) -> TicketKmsRole:
         """The role over *store*'s database, answering as *identity* (IDRkms: the KMS URI)."""
+        peers = PeerDirectory(store)
         kms = TicketKms(DatabaseTicketStore(store), identity=identity, rules=rules or TicketPolicyRules(),
-                        replay_cache=replay_cache)
-        return cls(kms)
+                        replay_cache=replay_cache, peers=peers)
+        return cls(kms, peer_url=peers.url)
 
     def handle(self, message: bytes, now: float) -> bytes | None:
         """The REQUEST_RESP / RESOLVE_RESP, or the Error message (§5.4), or ``None`` (discarded)."""
@@ -154,6 +198,22 @@ class TicketKmsRole:
             raise
         except MikeyError as exc:
             return exc.error_message
-        if outcome.forward is not None:  # no peer KMSs are configured on the server (RFC 6043 §10)
-            raise StateError("a Resolve was to be forwarded, but the server has no peer KMSs")
-        return outcome.response
+        fwd = outcome.forward
+        if fwd is None:
+            return outcome.response
+        from .mikey_client import KmsMikeyError, post_mikey
+
+        url = self.peer_url(fwd.peer) if self.peer_url is not None else None
+        if url is None:  # pragma: no cover - the directory named the peer a moment ago
+            raise StateError("a Resolve was to be forwarded to a peer KMS without a URL")
+        try:
+            answer = (self._send or (lambda u, m: post_mikey(u, m, timeout=10.0)))(url, fwd.message)
+        except KmsMikeyError as exc:
+            logger.warning("peer KMS %s: %s", fwd.peer.decode("utf-8", "replace"), exc.message)
+            return self.kms.forward_failed(fwd, now)
+        try:
+            return self.kms.complete_forward(fwd, answer, now)
+        except KmsStoreError:
+            raise
+        except MikeyError as exc:
+            return exc.error_message

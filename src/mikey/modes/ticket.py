@@ -84,7 +84,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -2305,7 +2305,7 @@ class TicketKms:
         rules: TicketPolicyRules = TicketPolicyRules(),  # noqa: B008 - immutable
         pk_credentials: Sequence[Credentials] = (),
         validator: x509_crypto.CertificateValidator | None = None,
-        peers: Sequence[TicketPeer] = (),
+        peers: Sequence[TicketPeer] | Mapping[bytes, TicketPeer] = (),
         replay_cache: ReplayStore | None = None,
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         rng: Rng = os.urandom,
@@ -2314,7 +2314,8 @@ class TicketKms:
         self.identity = identity
         self.rules = rules
         self.pk_credentials = tuple(pk_credentials)
-        self.peers = {p.identity: p for p in peers}
+        # A Mapping is looked up per Resolve (a KMS database may add peers while the KMS runs).
+        self.peers: Mapping[bytes, TicketPeer] = peers if isinstance(peers, Mapping) else {p.identity: p for p in peers}
         self.verifier = PeerVerifier(validator) if validator is not None else None
         self.replay_cache: ReplayStore = replay_cache if replay_cache is not None else ReplayCache()
         self.clock_skew = clock_skew
@@ -2343,6 +2344,12 @@ class TicketKms:
             return self.complete_forward(fwd, forward(fwd.peer, fwd.message), now)
         except MikeyError as exc:
             return exc.error_message
+
+    def forward_failed(self, fwd: KmsForward, now: float) -> bytes | None:
+        """The Error message for the Responder when the peer KMS of *fwd* cannot be reached (§10):
+        Unspecified error (12), with V keyed like the Responder's RESOLVE_INIT (§5.4)."""
+        return _error_for(TicketRefusedError("the peer KMS could not be reached"), Message.decode(fwd.original),
+                          fwd.original, now, fwd._own_mac)
 
     def complete_forward(self, fwd: KmsForward, data: bytes, now: float) -> bytes:
         """The peer KMS's RESOLVE_RESP, re-keyed for our Responder (§10): KEMAC, IDRr, RANDRkms carried over."""

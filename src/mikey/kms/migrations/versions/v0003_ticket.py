@@ -8,7 +8,7 @@ Create Date: 2026-12-06
   row per device; ``key_id`` is the IDRpsk data naming the PSK (the identity when the device sends
   no IDRpsk), ``psk_sealed`` the PSK sealed under the at-rest key; ``groups`` a JSON list of the
   group identities (hex) the party may resolve for (§12.5); the rights to request / resolve; whether
-  it is a peer KMS (§10).
+  it is a peer KMS (§10), and then ``url``, where this KMS forwards Resolves of that KMS's tickets.
 * ``kms_ticket_tpks``: ticket protection keys (Appendix A), sealed; ``owner`` is who else shares it
   (modes 2 and 3 of §4.1.1); ``default_marker`` = 1 on the KMS's own default TPK (UNIQUE: one).
 * ``kms_ticket_uses`` and ``kms_ticket_resolutions``: the resolves of tickets whose policy forbids
@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("may_request", sa.Boolean(), nullable=False),
         sa.Column("may_resolve", sa.Boolean(), nullable=False),
         sa.Column("peer_kms", sa.Boolean(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=True),
         sa.Column("created_at", sa.Double(), nullable=False),
     )
     op.create_index("ix_kms_ticket_credentials_identity", "kms_ticket_credentials", ["identity"])
