@@ -456,3 +456,46 @@ def test_ticket_ids_are_what_the_store_keeps(core: KmsCore, store: KmsStore) -> 
     [(tid, _, _, at)] = store.list_ticket_resolutions()
     assert tid == ticket_id_of(grant.ticket) and at == NOW
 
+
+
+def test_pk_variants_through_the_core_with_kms_certificates(store: KmsStore, issuer: DevIssuer) -> None:
+    """REQUEST_INIT_PK / RESOLVE_INIT_PK (§4.2.1, §4.2.3): signed by the parties' certificates, rights from the
+    database; a core without KMS certificates refuses them with Error no 11."""
+    from pki import NOW as PKI_NOW
+    from pki import make_ca, make_leaf
+
+    from mikey.crypto.x509 import CertificateValidator
+    from mikey.keystore import Credentials
+    from mikey.kms.ticket_role import TicketKmsRole
+    from mikey.modes.ticket import TicketPkSigner
+
+    now = PKI_NOW.timestamp()
+    ca = make_ca("KMS Ticket PK Root")
+    alice_c = make_leaf(ca, "kms-alice", san_uris=[ALICE.decode()])
+    bob_c = make_leaf(ca, "kms-bob", san_uris=[BOB.decode()])
+    kms_c = make_leaf(ca, "kms", san_dns=[KMS_URI])
+    role = TicketKmsRole.on_store(store, KMS_ID, pk_credentials=[Credentials(kms_c.key, kms_c.cert)],
+                                  validator=CertificateValidator([ca.cert]))
+    core = KmsCore(store, BearerAuth(issuer.policy()), KMS_URI, mikey_roles=[role])
+    end = TrPayload(TSRole.END_OF_VALIDITY, TSType.NTP_UTC_32, (int(now) + 2208988800 + 600).to_bytes(4, "big"))
+    pol = TicketPolicy(ticket_flags("DEFHNO"), (IdrPayload(IDRole.RESPONDER, IDType.URI, BOB),), end=end)
+    req = TicketRequester(None, pol, pk=TicketPkSigner(Credentials(alice_c.key, alice_c.cert), kms_c.cert), id_i=ALICE,
+                          kms_id=KMS_ID)
+    answer = post(core, req.create_message(now), now=now)
+    assert answer.status == 200, answer.body
+    grant = req.receive(answer.body, now)
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB)
+    bob = TicketResponder(pk=TicketPkSigner(Credentials(bob_c.key, bob_c.cert), kms_c.cert), id_r=BOB, kms_id=KMS_ID)
+    step = bob.receive(ini.create_message(now), now)
+    assert step.resolve_init is not None and Message.decode(step.resolve_init).data_type == DataType.RESOLVE_INIT_PK
+    resolved = post(core, step.resolve_init, now=now)
+    assert resolved.status == 200, resolved.body
+    outcome = bob.receive_resolve(resolved.body, now)
+    assert ini.receive(outcome.response or b"", now).tgk == outcome.result.tgk
+    # the device of a PK resolve is its certificate
+    [(_, resolver, device, _)] = store.list_ticket_resolutions()
+    assert resolver == BOB and device.startswith(b"cert:")
+    plain = KmsCore(store, BearerAuth(issuer.policy()), KMS_URI)  # no KMS certificate
+    again = TicketRequester(None, pol, pk=TicketPkSigner(Credentials(alice_c.key, alice_c.cert), kms_c.cert),
+                            id_i=ALICE, kms_id=KMS_ID)
+    assert error_nos(post(plain, again.create_message(now), now=now)) == [ErrorNo.INVALID_DT]

@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ..constants import DataType
+from ..crypto.x509 import CertificateValidator
 from ..errors import KmsStoreError, MikeyError, StateError, TicketReuseError
+from ..keystore import Credentials
 from ..modes.ticket import (
     ResolutionRecord,
     TicketCredential,
@@ -183,11 +185,17 @@ class TicketKmsRole:
 
     @classmethod
     def on_store(cls, store: KmsStore, identity: bytes, *, rules: TicketPolicyRules | None = None,
-                 replay_cache: ReplayStore | None = None) -> TicketKmsRole:
-        """The role over *store*'s database, answering as *identity* (IDRkms: the KMS URI)."""
+                 replay_cache: ReplayStore | None = None, pk_credentials: Sequence[Credentials] = (),
+                 validator: CertificateValidator | None = None) -> TicketKmsRole:
+        """The role over *store*'s database, answering as *identity* (IDRkms: the KMS URI).
+
+        With *pk_credentials* (the KMS's certificate and RSA key) and a *validator* of the parties'
+        certificates, REQUEST_INIT_PK and RESOLVE_INIT_PK are answered too (the party's rights are
+        those of its identity's ``ticket-users`` rows); without, they get Error no 11.
+        """
         peers = PeerDirectory(store)
         kms = TicketKms(DatabaseTicketStore(store), identity=identity, rules=rules or TicketPolicyRules(),
-                        replay_cache=replay_cache, peers=peers)
+                        replay_cache=replay_cache, peers=peers, pk_credentials=pk_credentials, validator=validator)
         return cls(kms, peer_url=peers.url)
 
     def handle(self, message: bytes, now: float) -> bytes | None:
