@@ -39,7 +39,7 @@ KMS_B = "kms-b.example.org"
 
 
 @pytest.fixture(scope="module")
-def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kms_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("kms")
     with DemoKms(data) as server:
         assert server.url is not None
@@ -47,8 +47,13 @@ def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         provision_ticket_user(server.url, token, ALICE, PSK_A, key_id="alice-phone", may_resolve=False)
         provision_ticket_user(server.url, token, BOB, PSK_B, key_id="bob-phone", may_request=False)
         provision_ticket_user(server.url, token, KMS_B, PSK_AB, key_id="kms-b", may_request=False, peer_kms=True)
-        yield server.url
+        yield server.url, data
     assert server.stopped
+
+
+@pytest.fixture(scope="module")
+def kms(kms_server: tuple[str, Path]) -> str:
+    return kms_server[0]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
@@ -201,3 +206,45 @@ def test_a_second_kms_forwards_the_resolve_to_the_issuing_kms_over_http(kms: str
         assert [int(p.error_no) for p in Message.decode(error).find_all(ErrorPayload)] == [ErrorNo.UNSPECIFIED]
     finally:
         store.close()
+
+
+def test_kms_ticket_user_add_while_the_server_runs(capsys: pytest.CaptureFixture[str],
+                                                   kms_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, data = kms_server
+    dave, psk = "sip:dave@example.org", os.urandom(16)
+    key_file = tmp_path / "dave.psk"
+    key_file.write_text(psk.hex() + "\n")
+    argv = ["kms", "ticket-user", "add", "--data", str(data), "--identity", dave, "--psk-file", str(key_file),
+            "--key-id", "dave-1", "--no-resolve"]
+    assert main(argv) == 0
+    assert "added sip:dave@example.org (PSK id dave-1)" in capsys.readouterr().out
+    assert main(argv) == 1 and "already provisioned" in capsys.readouterr().err
+    assert main(["kms", "ticket-user", "list", "--data", str(data)]) == 0
+    listing = capsys.readouterr().out
+    assert psk.hex() not in listing
+    parties = {u["key_id"]: u for u in json.loads(listing)["ticket_users"]}
+    assert parties["dave-1"] == {"identity": dave, "key_id": "dave-1", "groups": [], "may_request": True,
+                                 "may_resolve": False, "peer_kms": False, "url": None}
+    assert parties["kms-b"]["peer_kms"] is True
+    # the running server takes Dave's requests at once
+    code, out = run(capsys, "initiate", "--mode", "ticket", "--kms", url, "--psk", psk.hex(), "--psk-id", "dave-1",
+                    "--id-i", dave, "--to", BOB)
+    assert code == 0 and out["initiator_id"] == dave
+    assert main(["kms", "ticket-user", "add", "--data", str(data), "--identity", "x", "--psk", "00" * 16,
+                 "--url", "http://127.0.0.1:1"]) == 2
+    assert "--peer-kms" in capsys.readouterr().err
+    assert main(["kms", "ticket-user", "add", "--data", str(data), "--identity", "x", "--psk", "00" * 4]) == 2
+    assert "16 to 64 octets" in capsys.readouterr().err
+
+
+def test_no_transfer_resp_policy_keys_at_once(capsys: pytest.CaptureFixture[str], kms: str) -> None:
+    """F = 0 (§6.10): no TRANSFER_RESP; the Initiator's keys come with initiate, complete needs no --rmsg."""
+    code, ini = initiate(capsys, kms, "--flags", "DEHNO")
+    assert code == 0 and ini["awaits_transfer_resp"] is False and ini["crypto_sessions"]
+    code, res = respond(capsys, kms, ini["i_message"])
+    assert code == 0 and res["r_message"] is None
+    code, done = run(capsys, "complete", "--mode", "ticket", "--imsg", ini["i_message"], "--grant-keys",
+                     ini["grant_keys"], "--show-keys")
+    assert code == 0
+    assert done["crypto_sessions"][0]["srtp_master_key"] == res["crypto_sessions"][0]["srtp_master_key"] == \
+        ini["crypto_sessions"][0]["srtp_master_key"]

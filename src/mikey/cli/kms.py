@@ -35,6 +35,7 @@ from ..kms.auth import MAX_DEV_TTL, DevIssuer
 from ..kms.store import AtRestKey, KmsStore, database_url
 from .common import UsageError, add_json_option, emit_json, unix_seconds
 from .kms_server import AT_REST_KEY_FILE, register_server
+from .kms_ticket import register_ticket
 
 __all__ = ["register"]
 
@@ -219,3 +220,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_json_option(r)
     r.set_defaults(func=run_rotate)
     register_server(sub)
+    register_ticket(sub)
