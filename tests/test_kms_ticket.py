@@ -499,3 +499,30 @@ def test_pk_variants_through_the_core_with_kms_certificates(store: KmsStore, iss
     again = TicketRequester(None, pol, pk=TicketPkSigner(Credentials(alice_c.key, alice_c.cert), kms_c.cert),
                             id_i=ALICE, kms_id=KMS_ID)
     assert error_nos(post(plain, again.create_message(now), now=now)) == [ErrorNo.INVALID_DT]
+
+
+def test_mutated_messages_are_refused_and_store_nothing(core: KmsCore, store: KmsStore) -> None:
+    """Random byte flips, cuts and insertions in REQUEST_INIT and RESOLVE_INIT: every answer is a 400 (an Error
+    message or a KmsError), never a 200 or a 500, and no resolve is recorded."""
+    import random
+
+    rng = random.Random(6043)
+    grant = request(core, policy())
+    ini = TicketInitiator(grant, id_i=ALICE, id_r=BOB)
+    ti = ini.create_message(NOW)
+    for n in range(60):
+        req = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice")
+        bob = TicketResponder(PSK_B, id_r=BOB, kms_id=KMS_ID, psk_id=b"bob-phone")
+        for good in (req.create_message(NOW), bob.receive(ti, NOW).resolve_init or b""):
+            bad = bytearray(good)
+            kind = n % 3
+            at = rng.randrange(2, len(bad))  # keep version and data type: the role is reached
+            if kind == 0:
+                bad[at] ^= 1 << rng.randrange(8)
+            elif kind == 1:
+                del bad[at:]
+            else:
+                bad[at:at] = rng.randbytes(rng.randrange(1, 8))
+            answer = post(core, bytes(bad))
+            assert answer.status == 400, (n, answer.status, answer.body[:200])
+    assert store.list_ticket_resolutions() == []
