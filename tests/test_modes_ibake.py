@@ -819,3 +819,27 @@ def test_forking_two_devices_with_one_identity(creds: dict[bytes, IbakeCredentia
     assert (fa.leg, fb.leg) == (0, 1)
     assert a.result is not None and b.result is not None and fa.result is not None and fb.result is not None
     assert fa.result.tgk == a.result.tgk != b.result.tgk == fb.result.tgk
+
+
+def test_stateless_sides(creds: dict[bytes, IbakeCredentials]) -> None:
+    """A CLI-style run: each side keeps only its secret (x and SK, or y) and the I_MESSAGE_1 between steps."""
+    i = IbakeInitiator(creds[ALICE], ALICE, BOB)
+    m1 = i.create_message(NOW)
+    x, sk = i.export_secrets()
+    r = IbakeResponder(creds[BOB], own_ssrcs=[0xABCDEF01])
+    r1 = r.receive(m1, NOW).response
+    y = r.export_ec_private()
+    assert r1 is not None
+    i_again = IbakeInitiator.from_i_message(creds[ALICE], m1, ec_private=x, sk=sk)
+    i2 = i_again.receive(r1, NOW + 1).response
+    assert i2 is not None
+    r_again = IbakeResponder.resume(creds[BOB], m1, y, own_ssrcs=[0xABCDEF01])
+    out = r_again.receive(i2, NOW + 2)
+    assert out.response is not None and out.result is not None
+    done = i_again.receive(out.response, NOW + 2)
+    assert done.result is not None and done.result.tgk == out.result.tgk
+    assert done.result.crypto_sessions[0].ssrc == 0xABCDEF01
+    # the wrong x: the echo does not match (0)
+    wrong = IbakeInitiator.from_i_message(creds[ALICE], m1, ec_private=x + 1, sk=sk)
+    with pytest.raises(AuthenticationError):
+        wrong.receive(r1, NOW)

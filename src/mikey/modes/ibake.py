@@ -671,6 +671,47 @@ class IbakeInitiator(_IbakeSide):
     def __repr__(self) -> str:
         return f"IbakeInitiator(csb_id={self.csb_id:08x}, legs={len(self.legs)}, state={self.state.value})"
 
+    def export_secrets(self) -> tuple[int, bytes]:
+        """(x, SK): what a stateless Initiator keeps between I_MESSAGE_1 and the answers (keep it secret)."""
+        return self._x.private_numbers().private_value, self._sk
+
+    @classmethod
+    def from_i_message(
+        cls,
+        credentials: IbakeCredentials,
+        i_message: bytes,
+        *,
+        ec_private: int,
+        sk: bytes,
+        answers: AnswerPolicy = DIRECT_ONLY,
+        curve: int = ECCCurve.P_256,
+        mpk_length: int = 32,
+        tgk_length: int = 32,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+    ) -> IbakeInitiator:
+        """The Initiator that sent *i_message* (a stateless ``complete``), from it and :meth:`export_secrets`.
+
+        The IBAKE payload is encrypted to the Responder, so x (and ``curve``, which must be the one
+        used) is not checked here: a wrong one shows as an R_MESSAGE_1 echoing another ECCPTi (Error no 0).
+        """
+        msg = Message.decode(i_message)
+        if msg.data_type != DataType.IBAKE_I_MESSAGE_1:
+            raise UnsupportedDataTypeError("not an IBAKE I_MESSAGE_1")
+        t: TimestampPayload = _one(msg, TimestampPayload, "T")
+        rand_p: RandPayload = _one(msg, RandPayload, "RAND")
+        id_i, id_r = _ids(msg)
+        if id_i is None or id_r is None:
+            raise UnspecifiedError("I_MESSAGE_1 must carry IDRi and IDRr")
+        h = msg.header
+        side = cls(credentials, id_i.data, id_r.data, answers=answers, prf=int(h.prf), csb_id=h.csb_id,
+                   rand=rand_p.rand, policies=msg.find_all(SecurityPolicyPayload), cs_id_map_type=int(h.cs_id_map_type),
+                   id_type=int(id_i.id_type), esk=msg.find(EskPayload) is not None, sk=sk, mpk_length=mpk_length,
+                   tgk_length=tgk_length, ec_private=ec_private, clock_skew=clock_skew,
+                   curve=curve)
+        side.header, side.timestamp, side.i_message = h, t, msg.raw_bytes()
+        side.state = State.WAIT_RESPONSE
+        return side
+
     @property
     def results(self) -> list[ExchangeResult]:
         """The keys of every answer so far (confirmed or not, see ``extras["confirmed"]``)."""
@@ -905,6 +946,33 @@ class IbakeResponder(_IbakeSide):
 
     def __repr__(self) -> str:
         return f"IbakeResponder(state={self.state.value})"
+
+    def export_ec_private(self) -> int:
+        """y, for a stateless Responder that answers I_MESSAGE_2 later (:meth:`resume`); keep it secret."""
+        if self._y is None:
+            raise StateError("no I_MESSAGE_1 has been taken")
+        return self._y.private_numbers().private_value
+
+    @classmethod
+    def resume(cls, credentials: IbakeCredentials, i_message_1: bytes, ec_private: int, *, id_r: bytes | None = None,
+               mailbox: bool = False, curve: int = ECCCurve.P_256, own_ssrcs: Sequence[int] = (),
+               replay_cache: ReplayStore | None = None, clock_skew: float = DEFAULT_CLOCK_SKEW) -> IbakeResponder:
+        """The Responder that answered *i_message_1* with y = *ec_private*, waiting for I_MESSAGE_2.
+
+        I_MESSAGE_1 is processed again at its own time (its replay check in a private cache; the
+        replay check that counts is the one of the first pass), so the state is the same as then.
+        """
+        side = cls(credentials, id_r, mailbox=mailbox, curve=curve, own_ssrcs=own_ssrcs, ec_private=ec_private,
+                   clock_skew=clock_skew)
+        msg = Message.decode(i_message_1)
+        t = msg.find(TimestampPayload)
+        when = t.unix_time() if t is not None else None
+        if when is None:
+            raise InvalidTimestampError("I_MESSAGE_1 needs an NTP timestamp")
+        side.receive(i_message_1, when)
+        if replay_cache is not None:
+            side.replay_cache = replay_cache
+        return side
 
     def receive(self, data: bytes, now: float) -> IbakeStep:
         """I_MESSAGE_1 -> R_MESSAGE_1; I_MESSAGE_2 -> R_MESSAGE_2 and the keys.
