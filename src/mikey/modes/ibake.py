@@ -314,6 +314,7 @@ class IbakeCredentials:
 
     ``peer_params`` gives the public parameters of peers of other KMSs (§7.2), by identity; by
     default every peer shares ``params``.  ``key_period`` is the KMS's date granularity.
+    ``rand_below(n)`` draws BF encryption's rho (default :mod:`secrets`; fixed only for known answers).
     """
 
     def __init__(
@@ -325,8 +326,10 @@ class IbakeCredentials:
         peer_params: Mapping[bytes, ibe.BfParams] | Callable[[bytes], ibe.BfParams | None] | None = None,
         point_format: ibe.PointFormat = ibe.PointFormat.UNCOMPRESSED,
         strict_point_format: bool = False,
+        rand_below: ibe.RandBelow | None = None,
     ) -> None:
         self.params = params
+        self.rand_below = rand_below
         self.key_period = key_period
         self.point_format = point_format
         self.strict_point_format = strict_point_format
@@ -368,7 +371,7 @@ class IbakeCredentials:
         """Encr data: BF ciphertext of *plaintext* to ``identity || date``."""
         params = self.params_for(identity)
         try:
-            ct = ibe.bf_encrypt(params, self.period_identity(identity, when), plaintext)
+            ct = ibe.bf_encrypt(params, self.period_identity(identity, when), plaintext, self.rand_below)
         except CryptoError as e:
             raise UnspecifiedError(f"IBE encryption failed: {e.message}") from None
         return ct.encode(params, self.point_format)
