@@ -843,3 +843,21 @@ def test_stateless_sides(creds: dict[bytes, IbakeCredentials]) -> None:
     wrong = IbakeInitiator.from_i_message(creds[ALICE], m1, ec_private=x + 1, sk=sk)
     with pytest.raises(AuthenticationError):
         wrong.receive(r1, NOW)
+
+
+def test_ciphertext_u_outside_the_group_is_refused(kms: Kms, creds: dict[bytes, IbakeCredentials]) -> None:
+    """U on the curve but not of order q (the mode skips BfCiphertext.decode's order check; BF
+    decryption's U = [l]P check refuses it): Error no 0.  An off-curve U and a bad length too."""
+    i = IbakeInitiator(creds[ALICE], ALICE, BOB)
+    m1 = Message.decode(i.create_message(NOW))
+    ibake_p = m1.find(IbakePayload)
+    assert ibake_p is not None
+    curve = kms.params.curve
+    point = curve.point_from_y(12345)
+    assert curve.is_on_curve(point) and not curve.in_subgroup(point)
+    u = curve.encode_point(point, False)
+    n = len(u)
+    for data in (u + ibake_p.encr_data[n:], b"\x04" + bytes(n - 1) + ibake_p.encr_data[n:], ibake_p.encr_data[: n + 3]):
+        with pytest.raises(AuthenticationError) as e:
+            IbakeResponder(creds[BOB]).receive(_swap(m1.raw_bytes(), IbakePayload, IbakePayload(data)), NOW)
+        assert error_nos(e.value) == [0]

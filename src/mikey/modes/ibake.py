@@ -93,6 +93,7 @@ from ..crypto import prf as prf_crypto
 from ..errors import (
     AuthenticationError,
     CryptoError,
+    IbeFormatError,
     InvalidTimestampError,
     KeyMaterialError,
     MikeyDecodeError,
@@ -378,12 +379,33 @@ class IbakeCredentials:
 
     def decrypt(self, key: ibe.BfPrivateKey, encr_data: bytes, what: str) -> bytes:
         """BF-decrypt Encr data with *key*; any failure is Error no 0 (§4.2.2.2, §7.2)."""
-        fmt = self.point_format if self.strict_point_format else None
         try:
-            ct = ibe.BfCiphertext.decode(encr_data, key.params, point_format=fmt)
-            return ibe.bf_decrypt(key.params, key, ct)
+            return ibe.bf_decrypt(key.params, key, self._ciphertext(key.params, encr_data))
         except CryptoError:
             raise AuthenticationError(f"the {what} payload does not decrypt with this identity's K_PR") from None
+
+    def _ciphertext(self, params: ibe.BfParams, data: bytes) -> ibe.BfCiphertext:
+        """U || V || W with U on the curve (SEC 1, the allowed format), V hashlen octets.
+
+        :meth:`ibe.BfCiphertext.decode` also checks that U has order q (a scalar multiplication,
+        ~1/3 of a decryption); :func:`ibe.bf_decrypt` does not need it -- its U = [l]P check (RFC 5091
+        §5.5.1) refuses any U outside the group with the same error -- so it is left out here.
+        """
+        if not data:
+            raise IbeFormatError("empty BF ciphertext")
+        allowed = (4,) if self.strict_point_format and self.point_format is ibe.PointFormat.UNCOMPRESSED else (
+            (2, 3) if self.strict_point_format else (2, 3, 4))
+        curve = params.curve
+        if data[0] not in allowed:
+            raise IbeFormatError("BF ciphertext U: not a point in the expected format")
+        n = curve.point_length(data[0])
+        if not n + params.hashlen <= len(data) <= n + params.hashlen + ibe.MAX_MESSAGE_LENGTH:
+            raise IbeFormatError("BF ciphertext has the wrong length")
+        try:
+            u = curve.decode_point(data[:n])
+        except ValueError:
+            raise IbeFormatError("BF ciphertext U is not a point of the curve") from None
+        return ibe.BfCiphertext(u, data[n : n + params.hashlen], data[n + params.hashlen :])
 
 
 def _when(t: TimestampPayload, now: float) -> _dt.datetime:
