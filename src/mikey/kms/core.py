@@ -97,6 +97,7 @@ from ..keystore import IdentityKeys, KmsPublicKeys
 from .auth import Principal, require_admin, www_authenticate
 from .dsig import KmsSignatureError, sign_kms_response, verify_kms_request
 from .issue import KmsCommunity, generate_community, issue_user_keys
+from .mikey_route import MIKEY_MEDIA_TYPE, MIKEY_PATH
 from .store import (
     KmsStore,
     KmsUser,
@@ -118,10 +119,6 @@ MAX_BODY_BYTES = 64 * 1024
 API_PREFIX = "/keymanagement/identity/v1/"
 #: The path prefix of the admin routes (this KMS's own, not TS 33.180).
 ADMIN_PREFIX = API_PREFIX + "admin/"
-#: The path of the MIKEY KMS roles (RFC 6043 Ticket Request and Resolve), with or without a final "/".
-MIKEY_PATH = "/keymanagement/mikey/v1"
-#: The media type of MIKEY messages (RFC 3830 §10).
-MIKEY_MEDIA_TYPE = "application/mikey"
 
 _XML_TYPE = "application/xml; charset=utf-8"
 _JSON_TYPE = "application/json"

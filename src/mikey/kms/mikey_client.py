@@ -1,7 +1,7 @@
 """Sending a MIKEY message to a KMS role over HTTP(S) (``POST /keymanagement/mikey/v1``; issue 10 §9).
 
 :func:`post_mikey` POSTs one MIKEY message (``Content-Type: application/mikey``, RFC 3830 §10) to
-the KMS server's MIKEY route (:data:`~mikey.kms.core.MIKEY_PATH`) and returns the MIKEY message
+the KMS server's MIKEY route (:data:`~mikey.kms.mikey_route.MIKEY_PATH`) and returns the MIKEY message
 it answers with: the response, or an Error message (HTTP 400 with an ``application/mikey`` body,
 RFC 6043 §5.4), which the caller's MIKEY role turns into a :class:`~mikey.errors.PeerError`.  Any
 other answer (a ``KmsError`` document, an unreachable server) raises :class:`KmsMikeyError`.
@@ -15,7 +15,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 from ..errors import KeyMaterialError
-from .core import MAX_BODY_BYTES, MIKEY_MEDIA_TYPE, MIKEY_PATH
+from .mikey_route import MAX_MIKEY_BYTES, MIKEY_MEDIA_TYPE, MIKEY_PATH
 from .xml import KMS_XML_NS
 
 __all__ = ["post_mikey", "KmsMikeyError", "mikey_url"]
@@ -53,10 +53,10 @@ def post_mikey(kms_url: str, message: bytes, *, ca: str | None = None, timeout: 
                                      headers={"Content-Type": MIKEY_MEDIA_TYPE, "Accept": MIKEY_MEDIA_TYPE})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            answer: bytes = response.read(MAX_BODY_BYTES + 1)
+            answer: bytes = response.read(MAX_MIKEY_BYTES + 1)
             media = response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
-        body = exc.read(MAX_BODY_BYTES + 1)
+        body = exc.read(MAX_MIKEY_BYTES + 1)
         if exc.headers.get("Content-Type", "").split(";")[0].strip() == MIKEY_MEDIA_TYPE and body:
             return bytes(body)  # an Error message (RFC 6043 §5.4)
         detail = _kms_error_text(body)
@@ -64,6 +64,6 @@ def post_mikey(kms_url: str, message: bytes, *, ca: str | None = None, timeout: 
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise KmsMikeyError(f"cannot reach the KMS at {url}: {reason}") from None
-    if media.split(";")[0].strip() != MIKEY_MEDIA_TYPE or len(answer) > MAX_BODY_BYTES:
+    if media.split(";")[0].strip() != MIKEY_MEDIA_TYPE or len(answer) > MAX_MIKEY_BYTES:
         raise KmsMikeyError(f"{url}: the answer is not a MIKEY message")
     return answer
