@@ -24,7 +24,7 @@ from mikey.modes.ticket import (
     TicketResponder,
     ticket_flags,
 )
-from mikey.wire import IdrPayload, TrPayload
+from mikey.wire import IdrPayload, Message, TrPayload
 
 NOW = 1_700_000_000.0
 ALICE, BOB, KMS_ID = b"sip:alice@example.com", b"sip:bob@example.com", b"kms.example.com"
@@ -307,3 +307,31 @@ def test_initiator_receive_fork(m: tuple[int, int, int, int]) -> None:
     except MikeyError:
         return
     assert data == answers[1], "a mutated message was accepted"
+
+
+def _grant_blob() -> bytes:
+    req = requester()
+    grant = req.receive(kms().handle(req.create_message(NOW), NOW) or b"", NOW)
+    return grant.key_blob()
+
+
+GRANT_BLOB = _grant_blob()  # the same seeds as FLOW: the grant FLOW.transfer_init was made with
+
+
+def test_resume_takes_its_own_transfer_init() -> None:
+    """The stateless Initiator (``mikey complete``) rebuilt from its TRANSFER_INIT and grant keys gets the keys."""
+    ini = TicketInitiator.resume(GRANT_BLOB, FLOW.transfer_init)
+    result = ini.receive(FLOW.transfer_resp, NOW)
+    assert result.authenticated and result.extras["forked"]
+    assert result.csb_id == Message.decode(FLOW.transfer_init).csb_id
+    other = TicketRequester(PSK_A, policy(), id_i=ALICE, kms_id=KMS_ID, psk_id=b"alice", rng=seeded(9))
+    other_kms = TicketKms(store(), identity=KMS_ID, rng=seeded(8))  # other MPKs
+    other_blob = other.receive(other_kms.handle(other.create_message(NOW), NOW) or b"", NOW).key_blob()
+    with pytest.raises(MikeyError, match="grant keys"):
+        TicketInitiator.resume(other_blob, FLOW.transfer_init)
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_resume_transfer_init(m: tuple[int, int, int, int]) -> None:
+    _accepts(lambda d: TicketInitiator.resume(GRANT_BLOB, d), FLOW.transfer_init, m)

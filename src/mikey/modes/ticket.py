@@ -1298,12 +1298,17 @@ class TicketInitiator(_TicketSide):
         # §5.5: the message less the TICKET's Initiator Data length and Initiator Data (module doc item 5)
         ticket_at = next(i for i, p in enumerate(msg.payloads) if isinstance(p, TicketPayload))
         end = msg.offsets[ticket_at + 1]
-        idata = len(parts.need_ticket().initiator_data)
+        cut = len(parts.need_ticket().initiator_data)
         raw = msg.raw_bytes()
-        covered = raw[: end - idata - 2] + raw[end: len(raw) - len(v.ver_data)]
+        covered = raw[: end - cut - 2] + raw[end: len(raw) - len(v.ver_data)]
         expected = kemac_crypto.compute_mac(int(v.auth_alg), keys.auth_key, covered + _id(ini.id_i) + _id(ini.id_r))
         if not hmac.compare_digest(expected, v.ver_data):
             raise AuthenticationError("the grant keys are not those of this TRANSFER_INIT")
+        idata = parts.need_ticket().initiator_data
+        if grant.policy.flag("I") and not hmac.compare_digest(ini._initiator_data(v.ver_data), idata):
+            raise AuthenticationError("the Initiator Data (Vi, Vr) is not the one these grant keys make (§6.10)")
+        if not grant.policy.flag("I") and idata:
+            raise UnspecifiedError("Initiator Data is present only when key forking is used (§6.10)")
         if own is not None:
             plain = _decrypt_kemac(own, lambda alg: ini._keys(grant.mpk_i, ticket_crypto.LABEL_INITIAL, None),
                                    msg.csb_id, parts.need_t())
