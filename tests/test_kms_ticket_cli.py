@@ -248,3 +248,15 @@ def test_no_transfer_resp_policy_keys_at_once(capsys: pytest.CaptureFixture[str]
     assert code == 0
     assert done["crypto_sessions"][0]["srtp_master_key"] == res["crypto_sessions"][0]["srtp_master_key"] == \
         ini["crypto_sessions"][0]["srtp_master_key"]
+
+
+def test_text_output_hides_the_grant_keys(capsys: pytest.CaptureFixture[str], kms: str) -> None:
+    code = main(["initiate", "--mode", "ticket", "--kms", kms, "--psk", PSK_A.hex(), "--psk-id", "alice-phone",
+                 "--id-i", ALICE, "--to", BOB])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "SDP:            a=key-mgmt:mikey " in out and "ticket_flags: " in out
+    assert "not shown:      grant_keys (secret; 'complete' needs it: use --show-keys)" in out
+    assert main(["initiate", "--mode", "ticket", "--help"]) == 0
+    helptext = capsys.readouterr().out
+    assert "--mode ticket options" in helptext and "--kms URL" in helptext and "--tgk" not in helptext
