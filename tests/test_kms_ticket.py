@@ -526,3 +526,17 @@ def test_mutated_messages_are_refused_and_store_nothing(core: KmsCore, store: Km
             answer = post(core, bytes(bad))
             assert answer.status == 400, (n, answer.status, answer.body[:200])
     assert store.list_ticket_resolutions() == []
+
+
+def test_a_database_failure_is_a_500_kms_error_not_an_error_message(core: KmsCore, store: KmsStore,
+                                                                     db_url: sa.URL) -> None:
+    """The failure is the KMS's, not the sender's: 500 KmsError, no MIKEY Error message; the core keeps serving."""
+    grant = request(core, policy())
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE kms_ticket_resolutions"))
+    engine.dispose()
+    _, failed, _ = transfer(core, grant)
+    assert failed.content_type.startswith("application/xml")
+    assert "could not answer" in kms_error(failed, 500)
+    assert request(core, policy()).policy.initiator is not None  # Requests still served
