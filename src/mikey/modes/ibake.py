@@ -39,7 +39,8 @@ mikey's MIKEY-IBAKE profile (RFC 6267 leaves these open; each deployment-depende
 * {SP} payloads may follow IDRr in I_MESSAGE_1 (as in PSK mode); the Responder fills SSRC placeholders
   in R_MESSAGE_1's HDR (RFC 3830 §6.1.1), which the Initiator repeats in I_MESSAGE_2.
 * Clear T and RAND are not covered by IBE in the first three messages (the RFC protects only what is
-  IBE-encrypted): a changed RAND gives the two sides different keys, which R_MESSAGE_2's V exposes.
+  IBE-encrypted): the Responder refuses an I_MESSAGE_2 whose RAND is not I_MESSAGE_1's, and any other
+  change gives the sides different keys or timestamps, which R_MESSAGE_2's V exposes.
 * ESK (§6.1.2) and deferred delivery: ESK = BF ciphertext to the *called* identity (the IDRr of
   I_MESSAGE_1) of ``IDRi || SK(type 1, 32 random octets)``; the IBAKE payload stays IBE-encrypted as
   §4.2.2.1 says.  An I_MESSAGE_2 re-sending ECCPTi carries an ESK (§4.2.2.4).  When the answer is a
@@ -55,7 +56,6 @@ mikey's MIKEY-IBAKE profile (RFC 6267 leaves these open; each deployment-depende
   ``answer_unreadable`` (default True).
 * The Initiator survives bad answers (a forged R_MESSAGE must not end a forked call): the error is
   raised, the Initiator keeps waiting.  A Responder takes one exchange (two messages).
-
 * CSB update (§5.3): :class:`IbakeUpdateInitiator` / :class:`IbakeUpdateResponder`, started by either side;
   only with new EC values (the SHOULD case: the keys of the initial messages are not kept), same CSB ID,
   new T, no RAND (the initial RAND keeps being used); in the IBE plaintext each EC value follows its
