@@ -258,13 +258,15 @@ def _check_prf(prf: int) -> int:
 
 def _message_keys(
     key: bytes, csb_id: int, direction: int, rand_i: bytes | None, rand_r: bytes | None, mac_alg: int, encr_alg: int,
-    prf: int,
+    prf: int, *, auth_only: bool = False,
 ) -> TransportKeys:
+    """The §5.1.2 keys; *auth_only*: just auth_key (encr_key and salt empty), for a message only MAC-checked."""
     try:
         return ticket_crypto.derive_message_keys(
             key, csb_id, direction, rand_i, rand_r,
-            encr_len=kemac_crypto.encr_key_len(encr_alg), auth_len=kemac_crypto.mac_key_len(mac_alg),
-            salt_len=kemac_crypto.salt_len(encr_alg), prf_func=prf,
+            encr_len=0 if auth_only else kemac_crypto.encr_key_len(encr_alg),
+            auth_len=kemac_crypto.mac_key_len(mac_alg),
+            salt_len=0 if auth_only else kemac_crypto.salt_len(encr_alg), prf_func=prf,
         )
     except CryptoError as e:
         raise UnspecifiedError(f"cannot derive the message keys: {e}") from None
@@ -2464,11 +2466,12 @@ class TicketKms:
         if cred is None:
             raise AuthenticationError("no pre-shared key for this party")
         rand_i, rand_r = (rand, None) if rand_role == RANDRole.INITIATOR else (None, rand)
-        init_keys = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_INITIAL, rand_i, rand_r, suite.mac_alg,
-                                  suite.encr_alg, prf)
-        _verify_v(msg, init_keys.auth_key, _id(peer) + _id(kms))
+        # Only the auth key of the initial message is needed: its V is checked, nothing is decrypted.
+        init_auth = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_INITIAL, rand_i, rand_r, suite.mac_alg,
+                                  suite.encr_alg, prf, auth_only=True).auth_key
+        _verify_v(msg, init_auth, _id(peer) + _id(kms))
         side.remember(admission)
-        mac.append((suite.mac_alg, init_keys.auth_key))
+        mac.append((suite.mac_alg, init_auth))
         resp_keys = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_RESPONSE, rand_i, rand_r, suite.mac_alg,
                                   suite.encr_alg, prf)
         return cred, rand, resp_keys, suite
