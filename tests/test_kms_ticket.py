@@ -540,3 +540,34 @@ def test_a_database_failure_is_a_500_kms_error_not_an_error_message(core: KmsCor
     assert failed.content_type.startswith("application/xml")
     assert "could not answer" in kms_error(failed, 500)
     assert request(core, policy()).policy.initiator is not None  # Requests still served
+
+
+def _first_tpk(url: str, key_file: str, start: Any, out: Any) -> None:
+    try:
+        from mikey.kms.ticket_role import DatabaseTicketStore
+
+        with KmsStore(url, AtRestKey.load(key_file)) as s:
+            start.wait(10)
+            tpk = DatabaseTicketStore(s).default_tpk()
+        out.put(("ok", tpk.key_id.hex(), tpk.key.hex()))
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}", ""))
+
+
+def test_processes_starting_together_share_one_kms_tpk(db_url: sa.URL, tmp_path: Path) -> None:
+    """Several KMS processes' first Ticket Requests at once: the database keeps one default TPK for all."""
+    key_file = tmp_path / "at-rest.key"
+    with KmsStore(db_url, create_at_rest_key_file(key_file)) as s:
+        ctx = multiprocessing.get_context("fork")
+        start, out = ctx.Barrier(3), ctx.Queue()
+        url = db_url.render_as_string(hide_password=False)
+        procs = [ctx.Process(target=_first_tpk, args=(url, str(key_file), start, out)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(10)
+        assert [r[0] for r in results] == ["ok"] * 3, results
+        assert len({r[1:] for r in results}) == 1
+        stored = s.ticket_tpk(None)
+        assert stored is not None and (stored.key_id.hex(), stored.key.hex()) == results[0][1:]
