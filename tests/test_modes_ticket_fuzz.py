@@ -335,3 +335,48 @@ def test_resume_takes_its_own_transfer_init() -> None:
 @given(MUTATIONS)
 def test_resume_transfer_init(m: tuple[int, int, int, int]) -> None:
     _accepts(lambda d: TicketInitiator.resume(GRANT_BLOB, d), FLOW.transfer_init, m)
+
+
+def test_describe_ticket_dissects_and_opens_a_base_ticket() -> None:
+    """``mikey decode`` material: Ticket Policy, Ticket Data chain, Initiator Data; opened with the TPK (A.1)."""
+    from mikey.modes.ticket import describe_ticket
+    from mikey.wire import TicketPayload
+
+    ticket = Message.decode(FLOW.transfer_init).find(TicketPayload)
+    assert ticket is not None
+    d = describe_ticket(ticket)
+    assert d["problems"] == [] and "opened" not in d
+    assert d["policy"]["flags"] == "DEFGHIJNO" and d["policy"]["responders"] == [BOB.decode()]
+    assert d["policy"]["kms"] == KMS_ID.decode() and d["policy"]["violations"] == []
+    assert [p["type"] for p in d["ticket_data"]["payloads"]] == ["T", "RAND", "KEMAC", "IDR", "V"]
+    assert [p["type"] for p in d["initiator_data"]] == ["V", "V"]  # Vi, Vr (forking)
+    opened = describe_ticket(ticket, TPK)["opened"]
+    assert opened["mac_verified"] and opened["tpk_id"] == "tpk" and "mpk_i" not in opened
+    assert [(k["key_type_name"], k["length"]) for k in opened["session_keys"]] == [("TGK", 16)]
+    assert "key" not in opened["session_keys"][0]
+    shown = describe_ticket(ticket, TPK, show_keys=True)["opened"]
+    from mikey.modes.ticket import TicketGrant
+
+    grant = TicketGrant.from_key_blob(ticket, GRANT_BLOB)
+    assert shown["mpk_i"] == grant.mpk_i.hex() and shown["session_keys"][0]["key"] == grant.session_keys[0].key.hex()
+    wrong = describe_ticket(ticket, bytes(16))
+    assert "opened" not in wrong and "does not open with this TPK" in wrong["problems"][0]
+    import dataclasses
+
+    broken = describe_ticket(dataclasses.replace(ticket, ticket_data=ticket.ticket_data[:7]), TPK)
+    assert broken["problems"] and "opened" not in broken
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_describe_ticket_never_raises(m: tuple[int, int, int, int]) -> None:
+    import dataclasses
+
+    from mikey.modes.ticket import describe_ticket
+    from mikey.wire import TicketPayload
+
+    ticket = Message.decode(FLOW.transfer_init).find(TicketPayload)
+    assert ticket is not None
+    bad = dataclasses.replace(ticket, ticket_data=mutate(ticket.ticket_data, *m))
+    d = describe_ticket(bad, TPK)
+    assert ("opened" in d) == (bad.ticket_data == ticket.ticket_data)

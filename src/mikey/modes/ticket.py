@@ -217,6 +217,7 @@ __all__ = [
     "requested_keys",
     "ticket_id_of",
     "ticket_tpk_id",
+    "describe_ticket",
 ]
 
 MODE = "ticket"
@@ -669,6 +670,60 @@ def open_base_ticket(ticket: TicketPayload, tpk_for: Callable[[bytes | None], by
         raise AuthenticationError(f"the ticket does not open: {e}") from None
     mpks, session = _split_keys(plain, 1, what="ticket KEMAC")
     return TicketContents(mpks[0], tuple(session), rand, t, tpk_id, thdr_data)
+
+
+def describe_ticket(ticket: TicketPayload, tpk: bytes | None = None, *, show_keys: bool = False) -> dict[str, Any]:
+    """A TICKET payload dissected for display (``mikey decode``): the Ticket Policy, the base ticket's
+    Ticket Data (THDR and its payload chain, A.1, A.3) and Initiator Data (Vi, Vr, §6.10); with its
+    *tpk*, the ticket opened (MAC checked, KEMAC decrypted, A.2.1): the session keys' types, lengths
+    and SPIs, and with *show_keys* MPKi, MPKr and the keys themselves.  Never raises on a malformed
+    ticket: what does not decode is reported under ``"problems"``.
+    """
+    out: dict[str, Any] = {"ticket_type": int(ticket.ticket_type), "subtype": ticket.subtype,
+                           "version": ticket.version, "problems": []}
+    problems: list[str] = out["problems"]
+    policy: TicketPolicy | None = None
+    try:
+        policy = TicketPolicy.from_payload(ticket)
+        start, end = policy.validity()
+        out["policy"] = {"flags": policy.flag_string, "prf_func": policy.prf_func,
+                         "responders": [r.text for r in policy.responders],
+                         "initiator": policy.initiator.text if policy.initiator else None,
+                         "kms": policy.kms.text if policy.kms else None, "valid_from": start, "valid_until": end,
+                         "violations": policy_violations(policy, granted=True)}
+    except MikeyError as exc:
+        problems.append(f"Ticket Policy: {exc}")
+    if tuple(int(x) for x in (ticket.ticket_type, ticket.subtype, ticket.version)) != _BASE_TICKET_IDS:
+        problems.append("not a MIKEY base ticket (type 1, subtype 1, version 1): Ticket Data not dissected")
+        return out
+    try:
+        thdr, chain = _split_ticket_data(ticket.ticket_data)
+        out["ticket_data"] = {"thdr_data": thdr.hex(), "payloads": [p.to_dict() for p in chain]}
+    except MikeyError as exc:
+        problems.append(f"Ticket Data: {exc}")
+    if ticket.initiator_data:
+        try:
+            out["initiator_data"] = [p.to_dict() for p in _initiator_data_pair(ticket.initiator_data)]
+        except MikeyError as exc:
+            problems.append(f"Initiator Data: {exc}")
+    if tpk is None or policy is None:
+        return out
+    try:
+        contents = open_base_ticket(ticket, lambda _id: tpk, policy)
+    except MikeyError as exc:
+        problems.append(f"the ticket does not open with this TPK: {exc}")
+        return out
+    keys = [{"key_type": int(k.key_type), "key_type_name": getattr(k.key_type, "name", str(k.key_type)),
+             "length": len(k.key), "spi": k.kv.spi.hex() if isinstance(k.kv, SpiValidity) else None,
+             **({"key": k.key.hex(), "salt": k.salt.hex() if k.salt else None} if show_keys else {})}
+            for k in contents.session_keys]
+    opened: dict[str, Any] = {"mac_verified": True, "session_keys": keys, "tpk_id": (
+        contents.tpk_id.decode("utf-8", "replace") if contents.tpk_id is not None else None)}
+    if show_keys:
+        mpk_i, mpk_r = contents.mpk_pair(policy.prf_func)
+        opened.update(mpk=contents.mpk.hex(), mpk_i=mpk_i.hex(), mpk_r=mpk_r.hex())
+    out["opened"] = opened
+    return out
 
 
 def _split_keys(plain: bytes, n_mpk: int, *, what: str) -> tuple[list[bytes], list[KeyDataPayload]]:
