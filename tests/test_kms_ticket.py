@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from mikey.errors import PeerError
 from mikey.kms import generate_community
 from mikey.kms.auth import BearerAuth, DevIssuer
 from mikey.kms.core import MIKEY_PATH, KmsCore, KmsResponse
-from mikey.kms.store import AtRestKey, KmsStore, create_at_rest_key_file, database_url
+from mikey.kms.store import AtRestKey, KmsStore, create_at_rest_key_file
 from mikey.kms.xml import KMS_XML_NS
 from mikey.modes.base import CryptoSessionSpec
 from mikey.modes.ticket import (
@@ -40,7 +39,6 @@ from mikey.modes.ticket import (
 )
 from mikey.wire import ErrorPayload, IdrPayload, Message, TrPayload
 
-POSTGRES_URL = os.environ.get("MIKEY_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 NOW = 1_780_000_000.0
 KMS_URI = "kms.example.org"
 KMS_ID = KMS_URI.encode()
@@ -51,58 +49,6 @@ PSK_B = bytes(range(16, 32))
 PSK_B2 = bytes(range(32, 48))
 COMMUNITY = generate_community(KMS_URI)
 MIKEY = {"Content-Type": "application/mikey"}
-
-
-def _postgres_down() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(database_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False),
-                             connect_timeout=2):
-            return None
-    except Exception as exc:  # ImportError (no driver) or any connection failure
-        return f"{type(exc).__name__}: {exc}"
-
-
-_PG_DOWN = _postgres_down()
-if _PG_DOWN is not None and os.environ.get("CI"):
-    raise RuntimeError(f"CI is set but PostgreSQL at {POSTGRES_URL} is not reachable ({_PG_DOWN}); .ci/run starts it")
-needs_postgres = pytest.mark.skipif(_PG_DOWN is not None, reason=f"no PostgreSQL at {POSTGRES_URL}: {_PG_DOWN}")
-
-
-def _admin_url() -> str:
-    return database_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[sa.URL]:
-    """A throwaway PostgreSQL database for this module, dropped afterwards."""
-    import psycopg
-
-    name = f"mikey_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield database_url(POSTGRES_URL).set(database=name)
-    finally:
-        with psycopg.connect(_admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _pg_schema_url(base: sa.URL) -> sa.URL:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return base.update_query_dict({"options": f"-csearch_path={schema}"})
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=needs_postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> sa.URL:
-    if request.param == "sqlite":
-        return database_url(f"sqlite:///{tmp_path / 'kms.sqlite3'}")
-    return _pg_schema_url(request.getfixturevalue("pg_database"))
 
 
 @pytest.fixture(scope="module")
