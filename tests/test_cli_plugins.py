@@ -42,7 +42,7 @@ def test_every_plugin_is_a_concrete_mode_plugin(plugin: ModePlugin) -> None:
 
 
 def test_registry_lists_every_mode_once() -> None:
-    assert MODE_NAMES == ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke", "ticket")
+    assert MODE_NAMES == ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke", "ticket", "ibake")
     assert list(load_plugins()) == list(MODE_NAMES)
     assert [type(p).__module__ for p in PLUGINS] == [f"mikey.cli.mode_{n.replace('-', '_')}" for n in MODE_NAMES]
 
@@ -182,6 +182,7 @@ COMPAT = {
                "complete": dhhmac_mode.DH_COMPAT_OPTIONS},
     "sakke": {"initiate": {"exclude-sign-header"}, "respond": {"exclude-sign-header"}, "complete": None},
     "ticket": dict.fromkeys(exchange.COMMANDS, None),
+    "ibake": dict.fromkeys(exchange.COMMANDS, None),
 }
 
 

@@ -142,7 +142,7 @@ def test_every_mode_passes_the_store_to_its_responder() -> None:
     from mikey.cli.plugins import load_plugins
 
     plugins = load_plugins()
-    assert set(plugins) == {"psk", "pk", "rsa-r", "dh", "dhhmac", "sakke", "ticket"}
+    assert set(plugins) == {"psk", "pk", "rsa-r", "dh", "dhhmac", "sakke", "ticket", "ibake"}
     for name, plugin in plugins.items():
         tree = ast.parse(textwrap.dedent(inspect.getsource(type(plugin).respond)))
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "responder_keywords"]

@@ -58,7 +58,7 @@ def test_psk_demo_end_to_end() -> None:
     assert text.endswith("every SRTP/SRTCP packet verified.") and report["csb_id"] in text
 
 
-@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m not in ("psk", "sakke", "ticket")])
+@pytest.mark.parametrize("mode", [m for m in MODE_NAMES if m not in ("psk", "sakke", "ticket", "ibake")])
 def test_other_modes_demo(mode: str) -> None:
     report = run_demo(mode, packets=10, rtcp=2)
     assert report["ok"] is True, report["problems"]

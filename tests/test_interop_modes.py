@@ -60,6 +60,8 @@ def _samples(tmp: Path) -> list[Sample]:
     out: list[Sample] = []
     plugins = load_plugins()
     for name, plugin in plugins.items():
+        if name == "ibake":  # no demo hooks (two round trips)
+            continue
         (tmp / name).mkdir()
         creds = plugin.demo_credentials(tmp / name)
         _exchange(name, plugin.demo_initiator(creds, 0x11111111), plugin.demo_responder(creds, 0x22222222), now, out)

@@ -10,6 +10,7 @@ development issuer whose signing key is in DIR (created, 0600, on first use; its
 is written beside it for ``serve --dev-tokens``).
 ``rotate --data DIR [--db URL]`` makes a new generation of the served community's master keys
 the active one (as the admin route ``POST …/admin/rotate`` does; audited as ``cli``).
+``ibake-init`` / ``ibake-issue``: a file-based MIKEY-IBAKE KMS (RFC 6267; :mod:`mikey.cli.kms_ibake`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..kms import (
 from ..kms.auth import MAX_DEV_TTL, DevIssuer
 from ..kms.store import AtRestKey, KmsStore, database_url
 from .common import UsageError, add_json_option, emit_json, unix_seconds
+from .kms_ibake import register_ibake
 from .kms_server import AT_REST_KEY_FILE, register_server
 from .kms_ticket import register_ticket
 
@@ -172,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="The MIKEY-SAKKE KMS (RFC 6507, RFC 6508, 3GPP TS 33.180 Annex D). Server: 'serve' "
         "(HTTP(S), SQLite or PostgreSQL), 'user add', 'token' (development tokens), 'rotate'. Client: 'fetch' "
         "writes the keystore 'initiate/respond --mode sakke --keys' reads. Files only, no server: 'init' "
-        "creates a community, 'issue' a user's key file.",
+        "creates a community, 'issue' a user's key file; MIKEY-IBAKE: 'ibake-init', 'ibake-issue'.",
     )
     sub = p.add_subparsers(dest="kms_command", metavar="COMMAND", required=True)
     i = sub.add_parser("init", help="create a KMS community (KSAK/KPAK, z/Z)",
@@ -221,3 +223,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.set_defaults(func=run_rotate)
     register_server(sub)
     register_ticket(sub)
+    register_ibake(sub)

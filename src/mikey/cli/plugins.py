@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import mode_dh, mode_dhhmac, mode_pk, mode_psk, mode_rsa_r, mode_sakke, mode_ticket
+from . import mode_dh, mode_dhhmac, mode_ibake, mode_pk, mode_psk, mode_rsa_r, mode_sakke, mode_ticket
 from .plugin_base import ModePlugin
 
 __all__ = ["PLUGINS", "MODE_NAMES", "load_plugins"]
@@ -16,6 +16,7 @@ PLUGINS: tuple[ModePlugin, ...] = (
     mode_rsa_r.PLUGIN,
     mode_sakke.PLUGIN,
     mode_ticket.PLUGIN,
+    mode_ibake.PLUGIN,
 )
 
 #: The ``--mode`` names, in listing order.

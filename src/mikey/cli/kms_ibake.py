@@ -1,0 +1,136 @@
+"""``mikey kms ibake-init`` / ``mikey kms ibake-issue``: a file-based MIKEY-IBAKE KMS (RFC 6267 §4.2.1).
+
+``ibake-init --out DIR [--kms-id ID] [--key-period YYYY-MM] [--security 2048]`` runs Boneh-Franklin
+setup (RFC 5091 §5.1.2) and writes DIR/ibake_kms.json (the master secret, 0600, renamed into place,
+never through a symbolic link) and DIR/ibake_params.json (the public parameters).
+
+``ibake-issue --community DIR --uri URI --out FILE [--now UNIX] [--periods N] [--psk HEX]`` gives
+the user its K_PRs through the real key request exchange: the user side
+(:class:`~mikey.modes.ibake_keys.IbakeKeyRequest`) sends REQUEST_KEY_PSK to the KMS role
+(:class:`~mikey.modes.ibake_keys.IbakeKms`) run in-process on the file's master secret, and writes
+what REQUEST_KEY_RESP delivered (each K_PR checked against the parameters) to FILE (0600): the key
+period containing ``--now`` and the ``N - 1`` following ones.  The PSK authenticating the exchange is
+``--psk`` (the user's PSK with the KMS) or a one-time random one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..constants import EncrAlg
+from ..crypto import ibe
+from ..errors import MikeyError
+from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
+from .common import UsageError, add_json_option, emit_json, hex_bytes, unix_seconds
+from .ibake_files import (
+    KMS_FILE,
+    PARAMS_FILE,
+    IbakeKmsFile,
+    kms_document,
+    load_kms,
+    params_document,
+    user_key_document,
+    write_private,
+    write_public,
+)
+
+__all__ = ["register_ibake"]
+
+_SECURITY = (1024, 2048, 3072)
+
+
+def run_ibake_init(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror or exc}") from None
+    params, master = ibe.bf_setup(args.security)
+    kms = IbakeKmsFile(master, args.kms_id, ibe.KeyPeriod(args.key_period))
+    write_private(out / KMS_FILE, kms_document(kms))
+    write_public(out / PARAMS_FILE, params_document(kms))
+    _report(args, {"ok": True, "kms": str(out / KMS_FILE), "params": str(out / PARAMS_FILE), "kms_id": kms.kms_id,
+                   "key_period": kms.key_period.value, "security": args.security,
+                   "p_bits": int(params.p).bit_length(), "q_bits": int(params.q).bit_length()})
+    return 0
+
+
+def run_ibake_issue(args: argparse.Namespace) -> int:
+    kms = load_kms(args.community)
+    now = args.now if args.now is not None else time.time()
+    uri = args.uri.encode("utf-8")
+    psk = bytes(args.psk) if args.psk is not None else os.urandom(32)
+    role = IbakeKms(kms.master, {uri: psk}, identity=kms.kms_id.encode("utf-8"), key_period=kms.key_period,
+                    periods=args.periods, encr_alg=EncrAlg.AES_CM_128)
+    request = IbakeKeyRequest(psk, [uri], kms.kms_id.encode("utf-8"), kms.params, key_period=kms.key_period)
+    try:
+        req = request.create_message(now)
+        resp = role.handle(req, now)
+        if resp is None:  # pragma: no cover - the role always answers a request
+            raise UsageError("the KMS role sent no answer")
+        result = request.receive(resp, now)
+    except MikeyError as exc:
+        raise UsageError(f"the key request failed: {exc.kind}: {exc.message}") from None
+    write_private(args.out, user_key_document(args.uri, kms, result.keys))
+    _report(args, {"ok": True, "keys": args.out, "uri": args.uri, "kms_id": kms.kms_id,
+                   "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
+                   "valid_from": result.keys[0].valid_from.isoformat(),
+                   "valid_to": result.keys[-1].valid_to.isoformat(),
+                   "request_key_psk_len": len(req), "request_key_resp_len": len(resp)})
+    return 0
+
+
+def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    if getattr(args, "json", False):
+        emit_json(info)
+        return
+    for k, v in info.items():
+        if k != "ok":
+            print(f"{k + ':':22} {v}")
+
+
+def _periods(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 24:
+        raise argparse.ArgumentTypeError("must be between 1 and 24")
+    return value
+
+
+def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ibake-init`` and ``ibake-issue`` to ``mikey kms``."""
+    i = sub.add_parser("ibake-init", help="create a file-based MIKEY-IBAKE KMS (Boneh-Franklin setup)",
+                       description="Boneh-Franklin setup (RFC 5091 §5.1.2) for MIKEY-IBAKE (RFC 6267): "
+                       f"DIR/{KMS_FILE} (the master secret, mode 0600) and DIR/{PARAMS_FILE} (public parameters).")
+    i.add_argument("--out", required=True, metavar="DIR", help=f"directory for {KMS_FILE} and {PARAMS_FILE}")
+    i.add_argument("--kms-id", default="kms.example.org", metavar="ID",
+                   help="the KMS identity (IDRkms data, default kms.example.org)")
+    i.add_argument("--key-period", choices=[p.value for p in ibe.KeyPeriod], default=ibe.KeyPeriod.MONTH.value,
+                   help="date granularity of K_PUB = H1(ID || date) (default YYYY-MM)")
+    i.add_argument("--security", type=int, choices=_SECURITY, default=2048,
+                   help="RFC 5091 security parameter n (default 2048: p 1024 bits, q 224, SHA-224)")
+    add_json_option(i)
+    i.set_defaults(func=run_ibake_init)
+    s = sub.add_parser("ibake-issue", help="give a user its MIKEY-IBAKE K_PRs (REQUEST_KEY_PSK in-process)",
+                       description="Write a user's key file for '--mode ibake --keys FILE' (mode 0600). The K_PRs "
+                       "come through the RFC 6267 §4.2.1 key request: REQUEST_KEY_PSK from the user side to the KMS "
+                       "role run in this process on the master secret, REQUEST_KEY_RESP (KEMAC AES-CM-128, V) back, "
+                       "each K_PR checked against the public parameters. The PSK is --psk or a one-time random key.")
+    s.add_argument("--community", required=True, metavar="DIR",
+                   help=f"the directory of 'kms ibake-init' (or its {KMS_FILE})")
+    s.add_argument("--uri", required=True, metavar="URI", help="the user's identity (IDR ID data)")
+    s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
+    s.add_argument("--now", type=unix_seconds, metavar="UNIX_SECONDS",
+                   help="the time choosing the first key period (default: the real clock)")
+    s.add_argument("--periods", type=_periods, default=2, metavar="N",
+                   help="key periods to issue: the current one and N-1 following (default 2)")
+    s.add_argument("--psk", type=hex_bytes, metavar="HEX",
+                   help="the user's PSK with the KMS for REQUEST_KEY_PSK (default: a one-time random key)")
+    add_json_option(s)
+    s.set_defaults(func=run_ibake_issue)

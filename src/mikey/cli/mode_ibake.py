@@ -1,0 +1,374 @@
+"""CLI plugin for MIKEY-IBAKE (RFC 6267 §4.2.2): ``--mode ibake --keys FILE --state FILE``.
+
+IBAKE takes four messages, so each side runs twice and keeps its secrets between the runs in a
+state file (``--state``, mode 0600: the Initiator's x and SK, the Responder's y; never printed
+without ``--show-keys``)::
+
+  A: mikey initiate --mode ibake --keys alice.json --to sip:bob@x --state a.st     -> I_MESSAGE_1
+  B: mikey respond  --mode ibake --keys bob.json --imsg I1 --state b.st            -> R_MESSAGE_1
+  A: mikey initiate --mode ibake --keys alice.json --rmsg R1 --state a.st          -> I_MESSAGE_2 (keys, unconfirmed)
+  B: mikey respond  --mode ibake --keys bob.json --imsg I2 --state b.st            -> R_MESSAGE_2 and keys
+  A: mikey complete --mode ibake --keys alice.json --imsg I1 --rmsg R2 --state a.st -> keys, confirmed by V
+
+``initiate`` prints the Initiator's messages, ``respond`` the Responder's (it tells I_MESSAGE_1 from
+I_MESSAGE_2 by the data type), ``complete`` checks R_MESSAGE_2's V (RFC 6267 §5.4).  Both ends print
+the same TGK and SRTP keys.  Forked answers (§7.3): ``initiate --rmsg`` once per R_MESSAGE_1, each
+answer keeps its own keys; who may answer besides ``--to`` is ``--fork/--retarget/--mailbox URI``.
+The Responder's state loses y once R_MESSAGE_2 is sent (a second I_MESSAGE_2 is refused), the
+Initiator's records each confirmed answer (its R_MESSAGE_2 is not taken twice).  A rejected message
+exits 1 with one line, also in ``initiate --rmsg`` (the core's ``initiate`` exits 2 on errors building
+a message: a received R_MESSAGE_1 is reported here as a rejection).
+
+``--keys`` is a user key file from ``mikey kms ibake-issue`` (:mod:`mikey.cli.kms_ibake`); the
+profile (BF ciphertexts, K_PUB = H1(ID || date), curves) is :mod:`mikey.modes.ibake`'s.
+``mikey demo --mode ibake`` is not available: the demo carries one offer/answer, IBAKE needs two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from ..constants import PRF, DataType, ECCCurve, IDRole
+from ..errors import MikeyError, ReplayError, UnsupportedDataTypeError, UnsupportedIDError
+from ..modes.ibake import (
+    IbakeCredentials,
+    IbakeInitiator,
+    IbakeResponder,
+    answer_policy,
+)
+from ..modes.results import ExchangeResult, ResponderOutcome
+from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
+from .common import EXIT_REJECTED, UsageError, read_message, rejection
+from .ibake_files import STATE_FORMAT, load_state, load_user_keys, state_hex, write_private
+from .plugin_base import (
+    SPEED_NOW,
+    DemoInitiator,
+    DemoResponder,
+    InitiateOutput,
+    ModePlugin,
+    SpeedCase,
+    crypto_session_specs,
+    responder_keywords,
+)
+
+__all__ = ["PLUGIN", "IbakePlugin"]
+
+#: ``--curve`` names (RFC 6267 Table 5, the curves ``cryptography`` provides).
+CURVES: dict[str, ECCCurve] = {
+    "p192": ECCCurve.P_192, "p224": ECCCurve.P_224, "p256": ECCCurve.P_256, "p384": ECCCurve.P_384,
+    "p521": ECCCurve.P_521,
+}
+
+
+def _pending(*, csb_id: int, rand: bytes, prf: int, header: CommonHeader | None,
+             policies: tuple[SecurityPolicyPayload, ...], id_i: bytes | None, id_r: bytes | None,
+             extras: dict[str, Any]) -> ExchangeResult:
+    """A side's view before it knows the session key: no TGK, no crypto session keys yet."""
+    if header is None:  # pragma: no cover - set once a message was built or taken
+        raise UsageError("no IBAKE message was processed")
+    return ExchangeResult(mode="ibake", csb_id=csb_id, tgk=b"", rand=rand, prf=prf, crypto_sessions=(),
+                          authenticated=False, header=header, policies=policies, initiator_id=id_i,
+                          responder_id=id_r, extras=extras)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    return list(values or [])
+
+
+def _policy(state: dict[str, Any]) -> Any:
+    answers = state.get("answers") or {}
+
+    def names(key: str) -> frozenset[bytes]:
+        values = answers.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise UsageError(f"--state: bad {key!r} list")
+        return frozenset(v.encode("utf-8") for v in values)
+
+    return answer_policy(forks=names("forks"), retargets=names("retargets"), mailboxes=names("mailboxes"))
+
+
+def _state_int(state: dict[str, Any], key: str, path: str) -> int:
+    value = state.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UsageError(f"--state {path}: {key!r} is not a number")
+    return value
+
+
+def _initiator(creds: IbakeCredentials, state: dict[str, Any], path: str) -> IbakeInitiator:
+    """The Initiator of the state file, with every answer taken so far replayed at its own time."""
+    initiator = IbakeInitiator.from_i_message(
+        creds, state_hex(state, "i_message_1", path), ec_private=int.from_bytes(state_hex(state, "x", path), "big"),
+        sk=state_hex(state, "sk", path), answers=_policy(state), curve=_state_int(state, "curve", path))
+    legs = state.get("legs")
+    if not isinstance(legs, list):
+        raise UsageError(f"--state {path}: 'legs' is not a list")
+    for leg in legs:
+        if not isinstance(leg, dict) or not isinstance(leg.get("now"), int | float):
+            raise UsageError(f"--state {path}: a bad answer entry")
+        initiator.receive(state_hex(leg, "r_message_1", path), float(leg["now"]))
+    return initiator
+
+
+def _reject(exc: MikeyError, args: argparse.Namespace) -> SystemExit:
+    """A received message refused in ``initiate``: one line (or JSON), exit 1 like ``respond``/``complete``."""
+    rejection(exc, as_json=bool(getattr(args, "json", False)))
+    return SystemExit(EXIT_REJECTED)
+
+
+def _fresh_state(path: str, role: str) -> None:
+    """A new exchange may replace a state file of the same role, never the other side's."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return
+    if isinstance(doc, dict) and doc.get("format") == STATE_FORMAT and doc.get("role") not in (role, None):
+        raise UsageError(f"--state {path} holds the {doc.get('role')}'s state; use another file for the {role}")
+
+
+def _initiator_id(msg: Message) -> bytes | None:
+    for p in msg.find_all(IdrPayload):
+        if p.id_role == IDRole.INITIATOR:
+            return p.data
+    return None
+
+
+class IbakePlugin(ModePlugin):
+    name = "ibake"
+    help = "MIKEY-IBAKE (RFC 6267): identity-based DH, four messages, keys from a KMS, PFS"
+    initiate_options = frozenset()
+
+    def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
+        parser.add_argument("--keys", required=True, metavar="FILE",
+                            help="own MIKEY-IBAKE key file (K_PRs and KMS parameters, from 'mikey kms ibake-issue')")
+        parser.add_argument("--state", required=True, metavar="FILE",
+                            help="this side's state between its messages (secrets; written mode 0600)")
+        if command == "initiate":
+            parser.set_defaults(prf=PRF.PRF_HMAC_SHA_256)
+            parser.add_argument("--to", metavar="URI", help="the called identity (first step)")
+            parser.add_argument("--rmsg", metavar="MSG",
+                                help="second step: an R_MESSAGE_1 received; prints I_MESSAGE_2 (repeat per forked "
+                                "answer)")
+            parser.add_argument("--esk", action="store_true",
+                                help="put an ESK for the called identity in I_MESSAGE_1 (deferred delivery, §6.1.2)")
+            parser.add_argument("--curve", choices=sorted(CURVES), default="p256", help="ECCPT curve (default p256)")
+            for opt, what in (("fork", "a forked device's identity (§7.3)"),
+                              ("retarget", "an identity the call may be diverted to (§7.4)"),
+                              ("mailbox", "a mailbox identity that may take the call (deferred delivery, §3.3)")):
+                parser.add_argument(f"--{opt}", action="append", metavar="URI", help=f"may answer: {what}; repeatable")
+        if command == "respond":
+            parser.add_argument("--from", dest="from_uri", metavar="URI",
+                                help="the expected Initiator (default: whoever the I_MESSAGE_1 names)")
+            parser.add_argument("--as", dest="as_uri", metavar="URI",
+                                help="the identity answering (default: the key file's)")
+            parser.add_argument("--mailbox", action="store_true",
+                                help="answer as a deferred-delivery mailbox (no media keys; §3.3)")
+            parser.add_argument("--curve", choices=sorted(CURVES), default="p256",
+                                help="curve when I_MESSAGE_1 cannot be read (default p256)")
+
+    # -- initiate -----------------------------------------------------------------------------
+
+    def initiate(self, args: argparse.Namespace, now: float) -> InitiateOutput:
+        keys = load_user_keys(args.keys)
+        if args.rmsg is not None:
+            return self._initiate_second(args, keys.credentials, now)
+        if not args.to:
+            raise UsageError("--mode ibake initiate: name the called identity with --to (or pass --rmsg R_MESSAGE_1)")
+        forks, retargets, mailboxes = _names(args.fork), _names(args.retarget), _names(args.mailbox)
+        policy = answer_policy(forks={f.encode() for f in forks}, retargets={r.encode() for r in retargets},
+                               mailboxes={m.encode() for m in mailboxes})
+        _fresh_state(args.state, "initiator")
+        initiator = IbakeInitiator(
+            keys.credentials, keys.uri.encode("utf-8"), args.to.encode("utf-8"), answers=policy,
+            curve=CURVES[args.curve], prf=int(args.prf), crypto_sessions=crypto_session_specs(args.ssrc),
+            csb_id=args.csb_id, rand=args.rand, esk=args.esk)
+        i_message = initiator.create_message(now)
+        x, sk = initiator.export_secrets()
+        width = (x.bit_length() + 7) // 8
+        write_private(args.state, {
+            "format": STATE_FORMAT, "role": "initiator", "x": x.to_bytes(width, "big").hex(), "sk": sk.hex(),
+            "curve": int(CURVES[args.curve]), "i_message_1": i_message.hex(),
+            "answers": {"forks": forks, "retargets": retargets, "mailboxes": mailboxes}, "legs": []})
+        result = _pending(csb_id=initiator.csb_id, rand=initiator.rand, prf=initiator.prf, header=initiator.header,
+                          policies=tuple(initiator.policies), id_i=initiator.id_i.data, id_r=initiator.id_r.data,
+                          extras={})
+        return InitiateOutput(i_message, result, {"message": "I_MESSAGE_1", "state": args.state},
+                              {"ec_private": f"{x:x}", "sk": sk.hex()})
+
+    def _initiate_second(self, args: argparse.Namespace, creds: IbakeCredentials, now: float) -> InitiateOutput:
+        if args.to or args.csb_id is not None or args.rand is not None or args.ssrc or args.esk:
+            raise UsageError("--rmsg: the exchange's identities, CSB ID, RAND, SSRCs and ESK come from --state")
+        state = load_state(args.state, "initiator")
+        initiator = _initiator(creds, state, args.state)
+        try:
+            r_message_1 = read_message(args.rmsg)
+            step = initiator.receive(r_message_1, now)
+        except MikeyError as exc:
+            raise _reject(exc, args) from None
+        if step.response is None or step.result is None:
+            raise _reject(UnsupportedDataTypeError(
+                "initiate --rmsg takes an R_MESSAGE_1; an R_MESSAGE_2 goes to 'complete'"), args)
+        state["legs"].append({"r_message_1": r_message_1.hex(), "now": now})
+        write_private(args.state, state)
+        return InitiateOutput(step.response, step.result, {"message": "I_MESSAGE_2", "state": args.state})
+
+    # -- respond ------------------------------------------------------------------------------
+
+    def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
+        keywords = responder_keywords(args)
+        keys = load_user_keys(args.keys)
+        msg = Message.decode(i_message)
+        own = (args.as_uri or keys.uri).encode("utf-8")
+        if msg.data_type == DataType.IBAKE_I_MESSAGE_2:
+            return self._respond_second(args, keys.credentials, own, i_message, keywords, now)
+        if msg.data_type != DataType.IBAKE_I_MESSAGE_1:
+            raise UnsupportedDataTypeError("--mode ibake respond takes an I_MESSAGE_1 or an I_MESSAGE_2")
+        if args.from_uri is not None and _initiator_id(msg) != args.from_uri.encode("utf-8"):
+            raise UnsupportedIDError(f"I_MESSAGE_1 is not from {args.from_uri}")
+        _fresh_state(args.state, "responder")
+        responder = IbakeResponder(keys.credentials, own, mailbox=args.mailbox, curve=CURVES[args.curve],
+                                   own_ssrcs=keywords["own_ssrcs"], replay_cache=keywords["replay_cache"])
+        step = responder.receive(i_message, now)
+        y = responder.export_ec_private()
+        write_private(args.state, {
+            "format": STATE_FORMAT, "role": "responder", "y": f"{y:x}".rjust(((y.bit_length() + 7) // 8) * 2, "0"),
+            "i_message_1": i_message.hex(), "id_r": own.decode("utf-8"), "mailbox": bool(args.mailbox),
+            "curve": int(CURVES[args.curve]), "own_ssrcs": list(keywords["own_ssrcs"]), "done": False})
+        result = _pending(csb_id=msg.csb_id, rand=responder.rand or b"", prf=int(msg.header.prf),
+                          header=responder.header, policies=responder.policies,
+                          id_i=responder.id_i.data if responder.id_i else None, id_r=own,
+                          extras={"message": "R_MESSAGE_1", "state": args.state})
+        return ResponderOutcome(result, step.response)
+
+    def _respond_second(self, args: argparse.Namespace, creds: IbakeCredentials, own: bytes, i_message_2: bytes,
+                        keywords: Any, now: float) -> ResponderOutcome:
+        state = load_state(args.state, "responder")
+        if state.get("done") is True:
+            raise ReplayError("this Responder already answered its I_MESSAGE_2 (--state is finished)")
+        path = args.state
+        ssrcs = state.get("own_ssrcs") or []
+        if not isinstance(ssrcs, list) or not all(isinstance(s, int) for s in ssrcs):
+            raise UsageError(f"--state {path}: bad 'own_ssrcs'")
+        id_r = state.get("id_r")
+        responder = IbakeResponder.resume(
+            creds, state_hex(state, "i_message_1", path), int.from_bytes(state_hex(state, "y", path), "big"),
+            id_r=id_r.encode("utf-8") if isinstance(id_r, str) else own, mailbox=state.get("mailbox") is True,
+            curve=_state_int(state, "curve", path), own_ssrcs=ssrcs, replay_cache=keywords["replay_cache"])
+        step = responder.receive(i_message_2, now)
+        write_private(path, {"format": STATE_FORMAT, "role": "responder", "done": True})  # y is gone
+        if step.result is None:  # pragma: no cover - an I_MESSAGE_2 taken always gives the keys
+            raise UsageError("the Responder derived no keys")
+        result = dataclasses.replace(step.result, extras={**step.result.extras, "message": "R_MESSAGE_2"})
+        return ResponderOutcome(result, step.response)
+
+    # -- complete -----------------------------------------------------------------------------
+
+    def complete(self, args: argparse.Namespace, i_message: bytes, r_message: bytes | None,
+                 now: float) -> ExchangeResult:
+        if r_message is None:
+            raise UsageError("--mode ibake complete: pass the R_MESSAGE_2 with --rmsg")
+        keys = load_user_keys(args.keys)
+        state = load_state(args.state, "initiator")
+        if state_hex(state, "i_message_1", args.state) != i_message:
+            raise UsageError(f"--imsg is not the I_MESSAGE_1 of --state {args.state}")
+        if not state.get("legs"):
+            raise UsageError("no R_MESSAGE_1 taken yet: run 'initiate --mode ibake --rmsg R_MESSAGE_1' first")
+        initiator = _initiator(keys.credentials, state, args.state)
+        if Message.decode(r_message).data_type != DataType.IBAKE_R_MESSAGE_2:
+            raise UnsupportedDataTypeError("complete takes an R_MESSAGE_2 (an R_MESSAGE_1 goes to 'initiate --rmsg')")
+        step = initiator.receive(r_message, now)
+        if step.result is None or step.leg is None:  # pragma: no cover - a confirmed answer has its keys
+            raise UsageError("R_MESSAGE_2 gave no keys")
+        leg = state["legs"][step.leg]
+        if leg.get("confirmed") is True:
+            raise ReplayError("this answer's R_MESSAGE_2 was already taken")
+        leg["confirmed"] = True
+        write_private(args.state, state)
+        return step.result
+
+    # -- demo ---------------------------------------------------------------------------------
+
+    def demo_credentials(self, workdir: Path) -> dict[str, Any]:
+        raise UsageError(_NO_DEMO)
+
+    def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
+        raise UsageError(_NO_DEMO)
+
+    def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
+        raise UsageError(_NO_DEMO)
+
+    # -- speed ----------------------------------------------------------------------------------
+
+    def speed_cases(self) -> list[SpeedCase]:
+        from ..crypto import ibe
+        from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
+
+        now = SPEED_NOW
+        params, master = ibe.bf_setup(2048)
+        kms_id = b"kms.speed.example"
+        psk = bytes(32)
+        alice_id, bob_id = b"sip:alice@speed.example", b"sip:bob@speed.example"
+        kms = IbakeKms(master, {alice_id: psk, bob_id: psk}, identity=kms_id, periods=1)
+
+        def creds(identity: bytes, fixed_rho: bool) -> IbakeCredentials:
+            req = IbakeKeyRequest(psk, [identity], kms_id, params)
+            keys = req.receive(kms.handle(req.create_message(now), now) or b"", now).private_keys
+            return IbakeCredentials(params, keys, rand_below=(lambda n: 12345 % n) if fixed_rho else None)
+
+        # Fixed x, y, CSB ID, RAND and rho: every new side sends the same messages, so one recorded
+        # exchange feeds each timed side with fresh peers' messages.
+        alice, bob = creds(alice_id, True), creds(bob_id, True)
+        x, y = 0x1234567890ABCDEF, 0xFEDCBA0987654321
+
+        def new_initiator() -> IbakeInitiator:
+            return IbakeInitiator(alice, alice_id, bob_id, csb_id=0x11223344, rand=bytes(16), ec_private=x)
+
+        def new_responder() -> IbakeResponder:
+            return IbakeResponder(bob, ec_private=y)
+
+        i, r = new_initiator(), new_responder()
+        i1 = i.create_message(now)
+        r1 = r.receive(i1, now).response or b""
+        i2 = i.receive(r1, now).response or b""
+        r2 = r.receive(i2, now).response or b""
+
+        def initiator_side() -> object:
+            side = new_initiator()
+            side.create_message(now)
+            side.receive(r1, now)
+            return side.receive(r2, now)
+
+        def responder_side() -> object:
+            side = new_responder()
+            side.receive(i1, now)
+            return side.receive(i2, now)
+
+        plain = bytes(120)
+        ident = ibe.period_identity(bob_id, _when(now), ibe.KeyPeriod.MONTH)
+        key = bob.private_key(bob_id, _when(now))
+        if key is None:  # pragma: no cover - issued above for this period
+            raise UsageError("no K_PR for the speed row")
+        ct = ibe.bf_encrypt(params, ident, plain)
+
+        base = "modexp1024"
+        return [
+            SpeedCase("IBAKE initiator side (I1, R1->I2, R2)", initiator_side, base),
+            SpeedCase("IBAKE responder side (I1->R1, I2->R2)", responder_side, base),
+            SpeedCase("BF encrypt (warm)", lambda: ibe.bf_encrypt(params, ident, plain), base),
+            SpeedCase("BF decrypt (warm)", lambda: ibe.bf_decrypt(params, key, ct), base),
+        ]
+
+
+def _when(now: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(now, _dt.UTC)
+
+
+_NO_DEMO = ("mikey demo --mode ibake is not available: the demo carries one offer/answer and MIKEY-IBAKE needs "
+            "two round trips; run the exchange with initiate/respond/complete --mode ibake (see --help)")
+
+PLUGIN = IbakePlugin()
