@@ -24,6 +24,9 @@ On a shared machine that ratio moves with the load, so the CPU-bound ratio is pr
 key generation CPU time over the server's CPU time per new key set, the ratio the server
 would reach with every core to itself and perfect scaling over the cores.
 The load generator runs on the same machine: its CPU time is printed too.
+``--serve-arg=--workers=2`` runs two server processes (the CPU time of all of them is counted),
+``--serve-arg=--threads=N`` sets the worker threads per process, ``--concurrency 1`` shows the
+latency of one client alone.
 
 ``--profile`` samples the server with ``py-spy record --gil`` (if installed) during each phase
 and prints where the server's Python time goes per request: key generation, database, JWT,

@@ -1,11 +1,13 @@
 """``mikey kms serve`` and ``mikey kms user add``: the TS 33.180 KMS server and its user registry (issue 9).
 
-``serve [--data DIR] [--db URL] [--host H] [--port N] [--kms-uri URI] [--tls-cert PEM --tls-key PEM]
-[--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]``: the first start on an
-empty DIR creates the at-rest key (DIR/at_rest.key, 0600, unless $MIKEY_KMS_AT_REST_KEY is set), the
-SQLite database DIR/kms.sqlite3 (unless --db names another) and the community; prints ``serving
-http://HOST:PORT`` (or https) as its first stdout line once the socket accepts connections.  Plain
-HTTP only on loopback.  Without --dev-tokens or --jwks every request is refused (401).
+``serve [--data DIR] [--db URL] [--host H] [--port N] [--workers N] [--threads N] [--kms-uri URI]
+[--tls-cert PEM --tls-key PEM] [--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]``:
+the first start on an empty DIR creates the at-rest key (DIR/at_rest.key, 0600, unless
+$MIKEY_KMS_AT_REST_KEY is set), the SQLite database DIR/kms.sqlite3 (unless --db names another)
+and the community; prints ``serving http://HOST:PORT`` (or https) as its first stdout line once
+the socket accepts connections.  Plain HTTP only on loopback.  Without --dev-tokens or --jwks
+every request is refused (401).  ``--workers N`` forks N processes serving the one socket, each
+with its own database connections (issue 9 "Speed").
 ``user add --data DIR [--db URL] URI…`` registers users, also while a server runs.
 ``fetch --kms URL --token TOKEN --out FILE [--ca PEM] [--integrity-key FILE] [--replace]`` writes the
 token's user's keystore JSON, keeping the previous key period already in FILE (rollover).
