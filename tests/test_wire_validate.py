@@ -79,6 +79,9 @@ def _one(m: Message, needle: str) -> None:
 #: (a RAND where RANDR goes, KEMAC where V goes); real TICKET messages are checked below instead.
 _TICKET_NAMES = {f"dt/{dt.name}" for dt in range(DataType.REQUEST_INIT_PSK, DataType.RESOLVE_RESP + 1)
                  for dt in [DataType(dt)]}
+# The RFC 6267 samples of wire_samples are codec samples, not RFC layouts: real ones are checked below.
+_TICKET_NAMES |= {f"dt/{dt.name}" for dt in range(DataType.REQUEST_KEY_PSK, DataType.IBAKE_R_MESSAGE_2 + 1)
+                  for dt in [DataType(dt)]}
 
 
 @pytest.mark.parametrize("name", sorted(k for k in MESSAGES if k.startswith("dt/") and k not in _TICKET_NAMES))
@@ -96,8 +99,8 @@ def test_lint_leaves_dhhmac_keyless_null_kemac_alone() -> None:
         assert lint(MESSAGES[name]) == []
 
 
-def test_layouts_cover_the_rfc3830_4650_4738_6043_6509_data_types() -> None:
-    assert set(LAYOUTS) == set(range(0, 19)) | {DataType.SAKKE}
+def test_layouts_cover_the_rfc3830_4650_4738_6043_6267_6509_data_types() -> None:
+    assert set(LAYOUTS) == set(range(0, 26)) | {DataType.SAKKE}
     assert set(TICKET_ROLES) == set(range(11, 19))
 
 
@@ -252,6 +255,148 @@ def test_ticket_types_must_be_registered() -> None:
     r = _ticket("request_resp")
     tk = [dataclasses.replace(p, ticket_type=9) if isinstance(p, TicketPayload) else p for p in r.payloads]
     _one(_with(r, payloads=tk), "TICKET Ticket type 9 is not registered")
+
+
+# --- MIKEY-IBAKE (RFC 6267 §4): real messages of every data type 19..25 ------------------------------
+
+
+def _ibake_messages() -> dict[str, bytes]:
+    """Real messages from the IBAKE roles: a PSK and a PKE key request and their responses, an exchange
+    with ESK in I_MESSAGE_1, a CSB update started by either side, a Responder's Error message."""
+    from pki import NOW as PKI_NOW
+    from pki import make_ca, make_leaf
+
+    from mikey.crypto import ibe
+    from mikey.crypto.x509 import CertificateValidator
+    from mikey.keystore import Credentials
+    from mikey.modes.ibake import (
+        IbakeCredentials,
+        IbakeInitiator,
+        IbakeResponder,
+        IbakeUpdateInitiator,
+        IbakeUpdateResponder,
+    )
+    from mikey.modes.ibake_keys import IbakeKeyRequest, IbakeKms, IbakePkSigner
+
+    now = PKI_NOW.timestamp()
+    alice, bob, kms_id = b"sip:alice@example.org", b"sip:bob@example.org", b"kms.example.org"
+    params, master = ibe.bf_setup(1024)
+    ca = make_ca("IBAKE validate root")
+    alice_cert = make_leaf(ca, "alice", san_uris=[alice.decode()])
+    kms_cert = make_leaf(ca, "kms", san_uris=["sip:kms.example.org"])
+    psks = {alice: b"A" * 16, bob: b"B" * 16}
+    role = IbakeKms(master, psks, identity=kms_id, periods=1, pk_credentials=[Credentials(kms_cert.key, kms_cert.cert)],
+                    validator=CertificateValidator([ca.cert]))
+    out: dict[str, bytes] = {}
+    creds = {}
+    for user in (alice, bob):
+        req = IbakeKeyRequest(psks[user], [user], kms_id, params, psk_id=user)
+        out[f"request_key_psk/{user.decode()}"] = m = req.create_message(now)
+        out[f"request_key_resp/{user.decode()}"] = resp = role.handle(m, now) or b""
+        creds[user] = IbakeCredentials(params, req.receive(resp, now).private_keys)
+    signer = IbakePkSigner(Credentials(alice_cert.key, alice_cert.cert), kms_cert.cert, chash=2)
+    pke = IbakeKeyRequest(None, [alice], kms_id, params, pk=signer)
+    out["request_key_pke"] = pke.create_message(now)
+    out["request_key_resp/pke"] = role.handle(out["request_key_pke"], now) or b""
+    i, r = IbakeInitiator(creds[alice], alice, bob, esk=True), IbakeResponder(creds[bob])
+    out["i_message_1"] = i.create_message(now)
+    out["r_message_1"] = r.receive(out["i_message_1"], now).response or b""
+    out["i_message_2"] = i.receive(out["r_message_1"], now).response or b""
+    out["r_message_2"] = r.receive(out["i_message_2"], now).response or b""
+    i.receive(out["r_message_2"], now)
+    assert r.result is not None
+    for who, (mine, theirs, me, peer) in {"initiator": (i.results[0], r.result, alice, bob),
+                                          "responder": (r.result, i.results[0], bob, alice)}.items():
+        up = IbakeUpdateInitiator(creds[me], mine, me)
+        out[f"update_i_message_1/{who}"] = m = up.create_message(now + 60)
+        out[f"update_r_message_1/{who}"] = IbakeUpdateResponder(creds[peer], theirs, peer).receive(
+            m, now + 60).response or b""
+    bad = bytearray(out["i_message_1"])
+    bad[-40] ^= 1
+    try:
+        IbakeResponder(creds[bob]).receive(bytes(bad), now)
+    except MikeyError as exc:
+        assert exc.error_message is not None
+        out["error"] = exc.error_message
+    return out
+
+
+IBAKE_MESSAGES = _ibake_messages()
+
+
+@pytest.mark.parametrize("name", sorted(IBAKE_MESSAGES))
+def test_real_ibake_messages_pass(name: str) -> None:
+    m = Message.decode(IBAKE_MESSAGES[name])
+    assert violations(m) == []
+    expected = {"request_key_psk": 19, "request_key_pke": 20, "request_key_resp": 21, "i_message_1": 22,
+                "update_i_message_1": 22, "r_message_1": 23, "update_r_message_1": 23, "i_message_2": 24,
+                "r_message_2": 25, "error": DataType.ERROR}
+    assert int(m.data_type) == expected[name.split("/")[0]]
+
+
+def test_ibake_golden_messages_pass() -> None:
+    golden = json.loads((VECTORS / "ibake_profile_golden.json").read_text())
+    names = ["request_key_psk", "request_key_resp", "i_message_1", "r_message_1", "i_message_2", "r_message_2"]
+    assert [int(Message.decode(bytes.fromhex(golden[n])).data_type) for n in names] == [19, 21, 22, 23, 24, 25]
+    for n in names:
+        assert violations(Message.decode(bytes.fromhex(golden[n]))) == [], n
+
+
+def _ibake(name: str) -> Message:
+    return Message.decode(IBAKE_MESSAGES[name])
+
+
+def test_ibake_layout_rules() -> None:
+    from mikey.constants import PayloadType as PT
+
+    _one(_drop(_ibake("request_key_psk/sip:alice@example.org"), PT.V), "REQUEST_KEY_PSK message layout: expected V")
+    _one(_drop(_ibake("request_key_psk/sip:alice@example.org"), PT.RAND),
+         "REQUEST_KEY_PSK message layout: expected RAND")
+    _one(_drop(_ibake("request_key_pke"), PT.PKE), "REQUEST_KEY_PKE message layout: expected PKE")
+    _one(_drop(_ibake("request_key_resp/pke"), PT.KEMAC), "REQUEST_KEY_RESP message layout: expected KEMAC")
+    _one(_drop(_ibake("i_message_2"), PT.IBAKE), "IBAKE_I_MESSAGE_2 message layout: expected IBAKE")
+    _one(_drop(_ibake("i_message_2"), PT.RAND), "IBAKE_I_MESSAGE_2 message layout: expected RAND")
+    _one(_drop(_ibake("r_message_2"), PT.V), "IBAKE_R_MESSAGE_2 message layout: expected V")
+    m = _ibake("i_message_1")  # ESK last; an IBAKE after it is out of place
+    ibake_p = next(p for p in m.payloads if p.TYPE == PT.IBAKE)
+    _one(_with(m, payloads=[*m.payloads, ibake_p]), "IBAKE_I_MESSAGE_1 message layout: unexpected IBAKE payload")
+    r2 = _ibake("r_message_2")
+    _one(_with(r2, payloads=[*r2.payloads, r2.payloads[0]]), "IBAKE_R_MESSAGE_2 message layout: unexpected T payload")
+
+
+def test_ibake_role_rules() -> None:
+    from mikey.constants import IDRole
+
+    def roles(m: Message, *new: int) -> Message:
+        it = iter(new)
+        return _with(m, payloads=[IdrPayload(next(it), p.id_type, p.data) if isinstance(p, IdrPayload) else p
+                                  for p in m.payloads])
+
+    psk = _ibake("request_key_psk/sip:alice@example.org")
+    assert [int(p.id_role) for p in psk.payloads if isinstance(p, IdrPayload)] == [IDRole.INITIATOR, IDRole.KMS,
+                                                                                    IDRole.PSK]
+    assert violations(roles(psk, IDRole.RESPONDER, IDRole.KMS, IDRole.PSK)) == []  # a Responder asks for its K_PR
+    _one(roles(psk, IDRole.INITIATOR, IDRole.PSK, IDRole.KMS), "REQUEST_KEY_PSK: IDR roles INITIATOR, PSK, KMS")
+    _one(roles(psk, IDRole.KMS, IDRole.KMS, IDRole.PSK), "are not (IDRi/r), IDRkms, [IDRpsk]")
+    pke = _ibake("request_key_pke")
+    _one(roles(pke, IDRole.INITIATOR, IDRole.RESPONDER), "REQUEST_KEY_PKE: the requested identities must all be IDRi")
+    _one(roles(pke, IDRole.INITIATOR, IDRole.PSK), "REQUEST_KEY_PKE: IDR roles INITIATOR, PSK are not")
+    resp = _ibake("request_key_resp/pke")
+    _one(roles(resp, *[IDRole.KMS, IDRole.INITIATOR][: sum(isinstance(p, IdrPayload) for p in resp.payloads)]),
+         "REQUEST_KEY_RESP: IDR roles KMS")
+    _one(_with(resp, header=_hdr(resp, v=True)), "REQUEST_KEY_RESP: HDR V must be 0")
+    i1 = _ibake("i_message_1")
+    _one(_with(psk, header=_hdr(psk, cs_id_map=i1.header.cs_id_map, cs_id_map_type=i1.header.cs_id_map_type,
+                                cs_count=None)), "a key request carries no crypto sessions")
+    _one(roles(_ibake("i_message_2"), IDRole.RESPONDER, IDRole.INITIATOR),
+         "IBAKE_I_MESSAGE_2: IDR roles RESPONDER, INITIATOR are not IDRi, IDRr")
+    _one(roles(_ibake("r_message_1"), IDRole.INITIATOR, IDRole.INITIATOR), "IBAKE_R_MESSAGE_1: IDR roles")
+    assert violations(_ibake("update_i_message_1/responder")) == []  # IDRr, IDRi: a Responder's update
+    _one(_with(i1, header=_hdr(i1, v=False)), "IBAKE_I_MESSAGE_1: HDR V must be 1")
+    r2 = _ibake("r_message_2")
+    ext = GeneralExtensionPayload(GenExtType.VENDOR_ID, b"x")
+    _one(_with(r2, payloads=[*r2.payloads, ext]), "IBAKE_R_MESSAGE_2: V must be the last payload")
+    assert violations(_with(r2, payloads=[ext, *r2.payloads])) == []
 
 
 def test_vendor_sakke_messages() -> None:

@@ -166,6 +166,24 @@ LAYOUTS: dict[int, list[Item]] = {
     ],
     # HDR, T, [IDRkms], KEMAC, [IDRr], [RANDRkms], V
     DataType.RESOLVE_RESP: [one(P.T), opt(P.IDR), one(P.KEMAC), opt(P.IDR), opt(P.RANDR), one(P.V)],
+    # RFC 6267 §4.2.1: HDR, T, RAND, (IDRi/r), IDRkms, [IDRpsk], [KEMAC], V  (the IDR roles: IBAKE_ROLES)
+    DataType.REQUEST_KEY_PSK: [one(P.T), one(P.RAND), Item(frozenset({P.IDR}), 2, 34), opt(P.KEMAC), one(P.V)],
+    # HDR, T, RAND, (IDRi/r), {CERTi/r}, IDRkms, [KEMAC], [CHASH], PKE, SIGNi/r
+    DataType.REQUEST_KEY_PKE: [
+        one(P.T), one(P.RAND), Item(frozenset({P.IDR}), 1, 33), Item(frozenset({P.CERT}), 0, 8), opt(P.IDR),
+        opt(P.KEMAC), opt(P.CHASH), one(P.PKE), one(P.SIGN),
+    ],
+    # HDR, T, [IDRi/r], [IDRkms], KEMAC, V
+    DataType.REQUEST_KEY_RESP: [one(P.T), Item(frozenset({P.IDR}), 0, 33), one(P.KEMAC), one(P.V)],
+    # §4.2.2: HDR, T, RAND, IDRi, IDRr, {SP}, IBAKE, [ESK]; a CSB update (§5.3) is HDR, T, [IDRi], [IDRr],
+    # [IBAKE] (no RAND), so RAND, the IDRs and IBAKE are optional here.  {SP}: mikey's profile (as PSK mode).
+    DataType.IBAKE_I_MESSAGE_1: [one(P.T), opt(P.RAND), opt(P.IDR, hi=2), many(P.SP), opt(P.IBAKE), opt(P.ESK)],
+    # HDR, T, IDRi, IDRr, IBAKE; a CSB update's answer: HDR, T, [IDRi], [IDRr], [IBAKE], V
+    DataType.IBAKE_R_MESSAGE_1: [one(P.T), opt(P.IDR, hi=2), opt(P.IBAKE), opt(P.V)],
+    # HDR, T, RAND, IDRi, IDRr, IBAKE, [ESK]
+    DataType.IBAKE_I_MESSAGE_2: [one(P.T), one(P.RAND), Item(frozenset({P.IDR}), 2, 2), one(P.IBAKE), opt(P.ESK)],
+    # HDR, T, [IDRi], [IDRr], [IBAKE], V
+    DataType.IBAKE_R_MESSAGE_2: [one(P.T), opt(P.IDR, hi=2), opt(P.IBAKE), one(P.V)],
 }
 
 _I, _R, _K, _PSK = IDRole.INITIATOR, IDRole.RESPONDER, IDRole.KMS, IDRole.PSK
@@ -182,6 +200,9 @@ TICKET_ROLES: dict[int, tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]] = {
     DataType.RESOLVE_RESP: (((_K, _R),), (RANDRole.KMS,)),
 }
 _TICKET_DATA_TYPES = frozenset(TICKET_ROLES)
+_KEY_REQUESTS = frozenset({DataType.REQUEST_KEY_PSK, DataType.REQUEST_KEY_PKE, DataType.REQUEST_KEY_RESP})
+_IBAKE_EXCHANGE = frozenset({DataType.IBAKE_I_MESSAGE_1, DataType.IBAKE_R_MESSAGE_1, DataType.IBAKE_I_MESSAGE_2,
+                             DataType.IBAKE_R_MESSAGE_2})
 _KEMAC_LAST = frozenset({DataType.PSK_INIT, DataType.DHHMAC_INIT, DataType.DHHMAC_RESP})
 
 
@@ -216,6 +237,40 @@ def _ticket_role_violations(msg: Message) -> list[str]:
             out.append(f"{p.NAME} Ticket type {p.ticket_type} is not registered (RFC 6043 §6.10)")
         elif isinstance(p, RandrPayload) and len(p.rand) < 16:
             out.append(f"RANDR is {len(p.rand)} octets; RFC 6043 §6.8 says at least 16")
+    return out
+
+
+def _ibake_role_violations(msg: Message) -> list[str]:
+    """IDR roles of an RFC 6267 message (§4.2.1, §4.2.2, §5.3), V and HDR flags where the RFC fixes them."""
+    out: list[str] = []
+    h = msg.header
+    dt = h.data_type
+    name = getattr(dt, "name", dt)
+    ids = [int(p.id_role) for p in msg.payloads if isinstance(p, IdrPayload)]
+    shown = ", ".join(_role_name(IDRole, r) for r in ids) or "none"
+    if dt in _KEY_REQUESTS:
+        users = ids[: next((n for n, r in enumerate(ids) if r not in (_I, _R)), len(ids))]
+        rest = ids[len(users):]
+        allowed: tuple[tuple[int, ...], ...] = (((_K,), (_K, _PSK)) if dt == DataType.REQUEST_KEY_PSK
+                                                else ((_K,),) if dt == DataType.REQUEST_KEY_PKE else ((), (_K,)))
+        if len(set(users)) > 1:
+            out.append(f"{name}: the requested identities must all be IDRi or all IDRr (RFC 6267 §4.2.1)")
+        elif tuple(rest) not in allowed or (dt != DataType.REQUEST_KEY_RESP and not users):
+            out.append(f"{name}: IDR roles {shown} are not (IDRi/r), IDRkms"
+                       + (", [IDRpsk]" if dt == DataType.REQUEST_KEY_PSK else "") + " (RFC 6267 §4.2.1)")
+        if dt == DataType.REQUEST_KEY_RESP and h.v:
+            out.append("REQUEST_KEY_RESP: HDR V must be 0 (RFC 6267 §4.2.1.3)")
+        if h.n_cs or h.cs_id_map_type != CSIdMapType.EMPTY:
+            out.append(f"{name}: a key request carries no crypto sessions (#CS = 0 and the Empty map, RFC 6267 §6.1)")
+    else:
+        if not (_in_order(ids, (_I, _R)) or (dt == DataType.IBAKE_I_MESSAGE_1 and _in_order(ids, (_R, _I)))):
+            out.append(f"{name}: IDR roles {shown} are not IDRi, IDRr (RFC 6267 §4.2.2)")
+        if dt in (DataType.IBAKE_I_MESSAGE_1, DataType.IBAKE_I_MESSAGE_2) and not h.v:
+            out.append(f"{name}: HDR V must be 1, the Responder always answers (RFC 6267 §4.2.2.1)")
+    # The layouts skip General Extensions; after V (whose MAC covers the message) none may follow.
+    v_at = [n for n, p in enumerate(msg.payloads) if isinstance(p, VerificationPayload)]
+    if v_at and any(p.TYPE == P.GEN_EXT for p in msg.payloads[v_at[-1] + 1:]):
+        out.append(f"{name}: V must be the last payload (its MAC covers the message)")
     return out
 
 
@@ -293,6 +348,9 @@ def violations(msg: Message) -> list[str]:
                 h.n_cs or h.cs_id_map_type != CSIdMapType.EMPTY):
             out.append("Ticket Request and Resolve messages carry no crypto sessions (#CS = 0 and the Empty map, "
                        "RFC 6043 §4.2.1.1, §4.2.3.1)")
+
+    if h.data_type in _KEY_REQUESTS or h.data_type in _IBAKE_EXCHANGE:
+        out += _ibake_role_violations(msg)
 
     policy_nos = {p.policy_no for p in msg.payloads if isinstance(p, SecurityPolicyPayload)}
     if h.cs_id_map_type == CSIdMapType.EMPTY and policy_nos and h.data_type != DataType.SAKKE:
