@@ -422,6 +422,7 @@ _KEY_SET_COLUMNS = (_key_sets.c.identifier, _key_sets.c.pvt, _key_sets.c.ssk_sea
 # The statements of every KMS request, built once: building a SQLAlchemy statement costs more
 # CPU than running it on SQLite (issue 9 "Speed").
 _ACTIVE_GENERATION = sa.select(sa.func.max(_community.c.id))
+_INTEGRITY_KEY = sa.select(_users.c.integrity_key_sealed).where(_users.c.uri == sa.bindparam("uri"))
 _USER_AND_KEY_SETS = (
     sa.select(_users.c.uri, _users.c.created_at, _users.c.enabled, _users.c.integrity_key_sealed,
               _key_sets.c.period_no, *_KEY_SET_COLUMNS)
@@ -750,7 +751,7 @@ class KmsStore:
     def integrity_key(self, uri: str) -> bytes | None:
         """The integrity key InK of *uri*, decrypted; ``None`` if it has none or is not registered."""
         with self._begin("reading an integrity key") as conn:
-            sealed = conn.execute(sa.select(_users.c.integrity_key_sealed).where(_users.c.uri == uri)).scalar()
+            sealed = conn.execute(_INTEGRITY_KEY, {"uri": uri}).scalar()
         if sealed is None:
             return None
         return self._key.open(sealed, _ad("ink", uri), what=f"integrity key of {uri!r}")
