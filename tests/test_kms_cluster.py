@@ -25,7 +25,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from pgdb import needs_postgres, throwaway_database
 
 from mikey.identities import ntp_from_unix
 from mikey.keystore import IdentityKeys, KmsPublicKeys
@@ -43,45 +43,16 @@ from mikey.kms.auth import DevIssuer
 from mikey.kms.store import AtRestKey, KmsStore, database_url
 from mikey.kms.xml import read_kms_init, read_kms_key_prov
 
-POSTGRES_URL = os.environ.get("MIKEY_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 API = "/keymanagement/identity/v1/"
 START_TIMEOUT = 120.0  # a first start generates the community; generous for a loaded 2-core machine
 REQUEST_TIMEOUT = 120.0
 
 
-def _postgres_down() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(_admin_url(), connect_timeout=2):
-            return None
-    except Exception as exc:  # ImportError (no driver) or any connection failure
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _admin_url() -> str:
-    return database_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
-
-
-_PG_DOWN = _postgres_down()
-if _PG_DOWN is not None and os.environ.get("CI"):
-    raise RuntimeError(f"CI is set but PostgreSQL at {POSTGRES_URL} is not reachable ({_PG_DOWN}); .ci/run starts it")
-needs_postgres = pytest.mark.skipif(_PG_DOWN is not None, reason=f"no PostgreSQL at {POSTGRES_URL}: {_PG_DOWN}")
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A throwaway PostgreSQL database for one test (a ``postgresql://`` URL), dropped afterwards."""
-    import psycopg
-
-    name = f"mikey_cluster_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield database_url(POSTGRES_URL).set(drivername="postgresql", database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(_admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for url in throwaway_database():
+        yield url.set(drivername="postgresql").render_as_string(False)
 
 
 # -- servers and requests ---------------------------------------------------------------------------
