@@ -295,11 +295,11 @@ def test_mutated_messages_never_crash(kms: Path, tmp_path: Path, capsys: pytest.
 
 def test_speed_rows_run() -> None:
     cases = {c.name: c for c in PLUGIN.speed_cases()}
-    assert set(cases) == {"IBAKE initiator side (I1, R1->I2, R2)", "IBAKE responder side (I1->R1, I2->R2)",
-                          "BF encrypt (warm)", "BF decrypt (warm)"}
-    done = cases["IBAKE initiator side (I1, R1->I2, R2)"].run()
+    assert set(cases) == {"MIKEY-IBAKE initiator (I1, R1->I2, R2)", "MIKEY-IBAKE responder (I1->R1, I2->R2)",
+                          "BF encrypt (RFC 5091, warm)", "BF decrypt (RFC 5091, warm)"}
+    done = cases["MIKEY-IBAKE initiator (I1, R1->I2, R2)"].run()
     assert getattr(done, "confirmed", False) is True
-    r2 = cases["IBAKE responder side (I1->R1, I2->R2)"].run()
+    r2 = cases["MIKEY-IBAKE responder (I1->R1, I2->R2)"].run()
     assert getattr(r2, "response", None) and getattr(r2, "confirmed", False) is True
-    assert cases["BF decrypt (warm)"].run() == bytes(120)
+    assert cases["BF decrypt (RFC 5091, warm)"].run() == bytes(120)
     assert all(c.baseline == "modexp1024" for c in cases.values())

@@ -147,7 +147,10 @@ class IbakePlugin(ModePlugin):
         parser.add_argument("--keys", required=True, metavar="FILE",
                             help="own MIKEY-IBAKE key file (K_PRs and KMS parameters, from 'mikey kms ibake-issue')")
         parser.add_argument("--state", required=True, metavar="FILE",
-                            help="this side's state between its messages (secrets; written mode 0600)")
+                            help="this side's state between its runs (x/SK or y: secrets, mode 0600). Flow: A "
+                            "'initiate --to B' -> I_MESSAGE_1; B 'respond --imsg I1' -> R_MESSAGE_1; A 'initiate "
+                            "--rmsg R1' -> I_MESSAGE_2; B 'respond --imsg I2' -> R_MESSAGE_2 and keys; A 'complete "
+                            "--imsg I1 --rmsg R2' -> the same keys, confirmed by V")
         if command == "initiate":
             parser.set_defaults(prf=PRF.PRF_HMAC_SHA_256)
             parser.add_argument("--to", metavar="URI", help="the called identity (first step)")
@@ -357,10 +360,10 @@ class IbakePlugin(ModePlugin):
 
         base = "modexp1024"
         return [
-            SpeedCase("IBAKE initiator side (I1, R1->I2, R2)", initiator_side, base),
-            SpeedCase("IBAKE responder side (I1->R1, I2->R2)", responder_side, base),
-            SpeedCase("BF encrypt (warm)", lambda: ibe.bf_encrypt(params, ident, plain), base),
-            SpeedCase("BF decrypt (warm)", lambda: ibe.bf_decrypt(params, key, ct), base),
+            SpeedCase("MIKEY-IBAKE initiator (I1, R1->I2, R2)", initiator_side, base),
+            SpeedCase("MIKEY-IBAKE responder (I1->R1, I2->R2)", responder_side, base),
+            SpeedCase("BF encrypt (RFC 5091, warm)", lambda: ibe.bf_encrypt(params, ident, plain), base),
+            SpeedCase("BF decrypt (RFC 5091, warm)", lambda: ibe.bf_decrypt(params, key, ct), base),
         ]
 
 
