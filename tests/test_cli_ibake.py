@@ -303,3 +303,41 @@ def test_speed_rows_run() -> None:
     assert getattr(r2, "response", None) and getattr(r2, "confirmed", False) is True
     assert cases["BF decrypt (RFC 5091, warm)"].run() == bytes(120)
     assert all(c.baseline == "modexp1024" for c in cases.values())
+
+
+def test_forking_two_devices_each_get_their_own_keys(kms: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Forking (RFC 6267 §7.3): two devices hold the shared identity's K_PR besides their own; both answer one
+    I_MESSAGE_1, the Initiator's state keeps one answer per device, each ends with its device's keys."""
+    for device in ("desk", "mobile"):
+        info = ok_json(capsys, ["kms", "ibake-issue", "--community", str(kms), "--uri", f"sip:bob-{device}@x.example",
+                                "--uri", "sip:bob@x.example", "--out", str(tmp_path / f"{device}.json"),
+                                "--now", str(NOW), "--periods", "1"])
+        assert info["periods"] == [f"sip:bob-{device}@x.example2023-11", "sip:bob@x.example2023-11"]
+    a_state = str(tmp_path / "a.state")
+    i1 = ok_json(capsys, ["initiate", "--mode", "ibake", *keys(kms, "alice"), "--to", "sip:bob@x.example",
+                          "--fork", "sip:bob-desk@x.example", "--fork", "sip:bob-mobile@x.example",
+                          "--state", a_state, "--now", str(NOW)])["i_message"]
+    ends: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    r1s = {}
+    for device in ("desk", "mobile"):
+        r1s[device] = ok_json(capsys, ["respond", "--mode", "ibake", "--keys", str(tmp_path / f"{device}.json"),
+                                       "--imsg", i1, "--state", str(tmp_path / f"{device}.state"), "--now",
+                                       str(NOW)])["r_message"]
+    for device in ("mobile", "desk"):  # answers arrive in any order
+        i2 = ok_json(capsys, ["initiate", "--mode", "ibake", *keys(kms, "alice"), "--rmsg", r1s[device],
+                              "--state", a_state, "--now", str(NOW + 1)])
+        assert i2["extras"]["answer"] == "forked" and i2["responder_id"] == f"sip:bob-{device}@x.example"
+        r2 = ok_json(capsys, ["respond", "--mode", "ibake", "--keys", str(tmp_path / f"{device}.json"), "--imsg",
+                              i2["i_message"], "--state", str(tmp_path / f"{device}.state"), "--now", str(NOW + 1),
+                              "--show-keys"])
+        ends[device] = (r2, {})
+    for device in ("desk", "mobile"):
+        r2 = ends[device][0]
+        done = ok_json(capsys, ["complete", "--mode", "ibake", *keys(kms, "alice"), "--imsg", i1, "--rmsg",
+                                r2["r_message"], "--state", a_state, "--now", str(NOW + 2), "--show-keys"])
+        assert done["responder_id"] == f"sip:bob-{device}@x.example" and done["extras"]["confirmed"] is True
+        assert done["tgk"] == r2["tgk"] and _srtp(done) == _srtp(r2)
+        ends[device] = (r2, done)
+    assert ends["desk"][1]["tgk"] != ends["mobile"][1]["tgk"]
+    assert [leg["confirmed"] for leg in json.loads(Path(a_state).read_text())["legs"]] == [True, True]

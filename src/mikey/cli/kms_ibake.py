@@ -4,8 +4,8 @@
 setup (RFC 5091 §5.1.2) and writes DIR/ibake_kms.json (the master secret, 0600, renamed into place,
 never through a symbolic link) and DIR/ibake_params.json (the public parameters).
 
-``ibake-issue --community DIR --uri URI --out FILE [--now UNIX] [--periods N] [--psk HEX]`` gives
-the user its K_PRs through the real key request exchange: the user side
+``ibake-issue --community DIR --uri URI [--uri URI ...] --out FILE [--now UNIX] [--periods N] [--psk HEX]``
+gives the user its K_PRs (for every ``--uri``: a forked device holds its own and the shared identity's) through the real key request exchange: the user side
 (:class:`~mikey.modes.ibake_keys.IbakeKeyRequest`) sends REQUEST_KEY_PSK to the KMS role
 (:class:`~mikey.modes.ibake_keys.IbakeKms`) run in-process on the file's master secret, and writes
 what REQUEST_KEY_RESP delivered (each K_PR checked against the parameters) to FILE (0600): the key
@@ -62,11 +62,13 @@ def run_ibake_init(args: argparse.Namespace) -> int:
 def run_ibake_issue(args: argparse.Namespace) -> int:
     kms = load_kms(args.community)
     now = args.now if args.now is not None else time.time()
-    uri = args.uri.encode("utf-8")
+    uris = [u.encode("utf-8") for u in args.uri]
     psk = bytes(args.psk) if args.psk is not None else os.urandom(32)
-    role = IbakeKms(kms.master, {uri: psk}, identity=kms.kms_id.encode("utf-8"), key_period=kms.key_period,
-                    periods=args.periods, encr_alg=EncrAlg.AES_CM_128)
-    request = IbakeKeyRequest(psk, [uri], kms.kms_id.encode("utf-8"), kms.params, key_period=kms.key_period)
+    # The operator running this command decides what the user gets: every --uri (own identity first).
+    role = IbakeKms(kms.master, {uris[0]: psk}, identity=kms.kms_id.encode("utf-8"), key_period=kms.key_period,
+                    periods=args.periods, encr_alg=EncrAlg.AES_CM_128, authorize=lambda user, identity: True)
+    request = IbakeKeyRequest(psk, uris, kms.kms_id.encode("utf-8"), kms.params, key_period=kms.key_period,
+                              psk_id=uris[0] if len(uris) > 1 else None)
     try:
         req = request.create_message(now)
         resp = role.handle(req, now)
@@ -75,11 +77,11 @@ def run_ibake_issue(args: argparse.Namespace) -> int:
         result = request.receive(resp, now)
     except MikeyError as exc:
         raise UsageError(f"the key request failed: {exc.kind}: {exc.message}") from None
-    write_private(args.out, user_key_document(args.uri, kms, result.keys))
-    _report(args, {"ok": True, "keys": args.out, "uri": args.uri, "kms_id": kms.kms_id,
+    write_private(args.out, user_key_document(args.uri[0], kms, result.keys))
+    _report(args, {"ok": True, "keys": args.out, "uri": args.uri[0], "kms_id": kms.kms_id,
                    "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
-                   "valid_from": result.keys[0].valid_from.isoformat(),
-                   "valid_to": result.keys[-1].valid_to.isoformat(),
+                   "valid_from": min(k.valid_from for k in result.keys).isoformat(),
+                   "valid_to": max(k.valid_to for k in result.keys).isoformat(),
                    "request_key_psk_len": len(req), "request_key_resp_len": len(resp)})
     return 0
 
@@ -124,7 +126,9 @@ def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                        "each K_PR checked against the public parameters. The PSK is --psk or a one-time random key.")
     s.add_argument("--community", required=True, metavar="DIR",
                    help=f"the directory of 'kms ibake-init' (or its {KMS_FILE})")
-    s.add_argument("--uri", required=True, metavar="URI", help="the user's identity (IDR ID data)")
+    s.add_argument("--uri", required=True, action="append", metavar="URI",
+                   help="the user's identity (IDR ID data); repeat for more identities of the same user, e.g. a "
+                   "forked device's own and the shared one (RFC 6267 §7.3): the first is the key file's own")
     s.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
     s.add_argument("--now", type=unix_seconds, metavar="UNIX_SECONDS",
                    help="the time choosing the first key period (default: the real clock)")

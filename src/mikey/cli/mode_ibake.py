@@ -35,7 +35,9 @@ from typing import Any
 
 from ..constants import PRF, DataType, ECCCurve, IDRole
 from ..errors import MikeyError, ReplayError, UnsupportedDataTypeError, UnsupportedIDError
+from ..modes.base import ResponderKeywords
 from ..modes.ibake import (
+    AnswerPolicy,
     IbakeCredentials,
     IbakeInitiator,
     IbakeResponder,
@@ -80,7 +82,7 @@ def _names(values: list[str] | None) -> list[str]:
     return list(values or [])
 
 
-def _policy(state: dict[str, Any]) -> Any:
+def _policy(state: dict[str, Any]) -> AnswerPolicy:
     answers = state.get("answers") or {}
 
     def names(key: str) -> frozenset[bytes]:
@@ -249,7 +251,7 @@ class IbakePlugin(ModePlugin):
         return ResponderOutcome(result, step.response)
 
     def _respond_second(self, args: argparse.Namespace, creds: IbakeCredentials, own: bytes, i_message_2: bytes,
-                        keywords: Any, now: float) -> ResponderOutcome:
+                        keywords: ResponderKeywords, now: float) -> ResponderOutcome:
         state = load_state(args.state, "responder")
         if state.get("done") is True:
             raise ReplayError("this Responder already answered its I_MESSAGE_2 (--state is finished)")
