@@ -1,7 +1,8 @@
 """``mikey kms serve`` and ``mikey kms user add``: the TS 33.180 KMS server and its user registry (issue 9).
 
 ``serve [--data DIR] [--db URL] [--host H] [--port N] [--workers N] [--threads N] [--kms-uri URI]
-[--tls-cert PEM --tls-key PEM] [--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]``:
+[--tls-cert PEM --tls-key PEM] [--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]
+[--ticket-cert PEM --ticket-key PEM --ticket-ca PEM]``:
 the first start on an empty DIR creates the at-rest key (DIR/at_rest.key, 0600, unless
 $MIKEY_KMS_AT_REST_KEY is set), the SQLite database DIR/kms.sqlite3 (unless --db names another)
 and the community; prints ``serving http://HOST:PORT`` (or https) as its first stdout line once
@@ -33,8 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._files import write_private_atomic
+from ..crypto.x509 import CertificateValidator
 from ..errors import KeyMaterialError, MikeyError
-from ..keystore import SakkeKeystore
+from ..keystore import Credentials, SakkeKeystore, TrustStore, load_credentials
 from ..kms import generate_community
 from ..kms.auth import BearerAuth, BearerPolicy, DevIssuer, FileJwks, NoIssuer, UrlJwks
 from ..kms.store import AT_REST_KEY_ENV, AtRestKey, KmsStore, create_at_rest_key_file
@@ -168,11 +170,29 @@ def _uvicorn_config(app: object, args: argparse.Namespace) -> uvicorn.Config:
     return config
 
 
-def _core(store: KmsStore, authenticator: BearerAuth | NoIssuer) -> KmsCore:
-    from ..kms.core import KmsCore
-
+def _ticket_pk(args: argparse.Namespace) -> tuple[list[Credentials], CertificateValidator | None]:
+    """``--ticket-cert/--ticket-key/--ticket-ca``: the KMS's RSA credentials for MIKEY-TICKET's PK variants
+    (REQUEST_INIT_PK, RESOLVE_INIT_PK; RFC 6043 §4.2.1.3, §4.2.3.3) and the anchors of the parties' certificates."""
+    given = [args.ticket_cert is not None, args.ticket_key is not None, bool(args.ticket_ca)]
+    if not any(given):
+        return [], None
+    if not all(given):
+        raise UsageError("--ticket-cert, --ticket-key and --ticket-ca go together (MIKEY-TICKET PK variants)")
     try:
-        return KmsCore(store, authenticator)
+        return [load_credentials(args.ticket_key, args.ticket_cert)], TrustStore.load(*args.ticket_ca).validator()
+    except (OSError, ValueError, MikeyError) as exc:
+        raise UsageError(f"--ticket-cert/--ticket-key/--ticket-ca: {exc}") from None
+
+
+def _core(store: KmsStore, authenticator: BearerAuth | NoIssuer, args: argparse.Namespace) -> KmsCore:
+    from ..kms.core import KmsCore
+    from ..kms.ticket_role import TicketKmsRole
+
+    credentials, validator = _ticket_pk(args)
+    try:
+        uri = store.public_keys().kms_uri
+        roles = [TicketKmsRole.on_store(store, uri.encode("utf-8"), pk_credentials=credentials, validator=validator)]
+        return KmsCore(store, authenticator, mikey_roles=roles)
     except MikeyError as exc:
         raise UsageError(str(exc)) from None
 
@@ -231,7 +251,7 @@ def _run_worker(args: argparse.Namespace, authenticator: BearerAuth | NoIssuer, 
     try:
         store = _open_store(args.data, args.db, migrate=False)
         try:
-            _serve_app(args, _core(store, authenticator), sock, None)
+            _serve_app(args, _core(store, authenticator, args), sock, None)
         finally:
             store.close()
     except UsageError as exc:
@@ -329,7 +349,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if args.kms_uri is not None and community.public.kms_uri != args.kms_uri:
             raise UsageError(f"--kms-uri: the database holds the community of {community.public.kms_uri!r}")
-        core = _core(store, authenticator)  # also creates what every worker then reads from the database
+        core = _core(store, authenticator, args)  # also creates what every worker then reads from the database
         _check_tls(args)
         sock = listening_socket(args.host, args.port)
     except BaseException:
@@ -443,6 +463,11 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    "(default: the system's)")
     s.add_argument("--jwks-allow-http", action="store_true",
                    help="allow a plain http:// --jwks URL on a non-loopback host (a trusted network only)")
+    s.add_argument("--ticket-cert", metavar="PEM", help="the KMS's certificate for MIKEY-TICKET's PK variants "
+                   "(REQUEST_INIT_PK, RESOLVE_INIT_PK); with --ticket-key and --ticket-ca")
+    s.add_argument("--ticket-key", metavar="PEM", help="the KMS's RSA private key for MIKEY-TICKET's PK variants")
+    s.add_argument("--ticket-ca", metavar="PEM", action="append",
+                   help="trust anchors of the parties' certificates (MIKEY-TICKET PK variants; repeatable)")
     s.add_argument("--issuer", metavar="ISS", help="the identity server's issuer (iss)")
     s.add_argument("--audience", metavar="AUD", help="the audience (aud) tokens must name")
     s.set_defaults(func=run_serve)
