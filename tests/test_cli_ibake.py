@@ -341,3 +341,36 @@ def test_forking_two_devices_each_get_their_own_keys(kms: Path, tmp_path: Path,
         ends[device] = (r2, done)
     assert ends["desk"][1]["tgk"] != ends["mobile"][1]["tgk"]
     assert [leg["confirmed"] for leg in json.loads(Path(a_state).read_text())["legs"]] == [True, True]
+
+
+def test_deferred_delivery_through_a_mailbox(kms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deferred delivery (RFC 6267 §3.3, §6.1.2): a mailbox answers a call to bob without learning the media
+    keys; bob later opens the kept I_MESSAGE_2's ESK and gets alice's keys."""
+    vm = str(tmp_path / "vm.json")
+    assert main(["kms", "ibake-issue", "--community", str(kms), "--uri", "sip:vm@x.example", "--out", vm,
+                 "--now", str(NOW)]) == 0
+    capsys.readouterr()
+    a_state, vm_state = str(tmp_path / "a.state"), str(tmp_path / "vm.state")
+    i1 = ok_json(capsys, ["initiate", "--mode", "ibake", *keys(kms, "alice"), "--to", "sip:bob@x.example",
+                          "--mailbox", "sip:vm@x.example", "--state", a_state, "--now", str(NOW)])["i_message"]
+    r1 = ok_json(capsys, ["respond", "--mode", "ibake", "--keys", vm, "--mailbox", "--imsg", i1, "--state", vm_state,
+                          "--now", str(NOW)])["r_message"]
+    i2 = ok_json(capsys, ["initiate", "--mode", "ibake", *keys(kms, "alice"), "--rmsg", r1, "--state", a_state,
+                          "--now", str(NOW + 1)])
+    assert i2["extras"]["answer"] == "deferred"
+    r2 = ok_json(capsys, ["respond", "--mode", "ibake", "--keys", vm, "--mailbox", "--imsg", i2["i_message"],
+                          "--state", vm_state, "--now", str(NOW + 1), "--show-keys"])
+    assert r2["crypto_sessions"] == []  # the mailbox holds no media keys
+    kept = json.loads(Path(vm_state).read_text())["deferred_messages"]
+    assert kept == r2["extras"]["deferred_messages"] == [i1, i2["i_message"]]
+    done = ok_json(capsys, ["complete", "--mode", "ibake", *keys(kms, "alice"), "--imsg", i1, "--rmsg",
+                            r2["r_message"], "--state", a_state, "--now", str(NOW + 2), "--show-keys"])
+    later = str(NOW + 86_400)
+    opened = ok_json(capsys, ["respond", "--mode", "ibake", *keys(kms, "bob"), "--deferred", "--imsg", kept[1],
+                              "--stored-imsg", kept[0], "--now", later, "--show-keys"])
+    assert opened["r_message"] is None and opened["extras"]["deferred"] is True
+    assert opened["tgk"] == done["tgk"] and _srtp(opened) == _srtp(done) and len(_srtp(done)) == 1
+    # carol cannot open bob's message
+    code, out, _ = run(capsys, ["respond", "--mode", "ibake", *keys(kms, "carol"), "--deferred", "--imsg", kept[1],
+                                "--now", later, "--json"])
+    _one_rejection(code, out, "")

@@ -19,6 +19,10 @@ Initiator's records each confirmed answer (its R_MESSAGE_2 is not taken twice). 
 exits 1 with one line, also in ``initiate --rmsg`` (the core's ``initiate`` exits 2 on errors building
 a message: a received R_MESSAGE_1 is reported here as a rejection).
 
+Deferred delivery (§3.3): ``initiate --mailbox URI`` lets a mailbox answer (``respond --mailbox``, no
+media keys; its JSON result and finished state keep the messages); the called user later runs
+``respond --deferred --imsg I_MESSAGE_2 [--stored-imsg I_MESSAGE_1]`` and gets the Initiator's keys.
+
 ``--keys`` is a user key file from ``mikey kms ibake-issue`` (:mod:`mikey.cli.kms_ibake`); the
 profile (BF ciphertexts, K_PUB = H1(ID || date), curves) is :mod:`mikey.modes.ibake`'s.
 ``mikey demo --mode ibake`` is not available: the demo carries one offer/answer, IBAKE needs two.
@@ -42,6 +46,7 @@ from ..modes.ibake import (
     IbakeInitiator,
     IbakeResponder,
     answer_policy,
+    open_deferred,
 )
 from ..modes.results import ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
@@ -148,7 +153,7 @@ class IbakePlugin(ModePlugin):
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--keys", required=True, metavar="FILE",
                             help="own MIKEY-IBAKE key file (K_PRs and KMS parameters, from 'mikey kms ibake-issue')")
-        parser.add_argument("--state", required=True, metavar="FILE",
+        parser.add_argument("--state", required=command != "respond", metavar="FILE",
                             help="this side's state between its runs (x/SK or y: secrets, mode 0600). Flow: A "
                             "'initiate --to B' -> I_MESSAGE_1; B 'respond --imsg I1' -> R_MESSAGE_1; A 'initiate "
                             "--rmsg R1' -> I_MESSAGE_2; B 'respond --imsg I2' -> R_MESSAGE_2 and keys; A 'complete "
@@ -175,6 +180,12 @@ class IbakePlugin(ModePlugin):
                                 help="answer as a deferred-delivery mailbox (no media keys; §3.3)")
             parser.add_argument("--curve", choices=sorted(CURVES), default="p256",
                                 help="curve when I_MESSAGE_1 cannot be read (default p256)")
+            parser.add_argument("--deferred", action="store_true",
+                                help="open a message a mailbox kept for this identity (deferred delivery, §3.3): "
+                                "--imsg is the stored I_MESSAGE_2 (or I_MESSAGE_1) with the ESK; prints the keys, "
+                                "sends nothing, needs no --state")
+            parser.add_argument("--stored-imsg", metavar="MSG",
+                                help="with --deferred: the stored I_MESSAGE_1 too (its SPs)")
 
     # -- initiate -----------------------------------------------------------------------------
 
@@ -227,8 +238,16 @@ class IbakePlugin(ModePlugin):
     def respond(self, args: argparse.Namespace, i_message: bytes, now: float) -> ResponderOutcome:
         keywords = responder_keywords(args)
         keys = load_user_keys(args.keys)
-        msg = Message.decode(i_message)
         own = (args.as_uri or keys.uri).encode("utf-8")
+        if args.deferred:
+            stored = [read_message(args.stored_imsg)] if args.stored_imsg is not None else []
+            result = open_deferred([*stored, i_message], keys.credentials, own, now=now)
+            return ResponderOutcome(result, None)
+        if args.stored_imsg is not None:
+            raise UsageError("--stored-imsg goes with --deferred")
+        if args.state is None:
+            raise UsageError("--mode ibake respond: pass --state FILE (this side's state between its two messages)")
+        msg = Message.decode(i_message)
         if msg.data_type == DataType.IBAKE_I_MESSAGE_2:
             return self._respond_second(args, keys.credentials, own, i_message, keywords, now)
         if msg.data_type != DataType.IBAKE_I_MESSAGE_1:
@@ -265,7 +284,11 @@ class IbakePlugin(ModePlugin):
             id_r=id_r.encode("utf-8") if isinstance(id_r, str) else own, mailbox=state.get("mailbox") is True,
             curve=_state_int(state, "curve", path), own_ssrcs=ssrcs, replay_cache=keywords["replay_cache"])
         step = responder.receive(i_message_2, now)
-        write_private(path, {"format": STATE_FORMAT, "role": "responder", "done": True})  # y is gone
+        done: dict[str, Any] = {"format": STATE_FORMAT, "role": "responder", "done": True}  # y is gone
+        kept = step.result.extras.get("deferred_messages") if step.result is not None else None
+        if kept:  # a mailbox keeps the messages for the called user (§3.3): public, they hold the ESK
+            done["deferred_messages"] = [bytes(m).hex() for m in kept]
+        write_private(path, done)
         if step.result is None:  # pragma: no cover - an I_MESSAGE_2 taken always gives the keys
             raise UsageError("the Responder derived no keys")
         result = dataclasses.replace(step.result, extras={**step.result.extras, "message": "R_MESSAGE_2"})
