@@ -374,3 +374,18 @@ def test_deferred_delivery_through_a_mailbox(kms: Path, tmp_path: Path, capsys: 
     code, out, _ = run(capsys, ["respond", "--mode", "ibake", *keys(kms, "carol"), "--deferred", "--imsg", kept[1],
                                 "--now", later, "--json"])
     _one_rejection(code, out, "")
+
+
+def test_damaged_state_files_are_usage_errors(kms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = Flow(capsys, kms, tmp_path)
+    r1 = json.loads(flow.respond(flow.i1["i_message"])[1])["r_message"]
+    good = json.loads(Path(flow.a_state).read_text())
+    for change, needle in (({"x": "zz"}, "'x' is not a hex string"), ({"legs": 3}, "'legs' is not a list"),
+                           ({"answers": "x"}, "'answers' is not an object"), ({"format": "other"}, "not a mikey-ibake"),
+                           ({"curve": "p256"}, "'curve' is not a number")):
+        Path(flow.a_state).write_text(json.dumps({**good, **change}))
+        code, out, err = flow.initiate2(r1)
+        assert code == 2 and needle in err and err.count("\n") == 1 and not out, (change, out, err)
+    Path(flow.a_state).write_text("{")
+    code, _, err = flow.initiate2(r1)
+    assert code == 2 and "not a JSON file" in err

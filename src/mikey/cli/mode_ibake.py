@@ -89,6 +89,8 @@ def _names(values: list[str] | None) -> list[str]:
 
 def _policy(state: dict[str, Any]) -> AnswerPolicy:
     answers = state.get("answers") or {}
+    if not isinstance(answers, dict):
+        raise UsageError("--state: 'answers' is not an object")
 
     def names(key: str) -> frozenset[bytes]:
         values = answers.get(key) or []
