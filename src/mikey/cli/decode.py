@@ -37,6 +37,7 @@ from .common import (
     add_json_option,
     emit_json,
     error_dict,
+    hex_bytes,
     one_line,
     read_message,
 )
@@ -270,8 +271,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--secure-carrier", action="store_true",
                    help="with --lint: the message came over a secure carrier (TLS, IPsec), so NULL KEMAC "
                    "security is not warned of")
+    p.add_argument("--tpk", type=hex_bytes, metavar="HEX",
+                   help="MIKEY-TICKET: open the base ticket of a TICKET payload with this Ticket Protection Key "
+                   "(RFC 6043 Appendix A: MAC checked, session key types and lengths shown)")
+    p.add_argument("--show-keys", action="store_true",
+                   help="with --tpk: also print MPKi, MPKr and the keys in the opened ticket (secrets)")
     add_json_option(p)
     p.set_defaults(func=run)
+
+
+def _tickets(msg: Message, tpk: bytes | None, show_keys: bool) -> list[dict[str, Any]]:
+    """Every TICKET payload of *msg* dissected (RFC 6043 §6.10, Appendix A); opened with *tpk*."""
+    from ..modes.ticket import describe_ticket
+    from ..wire import TicketPayload
+
+    return [describe_ticket(p, tpk, show_keys=show_keys) for p in msg.payloads if isinstance(p, TicketPayload)]
+
+
+def _ticket_lines(described: dict[str, Any], indent: str = "  ") -> list[str]:
+    lines: list[str] = []
+    for key, value in described.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_ticket_lines(value, indent + "  "))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{indent}{key}:")
+            for item in value:
+                sub = _ticket_lines(item, indent + "    ")
+                if sub:
+                    sub[0] = f"{indent}  - {sub[0].lstrip()}"
+                lines.extend(sub)
+        elif value not in (None, [], ""):
+            lines.append(f"{indent}{key}: {value}")
+    return lines
 
 
 def capture_path(source: str | None) -> str | None:
@@ -383,8 +415,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     problems = violations(msg) if args.validate else []
     warnings = lint(msg, secure_carrier=args.secure_carrier) if args.lint else []
+    tickets = _tickets(msg, args.tpk, args.show_keys) if args.tpk is not None else []
     if as_json:
         obj: dict[str, Any] = {"ok": True, "length": len(data), **tree}
+        if args.tpk is not None:
+            obj["tickets"] = tickets
         if args.lint:
             obj["warnings"] = warnings
         if args.validate:
@@ -394,6 +429,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for line in render_text(tree, len(data)):
             print(line)
+        for described in tickets:
+            print("ticket opened with --tpk:" if "opened" in described else "ticket (--tpk):")
+            for line in _ticket_lines(described):
+                print(line)
         if args.validate:
             if problems:
                 print(f"INVALID ({len(problems)} violation{'s' if len(problems) != 1 else ''}):")
