@@ -10,6 +10,7 @@ development issuer whose signing key is in DIR (created, 0600, on first use; its
 is written beside it for ``serve --dev-tokens``).
 ``rotate --data DIR [--db URL]`` makes a new generation of the served community's master keys
 the active one (as the admin route ``POST …/admin/rotate`` does; audited as ``cli``).
+``trust add|list|remove``: the other KMSs certcache tells clients to trust (:mod:`mikey.cli.kms_trust`).
 ``ibake-init`` / ``ibake-issue``: a file-based MIKEY-IBAKE KMS (RFC 6267; :mod:`mikey.cli.kms_ibake`).
 """
 
@@ -38,6 +39,7 @@ from .common import UsageError, add_json_option, emit_json, unix_seconds
 from .kms_ibake import register_ibake
 from .kms_server import AT_REST_KEY_FILE, register_server
 from .kms_ticket import register_ticket
+from .kms_trust import register_trust
 
 __all__ = ["register"]
 
@@ -172,7 +174,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "kms", help="the MIKEY-SAKKE Key Management Server (3GPP TS 33.180) and its client",
         description="The MIKEY-SAKKE KMS (RFC 6507, RFC 6508, 3GPP TS 33.180 Annex D). Server: 'serve' "
-        "(HTTP(S), SQLite or PostgreSQL), 'user add', 'token' (development tokens), 'rotate'. Client: 'fetch' "
+        "(HTTP(S), SQLite or PostgreSQL), 'user add', 'token' (development tokens), 'rotate', 'trust' "
+        "(external KMS certificates). Client: 'fetch' "
         "writes the keystore 'initiate/respond --mode sakke --keys' reads. Files only, no server: 'init' "
         "creates a community, 'issue' a user's key file; MIKEY-IBAKE: 'ibake-init', 'ibake-issue'.",
     )
@@ -223,4 +226,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.set_defaults(func=run_rotate)
     register_server(sub)
     register_ticket(sub)
+    register_trust(sub)
     register_ibake(sub)

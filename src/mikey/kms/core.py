@@ -12,7 +12,13 @@
   next key set (rollover); other periods are refused (400).  Key sets are issued under the
   active community generation.
 * ``/keymanagement/identity/v1/certcache[/<number>]``: KmsCertCache (§D.3.4), the certificates
-  of other KMSs to trust: none are configured, so an empty cache with ``CacheNum`` 0.
+  of the other KMSs the client should trust (added by an admin, below), each a ``KmsCertificate``
+  with ``Role="External"``, under the ``CacheNum`` the store increments on every change.  Our
+  reading of §D.3.4 (its text was not at hand; the schema gives CacheNum as an attribute of
+  KmsCertCache and the path its optional number): the number in the path is the CacheNum of the
+  cache the client holds; when it equals the current one nothing changed and the answer is a
+  KmsCertCache with that CacheNum and no certificate; without a number, or with any other one,
+  the whole cache is sent.  A client holding no certificate asks without a number.
 
 The body may be empty (deployed clients send only the bearer token) or a ``KmsRequest`` /
 ``SignedKmsRequest`` document (at most :data:`MAX_BODY_BYTES`, parsed with every DTD refused,
@@ -43,6 +49,14 @@ else 401/403 and nothing changes), JSON in and out (``application/json``), under
 * ``GET``/``POST keysets`` (optional body ``{"user", "generation", "period_no"}``): the audit
   listing of issued key sets of every generation, no secrets.
 * ``GET``/``POST audit``: the admin audit log (who rotated, registered, enabled... and when).
+* ``POST trusted-kms`` with another KMS's KmsCertificate as body (a bare ``KmsCertificate``, or the
+  KmsInit response holding it, e.g. that KMS's ``init`` answer; XML, any Content-Type): trusts it
+  (certcache serves it), replacing the one of the same KMS URI: 201 when added, 200 when replaced
+  or unchanged, ``{"kms_uri", "outcome", "cache_num", ...}``.  The certificate is validated (namespace,
+  required elements, Z and KPAK points on their curves, our own KMS URI refused): 400, nothing stored.
+  ``GET trusted-kms`` (or ``POST`` with an empty body): ``{"cache_num", "trusted_kms": [...]}``.
+  ``POST trusted-kms/<percent-encoded KMS URI>/remove`` (empty body): 200 ``{"removed", "cache_num"}``,
+  404 if not trusted.  Every change increments the cache number and is audited.
 
 * ``POST ticket-users`` ``{"identity": URI, "psk": "<32-128 hex digits>", "key_id": TEXT, "groups": [URI...],
   "may_request": true, "may_resolve": true, "peer_kms": false, "url": URL}`` (all but identity and psk
@@ -103,10 +117,19 @@ from .store import (
     KmsUser,
     RotationConflictError,
     TicketUserRecord,
+    TrustedKms,
+    TrustRefusedError,
     check_integrity_key,
     check_user_uri,
 )
-from .xml import KMS_XML_NS, kms_init_xml, kms_key_prov_xml
+from .xml import (
+    KMS_XML_NS,
+    KmsCertificateInfo,
+    kms_cert_cache_xml,
+    kms_init_xml,
+    kms_key_prov_xml,
+    read_kms_certificate,
+)
 
 __all__ = ["KmsCore", "KmsResponse", "Authenticator", "MikeyKmsRole", "MAX_BODY_BYTES", "API_PREFIX", "ADMIN_PREFIX",
            "MIKEY_PATH", "MIKEY_MEDIA_TYPE"]
@@ -230,21 +253,6 @@ def _error_xml(status: int, message: str, user_uri: str, kms_uri: str, request: 
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
 
 
-def _cert_cache_xml(user_uri: str, kms_uri: str, now: float) -> bytes:
-    """An empty KmsCertCache (TS 33.180 §D.3.4): this KMS trusts no other KMS."""
-    root = ET.Element("KmsResponse", {"xmlns": KMS_XML_NS, "xmlns:xsi": _XSI_NS, "Id": "xmldoc"})
-    for tag, value in (
-        ("UserUri", user_uri),
-        ("KmsUri", kms_uri),
-        ("Time", _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")),
-        ("ClientReqUrl", f"http://{kms_uri}{API_PREFIX}certcache"),
-    ):
-        ET.SubElement(root, tag).text = value
-    msg = ET.SubElement(root, "KmsMessage")
-    ET.SubElement(msg, "KmsCertCache", {"Version": "1.0.0", "CacheNum": "0"})
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
-
-
 # -- admin JSON ---------------------------------------------------------------------------------
 
 
@@ -311,6 +319,17 @@ def _ticket_user_json(record: TicketUserRecord) -> dict[str, Any]:
             "groups": [g.decode("utf-8", "replace") for g in record.groups], "may_request": record.may_request,
             "may_resolve": record.may_resolve, "peer_kms": record.peer_kms, "url": record.url,
             "created_at": record.created_at}
+
+
+def _certificate_json(info: KmsCertificateInfo) -> dict[str, Any]:
+    p = info.public
+    return {"kms_uri": p.kms_uri, "user_id_format": int(p.id_scheme), "key_period": p.key_period,
+            "key_period_offset": p.key_period_offset, "parameter_set": p.sakke_params, "z": p.z.hex(),
+            "kpak": p.kpak.hex(), "domains": list(info.domains), "version": info.version, "role": info.role}
+
+
+def _trusted_json(trusted: TrustedKms) -> dict[str, Any]:
+    return {**_certificate_json(trusted.certificate), "added_at": trusted.added_at, "added_by": trusted.added_by}
 
 
 def _actor(principal: Principal) -> str:
@@ -422,7 +441,11 @@ class KmsCore:
                     raise _Refusal(400, "certcache takes a cache number")
                 client = principal.user_uri or parsed.user_uri
                 key = self._integrity(client, parsed, body)
-                return self._ok(_cert_cache_xml(client or self.kms_uri, self.kms_uri, now), key)
+                cache_num, trusted = self.store.trusted_kms_cache()
+                held = int(rest[1:]) if rest not in ("", "/") else None
+                certificates = [] if held == cache_num else [t.certificate for t in trusted]
+                return self._ok(kms_cert_cache_xml(client or self.kms_uri, self.kms_uri, cache_num, certificates,
+                                                   now=now), key)
             return self._key_prov(principal, parsed, body, rest, generation, public, now)
         except _Refusal as r:
             return self._error(r.status, r.message, user_for_errors, name or "init", now, r.headers)
@@ -510,14 +533,21 @@ class KmsCore:
                 user_uri = unquote("/".join(parts[1:-1]), errors="strict")
             except UnicodeDecodeError:
                 raise _Refusal(400, "the user URI in the path is not percent-encoded UTF-8") from None
-        elif len(parts) == 1 and parts[0] in ("users", "generations", "keysets", "audit", "ticket-users"):
+        elif parts[0] == "trusted-kms" and len(parts) >= 3 and parts[-1] == "remove":
+            action, allowed = "trusted-kms-remove", ("POST",)
+            try:
+                user_uri = unquote("/".join(parts[1:-1]), errors="strict")
+            except UnicodeDecodeError:
+                raise _Refusal(400, "the KMS URI in the path is not percent-encoded UTF-8") from None
+        elif len(parts) == 1 and parts[0] in ("users", "generations", "keysets", "audit", "ticket-users",
+                                              "trusted-kms"):
             action = parts[0]
             allowed = ("GET", "POST")
         elif parts == ["rotate"]:
             action, allowed = "rotate", ("POST",)
         else:
             raise _Refusal(404, "no such admin resource (users, users/<URI>/enable|disable|integrity-key, rotate, "
-                                "generations, keysets, audit, ticket-users)")
+                                "generations, keysets, audit, ticket-users, trusted-kms, trusted-kms/<URI>/remove)")
         if verb not in allowed:
             raise _Refusal(405, f"this admin resource takes {' or '.join(allowed)}", (("Allow", ", ".join(allowed)),))
         if len(body) > MAX_BODY_BYTES:
@@ -528,6 +558,17 @@ class KmsCore:
         except KmsAuthError as exc:
             raise _Refusal(exc.status, exc.message, (("WWW-Authenticate", www_authenticate(exc)),)) from None
         actor = _actor(principal)
+        if action == "trusted-kms-remove" and user_uri is not None:
+            _json_body(body, frozenset())
+            cache_num = self.store.remove_trusted_kms(_user_uri(user_uri), actor=actor, now=now)
+            if cache_num is None:
+                raise _Refusal(404, "that KMS is not trusted here (nothing changed)")
+            return self._json(200, {"removed": user_uri, "cache_num": cache_num})
+        if action == "trusted-kms":
+            if verb == "GET" or not body.strip():
+                cache_num, trusted = self.store.trusted_kms_cache()
+                return self._json(200, {"cache_num": cache_num, "trusted_kms": [_trusted_json(t) for t in trusted]})
+            return self._admin_trust(body, actor, now)
         if user_uri is not None:
             return self._admin_user(action, _user_uri(user_uri), body, actor, now)
         if action == "users":
@@ -560,6 +601,21 @@ class KmsCore:
         return self._json(200, {"audit": [
             {"at": a.at, "actor": a.actor, "action": a.action, "subject": a.subject, "detail": a.detail}
             for a in self.store.list_audit()]})
+
+    def _admin_trust(self, body: bytes, actor: str, now: float) -> KmsResponse:
+        """Trust the KmsCertificate in *body* (module docstring); 400 and nothing stored when invalid."""
+        try:
+            info = read_kms_certificate(body)
+        except KeyMaterialError as exc:
+            raise _Refusal(400, f"not a valid KmsCertificate: {exc.message}") from None
+        if info.kms_uri == self.kms_uri:
+            raise _Refusal(400, "that is this KMS's own certificate (init serves it), not an external KMS")
+        try:
+            outcome, cache_num = self.store.add_trusted_kms(info, actor=actor, now=now)
+        except TrustRefusedError as exc:
+            raise _Refusal(400, exc.message) from None
+        return self._json(201 if outcome == "added" else 200,
+                          {**_certificate_json(info), "outcome": outcome, "cache_num": cache_num})
 
     def _admin_add_user(self, body: bytes, actor: str, now: float) -> KmsResponse:
         obj = _json_body(body, frozenset({"uri", "enabled", "integrity_key"}), frozenset({"uri"}))

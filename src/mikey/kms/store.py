@@ -30,6 +30,11 @@ The MIKEY-TICKET KMS role (RFC 6043, :mod:`mikey.kms.ticket_role`) keeps its par
 rights (:meth:`KmsStore.add_ticket_user`), its ticket protection keys (TPKs, Appendix A), both sealed
 like every secret, and the resolves of no-reuse tickets (:meth:`KmsStore.record_ticket_resolution`,
 §5.3), shared by every KMS process on the database (schema revision 0003).
+
+Trusted external KMSs (TS 33.180 §D.3.4, schema revision 0004): the KmsCertificates of other KMSs
+this KMS's clients should trust (:meth:`KmsStore.add_trusted_kms`), one per KMS URI, served by
+``certcache`` under a cache number that every add, replace or remove increments in the same
+transaction (:meth:`KmsStore.trusted_kms_cache`); each change is audited.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ..crypto.aead import aes_gcm_open, aes_gcm_seal
 from ..errors import AuthenticationError, KeyMaterialError, KmsStoreError
 from ..keystore import IdentityKeys, KmsPublicKeys
 from .issue import KmsCommunity
+from .xml import KmsCertificateInfo
 
 __all__ = [
     "AT_REST_KEY_ENV",
@@ -67,6 +73,8 @@ __all__ = [
     "RotationConflictError",
     "TicketTpkRecord",
     "TicketUserRecord",
+    "TrustRefusedError",
+    "TrustedKms",
     "UnknownUserError",
     "check_integrity_key",
     "check_user_uri",
@@ -90,6 +98,12 @@ class UnknownUserError(KmsStoreError):
     """The user is not registered, or is disabled: no key set is issued."""
 
     kind = "kms-unknown-user"
+
+
+class TrustRefusedError(KmsStoreError):
+    """A KMS certificate that cannot be trusted (this KMS's own, a bad KMS URI); nothing was stored."""
+
+    kind = "kms-trust-refused"
 
 
 class RotationConflictError(KmsStoreError):
@@ -374,6 +388,56 @@ _ticket_resolutions = sa.Table(
     sa.Column("resolved_at", sa.Double),
     sa.Column("expires", sa.Double),
 )
+
+_trusted_certs = sa.Table(
+    "kms_trusted_certs",
+    _metadata,
+    sa.Column("kms_uri", sa.Text, primary_key=True),
+    sa.Column("cert_version", sa.Text),
+    sa.Column("cert_role", sa.Text),
+    sa.Column("id_scheme", sa.Integer),
+    sa.Column("key_period", sa.BigInteger),
+    sa.Column("key_period_offset", sa.BigInteger),
+    sa.Column("z_public", sa.LargeBinary),
+    sa.Column("kpak", sa.LargeBinary),
+    sa.Column("sakke_params", sa.Integer),
+    sa.Column("domains", sa.Text),
+    sa.Column("added_at", sa.Double),
+    sa.Column("added_by", sa.Text),
+)
+_cert_cache = sa.Table(
+    "kms_cert_cache",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("cache_num", sa.BigInteger),
+)
+# certcache's one SELECT: the cache number left-joined with every trusted certificate (one snapshot).
+_TRUSTED_CACHE = (
+    sa.select(_cert_cache.c.cache_num, _trusted_certs)
+    .select_from(_cert_cache.outerjoin(_trusted_certs, sa.true()))
+    .where(_cert_cache.c.id == 1)
+    .order_by(_trusted_certs.c.kms_uri)
+)
+_BUMP_CACHE = _cert_cache.update().where(_cert_cache.c.id == 1).values(cache_num=_cert_cache.c.cache_num + 1)
+_CACHE_NUM = sa.select(_cert_cache.c.cache_num).where(_cert_cache.c.id == 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrustedKms:
+    """A trusted external KMS (TS 33.180 §D.3.4): its certificate, when and by whom it was added."""
+
+    certificate: KmsCertificateInfo
+    added_at: float
+    added_by: str
+
+    @property
+    def kms_uri(self) -> str:
+        return self.certificate.kms_uri
+
+
+class _Unchanged(Exception):
+    """Rolls back a trust change that would store what is stored already."""
+
 
 _TICKET_USER_BY_KEY_ID = sa.select(_ticket_credentials).where(_ticket_credentials.c.key_id == sa.bindparam("key_id"))
 
@@ -892,6 +956,88 @@ class KmsStore:
         return [KeySetRecord(r.user_uri, r.period_no, bytes(r.identifier), r.issued_at, r.issued_to, int(r.generation))
                 for r in rows]
 
+
+    # -- trusted external KMSs (TS 33.180 §D.3.4) -----------------------------------------------
+
+    @staticmethod
+    def _trusted_of(row: Any) -> TrustedKms:
+        public = KmsPublicKeys(kms_uri=row.kms_uri, kpak=bytes(row.kpak), z=bytes(row.z_public),
+                               sakke_params=row.sakke_params, key_period=row.key_period,
+                               key_period_offset=row.key_period_offset, id_scheme=row.id_scheme)
+        info = KmsCertificateInfo(public, tuple(json.loads(row.domains)), row.cert_version, row.cert_role)
+        return TrustedKms(info, row.added_at, row.added_by)
+
+    def add_trusted_kms(self, certificate: KmsCertificateInfo, *, actor: str | None = None,
+                        now: float | None = None) -> tuple[str, int]:
+        """Trust *certificate* (another KMS's KmsCertificate), replacing the one stored for its KMS URI.
+
+        Returns ``("added" | "replaced" | "unchanged", cache number)``: an add or replace increments
+        the cache number and is audited, in one transaction; the same certificate again changes
+        nothing.  This KMS's own URI is refused (:class:`KmsStoreError`).
+        """
+        info = certificate
+        if not isinstance(info, KmsCertificateInfo):
+            raise TrustRefusedError("a trusted KMS certificate must be a KmsCertificateInfo")
+        try:
+            check_user_uri(info.kms_uri)
+        except KmsStoreError:
+            raise TrustRefusedError("a KMS URI must have 1 to 2048 printable characters") from None
+        if self.has_community() and info.kms_uri == self.public_keys().kms_uri:
+            raise TrustRefusedError(f"{info.kms_uri!r} is this KMS's own URI: its certificate is served by init, "
+                                "not trusted as an external KMS")
+        p = info.public
+        when = time.time() if now is None else now
+        who = actor or "local"
+        row = {"kms_uri": p.kms_uri, "cert_version": info.version, "cert_role": info.role,
+               "id_scheme": int(p.id_scheme), "key_period": p.key_period, "key_period_offset": p.key_period_offset,
+               "z_public": p.z, "kpak": p.kpak, "sakke_params": p.sakke_params,
+               "domains": json.dumps(list(info.domains)), "added_at": when, "added_by": who}
+        try:
+            with self._begin("trusting a KMS certificate") as conn:
+                conn.execute(_BUMP_CACHE)  # first: the write lock (SQLite), the row lock (PostgreSQL)
+                old = conn.execute(sa.select(_trusted_certs).where(_trusted_certs.c.kms_uri == p.kms_uri)).first()
+                if old is not None and self._trusted_of(old).certificate == info:
+                    raise _Unchanged
+                if old is None:
+                    conn.execute(_trusted_certs.insert(), row)
+                else:
+                    conn.execute(_trusted_certs.update().where(_trusted_certs.c.kms_uri == p.kms_uri), row)
+                cache_num = int(conn.execute(_CACHE_NUM).scalar_one())
+                outcome = "added" if old is None else "replaced"
+                self._audit_in(conn, who, f"trust-{'add' if old is None else 'replace'}", p.kms_uri,
+                               f"cache {cache_num}; KPAK {p.kpak.hex()[:16]}…", when)
+        except _Unchanged:
+            return "unchanged", self.cert_cache_number()
+        return outcome, cache_num
+
+    def remove_trusted_kms(self, kms_uri: str, *, actor: str | None = None, now: float | None = None) -> int | None:
+        """Stop trusting *kms_uri*: the new cache number, or ``None`` if it was not trusted (nothing
+        changes).  Audited."""
+        when = time.time() if now is None else now
+        who = actor or "local"
+        try:
+            with self._begin("removing a trusted KMS") as conn:
+                conn.execute(_BUMP_CACHE)
+                if not conn.execute(_trusted_certs.delete().where(_trusted_certs.c.kms_uri == kms_uri)).rowcount:
+                    raise _Unchanged
+                cache_num = int(conn.execute(_CACHE_NUM).scalar_one())
+                self._audit_in(conn, who, "trust-remove", kms_uri, f"cache {cache_num}", when)
+        except _Unchanged:
+            return None
+        return cache_num
+
+    def cert_cache_number(self) -> int:
+        """The current KmsCertCache number (0 until the first change)."""
+        with self._begin("reading the certificate cache number") as conn:
+            return int(conn.execute(_CACHE_NUM).scalar_one())
+
+    def trusted_kms_cache(self) -> tuple[int, list[TrustedKms]]:
+        """The cache number and every trusted KMS, by URI: one SELECT, one consistent snapshot."""
+        with self._begin("reading the trusted KMS certificates") as conn:
+            rows = conn.execute(_TRUSTED_CACHE).all()
+        if not rows:
+            raise KmsStoreError("the database has no certificate cache row (schema revision 0004 missing?)")
+        return int(rows[0].cache_num), [self._trusted_of(r) for r in rows if r.kms_uri is not None]
 
     # -- MIKEY-TICKET (RFC 6043): parties, TPKs, resolved tickets -------------------------------------
 

@@ -13,6 +13,14 @@ hex (hex digits, even length, any case) and as strict base64 (RFC 4648 §4); for
 decoding that equals the UID of UserUri and KeyPeriodNo (TS 33.180 §F.2.1) is taken, for
 RFC 6509 identifiers the hex one when the text is hex.
 
+KmsCertCache (§D.3.4): :func:`kms_cert_cache_xml` writes the certificates of other KMSs a
+client should trust (``Role="External"``, plain ``KmsCertificate`` elements: this KMS has no key
+to sign them with) under a ``CacheNum``; :func:`read_kms_cert_cache` reads it back, and
+:func:`read_kms_certificate` reads the one KmsCertificate of another KMS's KmsInit response (or a
+bare KmsCertificate) to trust it.  Certificates are validated as read: KMS URI, UserIdFormat,
+key period, PubEncKey Z on the SAKKE Parameter Set 1 curve, PubAuthKey KPAK on P-256
+(:class:`~mikey.keystore.KmsPublicKeys`), KmsDomainList.
+
 Reading: the same documents, plain or inside ``SignedKmsResponse`` (the signature is not
 checked here: :func:`mikey.kms.dsig.verify_kms_response` does that and returns the signed
 KmsResponse to read), also from KMSs that leave out the key elements' ``xsi:type``.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as _dt
 import re
 import xml.etree.ElementTree as ET
@@ -42,7 +51,12 @@ __all__ = [
     "kms_init_xml",
     "kms_key_prov_xml",
     "kms_request_xml",
+    "kms_cert_cache_xml",
+    "KmsCertificateInfo",
+    "KmsCertCache",
     "read_kms_init",
+    "read_kms_certificate",
+    "read_kms_cert_cache",
     "read_kms_key_prov",
     "load_keystore_xml",
 ]
@@ -58,6 +72,32 @@ _KEY_TAGS = ("UserDecryptKey", "UserSigningKeySSK", "UserPubTokenPVT")
 _ID_FORMATS = {"1": SakkeIDScheme.TEL_URI_MONTHLY, "2": SakkeIDScheme.UID_3GPP}
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_MAX_URI = 2048
+_MAX_DOMAINS = 64
+_MAX_PERIOD = 1 << 62
+
+
+@dataclasses.dataclass(frozen=True)
+class KmsCertificateInfo:
+    """A KmsCertificate (TS 33.180 §D.3.2.2): the KMS's public keys and the KmsDomainList it serves."""
+
+    public: KmsPublicKeys
+    domains: tuple[str, ...] = ()
+    #: The ``Version`` and ``Role`` attributes the certificate was read with (Root: the issuing KMS's own).
+    version: str = "1.1.0"
+    role: str = "Root"
+
+    @property
+    def kms_uri(self) -> str:
+        return self.public.kms_uri
+
+
+@dataclasses.dataclass(frozen=True)
+class KmsCertCache:
+    """A KmsCertCache (TS 33.180 §D.3.4): its CacheNum and the certificates of the KMSs to trust."""
+
+    cache_num: int
+    certificates: tuple[KmsCertificateInfo, ...] = ()
 
 
 def _q(tag: str) -> str:
@@ -110,7 +150,13 @@ def kms_init_xml(community: KmsCommunity | KmsPublicKeys, user_uri: str, *, now:
     p = _public(community)
     root, msg = _response(user_uri, p.kms_uri, now, "init")
     init = _el(msg, "KmsInit", Version="1.0.0", xsi_type="KmsInitTkIkType")
-    cert = _el(init, "KmsCertificate", Version="1.1.0", Role="Root")
+    _certificate(init, p, "Root")
+    return _serialize(root)
+
+
+def _certificate(parent: ET.Element, p: KmsPublicKeys, role: str, domains: Sequence[str] = ()) -> None:
+    """A KmsCertificate element (§D.3.2.2), in the schema's element order."""
+    cert = _el(parent, "KmsCertificate", Version="1.1.0", Role=role)
     _el(cert, "KmsUri", p.kms_uri)
     _el(cert, "UserIdFormat", str(int(p.id_scheme)))
     _el(cert, "UserKeyPeriod", str(p.key_period))
@@ -118,6 +164,22 @@ def kms_init_xml(community: KmsCommunity | KmsPublicKeys, user_uri: str, *, now:
     _el(cert, "PubEncKey", p.z.hex().upper())
     _el(cert, "PubAuthKey", p.kpak.hex().upper())
     _el(cert, "ParameterSet", str(p.sakke_params))
+    if domains:
+        listing = _el(cert, "KmsDomainList")
+        for domain in domains:
+            _el(listing, "KmsDomain", domain)
+
+
+def kms_cert_cache_xml(user_uri: str, kms_uri: str, cache_num: int,
+                       certificates: Sequence[KmsCertificateInfo], *, now: float) -> bytes:
+    """A KmsCertCache response of *kms_uri* to *user_uri* (TS 33.180 §D.3.4): *certificates* of the
+    other KMSs to trust, each a ``KmsCertificate`` with ``Role="External"``, under ``CacheNum``."""
+    if isinstance(cache_num, bool) or not 0 <= cache_num < _MAX_PERIOD:
+        raise ValueError("CacheNum must be a non-negative integer")
+    root, msg = _response(user_uri, kms_uri, now, "certcache")
+    cache = _el(msg, "KmsCertCache", Version="1.0.0", CacheNum=str(cache_num))
+    for info in certificates:
+        _certificate(cache, info.public, "External", info.domains)
     return _serialize(root)
 
 
@@ -248,7 +310,10 @@ def read_kms_init(source: Source) -> KmsPublicKeys:
     Reads KmsUri, UserIdFormat (1: RFC 6509, 2: 3GPP UID), UserKeyPeriod,
     UserKeyOffset, PubEncKey (Z), PubAuthKey (KPAK) and ParameterSet.
     """
-    cert = _find(_root(source), "KmsCertificate")
+    return _public_of(_find(_root(source), "KmsCertificate"))
+
+
+def _public_of(cert: ET.Element) -> KmsPublicKeys:
     fmt = _text(cert, "UserIdFormat", "2")
     if fmt not in _ID_FORMATS:
         raise KeyMaterialError(f"KmsCertificate UserIdFormat {fmt[:20]!r} is not supported (1 or 2)")
@@ -261,6 +326,75 @@ def read_kms_init(source: Source) -> KmsPublicKeys:
         key_period_offset=_int(cert, "UserKeyOffset", "0"),
         id_scheme=_ID_FORMATS[fmt],
     )
+
+
+def _uri(text: str, what: str) -> str:
+    if len(text) > _MAX_URI or not text.isprintable() or any(c.isspace() for c in text):
+        raise KeyMaterialError(f"KmsCertificate {what} must be 1 to {_MAX_URI} printable characters, no spaces")
+    return text
+
+
+def _certificate_info(cert: ET.Element) -> KmsCertificateInfo:
+    """A validated KmsCertificate: every key a point on its curve, bounded numbers and URIs."""
+    public = _public_of(cert)
+    _uri(public.kms_uri, "KmsUri")
+    if not (0 < public.key_period < _MAX_PERIOD and 0 <= public.key_period_offset < _MAX_PERIOD):
+        raise KeyMaterialError("KmsCertificate UserKeyPeriod/UserKeyOffset is out of range")
+    domains: list[str] = []
+    listing = cert.find(_q("KmsDomainList"))
+    if listing is not None:
+        for el in listing:
+            text = (el.text or "").strip()
+            if el.tag != _q("KmsDomain") or not text:
+                raise KeyMaterialError("KmsCertificate KmsDomainList must hold non-empty KmsDomain elements only")
+            domains.append(_uri(text, "KmsDomain"))
+        if not domains or len(domains) > _MAX_DOMAINS:
+            raise KeyMaterialError(f"KmsCertificate KmsDomainList must list 1 to {_MAX_DOMAINS} KmsDomain")
+    version = cert.get("Version", "1.1.0").strip()
+    if not version or len(version) > 32 or not version.isprintable():
+        raise KeyMaterialError("KmsCertificate Version must be 1 to 32 printable characters")
+    role = cert.get("Role", "Root").strip()
+    if role not in ("Root", "External"):
+        raise KeyMaterialError("KmsCertificate Role must be Root or External")
+    return KmsCertificateInfo(public, tuple(domains), version, role)
+
+
+def _in_namespace(root: ET.Element) -> ET.Element:
+    if not root.tag.startswith(f"{{{KMS_XML_NS}}}"):
+        raise KeyMaterialError(f"KMS XML must be in the namespace {KMS_XML_NS}")
+    return root
+
+
+def read_kms_certificate(source: Source) -> KmsCertificateInfo:
+    """The one KmsCertificate of a KmsInit response (plain or signed) or a bare KmsCertificate
+    (TS 33.180 §D.3.2.2), validated: to trust another KMS.  A document with none, or with several
+    (a KmsCertCache), raises :class:`~mikey.errors.KeyMaterialError`."""
+    root = _in_namespace(_root(source))
+    certs = [root] if root.tag == _q("KmsCertificate") else root.findall(f".//{_q('KmsCertificate')}")
+    if len(certs) != 1:
+        raise KeyMaterialError(f"KMS XML must hold exactly one KmsCertificate (namespace {KMS_XML_NS}), "
+                               f"not {len(certs)}")
+    return _certificate_info(certs[0])
+
+
+def read_kms_cert_cache(source: Source) -> KmsCertCache:
+    """A KmsCertCache response (TS 33.180 §D.3.4), plain or signed: its CacheNum and certificates
+    (``KmsCertificate`` and ``SignedKmsCertificate`` ones; the latter's signature is not checked)."""
+    root = _in_namespace(_root(source))
+    cache = _find(root, "KmsCertCache")
+    text = cache.get("CacheNum", "").strip()
+    if not text.isdigit() or len(text) > 18:
+        raise KeyMaterialError("KmsCertCache has no CacheNum, or it is not a non-negative integer")
+    infos = []
+    for el in cache:
+        if el.tag == _q("SignedKmsCertificate"):
+            inner = el.find(_q("KmsCertificate"))
+            if inner is None:
+                raise KeyMaterialError("SignedKmsCertificate has no KmsCertificate")
+            el = inner
+        if el.tag == _q("KmsCertificate"):
+            infos.append(_certificate_info(el))
+    return KmsCertCache(int(text), tuple(infos))
 
 
 def read_kms_key_prov(source: Source, kms: KmsPublicKeys) -> list[IdentityKeys]:
