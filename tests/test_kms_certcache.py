@@ -5,6 +5,7 @@ A second community (another KMS) is generated for real; its KmsInit response is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import xml.etree.ElementTree as ET
@@ -18,6 +19,7 @@ import xmlschema
 
 from mikey.cli import main
 from mikey.errors import KeyMaterialError
+from mikey.keystore import KmsPublicKeys
 from mikey.kms import KmsCommunity, generate_community, kms_init_xml
 from mikey.kms.auth import BearerAuth, DevIssuer
 from mikey.kms.core import ADMIN_PREFIX, MAX_BODY_BYTES, KmsCore, KmsResponse
@@ -134,8 +136,9 @@ def test_cert_cache_xml_round_trip_and_schema(other: KmsCommunity, third: KmsCom
 def test_read_kms_certificate_from_an_init_response(other: KmsCommunity) -> None:
     info = read_kms_certificate(_init(other))
     assert info.public == other.public and info.role == "Root" and info.version == "1.1.0"
-    bare = ET.tostring(ET.fromstring(_init(other)).find("k:KmsMessage/k:KmsInit/k:KmsCertificate", NS))
-    assert read_kms_certificate(bare).public == other.public
+    cert = ET.fromstring(_init(other)).find("k:KmsMessage/k:KmsInit/k:KmsCertificate", NS)
+    assert cert is not None
+    assert read_kms_certificate(ET.tostring(cert)).public == other.public
     cache = kms_cert_cache_xml(ALICE, OURS, 1, [info, info], now=NOW)
     with pytest.raises(KeyMaterialError, match="exactly one KmsCertificate"):
         read_kms_certificate(cache)
@@ -225,6 +228,37 @@ def test_upgrade_from_0003_keeps_the_data_and_adds_the_cert_cache(db_url: sa.URL
         assert s.trusted_kms_cache() == (0, [])
         assert s.add_trusted_kms(KmsCertificateInfo(other.public)) == ("added", 1)
         assert s.trusted_kms_cache()[1][0].certificate.public == other.public
+
+
+def test_concurrent_changes_each_get_their_own_cache_number(db_url: sa.URL, community: KmsCommunity,
+                                                              other: KmsCommunity) -> None:
+    """Changes from several connections at once (SQLite, PostgreSQL): every one counted once, all stored."""
+    import threading
+
+    publics = [dataclasses.replace(other.public, kms_uri=f"kms{i}.other.org") for i in range(6)]
+    key = AtRestKey.generate()
+    with KmsStore(db_url, key) as s:
+        s.create_community(community)
+    stores = [KmsStore(db_url, key) for _ in publics]
+    results: list[tuple[str, int]] = []
+    barrier = threading.Barrier(len(publics))
+
+    def add(st: KmsStore, public: KmsPublicKeys) -> None:
+        barrier.wait()
+        results.append(st.add_trusted_kms(KmsCertificateInfo(public)))
+
+    threads = [threading.Thread(target=add, args=pair) for pair in zip(stores, publics, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for st in stores:
+        st.close()
+    assert sorted(results) == [("added", n) for n in range(1, len(publics) + 1)]
+    with KmsStore(db_url, key) as s:
+        num, trusted = s.trusted_kms_cache()
+        assert num == len(publics) and sorted(t.certificate.public.kms_uri for t in trusted) == sorted(
+            p.kms_uri for p in publics)
 
 
 # -- core: certcache and the admin routes ----------------------------------------------------------
