@@ -393,6 +393,15 @@ def test_certcache_over_http(tmp_path: pathlib.Path, other: KmsCommunity, schema
         assert cache.cache_num == 1 and [c.public for c in cache.certificates] == [other.public]
         status, _, body = post(kms.url + P + "certcache/1", tok)
         assert status == 200 and read_kms_cert_cache(body) == KmsCertCache(1, ())
+        # The admin route over HTTP: a user token is refused, an admin token removes the KMS.
+        remove = kms.url + A + "trusted-kms/" + quote("kms.other.org", safe="") + "/remove"
+        assert post(remove, tok)[0] == 403
+        admin = mikey("kms", "token", "--data", str(kms.data), "--user", ROOT, "--admin")
+        assert admin.returncode == 0, admin.stderr
+        status, _, body = post(remove, admin.stdout.strip())
+        assert status == 200 and json.loads(body) == {"removed": "kms.other.org", "cache_num": 2}
+        status, _, body = post(kms.url + P + "certcache/1", tok)
+        assert status == 200 and read_kms_cert_cache(body) == KmsCertCache(2, ())
         assert kms.proc.poll() is None
     finally:
         kms.stop()
