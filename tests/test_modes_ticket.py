@@ -249,6 +249,40 @@ def test_every_label_matches_the_rfc_formula(prf: int) -> None:
         ref_mpk(key, 0x220E99A2, ri, prf), ref_mpk(key, 0x1F4D675B, ri, prf))
 
 
+@pytest.mark.parametrize("prf", [0, 1])
+def test_one_pass_derivations_equal_the_separate_ones(prf: int) -> None:
+    """derive_exchange_keys (the KMS's initial auth_key + response keys) and derive_mpki (A.2.2) give
+    what the per-message derivations give."""
+    key, ri, rr = bytes(range(16, 48)), b"\x44" * 16, b"\x55" * 24
+    n, e = (32, 32) if prf else (20, 16)
+    for rand_i, rand_r in ((ri, None), (None, rr), (ri, rr)):
+        init_auth, resp = ticket_crypto.derive_exchange_keys(key, 0x0A0B0C0D, rand_i, rand_r, encr_len=e, auth_len=n,
+                                                             salt_len=14, prf_func=prf)
+        assert init_auth == ref_msg_key(key, AUTH, 0x0A0B0C0D, 1, rand_i, rand_r, n, prf)
+        assert resp.encr_key == ref_msg_key(key, ENCR, 0x0A0B0C0D, 2, rand_i, rand_r, e, prf)
+        assert resp.auth_key == ref_msg_key(key, AUTH, 0x0A0B0C0D, 2, rand_i, rand_r, n, prf)
+        assert resp.salt == ref_msg_key(key, SALT, 0x0A0B0C0D, 2, rand_i, rand_r, 14, prf)
+    with pytest.raises(MikeyError):
+        ticket_crypto.derive_exchange_keys(key, 1, None, None, encr_len=16, auth_len=20, salt_len=14)
+    assert ticket_crypto.derive_mpki(key[:16], ri, prf) == ref_mpk(key[:16], 0x220E99A2, ri, prf)
+    assert ticket_crypto.derive_mpki(key, ri, prf) == ticket_crypto.derive_mpki_mpkr(key, ri, prf)[0]
+
+
+def test_ticket_mac_coverage_is_the_encoded_payload_less_initiator_data() -> None:
+    """A.1: the TICKET payload but Next Payload, Initiator Data length and data, less the MAC."""
+    import dataclasses
+
+    from mikey.modes.ticket import _ticket_mac_input
+    from mikey.wire import encode_sub_payloads
+
+    t = TicketPayload(1, 1, 1, 1, ticket_flags("DEFHJNO"), b"\x0f" * 40, bytes(range(90)), b"init" * 9, 0x15)
+    enc = encode_sub_payloads([dataclasses.replace(t, initiator_data=b"")])
+    assert _ticket_mac_input(t, 32) == enc[1 : len(enc) - 2 - 32]
+    assert _ticket_mac_input(t, 20) == enc[1 : len(enc) - 2 - 20]
+    with pytest.raises(MikeyError):
+        _ticket_mac_input(dataclasses.replace(t, version=256), 20)
+
+
 def test_label_octets_and_constants() -> None:
     """Each derivation has its own label octet 0x00..0x06 and RFC 6043's own constants."""
     assert ticket_crypto.fork_label(0x2B288856, b"ab", b"r")[:10] == bytes.fromhex("2b288856ffffffffff00")

@@ -55,6 +55,7 @@ __all__ = [
     "LABEL_MPK",
     "message_label",
     "derive_message_keys",
+    "derive_exchange_keys",
     "tgk_label",
     "derive_tek_and_salt",
     "fork_label",
@@ -64,6 +65,7 @@ __all__ = [
     "derive_tpk_keys",
     "mpk_label",
     "derive_mpki_mpkr",
+    "derive_mpki",
 ]
 
 #: RFC 6043 Table 5.1: constants for forking.
@@ -83,6 +85,14 @@ LABEL_TPK: Final = 0x05
 LABEL_MPK: Final = 0x06
 
 _ALL_ONES: Final = b"\xff\xff\xff\xff"
+_ENCR_PREFIX: Final = CONST_TRANSPORT_ENCR.to_bytes(4, "big")
+_AUTH_PREFIX: Final = CONST_TRANSPORT_AUTH.to_bytes(4, "big")
+_SALT_PREFIX: Final = CONST_TRANSPORT_SALT.to_bytes(4, "big")
+#: ``0xFF || 0xFFFFFFFF || 0x05`` (A.2.1) and ``... || 0x06`` (A.2.2): the fixed middle of the TPK and MPK labels.
+_TPK_MIDDLE: Final = b"\xff" + _ALL_ONES + bytes((LABEL_TPK,))
+_MPK_MIDDLE: Final = b"\xff" + _ALL_ONES + bytes((LABEL_MPK,))
+_MPKI_PREFIX: Final = CONST_MPKI.to_bytes(4, "big") + _MPK_MIDDLE
+_MPKR_PREFIX: Final = CONST_MPKR.to_bytes(4, "big") + _MPK_MIDDLE
 
 
 def _u8(value: int, what: str) -> bytes:
@@ -106,19 +116,24 @@ def _rand8(rand: bytes | None, what: str) -> bytes:
     return bytes((len(rand),)) + rand
 
 
-def message_label(const: int, csb_id: int, direction: int, rand_i: bytes | None, rand_r: bytes | None) -> bytes:
-    """Label for the keys protecting a MIKEY-TICKET message (RFC 6043 §5.1.2).
-
-    *direction* is :data:`LABEL_INITIAL` (0x01) or :data:`LABEL_RESPONSE` (0x02).
-    """
+def _message_tail(csb_id: int, direction: int, rand_i: bytes | None, rand_r: bytes | None) -> bytes:
+    """``0xFF || CSB ID || direction || len8 RANDRi || RANDRi || len8 RANDRr || RANDRr`` (RFC 6043 §5.1.2)."""
     if direction not in (LABEL_INITIAL, LABEL_RESPONSE):
         raise CryptoError("message keys are derived for the initial (0x01) or response (0x02) message")
     if rand_i is None and rand_r is None:
         raise CryptoError("at least one of RANDRi and RANDRr is used (RFC 6043 §5.1.2)")
     return (
-        _u32(const, "constant") + b"\xff" + _u32(csb_id, "CSB ID") + bytes((direction,))
-        + _rand8(rand_i, "RANDRi") + _rand8(rand_r, "RANDRr")
+        b"\xff" + _u32(csb_id, "CSB ID") + bytes((direction,)) + _rand8(rand_i, "RANDRi") + _rand8(rand_r, "RANDRr")
     )
+
+
+def message_label(const: int, csb_id: int, direction: int, rand_i: bytes | None, rand_r: bytes | None) -> bytes:
+    """Label for the keys protecting a MIKEY-TICKET message (RFC 6043 §5.1.2).
+
+    *direction* is :data:`LABEL_INITIAL` (0x01) or :data:`LABEL_RESPONSE` (0x02).
+    """
+    tail = _message_tail(csb_id, direction, rand_i, rand_r)
+    return _u32(const, "constant") + tail
 
 
 def derive_message_keys(
@@ -134,16 +149,39 @@ def derive_message_keys(
     prf_func: int = PRF_MIKEY_1,
 ) -> TransportKeys:
     """encr_key, auth_key and salt_key from a PSK, envelope key, MPKi or MPKr' (RFC 6043 §5.1.2)."""
+    tail = _message_tail(csb_id, direction, rand_i, rand_r)
     encr, auth, salt = prf_many(
-        key,
-        [
-            (message_label(CONST_TRANSPORT_ENCR, csb_id, direction, rand_i, rand_r), encr_len),
-            (message_label(CONST_TRANSPORT_AUTH, csb_id, direction, rand_i, rand_r), auth_len),
-            (message_label(CONST_TRANSPORT_SALT, csb_id, direction, rand_i, rand_r), salt_len),
-        ],
+        key, [(_ENCR_PREFIX + tail, encr_len), (_AUTH_PREFIX + tail, auth_len), (_SALT_PREFIX + tail, salt_len)],
         prf_func,
     )
     return TransportKeys(encr, auth, salt)
+
+
+def derive_exchange_keys(
+    key: bytes,
+    csb_id: int,
+    rand_i: bytes | None,
+    rand_r: bytes | None,
+    *,
+    encr_len: int,
+    auth_len: int,
+    salt_len: int,
+    prf_func: int = PRF_MIKEY_1,
+) -> tuple[bytes, TransportKeys]:
+    """(auth_key of the initial message, the response message's keys) in one PRF pass (RFC 6043 §5.1.2).
+
+    What a KMS needs for a Request or Resolve: it checks the initial message's V (nothing in it is
+    encrypted) and protects its response.  The same values as two :func:`derive_message_keys` calls.
+    """
+    init_tail = _message_tail(csb_id, LABEL_INITIAL, rand_i, rand_r)
+    resp_tail = init_tail[:5] + bytes((LABEL_RESPONSE,)) + init_tail[6:]  # 0xFF || CSB ID (4) || 0x02 || ...
+    init_auth, encr, auth, salt = prf_many(
+        key,
+        [(_AUTH_PREFIX + init_tail, auth_len), (_ENCR_PREFIX + resp_tail, encr_len), (_AUTH_PREFIX + resp_tail, auth_len),
+         (_SALT_PREFIX + resp_tail, salt_len)],
+        prf_func,
+    )
+    return init_auth, TransportKeys(encr, auth, salt)
 
 
 def tgk_label(const: int, cs_id: int, rand_i: bytes | None, rand_r: bytes | None) -> bytes:
@@ -201,20 +239,16 @@ def derive_initiator_data_keys(
 
 def tpk_label(const: int, rand: bytes) -> bytes:
     """Label for keys from the Ticket Protection Key (RFC 6043 A.2.1)."""
-    return _u32(const, "constant") + b"\xff" + _ALL_ONES + bytes((LABEL_TPK,)) + _rand8(rand, "RAND")
+    return _u32(const, "constant") + _TPK_MIDDLE + _rand8(rand, "RAND")
 
 
 def derive_tpk_keys(
     tpk: bytes, rand: bytes, *, encr_len: int, auth_len: int, salt_len: int, prf_func: int = PRF_MIKEY_1
 ) -> TransportKeys:
     """encr_key, auth_key and salt_key protecting a MIKEY base ticket's Ticket Data (RFC 6043 A.2.1)."""
+    tail = _TPK_MIDDLE + _rand8(rand, "RAND")
     encr, auth, salt = prf_many(
-        tpk,
-        [
-            (tpk_label(CONST_TRANSPORT_ENCR, rand), encr_len),
-            (tpk_label(CONST_TRANSPORT_AUTH, rand), auth_len),
-            (tpk_label(CONST_TRANSPORT_SALT, rand), salt_len),
-        ],
+        tpk, [(_ENCR_PREFIX + tail, encr_len), (_AUTH_PREFIX + tail, auth_len), (_SALT_PREFIX + tail, salt_len)],
         prf_func,
     )
     return TransportKeys(encr, auth, salt)
@@ -222,12 +256,16 @@ def derive_tpk_keys(
 
 def mpk_label(const: int, rand: bytes) -> bytes:
     """Label for MPKi / MPKr from the base ticket's MPK (RFC 6043 A.2.2)."""
-    return _u32(const, "constant") + b"\xff" + _ALL_ONES + bytes((LABEL_MPK,)) + _rand8(rand, "RAND")
+    return _u32(const, "constant") + _MPK_MIDDLE + _rand8(rand, "RAND")
 
 
 def derive_mpki_mpkr(mpk: bytes, rand: bytes, prf_func: int = PRF_MIKEY_1) -> tuple[bytes, bytes]:
     """(MPKi, MPKr) from the MPK in a base ticket, each as long as the MPK (RFC 6043 A.2.2)."""
-    mpk_i, mpk_r = prf_many(
-        mpk, [(mpk_label(CONST_MPKI, rand), len(mpk)), (mpk_label(CONST_MPKR, rand), len(mpk))], prf_func
-    )
+    r8 = _rand8(rand, "RAND")
+    mpk_i, mpk_r = prf_many(mpk, [(_MPKI_PREFIX + r8, len(mpk)), (_MPKR_PREFIX + r8, len(mpk))], prf_func)
     return mpk_i, mpk_r
+
+
+def derive_mpki(mpk: bytes, rand: bytes, prf_func: int = PRF_MIKEY_1) -> bytes:
+    """MPKi alone (RFC 6043 A.2.2): a KMS resolving a ticket without forking (flag I = 0) needs no MPKr."""
+    return prf(mpk, _MPKI_PREFIX + _rand8(rand, "RAND"), len(mpk), prf_func)

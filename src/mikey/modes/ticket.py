@@ -125,6 +125,7 @@ from ..errors import (
     InvalidTimestampError,
     InvalidTPparError,
     MikeyDecodeError,
+    MikeyEncodeError,
     MikeyError,
     PeerError,
     StateError,
@@ -409,13 +410,15 @@ class TicketPolicy:
         end = self.end.unix_time(now) if self.end is not None else None
         return start, end
 
-    def check_valid_at(self, now: float, skew: float) -> None:
-        """Refuse use outside TRs..TRe, allowing *skew* seconds (Error no 1, see the module doc)."""
+    def check_valid_at(self, now: float, skew: float) -> tuple[float | None, float | None]:
+        """Refuse use outside TRs..TRe, allowing *skew* seconds (Error no 1, see the module doc);
+        returns :meth:`validity` at *now*."""
         start, end = self.validity(now)
         if start is not None and now + skew < start:
             raise InvalidTimestampError("the ticket is not valid yet (TRs)")
         if end is not None and now - skew > end:
             raise InvalidTimestampError("the ticket has expired (TRe)")
+        return start, end
 
 
 def policy_violations(policy: TicketPolicy, *, granted: bool) -> list[str]:
@@ -560,9 +563,17 @@ class TicketContents:
 def _ticket_mac_input(ticket: TicketPayload, mac_len: int) -> bytes:
     """The base ticket's MAC coverage (A.1): the TICKET payload but Next Payload, Initiator Data
     length and Initiator Data, less the MAC field (the last octets of the Ticket Data)."""
-    enc = encode_sub_payloads([dataclasses.replace(ticket, initiator_data=b"")])
-    body = enc[1 : len(enc) - 2]
-    return body[: len(body) - mac_len]
+    t = ticket
+    if not 0 <= t.prf_func <= 0x7F or not 0 <= t.flags <= 0xFFF or not 0 <= t.reserved <= 0x1F:
+        raise MikeyEncodeError("TP PRF func/flags/reserved out of range")
+    if (len(t.tp_data) > 0xFFFF or len(t.ticket_data) > 0xFFFF or not 0 <= t.ticket_type <= 0xFFFF
+            or not 0 <= t.subtype <= 0xFF or not 0 <= t.version <= 0xFF):
+        raise MikeyEncodeError("TICKET fields out of range")
+    # Ticket type (16) | Subtype (8) | Version (8) | PRF Func (7) | Flags (12) | Res (5) | TP Data | Ticket Data
+    fixed = (t.ticket_type << 40 | t.subtype << 32 | t.version << 24 | t.prf_func << 17 | t.flags << 5 | t.reserved)
+    data = t.ticket_data
+    return b"".join((fixed.to_bytes(7, "big"), len(t.tp_data).to_bytes(2, "big"), t.tp_data,
+                     len(data).to_bytes(2, "big"), data[: len(data) - mac_len]))
 
 
 def seal_base_ticket(
@@ -2521,14 +2532,19 @@ class TicketKms:
         if cred is None:
             raise AuthenticationError("no pre-shared key for this party")
         rand_i, rand_r = (rand, None) if rand_role == RANDRole.INITIATOR else (None, rand)
-        # Only the auth key of the initial message is needed: its V is checked, nothing is decrypted.
-        init_auth = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_INITIAL, rand_i, rand_r, suite.mac_alg,
-                                  suite.encr_alg, prf, auth_only=True).auth_key
+        # Only the auth key of the initial message is needed (its V is checked, nothing is decrypted), and
+        # the response's keys: one PRF pass with the PSK's HMAC key schedule computed once (§5.1.2).
+        try:
+            init_auth, resp_keys = ticket_crypto.derive_exchange_keys(
+                cred.key, msg.csb_id, rand_i, rand_r, encr_len=kemac_crypto.encr_key_len(suite.encr_alg),
+                auth_len=kemac_crypto.mac_key_len(suite.mac_alg), salt_len=kemac_crypto.salt_len(suite.encr_alg),
+                prf_func=prf,
+            )
+        except CryptoError as e:
+            raise UnspecifiedError(f"cannot derive the message keys: {e}") from None
         _verify_v(msg, init_auth, _id(peer) + _id(kms))
         side.remember(admission)
         mac.append((suite.mac_alg, init_auth))
-        resp_keys = _message_keys(cred.key, msg.csb_id, ticket_crypto.LABEL_RESPONSE, rand_i, rand_r, suite.mac_alg,
-                                  suite.encr_alg, prf)
         return cred, rand, resp_keys, suite
 
     def _authenticate_pk(self, msg: Message, parts: _Parts, rand: bytes, rand_role: int, peer_role: int,
@@ -2687,11 +2703,15 @@ class TicketKms:
             raise AuthenticationError("an Initiator-made ticket must be protected by a TPK of its IDRi (mode 3)")
         if policy.flag("D") and tpk.owner is not None and tpk.owner not in (cred.identity,):
             raise TicketRefusedError("this ticket is protected for another Responder (mode 2)")
-        policy.check_valid_at(now, self.clock_skew)
+        _, end = policy.check_valid_at(now, self.clock_skew)
         matched = self._authorised_identity(policy, cred)
-        mpk_i, mpk_r = contents.mpk_pair(policy.prf_func)
+        forking = policy.flag("I")
+        if forking:
+            mpk_i, mpk_r = contents.mpk_pair(policy.prf_func)
+        else:  # MPKr serves only forking (MPKr', the Initiator Data key): not derived (A.2.2)
+            mpk_i, mpk_r = ticket_crypto.derive_mpki(contents.mpk, contents.rand, policy.prf_func), b""
         use_id = b""
-        if policy.flag("I"):
+        if forking:
             vi, vr = _initiator_data_pair(ticket.initiator_data)
             key = ticket_crypto.derive_initiator_data_keys(mpk_r, auth_len=kemac_crypto.mac_key_len(int(vr.auth_alg)),
                                                            prf_func=policy.prf_func)
@@ -2701,9 +2721,9 @@ class TicketKms:
         elif ticket.initiator_data:
             raise UnspecifiedError("Initiator Data is present only when key forking is used (§6.10)")
         _check_forking_flags(policy, contents.session_keys)
-        _, end = policy.validity(now)
+        ticket_id = ticket_id_of(ticket)
         self.store.record_resolution(
-            ticket_id_of(ticket), ResolutionRecord(use_id, cred.identity, cred.key_id or cred.identity),
+            ticket_id, ResolutionRecord(use_id, cred.identity, cred.key_id or cred.identity),
             reusable=policy.flag("J"), expires=None if end is None else end + self.clock_skew, now=now,
         )
         t = TimestampPayload.ntp_utc(now)
@@ -2711,7 +2731,7 @@ class TicketKms:
         body: list[Payload] = [t, IdrPayload(IDRole.KMS, IDType.URI, self.identity)]
         session = list(contents.session_keys)
         extra: list[Payload] = []
-        if policy.flag("I"):
+        if forking:
             rand_kms = self.rng(max(16, len(mpk_r), *(len(k.key) for k in session)))
             subs.append(KeyDataPayload(KeyDataType.MPK, ticket_crypto.fork_key(
                 mpk_r, ticket_crypto.CONST_FORK_MPKR, matched, rand_kms, policy.prf_func)))
@@ -2721,7 +2741,7 @@ class TicketKms:
         body.append(_encrypt_kemac(keys, suite.encr_alg, msg.csb_id, t, subs))
         body += extra
         response = self._respond(msg, DataType.RESOLVE_RESP, body, suite, keys)
-        return KmsOutcome(response, DataType.RESOLVE_RESP, cred.identity, ticket_id_of(ticket))
+        return KmsOutcome(response, DataType.RESOLVE_RESP, cred.identity, ticket_id)
 
     @staticmethod
     def _authorised_identity(policy: TicketPolicy, cred: TicketCredential) -> bytes:
