@@ -650,10 +650,19 @@ def open_base_ticket(ticket: TicketPayload, tpk_for: Callable[[bytes | None], by
     _check_ticket_type(policy, role="kms")
     prf = _check_prf(policy.prf_func)
     thdr_data, chain = _split_ticket_data(ticket.ticket_data)
-    t = next((p for p in chain if isinstance(p, TimestampPayload)), None)
-    rand = next((p.rand for p in chain if isinstance(p, RandPayload)), None)
-    kemac = next((p for p in chain if isinstance(p, KemacPayload)), None)
-    idr_psk = next((p for p in chain if isinstance(p, IdrPayload) and p.id_role == IDRole.PSK), None)
+    t: TimestampPayload | None = None
+    rand: bytes | None = None
+    kemac: KemacPayload | None = None
+    idr_psk: IdrPayload | None = None
+    for p in chain:  # the first of each kind, in one pass
+        if isinstance(p, TimestampPayload):
+            t = p if t is None else t
+        elif isinstance(p, RandPayload):
+            rand = p.rand if rand is None else rand
+        elif isinstance(p, KemacPayload):
+            kemac = p if kemac is None else kemac
+        elif isinstance(p, IdrPayload) and p.id_role == IDRole.PSK and idr_psk is None:
+            idr_psk = p
     v = chain[-1] if chain else None
     if t is None or rand is None or kemac is None or not isinstance(v, VerificationPayload):
         raise InvalidTicketError("Ticket Data must hold THDR, T, RAND, KEMAC, [IDRpsk], V (RFC 6043 A.1)")
