@@ -166,6 +166,7 @@ from ..wire import (
     decode_sub_payloads,
     encode_sub_payloads,
 )
+from ..wire.payloads.base import fast_constructor
 from .base import (
     Rng,
     Side,
@@ -860,9 +861,13 @@ def _id(p: IdrPayload | None) -> bytes:
     return p.data if p is not None else b""
 
 
+_MAKE_HDR: Callable[..., CommonHeader] = fast_constructor(CommonHeader)
+
+
 def _empty_header(data_type: int, csb_id: int, prf: int, *, v: bool) -> CommonHeader:
     """HDR of the Request/Resolve messages: #CS = 0, Empty map (RFC 4563) (§4.2.1.1, §4.2.3.1)."""
-    return CommonHeader(data_type, csb_id, (), CSIdMapType.EMPTY, v, prf, 1, 0)
+    # All fields given (cs_id_map already a tuple): the frozen dataclass's __init__ is not needed.
+    return _MAKE_HDR(data_type, csb_id, (), CSIdMapType.EMPTY, v, prf, 1, 0)
 
 
 def _mac_message(header: CommonHeader, payloads: Sequence[Payload], mac_alg: int, auth_key: bytes,
