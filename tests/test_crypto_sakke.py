@@ -370,3 +370,33 @@ def test_deployed_i_message_sakke_payloads_decapsulate(
     _, sed, rsk, uid, z_bytes, key = case
     assert len(sed) == 273
     assert sakke.decapsulate(sed, rsk, uid, z_bytes) == key
+
+
+def test_shared_weierstrass_helpers() -> None:
+    """wnaf digits rebuild k with the NAF property; the generic-a doubling of ShortWeierstrass
+    gives the same multiples as the a = -3 form of Curve (RFC 6508 curve and P-256)."""
+    from mikey.crypto._curves import ShortWeierstrass, wnaf
+    from mikey.crypto.eccsi import P256
+
+    for width in (2, 5, 6):
+        for k in (1, 2, 15, 16, 17, 31, 255, (1 << 255) - 19, int(PS1.q) - 1):
+            digits = wnaf(k, width)
+            assert sum(d << i for i, d in enumerate(digits)) == k
+            assert digits[-1] > 0
+            assert all(d == 0 or (d & 1 and abs(d) < 1 << (width - 1)) for d in digits)
+            nonzero = [i for i, d in enumerate(digits) if d]
+            assert all(b - a >= width for a, b in zip(nonzero, nonzero[1:], strict=False))
+    assert wnaf(0, 5) == []
+    assert wnaf(7, 2) == [-1, 0, 0, 1]
+
+    class Generic(ShortWeierstrass):
+        __slots__ = ()
+
+        def __init__(self, p: int, q: int, a: int) -> None:
+            self.p, self.q, self.a = p, q, a
+
+    for curve, pt in ((PS1.curve, PS1.point_p), (P256, (P256.gx, P256.gy))):
+        generic = Generic(int(curve.p), int(curve.q), -3)
+        for k in (1, 2, 3, 1000003, int(curve.q) - 1, int(curve.q) // 3):
+            assert generic._multiply_wnaf(k, pt) == curve.multiply(k, pt)
+        assert generic._multiply_wnaf(int(curve.q), pt) is None

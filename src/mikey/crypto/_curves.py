@@ -1,8 +1,10 @@
 """Shared big-number and elliptic-curve maths for ECCSI (RFC 6507) and SAKKE (RFC 6508).
 
-Both curves used by MIKEY-SAKKE are short Weierstrass curves with a = -3
-(NIST P-256, and the supersingular ``y^2 = x^3 - 3x`` of RFC 6508 §2.1), so one
-set of a = -3 formulas serves both.  Integers are ``gmpy2.mpz`` when gmpy2 is
+:class:`ShortWeierstrass` holds the point arithmetic common to every short
+Weierstrass curve; the two curves used by MIKEY-SAKKE have a = -3 (NIST P-256,
+and the supersingular ``y^2 = x^3 - 3x`` of RFC 6508 §2.1) and share
+:class:`Curve`, the a = 0 type-1 curves of RFC 5091 (``_type1``) subclass it
+with their own doubling.  Integers are ``gmpy2.mpz`` when gmpy2 is
 importable and plain ``int`` otherwise; every function here works with either.
 
 Nothing in this module is constant-time: see the side-channel notes in
@@ -25,9 +27,11 @@ __all__ = [
     "to_int",
     "int_to_bytes",
     "batch_invert",
+    "ShortWeierstrass",
     "Curve",
     "FixedBaseTable",
     "signed_digits",
+    "wnaf",
 ]
 
 try:  # pragma: no cover - exercised implicitly
@@ -126,53 +130,45 @@ def signed_digits(k: int, w: int, count: int) -> list[int]:
     return out
 
 
-class Curve:
-    """A short Weierstrass curve ``y^2 = x^3 - 3x + b`` over F_p with a subgroup of prime order ``q``."""
+def wnaf(k: int, width: int) -> list[int]:
+    """Width-``width`` NAF of k >= 0: digits 0 or odd with |d| < 2^(width-1), least significant first.
 
-    __slots__ = ("p", "b", "q", "gx", "gy", "byte_len", "name")
+    For public scalars only (the digit pattern follows k); width 2 is the plain NAF.
+    Secret scalars use a fixed-sequence recoding instead (``_type1.regular_digits``).
+    """
+    out: list[int] = []
+    append = out.append
+    mask = (1 << width) - 1
+    half = 1 << (width - 1)
+    full = 1 << width
+    while k:
+        if k & 1:
+            d = k & mask
+            if d > half:  # d is odd, so never equal to half (width >= 2)
+                d -= full
+            k -= d
+        else:
+            d = 0
+        append(d)
+        k >>= 1
+    return out
 
-    def __init__(self, name: str, p: int, b: int, q: int, gx: int, gy: int) -> None:
-        self.name = name
-        self.p = mpz(p)
-        self.b = mpz(b)
-        self.q = mpz(q)
-        self.gx = mpz(gx)
-        self.gy = mpz(gy)
-        self.byte_len = (int(p).bit_length() + 7) // 8
 
-    def __repr__(self) -> str:
-        return f"Curve({self.name})"
+class ShortWeierstrass:
+    """Point arithmetic shared by the curves y^2 = x^3 + a*x + b over F_p (p > 3 prime, q prime).
 
-    # -- encoding ---------------------------------------------------------
+    Affine points are ``(x, y)`` tuples (``None`` is infinity); Jacobian ``(X, Y, Z)``
+    means (X/Z^2, Y/Z^3), Z = 0 at infinity.  Subclasses give ``a`` and the
+    Jacobian doubling (its cheapest form depends on a: RFC 5091 §3.3.1 for a = 0,
+    the a = -3 form for RFC 6508 / P-256); addition, normalisation, wNAF
+    multiplication by public scalars and batched sums are common.
+    """
 
-    def is_on_curve(self, x: int, y: int) -> bool:
-        p = self.p
-        if not (0 <= x < p and 0 <= y < p):
-            return False
-        return bool((y * y - (x * x * x - 3 * x + self.b)) % p == 0)
+    __slots__ = ("p", "q", "a")
 
-    def encode_point(self, point: Affine) -> bytes:
-        """Uncompressed ``0x04 || x || y`` (RFC 5480 §2.2, RFC 6507 §3.2, RFC 6508 §4)."""
-        if point is None:
-            raise ValueError("cannot encode the point at infinity")
-        n = self.byte_len
-        return b"\x04" + int_to_bytes(point[0], n) + int_to_bytes(point[1], n)
-
-    def decode_point(self, data: bytes) -> tuple[int, int]:
-        """Parse ``0x04 || x || y`` and check that the point lies on the curve.
-
-        Raises ``ValueError``; callers turn it into the error their RFC step asks for.
-        """
-        n = self.byte_len
-        if len(data) != 2 * n + 1 or data[0] != 4:
-            raise ValueError("not an uncompressed point of the right length")
-        x = mpz(int.from_bytes(data[1 : 1 + n], "big"))
-        y = mpz(int.from_bytes(data[1 + n :], "big"))
-        if not self.is_on_curve(x, y):
-            raise ValueError("point is not on the curve")
-        return (x, y)
-
-    # -- affine arithmetic ----------------------------------------------------
+    p: int
+    q: int
+    a: int
 
     def neg(self, point: Affine) -> Affine:
         if point is None:
@@ -180,7 +176,7 @@ class Curve:
         return (point[0], (-point[1]) % self.p)
 
     def add(self, a: Affine, b: Affine) -> Affine:
-        """Affine addition (one inversion)."""
+        """Affine addition / doubling, one inversion (RFC 5091 §3.1.1 PointAdd1 / PointDouble1 for a = 0)."""
         if a is None:
             return b
         if b is None:
@@ -191,27 +187,28 @@ class Curve:
         if x1 == x2:
             if (y1 + y2) % p == 0:
                 return None
-            lam = 3 * (x1 * x1 - 1) * invert(2 * y1, p) % p
+            lam = (3 * x1 * x1 + self.a) * invert(2 * y1, p) % p
         else:
             lam = (y2 - y1) * invert(x2 - x1, p) % p
         x3 = (lam * lam - x1 - x2) % p
         return (x3, (lam * (x1 - x3) - y1) % p)
 
-    # -- Jacobian arithmetic (a = -3) -----------------------------------------
-
     def _jdouble(self, X: int, Y: int, Z: int) -> tuple[int, int, int]:
+        """Jacobian doubling for any a, M = 3X^2 + a*Z^4 (Z = 0 stays at infinity); subclasses
+        override it with the cheaper form for their a."""
         p = self.p
         zz = Z * Z % p
         yy = Y * Y % p
-        m = 3 * (X - zz) * (X + zz) % p
+        m = (3 * X * X + self.a * zz * zz) % p
         s = 4 * X * yy % p
         x3 = (m * m - 2 * s) % p
         return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * Y * Z % p
 
     def _jadd_affine(self, X: int, Y: int, Z: int, x2: int, y2: int) -> tuple[int, int, int]:
+        """Jacobian + affine (complete: handles infinity, doubling and P + (-P))."""
         p = self.p
         if Z == 0:
-            return x2, y2, mpz(1)
+            return mpz(x2), mpz(y2), mpz(1)
         zz = Z * Z % p
         h = (x2 * zz - X) % p
         r = (y2 * zz * Z - Y) % p
@@ -226,53 +223,25 @@ class Curve:
         return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
 
     def _to_affine(self, X: int, Y: int, Z: int) -> Affine:
-        if Z == 0:
-            return None
         p = self.p
+        if Z % p == 0:
+            return None
         zi = invert(Z, p)
         zi2 = zi * zi % p
         return (X * zi2 % p, Y * zi2 * zi % p)
 
-    def multiply(self, k: int, point: Affine) -> Affine:
-        """``[k]point`` by a signed 4-bit window in Jacobian coordinates (variable time)."""
-        if point is None:
-            return None
-        k = int(k) % int(self.q)
-        if k == 0:
-            return None
-        x, y = point
-        # odd multiples 1,3,...,15 in affine
+    def _odd_multiples(self, point: tuple[int, int], count: int) -> list[tuple[int, int]] | None:
+        """[1]B, [3]B, ..., [2*count-1]B in affine, or ``None`` if B has small order."""
         two = self.add(point, point)
-        odd: list[tuple[int, int]] = [(x, y)]
-        for _ in range(7):
-            nxt = self.add(odd[-1], two)
-            if nxt is None:  # only for tiny-order points, not in the prime-order group
-                return self._multiply_plain(k, point)
-            odd.append(nxt)
-        # width-5 NAF
-        naf: list[int] = []
-        while k:
-            if k & 1:
-                d = k & 31
-                if d > 16:
-                    d -= 32
-                k -= d
-            else:
-                d = 0
-            naf.append(d)
-            k >>= 1
-        X, Y, Z = mpz(1), mpz(1), mpz(0)
-        p = self.p
-        for d in reversed(naf):
-            if Z != 0:
-                X, Y, Z = self._jdouble(X, Y, Z)
-            if d > 0:
-                px, py = odd[d >> 1]
-                X, Y, Z = self._jadd_affine(X, Y, Z, px, py)
-            elif d < 0:
-                px, py = odd[(-d) >> 1]
-                X, Y, Z = self._jadd_affine(X, Y, Z, px, (-py) % p)
-        return self._to_affine(X, Y, Z)
+        if two is None:
+            return None
+        out = [point]
+        for _ in range(count - 1):
+            nxt = self.add(out[-1], two)
+            if nxt is None:
+                return None
+            out.append(nxt)
+        return out
 
     def _multiply_plain(self, k: int, point: Affine) -> Affine:
         result: Affine = None
@@ -283,6 +252,27 @@ class Curve:
             addend = self.add(addend, addend)
             k >>= 1
         return result
+
+    def _multiply_wnaf(self, k: int, point: tuple[int, int]) -> Affine:
+        """[k]point for a public k > 0: width-5 NAF over the odd multiples 1..15 in Jacobian
+        coordinates (variable time); plain double-and-add for a point of tiny order."""
+        odd = self._odd_multiples(point, 8)
+        if odd is None:  # a point of order 2 or 3 (never in the prime-order group)
+            return self._multiply_plain(k, point)
+        p = self.p
+        jdouble = self._jdouble
+        jadd = self._jadd_affine
+        X, Y, Z = mpz(1), mpz(1), mpz(0)
+        for d in reversed(wnaf(k, 5)):
+            if Z:
+                X, Y, Z = jdouble(X, Y, Z)
+            if d > 0:
+                px, py = odd[d >> 1]
+                X, Y, Z = jadd(X, Y, Z, px, py)
+            elif d < 0:
+                px, py = odd[(-d) >> 1]
+                X, Y, Z = jadd(X, Y, Z, px, p - py)
+        return self._to_affine(X, Y, Z)
 
     def sum_points(self, points: list[tuple[int, int]]) -> Affine:
         """Sum of affine points by a balanced tree of affine additions, one batched inversion per level."""
@@ -328,6 +318,74 @@ class Curve:
         for x, y in points:
             X, Y, Z = self._jadd_affine(X, Y, Z, x, y)
         return self._to_affine(X, Y, Z)
+
+
+class Curve(ShortWeierstrass):
+    """A short Weierstrass curve ``y^2 = x^3 - 3x + b`` over F_p with a subgroup of prime order ``q``."""
+
+    __slots__ = ("b", "gx", "gy", "byte_len", "name")
+
+    def __init__(self, name: str, p: int, b: int, q: int, gx: int, gy: int) -> None:
+        self.name = name
+        self.p = mpz(p)
+        self.a = mpz(-3)
+        self.b = mpz(b)
+        self.q = mpz(q)
+        self.gx = mpz(gx)
+        self.gy = mpz(gy)
+        self.byte_len = (int(p).bit_length() + 7) // 8
+
+    def __repr__(self) -> str:
+        return f"Curve({self.name})"
+
+    # -- encoding ---------------------------------------------------------
+
+    def is_on_curve(self, x: int, y: int) -> bool:
+        p = self.p
+        if not (0 <= x < p and 0 <= y < p):
+            return False
+        return bool((y * y - (x * x * x - 3 * x + self.b)) % p == 0)
+
+    def encode_point(self, point: Affine) -> bytes:
+        """Uncompressed ``0x04 || x || y`` (RFC 5480 §2.2, RFC 6507 §3.2, RFC 6508 §4)."""
+        if point is None:
+            raise ValueError("cannot encode the point at infinity")
+        n = self.byte_len
+        return b"\x04" + int_to_bytes(point[0], n) + int_to_bytes(point[1], n)
+
+    def decode_point(self, data: bytes) -> tuple[int, int]:
+        """Parse ``0x04 || x || y`` and check that the point lies on the curve.
+
+        Raises ``ValueError``; callers turn it into the error their RFC step asks for.
+        """
+        n = self.byte_len
+        if len(data) != 2 * n + 1 or data[0] != 4:
+            raise ValueError("not an uncompressed point of the right length")
+        x = mpz(int.from_bytes(data[1 : 1 + n], "big"))
+        y = mpz(int.from_bytes(data[1 + n :], "big"))
+        if not self.is_on_curve(x, y):
+            raise ValueError("point is not on the curve")
+        return (x, y)
+
+    # -- Jacobian doubling (a = -3) -----------------------------------------
+
+    def _jdouble(self, X: int, Y: int, Z: int) -> tuple[int, int, int]:
+        p = self.p
+        zz = Z * Z % p
+        yy = Y * Y % p
+        m = 3 * (X - zz) * (X + zz) % p
+        s = 4 * X * yy % p
+        x3 = (m * m - 2 * s) % p
+        return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * Y * Z % p
+
+    def multiply(self, k: int, point: Affine) -> Affine:
+        """``[k mod q]point`` by a width-5 NAF in Jacobian coordinates (public k, variable time)."""
+        if point is None:
+            return None
+        k = int(k) % int(self.q)
+        if k == 0:
+            return None
+        return self._multiply_wnaf(k, point)
 
 
 class FixedBaseTable:

@@ -3,10 +3,13 @@
 The private maths under :mod:`mikey.crypto.ibe`.  Field elements of F_p^2 are
 pairs ``(a, b)`` meaning a + b*i with i^2 = -1 (RFC 5091 §2.1; p = 3 mod 4).
 Points of E(F_p) are affine ``(x, y)`` tuples, ``None`` is the point at infinity.
-The big-number helpers come from :mod:`mikey.crypto._curves` (shared with SAKKE);
-the curve formulas cannot be shared, because the SAKKE curve of RFC 6508 is
-y^2 = x^3 - 3x (a = -3) with the distortion map (x, y) -> (-x, iy), while the
-type-1 curve has a = 0 and the map phi(x, y) = (zeta*x, y).
+The big-number helpers and the point arithmetic that does not depend on a
+(affine add, Jacobian mixed add, normalisation, wNAF multiplication, batched
+sums) come from :class:`mikey.crypto._curves.ShortWeierstrass` (shared with
+SAKKE and ECCSI); the doubling and the pairing cannot be shared, because the
+SAKKE curve of RFC 6508 is y^2 = x^3 - 3x (a = -3) with the distortion map
+(x, y) -> (-x, iy), while the type-1 curve has a = 0 and the map
+phi(x, y) = (zeta*x, y).
 
 Pairing.  e'(A, B) = e(A, phi(B)) = f_{q,A}(phi(B))^((p^2-1)/q) (RFC 5091
 §3.5, §4.5.2).  Miller's loop walks the NAF of q with lines of F_p
@@ -41,7 +44,7 @@ from __future__ import annotations
 import functools
 
 from ..errors import CryptoError
-from ._curves import batch_invert, int_to_bytes, invert, mpz, powmod
+from ._curves import Affine, ShortWeierstrass, batch_invert, int_to_bytes, invert, mpz, powmod, wnaf
 
 __all__ = [
     "Affine",
@@ -53,7 +56,6 @@ __all__ = [
     "canonical",
 ]
 
-Affine = tuple[int, int] | None
 Fp2 = tuple[int, int]
 
 
@@ -81,22 +83,13 @@ def regular_digits(k: int, w: int, count: int) -> list[int]:
 @functools.lru_cache(maxsize=8)
 def _naf(k: int) -> tuple[int, ...]:
     """Non-adjacent form of k > 0 (digits -1, 0, 1), most significant first."""
-    out = []
-    while k:
-        if k & 1:
-            d = 2 - (k & 3)
-            k -= d
-        else:
-            d = 0
-        out.append(d)
-        k >>= 1
-    return tuple(reversed(out))
+    return tuple(reversed(wnaf(k, 2)))
 
 
-class Type1Curve:
+class Type1Curve(ShortWeierstrass):
     """E: y^2 = x^3 + 1 over F_p with p = 11 mod 12 and a subgroup of prime order q | p + 1 (RFC 5091 §2.1)."""
 
-    __slots__ = ("p", "q", "cofactor", "byte_len", "alpha", "beta", "_sqrt_exp", "_cbrt_exp", "_digit_count")
+    __slots__ = ("cofactor", "byte_len", "alpha", "beta", "_sqrt_exp", "_cbrt_exp", "_digit_count")
 
     def __init__(self, p: int, q: int) -> None:
         p, q = int(p), int(q)
@@ -104,6 +97,7 @@ class Type1Curve:
             raise ValueError("not a type-1 curve: p must be 11 mod 12 and q must divide p + 1")
         self.p = mpz(p)
         self.q = mpz(q)
+        self.a = mpz(0)
         self.cofactor = mpz((p + 1) // q)
         self.byte_len = (p.bit_length() + 7) // 8
         sqrt3 = powmod(3, (p + 1) // 4, p)
@@ -185,28 +179,7 @@ class Type1Curve:
         """Whether ``point`` is a finite point of order q (on the curve, and [q]point = 0)."""
         return point is not None and self.is_on_curve(point) and self.multiply(self.q, point) is None
 
-    # -- affine / Jacobian arithmetic (RFC 5091 §3.1.1, §3.3.1) -----------------------
-
-    def neg(self, point: Affine) -> Affine:
-        return None if point is None else (point[0], (-point[1]) % self.p)
-
-    def add(self, a: Affine, b: Affine) -> Affine:
-        """PointAdd1 / PointDouble1 (RFC 5091 §3.1.1)."""
-        if a is None:
-            return b
-        if b is None:
-            return a
-        p = self.p
-        x1, y1 = a
-        x2, y2 = b
-        if x1 == x2:
-            if (y1 + y2) % p == 0:
-                return None
-            lam = 3 * x1 * x1 * invert(2 * y1, p) % p
-        else:
-            lam = (y2 - y1) * invert(x2 - x1, p) % p
-        x3 = (lam * lam - x1 - x2) % p
-        return (x3, (lam * (x1 - x3) - y1) % p)
+    # -- Jacobian doubling (RFC 5091 §3.3.1); the rest is ShortWeierstrass -------------
 
     def _jdouble(self, X: int, Y: int, Z: int) -> tuple[int, int, int]:
         """ProjectivePointDouble1 (RFC 5091 §3.3.1, a = 0); Z = 0 stays at infinity."""
@@ -217,45 +190,6 @@ class Type1Curve:
         x3 = (m * m - 2 * s) % p
         return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * Y * Z % p
 
-    def _jadd(self, X: int, Y: int, Z: int, x2: int, y2: int) -> tuple[int, int, int]:
-        """Jacobian + affine (complete: handles infinity, doubling and P + (-P))."""
-        p = self.p
-        if Z == 0:
-            return mpz(x2), mpz(y2), mpz(1)
-        zz = Z * Z % p
-        h = (x2 * zz - X) % p
-        r = (y2 * zz * Z - Y) % p
-        if h == 0:
-            if r == 0:
-                return self._jdouble(X, Y, Z)
-            return mpz(1), mpz(1), mpz(0)
-        hh = h * h % p
-        hhh = h * hh % p
-        v = X * hh % p
-        x3 = (r * r - hhh - 2 * v) % p
-        return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
-
-    def _to_affine(self, X: int, Y: int, Z: int) -> Affine:
-        if Z % self.p == 0:
-            return None
-        p = self.p
-        zi = invert(Z, p)
-        zi2 = zi * zi % p
-        return (X * zi2 % p, Y * zi2 * zi % p)
-
-    def _odd_multiples(self, point: tuple[int, int], count: int) -> list[tuple[int, int]] | None:
-        """[1]B, [3]B, ..., [2*count-1]B in affine, or ``None`` if B has small order."""
-        two = self.add(point, point)
-        if two is None:
-            return None
-        out = [point]
-        for _ in range(count - 1):
-            nxt = self.add(out[-1], two)
-            if nxt is None:
-                return None
-            out.append(nxt)
-        return out
-
     def multiply(self, k: int, point: Affine) -> Affine:
         """[k]point for a *public* k >= 0 (any size; width-5 NAF, variable time; RFC 5091 §3.2.2)."""
         k = int(k)
@@ -263,39 +197,7 @@ class Type1Curve:
             return None
         if k < 0:
             return self.neg(self.multiply(-k, point))
-        odd = self._odd_multiples(point, 8)
-        if odd is None:  # a point of order 2 or 3: plain double-and-add
-            result: Affine = None
-            addend: Affine = point
-            while k:
-                if k & 1:
-                    result = self.add(result, addend)
-                addend = self.add(addend, addend)
-                k >>= 1
-            return result
-        naf: list[int] = []
-        while k:
-            if k & 1:
-                d = k & 31
-                if d > 16:
-                    d -= 32
-                k -= d
-            else:
-                d = 0
-            naf.append(d)
-            k >>= 1
-        p = self.p
-        X, Y, Z = mpz(1), mpz(1), mpz(0)
-        for d in reversed(naf):
-            if Z:
-                X, Y, Z = self._jdouble(X, Y, Z)
-            if d > 0:
-                px, py = odd[d >> 1]
-                X, Y, Z = self._jadd(X, Y, Z, px, py)
-            elif d < 0:
-                px, py = odd[(-d) >> 1]
-                X, Y, Z = self._jadd(X, Y, Z, px, p - py)
-        return self._to_affine(X, Y, Z)
+        return self._multiply_wnaf(k, point)
 
     def regular_scalar(self, k: int, w: int) -> list[int]:
         """k modulo q as :func:`regular_digits` (k + q when k is even; q is odd)."""
@@ -324,38 +226,11 @@ class Type1Curve:
             for _ in range(w):
                 X, Y, Z = self._jdouble(X, Y, Z)
             px, py = odd[(d if d > 0 else -d) >> 1]
-            X, Y, Z = self._jadd(X, Y, Z, px, py if d > 0 else p - py)
+            X, Y, Z = self._jadd_affine(X, Y, Z, px, py if d > 0 else p - py)
         result = self._to_affine(X, Y, Z)
         if result is None:
             raise CryptoError("scalar multiplication reached the point at infinity")
         return result
-
-    def sum_coordinates(self, xs: list[int], ys: list[int]) -> Affine:
-        """Sum of the affine points (xs[i], ys[i]) by a balanced tree, one batched inversion per level."""
-        p = self.p
-        while len(xs) > 1:
-            n = len(xs) >> 1
-            x1s, x2s = xs[0 : 2 * n : 2], xs[1 : 2 * n : 2]
-            y1s, y2s = ys[0 : 2 * n : 2], ys[1 : 2 * n : 2]
-            dens = [(b - a) % p for a, b in zip(x1s, x2s, strict=True)]
-            if not all(dens):  # equal x somewhere (P + P or P - P): Jacobian, complete
-                X, Y, Z = mpz(1), mpz(1), mpz(0)
-                for x, y in zip(xs, ys, strict=True):
-                    X, Y, Z = self._jadd(X, Y, Z, x, y)
-                return self._to_affine(X, Y, Z)
-            invs = batch_invert(dens, p)
-            nx: list[int] = []
-            ny: list[int] = []
-            for x1, y1, x2, y2, inv in zip(x1s, y1s, x2s, y2s, invs, strict=True):
-                lam = (y2 - y1) * inv % p
-                x3 = (lam * lam - x1 - x2) % p
-                nx.append(x3)
-                ny.append((lam * (x1 - x3) - y1) % p)
-            if len(xs) & 1:
-                nx.append(xs[-1])
-                ny.append(ys[-1])
-            xs, ys = nx, ny
-        return (xs[0], ys[0]) if xs else None
 
     # -- F_p^2 (RFC 5091 §2.1; note its printed product formula has the real part's sign flipped) -----
 
@@ -377,17 +252,7 @@ class Type1Curve:
             e = int(e)
             if e == 0:
                 return (mpz(1), mpz(0))
-            digits = []
-            while e:  # width-(w+1) NAF, least significant first
-                if e & 1:
-                    d = e & ((2 << w) - 1)
-                    if d > (1 << w):
-                        d -= 2 << w
-                    e -= d
-                else:
-                    d = 0
-                digits.append(d)
-                e >>= 1
+            digits = wnaf(e, w + 1)
         odd = [g]
         g2 = self._usquare(g)
         for _ in range((1 << (w - 1)) - 1):

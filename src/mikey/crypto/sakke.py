@@ -45,7 +45,17 @@ from typing import Any
 from mikey._lru import BoundedLRU
 from mikey.errors import AuthenticationError, CryptoError, KeyMaterialError
 
-from ._curves import Affine, Curve, FixedBaseTable, batch_invert, int_to_bytes, invert, mpz, signed_digits
+from ._curves import (
+    Affine,
+    Curve,
+    FixedBaseTable,
+    batch_invert,
+    int_to_bytes,
+    invert,
+    mpz,
+    signed_digits,
+    wnaf,
+)
 
 __all__ = [
     "clear_caches",
@@ -334,19 +344,7 @@ _WNAF_WIDTH = 6
 
 def _naf(k: int, width: int = 2) -> list[int]:
     """Width-``width`` non-adjacent form of k (odd digits |d| < 2^(width-1)), most significant first."""
-    out = []
-    mask = (1 << width) - 1
-    half = 1 << (width - 1)
-    while k:
-        if k & 1:
-            d = k & mask
-            if d >= half:
-                d -= 1 << width
-            k -= d
-        else:
-            d = 0
-        out.append(d)
-        k >>= 1
+    out = wnaf(k, width)
     out.reverse()
     return out
 
