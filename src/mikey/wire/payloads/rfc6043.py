@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...constants import PRF, TS_LENGTHS, IDRole, IDType, PayloadType, RANDRole, TicketType, TSRole, TSType
 from ...errors import MikeyEncodeError
 from .base import (
-    FieldError,
     IdFields,
     Payload,
     Reader,
+    ReadPastEnd,
     TimestampFields,
     Writer,
     decode_sub_payloads,
+    enum_table,
     expect_length,
+    fast_constructor,
     len_check,
     lookup,
+    pull_b_h_data,
+    pull_selected_fixed,
     register,
 )
 
@@ -25,6 +31,15 @@ __all__ = ["TrPayload", "IdrPayload", "RandrPayload", "TicketPolicyPayload", "Ti
 
 #: TP/TICKET flag letters, most significant first (RFC 6043 §6.10).
 TICKET_FLAGS = "DEFGHIJKLMNO"
+
+_TS_ROLE = enum_table(TSRole)
+_TS_TYPE = enum_table(TSType)
+_ID_ROLE = enum_table(IDRole)
+_ID_TYPE = enum_table(IDType)
+_RAND_ROLE = enum_table(RANDRole)
+_TICKET_TYPE = enum_table(TicketType)
+_PRF = enum_table(PRF)
+_U16_FROM = struct.Struct(">H").unpack_from
 
 
 @register
@@ -40,13 +55,12 @@ class TrPayload(TimestampFields, Payload):
     NAME = "TR"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> TrPayload:
-        role = r.u8()
-        t = r.u8()
-        n = TS_LENGTHS.get(t)
-        if n is None:
-            raise FieldError(f"unknown TS type {t}: cannot tell the length of the TS value", r.pos - 1)
-        return cls(lookup(TSRole, role), lookup(TSType, t), r.take(n))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[TrPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        role = data[pos]
+        t, value, q = pull_selected_fixed(data, pos + 1, end, TS_LENGTHS, "TS type")
+        return _MAKE_TR(_TS_ROLE.get(role, role), _TS_TYPE.get(t, t), value), q
 
     def encode_body(self, w: Writer) -> None:
         expect_length(TS_LENGTHS, self.ts_type, self.ts_value, "TS value", "TS type")
@@ -68,10 +82,12 @@ class IdrPayload(IdFields, Payload):
     NAME = "IDR"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> IdrPayload:
-        role = r.u8()
-        t = r.u8()
-        return cls(lookup(IDRole, role), lookup(IDType, t), r.take(r.u16()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[IdrPayload, int]:
+        if pos >= end:
+            raise ReadPastEnd(pos, 1, 0)
+        role = data[pos]
+        t, value, q = pull_b_h_data(data, pos + 1, end)
+        return _MAKE_IDR(_ID_ROLE.get(role, role), _ID_TYPE.get(t, t), value), q
 
     def encode_body(self, w: Writer) -> None:
         w.u8(self.id_role)
@@ -92,9 +108,15 @@ class RandrPayload(Payload):
     NAME = "RANDR"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> RandrPayload:
-        role = r.u8()
-        return cls(lookup(RANDRole, role), r.take(r.u8()))
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[RandrPayload, int]:
+        if pos + 2 > end:
+            raise ReadPastEnd(pos, 2, end - pos)
+        role = data[pos]
+        n = data[pos + 1]
+        q = pos + 2 + n
+        if q > end:
+            raise ReadPastEnd(pos + 2, n, end - pos - 2)
+        return _MAKE_RANDR(_RAND_ROLE.get(role, role), data[pos + 2 : q]), q
 
     def encode_body(self, w: Writer) -> None:
         w.u8(self.rand_role)
@@ -205,11 +227,27 @@ class TicketPayload(_TicketPolicyMixin, Payload):
     NAME = "TICKET"
 
     @classmethod
-    def decode_body(cls, r: Reader) -> TicketPayload:
-        tt, st, ver, prf, flags, res, tp = cls._decode_policy(r)
-        ticket = r.take(r.u16())
-        init = r.take(r.u16())
-        return cls(lookup(TicketType, tt), st, ver, prf, flags, tp, ticket, init, res)
+    def pull(cls, data: bytes, pos: int, end: int) -> tuple[TicketPayload, int]:
+        """The TICKET body: the policy header as :meth:`_decode_policy` reads it, then Ticket Data and
+        Initiator Data (RFC 6043 §6.10), without a cursor object (a KMS decodes one per Resolve)."""
+        if pos + 9 > end:
+            raise ReadPastEnd(pos, 9, end - pos)
+        (tt,) = _U16_FROM(data, pos)
+        v = data[pos + 4] << 16 | data[pos + 5] << 8 | data[pos + 6]
+        fields = []
+        p = pos + 7
+        for _ in range(3):  # TP Data, Ticket Data, Initiator Data: each length(16) | data
+            if p + 2 > end:
+                raise ReadPastEnd(p, 2, end - p)
+            (n,) = _U16_FROM(data, p)
+            q = p + 2 + n
+            if q > end:
+                raise ReadPastEnd(p + 2, n, end - p - 2)
+            fields.append(data[p + 2 : q])
+            p = q
+        prf = v >> 17
+        return _MAKE_TICKET(_TICKET_TYPE.get(tt, tt), data[pos + 2], data[pos + 3], _PRF.get(prf, prf),
+                            (v >> 5) & 0xFFF, fields[0], fields[1], fields[2], v & 0x1F), p
 
     def encode_body(self, w: Writer) -> None:
         self._encode_policy(w)
@@ -223,3 +261,9 @@ class TicketPayload(_TicketPolicyMixin, Payload):
         d["ticket_data"] = self.ticket_data.hex()
         d["flag_bits"] = _flags_dict(self.flags)
         return d
+
+
+_MAKE_TR: Callable[..., TrPayload] = fast_constructor(TrPayload)
+_MAKE_IDR: Callable[..., IdrPayload] = fast_constructor(IdrPayload)
+_MAKE_RANDR: Callable[..., RandrPayload] = fast_constructor(RandrPayload)
+_MAKE_TICKET: Callable[..., TicketPayload] = fast_constructor(TicketPayload)
