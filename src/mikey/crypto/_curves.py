@@ -32,6 +32,7 @@ __all__ = [
     "FixedBaseTable",
     "signed_digits",
     "wnaf",
+    "jadd_tail",
 ]
 
 try:  # pragma: no cover - exercised implicitly
@@ -154,6 +155,16 @@ def wnaf(k: int, width: int) -> list[int]:
     return out
 
 
+def jadd_tail(X: int, Y: int, Z: int, h: int, r: int, p: int) -> tuple[int, int, int]:
+    """End of the Jacobian + affine addition (X, Y, Z) + (x2, y2) once h = x2*Z^2 - X and
+    r = y2*Z^3 - Y are known and h != 0 (the Miller loops keep r for their chord lines)."""
+    hh = h * h % p
+    hhh = h * hh % p
+    v = X * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
+
+
 class ShortWeierstrass:
     """Point arithmetic shared by the curves y^2 = x^3 + a*x + b over F_p (p > 3 prime, q prime).
 
@@ -216,11 +227,7 @@ class ShortWeierstrass:
             if r == 0:
                 return self._jdouble(X, Y, Z)
             return mpz(1), mpz(1), mpz(0)
-        hh = h * h % p
-        hhh = h * hh % p
-        v = X * hh % p
-        x3 = (r * r - hhh - 2 * v) % p
-        return x3, (r * (v - x3) - Y * hhh) % p, Z * h % p
+        return jadd_tail(X, Y, Z, h, r, p)
 
     def _to_affine(self, X: int, Y: int, Z: int) -> Affine:
         p = self.p

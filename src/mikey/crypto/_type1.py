@@ -44,7 +44,17 @@ from __future__ import annotations
 import functools
 
 from ..errors import CryptoError
-from ._curves import Affine, ShortWeierstrass, batch_invert, int_to_bytes, invert, mpz, powmod, wnaf
+from ._curves import (
+    Affine,
+    ShortWeierstrass,
+    batch_invert,
+    int_to_bytes,
+    invert,
+    jadd_tail,
+    mpz,
+    powmod,
+    wnaf,
+)
 
 __all__ = [
     "Affine",
@@ -385,12 +395,7 @@ class MillerLines:
                 break
             if h == 0:
                 raise ValueError("degenerate first argument")
-            hh = h * h % p
-            hhh = h * hh % p
-            v = X * hh % p
-            X = (r * r - hhh - 2 * v) % p
-            Y = (r * (v - X) - Y * hhh) % p
-            Z = Z * h % p
+            X, Y, Z = jadd_tail(X, Y, Z, h, r, p)
             adds.append((r, X, Z, d < 0))
             dens.append(Z)
         else:

@@ -52,6 +52,7 @@ from ._curves import (
     batch_invert,
     int_to_bytes,
     invert,
+    jadd_tail,
     mpz,
     signed_digits,
     wnaf,
@@ -455,12 +456,7 @@ class _MillerBase:
                 if not h:
                     raise ValueError("degenerate first argument")
                 r = (ky * zz * Z - Y) % p
-                hh = h * h % p
-                hhh = h * hh % p
-                v = X * hh % p
-                X = (r * r - hhh - 2 * v) % p
-                Y = (r * (v - X) - Y * hhh) % p
-                Z = Z * h % p
+                X, Y, Z = jadd_tail(X, Y, Z, h, r, p)
                 re = (r * (xq + kx) - ky * Z) % p
                 im = yq * Z % p
                 c, e = fvals[j]
@@ -516,12 +512,7 @@ class _MillerLines:
                 if not h:
                     raise ValueError("degenerate first argument")
                 r = (ky * zz * Z - Y) % p
-                hh = h * h % p
-                hhh = h * hh % p
-                v = X * hh % p
-                X = (r * r - hhh - 2 * v) % p
-                Y = (r * (v - X) - Y * hhh) % p
-                Z = Z * h % p
+                X, Y, Z = jadd_tail(X, Y, Z, h, r, p)
                 # slope r/Z3 through (kx, ky): l = r/Z3, m = l*kx - ky
                 raw.append((r, -1, Z))
                 adds.append((j, d < 0))
