@@ -149,15 +149,21 @@ def _rfc_tate_miller_solinas(
         lc = -lb * p1[1] - la * p1[0]
         return xb * la + yb * lb + lc
 
+    def double_steps(
+        count: int, t_num: _Fp2, t_den: _Fp2, v_pt: tuple[int, int] | None
+    ) -> tuple[_Fp2, _Fp2, tuple[int, int] | None]:  # the j loops of step 3: tangent at V, V = 2V
+        for _ in range(count):
+            t_num, t_den = t_num * t_num, t_den * t_den
+            assert v_pt is not None
+            t_num = t_num * tangent(v_pt)
+            v_pt = _affine_add(p, v_pt, v_pt)
+            t_den = t_den * vertical(v_pt)
+        return t_num, t_den, v_pt
+
     v_num, v_den = _Fp2(p, 1), _Fp2(p, 1)
     t_num, t_den = _Fp2(p, 1), _Fp2(p, 1)
     v_pt: tuple[int, int] | None = a_pt
-    for _ in range(b_exp):
-        t_num, t_den = t_num * t_num, t_den * t_den
-        assert v_pt is not None
-        t_num = t_num * tangent(v_pt)
-        v_pt = _affine_add(p, v_pt, v_pt)
-        t_den = t_den * vertical(v_pt)
+    t_num, t_den, v_pt = double_steps(b_exp, t_num, t_den, v_pt)
     assert v_pt is not None
     v_b = (v_pt[0], s * v_pt[1] % p)
     if s == -1:
@@ -165,12 +171,7 @@ def _rfc_tate_miller_solinas(
         v_den = v_den * t_num * vertical(v_pt)
     else:
         v_num, v_den = v_num * t_num, v_den * t_den
-    for _ in range(b_exp, a_exp):
-        t_num, t_den = t_num * t_num, t_den * t_den
-        assert v_pt is not None
-        t_num = t_num * tangent(v_pt)
-        v_pt = _affine_add(p, v_pt, v_pt)
-        t_den = t_den * vertical(v_pt)
+    t_num, t_den, v_pt = double_steps(a_exp - b_exp, t_num, t_den, v_pt)
     assert v_pt is not None
     v_a = v_pt  # the RFC prints "s * x_V / z_V^3" for V_a's y: a typo for y_V / z_V^3
     v_num, v_den = v_num * t_num, v_den * t_den
