@@ -220,7 +220,7 @@ def test_upgrade_from_0003_keeps_the_data_and_adds_the_cert_cache(db_url: sa.URL
     assert old.add_ticket_user(b"sip:t@example.org", b"p" * 16)
     old.close()
     with KmsStore(db_url, key) as s:
-        assert s.schema_revision() == "0004"
+        assert s.schema_revision() == "0005"
         assert s.load_community().public == community.public
         assert s.integrity_key(ALICE) == b"k" * 16
         record = s.ticket_user(b"sip:t@example.org")

@@ -87,7 +87,7 @@ def _same(a: IdentityKeys, b: IdentityKeys) -> bool:
 
 def test_migrations_create_the_schema_and_rerun_as_no_ops(db_url: sa.URL, key: AtRestKey) -> None:
     with KmsStore(db_url, key) as store:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         store.create_community(COMMUNITY)
         store.add_user(ALICE)
         engine = sa.create_engine(db_url)
@@ -98,7 +98,7 @@ def test_migrations_create_the_schema_and_rerun_as_no_ops(db_url: sa.URL, key: A
         assert [u["column_names"] for u in uniques] == [["generation", "user_uri", "period_no"]]
         engine.dispose()
     with KmsStore(db_url, key) as again:  # opening runs the migrations again: nothing changes, nothing lost
-        assert again.schema_revision() == "0004"
+        assert again.schema_revision() == "0005"
         assert [u.uri for u in again.list_users()] == [ALICE]
 
 
@@ -469,7 +469,7 @@ def test_two_processes_starting_on_an_empty_database_share_one_schema_and_commun
     assert [r[0] for r in results] == ["ok"] * 3, results
     assert len({r[1:] for r in results}) == 1  # the same community (KPAK and KSAK) in every process
     with KmsStore(db_url, AtRestKey.load(key_file)) as store:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.load_community().public.kpak.hex() == results[0][1]
 
 
@@ -517,7 +517,7 @@ def test_upgrade_from_0001_keeps_the_community_users_and_key_sets(db_url: sa.URL
              "rsk": key.seal(keys.rsk, _ad("rsk", p.kms_uri, ALICE, 7))})
     old.close()
     with KmsStore(db_url, key) as store:  # opening migrates to 0002
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.active_generation() == 1
         assert store.load_community().public == COMMUNITY.public
         assert f"{store.load_community().ksak:x}" == f"{COMMUNITY.ksak:x}"
@@ -652,6 +652,6 @@ def test_downgrade_to_0001_and_upgrade_again(store: KmsStore) -> None:
     uniques = sa.inspect(store._engine).get_unique_constraints("kms_key_sets")
     assert [u["column_names"] for u in uniques] == [["user_uri", "period_no"]]
     store.upgrade()
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0005"
     assert [(r.user_uri, r.period_no, r.generation) for r in store.list_key_sets()] == [(ALICE, 7, 1)]
     assert store.get_key_set(ALICE, 7) is not None

@@ -356,7 +356,7 @@ def test_upgrade_from_0002_keeps_the_data_and_adds_the_ticket_tables(db_url: sa.
     old.add_user("sip:alice@example.org", integrity_key=b"k" * 16)
     old.close()
     with KmsStore(db_url, key) as s:
-        assert s.schema_revision() == "0004"
+        assert s.schema_revision() == "0005"
         assert s.load_community().public == COMMUNITY.public
         assert s.integrity_key("sip:alice@example.org") == b"k" * 16
         assert s.add_ticket_user(ALICE, PSK_A)
@@ -377,7 +377,7 @@ def test_upgrade_from_0002_keeps_the_data_and_adds_the_ticket_tables(db_url: sa.
         assert "kms_ticket_credentials" not in sa.inspect(s._engine).get_table_names()
         assert s.integrity_key("sip:alice@example.org") == b"k" * 16
         s.upgrade()
-        assert s.schema_revision() == "0004" and s.ticket_user(ALICE) is None
+        assert s.schema_revision() == "0005" and s.ticket_user(ALICE) is None
 
 
 def test_a_moved_psk_ciphertext_does_not_open(store: KmsStore) -> None:

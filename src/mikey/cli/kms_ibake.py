@@ -11,12 +11,28 @@ gives the user its K_PRs (for every ``--uri``: a forked device holds its own and
 what REQUEST_KEY_RESP delivered (each K_PR checked against the parameters) to FILE (0600): the key
 period containing ``--now`` and the ``N - 1`` following ones.  The PSK authenticating the exchange is
 ``--psk`` (the user's PSK with the KMS) or a one-time random one.
+
+The KMS server (``mikey kms serve``) answers the same key request on ``POST /keymanagement/mikey/v1``
+(:class:`~mikey.kms.ibake_role.IbakeKmsRole`; its master secret is made on first use and kept sealed
+in the database; a user's PSK is its ``mikey kms ticket-user add`` PSK: one PSK per party for both
+MIKEY-TICKET and MIKEY-IBAKE key requests):
+
+``ibake-params --data DIR [--db URL] --out FILE`` writes the server's public parameters (the
+ibake_params.json format; the master is made if there is none yet).  REQUEST_KEY_RESP does not carry
+them (RFC 6267 §4.2.1.3), and the user needs them to check its K_PRs: the operator hands this public
+file out with the PSK.
+
+``ibake-fetch --kms URL --uri URI --psk-file FILE --params FILE --out FILE [--psk-id ID] [--now UNIX]``
+is the user side over HTTP: REQUEST_KEY_PSK to the server, each K_PR of REQUEST_KEY_RESP checked
+against ``--params``, the key file of ``--mode ibake --keys`` written (0600).  A refusal (wrong PSK:
+Error no 0) or an unreachable KMS is one line on stderr, exit status 1, nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +40,8 @@ from typing import Any
 from ..constants import EncrAlg
 from ..crypto import ibe
 from ..errors import MikeyError
-from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
-from .common import UsageError, add_json_option, emit_json, hex_bytes, unix_seconds
+from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms, IssuedKey
+from .common import UsageError, add_json_option, emit_json, hex_bytes, one_line, unix_seconds
 from .ibake_files import (
     KMS_FILE,
     PARAMS_FILE,
@@ -33,6 +49,7 @@ from .ibake_files import (
     kms_document,
     load_kms,
     params_document,
+    read_json,
     user_key_document,
     write_private,
     write_public,
@@ -86,6 +103,72 @@ def run_ibake_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ibake_params(args: argparse.Namespace) -> int:
+    from ..kms.ibake_role import ibake_master
+    from .kms_server import _open_store
+
+    with _open_store(args.data, args.db) as store:
+        try:
+            master, period = ibake_master(store)
+            kms_id = store.public_keys().kms_uri
+        except MikeyError as exc:
+            raise UsageError(str(exc)) from None
+    write_public(args.out, params_document(IbakeKmsFile(master, kms_id, period)))
+    _report(args, {"ok": True, "params": args.out, "kms_id": kms_id, "key_period": period.value,
+                   "p_bits": int(master.params.p).bit_length(), "q_bits": int(master.params.q).bit_length()})
+    return 0
+
+
+def _load_params(path: str) -> tuple[ibe.BfParams, str, ibe.KeyPeriod]:
+    """``--params FILE`` (``ibake-params`` / ``ibake-init``'s ibake_params.json)."""
+    doc = read_json(path, "mikey-ibake-params/1", "--params")
+    try:
+        params = ibe.BfParams.decode(bytes.fromhex(str(doc.get("params"))))
+        kms_id = doc["kms_id"]
+        period = ibe.KeyPeriod(doc.get("key_period"))
+    except (MikeyError, KeyError, ValueError):
+        raise UsageError(f"--params {path}: not the public parameters of a MIKEY-IBAKE KMS") from None
+    if not isinstance(kms_id, str) or not kms_id:
+        raise UsageError(f"--params {path}: 'kms_id' must be a non-empty string")
+    return params, kms_id, period
+
+
+def _keys_document(uri: str, kms_id: str, period: ibe.KeyPeriod, params: ibe.BfParams,
+                   keys: tuple[IssuedKey, ...]) -> dict[str, Any]:
+    # The layout of ibake_files.user_key_document (what load_user_keys reads), without a master secret.
+    return {"format": "mikey-ibake-keys/1", "uri": uri, "kms_id": kms_id, "key_period": period.value,
+            "params": params.encode().hex(),
+            "keys": [{"identity": k.period_identity.hex(), "valid_from": k.valid_from.isoformat(),
+                      "valid_to": k.valid_to.isoformat(), "k_pr": k.private_key.encode().hex()} for k in keys]}
+
+
+def run_ibake_fetch(args: argparse.Namespace) -> int:
+    from ..kms.mikey_client import post_mikey
+
+    params, kms_id, period = _load_params(args.params)
+    try:
+        psk = bytes.fromhex(Path(args.psk_file).read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UsageError(f"--psk-file {args.psk_file}: not a readable file of hex digits") from None
+    if not psk:
+        raise UsageError(f"--psk-file {args.psk_file}: empty")
+    now = args.now if args.now is not None else time.time()
+    request = IbakeKeyRequest(psk, [args.uri.encode("utf-8")], kms_id.encode("utf-8"), params, key_period=period,
+                              psk_id=args.psk_id.encode("utf-8") if args.psk_id else None)
+    try:
+        req = request.create_message(now)
+        resp = post_mikey(args.kms, req, ca=args.ca)
+        result = request.receive(resp, now)
+    except MikeyError as exc:
+        print(f"mikey: error: {one_line(f'the key request failed: {exc.kind}: {exc.message}')}", file=sys.stderr)
+        return 1
+    write_private(args.out, _keys_document(args.uri, kms_id, period, params, result.keys))
+    _report(args, {"ok": True, "keys": args.out, "uri": args.uri, "kms_id": kms_id,
+                   "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
+                   "request_key_psk_len": len(req), "request_key_resp_len": len(resp)})
+    return 0
+
+
 def _report(args: argparse.Namespace, info: dict[str, Any]) -> None:
     if getattr(args, "json", False):
         emit_json(info)
@@ -106,7 +189,7 @@ def _periods(text: str) -> int:
 
 
 def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``ibake-init`` and ``ibake-issue`` to ``mikey kms``."""
+    """Add ``ibake-init``, ``ibake-issue``, ``ibake-params`` and ``ibake-fetch`` to ``mikey kms``."""
     i = sub.add_parser("ibake-init", help="create a file-based MIKEY-IBAKE KMS (Boneh-Franklin setup)",
                        description="Boneh-Franklin setup (RFC 5091 §5.1.2) for MIKEY-IBAKE (RFC 6267): "
                        f"DIR/{KMS_FILE} (the master secret, mode 0600) and DIR/{PARAMS_FILE} (public parameters).")
@@ -138,3 +221,27 @@ def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="the user's PSK with the KMS for REQUEST_KEY_PSK (default: a one-time random key)")
     add_json_option(s)
     s.set_defaults(func=run_ibake_issue)
+    from .kms_server import DEFAULT_DATA_DIR
+
+    pp = sub.add_parser("ibake-params", help="write the KMS server's MIKEY-IBAKE public parameters",
+                        description="Write the Boneh-Franklin public parameters of the KMS database (made on first "
+                        "use, like the server does) as an ibake_params.json for 'kms ibake-fetch --params'.")
+    pp.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR", help="the KMS data directory")
+    pp.add_argument("--db", metavar="URL", help="the KMS database URL (default: SQLite in --data)")
+    pp.add_argument("--out", required=True, metavar="FILE", help="the public parameters file to write")
+    add_json_option(pp)
+    pp.set_defaults(func=run_ibake_params)
+    f = sub.add_parser("ibake-fetch", help="get a user's MIKEY-IBAKE K_PRs from a KMS server (REQUEST_KEY_PSK)",
+                       description="REQUEST_KEY_PSK (RFC 6267 §4.2.1) to the KMS server's MIKEY route; the K_PRs of "
+                       "REQUEST_KEY_RESP, checked against --params, go to the key file of '--mode ibake --keys' "
+                       "(mode 0600). The PSK is the user's 'kms ticket-user add' PSK.")
+    f.add_argument("--kms", required=True, metavar="URL", help="the KMS server (http(s)://host:port)")
+    f.add_argument("--uri", required=True, metavar="URI", help="the user's identity (IDRi)")
+    f.add_argument("--psk-file", required=True, metavar="FILE", help="the user's PSK with the KMS (hex)")
+    f.add_argument("--psk-id", metavar="ID", help="the PSK id (IDRpsk) when the user has several")
+    f.add_argument("--params", required=True, metavar="FILE", help="the KMS's public parameters ('kms ibake-params')")
+    f.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
+    f.add_argument("--ca", metavar="FILE", help="CA certificates for an https:// KMS")
+    f.add_argument("--now", type=unix_seconds, metavar="UNIX_SECONDS", help="the request time (default: the clock)")
+    add_json_option(f)
+    f.set_defaults(func=run_ibake_fetch)

@@ -185,13 +185,17 @@ def _ticket_pk(args: argparse.Namespace) -> tuple[list[Credentials], Certificate
 
 
 def _core(store: KmsStore, authenticator: BearerAuth | NoIssuer, args: argparse.Namespace) -> KmsCore:
-    from ..kms.core import KmsCore
+    from ..kms.core import KmsCore, MikeyKmsRole
+    from ..kms.ibake_role import IbakeKmsRole
     from ..kms.ticket_role import TicketKmsRole
 
     credentials, validator = _ticket_pk(args)
     try:
         uri = store.public_keys().kms_uri
-        roles = [TicketKmsRole.on_store(store, uri.encode("utf-8"), pk_credentials=credentials, validator=validator)]
+        roles: list[MikeyKmsRole] = [
+            TicketKmsRole.on_store(store, uri.encode("utf-8"), pk_credentials=credentials, validator=validator),
+            IbakeKmsRole(store, uri.encode("utf-8")),  # RFC 6267 key requests, the ticket-users' PSKs
+        ]
         return KmsCore(store, authenticator, mikey_roles=roles)
     except MikeyError as exc:
         raise UsageError(str(exc)) from None

@@ -1201,6 +1201,40 @@ class KmsStore:
             rows = conn.execute(stmt).all()
         return [(bytes(r.ticket_id), bytes(r.resolver), bytes(r.device), r.resolved_at) for r in rows]
 
+    # -- MIKEY-IBAKE (RFC 6267 §4.2.1) --------------------------------------------------------
+
+    def ibake_master(self) -> IbakeMasterRecord | None:
+        """The KMS's Boneh-Franklin parameters and master secret (opened), or ``None`` before the first."""
+        with self._begin("reading the MIKEY-IBAKE master secret") as conn:
+            row = conn.execute(sa.select(_ibake_master).where(_ibake_master.c.id == 1)).first()
+        if row is None:
+            return None
+        params = bytes(row.params)
+        master = self._key.open(row.master_sealed, _ad("ibake-master", params.hex()), what="MIKEY-IBAKE master secret")
+        return IbakeMasterRecord(params, master, str(row.key_period))
+
+    def get_or_create_ibake_master(self, generate: Callable[[], tuple[bytes, bytes]], key_period: str,
+                                   *, now: float | None = None) -> IbakeMasterRecord:
+        """The KMS's IBAKE master; ``generate() -> (params, master secret)`` stored first when there is none.
+        Processes starting together all get the one the database kept (single row, id 1)."""
+        existing = self.ibake_master()
+        if existing is not None:
+            return existing
+        params, master = generate()
+        row = {"id": 1, "params": params, "master_sealed": self._key.seal(master, _ad("ibake-master", params.hex())),
+               "key_period": key_period, "created_at": time.time() if now is None else now}
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_ibake_master.insert(), row)
+        except IntegrityError:
+            pass  # another process stored one first: the re-read below returns it
+        except SQLAlchemyError as exc:
+            self._fail(exc, "storing the MIKEY-IBAKE master secret")
+        stored = self.ibake_master()
+        if stored is None:
+            raise KmsStoreError("the MIKEY-IBAKE master secret was refused by the database")
+        return stored
+
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     """WAL (readers do not block the writer), foreign keys on, a full fsync per commit.
@@ -1221,3 +1255,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     """BEGIN, or BEGIN IMMEDIATE (the write lock at once) for a migration, so concurrent starts take turns."""
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("mikey_write_lock") else "BEGIN")
+
+
+_ibake_master = sa.Table(
+    "kms_ibake_master",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("params", sa.LargeBinary),
+    sa.Column("master_sealed", sa.LargeBinary),
+    sa.Column("key_period", sa.Text),
+    sa.Column("created_at", sa.Double),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class IbakeMasterRecord:
+    """The KMS's MIKEY-IBAKE master (RFC 5091 §5.1.2): encoded public parameters, encoded master secret
+    (never shown) and the key period granularity (RFC 6267 §4.2.1)."""
+
+    params: bytes
+    master: bytes = dataclasses.field(repr=False)
+    key_period: str = "YYYY-MM"
