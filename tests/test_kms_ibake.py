@@ -19,9 +19,12 @@ import pytest
 import sqlalchemy as sa
 from test_kms_http import Kms, mikey
 
+from mikey.constants import DataType
 from mikey.crypto import ibe
 from mikey.kms.ibake_role import IbakeKmsRole, ibake_master
 from mikey.kms.store import AtRestKey, KmsStore, create_at_rest_key_file
+from mikey.modes.ibake_keys import IbakeKeyRequest
+from mikey.wire import ErrorPayload, Message
 
 ALICE = "sip:alice@x.example"
 BOB = "sip:bob@x.example"
@@ -126,6 +129,18 @@ def test_master_is_stored_sealed_and_survives_reopen(db_url: sa.URL) -> None:
         role = IbakeKmsRole(s, b"kms.example")
         assert role.data_types == frozenset({19, 20})
         assert role.kms().params.encode() == master.params.encode()
+        # REQUEST_KEY_PKE is not configured on the server: Error no 11 (RFC 3830 §6.12)
+        now = time.time()
+        req = IbakeKeyRequest(b"k" * 32, [ALICE.encode()], b"kms.example", master.params).create_message(now)
+        answer = role.handle(req[:1] + bytes([DataType.REQUEST_KEY_PKE]) + req[2:], now)
+        assert answer is not None
+        msg = Message.decode(answer)
+        assert msg.data_type == DataType.ERROR and [e.error_no for e in msg.find_all(ErrorPayload)] == [11]
+        # an unknown user's REQUEST_KEY_PSK: Auth failure (0)
+        answer = role.handle(IbakeKeyRequest(b"k" * 32, [ALICE.encode()], b"kms.example",
+                                             master.params).create_message(now), now)
+        assert answer is not None
+        assert [e.error_no for e in Message.decode(answer).find_all(ErrorPayload)] == [0]
     with KmsStore(db_url, AtRestKey.generate()) as s, pytest.raises(Exception, match="master secret"):
         s.ibake_master()  # another AtRestKey does not open it
 
