@@ -174,10 +174,12 @@ class UserKeys:
         return f"UserKeys({self.uri!r}, periods={self.periods})"
 
 
-def user_key_document(uri: str, kms: IbakeKmsFile, keys: Sequence[IssuedKey]) -> dict[str, Any]:
+def user_key_document(uri: str, kms_id: str, key_period: ibe.KeyPeriod, params: ibe.BfParams,
+                      keys: Sequence[IssuedKey]) -> dict[str, Any]:
+    """The ``--keys FILE`` document (what :func:`load_user_keys` reads): a user's K_PRs and the public parameters."""
     return {
-        "format": _KEYS_FORMAT, "uri": uri, "kms_id": kms.kms_id, "key_period": kms.key_period.value,
-        "params": kms.params.encode().hex(),
+        "format": _KEYS_FORMAT, "uri": uri, "kms_id": kms_id, "key_period": key_period.value,
+        "params": params.encode().hex(),
         "keys": [{"identity": k.period_identity.hex(), "valid_from": k.valid_from.isoformat(),
                   "valid_to": k.valid_to.isoformat(), "k_pr": k.private_key.encode().hex()} for k in keys],
     }

@@ -40,7 +40,7 @@ from typing import Any
 from ..constants import EncrAlg
 from ..crypto import ibe
 from ..errors import MikeyError
-from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms, IssuedKey
+from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
 from .common import UsageError, add_json_option, emit_json, hex_bytes, one_line, unix_seconds
 from .ibake_files import (
     KMS_FILE,
@@ -94,7 +94,7 @@ def run_ibake_issue(args: argparse.Namespace) -> int:
         result = request.receive(resp, now)
     except MikeyError as exc:
         raise UsageError(f"the key request failed: {exc.kind}: {exc.message}") from None
-    write_private(args.out, user_key_document(args.uri[0], kms, result.keys))
+    write_private(args.out, user_key_document(args.uri[0], kms.kms_id, kms.key_period, kms.params, result.keys))
     _report(args, {"ok": True, "keys": args.out, "uri": args.uri[0], "kms_id": kms.kms_id,
                    "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
                    "valid_from": min(k.valid_from for k in result.keys).isoformat(),
@@ -133,15 +133,6 @@ def _load_params(path: str) -> tuple[ibe.BfParams, str, ibe.KeyPeriod]:
     return params, kms_id, period
 
 
-def _keys_document(uri: str, kms_id: str, period: ibe.KeyPeriod, params: ibe.BfParams,
-                   keys: tuple[IssuedKey, ...]) -> dict[str, Any]:
-    # The layout of ibake_files.user_key_document (what load_user_keys reads), without a master secret.
-    return {"format": "mikey-ibake-keys/1", "uri": uri, "kms_id": kms_id, "key_period": period.value,
-            "params": params.encode().hex(),
-            "keys": [{"identity": k.period_identity.hex(), "valid_from": k.valid_from.isoformat(),
-                      "valid_to": k.valid_to.isoformat(), "k_pr": k.private_key.encode().hex()} for k in keys]}
-
-
 def run_ibake_fetch(args: argparse.Namespace) -> int:
     from ..kms.mikey_client import post_mikey
 
@@ -162,7 +153,7 @@ def run_ibake_fetch(args: argparse.Namespace) -> int:
     except MikeyError as exc:
         print(f"mikey: error: {one_line(f'the key request failed: {exc.kind}: {exc.message}')}", file=sys.stderr)
         return 1
-    write_private(args.out, _keys_document(args.uri, kms_id, period, params, result.keys))
+    write_private(args.out, user_key_document(args.uri, kms_id, period, params, result.keys))
     _report(args, {"ok": True, "keys": args.out, "uri": args.uri, "kms_id": kms_id,
                    "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
                    "request_key_psk_len": len(req), "request_key_resp_len": len(resp)})

@@ -23,7 +23,7 @@ Deferred delivery (§3.3): ``initiate --mailbox URI`` lets a mailbox answer (``r
 media keys; its JSON result and finished state keep the messages); the called user later runs
 ``respond --deferred --imsg I_MESSAGE_2 [--stored-imsg I_MESSAGE_1]`` and gets the Initiator's keys.
 
-``--keys`` is a user key file from ``mikey kms ibake-issue`` (:mod:`mikey.cli.kms_ibake`); the
+``--keys`` is a user key file from ``mikey kms ibake-issue`` or ``mikey kms ibake-fetch`` (:mod:`mikey.cli.kms_ibake`); the
 profile (BF ciphertexts, K_PUB = H1(ID || date), curves) is :mod:`mikey.modes.ibake`'s.
 ``mikey demo --mode ibake`` is not available: the demo carries one offer/answer, IBAKE needs two.
 """
@@ -154,7 +154,7 @@ class IbakePlugin(ModePlugin):
 
     def add_arguments(self, parser: argparse._ActionsContainer, command: str) -> None:
         parser.add_argument("--keys", required=True, metavar="FILE",
-                            help="own MIKEY-IBAKE key file (K_PRs and KMS parameters, from 'mikey kms ibake-issue')")
+                            help="own MIKEY-IBAKE key file (K_PRs and KMS parameters, from 'mikey kms ibake-issue' or 'ibake-fetch')")
         parser.add_argument("--state", required=command != "respond", metavar="FILE",
                             help="this side's state between its runs (x/SK or y: secrets, mode 0600). Flow: A "
                             "'initiate --to B' -> I_MESSAGE_1; B 'respond --imsg I1' -> R_MESSAGE_1; A 'initiate "
