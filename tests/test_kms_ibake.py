@@ -9,7 +9,6 @@ once even when processes race.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import stat
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from procrace import race
 from test_kms_http import Kms, mikey
 
 from mikey.constants import DataType
@@ -181,15 +181,8 @@ def _first_master(url: str, key_file: str, start: Any, out: Any) -> None:
 def test_processes_racing_share_one_master(db_url: sa.URL, tmp_path: Path) -> None:
     key_file = tmp_path / "at-rest.key"
     with KmsStore(db_url, create_at_rest_key_file(key_file)) as s:
-        ctx = multiprocessing.get_context("fork")
-        start, out = ctx.Barrier(2), ctx.Queue()
         url = db_url.render_as_string(hide_password=False)
-        procs = [ctx.Process(target=_first_master, args=(url, str(key_file), start, out)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        results = [out.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(10)
+        results = race(_first_master, (url, str(key_file)), 2)
         assert [r[0] for r in results] == ["ok"] * 2, results
         assert len({r[1:] for r in results}) == 1
         stored = s.ibake_master()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from procrace import race
 
 from mikey.constants import DataType, ErrorNo, IDRole, IDType, TSRole, TSType
 from mikey.errors import PeerError
@@ -500,15 +501,8 @@ def test_processes_starting_together_share_one_kms_tpk(db_url: sa.URL, tmp_path:
     """Several KMS processes' first Ticket Requests at once: the database keeps one default TPK for all."""
     key_file = tmp_path / "at-rest.key"
     with KmsStore(db_url, create_at_rest_key_file(key_file)) as s:
-        ctx = multiprocessing.get_context("fork")
-        start, out = ctx.Barrier(3), ctx.Queue()
         url = db_url.render_as_string(hide_password=False)
-        procs = [ctx.Process(target=_first_tpk, args=(url, str(key_file), start, out)) for _ in range(3)]
-        for p in procs:
-            p.start()
-        results = [out.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(10)
+        results = race(_first_tpk, (url, str(key_file)), 3)
         assert [r[0] for r in results] == ["ok"] * 3, results
         assert len({r[1:] for r in results}) == 1
         stored = s.ticket_tpk(None)
