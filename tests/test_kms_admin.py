@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from asgi_server import serving
 
 from mikey.kms import KmsCommunity, generate_community, load_keystore_xml
 from mikey.kms.auth import BearerAuth, DevIssuer
@@ -296,30 +297,9 @@ def test_cli_rotate(tmp_path: pathlib.Path, community: KmsCommunity, capsys: pyt
 
 @pytest.fixture
 def served(core: KmsCore) -> Iterator[str]:
-    """The real ASGI app (mikey.kms.http) on uvicorn, 127.0.0.1, a free port; stopped afterwards."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from mikey.kms.http import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(core), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    """The real ASGI app on uvicorn, 127.0.0.1, a free port; stopped afterwards."""
+    with serving(core) as url:
+        yield url
 
 
 def _http(url: str, token: str, body: bytes = b"", method: str = "POST") -> tuple[int, str, bytes]:

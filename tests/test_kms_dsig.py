@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import pathlib
 import re
-import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 import xmlschema
+from asgi_server import serving
 
 from mikey.kms import KmsCommunity, generate_community
 from mikey.kms.auth import BearerAuth, DevIssuer
@@ -28,7 +26,6 @@ from mikey.kms.dsig import (
     verify_kms_request,
     verify_kms_response,
 )
-from mikey.kms.http import create_app
 from mikey.kms.store import AtRestKey, KmsStore
 from mikey.kms.xml import KMS_XML_NS, kms_init_xml, kms_key_prov_xml, kms_request_xml, read_kms_key_prov
 
@@ -200,22 +197,8 @@ def test_signed_requests_are_verified_before_anything_is_issued(core: KmsCore, i
 @pytest.fixture
 def served(core: KmsCore) -> Iterator[str]:
     """The real ASGI app on uvicorn, 127.0.0.1, a free port; stopped afterwards."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(core), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serving(core) as url:
+        yield url
 
 
 def test_fetch_with_the_integrity_key_verifies_and_signs(served: str, issuer: DevIssuer, store: KmsStore,
