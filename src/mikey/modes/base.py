@@ -16,6 +16,7 @@ most once) and their credentials, validators and caches (read-only or locked).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -66,7 +67,7 @@ from ..wire.policy import check_security_policies, policy_key_lengths
 from .results import CryptoSessionKeys, CryptoSessionSpec, ExchangeResult, ResponderOutcome
 
 if TYPE_CHECKING:
-    from typing import Unpack
+    from typing import Self, Unpack
 
 __all__ = [
     "State",
@@ -572,6 +573,35 @@ class Initiator(Side):
         """Process the response (an Error message raises :class:`~mikey.errors.PeerError`)."""
         result: ExchangeResult = self._dispatch(data, now)
         return result
+
+    def fork(self) -> Self:
+        """Another leg of this exchange: a copy that takes one more answer to the same I_MESSAGE.
+
+        A forking SIP proxy (RFC 3261 §16.7) hands the one I_MESSAGE to every device of the called
+        user, and each may answer (RFC 4567 §4.1 leaves it to the offerer).  A side takes one
+        response, so each further answer goes to a fork: ``initiator.fork().receive(r_message, now)``.
+        The fork shares what the I_MESSAGE was built from (credentials, RAND, T, the DH exponent) and
+        has its own state and result; this side is unchanged.  Where the answer carries the
+        Responder's key material (DH and DH-HMAC: DHr, RFC 3830 §3.3, RFC 4650; RSA-R: the TGK,
+        RFC 4738 §3.6) each fork gets its own keys; where the I_MESSAGE carries the key (PSK, PK
+        with V) every fork verifies the same one.  The leg's ``result`` is there once it took
+        its answer.  Refused (:class:`~mikey.errors.StateError`) before the I_MESSAGE is built and
+        when the I_MESSAGE takes no response (SAKKE, PSK and PK without V: every device that
+        takes it has this side's keys).
+        """
+        answered = self._taken.locked()
+        if self.state is State.START or (self.state is State.FAILED and not answered):
+            raise StateError(f"{type(self).__name__} has no I_MESSAGE to fork; call create_message() first")
+        if self.state is State.DONE and not answered:
+            raise StateError(
+                f"{type(self).__name__}'s I_MESSAGE takes no response: every device that takes it "
+                "has the same keys (this side's result)"
+            )
+        leg = copy.copy(self)
+        leg.state = State.WAIT_RESPONSE
+        leg._taken = threading.Lock()
+        leg._result = None
+        return leg
 
 
 class Responder(Side):
