@@ -1688,16 +1688,23 @@ class TicketResponder(_TicketSide):
         self._pending: _Pending | None = None
         self._resolve: tuple[bytes, int, bytes] | None = None  # RESOLVE_INIT, its CSB ID, its RANDRr
         self._lock = threading.Lock()
+        self._received_at: float | None = None
         #: The CSB update state (§5.2), once the exchange is done.
         self.bundle: TicketBundle | None = None
 
     def __repr__(self) -> str:
         return f"TicketResponder(state={self.state.value})"
 
-    def receive(self, data: bytes, now: float) -> TicketResponderStep:
-        """TRANSFER_INIT: refuse early on the policies (§4.2.2.2), then resolve the ticket."""
+    def receive(self, data: bytes, now: float, *, received_at: float | None = None) -> TicketResponderStep:
+        """TRANSFER_INIT: refuse early on the policies (§4.2.2.2), then resolve the ticket.
+
+        ``received_at``: delayed delivery (RFC 3830 §2.1) -- the TRANSFER_INIT was kept by a mailbox
+        since then; its T and the replay check are judged at that time, the ticket's validity and the
+        Ticket Resolve at *now* (the KMS checks them at its own clock).
+        """
         if not self._lock.acquire(blocking=False):
             raise StateError("a TicketResponder takes one TRANSFER_INIT; make one per exchange")
+        self._received_at = received_at
         try:
             step: TicketResponderStep = self._run(data, now, DataType.TRANSFER_INIT, State.START, self._on_transfer)
         except MikeyError as exc:
@@ -1745,7 +1752,8 @@ class TicketResponder(_TicketSide):
         policy.check_valid_at(now, self.clock_skew)
         if self.accept_policy is not None:
             self.accept_policy(policy)
-        admission = self.admit(msg, t, now, _id(parts.ids.get(IDRole.INITIATOR)))
+        received = now if self._received_at is None else self._received_at
+        admission = self.admit(msg, t, received, _id(parts.ids.get(IDRole.INITIATOR)))
         self._pending = _Pending(msg, parts, t, rand_i, ticket, policy, admission)
         if self.resolved is not None and policy.flag("J"):
             known = self.resolved.get(ticket_id_of(ticket), now)

@@ -1,0 +1,249 @@
+"""Delayed delivery (voicemail): Bob is offline, his mailbox keeps Alice's I_MESSAGE and SRTP.
+
+In memory (always run), with :class:`mikey.sip.voicemail.Mailbox`: per method, what the mailbox
+does with the I_MESSAGE (keep it, complete an IBAKE exchange with ESK, or refuse with the MIKEY
+Error of a 488), that the mailbox cannot decrypt what it keeps, and that Bob later opens the kept
+I_MESSAGE at its arrival time with his own credentials and decrypts the recorded SRTP.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+from pki import NOW, make_ca, make_leaf
+
+from mikey.constants import DataType, ErrorNo, IDType, TSRole, TSType
+from mikey.crypto import ibe
+from mikey.crypto.x509 import CertificateValidator
+from mikey.errors import InvalidTimestampError, MikeyError, StateError
+from mikey.keystore import Credentials, SakkeKeystore
+from mikey.kms import generate_community, issue_user_keys
+from mikey.modes.base import CryptoSessionSpec, Initiator
+from mikey.modes.dh import DhInitiator
+from mikey.modes.dhhmac import DhHmacInitiator
+from mikey.modes.ibake import IbakeCredentials, IbakeInitiator, answer_policy, open_deferred
+from mikey.modes.ibake_keys import IbakeKeyRequest, IbakeKms
+from mikey.modes.pk import PkInitiator, PkResponder
+from mikey.modes.psk import PskInitiator, PskResponder
+from mikey.modes.results import ExchangeResult
+from mikey.modes.rsa_r import RsaRInitiator
+from mikey.modes.sakke import SakkeInitiator, SakkeResponder
+from mikey.modes.ticket import (
+    InMemoryTicketStore,
+    TicketCredential,
+    TicketInitiator,
+    TicketKms,
+    TicketPolicy,
+    TicketProtectionKey,
+    TicketRequester,
+    TicketResponder,
+    ticket_flags,
+)
+from mikey.session import CryptoSessionBundle
+from mikey.sip.voicemail import Mailbox, decide, load_deposits
+from mikey.wire import ErrorPayload, IdPayload, IdrPayload, Message, TrPayload
+
+T0 = NOW.timestamp()
+LATER = T0 + 6 * 3600  # Bob listens six hours later (a KMS grants tickets for a day at most)
+NAMES = ("alice", "bob", "voicemail")
+URI = {n: f"sip:{n}@example.com" for n in NAMES}
+CA = make_ca("Voicemail Test Root")
+LEAVES = {n: make_leaf(CA, n, san_uris=[URI[n]]) for n in NAMES}
+CREDS = {n: Credentials(LEAVES[n].key, LEAVES[n].cert) for n in NAMES}
+VALIDATOR = CertificateValidator([CA.cert])
+PSK = bytes(range(16))
+SSRC_A = 0x0A0A0A0A
+COMMUNITY = generate_community("kms.voicemail.example")
+SAKKE = {n: SakkeKeystore(COMMUNITY.public, URI[n], [issue_user_keys(COMMUNITY, URI[n], now=T0)]) for n in NAMES}
+
+
+def uri_id(name: str) -> IdPayload:
+    return IdPayload(IDType.URI, URI[name].encode())
+
+
+def error_nos(message: bytes | None) -> list[int]:
+    assert message is not None
+    msg = Message.decode(message)
+    assert msg.data_type == DataType.ERROR
+    return [int(p.error_no) for p in msg.find_all(ErrorPayload)]
+
+
+def rtp(seq: int, ssrc: int = SSRC_A) -> bytes:
+    """A G.711 RTP packet (RFC 3550 §5.1, PT 0) with a recognisable payload."""
+    return struct.pack(">BBHII", 0x80, 0, seq, seq * 160, ssrc) + bytes([seq & 0xFF]) * 160
+
+
+def record(result: ExchangeResult, count: int = 5) -> list[bytes]:
+    """What Alice sends to the mailbox: SRTP under her keys for crypto session 1 (RFC 3711 §3.3)."""
+    sender = CryptoSessionBundle(result).sender(result.crypto_sessions[0].cs_id, ssrc=SSRC_A)
+    return [sender.protect(rtp(n)) for n in range(1, count + 1)]
+
+
+def listen(result: ExchangeResult, packets: list[bytes]) -> list[bytes]:
+    receiver = CryptoSessionBundle(result).receiver(result.crypto_sessions[0].cs_id, ssrc=SSRC_A)
+    return [receiver.unprotect(p) for p in packets]
+
+
+def initiator(method: str, *, v: bool = False) -> Initiator:
+    specs = [CryptoSessionSpec(ssrc=SSRC_A)]
+    if method == "psk":
+        return PskInitiator(PSK, v=v, crypto_sessions=specs, id_i=uri_id("alice"), id_r=uri_id("bob"))
+    if method == "pk":
+        return PkInitiator(CREDS["alice"], LEAVES["bob"].cert, validator=VALIDATOR, v=v, crypto_sessions=specs,
+                           id_r=uri_id("bob"))
+    if method == "sakke":
+        return SakkeInitiator(SAKKE["alice"], URI["bob"], crypto_sessions=[CryptoSessionSpec(ssrc=SSRC_A, cs_id=1)])
+    if method == "dh":
+        return DhInitiator(CREDS["alice"], VALIDATOR, crypto_sessions=specs, id_r=uri_id("bob"))
+    if method == "dhhmac":
+        return DhHmacInitiator(PSK, crypto_sessions=specs, id_i=uri_id("alice"), id_r=uri_id("bob"))
+    return RsaRInitiator(CREDS["alice"], validator=VALIDATOR, crypto_sessions=specs, id_r=uri_id("bob"))
+
+
+def bobs_responder(method: str) -> PskResponder | PkResponder | SakkeResponder:
+    if method == "psk":
+        return PskResponder(PSK, id_r=uri_id("bob"))
+    if method == "pk":
+        return PkResponder(CREDS["bob"], VALIDATOR)
+    return SakkeResponder(SAKKE["bob"], initiator_uri=URI["alice"])
+
+
+def mailboxes_responder(method: str) -> PskResponder | PkResponder | SakkeResponder:
+    """The mailbox trying to read what it keeps with credentials of its own (it has no PSK with Alice)."""
+    if method == "psk":
+        return PskResponder(bytes(16), id_r=uri_id("voicemail"))
+    if method == "pk":
+        return PkResponder(CREDS["voicemail"], VALIDATOR)
+    return SakkeResponder(SAKKE["voicemail"], initiator_uri=URI["alice"])
+
+
+@pytest.mark.parametrize("method", ["psk", "pk", "sakke"])
+def test_kept_i_message_opens_for_bob_later_and_not_for_the_mailbox(method: str, tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "box")
+    ini = initiator(method)
+    call, answer = box.offer(URI["alice"], URI["bob"], ini.create_message(T0), T0)
+    assert call.decision.store and answer is None  # answered without key-mgmt (no response, RFC 4567 §4.1)
+    packets = record(ini.result)
+    (call.directory / "media.pcap").write_bytes(b"".join(packets))  # the recording, kept as received
+    [deposit] = load_deposits(tmp_path / "box", URI["bob"])
+    assert deposit.caller == URI["alice"] and deposit.arrival == T0 and deposit.i_message == call.messages[0]
+    with pytest.raises(MikeyError):  # the mailbox cannot open it ...
+        mailboxes_responder(method).receive(deposit.i_message, T0)
+    with pytest.raises(InvalidTimestampError):  # ... Bob not at the time he listens (RFC 3830 §5.4) ...
+        bobs_responder(method).receive(deposit.i_message, LATER)
+    bob = bobs_responder(method).receive(deposit.i_message, deposit.arrival).result  # ... but at its arrival
+    assert bob.crypto_sessions[0].master_key == ini.result.crypto_sessions[0].master_key
+    assert listen(bob, packets) == [rtp(n) for n in range(1, 6)]
+
+
+@pytest.mark.parametrize("method,error_no", [("dh", ErrorNo.INVALID_DT), ("dhhmac", ErrorNo.INVALID_DT),
+                                             ("rsa-r", ErrorNo.INVALID_DT), ("psk-v", ErrorNo.UNSPECIFIED),
+                                             ("pk-v", ErrorNo.UNSPECIFIED)])
+def test_methods_that_need_the_callee_are_refused_at_once(method: str, error_no: int, tmp_path: Path) -> None:
+    """DH, DH-HMAC and RSA-R need Bob's own answer, PSK/PK with V his verification: a 488 with the Error."""
+    box = Mailbox(tmp_path / "box")
+    i_message = initiator(method.removesuffix("-v"), v=method.endswith("-v")).create_message(T0)
+    call, answer = box.offer(URI["alice"], URI["bob"], i_message, T0)
+    assert not call.decision.store and call.decision.error_no == error_no
+    assert error_nos(answer) == [error_no]
+    assert load_deposits(tmp_path / "box") == []  # nothing kept
+
+
+def test_decide_refuses_non_i_messages() -> None:
+    with pytest.raises(MikeyError):
+        decide(b"\x01\x00")
+    resp = PskResponder(PSK).receive(initiator("psk", v=True).create_message(T0), T0).response or b""
+    assert decide(resp).error_no == ErrorNo.INVALID_DT
+
+
+# --- TICKET: the ticket is resolved at the KMS when Bob listens (RFC 6043 §4.2.3) ---------------------------
+
+
+def ticket_call(flags: str) -> tuple[TicketKms, TicketInitiator, bytes, bytes]:
+    psks = {n: bytes([i + 1]) * 16 for i, n in enumerate(NAMES)}
+    store = InMemoryTicketStore()
+    for n in NAMES:
+        store.add_credential(TicketCredential(URI[n].encode(), psks[n], n.encode()))
+    store.add_protection_key(TicketProtectionKey(b"tpk", bytes(range(100, 116))))
+    kms = TicketKms(store, identity=b"kms.example.com", rng=random.Random(3).randbytes)
+    week = (int(T0) + 2208988800 + 7 * 86400).to_bytes(4, "big")  # valid a week: long enough to listen
+    policy = TicketPolicy(ticket_flags(flags), (IdrPayload(2, IDType.URI, URI["bob"].encode()),),
+                          end=TrPayload(TSRole.END_OF_VALIDITY, TSType.NTP_UTC_32, week))
+    req = TicketRequester(psks["alice"], policy, id_i=URI["alice"].encode(), kms_id=b"kms.example.com",
+                          psk_id=b"alice")
+    grant = req.receive(kms.handle(req.create_message(T0), T0) or b"", T0)
+    ini = TicketInitiator(grant, id_i=URI["alice"].encode(), id_r=URI["bob"].encode(),
+                          crypto_sessions=[CryptoSessionSpec(ssrc=SSRC_A)])
+    return kms, ini, ini.create_message(T0), psks["bob"]
+
+
+def test_ticket_without_transfer_resp_is_kept_and_resolved_when_bob_listens(tmp_path: Path) -> None:
+    kms, ini, ti, bob_psk = ticket_call("DEHNO")  # F = 0: no TRANSFER_RESP (V = 0)
+    box = Mailbox(tmp_path / "box")
+    call, answer = box.offer(URI["alice"], URI["bob"], ti, T0)
+    assert call.decision.store and answer is None
+    packets = record(ini.result)
+    [deposit] = load_deposits(tmp_path / "box")
+    bob = TicketResponder(bob_psk, id_r=URI["bob"].encode(), kms_id=b"kms.example.com", psk_id=b"bob")
+    with pytest.raises(InvalidTimestampError):  # T judged at the time he listens: too old
+        TicketResponder(bob_psk, id_r=URI["bob"].encode(), kms_id=b"kms.example.com",
+                        psk_id=b"bob").receive(deposit.i_message, LATER)
+    step = bob.receive(deposit.i_message, LATER, received_at=deposit.arrival)
+    out = bob.receive_resolve(kms.handle(step.resolve_init or b"", LATER) or b"", LATER)
+    assert listen(out.result, packets) == [rtp(n) for n in range(1, 6)]
+
+
+def test_ticket_asking_for_transfer_resp_is_refused(tmp_path: Path) -> None:
+    _, _, ti, _ = ticket_call("DEFHNO")
+    call, answer = Mailbox(tmp_path / "box").offer(URI["alice"], URI["bob"], ti, T0)
+    assert not call.decision.store and error_nos(answer) == [ErrorNo.UNSPECIFIED]
+
+
+# --- IBAKE with ESK: the mailbox completes the exchange as itself (RFC 6267 §3.3, §6.1.2) ---------------
+
+
+def ibake_creds() -> dict[str, IbakeCredentials]:
+    params, master = ibe.bf_setup(1024)
+    psks = {URI[n].encode(): n.encode().ljust(16, b".") for n in NAMES}
+    kms = IbakeKms(master, psks, identity=b"kms.example.com")
+    out = {}
+    for n in NAMES:
+        req = IbakeKeyRequest(psks[URI[n].encode()], [URI[n].encode()], b"kms.example.com", params)
+        out[n] = IbakeCredentials(params, req.receive(kms.handle(req.create_message(T0), T0) or b"", T0).private_keys)
+    return out
+
+
+def test_ibake_with_esk_is_completed_by_the_mailbox_and_opened_by_bob(tmp_path: Path) -> None:
+    creds = ibake_creds()
+    box = Mailbox(tmp_path / "box", identity=URI["voicemail"], ibake=creds["voicemail"])
+    ini = IbakeInitiator(creds["alice"], URI["alice"].encode(), URI["bob"].encode(), esk=True,
+                         answers=answer_policy(mailboxes={URI["voicemail"].encode()}),
+                         crypto_sessions=[CryptoSessionSpec(ssrc=SSRC_A)])
+    call, r1 = box.offer(URI["alice"], URI["bob"], ini.create_message(T0), T0)
+    assert call.decision.exchange and r1 is not None
+    step = ini.receive(r1, T0)
+    done = ini.receive(call.take(step.response or b"", T0) or b"", T0)
+    assert done.confirmed and done.result is not None and done.result.extras["answer"] == "deferred"
+    packets = record(done.result)
+    [deposit] = load_deposits(tmp_path / "box")
+    assert len(deposit.messages) == 2
+    with pytest.raises(MikeyError):  # the mailbox cannot open the ESK
+        open_deferred(deposit.messages, creds["voicemail"], URI["voicemail"].encode(), now=deposit.arrival)
+    bob = open_deferred(deposit.messages, creds["bob"], URI["bob"].encode(), now=deposit.arrival)
+    assert listen(bob, packets) == [rtp(n) for n in range(1, 6)]
+    with pytest.raises(StateError):  # the exchange is over
+        call.take(step.response or b"", T0)
+
+
+def test_ibake_without_esk_or_without_a_mailbox_identity_is_refused(tmp_path: Path) -> None:
+    creds = ibake_creds()
+    plain = IbakeInitiator(creds["alice"], URI["alice"].encode(), URI["bob"].encode()).create_message(T0)
+    call, answer = Mailbox(tmp_path / "a", identity=URI["voicemail"], ibake=creds["voicemail"]).offer(
+        URI["alice"], URI["bob"], plain, T0)
+    assert not call.decision.store and error_nos(answer) == [ErrorNo.UNSPECIFIED]
+    esk = IbakeInitiator(creds["alice"], URI["alice"].encode(), URI["bob"].encode(), esk=True).create_message(T0)
+    call, answer = Mailbox(tmp_path / "b").offer(URI["alice"], URI["bob"], esk, T0)
+    assert not call.decision.store and error_nos(answer) == [ErrorNo.INVALID_ID]
