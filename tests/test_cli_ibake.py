@@ -237,8 +237,7 @@ def test_wrong_messages_and_usage(kms: Path, tmp_path: Path, capsys: pytest.Capt
                   "--state", str(tmp_path / "x")],
                  ["respond", "--mode", "ibake", *keys(kms, "bob"), "--imsg", i1, "--state", flow.a_state, "--now",
                   str(NOW)],
-                 ["complete", "--mode", "ibake", *keys(kms, "alice"), "--imsg", i1, "--state", flow.a_state],
-                 ["demo", "--mode", "ibake"]):
+                 ["complete", "--mode", "ibake", *keys(kms, "alice"), "--imsg", i1, "--state", flow.a_state]):
         code, out, err = run(capsys, argv)
         assert code == 2 and err.count("\n") == 1 and "error" in err, (argv, out, err)
 

@@ -10,7 +10,13 @@ come from a KMS (MIKEY-SAKKE) gets both users' keys over HTTP from a ``mikey kms
 process the demo starts and stops (:mod:`mikey.cli.demo_kms`), or from ``--kms URL``.  A mode
 whose parties talk to the KMS during the exchange (MIKEY-TICKET: Ticket Request and Resolve,
 RFC 6043) gets a ``mikey kms serve`` process too, has both parties' PSKs provisioned there through
-the admin route, and its two processes reach it over HTTP.
+the admin route, and its two processes reach it over HTTP.  A mode whose exchange takes more
+than one offer/answer says how many (:class:`~mikey.cli.demo_peer.RoundTripDemoPlugin`) and the two
+processes loop: MIKEY-IBAKE (RFC 6267) carries I_MESSAGE_1/R_MESSAGE_1 in the offer and answer and
+I_MESSAGE_2/R_MESSAGE_2 in a new offer/answer of the session (as a re-INVITE or UPDATE would); its
+parties ask a ``mikey kms serve`` process for their K_PRs themselves (REQUEST_KEY_PSK over HTTP), with
+the PSKs and public parameters the operator made on the server's data directory
+(:class:`KmsOperatorDemoPlugin`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,25 @@ class MikeyKmsDemoPlugin(Protocol):
     def demo_credentials_at_kms(self, workdir: Path, kms_url: str, admin_token: str) -> dict[str, Any]:
         """The demo credentials, both parties provisioned at the KMS at *kms_url* with *admin_token*."""
         ...
+
+
+@runtime_checkable
+class KmsOperatorDemoPlugin(Protocol):
+    """A mode plugin whose parties ask the KMS server for their keys over MIKEY themselves (MIKEY-IBAKE's
+    REQUEST_KEY_PSK, RFC 6267 §4.2.1) with what the KMS operator hands them out of band (PSKs, public
+    parameters), made on the server's data directory."""
+
+    def demo_credentials_by_operator(self, workdir: Path, kms_url: str, kms_data: Path) -> dict[str, Any]:
+        """The demo credentials for the KMS at *kms_url* whose data directory is *kms_data*."""
+        ...
+
+
+#: What the parties of a KMS-server demo do at the KMS, for the report: (protocol, exchanges, provisioning).
+_KMS_USES: tuple[tuple[type, str, str], ...] = (
+    (MikeyKmsDemoPlugin, "Ticket Request and Resolve over HTTP", "PSKs provisioned via the admin route"),
+    (KmsOperatorDemoPlugin, "each party's key request (REQUEST_KEY_PSK) over HTTP",
+     "PSKs and public parameters from the operator"),
+)
 
 
 DEFAULT_PACKETS = 300
@@ -147,7 +172,7 @@ def run_demo(
                 if server is not None:
                     server.stop()
                     report["kms"]["server_stopped"] = server.stopped
-        if isinstance(plugin, MikeyKmsDemoPlugin):
+        if isinstance(plugin, MikeyKmsDemoPlugin | KmsOperatorDemoPlugin):
             server = DemoKms(work / "kms", timeout=max(timeout * 6, 60.0))
             try:
                 creds = _mikey_kms_credentials(plugin, work, report, timings, server)
@@ -206,9 +231,9 @@ def _kms_credentials(
     return creds
 
 
-def _mikey_kms_credentials(plugin: MikeyKmsDemoPlugin, work: Path, report: dict[str, Any],
+def _mikey_kms_credentials(plugin: MikeyKmsDemoPlugin | KmsOperatorDemoPlugin, work: Path, report: dict[str, Any],
                            timings: dict[str, float], server: DemoKms) -> dict[str, Any] | None:
-    """A KMS server started, both parties provisioned there over HTTP; None, with the reason in the report, if not."""
+    """A KMS server started, both parties provisioned for it; None, with the reason in the report, if not."""
     from ..kms.auth import DevIssuer
 
     t_all = time.perf_counter()
@@ -219,14 +244,19 @@ def _mikey_kms_credentials(plugin: MikeyKmsDemoPlugin, work: Path, report: dict[
         kms["url"] = url = server.start()
         timings["kms_start"] = _ms_since(t0)
         t0 = time.perf_counter()
-        token = DevIssuer.load_or_create(server.data).issue("demo-admin", admin=True, ttl=600, now=time.time())
-        creds = plugin.demo_credentials_at_kms(work, url, token)
+        if isinstance(plugin, MikeyKmsDemoPlugin):
+            token = DevIssuer.load_or_create(server.data).issue("demo-admin", admin=True, ttl=600, now=time.time())
+            creds = plugin.demo_credentials_at_kms(work, url, token)
+        else:
+            creds = plugin.demo_credentials_by_operator(work, url, server.data)
         timings["kms_users"] = _ms_since(t0)
     except MikeyError as exc:
         report["problems"].append(f"KMS: {exc}")
         return None
     kms["users"] = [creds[name]["uri"] for name in ("alice", "bob") if name in creds]
     kms["mikey"] = True
+    kms["exchanges"], kms["provisioning"] = next((uses, how) for proto, uses, how in _KMS_USES
+                                                 if isinstance(plugin, proto))
     timings["credentials"] = _ms_since(t_all)
     return creds
 
@@ -326,9 +356,12 @@ def render_report(report: dict[str, Any]) -> list[str]:
     ini, res = report.get("initiator", {}), report.get("responder", {})
     kms = report.get("kms")
     if kms and kms.get("url") and kms.get("mikey"):
-        lines.append(f"  KMS               {kms['url']} (started by the demo, stopped after it): Ticket Request "
-                     "and Resolve over HTTP")
-        lines.append(f"    parties         {', '.join(kms.get('users', []))} (PSKs provisioned via the admin route)")
+        lines.append(f"  KMS               {kms['url']} (started by the demo, stopped after it): "
+                     f"{kms.get('exchanges', '')}")
+        lines.append(f"    parties         {', '.join(kms.get('users', []))} ({kms.get('provisioning', '')})")
+        for role, side in (("initiator", ini), ("responder", res)):
+            if side.get("key_periods"):
+                lines.append(f"    {role:<10}      keys for {', '.join(side['key_periods'])}")
     elif kms and kms.get("url"):
         how = "started by the demo, stopped after it" if kms.get("started_by_demo") else "already running"
         lines.append(f"  keys              fetched over HTTP from the KMS at {kms['url']} ({how})")
@@ -342,9 +375,7 @@ def render_report(report: dict[str, Any]) -> list[str]:
         )
         lines.append(f"  CSB ID            {report['csb_id']}  (peer authenticated: {auth})")
         lines.append(f"  SRTP profile      {report.get('srtp_profile')}")
-        sizes = f"I_MESSAGE {ini.get('i_message_len')} octets"
-        sizes += f", R_MESSAGE {ini.get('r_message_len')} octets" if ini.get("r_message_len") else ", no R_MESSAGE"
-        lines.append(f"  messages          {sizes} (in SDP a=key-mgmt)")
+        lines += _message_lines(ini)
         if ini.get("key_period_no") is not None:
             lines.append(f"  key period        {ini['key_period_no']} (the period of the I_MESSAGE timestamp)")
         for cs in ini.get("crypto_sessions", []):
@@ -373,6 +404,21 @@ def render_report(report: dict[str, Any]) -> list[str]:
     else:
         lines.append("FAILED:")
         lines += [f"  - {p}" for p in report["problems"]]
+    return lines
+
+
+def _message_lines(ini: dict[str, Any]) -> list[str]:
+    """The MIKEY messages' sizes: one line per offer/answer round trip (the Initiator's view)."""
+    if not ini.get("round_trips"):
+        sizes = f"I_MESSAGE {ini.get('i_message_len')} octets"
+        sizes += f", R_MESSAGE {ini.get('r_message_len')} octets" if ini.get("r_message_len") else ", no R_MESSAGE"
+        return [f"  messages          {sizes} (in SDP a=key-mgmt)"]
+    lines = []
+    pairs = zip(ini.get("i_message_lens", []), ini.get("r_message_lens", []), strict=False)
+    for n, (sent, got) in enumerate(pairs, 1):
+        what = "offer" if n == 1 else "new offer (re-INVITE/UPDATE)"
+        answer = f"R_MESSAGE_{n} {got} octets" if got else "no R_MESSAGE"
+        lines.append(f"  round trip {n}      {what}: I_MESSAGE_{n} {sent} octets, answer: {answer}")
     return lines
 
 

@@ -2,10 +2,14 @@
 
 The two ends talk UDP on the loopback interface.  The Initiator sends an SDP offer
 whose ``a=key-mgmt:mikey`` carries the I_MESSAGE (RFC 4567 §4.1); the Responder
-answers with an SDP answer carrying the R_MESSAGE, if the mode has one.  Both then
-key SRTP/SRTCP from their own view of the exchange and send each other RTP and RTCP
-on the same socket (demultiplexed as RFC 5761 §4 does).  Each end prints one JSON
-report line on standard output; the Responder first prints ``{"port": N}``.
+answers with an SDP answer carrying the R_MESSAGE, if the mode has one.  A mode whose
+exchange takes more round trips (MIKEY-IBAKE: I_MESSAGE_1/R_MESSAGE_1, then
+I_MESSAGE_2/R_MESSAGE_2, RFC 6267 §4.2.2) says how many (:class:`RoundTripDemoPlugin`):
+the Initiator then sends a new offer of the same session (o= version + 1, as a
+re-INVITE or UPDATE does, RFC 3264 §8) with each next message, and both ends loop.
+Both then key SRTP/SRTCP from their own view of the exchange and send each other RTP
+and RTCP on the same socket (demultiplexed as RFC 5761 §4 does).  Each end prints one
+JSON report line on standard output; the Responder first prints ``{"port": N}``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import socket
 import struct
 import sys
@@ -20,17 +25,20 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import AuthenticationError, MikeyError, StateError
 from ..modes.base import State
 from ..modes.results import ExchangeResult
 from ..offer_answer import make_answer, make_offer, take_answer, take_offer
+from ..sdp import make_sdp
 from ..session import CryptoSessionBundle
 from ..srtp import SrtpContext, srtp_profile
+from .plugin_base import DemoInitiator, DemoResponder, ModePlugin
 from .plugins import load_plugins
 
-__all__ = ["main", "rtp_packet", "rtcp_packet", "PROFILE_NAMES"]
+__all__ = ["main", "rtp_packet", "rtcp_packet", "PROFILE_NAMES", "DemoStep", "SteppedInitiator", "SteppedResponder",
+           "RoundTripDemoPlugin", "round_trips", "stepped_initiator", "stepped_responder"]
 
 #: Packets one end may send ahead of what it has received, so neither floods the other's socket buffer.
 WINDOW = 32
@@ -43,6 +51,120 @@ PROFILE_NAMES = {
     7: "AEAD_AES_128_GCM",
     8: "AEAD_AES_256_GCM",
 }
+
+
+# --- how a mode's exchange maps onto offer/answer round trips -------------------------------------
+
+
+class DemoStep(NamedTuple):
+    """What one received MIKEY message gives a demo side: the message to carry next (the Initiator's
+    next offer, the Responder's answer; None: nothing) and the keys once the side has them (else None)."""
+
+    message: bytes | None
+    result: ExchangeResult | None
+
+
+class SteppedInitiator(Protocol):
+    """The demo's Initiator, one offer/answer round trip at a time."""
+
+    def create_message(self, now: float) -> bytes:
+        """The MIKEY message of the first offer."""
+        ...
+
+    def receive(self, answer: bytes | None, now: float) -> tuple[bytes | None, ExchangeResult | None]:
+        """The MIKEY message of an answer (None: the answer carried none) -> a :class:`DemoStep`."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Public facts for the side's report (e.g. where its keys came from); never a secret."""
+        ...
+
+
+class SteppedResponder(Protocol):
+    """The demo's Responder, one offer at a time."""
+
+    def receive(self, offer: bytes, now: float) -> tuple[bytes | None, ExchangeResult | None]:
+        """The MIKEY message of an offer -> a :class:`DemoStep` (its message goes in the answer)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        ...
+
+
+@runtime_checkable
+class RoundTripDemoPlugin(Protocol):
+    """A mode plugin whose exchange takes more than one offer/answer (MIKEY-IBAKE: two, RFC 6267 §4.2.2).
+
+    The Initiator's side gives the message of each next offer until the last answer, after which
+    both sides have the keys.  Other modes take one round trip through ``demo_initiator`` and
+    ``demo_responder`` (:func:`stepped_initiator` adapts them).
+    """
+
+    #: The offer/answer round trips of one exchange.
+    demo_round_trips: int
+
+    def demo_stepped_initiator(self, creds: dict[str, Any], ssrc: int) -> SteppedInitiator: ...
+
+    def demo_stepped_responder(self, creds: dict[str, Any], ssrc: int) -> SteppedResponder: ...
+
+
+class _OneRoundInitiator:
+    """A mode's single-message Initiator as a :class:`SteppedInitiator`."""
+
+    def __init__(self, side: DemoInitiator) -> None:
+        self.side = side
+
+    def create_message(self, now: float) -> bytes:
+        return self.side.create_message(now)
+
+    def receive(self, answer: bytes | None, now: float) -> DemoStep:
+        if answer is not None:
+            return DemoStep(None, self.side.receive(answer, now))
+        if getattr(self.side, "state", None) == State.WAIT_RESPONSE:
+            raise StateError("the SDP answer carries no MIKEY response, but the Initiator waits for one")
+        return DemoStep(None, self.side.result)
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+
+class _OneRoundResponder:
+    """A mode's single-message Responder as a :class:`SteppedResponder`."""
+
+    def __init__(self, side: DemoResponder) -> None:
+        self.side = side
+
+    def receive(self, offer: bytes, now: float) -> DemoStep:
+        outcome = self.side.receive(offer, now)
+        return DemoStep(outcome.response, outcome.result)
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+
+def round_trips(plugin: ModePlugin) -> int:
+    """How many offer/answer round trips the mode's exchange takes in the demo."""
+    return int(plugin.demo_round_trips) if isinstance(plugin, RoundTripDemoPlugin) else 1
+
+
+def stepped_initiator(plugin: ModePlugin, creds: dict[str, Any], ssrc: int) -> SteppedInitiator:
+    if isinstance(plugin, RoundTripDemoPlugin):
+        return plugin.demo_stepped_initiator(creds, ssrc)
+    return _OneRoundInitiator(plugin.demo_initiator(creds, ssrc))
+
+
+def stepped_responder(plugin: ModePlugin, creds: dict[str, Any], ssrc: int) -> SteppedResponder:
+    if isinstance(plugin, RoundTripDemoPlugin):
+        return plugin.demo_stepped_responder(creds, ssrc)
+    return _OneRoundResponder(plugin.demo_responder(creds, ssrc))
+
+
+def _suffix(n: int) -> str:
+    """The timing-name suffix of round trip *n* (0-based): none for the first, ``_2`` for the second..."""
+    return "" if n == 0 else f"_{n + 1}"
+
+
+# --- media -----------------------------------------------------------------------------------------
 
 
 def rtp_payload(ssrc: int, seq: int) -> bytes:
@@ -89,8 +211,12 @@ class _Peer:
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {"role": self.role, "mode": args.mode, "ok": False, "ssrc": f"{self.ssrc:08x}"}
         self.pending_media: list[bytes] = []
-        self.offer: bytes | None = None
-        self.answer: bytes | None = None
+        #: The offers the Responder answered, with the answers (a retransmitted offer gets the same one).
+        self.answers: dict[bytes, bytes] = {}
+        self.round_trips = round_trips(self.plugin)
+        self.session_id = int.from_bytes(os.urandom(4), "big")
+        if self.round_trips > 1:
+            self.report["round_trips"] = self.round_trips
 
     # -- signalling ------------------------------------------------------------------------------
 
@@ -107,66 +233,113 @@ class _Peer:
             raise StateError(f"{self.role}: the other end's address is not known yet")
         return self.peer
 
-    def run_initiator(self) -> ExchangeResult:
-        peer = self._peer_address()
-        t0 = time.perf_counter()
-        initiator = self.plugin.demo_initiator(self.creds, self.ssrc)
-        i_message = initiator.create_message(time.time())
-        self.timings["build_i_message"] = _ms(time.perf_counter() - t0)
-        offer = make_offer(i_message, port=self.sock.getsockname()[1]).encode("utf-8")
-        t0 = time.perf_counter()
+    def _offer(self, message: bytes, n: int) -> bytes:
+        """The SDP offer of round trip *n*: later ones are new offers of the same session (o= version n)."""
+        port = self.sock.getsockname()[1]
+        body = make_sdp("mikey", "127.0.0.1", (("audio", port, "RTP/SAVP", (0,)),), session_id=self.session_id,
+                        version=n)
+        return make_offer(message, sdp=body).encode("utf-8")
+
+    def _offer_answer(self, offer: bytes, peer: tuple[str, int], earlier: list[bytes]) -> bytes:
+        """Send *offer* until an SDP answer other than the *earlier* ones comes back (UDP may lose either)."""
         self.sock.sendto(offer, peer)
         deadline = time.monotonic() + self.timeout
         self.sock.settimeout(0.5)
-        answer: bytes | None = None
-        while answer is None:
-            try:
-                data, _ = self.sock.recvfrom(65535)
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"initiator: no SDP answer within {self.timeout:g} s") from None
-                self.sock.sendto(offer, peer)  # the offer may have been lost: same bytes again
-                continue
-            if data.startswith(b"v=0"):
-                answer = data
-            else:
-                self.pending_media.append(data)  # media overtook a retransmitted answer
-        self.sock.settimeout(self.timeout)
-        self.timings["offer_answer"] = _ms(time.perf_counter() - t0)
-        r_message = take_answer(answer.decode("utf-8"))
-        self.report["r_message_len"] = len(r_message) if r_message is not None else None
-        self.report["i_message_len"] = len(i_message)
+        try:
+            while True:
+                try:
+                    data, _ = self.sock.recvfrom(65535)
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"initiator: no SDP answer within {self.timeout:g} s") from None
+                    self.sock.sendto(offer, peer)  # the offer may have been lost: same bytes again
+                    continue
+                if not data.startswith(b"v=0"):
+                    self.pending_media.append(data)  # media overtook a retransmitted answer
+                elif data not in earlier:  # not a repeated answer to an earlier offer
+                    return data
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def run_initiator(self) -> ExchangeResult:
+        peer = self._peer_address()
         t0 = time.perf_counter()
-        if r_message is not None:
-            result = initiator.receive(r_message, time.time())
-        elif getattr(initiator, "state", None) == State.WAIT_RESPONSE:
-            raise StateError("the SDP answer carries no MIKEY response, but the Initiator waits for one")
-        else:
-            result = initiator.result
-        self.timings["process_answer"] = _ms(time.perf_counter() - t0)
+        initiator = stepped_initiator(self.plugin, self.creds, self.ssrc)
+        self.timings["setup"] = _ms(time.perf_counter() - t0)
+        self.report.update(initiator.info())
+        t0 = time.perf_counter()
+        message: bytes | None = initiator.create_message(time.time())
+        self.timings["build_i_message"] = _ms(time.perf_counter() - t0)
+        answers: list[bytes] = []
+        sent: list[int] = []
+        got: list[int | None] = []
+        result: ExchangeResult | None = None
+        for n in range(self.round_trips):
+            if message is None:
+                raise StateError(f"the Initiator has no MIKEY message for offer {n + 1} of {self.round_trips}")
+            sent.append(len(message))
+            t0 = time.perf_counter()
+            answer = self._offer_answer(self._offer(message, n), peer, answers)
+            self.timings["offer_answer" + _suffix(n)] = _ms(time.perf_counter() - t0)
+            answers.append(answer)
+            r_message = take_answer(answer.decode("utf-8"))
+            got.append(len(r_message) if r_message is not None else None)
+            self._message_sizes(sent, got)
+            t0 = time.perf_counter()
+            message, result = initiator.receive(r_message, time.time())
+            self.timings["process_answer" + _suffix(n)] = _ms(time.perf_counter() - t0)
+        if result is None or message is not None:
+            raise StateError(f"the Initiator has no keys after {self.round_trips} offer/answer round trips")
         return result
 
-    def run_responder(self) -> ExchangeResult:
-        data, addr = self._recv()
-        while not data.startswith(b"v=0"):
+    def _message_sizes(self, sent: list[int], got: list[int | None]) -> None:
+        """``i_message_len``/``r_message_len`` of the first round trip; every one's when there are more."""
+        self.report["i_message_len"] = sent[0]
+        self.report["r_message_len"] = got[0] if got else None
+        if self.round_trips > 1:
+            self.report["i_message_lens"] = list(sent)
+            self.report["r_message_lens"] = list(got)
+
+    def _next_offer(self) -> tuple[bytes, tuple[str, int]]:
+        """The next new SDP offer; a repeated one is answered again as before (no MIKEY message twice: replay)."""
+        while True:
             data, addr = self._recv()
-        self.peer = addr
-        self.offer = data
+            if not data.startswith(b"v=0"):
+                continue
+            if data in self.answers:
+                self.sock.sendto(self.answers[data], addr)
+                continue
+            return data, addr
+
+    def run_responder(self) -> ExchangeResult:
         t0 = time.perf_counter()
-        responder = self.plugin.demo_responder(self.creds, self.ssrc)
-        i_message = take_offer(data.decode("utf-8"))
-        try:
-            outcome = responder.receive(i_message, time.time())
-        except MikeyError as exc:
-            if exc.error_message is not None:  # tell the Initiator, as RFC 3830 §5.1.2 asks
-                self.sock.sendto(make_answer(exc.error_message).encode("utf-8"), addr)
-            raise
-        self.timings["process_i_message"] = _ms(time.perf_counter() - t0)
-        self.answer = make_answer(outcome.response, port=self.sock.getsockname()[1]).encode("utf-8")
-        self.sock.sendto(self.answer, addr)
-        self.report["i_message_len"] = len(i_message)
-        self.report["r_message_len"] = len(outcome.response) if outcome.response is not None else None
-        return outcome.result
+        responder = stepped_responder(self.plugin, self.creds, self.ssrc)
+        self.timings["setup"] = _ms(time.perf_counter() - t0)
+        self.report.update(responder.info())
+        sent: list[int] = []
+        got: list[int | None] = []
+        result: ExchangeResult | None = None
+        for n in range(self.round_trips):
+            data, addr = self._next_offer()
+            self.peer = addr
+            t0 = time.perf_counter()
+            i_message = take_offer(data.decode("utf-8"))
+            sent.append(len(i_message))
+            try:
+                r_message, result = responder.receive(i_message, time.time())
+            except MikeyError as exc:
+                if exc.error_message is not None:  # tell the Initiator, as RFC 3830 §5.1.2 asks
+                    self.sock.sendto(make_answer(exc.error_message).encode("utf-8"), addr)
+                raise
+            self.timings["process_i_message" + _suffix(n)] = _ms(time.perf_counter() - t0)
+            answer = make_answer(r_message, port=self.sock.getsockname()[1]).encode("utf-8")
+            self.answers[data] = answer
+            self.sock.sendto(answer, addr)
+            got.append(len(r_message) if r_message is not None else None)
+            self._message_sizes(sent, got)
+        if result is None:
+            raise StateError(f"the Responder has no keys after {self.round_trips} offer/answer round trips")
+        return result
 
     # -- media -------------------------------------------------------------------------------------
 
@@ -250,8 +423,9 @@ class _Peer:
 
     def _signalling_again(self, data: bytes) -> None:
         """A retransmitted offer gets the same answer; the I_MESSAGE is not processed twice (replay)."""
-        if self.role == "responder" and data == self.offer and self.answer is not None and self.peer:
-            self.sock.sendto(self.answer, self.peer)
+        answer = self.answers.get(data)
+        if self.role == "responder" and answer is not None and self.peer:
+            self.sock.sendto(answer, self.peer)
 
     def _verify(self, receiver: SrtpContext, data: bytes, counts: dict[str, int], *, first: bool) -> None:
         rtcp = _is_rtcp(data)

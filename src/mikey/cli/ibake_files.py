@@ -40,6 +40,7 @@ __all__ = [
     "user_key_document",
     "load_kms",
     "load_user_keys",
+    "load_params",
     "load_state",
     "state_hex",
     "STATE_FORMAT",
@@ -156,6 +157,17 @@ def load_kms(path: str | Path) -> IbakeKmsFile:
     except MikeyError as exc:
         raise UsageError(f"{what}: bad master secret ({exc.message})") from None
     return IbakeKmsFile(master, _str(doc, "kms_id", what), _period(doc, what))
+
+
+def load_params(path: str | Path, what: str = "--params") -> tuple[ibe.BfParams, str, ibe.KeyPeriod]:
+    """A KMS's public parameters file (``kms ibake-params`` / ``ibake-init``'s ibake_params.json):
+    the parameters, the KMS identity and the key period granularity."""
+    doc = read_json(path, _PARAMS_FORMAT, what)
+    where = f"{what} {path}"
+    kms_id = doc.get("kms_id")
+    if not isinstance(kms_id, str) or not kms_id:
+        raise UsageError(f"{where}: 'kms_id' must be a non-empty string")
+    return _params(doc, where), kms_id, _period(doc, where)
 
 
 # --- user keys -----------------------------------------------------------------------------------

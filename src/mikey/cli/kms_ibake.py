@@ -40,7 +40,8 @@ from typing import Any
 from ..constants import EncrAlg
 from ..crypto import ibe
 from ..errors import MikeyError
-from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
+from ..keystore import load_certificates, load_credentials
+from ..modes.ibake_keys import IbakeKeyRequest, IbakeKeyResult, IbakeKms, IbakePkSigner
 from .common import UsageError, add_json_option, emit_json, hex_bytes, one_line, unix_seconds
 from .ibake_files import (
     KMS_FILE,
@@ -48,14 +49,14 @@ from .ibake_files import (
     IbakeKmsFile,
     kms_document,
     load_kms,
+    load_params,
     params_document,
-    read_json,
     user_key_document,
     write_private,
     write_public,
 )
 
-__all__ = ["register_ibake"]
+__all__ = ["register_ibake", "fetch_ibake_keys"]
 
 _SECURITY = (1024, 2048, 3072)
 
@@ -105,9 +106,9 @@ def run_ibake_issue(args: argparse.Namespace) -> int:
 
 def run_ibake_params(args: argparse.Namespace) -> int:
     from ..kms.ibake_role import ibake_master
-    from .kms_server import _open_store
+    from .kms_server import open_store
 
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             master, period = ibake_master(store)
             kms_id = store.public_keys().kms_uri
@@ -119,44 +120,67 @@ def run_ibake_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_params(path: str) -> tuple[ibe.BfParams, str, ibe.KeyPeriod]:
-    """``--params FILE`` (``ibake-params`` / ``ibake-init``'s ibake_params.json)."""
-    doc = read_json(path, "mikey-ibake-params/1", "--params")
+def fetch_ibake_keys(kms_url: str, request: IbakeKeyRequest, now: float, *,
+                     ca: str | None = None) -> tuple[IbakeKeyResult, int, int]:
+    """One key request over HTTP (RFC 6267 §4.2.1): *request*'s REQUEST_KEY_PSK or REQUEST_KEY_PKE to the KMS
+    server's MIKEY route, its REQUEST_KEY_RESP opened and each K_PR checked against the parameters.
+
+    Returns the result and the request's and response's lengths; a refusal (the KMS's Error message) or an
+    unreachable KMS raises a :class:`~mikey.errors.MikeyError`.
+    """
+    from ..kms.mikey_client import post_mikey
+
+    req = request.create_message(now)
+    resp = post_mikey(kms_url, req, ca=ca)
+    return request.receive(resp, now), len(req), len(resp)
+
+
+def _psk_from_file(path: str) -> bytes:
     try:
-        params = ibe.BfParams.decode(bytes.fromhex(str(doc.get("params"))))
-        kms_id = doc["kms_id"]
-        period = ibe.KeyPeriod(doc.get("key_period"))
-    except (MikeyError, KeyError, ValueError):
-        raise UsageError(f"--params {path}: not the public parameters of a MIKEY-IBAKE KMS") from None
-    if not isinstance(kms_id, str) or not kms_id:
-        raise UsageError(f"--params {path}: 'kms_id' must be a non-empty string")
-    return params, kms_id, period
+        psk = bytes.fromhex(Path(path).read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UsageError(f"--psk-file {path}: not a readable file of hex digits") from None
+    if not psk:
+        raise UsageError(f"--psk-file {path}: empty")
+    return psk
+
+
+def _pk_signer(args: argparse.Namespace) -> IbakePkSigner | None:
+    """``--cert/--key/--kms-cert``: REQUEST_KEY_PKE's signer and the KMS certificate (§4.2.1.1.2), or None (PSK)."""
+    given = {"--cert": args.cert, "--key": args.key, "--kms-cert": args.kms_cert}
+    if not any(v is not None for v in given.values()):
+        if args.psk_file is None:
+            raise UsageError("give --psk-file (REQUEST_KEY_PSK) or --cert, --key and --kms-cert (REQUEST_KEY_PKE)")
+        return None
+    if any(v is None for v in given.values()):
+        raise UsageError("--cert, --key and --kms-cert go together (REQUEST_KEY_PKE)")
+    if args.psk_file is not None or args.psk_id is not None:
+        raise UsageError("choose --psk-file/--psk-id (REQUEST_KEY_PSK) or --cert/--key/--kms-cert (REQUEST_KEY_PKE)")
+    try:
+        own = load_credentials(args.key, args.cert)
+        kms_cert = load_certificates(args.kms_cert)[0]
+    except (OSError, ValueError, MikeyError) as exc:
+        raise UsageError(f"--cert/--key/--kms-cert: {exc}") from None
+    return IbakePkSigner(own, kms_cert)
 
 
 def run_ibake_fetch(args: argparse.Namespace) -> int:
-    from ..kms.mikey_client import post_mikey
-
-    params, kms_id, period = _load_params(args.params)
-    try:
-        psk = bytes.fromhex(Path(args.psk_file).read_text(encoding="ascii").strip())
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise UsageError(f"--psk-file {args.psk_file}: not a readable file of hex digits") from None
-    if not psk:
-        raise UsageError(f"--psk-file {args.psk_file}: empty")
+    params, kms_id, period = load_params(args.params)
+    pk = _pk_signer(args)
+    psk = _psk_from_file(args.psk_file) if pk is None else None
     now = args.now if args.now is not None else time.time()
     request = IbakeKeyRequest(psk, [args.uri.encode("utf-8")], kms_id.encode("utf-8"), params, key_period=period,
-                              psk_id=args.psk_id.encode("utf-8") if args.psk_id else None)
+                              psk_id=args.psk_id.encode("utf-8") if args.psk_id else None, pk=pk)
     try:
-        req = request.create_message(now)
-        resp = post_mikey(args.kms, req, ca=args.ca)
-        result = request.receive(resp, now)
+        result, req_len, resp_len = fetch_ibake_keys(args.kms, request, now, ca=args.ca)
     except MikeyError as exc:
         print(f"mikey: error: {one_line(f'the key request failed: {exc.kind}: {exc.message}')}", file=sys.stderr)
         return 1
     write_private(args.out, user_key_document(args.uri, kms_id, period, params, result.keys))
+    kind = "request_key_pke_len" if pk is not None else "request_key_psk_len"
     _report(args, {"ok": True, "keys": args.out, "uri": args.uri, "kms_id": kms_id,
                    "periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys],
-                   "request_key_psk_len": len(req), "request_key_resp_len": len(resp)})
+                   kind: req_len, "request_key_resp_len": resp_len})
     return 0
 
 
@@ -222,14 +246,20 @@ def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     pp.add_argument("--out", required=True, metavar="FILE", help="the public parameters file to write")
     add_json_option(pp)
     pp.set_defaults(func=run_ibake_params)
-    f = sub.add_parser("ibake-fetch", help="get a user's MIKEY-IBAKE K_PRs from a KMS server (REQUEST_KEY_PSK)",
-                       description="REQUEST_KEY_PSK (RFC 6267 §4.2.1) to the KMS server's MIKEY route; the K_PRs of "
-                       "REQUEST_KEY_RESP, checked against --params, go to the key file of '--mode ibake --keys' "
-                       "(mode 0600). The PSK is the user's 'kms ticket-user add' PSK.")
+    f = sub.add_parser("ibake-fetch", help="get a user's MIKEY-IBAKE K_PRs from a KMS server (REQUEST_KEY_PSK/PKE)",
+                       description="REQUEST_KEY_PSK or REQUEST_KEY_PKE (RFC 6267 §4.2.1) to the KMS server's MIKEY "
+                       "route; the K_PRs of REQUEST_KEY_RESP, checked against --params, go to the key file of "
+                       "'--mode ibake --keys' (mode 0600). PSK: the user's 'kms ticket-user add' PSK. PKE: the "
+                       "envelope key encrypted to the KMS certificate, the request signed with the user's "
+                       "certificate (its subjectAltName binds --uri; the server trusts it with --ibake-ca).")
     f.add_argument("--kms", required=True, metavar="URL", help="the KMS server (http(s)://host:port)")
     f.add_argument("--uri", required=True, metavar="URI", help="the user's identity (IDRi)")
-    f.add_argument("--psk-file", required=True, metavar="FILE", help="the user's PSK with the KMS (hex)")
+    f.add_argument("--psk-file", metavar="FILE", help="REQUEST_KEY_PSK: the user's PSK with the KMS (hex)")
     f.add_argument("--psk-id", metavar="ID", help="the PSK id (IDRpsk) when the user has several")
+    f.add_argument("--cert", metavar="PEM", help="REQUEST_KEY_PKE: the user's certificate (SIGN, CERT payloads)")
+    f.add_argument("--key", metavar="PEM", help="REQUEST_KEY_PKE: the user's RSA private key")
+    f.add_argument("--kms-cert", metavar="PEM",
+                   help="REQUEST_KEY_PKE: the KMS's RSA certificate (the envelope key is encrypted to it)")
     f.add_argument("--params", required=True, metavar="FILE", help="the KMS's public parameters ('kms ibake-params')")
     f.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
     f.add_argument("--ca", metavar="FILE", help="CA certificates for an https:// KMS")

@@ -2,7 +2,7 @@
 
 ``serve [--data DIR] [--db URL] [--host H] [--port N] [--workers N] [--threads N] [--kms-uri URI]
 [--tls-cert PEM --tls-key PEM] [--dev-tokens | --jwks FILE|URL [--jwks-ca PEM] --issuer ISS --audience AUD]
-[--ticket-cert PEM --ticket-key PEM --ticket-ca PEM]``:
+[--ticket-cert PEM --ticket-key PEM --ticket-ca PEM] [--ibake-cert PEM --ibake-key PEM --ibake-ca PEM]``:
 the first start on an empty DIR creates the at-rest key (DIR/at_rest.key, 0600, unless
 $MIKEY_KMS_AT_REST_KEY is set), the SQLite database DIR/kms.sqlite3 (unless --db names another)
 and the community; prints ``serving http://HOST:PORT`` (or https) as its first stdout line once
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from ..kms.core import KmsCore
 
-__all__ = ["register_server", "listening_socket", "AT_REST_KEY_FILE", "DEFAULT_DATA_DIR"]
+__all__ = ["register_server", "listening_socket", "open_store", "AT_REST_KEY_FILE", "DEFAULT_DATA_DIR"]
 
 #: The at-rest key file in a KMS data directory (64 hex digits, mode 0600).
 AT_REST_KEY_FILE = "at_rest.key"
@@ -55,7 +55,7 @@ AT_REST_KEY_FILE = "at_rest.key"
 DEFAULT_DATA_DIR = "kms-data"
 
 
-def _open_store(data: str, db: str | None, *, migrate: bool = True) -> KmsStore:
+def open_store(data: str, db: str | None, *, migrate: bool = True) -> KmsStore:
     """The store of data directory *data* (created with its at-rest key on first use)."""
     directory = Path(data)
     try:
@@ -73,6 +73,9 @@ def _open_store(data: str, db: str | None, *, migrate: bool = True) -> KmsStore:
         return KmsStore(db if db is not None else f"sqlite:///{directory / 'kms.sqlite3'}", key, migrate=migrate)
     except MikeyError as exc:
         raise UsageError(str(exc)) from None
+
+
+_open_store = open_store  # the name the older sub-command modules import
 
 
 def _is_loopback(host: str) -> bool:
@@ -184,17 +187,34 @@ def _ticket_pk(args: argparse.Namespace) -> tuple[list[Credentials], Certificate
         raise UsageError(f"--ticket-cert/--ticket-key/--ticket-ca: {exc}") from None
 
 
+def _ibake_pk(args: argparse.Namespace) -> tuple[list[Credentials], CertificateValidator | None]:
+    """``--ibake-cert/--ibake-key/--ibake-ca``: the KMS's RSA credentials for MIKEY-IBAKE's REQUEST_KEY_PKE
+    (RFC 6267 §4.2.1.1.2: PKE encrypted to them) and the anchors of the users' certificates (SIGN, CERT).
+    They may name the same files as ``--ticket-*``."""
+    given = [args.ibake_cert is not None, args.ibake_key is not None, bool(args.ibake_ca)]
+    if not any(given):
+        return [], None
+    if not all(given):
+        raise UsageError("--ibake-cert, --ibake-key and --ibake-ca go together (MIKEY-IBAKE REQUEST_KEY_PKE)")
+    try:
+        return [load_credentials(args.ibake_key, args.ibake_cert)], TrustStore.load(*args.ibake_ca).validator()
+    except (OSError, ValueError, MikeyError) as exc:
+        raise UsageError(f"--ibake-cert/--ibake-key/--ibake-ca: {exc}") from None
+
+
 def _core(store: KmsStore, authenticator: BearerAuth | NoIssuer, args: argparse.Namespace) -> KmsCore:
     from ..kms.core import KmsCore, MikeyKmsRole
     from ..kms.ibake_role import IbakeKmsRole
     from ..kms.ticket_role import TicketKmsRole
 
     credentials, validator = _ticket_pk(args)
+    ibake_credentials, ibake_validator = _ibake_pk(args)
     try:
         uri = store.public_keys().kms_uri
         roles: list[MikeyKmsRole] = [
             TicketKmsRole.on_store(store, uri.encode("utf-8"), pk_credentials=credentials, validator=validator),
-            IbakeKmsRole(store, uri.encode("utf-8")),  # RFC 6267 key requests, the ticket-users' PSKs
+            # RFC 6267 key requests: the ticket-users' PSKs; REQUEST_KEY_PKE with --ibake-cert/--ibake-key/--ibake-ca
+            IbakeKmsRole(store, uri.encode("utf-8"), pk_credentials=ibake_credentials, validator=ibake_validator),
         ]
         return KmsCore(store, authenticator, mikey_roles=roles)
     except MikeyError as exc:
@@ -253,7 +273,7 @@ def _run_worker(args: argparse.Namespace, authenticator: BearerAuth | NoIssuer, 
     """One forked worker: its own store (no connection crosses the fork) and core on the shared socket."""
     _die_with_parent(parent)
     try:
-        store = _open_store(args.data, args.db, migrate=False)
+        store = open_store(args.data, args.db, migrate=False)
         try:
             _serve_app(args, _core(store, authenticator, args), sock, None)
         finally:
@@ -344,7 +364,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError("--workers above 1 needs os.fork (POSIX)")
     _log_to_stderr()
     authenticator = _authenticator(args)
-    store = _open_store(args.data, args.db)
+    store = open_store(args.data, args.db)
     kms_uri = args.kms_uri or "kms.example.org"
     try:
         try:
@@ -374,7 +394,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_user_add(args: argparse.Namespace) -> int:
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         for uri in args.uris:
             try:
                 added = store.add_user(uri)
@@ -472,6 +492,11 @@ def register_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--ticket-key", metavar="PEM", help="the KMS's RSA private key for MIKEY-TICKET's PK variants")
     s.add_argument("--ticket-ca", metavar="PEM", action="append",
                    help="trust anchors of the parties' certificates (MIKEY-TICKET PK variants; repeatable)")
+    s.add_argument("--ibake-cert", metavar="PEM", help="the KMS's certificate for MIKEY-IBAKE's REQUEST_KEY_PKE "
+                   "(RFC 6267 §4.2.1.1.2); with --ibake-key and --ibake-ca (may be the --ticket-* files)")
+    s.add_argument("--ibake-key", metavar="PEM", help="the KMS's RSA private key for MIKEY-IBAKE's REQUEST_KEY_PKE")
+    s.add_argument("--ibake-ca", metavar="PEM", action="append",
+                   help="trust anchors of the users' certificates (MIKEY-IBAKE REQUEST_KEY_PKE; repeatable)")
     s.add_argument("--issuer", metavar="ISS", help="the identity server's issuer (iss)")
     s.add_argument("--audience", metavar="AUD", help="the audience (aud) tokens must name")
     s.set_defaults(func=run_serve)

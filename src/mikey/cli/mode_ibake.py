@@ -25,7 +25,9 @@ media keys; its JSON result and finished state keep the messages); the called us
 
 ``--keys`` is a user key file from ``mikey kms ibake-issue`` or ``mikey kms ibake-fetch`` (:mod:`mikey.cli.kms_ibake`); the
 profile (BF ciphertexts, K_PUB = H1(ID || date), curves) is :mod:`mikey.modes.ibake`'s.
-``mikey demo --mode ibake`` is not available: the demo carries one offer/answer, IBAKE needs two.
+``mikey demo --mode ibake`` runs the four messages in two SDP offer/answer round trips (the second a new
+offer of the session, as a re-INVITE or UPDATE), both parties' K_PRs asked from a ``mikey kms serve``
+process the demo starts (REQUEST_KEY_PSK over HTTP).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ from ..modes.ibake import (
     answer_policy,
     open_deferred,
 )
-from ..modes.results import ExchangeResult, ResponderOutcome
+from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
 from .common import EXIT_REJECTED, UsageError, read_message, rejection
 from .ibake_files import STATE_FORMAT, load_state, load_user_keys, state_hex, write_private
@@ -322,15 +326,97 @@ class IbakePlugin(ModePlugin):
         return step.result
 
     # -- demo ---------------------------------------------------------------------------------
+    #
+    # Two offer/answer round trips (demo_peer.RoundTripDemoPlugin): I_MESSAGE_1 in the offer, R_MESSAGE_1 in
+    # the answer, I_MESSAGE_2 in a new offer of the session (re-INVITE/UPDATE), R_MESSAGE_2 in its answer.
+
+    demo_round_trips = 2
 
     def demo_credentials(self, workdir: Path) -> dict[str, Any]:
-        raise UsageError(_NO_DEMO)
+        """A file-based KMS under *workdir* (no server): each party's key file, its K_PRs issued through a real
+        REQUEST_KEY_PSK/RESP run in this process (as ``kms ibake-issue``)."""
+        from ..constants import EncrAlg
+        from ..crypto import ibe
+        from ..modes.ibake_keys import IbakeKeyRequest, IbakeKms
+        from .ibake_files import IbakeKmsFile, params_document, user_key_document, write_public
+
+        params, master = ibe.bf_setup(2048)
+        kms = IbakeKmsFile(master, _DEMO_KMS_ID, ibe.KeyPeriod.MONTH)
+        write_public(workdir / "ibake_params.json", params_document(kms))
+        creds: dict[str, Any] = {"kms_id": _DEMO_KMS_ID, "params": str(workdir / "ibake_params.json")}
+        now = time.time()
+        for name in ("alice", "bob"):
+            uri, psk = f"sip:{name}@demo.example", os.urandom(32)
+            role = IbakeKms(master, {uri.encode(): psk}, identity=_DEMO_KMS_ID.encode(), encr_alg=EncrAlg.AES_CM_128)
+            request = IbakeKeyRequest(psk, [uri.encode()], _DEMO_KMS_ID.encode(), params)
+            result = request.receive(role.handle(request.create_message(now), now) or b"", now)
+            path = workdir / f"{name}.ibake.json"
+            write_private(path, user_key_document(uri, _DEMO_KMS_ID, kms.key_period, params, result.keys))
+            creds[name] = {"uri": uri, "keys": str(path)}
+        return creds
+
+    def demo_credentials_by_operator(self, workdir: Path, kms_url: str, kms_data: Path) -> dict[str, Any]:
+        """What the operator of the KMS server at *kms_url* hands each party: a PSK shared with the KMS
+        (``kms ticket-user add``) and the public parameters (``kms ibake-params``), made on *kms_data*.
+        The parties then ask the server for their K_PRs themselves (REQUEST_KEY_PSK over HTTP)."""
+        from ..kms.ibake_role import ibake_master
+        from .ibake_files import IbakeKmsFile, params_document, write_public
+        from .kms_server import open_store
+
+        creds: dict[str, Any] = {"kms_url": kms_url, "params": str(workdir / "ibake_params.json")}
+        with open_store(str(kms_data), None) as store:
+            try:
+                master, period = ibake_master(store)
+                kms_id = store.public_keys().kms_uri
+                for name in ("alice", "bob"):
+                    uri, psk = f"sip:{name}@demo.example", os.urandom(32)
+                    store.add_ticket_user(uri.encode(), psk, actor="mikey demo")
+                    creds[name] = {"uri": uri, "psk": psk.hex()}
+            except MikeyError as exc:
+                raise UsageError(f"the KMS data directory {kms_data}: {exc}") from None
+        write_public(creds["params"], params_document(IbakeKmsFile(master, kms_id, period)))
+        return creds
+
+    def _demo_keys(self, creds: dict[str, Any], name: str) -> tuple[IbakeCredentials, dict[str, Any]]:
+        """A party's K_PRs: from its key file, or asked from the KMS server (REQUEST_KEY_PSK over HTTP)."""
+        party = creds[name]
+        if "keys" in party:
+            keys = load_user_keys(party["keys"])
+            return keys.credentials, {"keys_from": "file", "key_periods": keys.periods}
+        from ..modes.ibake_keys import IbakeKeyRequest
+        from .ibake_files import load_params
+        from .kms_ibake import fetch_ibake_keys
+
+        params, kms_id, period = load_params(creds["params"])
+        request = IbakeKeyRequest(bytes.fromhex(party["psk"]), [party["uri"].encode()], kms_id.encode(), params,
+                                  key_period=period)
+        result, req_len, resp_len = fetch_ibake_keys(creds["kms_url"], request, time.time())
+        info = {"keys_from": "kms", "kms_url": creds["kms_url"], "key_request": "REQUEST_KEY_PSK",
+                "key_request_len": req_len, "key_response_len": resp_len,
+                "key_periods": [k.period_identity.decode("utf-8", "replace") for k in result.keys]}
+        return IbakeCredentials(params, result.private_keys, key_period=period), info
+
+    def demo_stepped_initiator(self, creds: dict[str, Any], ssrc: int) -> _DemoInitiator:
+        keys, info = self._demo_keys(creds, "alice")
+        side = IbakeInitiator(keys, creds["alice"]["uri"].encode(), creds["bob"]["uri"].encode(),
+                              crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)])
+        return _DemoInitiator(side, info)
+
+    def demo_stepped_responder(self, creds: dict[str, Any], ssrc: int) -> _DemoResponder:
+        keys, info = self._demo_keys(creds, "bob")
+        return _DemoResponder(IbakeResponder(keys, creds["bob"]["uri"].encode(), own_ssrcs=[ssrc]), info)
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        raise UsageError(_NO_DEMO)
+        raise UsageError(_NO_ONE_ROUND)
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        raise UsageError(_NO_DEMO)
+        raise UsageError(_NO_ONE_ROUND)
+
+    def demo_description(self, creds: dict[str, Any]) -> str:
+        where = (f"K_PRs from the KMS at {creds['kms_url']} (REQUEST_KEY_PSK over HTTP)" if creds.get("kms_url")
+                 else "K_PRs from a file-based KMS")
+        return ("MIKEY-IBAKE: Boneh-Franklin IBE (RFC 5091, p 1024 bits) to each identity, EC DH on P-256, "
+                f"four messages in two offer/answer round trips, {where}")
 
     # -- speed ----------------------------------------------------------------------------------
 
@@ -398,7 +484,52 @@ def _when(now: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(now, _dt.UTC)
 
 
-_NO_DEMO = ("mikey demo --mode ibake is not available: the demo carries one offer/answer and MIKEY-IBAKE needs "
-            "two round trips; run the exchange with initiate/respond/complete --mode ibake (see --help)")
+_DEMO_KMS_ID = "kms.demo.example"
+_NO_ONE_ROUND = ("MIKEY-IBAKE takes two offer/answer round trips: 'mikey demo' drives it through "
+                 "demo_stepped_initiator/demo_stepped_responder (demo_round_trips = 2)")
+
+
+class _DemoInitiator:
+    """The demo's Initiator, one offer/answer at a time: R_MESSAGE_1 -> I_MESSAGE_2 (the re-offer), then
+    R_MESSAGE_2 -> the keys, confirmed by its V (RFC 6267 §4.2.2, §5.4)."""
+
+    def __init__(self, side: IbakeInitiator, info: dict[str, Any]) -> None:
+        self.side = side
+        self._info = info
+
+    def __repr__(self) -> str:
+        return f"_DemoInitiator({self.side!r})"
+
+    def create_message(self, now: float) -> bytes:
+        return self.side.create_message(now)
+
+    def receive(self, answer: bytes | None, now: float) -> tuple[bytes | None, ExchangeResult | None]:
+        if answer is None:
+            raise UnsupportedDataTypeError("the SDP answer carries no IBAKE message")
+        step = self.side.receive(answer, now)
+        if step.confirmed:
+            return None, step.result
+        return step.response, None
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+
+class _DemoResponder:
+    """The demo's Responder: I_MESSAGE_1 -> R_MESSAGE_1, I_MESSAGE_2 -> R_MESSAGE_2 and the keys."""
+
+    def __init__(self, side: IbakeResponder, info: dict[str, Any]) -> None:
+        self.side = side
+        self._info = info
+
+    def __repr__(self) -> str:
+        return f"_DemoResponder({self.side!r})"
+
+    def receive(self, offer: bytes, now: float) -> tuple[bytes | None, ExchangeResult | None]:
+        step = self.side.receive(offer, now)
+        return step.response, step.result
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
 
 PLUGIN = IbakePlugin()
