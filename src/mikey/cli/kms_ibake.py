@@ -22,10 +22,14 @@ ibake_params.json format; the master is made if there is none yet).  REQUEST_KEY
 them (RFC 6267 §4.2.1.3), and the user needs them to check its K_PRs: the operator hands this public
 file out with the PSK.
 
-``ibake-fetch --kms URL --uri URI --psk-file FILE --params FILE --out FILE [--psk-id ID] [--now UNIX]``
-is the user side over HTTP: REQUEST_KEY_PSK to the server, each K_PR of REQUEST_KEY_RESP checked
-against ``--params``, the key file of ``--mode ibake --keys`` written (0600).  A refusal (wrong PSK:
-Error no 0) or an unreachable KMS is one line on stderr, exit status 1, nothing written.
+``ibake-fetch --kms URL --uri URI (--psk-file FILE [--psk-id ID] | --cert PEM --key PEM --kms-cert PEM)
+--params FILE --out FILE [--now UNIX]`` is the user side over HTTP: REQUEST_KEY_PSK, or REQUEST_KEY_PKE
+(§4.2.1.1.2: the envelope key encrypted to ``--kms-cert``, named by a CHASH (SHA-256), the request signed
+with the user's certificate, which the server trusts with ``serve --ibake-ca``), to the server; each K_PR
+of REQUEST_KEY_RESP checked against ``--params``; the key file of ``--mode ibake --keys`` written (0600).
+A refusal (wrong PSK or signature: Error no 0; a user the KMS does not serve: 7; an untrusted
+certificate or another KMS certificate: 8) or an unreachable KMS is one line on stderr, exit status 1,
+nothing written.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..constants import EncrAlg
+from ..constants import EncrAlg, HashFunc
 from ..crypto import ibe
 from ..errors import MikeyError
 from ..keystore import load_certificates, load_credentials
@@ -161,7 +165,9 @@ def _pk_signer(args: argparse.Namespace) -> IbakePkSigner | None:
         kms_cert = load_certificates(args.kms_cert)[0]
     except (OSError, ValueError, MikeyError) as exc:
         raise UsageError(f"--cert/--key/--kms-cert: {exc}") from None
-    return IbakePkSigner(own, kms_cert)
+    # CHASH names the KMS certificate used, so a KMS holding another refuses (Error no 8) instead of answering
+    # with keys nobody can open (PKCS#1 v1.5 decryption rejects implicitly).
+    return IbakePkSigner(own, kms_cert, chash=HashFunc.SHA_256)
 
 
 def run_ibake_fetch(args: argparse.Namespace) -> int:
@@ -259,7 +265,8 @@ def register_ibake(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     f.add_argument("--cert", metavar="PEM", help="REQUEST_KEY_PKE: the user's certificate (SIGN, CERT payloads)")
     f.add_argument("--key", metavar="PEM", help="REQUEST_KEY_PKE: the user's RSA private key")
     f.add_argument("--kms-cert", metavar="PEM",
-                   help="REQUEST_KEY_PKE: the KMS's RSA certificate (the envelope key is encrypted to it)")
+                   help="REQUEST_KEY_PKE: the KMS's RSA certificate (the envelope key is encrypted to it; a CHASH "
+                   "SHA-256 names it)")
     f.add_argument("--params", required=True, metavar="FILE", help="the KMS's public parameters ('kms ibake-params')")
     f.add_argument("--out", required=True, metavar="FILE", help="the user key file to write (mode 0600)")
     f.add_argument("--ca", metavar="FILE", help="CA certificates for an https:// KMS")
