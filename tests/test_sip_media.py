@@ -35,6 +35,7 @@ from mikey.modes.results import ExchangeResult
 from mikey.session import CryptoSessionBundle
 from mikey.sip.g711 import ULAW_TO_LINEAR, ulaw_decode, ulaw_decode_sample, ulaw_encode, ulaw_encode_sample
 from mikey.sip.media import (
+    SILENCE_DBFS,
     AudioFormatError,
     MediaError,
     MediaReport,
@@ -601,3 +602,39 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
     # RTCP of SSRC 0 and RTP of SSRC 0x999: not in the CS ID map, no open crypto session: counted, nothing kept.
     assert rb.unkeyed_packets == 2 and rb.streams == ()
     assert a.stop().sent == 0
+
+
+def test_streams_keyed_by_separate_bundles_and_ipv6(stack: ExitStack) -> None:
+    """accept(): a receiver takes two peers' streams, each keyed by its own exchange; here on IPv6 loopback."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    ssrc_c = 0xC0C0C0C3
+    b1_i, b1_r = bundles()
+    b2_i, b2_r = bundles(specs=(CryptoSessionSpec(ssrc=ssrc_c), CryptoSessionSpec(ssrc=0)))
+    rx = stack.enter_context(MediaSession(SSRC_B, bind=("::1", 0)))
+    a = stack.enter_context(MediaSession(SSRC_A, bind=("::1", 0)))
+    c = stack.enter_context(MediaSession(ssrc_c, bind=("::1", 0)))
+    rx.start(b1_r, None)
+    rx.accept(b2_r)
+    a.start(b1_i, rx.address, source=ToneSource(400), packets=60, pace=False)
+    c.start(b2_i, rx.address, source=ToneSource(900), packets=60, pace=False)
+    assert rx.wait_received(120, WAIT)
+    report = rx.stop()
+    clean(report)
+    assert {(s.ssrc, s.received, s.auth_failures) for s in report.streams} == {(SSRC_A, 60, 0), (ssrc_c, 60, 0)}
+    assert report.stream(ssrc_c).tone_hz == pytest.approx(900, abs=1)  # type: ignore[union-attr]
+
+
+def test_paced_sending_takes_20_ms_per_packet_and_silence_has_a_floor(stack: ExitStack) -> None:
+    bi, br = bundles()
+    a, b = session(stack, SSRC_A), session(stack, SSRC_B)
+    b.start(br, None)
+    a.start(bi, b.address, source=ToneSource(1000, 0.0), packets=10)  # real time; amplitude 0: digital silence
+    assert a.wait_sent(WAIT) and b.wait_received(10, WAIT)
+    ra, rb = a.stop(), b.stop()
+    assert ra.duration_s >= 9 * 0.020 * 0.9  # nine intervals between ten packets, at least
+    assert rb.level_dbfs == SILENCE_DBFS == -120.0 and rb.tone_hz is None
+    assert json.loads(json.dumps(rb.to_dict()))["level_dbfs"] == -120.0

@@ -74,6 +74,7 @@ __all__ = [
     "ToneSource",
     "WavSource",
     "level_dbfs",
+    "SILENCE_DBFS",
     "tone_frequency",
     "goertzel_power",
     "StreamReport",
@@ -95,6 +96,8 @@ MAX_STREAMS: Final = 64
 ANALYSIS_SAMPLES: Final = SAMPLE_RATE
 #: Silence inserted into a recording for a gap of lost packets, at most (in packets).
 MAX_GAP_FILL: Final = 50
+#: Error lines a report keeps.
+MAX_ERRORS: Final = 20
 _RECV_BUFFER: Final = 1 << 21
 
 Address = tuple[str, int]
@@ -223,12 +226,17 @@ def _resample(samples: array[int], rate: int, target: int) -> array[int]:
 # --- audio measurements -------------------------------------------------------------------------
 
 
+#: The level reported for digital silence (all samples zero).
+SILENCE_DBFS: Final = -120.0
+
+
 def level_dbfs(sum_squares: float, count: int) -> float | None:
-    """RMS level in dB relative to full scale (32768); a full-scale sine is -3.01 dBFS.  None without samples."""
+    """RMS level in dB relative to full scale (32768): a full-scale sine is -3.01 dBFS, digital silence
+    :data:`SILENCE_DBFS`.  None without samples."""
     if count <= 0:
         return None
     rms = math.sqrt(sum_squares / count)
-    return round(20 * math.log10(rms / 32768), 2) if rms > 0 else -math.inf
+    return max(SILENCE_DBFS, round(20 * math.log10(rms / 32768), 2)) if rms > 0 else SILENCE_DBFS
 
 
 def tone_frequency(samples: Sequence[int], rate: int = SAMPLE_RATE) -> float | None:
@@ -367,8 +375,6 @@ class StreamReport:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["ssrc"] = f"{self.ssrc:08x}"
-        if d["level_dbfs"] == -math.inf:
-            d["level_dbfs"] = None
         return d
 
 
@@ -414,8 +420,6 @@ class MediaReport:
         d["local_ssrc"] = f"{self.local_ssrc:08x}"
         d["streams"] = [s.to_dict() for s in self.streams]
         d["errors"] = list(self.errors)
-        if d["level_dbfs"] == -math.inf:
-            d["level_dbfs"] = None
         return d
 
 
@@ -769,7 +773,7 @@ class MediaSession:
         for t in self._threads:
             t.join(timeout=5.0)
             if t.is_alive():
-                self._errors.append(f"{t.name} did not stop within 5 s")
+                self._error(f"{t.name} did not stop within 5 s")
         if self._started and self._send_ctx is not None and self._remotes:
             self._send_rtcp(final=True)
         self._sock.close()
@@ -781,11 +785,18 @@ class MediaSession:
         self._stopped = self.report()
         return self._stopped
 
+    def _error(self, text: str) -> None:
+        """Note a failure for the report; the first :data:`MAX_ERRORS` are kept, then only counted."""
+        if len(self._errors) < MAX_ERRORS:
+            self._errors.append(text)
+        elif len(self._errors) == MAX_ERRORS:
+            self._errors.append("further errors not kept")
+
     def _close_file(self, f: _PcapStore | _WavRecorder) -> None:
         try:
             f.close()
         except (OSError, wave.Error) as exc:
-            self._errors.append(f"cannot finish {f.path}: {exc}")
+            self._error(f"cannot finish {f.path}: {exc}")
 
     def report(self) -> MediaReport:
         """The figures so far (:meth:`stop` returns the final ones)."""
@@ -834,7 +845,7 @@ class MediaSession:
             if self.sent % rtcp_every and self.sent:
                 self._send_rtcp()
         except Exception as exc:  # the report must say what ended the sender
-            self._errors.append(f"sender: {type(exc).__name__}: {exc}")
+            self._error(f"sender: {type(exc).__name__}: {exc}")
         finally:
             self._send_done.set()
 
@@ -890,7 +901,7 @@ class MediaSession:
             try:
                 wire = ctx.protect_rtcp(packet)
             except CryptoError as exc:
-                self._errors.append(f"SRTCP protect: {exc}")
+                self._error(f"SRTCP protect: {exc}")
                 return
             self.rtcp_sent += 1
             remotes = list(self._remotes)
@@ -906,12 +917,12 @@ class MediaSession:
                 continue
             except OSError as exc:
                 if not self._stopping.is_set():
-                    self._errors.append(f"receiver: {exc}")
+                    self._error(f"receiver: {exc}")
                 return
             try:
                 self._on_datagram(data, (addr[0], addr[1]))
             except Exception as exc:  # one bad datagram must not end the receiver
-                self._errors.append(f"receiver: {type(exc).__name__}: {exc}")
+                self._error(f"receiver: {type(exc).__name__}: {exc}")
 
     def _on_datagram(self, data: bytes, addr: Address) -> None:
         self._arrivals += 1
