@@ -638,3 +638,25 @@ def test_paced_sending_takes_20_ms_per_packet_and_silence_has_a_floor(stack: Exi
     assert ra.duration_s >= 9 * 0.020 * 0.9  # nine intervals between ten packets, at least
     assert rb.level_dbfs == SILENCE_DBFS == -120.0 and rb.tone_hz is None
     assert json.loads(json.dumps(rb.to_dict()))["level_dbfs"] == -120.0
+
+
+def test_relay_learns_addresses_and_forwards_bytes_unchanged() -> None:
+    with ExitStack() as s:
+        relay = s.enter_context(SrtpRelay())
+        x, y = (s.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) for _ in range(2))
+        for sock in (x, y):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(WAIT)
+        leg_x, leg_y = relay.add_leg(), relay.add_leg()
+        x.sendto(b"\x80first", ("127.0.0.1", leg_x))  # nobody to deliver to yet; leg x learns x's address
+        y.sendto(b"\x80from-y", ("127.0.0.1", leg_y))
+        assert x.recvfrom(100) == (b"\x80from-y", ("127.0.0.1", leg_x))
+        x.sendto(b"\x80from-x", ("127.0.0.1", leg_x))
+        assert y.recvfrom(100) == (b"\x80from-x", ("127.0.0.1", leg_y))
+        with pytest.raises(MediaError, match="no leg on port"):
+            relay.set_remote(1, ("127.0.0.1", 9))
+        counts = relay.stop()
+        assert counts == {"forwarded": {leg_x: 2, leg_y: 1}, "delivered": {leg_x: 1, leg_y: 1}}
+        assert relay.stop() == counts
+        with pytest.raises(MediaError, match="stopped"):
+            relay.add_leg()

@@ -1055,6 +1055,7 @@ class SrtpRelay:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.forwarded: dict[int, int] = {}  # leg port -> datagrams received on it and forwarded
         self.delivered: dict[int, int] = {}  # leg port -> datagrams sent out on it
 
@@ -1078,6 +1079,9 @@ class SrtpRelay:
         sock.setblocking(False)
         port: int = sock.getsockname()[1]
         with self._lock:
+            if self._closed:
+                sock.close()
+                raise MediaError("the relay is stopped")
             self._legs[port] = (sock, [remote])
             self.forwarded[port] = self.delivered[port] = 0
             self._selector.register(sock, selectors.EVENT_READ, port)
@@ -1129,6 +1133,9 @@ class SrtpRelay:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         with self._lock:
+            if self._closed:
+                return {"forwarded": dict(self.forwarded), "delivered": dict(self.delivered)}
+            self._closed = True
             for sock, _ in self._legs.values():
                 try:
                     self._selector.unregister(sock)
