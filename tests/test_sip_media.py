@@ -121,14 +121,15 @@ class GatedSource:
 
 
 class LossyShim:
-    """A UDP forwarder between two sessions that drops the RTP packets at the given positions (0-based)."""
+    """A UDP forwarder between two sessions that drops the RTP packets at the given positions (0-based),
+    and sends those at the *repeat* positions twice (a replay)."""
 
-    def __init__(self, target: tuple[str, int], drop: set[int]) -> None:
+    def __init__(self, target: tuple[str, int], drop: set[int], repeat: frozenset[int] = frozenset()) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         self.address = self.sock.getsockname()
-        self.target, self.drop = target, drop
+        self.target, self.drop, self.repeat = target, drop, repeat
         self.rtp_seen = 0
         self.dropped = 0
         self._stop = threading.Event()
@@ -146,6 +147,8 @@ class LossyShim:
                 if index in self.drop:
                     self.dropped += 1
                     continue
+                if index in self.repeat:
+                    self.sock.sendto(data, self.target)
             self.sock.sendto(data, self.target)
 
     def close(self) -> None:
@@ -357,11 +360,11 @@ def test_wrong_keys_all_fail_authentication_nothing_decoded(stack: ExitStack) ->
     assert rb.sent == 0 and rb.rtcp_sent == 0  # nothing verified: no address learnt, nothing sent back
 
 
-def test_packet_loss_counted_and_recording_keeps_time(stack: ExitStack, tmp_path: Path) -> None:
+def test_packet_loss_and_replays_counted_and_recording_keeps_time(stack: ExitStack, tmp_path: Path) -> None:
     bi, br = bundles()
     a, b = session(stack, SSRC_A), session(stack, SSRC_B)
     drop = {10, 11, 12, 50, 199}  # the last one is never known to be lost: no later packet shows the gap
-    shim = stack.enter_context(LossyShim(b.address, drop))
+    shim = stack.enter_context(LossyShim(b.address, drop, repeat=frozenset({20, 21})))
     wav = tmp_path / "call.wav"
     b.start(br, None, record=wav)
     a.start(bi, shim.address, source=ToneSource(800, 0.5), packets=200, pace=False, start_seq=65500)
@@ -372,6 +375,7 @@ def test_packet_loss_counted_and_recording_keeps_time(stack: ExitStack, tmp_path
     assert shim.dropped == 5
     (stream,) = rb.streams
     assert (stream.received, stream.expected, stream.lost, stream.auth_failures) == (195, 199, 4, 0)
+    assert stream.replays == 2  # the repeated packets: refused by SRTP's replay list (RFC 3711 §3.3.2)
     assert (stream.first_seq, stream.highest_seq) == (65500, 65500 + 198)  # extended across the wrap
     assert stream.tone_hz == pytest.approx(800, abs=2)
     assert stream.recording == str(wav) and not wav.with_name("call.wav.part").exists()

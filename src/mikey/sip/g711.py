@@ -49,7 +49,11 @@ _LINEAR_TO_ULAW: Final[bytes] = bytes(ulaw_encode_sample(s) for s in range(-3276
 def ulaw_encode(samples: Iterable[int]) -> bytes:
     """µ-law codes of signed 16-bit samples (one octet per sample)."""
     table = _LINEAR_TO_ULAW
-    return bytes(table[max(-32768, min(32767, s)) + 32768] for s in samples)
+    try:
+        checked = array("h", samples)  # raises OverflowError for samples outside 16 bits
+    except OverflowError:
+        checked = array("h", [max(-32768, min(32767, s)) for s in samples])
+    return bytes([table[s + 32768] for s in checked])
 
 
 def ulaw_decode(codes: bytes) -> array[int]:
