@@ -61,6 +61,7 @@ __all__ = [
     "Fp2",
     "Type1Curve",
     "FixedBaseOdd",
+    "FixedBaseUnitary",
     "MillerLines",
     "regular_digits",
     "canonical",
@@ -90,6 +91,12 @@ def regular_digits(k: int, w: int, count: int) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _ladder_bits(e: int) -> tuple[bool, ...]:
+    """The bits of e > 0 after the leading one, most significant first (read-only, shared)."""
+    return tuple(c == "1" for c in bin(e)[3:])
+
+
 @functools.lru_cache(maxsize=8)
 def _naf(k: int) -> tuple[int, ...]:
     """Non-adjacent form of k > 0 (digits -1, 0, 1), most significant first."""
@@ -99,7 +106,7 @@ def _naf(k: int) -> tuple[int, ...]:
 class Type1Curve(ShortWeierstrass):
     """E: y^2 = x^3 + 1 over F_p with p = 11 mod 12 and a subgroup of prime order q | p + 1 (RFC 5091 §2.1)."""
 
-    __slots__ = ("cofactor", "byte_len", "alpha", "beta", "_sqrt_exp", "_cbrt_exp", "_digit_count")
+    __slots__ = ("cofactor", "byte_len", "alpha", "beta", "_half", "_sqrt_exp", "_cbrt_exp", "_digit_count")
 
     def __init__(self, p: int, q: int) -> None:
         p, q = int(p), int(q)
@@ -116,6 +123,7 @@ class Type1Curve(ShortWeierstrass):
         half = (p + 1) // 2  # 1/2 mod p
         self.alpha = mpz(p - half)  # -1/2 = (p-1)/2
         self.beta = mpz((p - sqrt3) * half % p)  # -sqrt(3)/2: zeta = alpha + beta*i (see module docstring)
+        self._half = mpz(half)
         self._sqrt_exp = mpz((p + 1) // 4)
         self._cbrt_exp = mpz((2 * p - 1) // 3)
         self._digit_count: dict[int, int] = {}
@@ -287,8 +295,40 @@ class Type1Curve(ShortWeierstrass):
         p = self.p
         return ((2 * a * a - 1) % p, 2 * a * b % p)
 
-    def final_exponentiation(self, f: Fp2) -> Fp2:
-        """f^((p^2-1)/q) = (conj(f)/f)^((p+1)/q) (RFC 5091 §3.5.2 step 6); ValueError if f = 0."""
+    def lucas_power(self, g: Fp2, e: int) -> Fp2:
+        """g^e for g of norm 1 and a *public* e >= 0, by the Lucas ladder on the trace.
+
+        For g = a + b*i of norm 1, V_k = g^k + g^-k = 2*Re(g^k) satisfies
+        V_2k = V_k^2 - 2 and V_2k+1 = V_k*V_k+1 - V_1, so each bit of e costs one
+        squaring and one product in F_p (the binary method on F_p^2 costs two,
+        plus the window products).  The ladder ends with V_e and V_e+1, which give
+        Im(g^e) = (Re(g^e)*a - Re(g^e+1))/b.  Variable time (public e only).
+        """
+        p = self.p
+        a1, b1 = mpz(g[0]) % p, mpz(g[1]) % p
+        e = int(e)
+        if e == 0:
+            return (mpz(1), mpz(0))
+        if b1 == 0:  # g = +-1
+            return (mpz(1), mpz(0)) if a1 == 1 or not e & 1 else (a1, mpz(0))
+        trace = 2 * a1 % p
+        v0, v1 = trace, (trace * trace - 2) % p  # V_1, V_2
+        for bit in _ladder_bits(e):
+            if bit:
+                v0 = (v0 * v1 - trace) % p
+                v1 = (v1 * v1 - 2) % p
+            else:
+                v1 = (v0 * v1 - trace) % p
+                v0 = (v0 * v0 - 2) % p
+        # Re(g^e) = V_e / 2; Im(g^e) = (V_e*a - V_e+1) / (2b)
+        return (v0 * self._half % p, (v0 * a1 - v1) * invert(2 * b1, p) % p)
+
+    def final_exponentiation(self, f: Fp2, extra: int = 1) -> Fp2:
+        """f^((p^2-1)/q * extra) = (conj(f)/f)^((p+1)/q * extra) (RFC 5091 §3.5.2 step 6); ValueError if f = 0.
+
+        conj(f)/f = conj(f)^2/N(f) has norm 1, so the power by the cofactor (and the
+        public ``extra``) runs through :meth:`lucas_power`.
+        """
         p = self.p
         a, b = f
         norm = (a * a + b * b) % p
@@ -296,7 +336,7 @@ class Type1Curve(ShortWeierstrass):
             raise ValueError("degenerate pairing (Miller value 0)")
         ni = invert(norm, p)
         g = ((a + b) * (a - b) * ni % p, (-2 * a * b * ni) % p)  # conj(f)^2 / N(f) = f^(p-1)
-        return self.unitary_power(g, self.cofactor)
+        return self.lucas_power(g, self.cofactor * extra)
 
     def pairing(self, a: tuple[int, int], b: tuple[int, int]) -> Fp2:
         """e'(A, B) = e(A, phi(B)) of RFC 5091 §4.5.2 for points of order q."""
@@ -341,14 +381,70 @@ class FixedBaseOdd:
         return self.curve.sum_coordinates(xs, ys)
 
 
+class FixedBaseUnitary:
+    """Fixed-base table for g of norm 1 and order q in F_p^2: row i holds g^(d * 2^(w*i)) for odd d < 2^w.
+
+    The F_p^2 counterpart of :class:`FixedBaseOdd`: with :func:`regular_digits`
+    every row gives exactly one factor (its inverse is its conjugate), so g^e
+    for a secret e is a fixed number of table reads and products, no squarings.
+    """
+
+    __slots__ = ("curve", "w", "rows")
+
+    def __init__(self, curve: Type1Curve, g: Fp2, w: int = 5) -> None:
+        self.curve = curve
+        self.w = w
+        p = curve.p
+        base = (mpz(g[0]) % p, mpz(g[1]) % p)
+        if base[1] == 0:  # +-1: not of order q
+            raise CryptoError("fixed-base table: the base has small order")
+        count = len(curve.regular_scalar(1, w))
+        mul = curve.fp2_mul
+        rows: list[list[Fp2]] = []
+        for _ in range(count):
+            square = curve._usquare(base)
+            row = [base]
+            for _ in range((1 << (w - 1)) - 1):
+                row.append(mul(row[-1], square))
+            rows.append(row)
+            base = mul(row[-1], base)  # g^(2^w) for the next row
+        self.rows = rows
+
+    def power(self, e: int) -> Fp2:
+        """g^e for a secret e (reduced modulo q)."""
+        p = self.curve.p
+        pairs = zip(self.rows, self.curve.regular_scalar(e, self.w), strict=True)
+        row, d = next(pairs)
+        a, b = row[(d if d > 0 else -d) >> 1]
+        if d < 0:
+            b = p - b
+        for row, d in pairs:
+            c, s = row[(d if d > 0 else -d) >> 1]
+            if d < 0:
+                s = p - s
+            t0 = a * c
+            t1 = b * s
+            a, b = (t0 - t1) % p, ((a + b) * (c + s) - t0 - t1) % p
+        return (a, b)
+
+
 class MillerLines:
     """Normalised lines of Miller's loop for f_{q,K} with K a point of order q (RFC 5091 §3.4, §3.5).
 
-    Each step is ``(lam, c, x_new, add)``: the tangent at T is the line
-    ``Y - lam*X + c`` with c = lam*x_T - y_T, followed by the vertical at [2]T
-    (x = x_new, used through its conjugate); ``add`` is ``None`` or
-    ``(lam, c, x_new, negative)`` for the chord through T and ±K.  The last NAF
-    digit reaches [q]K = 0: its chord is the vertical at K (``final``).
+    Each step is ``(il, cl, e, x_new, add)`` for the tangent at T, the line
+    ``Y - lam*X + c`` (c = lam*x_T - y_T) divided by its slope: ``il = 1/lam``,
+    ``cl = c/lam``, followed by the vertical at [2]T (x = x_new, used through
+    its conjugate) and ``e = cl - x_new``; ``add`` is ``None`` or ``(il, cl, e,
+    x_new, negative)`` for the chord through T and ±K.  The last NAF digit
+    reaches [q]K = 0: its chord is the vertical at K (``final``).
+
+    At phi(Q) = (zeta*x_Q, y_Q), with zeta = alpha + beta*i, ax = alpha*x_Q and
+    bx = beta*x_Q, the line over lam is (m + cl - ax) - bx*i with m = y_Q/lam and
+    the conjugate vertical is (ax - x_new) - bx*i; their product is
+    ((m + cl - ax)(ax - x_new) - bx^2) - bx*(m + e)*i: three products in F_p per
+    step, and with f^2 * g (five) eight in all.  Dividing by lam and by the
+    vertical's norm only changes F_p factors, which the final exponentiation
+    removes.
     """
 
     __slots__ = ("curve", "steps", "final_positive", "kx")
@@ -401,21 +497,42 @@ class MillerLines:
         else:
             raise ValueError("first argument is not of order q")
         inv = batch_invert(dens, p)
-        steps: list[tuple[int, int, int, tuple[int, int, int, bool] | None]] = []
+        # (lam, c, x_new) per line, then one more batched inversion for 1/lam
+        lines: list[tuple[int, int, int]] = []
+        negatives: list[bool | None] = []
         j = 0
         for (mzz, num_c, x3, _den, zz), add in zip(doubles, adds, strict=True):
             di = inv[j]
             j += 1
             zi = di * zz % p  # 1/Z3
+            lines.append((mzz * di % p, num_c * di % p, x3 * zi * zi % p))
+            if add is None:
+                negatives.append(None)
+                continue
+            r, xa, za, negative = add
+            ai = inv[j]
+            j += 1
+            lam = r * ai % p
+            ay = p - ky if negative else ky
+            lines.append((lam, (lam * kx - ay) % p, xa * ai * ai % p))
+            negatives.append(negative)
+        if any(lam == 0 for lam, _, _ in lines):  # a horizontal line: T of order 3 or 2
+            raise ValueError("degenerate first argument")
+        ilams = batch_invert([lam for lam, _, _ in lines], p)
+        normalised = []
+        for (_lam, c, x_new), il in zip(lines, ilams, strict=True):
+            cl = c * il % p
+            normalised.append((il, cl, (cl - x_new) % p, x_new))
+        steps: list[tuple[int, int, int, int, tuple[int, int, int, int, bool] | None]] = []
+        k = 0
+        for neg in negatives:
+            il, cl, e, x_new = normalised[k]
+            k += 1
             entry = None
-            if add is not None:
-                r, xa, za, negative = add
-                ai = inv[j]
-                j += 1
-                lam = r * ai % p
-                ay = p - ky if negative else ky
-                entry = (lam, (lam * kx - ay) % p, xa * ai * ai % p, negative)
-            steps.append((mzz * di % p, num_c * di % p, x3 * zi * zi % p, entry))
+            if neg is not None:
+                entry = (*normalised[k], neg)
+                k += 1
+            steps.append((il, cl, e, x_new, entry))
         self.steps = steps
 
     def miller_value(self, point: tuple[int, int]) -> Fp2:
@@ -427,33 +544,28 @@ class MillerLines:
         bx = curve.beta * xq % p
         bx2 = bx * bx % p
         a, b = mpz(1), mpz(0)
-        for lam, c, x2, add in self.steps:
-            # line(phi(Q)) * conj(vertical_{x2}(phi(Q))) =
-            #   (l0 - lam*bx*i) * ((ax - x2) - bx*i), l0 = yq + c - lam*ax
-            l0 = (yq + c - lam * ax) % p
-            v0 = ax - x2
-            g0 = (l0 * v0 - lam * bx2) % p
-            g1 = (-bx * (l0 + lam * v0)) % p
-            # f = f^2 * g
+        for il, cl, e, x_new, add in self.steps:
+            # g = line/lam * conj(vertical) = g0 - h*i (class docstring)
+            m = yq * il % p
+            g0 = ((m + cl - ax) * (ax - x_new) - bx2) % p
+            h = bx * (m + e) % p
+            # f = f^2 * g, f^2 = A + B*i
             A = (a + b) * (a - b) % p
-            B = 2 * a * b % p
+            B = (a * b << 1) % p
             t0 = A * g0
-            t1 = B * g1
-            a, b = (t0 - t1) % p, ((A + B) * (g0 + g1) - t0 - t1) % p
+            t1 = B * h
+            a, b = (t0 + t1) % p, ((A + B) * (g0 - h) - t0 + t1) % p
             if add is not None:
-                lam, c, x2, negative = add
-                l0 = (yq + c - lam * ax) % p
-                v0 = ax - x2
-                g0 = (l0 * v0 - lam * bx2) % p
-                g1 = (-bx * (l0 + lam * v0)) % p
+                il, cl, e, x_new, negative = add
+                m = yq * il % p
+                g0 = ((m + cl - ax) * (ax - x_new) - bx2) % p
+                g1 = -bx * (m + e) % p
                 if negative:  # f_{-1} = 1/v_K: times conj(v_K(phi(Q))) = (ax - kx) - bx*i
                     u0 = ax - self.kx
                     g0, g1 = (g0 * u0 + g1 * bx) % p, (g1 * u0 - g0 * bx) % p
-                t0 = a * g0
-                t1 = b * g1
-                a, b = (t0 - t1) % p, ((a + b) * (g0 + g1) - t0 - t1) % p
+                a, b = curve.fp2_mul((a, b), (g0, g1))
         if self.final_positive:  # chord through -K and K: the vertical v_K(phi(Q)) = (ax - kx) + bx*i
-            a, b = self.curve.fp2_mul((a, b), ((ax - self.kx) % p, bx))
+            a, b = curve.fp2_mul((a, b), ((ax - self.kx) % p, bx))
         if a == 0 and b == 0:
             raise ValueError("degenerate pairing (Miller value 0)")
         return (a, b)
