@@ -8,12 +8,21 @@ I_MESSAGE at its arrival time with his own credentials and decrypts the recorded
 
 from __future__ import annotations
 
+import json
 import random
+import re
+import select
 import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pki import NOW, make_ca, make_leaf
+from sipproxy import kamailio_factory  # noqa: F401
 
 from mikey.constants import DataType, ErrorNo, IDType, TSRole, TSType
 from mikey.crypto import ibe
@@ -247,3 +256,155 @@ def test_ibake_without_esk_or_without_a_mailbox_identity_is_refused(tmp_path: Pa
     esk = IbakeInitiator(creds["alice"], URI["alice"].encode(), URI["bob"].encode(), esk=True).create_message(T0)
     call, answer = Mailbox(tmp_path / "b").offer(URI["alice"], URI["bob"], esk, T0)
     assert not call.decision.store and error_nos(answer) == [ErrorNo.INVALID_ID]
+
+
+# --- end to end through Kamailio: the voicemail UA keeps a real call, Bob decrypts it later -------------------
+
+
+@pytest.fixture
+def start_proxy(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``start_proxy(**options)``: a Kamailio (tests/sipproxy.py: skipped without it, failed under CI)."""
+    factory: Callable[..., Any] = request.getfixturevalue("kamailio_factory")
+    return factory
+
+
+def _sip_call_to_voicemail(tmp_path: Path, start_proxy: Callable[..., Any], i_message: bytes,
+                           result: ExchangeResult | None, ssrc: int) -> tuple[int, str | None, list[dict[str, Any]]]:
+    """Alice calls Bob (not registered): Kamailio hands the call to the voicemail UA (a process); with
+    *result* Alice sends 25 SRTP packets of a tone, then BYE.  Returns the final status, the answer SDP and
+    the voicemail UA's JSON events."""
+    from mikey.offer_answer import make_offer
+    from mikey.sip.adapter import Answered, CallFailed, SipAgent
+    from mikey.sip.media import MediaSession, ToneSource
+
+    proxy = start_proxy(voicemail="voicemail")
+    vm = JsonLines([sys.executable, "-m", "mikey.sip.voicemail", "--proxy", proxy.proxy, "--aor",
+                    proxy.aor("voicemail"), "--dir", str(tmp_path / "box")])
+    try:
+        assert vm.next("ready")["status"] == 200
+        media = MediaSession(ssrc)
+        with SipAgent(proxy.aor("alice"), (proxy.host, proxy.port)) as alice:
+            alice.invite(proxy.aor("bob"), make_offer(i_message, port=media.port))
+            event = alice.events.get(timeout=15)
+            while not isinstance(event, Answered | CallFailed):
+                event = alice.events.get(timeout=15)
+            if isinstance(event, Answered):
+                assert result is not None and event.sdp is not None
+                port = int(re.search(r"^m=audio (\d+)", event.sdp, re.M).group(1))  # type: ignore[union-attr]
+                media.start(CryptoSessionBundle(result), ("127.0.0.1", port), source=ToneSource(440), packets=25,
+                            pace=0.002)
+                assert media.wait_sent(10)
+                time.sleep(0.2)
+                assert media.stop().sent == 25
+                event.dialog.bye()
+                vm.next("deposit")
+            else:
+                media.stop()
+                vm.next("call")
+        return event.status, event.sdp, vm.events
+    finally:
+        vm.stop()
+
+
+class JsonLines:
+    """A child process printing one JSON object per line (the voicemail UA); stopped with SIGTERM."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.events: list[dict[str, Any]] = []
+
+    def next(self, kind: str, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            event = json.loads(line)
+            self.events.append(event)
+            if event["event"] == kind:
+                return event
+        raise AssertionError(f"no {kind!r} event; got {self.events}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def plain_tone_hz(pcap: Path) -> float:
+    """The dominant frequency of the G.711 u-law audio in a decrypted capture's RTP (RFC 3551 §4.5.14)."""
+    import dpkt  # type: ignore[import-untyped]
+
+    from mikey.sip.g711 import ulaw_decode
+    from mikey.sip.media import tone_frequency
+
+    samples: list[int] = []
+    with pcap.open("rb") as f:
+        for _, frame in dpkt.pcap.Reader(f):
+            udp = dpkt.ethernet.Ethernet(frame).data.data
+            payload = bytes(udp.data)
+            if len(payload) > 12 and payload[1] & 0x7F == 0:  # RTP, PT 0
+                samples += ulaw_decode(payload[12:])
+    hz = tone_frequency(samples)
+    assert hz is not None
+    return hz
+
+
+def _decrypt(tmp_path: Path, pcap: Path, i_message: Path, *credentials: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "mikey", "srtp-decrypt", str(pcap), "--keys-from", f"@{i_message}",
+                          *credentials, "--out", str(tmp_path / "plain.pcap"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    return {"rc": out.returncode, **(json.loads(out.stdout) if out.stdout.strip() else {"stderr": out.stderr})}
+
+
+def test_sakke_call_kept_by_the_voicemail_ua_and_decrypted_by_bob_later(
+        tmp_path: Path, start_proxy: Callable[..., Any]) -> None:
+    now = time.time()
+    community = generate_community("kms.mikey.test")
+    keys = {n: SakkeKeystore(community.public, f"sip:{n}@mikey.test", [issue_user_keys(community, f"sip:{n}@mikey.test",
+                                                                                        now=now)])
+            for n in ("alice", "bob", "voicemail")}
+    for n, ks in keys.items():
+        (tmp_path / f"{n}.json").write_text(json.dumps(ks.to_dict()))
+    ini = SakkeInitiator(keys["alice"], "sip:bob@mikey.test", crypto_sessions=[CryptoSessionSpec(ssrc=SSRC_A, cs_id=1)])
+    status, _, events = _sip_call_to_voicemail(tmp_path, start_proxy, ini.create_message(now), ini.result, SSRC_A)
+    assert status == 200
+    deposit_event = next(e for e in events if e["event"] == "deposit")
+    assert deposit_event["stored_packets"] >= 25 and deposit_event["decrypted"] == 0  # kept, not readable
+    [deposit] = load_deposits(tmp_path / "box", "sip:bob@mikey.test")
+    assert deposit.caller == "sip:alice@mikey.test" and deposit.media.exists()
+    imsg = deposit.directory / "i_message.mikey"
+    # Bob, later, with his own keys: every RTP packet decrypts (mikey srtp-decrypt, RFC 3711 §3.3)
+    bob = _decrypt(tmp_path, deposit.media, imsg, "--mode", "sakke", "--keys", str(tmp_path / "bob.json"))
+    assert bob["rc"] == 0, bob
+    assert bob["streams"][f"{SSRC_A:08x}"]["rtp"] == 25 and bob["streams"][f"{SSRC_A:08x}"]["rtp_auth_failures"] == 0
+    assert 435 < plain_tone_hz(tmp_path / "plain.pcap") < 445  # Alice's 440 Hz tone, decoded from G.711
+    # the mailbox with its own identity's keys cannot even open the I_MESSAGE
+    vm = _decrypt(tmp_path, deposit.media, imsg, "--mode", "sakke", "--keys", str(tmp_path / "voicemail.json"))
+    assert vm["rc"] != 0
+
+
+@pytest.mark.parametrize("method", ["dh", "psk-v"])
+def test_voicemail_ua_refuses_what_needs_bob_with_488_and_the_error(
+        method: str, tmp_path: Path, start_proxy: Callable[..., Any]) -> None:
+    from mikey.offer_answer import take_answer
+
+    i_message = initiator(method.removesuffix("-v"), v=True).create_message(time.time())
+    status, sdp, events = _sip_call_to_voicemail(tmp_path, start_proxy, i_message, None, SSRC_A)
+    assert status == 488
+    expected = ErrorNo.INVALID_DT if method == "dh" else ErrorNo.UNSPECIFIED
+    assert error_nos(take_answer(sdp or "")) == [expected]
+    call = next(e for e in events if e["event"] == "call")
+    assert call["status"] == 488 and call["error_no"] == expected and not call["stored"]
+    assert load_deposits(tmp_path / "box") == []

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ from ..modes.base import build_error_message
 from ..modes.ibake import IbakeCredentials, IbakeResponder
 from ..wire import EskPayload, Message, TimestampPayload
 
-__all__ = ["Decision", "Deposit", "Mailbox", "MailboxCall", "decide", "error_message_for", "load_deposits", "summary"]
+__all__ = ["Decision", "Deposit", "Mailbox", "MailboxCall", "VoicemailAgent", "decide", "error_message_for", "load_deposits", "main",
+           "summary"]
 
 #: Data types the mailbox stores without answering, when the header's V flag asks for no response.
 _STORED_WITHOUT_V = frozenset({DataType.PSK_INIT, DataType.PK_INIT, DataType.TRANSFER_INIT})
@@ -243,3 +245,172 @@ def summary(deposit: Deposit) -> dict[str, Any]:
     return {"caller": deposit.caller, "callee": deposit.callee, "arrival": deposit.arrival,
             "data_type": deposit.data_type, "csb_id": f"{deposit.csb_id:08x}", "messages": len(deposit.messages),
             "media": str(deposit.media) if deposit.media.exists() else None}
+
+
+# --- the voicemail user agent (I/O: SIP through the proxy, SRTP into the deposit's pcap) -------------------
+
+
+class VoicemailAgent:
+    """The mailbox as a SIP user agent registered at *proxy* as *aor*: answers every INVITE per
+    :func:`decide` (200 with the answer's SDP, or 488 carrying the MIKEY Error, RFC 4567 §4.1), keeps
+    the SRTP of each kept call undecrypted (:class:`~mikey.sip.media.MediaSession` ``store_srtp``)
+    until the caller's BYE, and reports each call to *report* (a JSON-able dict).
+
+    An IBAKE exchange the mailbox completes takes its I_MESSAGE_2 in a re-INVITE of the same dialog.
+    """
+
+    def __init__(self, mailbox: Mailbox, aor: str, proxy: tuple[str, int], *,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+        from .adapter import SipAgent
+
+        self.mailbox = mailbox
+        self.aor = aor
+        self.agent = SipAgent(aor, proxy, user_agent="mikey-voicemail")
+        self.report = report or (lambda event: None)
+        self._calls: dict[str, tuple[MailboxCall, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"VoicemailAgent({self.aor!r})"
+
+    def register(self) -> int:
+        status = self.agent.register()
+        self.report({"event": "ready", "aor": self.aor, "contact": self.agent.contact, "status": status})
+        return status
+
+    def run(self, stop: threading.Event, clock: Callable[[], float]) -> None:
+        """Answer calls until *stop* is set (every kept call's media is stopped on the way out)."""
+        import queue
+
+        from . import adapter
+
+        try:
+            while not stop.is_set():
+                try:
+                    event = self.agent.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if isinstance(event, adapter.IncomingCall):
+                    self._on_invite(event.invite, clock())
+                elif isinstance(event, adapter.ReInvite):
+                    self._on_reinvite(event.invite, clock())
+                elif isinstance(event, adapter.Bye):
+                    self._finish(event.call_id)
+        finally:
+            for call_id in list(self._calls):
+                self._finish(call_id)
+            self.agent.close()
+
+    def _on_invite(self, invite: Any, now: float) -> None:
+        from ..offer_answer import make_answer, take_offer
+        from .media import MediaSession
+
+        caller, callee = _bare_uri(invite.from_uri), _bare_uri(invite.to_uri)
+        try:
+            i_message = take_offer(invite.sdp or "")
+            call, answer = self.mailbox.offer(caller, callee, i_message, now)
+        except MikeyError as exc:
+            invite.respond(488, "Not Acceptable Here")
+            self.report({"event": "call", "direction": "in", "peer": caller, "callee": callee, "status": 488,
+                         "stored": False, "error": exc.message, "error_no": None})
+            return
+        if not call.decision.store:
+            invite.respond(488, "Not Acceptable Here", make_answer(answer, port=9))
+            self.report({"event": "call", "direction": "in", "peer": caller, "callee": callee, "status": 488,
+                         "stored": False, "error": call.decision.reason, "error_no": call.decision.error_no})
+            return
+        media = MediaSession(int.from_bytes(os.urandom(4), "big") | 1)
+        media.start(None, None, store_srtp=call.directory / "media.pcap")
+        invite.respond(200, "OK", make_answer(answer, port=media.port))
+        self._calls[invite.call_id] = (call, media)
+        self.report({"event": "call", "direction": "in", "peer": caller, "callee": callee, "status": 200,
+                     "stored": True, "reason": call.decision.reason, "deposit": str(call.directory)})
+
+    def _on_reinvite(self, invite: Any, now: float) -> None:
+        from ..offer_answer import make_answer, take_offer
+
+        kept = self._calls.get(invite.call_id)
+        if kept is None:
+            invite.respond(488, "Not Acceptable Here")
+            return
+        call, media = kept
+        try:
+            answer = call.take(take_offer(invite.sdp or ""), now)
+        except MikeyError as exc:
+            invite.respond(488, "Not Acceptable Here",
+                           make_answer(exc.error_message, port=media.port) if exc.error_message else None)
+            self.report({"event": "rekey", "status": 488, "error": exc.message})
+            return
+        invite.respond(200, "OK", make_answer(answer, port=media.port))
+        self.report({"event": "rekey", "status": 200, "messages": len(call.messages)})
+
+    def _finish(self, call_id: str) -> None:
+        kept = self._calls.pop(call_id, None)
+        if kept is None:
+            return
+        call, media = kept
+        report = media.stop()
+        self.report({"event": "deposit", "caller": call.caller, "callee": call.callee, "deposit": str(call.directory),
+                     "messages": len(call.messages), "stored_packets": report.stored_packets,
+                     "decrypted": report.received, "media": report.stored_srtp})
+
+
+def _bare_uri(value: str) -> str:
+    """``sip:user@host`` of a From/To URI (parameters and brackets dropped)."""
+    uri = value.strip().strip("<>").split(";", 1)[0]
+    return uri.split(">", 1)[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mikey.sip.voicemail --proxy HOST:PORT --aor sip:vm@domain --dir DIR [--ibake-keys FILE]``:
+    run the mailbox until SIGTERM/SIGINT, one JSON object per line on stdout."""
+    import argparse
+    import signal
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m mikey.sip.voicemail", description=main.__doc__)
+    parser.add_argument("--proxy", required=True, help="the outbound proxy and registrar, HOST:PORT")
+    parser.add_argument("--aor", required=True, help="the mailbox's address of record")
+    parser.add_argument("--dir", required=True, type=Path, help="where deposits are kept")
+    parser.add_argument("--ibake-keys", help="the mailbox's MIKEY-IBAKE keys file (to complete IBAKE with ESK)")
+    parser.add_argument("--ibake-identity", help="the mailbox's IBAKE identity (default: the keys file's URI)")
+    args = parser.parse_args(argv)
+    host, _, port = str(args.proxy).rpartition(":")
+    if not host or not port.isdigit():
+        parser.error("--proxy must be HOST:PORT")
+    lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        with lock:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    ibake: IbakeCredentials | None = None
+    identity: str | None = None
+    if args.ibake_keys:
+        from ..cli.ibake_files import load_user_keys
+
+        keys = load_user_keys(args.ibake_keys)
+        ibake, identity = keys.credentials, args.ibake_identity or keys.uri
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent = VoicemailAgent(Mailbox(args.dir, identity=identity, ibake=ibake), args.aor, (host, int(port)),
+                           report=emit)
+    ok = True
+    try:
+        if agent.register() >= 300:
+            ok = False
+            return 1
+        agent.run(stop, time.time)
+    except MikeyError as exc:
+        ok = False
+        emit({"event": "error", "error": exc.message})
+        return 1
+    finally:
+        emit({"event": "end", "ok": ok})
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the process entry point
+    raise SystemExit(main())
