@@ -32,6 +32,7 @@ import json
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ __all__ = [
     "write_demo_credentials",
     "phone_argv",
     "SAVP_PROFILES",
+    "PhoneProcess",
+    "KeyingSides",
+    "run_phone",
 ]
 
 #: Media profiles that mean SRTP (RFC 3711 §12, RFC 5124).
@@ -840,3 +844,92 @@ def run_phone(config: PhoneConfig, emit: Emit) -> bool:
     """Run a phone to the end; True when every call went as it should."""
     return Phone(config, emit).run()
 
+
+
+# --- running phones as processes (use cases, tests, demos) --------------------------------------------------
+
+
+class PhoneProcess:
+    """A ``mikey phone --json`` child process whose event lines are collected as they come.
+
+    ``PhoneProcess(argv, stderr=path)`` starts it (argv from :func:`phone_argv`);
+    :meth:`wait_for` waits for an event (e.g. ``"ready"``); :meth:`finish` waits for the end
+    (killing it after *timeout*) and returns every event.  Always call :meth:`finish` (or use
+    ``with``): the process is never left running.
+    """
+
+    def __init__(self, argv: Sequence[str], *, stderr: Path | None = None) -> None:
+        import subprocess
+
+        from ..cli.demo_kms import child_env
+
+        self._subprocess = subprocess
+        self.argv = list(argv)
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._stderr_path = stderr
+        self._stderr = stderr.open("w") if stderr is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     stdin=subprocess.DEVNULL, text=True, env=child_env())
+        self._reader = threading.Thread(target=self._read, name="phone-reader", daemon=True)
+        self._reader.start()
+
+    def __enter__(self) -> PhoneProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish(timeout=0.0)
+
+    def _read(self) -> None:
+        stream = self.proc.stdout
+        if stream is None:
+            return
+        for line in stream:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                with self._cond:
+                    self.events.append(obj)
+                    self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, name: str, timeout: float) -> dict[str, Any] | None:
+        """The first event called *name* (waiting up to *timeout* s); None if the process ended or time ran out."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = next((e for e in self.events if e.get("event") == name), None)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+    def finish(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait up to *timeout* s for the process to end (then kill it); every event it printed."""
+        try:
+            self.proc.wait(timeout=max(timeout, 0.01))
+        except self._subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=2.0)
+        if self._stderr_path is not None and not isinstance(self._stderr, int):
+            self._stderr.close()
+        with self._cond:
+            return list(self.events)
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events if e.get("event") == name]
+
+    def stderr_tail(self) -> str:
+        if self._stderr_path is None:
+            return ""
+        try:
+            return self._stderr_path.read_text()[-2000:]
+        except OSError:
+            return ""
