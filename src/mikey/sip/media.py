@@ -44,6 +44,14 @@ from typing import Any, BinaryIO, Final, Protocol
 
 import dpkt  # type: ignore[import-untyped]
 
+try:  # POSIX: how many octets wait in a socket (FIONREAD), for wait_idle
+    import fcntl
+    import termios
+
+    _FIONREAD: int | None = termios.FIONREAD
+except ImportError:  # pragma: no cover - Windows
+    _FIONREAD = None
+
 from ..errors import AuthenticationError, CryptoError, MikeyDecodeError, MikeyError, StateError
 from ..modes.results import CryptoSessionKeys
 from ..session import CryptoSessionBundle
@@ -751,19 +759,30 @@ class MediaSession:
             time.sleep(0.01)
 
     def wait_idle(self, quiet: float = 0.2, timeout: float = 10.0) -> bool:
-        """Wait until nothing has arrived for *quiet* seconds; False when *timeout* passes first."""
+        """Wait until nothing has arrived for *quiet* seconds and nothing waits in the socket; False on timeout."""
         deadline = time.monotonic() + timeout
         last = -1
         still_since = time.monotonic()
         while time.monotonic() < deadline:
             with self._lock:
                 now_count = self._arrivals
-            if now_count != last:
+            if now_count != last or self._queued():
                 last, still_since = now_count, time.monotonic()
             elif time.monotonic() - still_since >= quiet:
                 return True
             time.sleep(0.02)
         return False
+
+    def _queued(self) -> bool:
+        """Whether a datagram waits in the socket's receive queue (FIONREAD; False where there is none)."""
+        if _FIONREAD is None or self._sock.fileno() < 0:
+            return False
+        try:
+            raw = fcntl.ioctl(self._sock.fileno(), _FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        pending: int = struct.unpack("i", raw)[0]
+        return pending > 0
 
     def stop(self) -> MediaReport:
         """Stop sending (SR + BYE, RFC 3550 §6.6) and receiving, close the socket and files; the report."""
