@@ -82,7 +82,7 @@ def test_ibake_demo_kms_two_round_trips_and_srtp(capsys: pytest.CaptureFixture[s
     assert "round trip 2      new offer (re-INVITE/UPDATE): I_MESSAGE_2" in text
     assert f"R_MESSAGE_2 {ini['r_message_lens'][1]} octets" in text
     assert "each party's key request (REQUEST_KEY_PSK) over HTTP" in text
-    assert "keys for sip:bob@demo.example" in text
+    assert "K_PRs for ID || date: sip:bob@demo.example" in text and "(RFC 5091, p 1024 bits)" in text
     assert text.endswith("every SRTP/SRTCP packet verified.")
 
 

@@ -361,7 +361,7 @@ def render_report(report: dict[str, Any]) -> list[str]:
         lines.append(f"    parties         {', '.join(kms.get('users', []))} ({kms.get('provisioning', '')})")
         for role, side in (("initiator", ini), ("responder", res)):
             if side.get("key_periods"):
-                lines.append(f"    {role:<10}      keys for {', '.join(side['key_periods'])}")
+                lines.append(f"    {role:<10}      K_PRs for ID || date: {', '.join(side['key_periods'])}")
     elif kms and kms.get("url"):
         how = "started by the demo, stopped after it" if kms.get("started_by_demo") else "already running"
         lines.append(f"  keys              fetched over HTTP from the KMS at {kms['url']} ({how})")

@@ -415,7 +415,13 @@ class IbakePlugin(ModePlugin):
     def demo_description(self, creds: dict[str, Any]) -> str:
         where = (f"K_PRs from the KMS at {creds['kms_url']} (REQUEST_KEY_PSK over HTTP)" if creds.get("kms_url")
                  else "K_PRs from a file-based KMS")
-        return ("MIKEY-IBAKE: Boneh-Franklin IBE (RFC 5091, p 1024 bits) to each identity, EC DH on P-256, "
+        try:
+            from .ibake_files import load_params
+
+            bits = f", p {int(load_params(creds['params'])[0].p).bit_length()} bits"
+        except (KeyError, UsageError):
+            bits = ""
+        return (f"MIKEY-IBAKE: Boneh-Franklin IBE (RFC 5091{bits}) to each identity, EC DH on P-256, "
                 f"four messages in two offer/answer round trips, {where}")
 
     # -- speed ----------------------------------------------------------------------------------
