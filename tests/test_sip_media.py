@@ -335,6 +335,9 @@ def test_tone_both_ways_right_frequency_and_level(stack: ExitStack) -> None:
         assert stream.rtcp_auth_failures == 0 and stream.sender_packets == 200
     # Four SRs each way (every 50 packets); a stopped first: its SR + BYE reached b.
     assert [(s.rtcp_received, s.byes) for s in (ra.streams[0], rb.streams[0])] == [(4, 0), (5, 1)]
+    # Set-up timing marks (wall clock, comparable across processes): start <= first sent <= first verified there.
+    assert ra.started_unix is not None and ra.first_tx_unix is not None and rb.streams[0].first_rx_unix is not None
+    assert ra.started_unix <= ra.first_tx_unix <= rb.streams[0].first_rx_unix
     d = json.loads(json.dumps(rb.to_dict()))
     assert d["local_ssrc"] == f"{SSRC_B:08x}" and d["streams"][0]["ssrc"] == f"{SSRC_A:08x}"
     assert d["received"] == 200 and d["tone_hz"] == pytest.approx(1000, abs=1)

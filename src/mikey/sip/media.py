@@ -379,6 +379,7 @@ class StreamReport:
     tone_hz: float | None
     sender_packets: int | None  # packet count of the last sender report
     recording: str | None
+    first_rx_unix: float | None = None  # wall-clock time the first packet verified (to time call set-up)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -419,6 +420,8 @@ class MediaReport:
     stored_srtp: str | None
     stored_packets: int
     errors: tuple[str, ...] = field(default=())
+    started_unix: float | None = None  # wall-clock time of start()
+    first_tx_unix: float | None = None  # wall-clock time the first RTP packet was sent
 
     def stream(self, ssrc: int) -> StreamReport | None:
         return next((s for s in self.streams if s.ssrc == ssrc), None)
@@ -457,6 +460,7 @@ class _Inbound:
         self.last_sr: tuple[int, float] | None = None  # (middle 32 bits of its NTP time, arrival time)
         self.recorder: _WavRecorder | None = None
         self.last_ext_seq: int | None = None
+        self.first_rx_unix: float | None = None
 
     def unprotect(self, data: bytes, rtcp: bool) -> tuple[bytes, bool]:
         """(plaintext, verified with old keys after a rekey); AuthenticationError when no context verifies."""
@@ -514,6 +518,7 @@ class _Inbound:
             tone_hz=tone_frequency(self.analysis),
             sender_packets=self.sender_packets,
             recording=str(self.recorder.path) if self.recorder is not None else None,
+            first_rx_unix=self.first_rx_unix,
         )
 
 
@@ -576,6 +581,8 @@ class MediaSession:
         self._started = False
         self._stopped: MediaReport | None = None
         self._t0 = 0.0
+        self._started_unix: float | None = None
+        self._first_tx_unix: float | None = None
         # keys
         self._bundles: list[CryptoSessionBundle] = []
         self._send_ctx: SrtpContext | None = None
@@ -723,6 +730,7 @@ class MediaSession:
             self._store = _PcapStore(store_srtp, self.address)
         self._started = True
         self._t0 = time.monotonic()
+        self._started_unix = time.time()
         receiver = threading.Thread(target=self._receive_loop, name=f"media-rx-{self.local_ssrc:08x}", daemon=True)
         self._threads.append(receiver)
         receiver.start()
@@ -836,6 +844,8 @@ class MediaSession:
             stored_srtp=str(self._store.path) if self._store is not None else None,
             stored_packets=self._store.packets if self._store is not None else 0,
             errors=tuple(self._errors),
+            started_unix=self._started_unix,
+            first_tx_unix=self._first_tx_unix,
         )
 
     # -- sending ----------------------------------------------------------------------------------
@@ -878,6 +888,7 @@ class MediaSession:
             wire = ctx.protect(packet)
             if self._first_seq is None:
                 self._first_seq = seq
+                self._first_tx_unix = time.time()
             self._seq = (seq + 1) & 0xFFFF
             if self._seq == 0:
                 self._roc = (self._roc + 1) & 0xFFFFFFFF
@@ -1024,6 +1035,7 @@ class MediaSession:
             return
         if stream.seq is None:
             stream.seq = SequenceStats(packet.seq)
+            stream.first_rx_unix = time.time()
         if not stream.seq.update(packet.seq):
             return
         stream.seq.arrival(packet.timestamp, int((time.monotonic() - self._t0) * SAMPLE_RATE))
