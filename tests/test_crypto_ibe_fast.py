@@ -13,7 +13,7 @@ import random
 import pytest
 
 from mikey.crypto import ibe
-from mikey.crypto._type1 import FixedBaseUnitary, Fp2, MillerLines, Type1Curve
+from mikey.crypto._type1 import FixedBaseOdd, FixedBaseUnitary, Fp2, MillerLines, Type1Curve
 from mikey.errors import CryptoError
 
 
@@ -151,3 +151,23 @@ def test_encrypt_and_decrypt_agree_across_the_table_threshold(kms: tuple[ibe.BfP
         assert ct == again
         assert ibe.bf_decrypt(params, key, ct) == message
     params.clear_caches()
+
+
+@pytest.mark.parametrize("w", [2, 3, 5, 7])
+def test_fixed_base_odd_batched_build_equals_the_sequential_one(
+    kms: tuple[ibe.BfParams, ibe.BfMasterSecret], w: int
+) -> None:
+    params, _ = kms
+    curve = params.curve
+    table = FixedBaseOdd(curve, params.point_p, w)
+    count = len(curve.regular_scalar(1, w))
+    assert table.rows == table._build_sequential(params.point_p, count)
+    assert len(table.rows) == count and all(len(row) == 1 << (w - 1) for row in table.rows)
+    rnd = random.Random(w)
+    for k in [1, 2, int(curve.q) - 1, *(rnd.randrange(1, int(curve.q)) for _ in range(4))]:
+        assert table.multiply(k) == curve.multiply(k, params.point_p)
+
+
+def test_fixed_base_odd_refuses_a_base_of_small_order(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) -> None:
+    with pytest.raises(CryptoError):
+        FixedBaseOdd(kms[0].curve, (0, 1))  # order 3

@@ -356,6 +356,60 @@ class FixedBaseOdd:
         self.curve = curve
         self.w = w
         count = len(curve.regular_scalar(1, w))
+        rows = self._build_batched(base, count)
+        self.rows = rows if rows is not None else self._build_sequential(base, count)
+
+    def _build_batched(self, base: tuple[int, int], count: int) -> list[list[tuple[int, int]]] | None:
+        """All rows at once: row bases by doubling, then each column of odd multiples for every row
+        with one batched inversion.  ``None`` if a degenerate case turns up."""
+        curve = self.curve
+        p = curve.p
+        w = self.w
+        X, Y, Z = mpz(base[0]), mpz(base[1]), mpz(1)
+        jac = [(X, Y, Z)]
+        for _ in range(count - 1):
+            for _ in range(w):
+                X, Y, Z = curve._jdouble(X, Y, Z)
+            if Z % p == 0:
+                return None
+            jac.append((X, Y, Z))
+        zinv = batch_invert([z for _, _, z in jac], p)
+        bxs: list[int] = []
+        bys: list[int] = []
+        for (X, Y, _Z), zi in zip(jac, zinv, strict=True):
+            zi2 = zi * zi % p
+            bxs.append(X * zi2 % p)
+            bys.append(Y * zi2 * zi % p)
+        if any(y == 0 for y in bys):
+            return None
+        # [2]B_i (a = 0), the step between odd multiples
+        txs: list[int] = []
+        tys: list[int] = []
+        for x1, y1, inv in zip(bxs, bys, batch_invert([2 * y for y in bys], p), strict=True):
+            lam = 3 * x1 * x1 * inv % p
+            x3 = (lam * lam - 2 * x1) % p
+            txs.append(x3)
+            tys.append((lam * (x1 - x3) - y1) % p)
+        columns = [(bxs, bys)]
+        for _ in range((1 << (w - 1)) - 1):
+            cxs, cys = columns[-1]
+            dens = [(tx - cx) % p for tx, cx in zip(txs, cxs, strict=True)]
+            if not all(dens):
+                return None
+            xs: list[int] = []
+            ys: list[int] = []
+            for tx, ty, cx, cy, inv in zip(txs, tys, cxs, cys, batch_invert(dens, p), strict=True):
+                lam = (ty - cy) * inv % p
+                x3 = (lam * lam - cx - tx) % p
+                xs.append(x3)
+                ys.append((lam * (cx - x3) - cy) % p)
+            columns.append((xs, ys))
+        return [[(xs[i], ys[i]) for xs, ys in columns] for i in range(count)]
+
+    def _build_sequential(self, base: tuple[int, int], count: int) -> list[list[tuple[int, int]]]:
+        """Row by row with affine additions (raises CryptoError for a base of small order)."""
+        curve = self.curve
+        w = self.w
         rows: list[list[tuple[int, int]]] = []
         row_base: Affine = base
         for _ in range(count):
@@ -367,7 +421,7 @@ class FixedBaseOdd:
             rows.append(odd)
             # next row base: [2^w]B = [2^w - 1]B + B
             row_base = curve.add(odd[-1], row_base)
-        self.rows = rows
+        return rows
 
     def multiply(self, k: int) -> Affine:
         """[k]B for a secret k (reduced modulo q)."""

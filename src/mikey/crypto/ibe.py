@@ -134,7 +134,8 @@ _MIN_Q_BITS = 160
 _THETA_CACHE_SIZE = 64
 _THETA_TABLE_CACHE_SIZE = 8  # fixed-base tables for e'(P_pub, Q_id), about 0.25 MB each (p of 1024 bits)
 _THETA_TABLE_AFTER = 2  # built on the third encryption to an identity
-_TABLE_WINDOW = 5
+_TABLE_WINDOW = 5  # per-identity theta tables: 46 rows of 16 for q of 224 bits
+_P_TABLE_WINDOW = 7  # the one table for P: 34 rows of 64 points (about 0.8 MB for p of 1024 bits)
 
 
 class PointFormat(enum.Enum):
@@ -228,7 +229,10 @@ def pairing(params: BfParams, a: tuple[int, int], b: tuple[int, int]) -> Fp2:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    """a XOR b for octet strings of one length (ValueError otherwise)."""
+    if len(a) != len(b):
+        raise ValueError("XOR of octet strings of different lengths")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 # ---------------------------------------------------------------------------
@@ -324,7 +328,7 @@ class BfParams:
     @property
     def p_table(self) -> FixedBaseOdd:
         if self._p_table is None:
-            self._p_table = FixedBaseOdd(self.curve, self.point_p, _TABLE_WINDOW)
+            self._p_table = FixedBaseOdd(self.curve, self.point_p, _P_TABLE_WINDOW)
         return self._p_table
 
     @property
