@@ -594,6 +594,12 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
         a.start(None, None)
     with pytest.raises(MediaError, match="16 bits"):
         a.start(bi, None, start_seq=70000)
+    with pytest.raises(MediaError, match="pace"):
+        a.start(bi, None, source=ToneSource(440), pace=-0.5)
+    with pytest.raises(MediaError, match="not a writable directory"):
+        a.start(bi, None, record=Path("/nonexistent-dir/x.wav"))
+    with pytest.raises(MediaError, match="no crypto session to send SSRC 00000999"):
+        session(stack, 0x999).start(bi, None, source=ToneSource(440))  # both CSs are mapped to other SSRCs
     b = session(stack, SSRC_B)
     b.start(br, None)
     with pytest.raises(StateError):
@@ -608,7 +614,9 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
     assert rb.errors == () and rb.malformed == 3 and rb.received == 0
     # RTCP of SSRC 0 and RTP of SSRC 0x999: not in the CS ID map, no open crypto session: counted, nothing kept.
     assert rb.unkeyed_packets == 2 and rb.streams == ()
-    assert a.stop().sent == 0
+    # Refused starts changed nothing: the session still starts and runs.
+    a.start(bi, b.address, source=ToneSource(440), packets=5, pace=False)
+    assert a.wait_sent(WAIT) and a.stop().sent == 5
 
 
 def test_streams_keyed_by_separate_bundles_and_ipv6(stack: ExitStack) -> None:

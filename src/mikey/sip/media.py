@@ -709,25 +709,32 @@ class MediaSession:
             raise MediaError(f"start SEQ {start_seq} does not fit in 16 bits")
         if rtcp_every <= 0:
             raise MediaError("rtcp_every must be positive")
+        ptime = PTIME if pace is True else 0.0 if pace is False else float(pace)
+        if not ptime >= 0:
+            raise MediaError(f"pace must be True, False or seconds per packet (>= 0), got {pace!r}")
+        sender = self._sender_for(bundle, roc) if bundle is not None else None
+        if source is not None and sender is None:
+            raise MediaError(f"the bundle has no crypto session to send SSRC {self.local_ssrc:08x} with")
+        if remote is None:
+            remotes: list[Address] = []
+        elif isinstance(remote, tuple) and len(remote) == 2 and isinstance(remote[0], str):
+            remotes = [(remote[0], int(remote[1]))]
+        else:
+            remotes = [(str(a[0]), int(a[1])) for a in remote]
+        if record is not None and not (record.parent.is_dir() and os.access(record.parent, os.W_OK)):
+            raise MediaError(f"cannot record to {record}: {record.parent} is not a writable directory")
+        store = _PcapStore(store_srtp, self.address) if store_srtp is not None else None
+        # Checked: now the session takes its settings.
         rand = int.from_bytes(os.urandom(6), "big")
         self._seq = (rand & 0x7FFF) if start_seq is None else start_seq  # RFC 3550 §5.1: random start
         self._timestamp = (rand >> 16) if timestamp is None else timestamp & 0xFFFFFFFF
         if bundle is not None:
-            self._bundles.append(bundle)
-            sender = self._sender_for(bundle, roc)
-            if sender is not None:
-                self._send_ctx, self._roc = sender
-        if source is not None and self._send_ctx is None:
-            raise MediaError(f"the bundle has no crypto session to send SSRC {self.local_ssrc:08x} with")
-        if remote is None:
-            self._remotes, self._learn_remote = [], True
-        elif isinstance(remote, tuple) and len(remote) == 2 and isinstance(remote[0], str):
-            self._remotes = [(remote[0], int(remote[1]))]
-        else:
-            self._remotes = [(str(a[0]), int(a[1])) for a in remote]
+            self._bundles.insert(0, bundle)  # the primary bundle, before any accept()ed ones
+        if sender is not None:
+            self._send_ctx, self._roc = sender
+        self._remotes, self._learn_remote = remotes, remote is None
         self._record = record
-        if store_srtp is not None:
-            self._store = _PcapStore(store_srtp, self.address)
+        self._store = store
         self._started = True
         self._t0 = time.monotonic()
         self._started_unix = time.time()
@@ -735,7 +742,6 @@ class MediaSession:
         self._threads.append(receiver)
         receiver.start()
         if source is not None:
-            ptime = PTIME if pace is True else 0.0 if pace is False else float(pace)
             sender_thread = threading.Thread(target=self._send_loop, args=(source, packets, ptime, rtcp_every),
                                              name=f"media-tx-{self.local_ssrc:08x}", daemon=True)
             self._threads.append(sender_thread)
