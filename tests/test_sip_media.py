@@ -28,6 +28,7 @@ from tshark_util import TSHARK
 from twoparty import run
 
 from mikey.cli.main import main
+from mikey.constants import ProtType
 from mikey.errors import MikeyError, StateError
 from mikey.modes.base import CryptoSessionSpec
 from mikey.modes.psk import PskInitiator, PskResponder
@@ -57,6 +58,8 @@ from mikey.sip.rtp import (
     rtp_header,
     sender_report,
 )
+from mikey.srtp import SrtpPolicyParams
+from mikey.wire import SecurityPolicyPayload
 
 NOW = 1_800_000_000.0
 PSK = bytes(range(32))
@@ -675,3 +678,22 @@ def test_relay_learns_addresses_and_forwards_bytes_unchanged() -> None:
         assert relay.stop() == counts
         with pytest.raises(MediaError, match="stopped"):
             relay.add_leg()
+
+
+@pytest.mark.parametrize("params", [SrtpPolicyParams(), SrtpPolicyParams(auth_tag_len=4), SrtpPolicyParams.aes_gcm(),
+                                    SrtpPolicyParams.aes_gcm(32)],
+                         ids=["AES-CM-128-HMAC-SHA1-80", "AES-CM-128-HMAC-SHA1-32", "AEAD-AES-128-GCM",
+                              "AEAD-AES-256-GCM"])
+def test_every_libsrtp_profile_from_the_sp_payload(stack: ExitStack, params: SrtpPolicyParams) -> None:
+    """The SRTP policy the exchange negotiated (SP payload, RFC 3830 §6.10.1, RFC 7714 §15) protects the media."""
+    policy = SecurityPolicyPayload(policy_no=0, prot_type=ProtType.SRTP, params=tuple(params.to_params()))
+    bi, br = bundles(policies=[policy])
+    assert br.params(1) == bi.params(1) and br.params(1).is_aead == params.is_aead
+    a, b = session(stack, SSRC_A), session(stack, SSRC_B)
+    b.start(br, None)
+    a.start(bi, b.address, source=ToneSource(1000), packets=50, pace=False)
+    assert b.wait_received(50, WAIT)
+    rb = b.stop()
+    clean(rb)
+    assert (rb.received, rb.auth_failures, rb.lost) == (50, 0, 0)
+    assert rb.tone_hz == pytest.approx(1000, abs=1)
