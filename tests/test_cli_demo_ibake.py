@@ -86,6 +86,14 @@ def test_ibake_demo_kms_two_round_trips_and_srtp(capsys: pytest.CaptureFixture[s
     assert text.endswith("every SRTP/SRTCP packet verified.")
 
 
+def test_ibake_demo_starts_its_own_kms(capsys: pytest.CaptureFixture[str]) -> None:
+    from mikey.cli.main import main
+
+    assert main(["demo", "--mode", "ibake", "--kms", "http://127.0.0.1:9", "--initiator-token", "a",
+                 "--responder-token", "b"]) == 2
+    assert "provisions its parties at a KMS it starts itself" in capsys.readouterr().err
+
+
 def _previous(month: str) -> str:
     """The month before YYYY-MM (the demo may straddle a month boundary)."""
     year, mon = int(month[:4]), int(month[5:])

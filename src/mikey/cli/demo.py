@@ -151,6 +151,8 @@ def run_demo(
     if mode not in plugins:
         raise ValueError(f"no demo for mode {mode!r}; modes: {', '.join(plugins)}")
     plugin = plugins[mode]
+    if kms_url is not None and isinstance(plugin, MikeyKmsDemoPlugin | KmsOperatorDemoPlugin):
+        raise ValueError(f"--kms: the {mode} demo provisions its parties at a KMS it starts itself")
     if kms_url is not None and not isinstance(plugin, KmsDemoPlugin):
         raise ValueError(f"--kms: the {mode} demo takes no keys from a KMS")
     if kms_url is not None and len(kms_tokens) != 2:
