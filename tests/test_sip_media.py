@@ -697,3 +697,17 @@ def test_every_libsrtp_profile_from_the_sp_payload(stack: ExitStack, params: Srt
     clean(rb)
     assert (rb.received, rb.auth_failures, rb.lost) == (50, 0, 0)
     assert rb.tone_hz == pytest.approx(1000, abs=1)
+
+
+def test_crypto_session_left_open_keys_any_ssrc_both_ways(stack: ExitStack) -> None:
+    """One CS with SSRC 0 in the map (as MIKEY-SAKKE's empty map leaves it): each end sends its own SSRC under it."""
+    bi, br = bundles(specs=(CryptoSessionSpec(ssrc=0),), own_ssrcs=())
+    assert [cs.ssrc for cs in bi.crypto_sessions] == [cs.ssrc for cs in br.crypto_sessions] == [0]
+    a, b = session(stack, SSRC_A), session(stack, SSRC_B)
+    b.start(br, a.address, source=ToneSource(700), packets=40, pace=False)
+    a.start(bi, b.address, source=ToneSource(1300), packets=40, pace=False)
+    assert a.wait_received(40, WAIT) and b.wait_received(40, WAIT)
+    ra, rb = a.stop(), b.stop()
+    assert [(s.ssrc, s.received, s.auth_failures) for s in ra.streams] == [(SSRC_B, 40, 0)]
+    assert [(s.ssrc, s.received, s.auth_failures) for s in rb.streams] == [(SSRC_A, 40, 0)]
+    assert ra.tone_hz == pytest.approx(700, abs=1) and rb.tone_hz == pytest.approx(1300, abs=1)
