@@ -17,7 +17,10 @@ or the RFC's Error message, through :class:`~mikey.modes.ibake_keys.IbakeKms`:
   The user is that IDRi, and it must be one the KMS serves: a registered, enabled user (``mikey kms
   user add``) or a party with a PSK (``kms ticket-user add``); else Error no 7 (Invalid ID).  A bad
   signature or an envelope key that does not decrypt -> Error no 0, an untrusted or unbinding
-  certificate -> 8.  Without those credentials REQUEST_KEY_PKE gets Error no 11 (Invalid DT).
+  certificate, or a CHASH naming none of the KMS certificates -> 8.  (PKCS#1 v1.5 decryption rejects
+  implicitly, so a PKE made for another certificate without CHASH mostly "decrypts" to a key nobody
+  else can compute: the response is useless and the user refuses it.)  Without those credentials
+  REQUEST_KEY_PKE gets Error no 11 (Invalid DT).
 
 Users get the public parameters out of band (they are not in REQUEST_KEY_RESP): ``mikey kms
 ibake-params`` writes them from the database for the operator to hand out.
