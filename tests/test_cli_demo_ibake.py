@@ -25,7 +25,7 @@ from mikey.cli.demo import render_report
 from mikey.cli.demo_peer import RoundTripDemoPlugin, round_trips, stepped_initiator, stepped_responder
 from mikey.cli.plugins import MODE_NAMES, load_plugins
 from mikey.constants import DataType
-from mikey.offer_answer import make_offer, take_answer
+from mikey.offer_answer import make_answer, make_offer, take_answer, take_offer
 from mikey.sdp import make_sdp
 from mikey.session import CryptoSessionBundle
 from mikey.wire import ErrorPayload, Message
@@ -229,3 +229,52 @@ def test_changed_i_message_2_gets_an_error_message_in_the_answer(tmp_path: Path)
         assert "rtp_verified" not in report
     finally:
         peer.close()
+
+
+def test_initiator_ignores_a_repeated_earlier_answer_and_reoffers_in_the_same_session(tmp_path: Path) -> None:
+    """The test answers as the Responder: a stale copy of the first answer arriving while the Initiator waits
+    for the second is not taken for it; the second offer is a new version of the same SDP session."""
+    plugin = load_plugins()["ibake"]
+    creds = plugin.demo_credentials(tmp_path)
+    creds_file = tmp_path / "creds.json"
+    creds_file.write_text(json.dumps(creds))
+    responder = stepped_responder(plugin, creds, 0x2222)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(15)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mikey.cli.demo_peer", "--role", "initiator", "--mode", "ibake", "--creds",
+         str(creds_file), "--ssrc", "1111", "--peer-ssrc", "2222", "--peer-port", str(sock.getsockname()[1]),
+         "--packets", "1", "--rtcp", "0", "--timeout", "2"], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        def offer() -> tuple[str, tuple[str, int]]:
+            while True:
+                data, addr = sock.recvfrom(65535)
+                if data.startswith(b"v=0"):
+                    return data.decode(), addr
+
+        sdp1, addr = offer()
+        r1, _ = responder.receive(take_offer(sdp1), time.time())
+        answer1 = make_answer(r1).encode()
+        sock.sendto(answer1, addr)
+        sdp2, _ = offer()
+        while sdp2 == sdp1:  # a retransmission of the first offer
+            sdp2, _ = offer()
+        o1, o2 = (next(ln for ln in s.splitlines() if ln.startswith("o=")).split() for s in (sdp1, sdp2))
+        assert o1[1] == o2[1] and (o1[2], o2[2]) == ("0", "1")  # same session id, version 1
+        sock.sendto(answer1, addr)  # stale: must not be taken as the answer to the second offer
+        r2, keys = responder.receive(take_offer(sdp2), time.time())
+        assert r2 is not None and keys is not None
+        sock.sendto(make_answer(r2).encode(), addr)
+        out, _ = proc.communicate(timeout=60)
+        report = json.loads(out.splitlines()[-1])
+        assert "packets" in report["error"]["message"], report  # it reached the media (the test sends none)
+        assert report["r_message_lens"] == [len(r1 or b""), len(r2)]
+        assert report["authenticated"] is True
+        assert report["fingerprints"] == {str(k): v for k, v in CryptoSessionBundle(keys, ignore_rcc=True)
+                                          .fingerprints().items()}
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
