@@ -33,6 +33,7 @@ from mikey.errors import MikeyError, StateError
 from mikey.modes.base import CryptoSessionSpec
 from mikey.modes.psk import PskInitiator, PskResponder
 from mikey.modes.results import ExchangeResult
+from mikey.offer_answer import make_offer
 from mikey.session import CryptoSessionBundle
 from mikey.sip.g711 import ULAW_TO_LINEAR, ulaw_decode, ulaw_decode_sample, ulaw_encode, ulaw_encode_sample
 from mikey.sip.media import (
@@ -561,33 +562,76 @@ def test_voicemail_pcap_decrypts_later_with_the_callee_keys_only(stack: ExitStac
     assert len(list(dpkt.pcap.Reader(io.BytesIO(out.read_bytes())))) == 0
 
 
+def sip_invite_frame(sdp: str, when: float) -> tuple[float, bytes]:
+    """A SIP INVITE carrying *sdp* (RFC 3261 §7, RFC 4567 key-mgmt in it) as an Ethernet/IPv4/UDP frame."""
+    message = (
+        "INVITE sip:bob@mikey.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKmedia1\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:alice@mikey.test>;tag=1\r\nTo: <sip:bob@mikey.test>\r\n"
+        "Call-ID: media-1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5062>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+    udp = dpkt.udp.UDP(sport=5062, dport=5060, data=message, ulen=8 + len(message))
+    ip = dpkt.ip.IP(src=bytes([127, 0, 0, 1]), dst=bytes([127, 0, 0, 1]), p=17, len=28 + len(message), data=udp)
+    return when, bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x02" * 6, type=0x0800, data=ip))
+
+
+def run_tshark(tmp_path: Path, *args: str) -> list[list[str]]:
+    assert TSHARK is not None
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    proc = subprocess.run([TSHARK, "-n", *args], capture_output=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return [line.split("\t") for line in proc.stdout.decode().splitlines()]
+
+
 @pytest.mark.skipif(TSHARK is None and not os.environ.get("CI"), reason="tshark (Wireshark) is not installed")
-def test_tshark_reads_the_stored_media_as_srtp_not_plain_ulaw(stack: ExitStack, tmp_path: Path) -> None:
+def test_tshark_sees_mikey_then_srtp_and_the_decrypted_capture_is_the_plain_ulaw(
+        stack: ExitStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The media as stored, behind the INVITE whose SDP keyed it: Wireshark calls the stream SRTP/SRTCP (RTP/SAVP
+    set up by the SDP) and its payload is not the µ-law sent; `mikey srtp-decrypt` with the keys from the same
+    capture gives back exactly the µ-law, which tshark then reads as plain RTP."""
     assert TSHARK is not None, "CI is set: tshark must be installed"
-    bi, br = bundles()
+    res_i, res_r, i_message = psk_exchange()
     rx, tx = session(stack, SSRC_B), session(stack, SSRC_A)
     store = tmp_path / "media.pcap"
-    rx.start(br, None, store_srtp=store)
-    tx.start(bi, rx.address, source=ToneSource(1000), packets=60, pace=False, start_seq=1000)
-    assert rx.wait_received(60, WAIT)
+    rx.start(CryptoSessionBundle(res_r), None, store_srtp=store)
+    tx.start(CryptoSessionBundle(res_i), rx.address, source=ToneSource(1000), packets=60, pace=False,
+             start_seq=1000, rtcp_every=20)
+    assert tx.wait_sent(WAIT) and rx.wait_received(60, WAIT)
     tx.stop()
+    assert rx.wait_idle(0.3, WAIT)
     rx.stop()
     plain_tone = ToneSource(1000)
     plain = [ulaw_encode(plain_tone.read(160)) for _ in range(60)]
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
-    proc = subprocess.run(
-        [TSHARK, "-n", "-r", str(store), "-d", f"udp.port=={rx.port},rtp", "-Y", "rtp", "-T", "fields",
-         "-e", "rtp.version", "-e", "rtp.p_type", "-e", "rtp.ssrc", "-e", "rtp.seq", "-e", "rtp.payload"],
-        capture_output=True, env=env, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    rows = [line.split("\t") for line in proc.stdout.decode().splitlines()]
-    assert len(rows) == 60
-    for i, (version, ptype, ssrc, seq, payload_hex) in enumerate(rows):
-        assert (version, ptype, int(ssrc, 16), int(seq)) == ("2", "0", SSRC_A, 1000 + i)
-        payload = bytes.fromhex(payload_hex.replace(":", ""))
-        assert len(payload) == 160 + 10  # encrypted PCMU and the 80-bit SRTP authentication tag
-        assert payload[:160] != plain[i] and payload[:160] not in plain
-        assert sum(a == b for a, b in zip(payload, plain[i], strict=False)) < 16  # chance agreement only
+
+    frames = list(dpkt.pcap.Reader(io.BytesIO(store.read_bytes())))
+    call = tmp_path / "call.pcap"
+    with call.open("wb") as f:
+        writer = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
+        for ts, buf in [sip_invite_frame(make_offer(i_message, port=rx.port), frames[0][0] - 0.1), *frames]:
+            writer.writepkt(buf, ts=ts)
+    summary = run_tshark(tmp_path, "-r", str(call), "-T", "fields", "-e", "frame.protocols", "-e", "rtp.ssrc",
+                         "-e", "rtp.seq", "-e", "rtp.p_type", "-e", "srtp.enc_payload")
+    assert "mikey" in summary[0][0].split(":") and "sdp" in summary[0][0].split(":")
+    media = summary[1:]
+    srtp = [r for r in media if r[4]]
+    assert len(srtp) == 60 and len(media) == 60 + 4  # and 3 SRs, SR + BYE: SRTCP
+    for i, (_, ssrc, seq, ptype, enc) in enumerate(srtp):
+        assert (int(ssrc, 16), int(seq), ptype) == (SSRC_A, 1000 + i, "0")
+        payload = bytes.fromhex(enc.replace(":", ""))
+        assert len(payload) == 160 + 10  # encrypted PCMU and the 80-bit authentication tag
+        assert payload[:160] not in plain and sum(a == b for a, b in zip(payload, plain[i], strict=False)) < 16
+    lines = [" ".join(r) for r in run_tshark(tmp_path, "-r", str(call))]
+    assert sum(" SRTP " in x for x in lines) == 60 and sum(" SRTCP " in x for x in lines) == 4
+
+    out = tmp_path / "plain.pcap"
+    assert main(["srtp-decrypt", str(call), "--keys-from", str(call), "--mode", "psk", "--psk", PSK.hex(),
+                 "--out", str(out)]) == 0
+    assert f"SSRC {SSRC_A:08x}: 60 RTP, 4 RTCP decrypted; 0 RTP, 0 RTCP authentication failures" in (
+        capsys.readouterr().out)
+    rows = run_tshark(tmp_path, "-r", str(out), "-d", f"udp.port=={rx.port},rtp", "-Y", "rtp && !rtcp",
+                      "-T", "fields", "-e", "rtp.seq", "-e", "rtp.payload")
+    assert [(int(seq), bytes.fromhex(p.replace(":", ""))) for seq, p in rows] == [
+        (1000 + i, plain[i]) for i in range(60)]
 
 
 def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
