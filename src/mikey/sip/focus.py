@@ -229,8 +229,8 @@ class _Focus:
 
     # keys for one member: the group key, with the stream's current ROC for a broadcast (RFC 3830 §6.1.1)
     def _key_for(self, member: str) -> GroupKey:
-        if self.sender is None or self.media is None or member in self.cfg.stale_roc:
-            return self.key
+        if self.sender is None or self.media is None or not self._media_started or member in self.cfg.stale_roc:
+            return self.key  # the stream's starting ROC
         _, roc = self.media.send_position()
         return self.key.with_roc(self.sender.ssrc, roc)
 
@@ -341,7 +341,7 @@ class _Focus:
             if self.dial_out:
                 for member in cfg.members:
                     self._dial(member, time.time())
-            late = list(cfg.late)
+            late = list(cfg.late) if self.dial_out else []  # dial-in late members call when they like
             expected = len(cfg.members) + len(cfg.late)
             while time.monotonic() < deadline:
                 if self.dial_out and late and self.media is not None and self.media.report().sent >= cfg.late_after:
