@@ -337,6 +337,7 @@ def test_tone_both_ways_right_frequency_and_level(stack: ExitStack) -> None:
         assert report.tone_hz == pytest.approx(hz, abs=1)
         assert report.level_dbfs == pytest.approx(20 * math.log10(amplitude / math.sqrt(2)), abs=0.2)
         assert stream.rtcp_auth_failures == 0 and stream.sender_packets == 200
+        assert (stream.reported_lost, stream.reported_jitter_ms is not None) == (0, True)  # SR report blocks
     # Four SRs each way (every 50 packets); a stopped first: its SR + BYE reached b.
     assert [(s.rtcp_received, s.byes) for s in (ra.streams[0], rb.streams[0])] == [(4, 0), (5, 1)]
     # Set-up timing marks (wall clock, comparable across processes): start <= first sent <= first verified there.
@@ -373,12 +374,17 @@ def test_packet_loss_and_replays_counted_and_recording_keeps_time(stack: ExitSta
     drop = {10, 11, 12, 50, 199}  # the last one is never known to be lost: no later packet shows the gap
     shim = stack.enter_context(LossyShim(b.address, drop, repeat=frozenset({20, 21})))
     wav = tmp_path / "call.wav"
-    b.start(br, None, record=wav)
+    b.start(br, a.address, record=wav, rtcp_every=50)  # a receiver only: an RR every 50 packets, straight to a
     a.start(bi, shim.address, source=ToneSource(800, 0.5), packets=200, pace=False, start_seq=65500)
-    assert a.wait_sent(WAIT) and b.wait_received(195, WAIT) and b.wait_idle(0.3, WAIT)
-    a.stop()
+    assert a.wait_sent(WAIT) and b.wait_received(195, WAIT) and b.wait_idle(0.3, WAIT) and a.wait_idle(0.3, WAIT)
+    ra = a.stop()
     rb = b.stop()
     clean(rb)
+    clean(ra)
+    # What b's RRs told a (RFC 3550 §6.4.2): after 150 packets, the 4 lost so far, up to packet 153 (ext. SEQ).
+    (about_a,) = ra.streams
+    assert (about_a.ssrc, about_a.received, about_a.rtcp_received, rb.rtcp_sent) == (SSRC_B, 0, 3, 4)
+    assert (about_a.reported_lost, about_a.reported_highest_seq) == (4, 65500 + 153)
     assert shim.dropped == 5
     (stream,) = rb.streams
     assert (stream.received, stream.expected, stream.lost, stream.auth_failures) == (195, 199, 4, 0)

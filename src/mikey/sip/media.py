@@ -380,6 +380,10 @@ class StreamReport:
     sender_packets: int | None  # packet count of the last sender report
     recording: str | None
     first_rx_unix: float | None = None  # wall-clock time the first packet verified (to time call set-up)
+    # From this source's last RTCP reception report about our stream (RFC 3550 §6.4.1):
+    reported_lost: int | None = None  # packets of ours it counts as lost
+    reported_highest_seq: int | None = None  # the extended highest sequence number of ours it received
+    reported_jitter_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -461,6 +465,7 @@ class _Inbound:
         self.recorder: _WavRecorder | None = None
         self.last_ext_seq: int | None = None
         self.first_rx_unix: float | None = None
+        self.about_us: ReportBlock | None = None  # its last reception report about our stream
 
     def unprotect(self, data: bytes, rtcp: bool) -> tuple[bytes, bool]:
         """(plaintext, verified with old keys after a rekey); AuthenticationError when no context verifies."""
@@ -519,6 +524,9 @@ class _Inbound:
             sender_packets=self.sender_packets,
             recording=str(self.recorder.path) if self.recorder is not None else None,
             first_rx_unix=self.first_rx_unix,
+            reported_lost=self.about_us.cumulative_lost if self.about_us else None,
+            reported_highest_seq=self.about_us.highest_seq if self.about_us else None,
+            reported_jitter_ms=round(self.about_us.jitter / SAMPLE_RATE * 1000, 3) if self.about_us else None,
         )
 
 
@@ -604,6 +612,9 @@ class MediaSession:
         self._store: _PcapStore | None = None
         self._errors: list[str] = []
         self._arrivals = 0
+        self._verified_rtp = 0
+        self._sending = False
+        self._rtcp_every = RTCP_EVERY
 
     def __repr__(self) -> str:
         return f"MediaSession(ssrc={self.local_ssrc:08x}, port={self.port}, sent={self.sent})"
@@ -735,6 +746,8 @@ class MediaSession:
         self._remotes, self._learn_remote = remotes, remote is None
         self._record = record
         self._store = store
+        self._sending = source is not None
+        self._rtcp_every = rtcp_every
         self._started = True
         self._t0 = time.monotonic()
         self._started_unix = time.time()
@@ -994,8 +1007,12 @@ class MediaSession:
                 if old:
                     stream.old_key_packets += 1
                 self._on_rtp(stream, plain)
+                self._verified_rtp += 1
             if self._learn_remote and not self._remotes:
                 self._remotes.append(addr)
+            report_now = not rtcp and not self._sending and self._verified_rtp % self._rtcp_every == 0
+        if report_now:  # a receiver only: an RR of its own (RFC 3550 §6.4.2)
+            self._send_rtcp()
 
     def _stream(self, ssrc: int) -> _Inbound | None:
         stream = self._streams.get(ssrc)
@@ -1032,6 +1049,9 @@ class MediaSession:
                 stream.last_sr = ((item.ntp[0] & 0xFFFF) << 16 | item.ntp[1] >> 16, time.time())
             elif item.packet_type == RTCP_BYE:
                 stream.byes += 1
+            for block in item.blocks:
+                if block.ssrc == self.local_ssrc:  # what this source says it received from us
+                    stream.about_us = block
 
     def _on_rtp(self, stream: _Inbound, plain: bytes) -> None:
         try:
