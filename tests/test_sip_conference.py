@@ -1,0 +1,102 @@
+"""Conference through Kamailio (issue 12): three member processes and a relaying focus, one group key
+(RFC 3830 §8, RFC 4738 §3.2, RFC 6509 + TS 33.180 GMK, RFC 6043 §9); every member decrypts both others'
+tones; the pairwise methods are not served; a member with the wrong key is refused cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import sipproxy
+
+from mikey.constants import ErrorNo
+from mikey.sip.focus import GroupConfig
+from mikey.sip.group import METHODS, NOT_SERVED, SERVED, GroupStream, make_group_credentials
+from mikey.sip.kamailio import Kamailio
+from mikey.sip.usecases import USE_CASES, Outcome, UseCaseEnv
+from mikey.sip.usecases.conference import MEMBERS, PACKETS, SSRCS, TONES, evaluate, run_group
+
+kamailio = sipproxy.kamailio
+
+
+def env_for(k: Kamailio, tmp_path: Path) -> UseCaseEnv:
+    return UseCaseEnv(k.host, k.port, k.domain, tmp_path, timeout=20.0)
+
+
+def test_registered() -> None:
+    import mikey.sip.usecases.conference  # noqa: F401  (registers the case)
+
+    assert "conference" in USE_CASES
+    assert set(SERVED) | set(NOT_SERVED) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(SERVED))
+def test_conference_every_member_decrypts_every_other(method: str, kamailio: Kamailio, tmp_path: Path) -> None:
+    obs = USE_CASES["conference"](env_for(kamailio, tmp_path), method)
+    assert obs.outcome == Outcome.KEYED, obs.detail
+    assert obs.media_ok and obs.data["same_keys"] and obs.data["focus_ok"]
+    for who, seen in obs.data["members"].items():
+        assert seen["sent"] == PACKETS
+        assert seen["auth_failures"] == 0
+        assert set(seen["heard"]) == set(MEMBERS) - {who}
+        for other, heard in seen["heard"].items():
+            assert heard["received"] >= PACKETS * 0.8, (who, other, heard)
+            assert heard["auth_failures"] == 0 and heard["replays"] == 0
+            assert abs(heard["tone_hz"] - TONES[other]) <= 5.0, (who, other, heard)
+    # The focus forwarded every member's packets (RTP + RTCP) to both others, without keys.
+    relay = obs.data["relay"]
+    assert len(relay["forwarded"]) == len(MEMBERS)
+    for port, count in relay["forwarded"].items():
+        assert count >= PACKETS
+        assert relay["delivered"][port] >= 2 * PACKETS * 0.8
+
+
+@pytest.mark.parametrize("method", sorted(NOT_SERVED))
+def test_conference_not_served(method: str, tmp_path: Path) -> None:
+    env = UseCaseEnv("127.0.0.1", 9, "mikey.test", tmp_path)  # never contacted: nothing is started
+    obs = USE_CASES["conference"](env, method)
+    assert obs.outcome == Outcome.NOT_SERVED
+    assert obs.detail == NOT_SERVED[method] and "relay focus" in obs.detail
+    assert not any(tmp_path.iterdir())
+
+
+def test_member_with_the_wrong_psk_is_refused(kamailio: Kamailio, tmp_path: Path) -> None:
+    """Carol holds another PSK: she answers 488 with the MIKEY Error (Auth failure, Error no 0), derives no keys; the
+    others still key and hear each other (RFC 3830 §5.1.2, RFC 4567 §4.1)."""
+    env = env_for(kamailio, tmp_path)
+    uri = {m: f"sip:{m}@{env.domain}" for m in MEMBERS}
+    focus = f"sip:focus@{env.domain}"
+    creds = make_group_credentials("psk", tmp_path / "creds", focus, list(uri.values()))
+    streams = tuple(GroupStream(uri[m], SSRCS[m]) for m in MEMBERS)
+    common = {"case": "conference", "method": "psk", "proxy": (env.proxy_host, env.proxy_port), "focus": focus,
+              "streams": streams, "packets": 60, "timeout": 12.0}
+    focus_cfg = GroupConfig(role="focus", aor=focus, members=tuple(uri.values()), creds=creds, **common)
+    wrong = {**creds, "parties": {**creds["parties"], uri["carol"]: {"uri": uri["carol"], "psk": "00" * 16}}}
+    members = {m: GroupConfig(role="member", aor=uri[m], ssrc=SSRCS[m], tone=TONES[m],
+                              creds=wrong if m == "carol" else creds, **common) for m in MEMBERS}
+    events, _ = run_group(env, focus_cfg, members, "wrong-psk")
+    carol = next(e for e in events["carol"] if e["event"] == "call")
+    assert carol["status"] == 488 and carol["mikey"] == "refused" and carol["error_no"] == ErrorNo.AUTH_FAILURE
+    assert not any(e["event"] == "media" and e["received"] for e in events["carol"])
+    refused = [e for e in events["focus"] if e["event"] == "refused"]
+    assert [e["member"] for e in refused] == [uri["carol"]] and refused[0]["status"] == 488
+    ok, problems, data = evaluate(events, {m: members[m] for m in ("alice", "bob")}, 60)
+    assert ok, problems
+    assert data["members"]["alice"]["heard"]["bob"]["auth_failures"] == 0
+    assert not next(e for e in events["focus"] if e["event"] == "end")["ok"]
+
+
+def test_config_round_trip_and_bad_config() -> None:
+    from mikey.sip.focus import FocusError
+
+    cfg = GroupConfig(role="member", case="conference", method="psk", aor="sip:a@x", proxy=("127.0.0.1", 5060),
+                      focus="sip:f@x", creds={"method": "psk"}, streams=(GroupStream("sip:a@x", 7, 3),), ssrc=7)
+    assert GroupConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(FocusError, match="role"):
+        dataclasses.replace(cfg, role="mixer")
+    with pytest.raises(FocusError, match="not in the roster"):
+        dataclasses.replace(cfg, ssrc=8)
+    with pytest.raises(FocusError, match="bad group configuration"):
+        GroupConfig.from_json('{"role": "member"}')
+    assert "creds" not in repr(cfg)
