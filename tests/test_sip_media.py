@@ -455,11 +455,17 @@ def test_broadcast_roc_wrap_late_joiner_and_wrong_roc(stack: ExitStack) -> None:
         return CryptoSessionBundle(res_i), CryptoSessionBundle(res_r)
 
     send_bundle, early_bundle = group_keys(3, bytes(32))
-    source = GatedSource(1200, gates=[100])
+    source = GatedSource(1200, gates=[20, 100])
     tx = session(stack, sender_ssrc)
-    early, late, stale = (session(stack, 0x100 + i) for i in range(3))
+    early, late, stale, hinted, unhinted = (session(stack, 0x100 + i) for i in range(5))
     early.start(early_bundle, None)
     tx.start(send_bundle, [early.address], source=source, packets=200, pace=False, start_seq=65500)
+    # Two receivers keyed at SEQ 65520 (ROC 3) whose first packet comes after the wrap (ROC 4): the one told the
+    # SEQ the ROC was read at estimates ROC 4 (RFC 3711 §3.3.1), the other takes ROC 3 and fails.
+    source.reached_gate()
+    assert tx.send_position() == (65520, 3)
+    _, racing_bundle = group_keys(3, bytes([3]) * 32)
+    source.opened.set()
     source.reached_gate()
     seq, roc = tx.send_position()
     assert (seq, roc) == ((65500 + 100) & 0xFFFF, 4)
@@ -468,15 +474,21 @@ def test_broadcast_roc_wrap_late_joiner_and_wrong_roc(stack: ExitStack) -> None:
     assert late_bundle.fingerprints() == early_bundle.fingerprints() == stale_bundle.fingerprints()
     late.start(late_bundle, None)
     stale.start(stale_bundle, None)
-    tx.add_remote(late.address)
-    tx.add_remote(stale.address)
+    hinted.start(racing_bundle, None, roc_seq=65520)
+    unhinted.start(racing_bundle, None)
+    for s in (late, stale, hinted, unhinted):
+        tx.add_remote(s.address)
     source.opened.set()
     assert tx.wait_sent(WAIT) and early.wait_received(200, WAIT) and late.wait_received(100, WAIT)
-    assert stale.wait_idle(0.3, WAIT)
-    reports = {name: s.stop() for name, s in (("early", early), ("late", late), ("stale", stale))}
+    assert hinted.wait_received(100, WAIT) and stale.wait_idle(0.3, WAIT) and unhinted.wait_idle(0.3, WAIT)
+    reports = {name: s.stop() for name, s in (("early", early), ("late", late), ("stale", stale),
+                                                ("hinted", hinted), ("unhinted", unhinted))}
     tx.stop()
     for r in reports.values():
         clean(r)
+    hi, un = (reports[k].stream(sender_ssrc) for k in ("hinted", "unhinted"))
+    assert hi is not None and un is not None
+    assert (hi.received, hi.auth_failures, hi.roc, un.received, un.auth_failures) == (100, 0, 4, 0, 100)
     e, lt, st = (reports[k].stream(sender_ssrc) for k in ("early", "late", "stale"))
     assert e is not None and lt is not None and st is not None
     assert (e.received, e.lost, e.auth_failures, e.roc, e.first_seq) == (200, 0, 0, 4, 65500)
@@ -647,6 +659,8 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
         a.start(None, None)
     with pytest.raises(MediaError, match="16 bits"):
         a.start(bi, None, start_seq=70000)
+    with pytest.raises(MediaError, match="roc_seq 70000"):
+        a.start(bi, None, roc_seq=70000)
     with pytest.raises(MediaError, match="pace"):
         a.start(bi, None, source=ToneSource(440), pace=-0.5)
     with pytest.raises(MediaError, match="not a writable directory"):

@@ -615,6 +615,7 @@ class MediaSession:
         self._verified_rtp = 0
         self._sending = False
         self._rtcp_every = RTCP_EVERY
+        self._roc_seq: int | None = None
 
     def __repr__(self) -> str:
         return f"MediaSession(ssrc={self.local_ssrc:08x}, port={self.port}, sent={self.sent})"
@@ -698,6 +699,7 @@ class MediaSession:
         roc: int | None = None,
         timestamp: int | None = None,
         rtcp_every: int = RTCP_EVERY,
+        roc_seq: int | None = None,
     ) -> None:
         """Key the session with *bundle* and start receiving, and sending when there is a *source*.
 
@@ -709,6 +711,10 @@ class MediaSession:
         ID map's.  *bundle* None receives without keys (only with *store_srtp*: a voicemail
         that keeps the SRTP it cannot decrypt).  *record* writes the decoded audio of the
         first stream to that WAV file (further streams next to it, ``<stem>-<ssrc>.wav``).
+        *roc_seq*: for a late joiner, the SEQ the sender was at when the ROC of the CS ID map
+        was read (:meth:`send_position`); a stream whose first packet comes after a wrap then
+        takes ROC + 1, as RFC 3711 §3.3.1 estimates it from that SEQ.  Without it the ROC of
+        the map is taken as is.
         """
         if self._started:
             raise StateError("this media session was started already")
@@ -720,6 +726,8 @@ class MediaSession:
             raise MediaError(f"start SEQ {start_seq} does not fit in 16 bits")
         if rtcp_every <= 0:
             raise MediaError("rtcp_every must be positive")
+        if roc_seq is not None and not 0 <= roc_seq <= 0xFFFF:
+            raise MediaError(f"roc_seq {roc_seq} does not fit in 16 bits")
         ptime = PTIME if pace is True else 0.0 if pace is False else float(pace)
         if not ptime >= 0:
             raise MediaError(f"pace must be True, False or seconds per packet (>= 0), got {pace!r}")
@@ -748,6 +756,7 @@ class MediaSession:
         self._store = store
         self._sending = source is not None
         self._rtcp_every = rtcp_every
+        self._roc_seq = roc_seq
         self._started = True
         self._t0 = time.monotonic()
         self._started_unix = time.time()
@@ -988,7 +997,7 @@ class MediaSession:
         if ssrc == self.local_ssrc:
             return  # our own stream reflected back
         with self._lock:
-            stream = self._stream(ssrc)
+            stream = self._stream(ssrc, None if rtcp else struct.unpack_from("!H", data, 2)[0])
             if stream is None:
                 self.unkeyed_packets += 1
                 return
@@ -1014,18 +1023,28 @@ class MediaSession:
         if report_now:  # a receiver only: an RR of its own (RFC 3550 §6.4.2)
             self._send_rtcp()
 
-    def _stream(self, ssrc: int) -> _Inbound | None:
+    def _stream(self, ssrc: int, seq: int | None) -> _Inbound | None:
+        """The state of remote *ssrc*, made on its first packet (*seq*: its SEQ if RTP) when some bundle keys it."""
         stream = self._streams.get(ssrc)
         if stream is not None:
             return stream
         if len(self._streams) >= MAX_STREAMS:
             return None
-        contexts = [_context(b, cs, ssrc, outbound=False)
+        contexts = [_context(b, cs, ssrc, outbound=False, roc=self._join_roc(cs.roc, seq))
                     for b in self._bundles for cs in _receive_sessions(b, ssrc, self.local_ssrc)]
         if not contexts and self._store is None:
             return None
         stream = self._streams[ssrc] = _Inbound(ssrc, contexts, keyed=bool(contexts))
         return stream
+
+    def _join_roc(self, roc: int, seq: int | None) -> int:
+        """The ROC of a stream's first packet *seq*, keyed with *roc* read at SEQ ``roc_seq`` (RFC 3711 §3.3.1)."""
+        s_l = self._roc_seq
+        if s_l is None or seq is None:
+            return roc
+        if s_l < 0x8000:
+            return (roc - 1) & 0xFFFFFFFF if seq - s_l > 0x8000 and roc > 0 else roc
+        return (roc + 1) & 0xFFFFFFFF if s_l - 0x8000 > seq else roc
 
     @staticmethod
     def _count_failure(stream: _Inbound, rtcp: bool, exc: AuthenticationError) -> None:
