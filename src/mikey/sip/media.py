@@ -104,6 +104,8 @@ MAX_STREAMS: Final = 64
 ANALYSIS_SAMPLES: Final = SAMPLE_RATE
 #: Silence inserted into a recording for a gap of lost packets, at most (in packets).
 MAX_GAP_FILL: Final = 50
+#: The longest stretch of a WAV file a WavSource reads (ten minutes).
+WAV_MAX_SECONDS: Final = 600
 #: Error lines a report keeps.
 MAX_ERRORS: Final = 20
 _RECV_BUFFER: Final = 1 << 21
@@ -158,7 +160,8 @@ class ToneSource:
 class WavSource:
     """The audio of a PCM WAV file: 16-bit, mono or stereo (mixed down), any rate (resampled to 8 kHz).
 
-    Other sample widths and compressed WAVs raise :class:`AudioFormatError`.  With ``loop``
+    Other sample widths and compressed WAVs raise :class:`AudioFormatError`.  At most the
+    first :data:`WAV_MAX_SECONDS` are read (memory stays bounded whatever the file).  With ``loop``
     the file starts again at its end; otherwise the source ends with it.
     """
 
@@ -168,7 +171,7 @@ class WavSource:
         try:
             with wave.open(str(self.path), "rb") as w:
                 channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-                raw = w.readframes(frames)
+                raw = w.readframes(min(frames, rate * WAV_MAX_SECONDS))
         except (OSError, EOFError) as exc:
             raise AudioFormatError(f"cannot read {self.path}: {exc}") from None
         except wave.Error as exc:
