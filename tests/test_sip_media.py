@@ -674,13 +674,14 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
     with pytest.raises(MediaError, match="32 bits"):
         MediaSession(1 << 32)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for junk in (b"", b"\x00" * 40, b"\x80\x00\x00", b"\x80\xc8" + bytes(30), rtp_header(0, 1, 2, 0x999) + b"x"):
+        for junk in (b"", b"\x00" * 40, b"\x80\x00\x00", b"\x80\xc8" + bytes(30), rtp_header(0, 1, 2, 0x999) + b"x",
+                     rtp_header(0, 1, 2, SSRC_B) + b"mine"):
             s.sendto(junk, b.address)
     assert b.wait_idle(0.3, WAIT)
     rb = b.stop()
     assert rb.errors == () and rb.malformed == 3 and rb.received == 0
     # RTCP of SSRC 0 and RTP of SSRC 0x999: not in the CS ID map, no open crypto session: counted, nothing kept.
-    assert rb.unkeyed_packets == 2 and rb.streams == ()
+    assert rb.unkeyed_packets == 2 and rb.streams == () and rb.own_ssrc_packets == 1
     # Refused starts changed nothing: the session still starts and runs.
     a.start(bi, b.address, source=ToneSource(440), packets=5, pace=False)
     assert a.wait_sent(WAIT) and a.stop().sent == 5

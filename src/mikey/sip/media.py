@@ -427,6 +427,7 @@ class MediaReport:
     stored_srtp: str | None
     stored_packets: int
     errors: tuple[str, ...] = field(default=())
+    own_ssrc_packets: int = 0  # packets carrying our own SSRC (looped back, or a collision: RFC 3550 §8.2)
     started_unix: float | None = None  # wall-clock time of start()
     first_tx_unix: float | None = None  # wall-clock time the first RTP packet was sent
 
@@ -610,7 +611,7 @@ class MediaSession:
         self.sent = self.sent_octets = self.rtcp_sent = self.send_errors = 0
         # receiving
         self._streams: dict[int, _Inbound] = {}
-        self.unkeyed_packets = self.malformed = 0
+        self.unkeyed_packets = self.malformed = self.own_ssrc_packets = 0
         self._record: Path | None = None
         self._store: _PcapStore | None = None
         self._errors: list[str] = []
@@ -875,6 +876,7 @@ class MediaSession:
             stored_srtp=str(self._store.path) if self._store is not None else None,
             stored_packets=self._store.packets if self._store is not None else 0,
             errors=tuple(self._errors),
+            own_ssrc_packets=self.own_ssrc_packets,
             started_unix=self._started_unix,
             first_tx_unix=self._first_tx_unix,
         )
@@ -997,8 +999,9 @@ class MediaSession:
             self.malformed += 1
             return
         ssrc = struct.unpack_from("!I", data, 4 if rtcp else 8)[0]
-        if ssrc == self.local_ssrc:
-            return  # our own stream reflected back
+        if ssrc == self.local_ssrc:  # our own stream looped back, or an SSRC collision (RFC 3550 §8.2)
+            self.own_ssrc_packets += 1
+            return
         with self._lock:
             stream = self._stream(ssrc, None if rtcp else struct.unpack_from("!H", data, 2)[0])
             if stream is None:
