@@ -673,6 +673,9 @@ def test_misuse_and_bad_datagrams(stack: ExitStack) -> None:
         b.start(br, None)
     with pytest.raises(MediaError, match="32 bits"):
         MediaSession(1 << 32)
+    for bad_bind in (("127.0.0.1", 70000), ("256.1.1.1", 0)):
+        with pytest.raises(MediaError, match="cannot bind UDP"):
+            MediaSession(1, bind=bad_bind)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for junk in (b"", b"\x00" * 40, b"\x80\x00\x00", b"\x80\xc8" + bytes(30), rtp_header(0, 1, 2, 0x999) + b"x",
                      rtp_header(0, 1, 2, SSRC_B) + b"mine"):

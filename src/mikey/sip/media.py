@@ -577,12 +577,13 @@ class MediaSession:
             raise MediaError(f"SSRC {local_ssrc} does not fit in 32 bits")
         self.local_ssrc = local_ssrc
         family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self._sock = socket.socket(family, socket.SOCK_DGRAM)
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECV_BUFFER)
             self._sock.bind(bind)
-        except OSError as exc:
-            raise MediaError(f"cannot bind UDP {bind[0]}:{bind[1]}: {exc.strerror or exc}") from None
+        except (OSError, OverflowError) as exc:
+            self._sock.close()
+            raise MediaError(f"cannot bind UDP {bind[0]}:{bind[1]}: {getattr(exc, 'strerror', None) or exc}") from None
         self._sock.settimeout(0.05)
         name = self._sock.getsockname()
         self.address: Address = (name[0], name[1])
@@ -660,16 +661,18 @@ class MediaSession:
         """
         with self._lock:
             index = next((i for i, b in enumerate(self._bundles) if b.csb_id == bundle.csb_id), 0)
+            # Every new context first (a policy libsrtp refuses raises here, changing nothing), then the switch.
+            pending = {stream.ssrc: [_context(bundle, cs, stream.ssrc, outbound=False)
+                                     for cs in _receive_sessions(bundle, stream.ssrc, self.local_ssrc)]
+                       for stream in self._streams.values()}
+            sender = self._sender_for(bundle, None) if index == 0 else None
             if self._bundles:
                 self._bundles[index] = bundle
             else:
                 self._bundles.append(bundle)
             for stream in self._streams.values():
-                sessions = _receive_sessions(bundle, stream.ssrc, self.local_ssrc)
-                stream.pending = [_context(bundle, cs, stream.ssrc, outbound=False) for cs in sessions]
-                if not stream.keyed and stream.pending:
-                    stream.keyed = True
-            sender = self._sender_for(bundle, None) if index == 0 else None
+                stream.pending = pending[stream.ssrc]
+                stream.keyed = stream.keyed or bool(stream.pending)
             self._next_send, self._next_roc = (sender[0], sender[1]) if sender else (None, 0)
             self.rekeys += 1
         if send:
