@@ -890,13 +890,13 @@ class MediaSession:
         try:
             due = time.monotonic()
             while not self._stopping.is_set() and (packets is None or self.sent < packets):
-                samples = source.read(SAMPLES_PER_PACKET)
-                if samples is None:
-                    break
-                if not self._remotes:  # symmetric RTP: wait to learn where to send
+                if not self._remotes:  # nowhere to send yet (symmetric RTP, or a fan-out with no receiver)
                     self._stopping.wait(0.01)
                     due = time.monotonic()
                     continue
+                samples = source.read(SAMPLES_PER_PACKET)
+                if samples is None:
+                    break
                 self._send_rtp(ulaw_encode(samples))
                 if self.sent % rtcp_every == 0:
                     self._send_rtcp()
