@@ -498,14 +498,19 @@ def test_broadcast_roc_wrap_late_joiner_and_wrong_roc(stack: ExitStack) -> None:
     assert st.rtcp_received >= 1  # SRTCP has its own index: the ROC does not matter there (RFC 3711 §3.4)
 
 
-def test_symmetric_rtp_learns_the_peer_address(stack: ExitStack) -> None:
+def test_symmetric_rtp_learns_the_peer_address(stack: ExitStack, tmp_path: Path) -> None:
     bi, br = bundles()
     a, b = session(stack, SSRC_A), session(stack, SSRC_B)
-    b.start(br, None, source=ToneSource(300), packets=50, pace=False)  # sends once it knows where
-    a.start(bi, b.address, source=ToneSource(700), packets=50, pace=False)
-    assert a.wait_received(50, WAIT) and b.wait_received(50, WAIT)
+    tone = ToneSource(300, 0.5).read(50 * 160)
+    wav = write_wav(tmp_path / "b.wav", tone)
+    b.start(br, None, source=WavSource(wav), pace=False)  # sends once it knows where; the file's end ends it
+    a.start(bi, b.address, source=ToneSource(700), packets=50, pace=False, record=tmp_path / "a-heard.wav")
+    assert a.wait_received(50, WAIT) and b.wait_received(50, WAIT) and b.wait_sent(WAIT)
     ra, rb = a.stop(), b.stop()
-    assert ra.tone_hz == pytest.approx(300, abs=1) and rb.tone_hz == pytest.approx(700, abs=1)
+    assert rb.sent == 50 and ra.tone_hz == pytest.approx(300, abs=1) and rb.tone_hz == pytest.approx(700, abs=1)
+    with wave.open(str(tmp_path / "a-heard.wav"), "rb") as w:  # from the file's first sample: none lost waiting
+        heard = struct.unpack(f"<{w.getnframes()}h", w.readframes(w.getnframes()))
+    assert list(heard) == list(ulaw_decode(ulaw_encode(tone)))
 
 
 def test_conference_relay_forwards_srtp_between_participants(stack: ExitStack) -> None:
