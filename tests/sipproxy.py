@@ -13,16 +13,20 @@ Outside pytest, :func:`running_kamailio` is the same as a context manager.
 
 :class:`Sipp` runs a scenario of ``tests/sipp/`` with Debian's ``sipp`` (package ``sip-tester``) as a
 child process on 127.0.0.1 and reads back the ``key=value`` lines its ``<log>`` actions wrote.
+:class:`PhoneProcess` runs ``mikey phone --json`` and collects its JSON event lines.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -239,3 +243,111 @@ def sip_status(line: str) -> int | None:
     """The status code of a SIP status line, or None."""
     match = re.match(r"SIP/2\.0 (\d{3})", line)
     return int(match.group(1)) if match else None
+
+
+# -- mikey phone -----------------------------------------------------------------------------------
+
+
+class PhoneProcess:
+    """``python -m mikey phone --json <args>`` as a child process; its JSON event lines collected.
+
+    A context manager: the process is ended (SIGTERM, then SIGKILL) on exit if it still runs.
+    """
+
+    def __init__(self, args: list[str], *, name: str = "phone") -> None:
+        argv = list(args)
+        if "--json" not in argv:
+            argv.insert(0, "--json")
+        self.name = name
+        self.command = [sys.executable, "-m", "mikey", "phone", *argv]
+        self.events: list[dict[str, Any]] = []
+        self.stray: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self._stderr: list[str] = []
+        self._threads = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            with self._cond:
+                try:
+                    self.events.append(json.loads(line))
+                except ValueError:
+                    self.stray.append(line)
+                self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def wait_event(self, kind: str, timeout: float = 15.0, *, after: int = 0, **match: Any) -> dict[str, Any]:
+        """The first event of *kind* (from index *after* of :attr:`events` on) whose fields equal *match*;
+        waits up to *timeout* seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events[after:]:
+                    if event.get("event") == kind and all(event.get(k) == v for k, v in match.items()):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not any(t.is_alive() for t in self._threads)):
+                    raise AssertionError(f"{self.name}: no {kind} event {match or ''} after {timeout:g} s; "
+                                         f"{self.describe()}")
+                self._cond.wait(min(left, 0.1))
+
+    def ready(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait for the ``ready`` event (registered); returns it (``aor``, ``contact``)."""
+        return self.wait_event("ready", timeout)
+
+    def contact_port(self) -> int:
+        """The UDP port of the phone's registered contact (for requests that bypass the proxy)."""
+        return int(str(self.ready()["contact"]).rsplit(":", 1)[1].split(";")[0].rstrip(">"))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events if e.get("event") == kind]
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the phone to exit (killing it after *timeout*); its exit status."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"{self.name} did not exit within {timeout:g} s; {self.describe()}") from None
+        for thread in self._threads:
+            thread.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(3)
+        for thread in self._threads:
+            thread.join(5)
+
+    def describe(self) -> str:
+        return (f"{self.name} exit {self.proc.poll()}; events {self.events}; stray {self.stray}; "
+                f"stderr:\n{self.stderr[-3000:]}")
+
+    def __enter__(self) -> PhoneProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
