@@ -107,6 +107,17 @@ def test_port_in_use_fails_with_log_tail(tmp_path: Path) -> None:
         assert not proxy.running
 
 
+def test_long_workdir_gets_a_short_control_socket(tmp_path: Path) -> None:
+    require_kamailio()
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with running_kamailio(deep) as proxy:
+        assert proxy.ctl_path is not None and len(str(proxy.ctl_path)) <= 100 and proxy.ctl_path.exists()
+        short_dir = proxy.ctl_path.parent
+        assert proxy.contacts("nobody") == []  # the control socket answers
+        assert proxy.log_path.parent == deep
+    assert not short_dir.exists()
+
+
 @pytest.mark.parametrize("options", [
     {"divert": {"bob": "carol\"; exit;"}},
     {"voicemail": "vm@bad domain"},
