@@ -200,3 +200,33 @@ def test_forked_call_keys_the_answering_device_and_shows_own_or_same_keys(
             own.stop()
         for agent in agents:
             agent.close()
+
+
+# --- the use case with real phones: mikey phone processes through Kamailio (mikey.sip.usecases.forking) -----
+
+
+#: Every method through phones: TICKET with key forking (I) and IBAKE (the other device never completes) too.
+PHONE_EXPECTED = {**EXPECTED, "ticket": Outcome.OWN_KEYS, "ibake": Outcome.OWN_KEYS}
+
+
+@pytest.mark.parametrize("method", list(PHONE_EXPECTED))
+def test_use_case_with_phones(method: str, tmp_path: Path, start_proxy: Callable[..., Any]) -> None:
+    from mikey.sip.usecases import USE_CASES, UseCaseEnv
+    from mikey.sip.usecases.forking import CASE, fork_call, observe
+
+    proxy = start_proxy()
+    env = UseCaseEnv(proxy.host, proxy.port, proxy.domain, tmp_path / "case", timeout=8.0)
+    alice, devices, detail = fork_call(env, method, packets=20)
+    cell = observe(method, alice, devices, detail)
+    assert cell.outcome == PHONE_EXPECTED[method], cell.detail
+    assert cell.media_ok and cell.case == CASE == "call-forking" and USE_CASES[CASE].__module__.endswith("forking")
+    # Alice's keys are those of the device she kept, and only that device got her media
+    kept = cell.data["kept_device"] - 1
+    mine = next(e for e in alice if e["event"] == "call")
+    theirs = next(e for e in devices[kept] if e["event"] == "call")
+    assert mine["fingerprints"] == theirs["fingerprints"] and mine["mikey"] == theirs["mikey"] == "keyed"
+    media = next(e for e in devices[kept] if e["event"] == "media")
+    assert media["received"] >= 20 and media["auth_failures"] == 0
+    # Alice's phone and the device she kept ended (the other one, cancelled or sent BYE, is stopped by fork_call)
+    assert any(e["event"] == "end" and e["ok"] for e in alice)
+    assert any(e["event"] == "end" for e in devices[kept])
