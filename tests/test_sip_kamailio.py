@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,6 +108,27 @@ def test_port_in_use_fails_with_log_tail(tmp_path: Path) -> None:
         with pytest.raises(KamailioError, match="(?s)kamailio exited with status.*bind"):
             proxy.start()
         assert not proxy.running
+
+
+def test_an_unstopped_kamailio_dies_with_its_interpreter(tmp_path: Path) -> None:
+    require_kamailio()
+    code = ("import sys; from pathlib import Path; from mikey.sip.kamailio import Kamailio; "
+            "k = Kamailio(Path(sys.argv[1])); k.start(); print(k._proc.pid, flush=True)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "k")], capture_output=True, text=True,
+                         timeout=60, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _process_group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _process_group_alive(pid)
+
+
+def _process_group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_long_workdir_gets_a_short_control_socket(tmp_path: Path) -> None:

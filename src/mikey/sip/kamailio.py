@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,8 @@ _USER_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 #: sun_path is 108 bytes on Linux, with the "unix:" prefix not counted.
 _MAX_SOCKET_PATH = 100
+#: The line written to the log before each start attempt.
+_START_MARK = "--- mikey: starting kamailio on "
 
 
 class KamailioError(MikeyError):
@@ -206,6 +209,7 @@ class Kamailio:
         self._short_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._finalizer: weakref.finalize[[int], Kamailio] | None = None
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -275,24 +279,29 @@ class Kamailio:
             run_dir = self._short_dir
         self.ctl_path = run_dir / "kamailio_ctl"
         attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            if not self._fixed_port:
-                self.port = free_udp_port(self.host)
-            self.cfg_path.write_text(self.render(), encoding="utf-8")
-            try:
-                self._spawn(binary, run_dir)
-                self._wait_ready()
-                return self
-            except KamailioError:
-                lost_port = "bind" in self.log_tail(40).lower()
-                self.stop()
-                if not lost_port or attempt == attempts - 1:
-                    raise
+        try:
+            for attempt in range(attempts):
+                if not self._fixed_port:
+                    self.port = free_udp_port(self.host)
+                self.cfg_path.write_text(self.render(), encoding="utf-8")
+                try:
+                    self._spawn(binary, run_dir)
+                    self._wait_ready()
+                    return self
+                except KamailioError:
+                    this_run = self.log_tail(200).rpartition(_START_MARK)[2]
+                    self._terminate()
+                    if "bind" not in this_run.lower() or attempt == attempts - 1:
+                        raise  # another process took the free port between our probe and Kamailio's bind
+        except BaseException:
+            self.stop()
+            raise
         raise KamailioError("kamailio did not start")  # pragma: no cover - the loop returns or raises
 
     def _spawn(self, binary: str, run_dir: Path) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"--- mikey: starting kamailio on udp:{self.host}:{self.port}\n".encode())
+        if self._log is None:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log.write(f"{_START_MARK}udp:{self.host}:{self.port}\n".encode())
         self._log.flush()
         command = [
             binary, "-DD", "-E", "-f", str(self.cfg_path), "-Y", str(run_dir), "-P", str(self.pid_path),
@@ -306,6 +315,8 @@ class Kamailio:
             )
         except OSError as exc:
             raise KamailioError(f"cannot run {binary}: {exc}") from exc
+        # a Kamailio nobody stopped does not outlive this interpreter
+        self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -323,18 +334,7 @@ class Kamailio:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """Stop Kamailio (SIGTERM, wait up to *timeout* s, then SIGKILL its process group); its exit status."""
-        proc, self._proc = self._proc, None
-        code: int | None = None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    _kill_group(proc.pid)
-                    proc.wait(timeout)
-            code = proc.returncode
-            _kill_group(proc.pid)  # workers that outlived the main process (none after a clean exit)
+        code = self._terminate(timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -342,6 +342,23 @@ class Kamailio:
             shutil.rmtree(self._short_dir, ignore_errors=True)
             self._short_dir = None
         return code
+
+    def _terminate(self, timeout: float = 5.0) -> int | None:
+        proc, self._proc = self._proc, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait(timeout)
+        _kill_group(proc.pid)  # workers that outlived the main process (none after a clean exit)
+        return proc.returncode
 
     def __enter__(self) -> Kamailio:
         return self.start()
