@@ -103,10 +103,14 @@ def callee_phone(proxy: Kamailio, user: str, *, calls: int, replay_cache: str | 
 
 
 def offer(proxy: Kamailio, user: str, workdir: Path, rtp_port: int, *, keymgmt: str | None = None,
-          body: str | None = None, remote_port: int | None = None) -> SippResult:
-    """One sipp INVITE to *user*: an SDP offer with ``a=key-mgmt:mikey <keymgmt>``, or the one-line *body*."""
+          body: str | None = None, profile: str | None = None, remote_port: int | None = None) -> SippResult:
+    """One sipp INVITE to *user*: an SDP offer with ``a=key-mgmt:mikey <keymgmt>``, the one-line *body*, or
+    (with *profile*) an offer without key-mgmt."""
     keys = {"domain": proxy.domain, "caller": "alice", "rtp_port": str(rtp_port)}
-    if body is None:
+    if profile is not None:
+        scenario = "uac_nomikey"
+        keys["profile"] = profile
+    elif body is None:
         scenario = "uac_mikey"
         keys["keymgmt"] = keymgmt or ""
     else:
@@ -156,6 +160,9 @@ BAD_OFFERS: dict[str, tuple[BadOffer, str, str, Any, Any]] = {
     "not-base64": (lambda: {"keymgmt": "!!not*base64!!"}, "proxy", "base64", None, None),
     "not-mikey": (lambda: {"keymgmt": b64(b"\x01\x00garbage that is no MIKEY message")}, "proxy", "decode",
                   ANY, ANY),
+    # an offer without MIKEY (SRTP keyed by nothing), and one without SRTP: the callee does not bid down
+    "offer-without-key-mgmt": (lambda: {"profile": "RTP/SAVP"}, "proxy", "key-mgmt", None, None),
+    "offer-without-srtp": (lambda: {"profile": "RTP/AVP"}, "proxy", "RTP/AVP", None, None),
     # a body that is no SDP at all
     "malformed-sdp": (lambda: {"body": "this is not an SDP body;\x7f"}, "proxy", "SDP", None, None),
     # 20 kB of key-mgmt through the proxy, and 45 kB straight to the phone (more than the proxy relays)
