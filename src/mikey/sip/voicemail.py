@@ -257,17 +257,22 @@ class VoicemailAgent:
     until the caller's BYE, and reports each call to *report* (a JSON-able dict).
 
     An IBAKE exchange the mailbox completes takes its I_MESSAGE_2 in a re-INVITE of the same dialog.
+    With *hang_up_after* seconds, the mailbox ends a call (BYE) once the caller's media has been
+    silent that long after its first packet (the message is over); None waits for the caller's BYE.
     """
 
     def __init__(self, mailbox: Mailbox, aor: str, proxy: tuple[str, int], *,
-                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 report: Callable[[dict[str, Any]], None] | None = None, hang_up_after: float | None = 1.0) -> None:
         from .adapter import SipAgent
 
         self.mailbox = mailbox
         self.aor = aor
         self.agent = SipAgent(aor, proxy, user_agent="mikey-voicemail")
         self.report = report or (lambda event: None)
+        self.hang_up_after = hang_up_after
         self._calls: dict[str, tuple[MailboxCall, Any]] = {}
+        self._dialogs: dict[str, Any] = {}
+        self._progress: dict[str, tuple[int, float]] = {}
 
     def __repr__(self) -> str:
         return f"VoicemailAgent({self.aor!r})"
@@ -280,11 +285,13 @@ class VoicemailAgent:
     def run(self, stop: threading.Event, clock: Callable[[], float]) -> None:
         """Answer calls until *stop* is set (every kept call's media is stopped on the way out)."""
         import queue
+        import time
 
         from . import adapter
 
         try:
             while not stop.is_set():
+                self._hang_up_idle(time.monotonic())
                 try:
                     event = self.agent.events.get(timeout=0.1)
                 except queue.Empty:
@@ -320,8 +327,9 @@ class VoicemailAgent:
             return
         media = MediaSession(int.from_bytes(os.urandom(4), "big") | 1)
         media.start(None, None, store_srtp=call.directory / "media.pcap")
-        invite.respond(200, "OK", make_answer(answer, port=media.port))
+        dialog = invite.respond(200, "OK", make_answer(answer, port=media.port))
         self._calls[invite.call_id] = (call, media)
+        self._dialogs[invite.call_id] = dialog
         self.report({"event": "call", "direction": "in", "peer": caller, "callee": callee, "status": 200,
                      "stored": True, "reason": call.decision.reason, "deposit": str(call.directory)})
 
@@ -343,7 +351,24 @@ class VoicemailAgent:
         invite.respond(200, "OK", make_answer(answer, port=media.port))
         self.report({"event": "rekey", "status": 200, "messages": len(call.messages)})
 
+    def _hang_up_idle(self, now: float) -> None:
+        """BYE to calls whose media stopped *hang_up_after* seconds ago (after at least one packet)."""
+        if self.hang_up_after is None:
+            return
+        for call_id, (_, media) in list(self._calls.items()):
+            stored = int(media.report().stored_packets)
+            last, since = self._progress.get(call_id, (0, now))
+            if stored != last:
+                self._progress[call_id] = (stored, now)
+            elif stored > 0 and now - since >= self.hang_up_after:
+                dialog = self._dialogs.get(call_id)
+                if dialog is not None and not dialog.terminated:
+                    dialog.bye()
+                self._finish(call_id)
+
     def _finish(self, call_id: str) -> None:
+        self._dialogs.pop(call_id, None)
+        self._progress.pop(call_id, None)
         kept = self._calls.pop(call_id, None)
         if kept is None:
             return
@@ -374,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path, help="where deposits are kept")
     parser.add_argument("--ibake-keys", help="the mailbox's MIKEY-IBAKE keys file (to complete IBAKE with ESK)")
     parser.add_argument("--ibake-identity", help="the mailbox's IBAKE identity (default: the keys file's URI)")
+    parser.add_argument("--hang-up-after", type=float, default=1.0, metavar="S",
+                        help="end a call once the caller's media has been silent S seconds (default 1; 0: never)")
     args = parser.parse_args(argv)
     host, _, port = str(args.proxy).rpartition(":")
     if not host or not port.isdigit():
@@ -396,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     agent = VoicemailAgent(Mailbox(args.dir, identity=identity, ibake=ibake), args.aor, (host, int(port)),
-                           report=emit)
+                           report=emit, hang_up_after=args.hang_up_after or None)
     ok = True
     try:
         if agent.register() >= 300:
