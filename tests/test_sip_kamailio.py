@@ -148,6 +148,8 @@ def test_long_workdir_gets_a_short_control_socket(tmp_path: Path) -> None:
     {"domain": "mikey.test\n#!define X"},
     {"divert_mode": "proxy"},
     {"max_message_size": 10},
+    {"host": "::1"},
+    {"host": "127.0.0.1 -l udp:0.0.0.0"},
 ])
 def test_bad_options_refused(tmp_path: Path, options: dict[str, object]) -> None:
     with pytest.raises(KamailioError):

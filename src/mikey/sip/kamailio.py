@@ -12,6 +12,7 @@ without a contact or that do not answer in time, 404 for unknown users, 513 for 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -163,6 +164,13 @@ class Kamailio:
     ) -> None:
         if not _DOMAIN_RE.fullmatch(domain):
             raise KamailioError(f"SIP domain {domain!r} is not a plain host name")
+        try:
+            if ipaddress.ip_address(host).version != 4:
+                raise ValueError(host)
+        except ValueError:
+            raise KamailioError(f"host {host!r} is not an IPv4 address (Kamailio listens on UDP over IPv4)") from None
+        if not 0 <= port <= 65535:
+            raise KamailioError(f"port {port} is out of range")
         if divert_mode not in ("302", "retarget"):
             raise KamailioError(f"divert_mode must be '302' or 'retarget', not {divert_mode!r}")
         if not 0.1 <= no_answer_timeout <= 3600 or not 0.1 <= no_reply_timeout <= 3600:
