@@ -13,6 +13,13 @@ same machine in the same process, so the ratios travel between machines:
 Rows: decode and encode of a typical PSK I_MESSAGE (HDR, T, RAND, SP, KEMAC),
 then every mode plugin's :meth:`~mikey.cli.plugin_base.ModePlugin.speed_cases`.
 Each row is the best of 5 repetitions, each long enough to time reliably.
+
+Clock: the process's CPU time by default, as ``openssl speed`` uses CPU time unless
+given ``-elapsed``; ``--elapsed`` times wall-clock instead.  On a shared machine
+wall-clock rows measured a few seconds apart see different loads (on two busy
+cores the same row varied 2x between runs, and the ratio of two rows with it),
+while CPU time excludes the time the process waits for a core.  Every row runs
+in this process without waiting on others, so CPU time is all of its cost.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import platform
 import random
+import time
 import timeit
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -85,24 +93,26 @@ class SpeedRow:
         return d
 
 
-def measure(fn: Callable[[], object], *, quick: bool = False) -> float:
+def measure(fn: Callable[[], object], *, quick: bool = False, elapsed: bool = False) -> float:
     """Microseconds per call of *fn*: autorange-style loop count, then the best of 5 repetitions.
 
     ``quick`` aims at about 5 ms per repetition and takes the best of 2 (for tests).
+    The clock is the process's CPU time (:func:`time.process_time`), or wall-clock
+    time (:func:`time.perf_counter`) with ``elapsed``.
     """
-    timer = timeit.Timer(fn)
+    timer = timeit.Timer(fn, timer=time.perf_counter if elapsed else time.process_time)
     target = 0.005 if quick else 0.2
     repeats = 2 if quick else 5
     number = 1
     while True:
-        elapsed = timer.timeit(number)
-        if elapsed >= target or number >= 10_000_000:
+        taken = timer.timeit(number)
+        if taken >= target or number >= 10_000_000:
             break
-        if elapsed <= 0:
+        if taken <= 0:
             number *= 10
         else:
-            number = max(number * 2, int(number * target / elapsed * 1.05) + 1)
-    best = min([elapsed] + timer.repeat(repeat=repeats - 1, number=number))
+            number = max(number * 2, int(number * target / taken * 1.05) + 1)
+    best = min([taken] + timer.repeat(repeat=repeats - 1, number=number))
     return best / number * 1e6
 
 
@@ -212,9 +222,16 @@ def collect_cases(plugins: Iterable[ModePlugin]) -> list[SpeedCase]:
 
 
 def run_speed(
-    patterns: list[str], *, quick: bool = False, cases: Sequence[SpeedCase] | None = None
+    patterns: list[str],
+    *,
+    quick: bool = False,
+    cases: Sequence[SpeedCase] | None = None,
+    elapsed: bool = False,
 ) -> tuple[dict[str, float], list[SpeedRow]]:
-    """Time the selected rows (default: every row) and their baselines; returns ``({baseline: us}, rows)``."""
+    """Time the selected rows (default: every row) and their baselines; returns ``({baseline: us}, rows)``.
+
+    CPU time of this process unless ``elapsed`` (wall-clock; see the module docstring).
+    """
     cases = collect_cases(PLUGINS) if cases is None else list(cases)
     if patterns:
         lowered = [p.lower() for p in patterns]
@@ -228,12 +245,12 @@ def run_speed(
             if u not in PRIMITIVES:
                 raise UsageError(f"speed row {c.name!r} names unknown primitive {u!r}")
     needed = {"hmac-sha1"} | {c.baseline for c in cases}
-    baselines = {name: measure(fn, quick=quick) for name, fn in baseline_cases(needed).items()}
+    baselines = {name: measure(fn, quick=quick, elapsed=elapsed) for name, fn in baseline_cases(needed).items()}
     wanted = {u for c in cases for u in c.unavoidable}
-    primitives = {name: measure(fn, quick=quick) for name, fn in primitive_cases(wanted).items()}
+    primitives = {name: measure(fn, quick=quick, elapsed=elapsed) for name, fn in primitive_cases(wanted).items()}
     rows = []
     for c in cases:
-        us = measure(c.run, quick=quick)
+        us = measure(c.run, quick=quick, elapsed=elapsed)
         floor = sum(primitives[u] for u in c.unavoidable) if c.unavoidable else None
         rows.append(SpeedRow(c.name, us, c.baseline, us / baselines[c.baseline], c.unavoidable, floor))
     return baselines, rows
@@ -248,15 +265,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("patterns", nargs="*", metavar="NAME", help="only rows whose name contains NAME")
     p.add_argument("--quick", action="store_true", help="short measurements (for tests; less precise)")
+    p.add_argument(
+        "--elapsed",
+        action="store_true",
+        help="time wall-clock instead of this process's CPU time (like openssl speed -elapsed)",
+    )
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    baselines, rows = run_speed(list(args.patterns), quick=bool(args.quick))
+    elapsed = bool(getattr(args, "elapsed", False))
+    baselines, rows = run_speed(list(args.patterns), quick=bool(args.quick), elapsed=elapsed)
+    clock = "wall-clock" if elapsed else "CPU time"
     if getattr(args, "json", False):
         emit_json(
             {
+                "clock": "wall" if elapsed else "cpu",
                 "baseline_hmac_sha1_us": baselines["hmac-sha1"],
                 "baselines": baselines,
                 "results": [r.to_dict() for r in rows],
@@ -266,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
     import cryptography
 
     print(
-        f"mikey speed: microseconds per operation, best of {2 if args.quick else 5} "
+        f"mikey speed: microseconds per operation ({clock}), best of {2 if args.quick else 5} "
         f"(Python {platform.python_version()}, cryptography {cryptography.__version__}, gmpy2 {gmpy2.version()})"
     )
     print()
