@@ -33,8 +33,9 @@ Flags:
 ``--record FILE.wav``
     write the decoded audio received to a WAV file (listen to it: that is the test for a person).
 ``--rekey-after S``
-    (caller) after S seconds of the call, re-key with a new MIKEY exchange in a re-INVITE (RFC 3830
-    §4.5); media goes on under the new keys.
+    (caller) after S seconds of the call, or halfway through its audio if that comes first, re-key
+    with a new MIKEY exchange for the same CSB in a re-INVITE (RFC 3830 §4.5); media goes on under the
+    new keys, and the caller hangs up once the other's audio verified under them.
 ``--timeout S``
     how long to wait for an answer, an incoming call, or a SIP response (default 15).
 ``--bind ADDR``
@@ -178,7 +179,7 @@ def _text(e: dict[str, Any]) -> str:
         return f"re-keying failed: {e.get('error')}"
     if kind == "media":
         level = e.get("level_dbfs")
-        freq = e.get("frequency_hz")
+        freq = e.get("tone_hz")
         heard = f", level {level:.1f} dBFS" if isinstance(level, int | float) else ", silence"
         heard += f", tone {freq:.0f} Hz" if isinstance(freq, int | float) else ""
         return (f"media: sent {e.get('sent')}, received {e.get('received')}, lost {e.get('lost')}, "

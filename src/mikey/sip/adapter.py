@@ -687,25 +687,27 @@ class SipAgent:
         msg = inv.msg
         data = self._response_bytes(msg, status, reason, inv.local_tag if status > 100 else None, sdp=sdp,
                                     headers=headers, contact=100 < status < 300)
-        inv._last = data
         dest = self._reply_to(msg)
-        self._send(data, dest)
         if status < 200:
+            inv._last = data
+            self._send(data, dest)
             return None
-        inv.final_status = status
         dialog = inv.dialog
-        if 200 <= status < 300 and dialog is None:
-            dialog = Dialog(self, msg.call_id, inv.local_tag, msg.from_tag or "", msg.to_uri, msg.from_uri,
-                            msg.contact or msg.from_uri, list(msg.record_route), 0, caller=False)
-            with self._lock:
+        with self._lock:
+            # Everything the ACK's arrival looks at is in place before the answer leaves.
+            inv._last = data
+            inv.final_status = status
+            if 200 <= status < 300 and dialog is None:
+                dialog = Dialog(self, msg.call_id, inv.local_tag, msg.from_tag or "", msg.to_uri, msg.from_uri,
+                                msg.contact or msg.from_uri, list(msg.record_route), 0, caller=False)
                 self._dialogs[dialog.id] = dialog
-            inv.dialog = dialog
-        if status >= 200:
+                inv.dialog = dialog
             # Retransmit the final answer until the ACK (timers G/H, §13.3.1.4, §17.2.1).
-            with self._lock:
-                txn = _ClientTxn(f"srv:{msg.branch}", "INVITE-RESPONSE", data, dest, time.monotonic(), 64 * T1,
-                                 T1, time.monotonic() + T1, lambda m: None, lambda: None)
-                self._client[txn.branch] = txn
+            now = time.monotonic()
+            txn = _ClientTxn(f"srv:{msg.branch}", "INVITE-RESPONSE", data, dest, now, 64 * T1, T1, now + T1,
+                             lambda m: None, lambda: None)
+            self._client[txn.branch] = txn
+        self._send(data, dest)
         return dialog if 200 <= status < 300 else None
 
     def _incoming_request(self, msg: Message) -> None:
@@ -765,7 +767,8 @@ class SipAgent:
     def _incoming_ack(self, msg: Message) -> None:
         with self._lock:
             inv = next((i for i in self._server.values()
-                        if i.msg.call_id == msg.call_id and i.msg.cseq == msg.cseq and not i._acked.is_set()), None)
+                        if i.msg.call_id == msg.call_id and i.msg.cseq == msg.cseq and i.final_status is not None
+                        and not i._acked.is_set()), None)
             if inv is None:
                 return
             inv._acked.set()

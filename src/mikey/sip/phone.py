@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MikeyDecodeError, MikeyError, PeerError, StateError
-from ..modes.base import State
+from ..modes.base import State, build_error_message
 from ..modes.results import ExchangeResult
 from ..offer_answer import make_answer, make_offer, take_answer, take_offer
 from ..sdp import make_sdp
 from ..session import CryptoSessionBundle
+from ..wire import TimestampPayload
 from .adapter import (
     Acked,
     Answered,
@@ -76,6 +77,8 @@ __all__ = [
     "PhoneProcess",
     "KeyingSides",
     "run_phone",
+    "error_of_answer",
+    "fingerprints",
 ]
 
 #: Media profiles that mean SRTP (RFC 3711 §12, RFC 5124).
@@ -426,7 +429,13 @@ class CalleeKeying:
         except MikeyError as exc:
             self.side = None
             err_no = int(exc.err_no) if exc.err_no is not None else None
-            return self._refuse(f"{exc.kind}: {exc.message}", exc.error_message, err_no)
+            error_message = exc.error_message
+            if error_message is None and err_no is not None:
+                # The mode gives no Error message here (e.g. a data type it does not take): send an
+                # unauthenticated one with its Error no (RFC 3830 §5.1.2), for the same CSB.
+                csb_id = int.from_bytes(i_message[4:8], "big") if len(i_message) >= 8 else 0
+                error_message = build_error_message(csb_id, [err_no], TimestampPayload.ntp_utc(now))
+            return self._refuse(f"{exc.kind}: {exc.message}", error_message, err_no)
         self.version += 1
         body = offer_sdp(None if response is None else bytes(response), address=self.address, port=self.port,
                          ssrc=self.ssrc, cname=self.cname, version=self.version, answer=True)
@@ -590,6 +599,7 @@ class Phone:
         if agent is None:
             return False
         media = _media_module().MediaSession(self.ssrc, bind=(cfg.bind, 0))
+        started = False
         try:
             keying = CallerKeying(cfg.sides, self.ssrc)
             t0 = time.monotonic()
@@ -623,11 +633,12 @@ class Phone:
             remote = media_of(answer_sdp)
             media.start(bundle, (remote.address, remote.port), source=self._source(), packets=self._packets(),
                         record=cfg.record)
-            ok = self._in_call(kept, media, keying, bundle, caller=True, call_id=call_id, target=target)
-            return ok
+            started = True
+            return self._in_call(kept, media, keying, bundle, caller=True, call_id=call_id, target=target)
         finally:
             report = media.stop()
-            self.emit({"event": "media", **report.to_dict()})
+            if started:
+                self.emit({"event": "media", **report.to_dict()})
 
     def _caller_answer(self, keying: CallerKeying, ev: Answered, target: str, t0: float,
                        port: int) -> tuple[Dialog | None, ExchangeResult | None, str | None]:
@@ -671,7 +682,7 @@ class Phone:
                 if time.monotonic() >= deadline:
                     return None
                 continue
-            if isinstance(ev, Answered) and ev.call_id == dialog.call_id:
+            if isinstance(ev, Answered) and ev.dialog is dialog:
                 return ev.sdp
             if isinstance(ev, CallFailed) and ev.call_id == dialog.call_id:
                 raise SipError(f"the re-INVITE was answered {ev.status} {ev.reason}")
@@ -687,22 +698,29 @@ class Phone:
 
     def _in_call(self, dialog: Dialog, media: Any, keying: Any, bundle: CryptoSessionBundle, *, caller: bool,
                  call_id: str, target: str) -> bool:
-        """Media flowing; the caller re-keys after ``rekey_after`` and hangs up when done."""
+        """Media flowing; the caller re-keys after ``rekey_after`` s (or halfway through its audio, if that
+        comes first, so that media goes on under the new keys) and hangs up when it has sent its audio and
+        received the other's (after a re-key: some of it under the new keys), or after ``timeout`` more."""
         cfg = self.config
         packets = self._packets()
         started = time.monotonic()
-        rekeyed = cfg.rekey_after is None or not caller
+        rekey_pending = caller and cfg.rekey_after is not None
+        switched_needed = False
         hard_end = started + packets * 0.02 + cfg.timeout + 5.0
         ok = True
         while True:
             now = time.monotonic()
-            if caller and not rekeyed and now - started >= (cfg.rekey_after or 0.0):
-                rekeyed = True
-                ok = self._caller_rekey(dialog, media, bundle) and ok
-            if caller and media.wait_sent(0) and (media.wait_received(packets, 0) or now > hard_end - cfg.timeout):
-                media.wait_idle(0.3, 2.0)
-                dialog.bye()
-                return ok
+            if rekey_pending and (now - started >= (cfg.rekey_after or 0.0) or media.sent >= packets // 2):
+                rekey_pending = False
+                rekeyed = self._caller_rekey(dialog, media, bundle)
+                switched_needed = rekeyed
+                ok = rekeyed and ok
+            if caller and not rekey_pending and media.wait_sent(0):
+                done = media.wait_received(packets, 0) and (not switched_needed or _switched(media))
+                if done or now > hard_end - cfg.timeout:
+                    media.wait_idle(0.3, 2.0)
+                    dialog.bye()
+                    return ok
             ev = self._events(now + 0.1)
             if ev is None:
                 if now > hard_end:
@@ -754,16 +772,20 @@ class Phone:
     def _callee_rekey(self, invite: ServerInvite, media: Any, keying: CalleeKeying) -> bool:
         continuing = keying.side is not None and keying.pending
         answer = keying.answer(invite.sdp, time.time(), continuing=continuing)
-        invite.respond(answer.status, answer.reason, answer.sdp, headers=answer.headers)
         if answer.status != 200:
+            invite.respond(answer.status, answer.reason, answer.sdp, headers=answer.headers)
             self.emit({"event": "rekeyed", "ok": False, "error": answer.error, "error_no": answer.error_no})
             return False
         if answer.result is None:
             keying.pending = True
+            invite.respond(answer.status, answer.reason, answer.sdp, headers=answer.headers)
             return True
         keying.pending = False
         new_bundle, prints = fingerprints(answer.result)
-        media.rekey(new_bundle, send=False)  # switch when the ACK says the caller has the keys
+        # Receive under the new keys before the answer leaves (the caller switches on it); send under
+        # them when the ACK says the caller has them.
+        media.rekey(new_bundle, send=False)
+        invite.respond(answer.status, answer.reason, answer.sdp, headers=answer.headers)
         self.emit({"event": "rekeyed", "ok": True, "fingerprints": prints, "csb_id": f"{answer.result.csb_id:08x}"})
         return True
 
@@ -787,6 +809,7 @@ class Phone:
     def _take_call(self, invite: ServerInvite) -> bool:
         cfg = self.config
         media = _media_module().MediaSession(self.ssrc, bind=(cfg.bind, 0))
+        started = False
         try:
             invite.respond(180, "Ringing")
             keying = CalleeKeying(cfg.sides, self.ssrc, address=cfg.bind, port=media.port, cname=cfg.aor)
@@ -815,10 +838,11 @@ class Phone:
             remote = media_of(invite.sdp or "")
             media.start(bundle, (remote.address, remote.port), source=self._source(), packets=self._packets(),
                         record=cfg.record)
+            started = True
             return self._in_call(dialog, media, keying, bundle, caller=False, call_id=invite.call_id, target=peer)
         finally:
             report = media.stop()
-            if report.sent or report.received:
+            if started:
                 self.emit({"event": "media", **report.to_dict()})
 
     def _callee_rounds(self, call_id: str, keying: CalleeKeying) -> ExchangeResult | None:
@@ -838,6 +862,11 @@ class Phone:
                     return answer.result
             elif isinstance(ev, Bye) and ev.call_id == call_id:
                 return None
+
+
+def _switched(media: Any) -> bool:
+    """Whether a stream received has verified a packet under the keys of the last re-key."""
+    return any(stream.key_switches >= 1 for stream in media.report().streams)
 
 
 def run_phone(config: PhoneConfig, emit: Emit) -> bool:
