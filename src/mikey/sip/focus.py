@@ -67,6 +67,9 @@ __all__ = [
 Emit = Callable[[dict[str, Any]], None]
 Address = tuple[str, int]
 
+#: A broadcast goes on for at least this many packets after the last receiver was keyed.
+TAIL_PACKETS = 50
+
 
 class FocusError(MikeyError):
     """A focus or member run that cannot go on (a call failed, no answer in time, bad configuration)."""
@@ -224,6 +227,11 @@ class _Focus:
         self.media: MediaSession | None = None
         self.sender = cfg.streams[0] if cfg.case == "broadcast" else None
         self.ok = True
+        self.refused = 0
+        self.remotes: list[Address] = []  # the broadcast's receivers
+        self.last_keyed_sent = 0
+        self.held: list[Any] = []  # dial-in INVITEs waiting for their time (late members, a conference's start)
+        self._released = False
         self._agent: SipAgent | None = None
         self._media_started = False
 
@@ -246,18 +254,27 @@ class _Focus:
         if self.relay is not None:
             self.relay.set_remote(leg.port, remote)
         elif self.media is not None:
-            self._start_media()
-            self.media.add_remote(remote)
+            self.remotes.append(remote)
+            if self._media_started:
+                self.media.add_remote(remote)
+            else:
+                self._start_media()
         roc = key.stream(self.sender.ssrc).roc if self.sender is not None else None
         leg.roc = roc
+        self.last_keyed_sent = self.media.report().sent if self.media is not None else 0
         self.emit({"event": "keyed", "member": leg.member, "roc": roc, "csb_id": f"{key.csb_id:08x}"})
 
     def _start_media(self) -> None:
         media, sender = self.media, self.sender
         if media is None or sender is None or self._media_started:
             return
+        # The broadcast begins once every receiver of the start is keyed (or refused); later ones join late.
+        initial = [m for m in self.cfg.members if m in self.legs and self.legs[m].keyed]
+        if len(initial) + self.refused < len(self.cfg.members):
+            return
         bundle = CryptoSessionBundle(self.server.focus_view())
-        media.start(bundle, [], source=ToneSource(self.cfg.tone), packets=self.cfg.packets,
+        # It sends until every receiver, late ones included, has had TAIL_PACKETS (and at least cfg.packets).
+        media.start(bundle, list(self.remotes), source=ToneSource(self.cfg.tone), packets=None,
                     start_seq=self.cfg.start_seq, roc=sender.roc)
         self._media_started = True
         self.emit({"event": "sending", "ssrc": f"{sender.ssrc:08x}", "start_seq": self.cfg.start_seq,
@@ -289,18 +306,37 @@ class _Focus:
                 self.server.note_member_result(result)
             remote = media_address(ev.sdp)
         except MikeyError as exc:
-            self.ok = False
-            self.emit({"event": "refused", "member": leg.member, "error": _error_text(exc),
-                       "error_no": getattr(exc, "err_no", None)})
+            self._refused({"member": leg.member, "error": _error_text(exc), "error_no": getattr(exc, "err_no", None)})
             ev.dialog.bye()
             return
         key = self.key.with_roc(self.sender.ssrc, leg.roc) if self.sender is not None and leg.roc is not None \
             else self.key
         self._keyed(leg, remote, key)
 
+    def _late_due(self) -> bool:
+        """Whether the broadcast has sent the packets after which the late members are keyed."""
+        return self.media is not None and self._media_started and self.media.report().sent >= self.cfg.late_after
+
+    def _refused(self, event: dict[str, Any]) -> None:
+        """A member that could not be keyed: reported, counted, and the broadcast no longer waits for it."""
+        self.ok = False
+        self.refused += 1
+        self.emit({"event": "refused", **event})
+        self._start_media()
+
     def _on_incoming(self, invite: Any) -> None:
-        """RSA-R group mode: a member's request in the offer, the group key in the answer (RFC 4738 §3.2)."""
+        """RSA-R group mode: a member's request in the offer, the group key in the answer (RFC 4738 §3.2).
+
+        INVITEs are held (180 Ringing): a late member's until the stream has sent ``late_after`` packets,
+        a conference member's until every member has called, so that all start their media together."""
         member = invite.from_uri
+        hold = (member in self.cfg.late and not self._late_due()) or (
+            self.relay is not None and not self._released and member in self.cfg.members)
+        if hold:
+            invite.respond(180, "Ringing")
+            self.held.append(invite)
+            self._released = self.relay is not None and {i.from_uri for i in self.held} >= set(self.cfg.members)
+            return
         if member not in (*self.cfg.members, *self.cfg.late):
             invite.respond(403, "Forbidden")
             self.emit({"event": "refused", "member": member, "error": "not in the group's roster"})
@@ -315,9 +351,7 @@ class _Focus:
             body = group_sdp(error_message, address=self.cfg.bind, port=9, ssrc=None, answer=True) \
                 if error_message else None
             invite.respond(488, "Not Acceptable Here", body)
-            self.ok = False
-            self.emit({"event": "refused", "member": member, "error": _error_text(exc),
-                       "error_no": getattr(exc, "err_no", None)})
+            self._refused({"member": member, "error": _error_text(exc), "error_no": getattr(exc, "err_no", None)})
             return
         leg = self.legs[member] = _Leg(member, call_id=invite.call_id, port=self._local_port())
         self.by_call[invite.call_id] = leg
@@ -344,18 +378,18 @@ class _Focus:
             late = list(cfg.late) if self.dial_out else []  # dial-in late members call when they like
             expected = len(cfg.members) + len(cfg.late)
             while time.monotonic() < deadline:
-                if self.dial_out and late and self.media is not None and self.media.report().sent >= cfg.late_after:
+                if self._late_due() and self.dial_out and late:
                     self._dial(late.pop(0), time.time())
+                for invite in [i for i in self.held if self._released or self._late_due()]:
+                    self.held.remove(invite)
+                    self._on_incoming(invite)
                 ev = _next_event(agent, deadline)
                 if isinstance(ev, Answered):
                     self._on_answered(ev)
                 elif isinstance(ev, CallFailed) and ev.call_id in self.by_call:
                     failed = self.by_call[ev.call_id]
                     if not failed.keyed:
-                        self.ok = False
-                        self.emit({"event": "refused", "member": failed.member, "status": ev.status,
-                                   "error": ev.reason})
-                        expected -= 1
+                        self._refused({"member": failed.member, "status": ev.status, "error": ev.reason})
                 elif isinstance(ev, IncomingCall):
                     self._on_incoming(ev.invite)
                 elif isinstance(ev, ReInvite):
@@ -381,16 +415,16 @@ class _Focus:
 
     def _finished(self, expected: int, late: list[str]) -> bool:
         keyed = [leg for leg in self.legs.values() if leg.keyed]
-        if late or len(keyed) < expected:
+        if late or len(keyed) + self.refused < expected:
             return False
         if self.cfg.case == "broadcast":
-            return self.media is not None and self.media.wait_sent(0)
+            sent = self.media.report().sent if self.media is not None and self._media_started else 0
+            return sent >= max(self.cfg.packets, self.last_keyed_sent + TAIL_PACKETS)
         # a conference ends when every member has hung up
         return all(leg.dialog is not None and leg.dialog.terminated for leg in keyed)
 
     def _hang_up(self) -> None:
         if self.media is not None and self.sender is not None:
-            self.media.wait_sent(1.0)
             time.sleep(0.3)  # let the last packets reach the receivers before the BYE
         for leg in self.legs.values():
             if leg.dialog is not None and not leg.dialog.terminated:
@@ -410,6 +444,11 @@ def run_focus(cfg: GroupConfig, emit: Emit) -> bool:
 
 def run_member(cfg: GroupConfig, emit: Emit) -> bool:
     """Run one member: keyed by the focus, media for the group, then the report of every sender's stream."""
+    # Credentials loaded (and a TICKET member's KMS database opened) before registering, so that every
+    # member answers the focus at once: the members' streams then start together.
+    dial_out = focus_dials_out(cfg.method)
+    responder = member_responder(cfg.method, cfg.creds, cfg.aor, own_ssrc=cfg.ssrc or None) if dial_out else None
+    request = None if dial_out else member_initiator(cfg.method, cfg.creds, cfg.aor)
     agent = _agent(cfg, emit)
     media = MediaSession(cfg.ssrc or int.from_bytes(os.urandom(4), "big") | 1, bind=(cfg.bind, 0))
     deadline = time.monotonic() + cfg.timeout
@@ -419,7 +458,7 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
     try:
         result = None
         remote: Address | None = None
-        if focus_dials_out(cfg.method):
+        if responder is not None:
             while result is None:
                 ev = _next_event(agent, deadline)
                 if ev is None and time.monotonic() >= deadline:
@@ -428,8 +467,7 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
                     continue
                 invite = ev.invite
                 try:
-                    outcome = member_responder(cfg.method, cfg.creds, cfg.aor, own_ssrc=cfg.ssrc or None
-                                               ).receive(take_offer(invite.sdp or ""), time.time())
+                    outcome = responder.receive(take_offer(invite.sdp or ""), time.time())
                     remote = media_address(invite.sdp)
                 except MikeyError as exc:
                     error_message = getattr(exc, "error_message", None)
@@ -443,9 +481,8 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
                 call_id = invite.call_id
                 dialog = invite.respond(200, "OK", group_sdp(outcome.response, address=cfg.bind, port=media.port,
                                                              ssrc=cfg.ssrc or None, answer=True))
-        else:
+        elif request is not None:
             time.sleep(cfg.call_delay)
-            request = member_initiator(cfg.method, cfg.creds, cfg.aor)
             call_id = agent.invite(cfg.focus, group_sdp(request.create_message(time.time()), address=cfg.bind,
                                                         port=media.port, ssrc=cfg.ssrc or None, answer=False),
                                    timeout=cfg.timeout)
@@ -464,8 +501,10 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
                         raise FocusError("the focus answered without the RSA-R R_MESSAGE")
                     result = request.receive(response, time.time())
                     remote = media_address(ev.sdp)
+        if result is None:
+            raise StateError("the member was not keyed")
         view = member_view(cfg.method, result, cfg.streams)
-        emit({"event": "call", "direction": "in" if focus_dials_out(cfg.method) else "out", "peer": cfg.focus,
+        emit({"event": "call", "direction": "in" if dial_out else "out", "peer": cfg.focus,
               "status": 200, "mikey": "keyed", "error": None, "error_no": None, "csb_id": f"{view.csb_id:08x}",
               "fingerprints": {f"{k:08x}": v for k, v in session_fingerprints(view).items()},
               "rocs": {f"{cs.ssrc or 0:08x}": cs.roc for cs in view.crypto_sessions}})

@@ -30,9 +30,10 @@ PACKETS = 200
 START_ROC = 5
 #: Packets before the SEQ wraps (so the ROC is START_ROC + 1 from then on).
 WRAP_IN = 50
-#: Packets sent before the late receivers are keyed (dial-out), or seconds a dial-in one waits.
+#: Packets sent before the late receivers are keyed (dial-out: the sender calls them then; dial-in: they
+#: call LATE_DELAY seconds after starting and the sender holds their INVITE until then).
 LATE_AFTER = 100
-LATE_DELAY = 2.2
+LATE_DELAY = 0.5
 TONE_TOLERANCE = 15.0
 
 

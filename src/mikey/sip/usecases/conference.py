@@ -41,14 +41,16 @@ def run_group(env: UseCaseEnv, focus_cfg: GroupConfig, members: dict[str, GroupC
     procs: dict[str, GroupProcess] = {}
     problem = ""
     try:
-        order = [*members, "focus"] if focus_dials_out(focus_cfg.method) else ["focus", *members]
+        first, then = (list(members), ["focus"]) if focus_dials_out(focus_cfg.method) else (["focus"], list(members))
         configs = {"focus": focus_cfg, **members}
-        for who in order:
+        for who in first:  # started together, then each must have registered before the others start
             procs[who] = GroupProcess(configs[who], work, who)
-            if who == "focus" or focus_dials_out(focus_cfg.method):
-                if procs[who].wait_for("ready", env.timeout) is None:
-                    problem = f"{who} did not register: {procs[who].stderr_tail(300)}"
-                    break
+        for who in first:
+            if procs[who].wait_for("ready", env.timeout) is None:
+                problem = problem or f"{who} did not register: {procs[who].stderr_tail(300)}"
+        if not problem:
+            for who in then:
+                procs[who] = GroupProcess(configs[who], work, who)
         if not problem:
             limit = focus_cfg.timeout + 15.0
             for who, proc in procs.items():
