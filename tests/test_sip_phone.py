@@ -256,3 +256,34 @@ def test_usage_errors() -> None:
     assert missing.returncode == 2 and "--psk" in missing.stderr  # the respond options of the mode apply
     helptext = run("--mode", "dh", "--call", "sip:b@x", "--help")
     assert helptext.returncode == 0 and "--dh-group" in helptext.stdout and "--rekey-after" in helptext.stdout
+
+
+@pytest.mark.parametrize("method, own_keys", [("dh", True), ("psk", False)])
+def test_forked_call_every_answer_reported(kamailio: Kamailio, tmp_path: Path, method: str, own_keys: bool) -> None:
+    """Bob on two devices, both answer: Alice keeps one dialog and reports the other fork's keys, then BYE."""
+    creds = write_demo_credentials(method, tmp_path / method)
+    proxy = (kamailio.host, kamailio.port)
+    devices = [PhoneProcess(phone_argv(method, "sip:bob@mikey.test", proxy, creds=creds, packets=30, timeout=10.0),
+                            stderr=tmp_path / f"bob{n}.err") for n in (1, 2)]
+    try:
+        assert all(d.wait_for("ready", 10.0) for d in devices)
+        alice = PhoneProcess(phone_argv(method, "sip:alice@mikey.test", proxy, creds=creds, call="sip:bob@mikey.test",
+                                        packets=30, timeout=10.0), stderr=tmp_path / "alice.err")
+        try:
+            events = alice.finish(40.0)
+        finally:
+            alice.finish(0.0)
+        device_events = [d.finish(15.0) for d in devices]
+    finally:
+        for d in devices:
+            d.finish(0.0)
+    call = next(e for e in events if e["event"] == "call")
+    forks = [e for e in events if e["event"] == "fork"]
+    assert call["mikey"] == "keyed" and len(forks) == 1, events
+    fork = forks[0]
+    assert fork["action"] == "bye" and fork["mikey"] == "keyed" and fork["to_tag"] != call["to_tag"]
+    answered = [next(e for e in d if e["event"] == "call") for d in device_events]
+    by_print = sorted(a["fingerprints"]["1"] for a in answered)
+    assert sorted([call["fingerprints"]["1"], fork["fingerprints"]["1"]]) == by_print
+    assert (call["fingerprints"]["1"] != fork["fingerprints"]["1"]) is own_keys
+    assert events[-1] == {"event": "end", "ok": True}

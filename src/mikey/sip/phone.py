@@ -81,6 +81,9 @@ __all__ = [
     "fingerprints",
 ]
 
+#: Seconds the caller still waits for another device's answer after refusing one (forking, RFC 3261 §16.7).
+FORK_GRACE = 2.0
+
 #: Media profiles that mean SRTP (RFC 3711 §12, RFC 5124).
 SAVP_PROFILES = frozenset({"RTP/SAVP", "RTP/SAVPF"})
 
@@ -518,6 +521,7 @@ class Phone:
         self.emit = emit
         self.ok = True
         self.agent: SipAgent | None = None
+        self._keying: CallerKeying | None = None
         self.ssrc = int.from_bytes(os.urandom(4), "big") | 1
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -602,6 +606,7 @@ class Phone:
         started = False
         try:
             keying = CallerKeying(cfg.sides, self.ssrc)
+            self._keying = keying
             t0 = time.monotonic()
             offer = offer_sdp(keying.offer(time.time()), address=cfg.bind, port=media.port, ssrc=self.ssrc,
                               cname=cfg.aor)
@@ -610,9 +615,12 @@ class Phone:
             kept: Dialog | None = None
             result: ExchangeResult | None = None
             answer_sdp: str | None = None
+            refused_at: float | None = None
             while kept is None:
                 ev = self._events(deadline)
                 if ev is None:
+                    if refused_at is not None and time.monotonic() - refused_at > FORK_GRACE:
+                        return False  # the answer was refused (reported) and no other device answered
                     if time.monotonic() >= deadline:
                         self._call_event("out", target, 408, keyed=False, error="no answer")
                         return False
@@ -627,6 +635,8 @@ class Phone:
                     return False
                 elif isinstance(ev, Answered) and ev.call_id == call_id:
                     kept, result, answer_sdp = self._caller_answer(keying, ev, target, t0, media.port)
+                    if kept is None:
+                        refused_at = time.monotonic()
             if result is None or answer_sdp is None:
                 return False
             bundle, prints = fingerprints(result)
@@ -690,8 +700,22 @@ class Phone:
                 self._extra_fork(ev)
 
     def _extra_fork(self, ev: Answered) -> None:
-        """A further 2xx of another fork after a dialog was kept: report and end it (RFC 3261 §13.2.2.4)."""
-        self.emit({"event": "fork", "status": ev.status, "to_tag": ev.dialog.remote_tag, "action": "bye"})
+        """A further 2xx of another fork after a dialog was kept: its answer goes to a fork of the
+        Initiator (what that device would have keyed is reported), then BYE (RFC 3261 §13.2.2.4)."""
+        event: dict[str, Any] = {"event": "fork", "status": ev.status, "to_tag": ev.dialog.remote_tag,
+                                 "action": "bye", "mikey": None, "fingerprints": {}, "error": None}
+        keying = self._keying
+        if keying is not None and ev.call_id == ev.dialog.call_id:
+            try:
+                next_message, result = keying.take(ev.sdp, time.time())
+            except MikeyError as exc:
+                event.update(mikey="refused", error=f"{exc.kind}: {exc.message}")
+            else:
+                if result is not None:
+                    event.update(mikey="keyed", fingerprints=fingerprints(result)[1])
+                else:  # a multi-round exchange: not continued with a device that is hung up on
+                    event.update(mikey="not-continued")
+        self.emit(event)
         ev.dialog.bye()
 
     # -- the call ------------------------------------------------------------------------------------------------
