@@ -739,7 +739,7 @@ def bf_decrypt(params: BfParams, private_key: BfPrivateKey, ciphertext: BfCipher
     Any failure (wrong identity or key period, tampered ciphertext, U not of
     order q) raises the same error after the same steps where possible.
     """
-    if private_key.params != params:
+    if private_key.params is not params and private_key.params != params:
         raise KeyMaterialError("BF private key belongs to other public parameters")
     if len(ciphertext.v) != params.hashlen or len(ciphertext.w) > MAX_MESSAGE_LENGTH:
         raise AuthenticationError("BF decryption failed")
