@@ -287,3 +287,43 @@ def test_forked_call_every_answer_reported(kamailio: Kamailio, tmp_path: Path, m
     assert sorted([call["fingerprints"]["1"], fork["fingerprints"]["1"]]) == by_print
     assert (call["fingerprints"]["1"] != fork["fingerprints"]["1"]) is own_keys
     assert events[-1] == {"event": "end", "ok": True}
+
+
+def _call_with_options(kamailio: Kamailio, tmp_path: Path, mode: str, bob_opts: list[str],
+                       alice_opts: list[str]) -> tuple[int, list[dict[str, object]], list[dict[str, object]]]:
+    base = [sys.executable, "-m", "mikey", "phone", "--json", "--mode", mode, "--packets", "25", "--timeout", "10",
+            "--proxy", f"{kamailio.host}:{kamailio.port}"]
+    bob = PhoneProcess(base + ["--user", "sip:bob@mikey.test", *bob_opts], stderr=tmp_path / "bob.err")
+    try:
+        assert bob.wait_for("ready", 10.0), bob.stderr_tail()
+        alice = subprocess.run(base + ["--user", "sip:alice@mikey.test", "--call", "sip:bob@mikey.test", *alice_opts],
+                               capture_output=True, text=True, timeout=60)
+        bob_events = bob.finish(15.0)
+    finally:
+        bob.finish(0.0)
+    return alice.returncode, [json.loads(line) for line in alice.stdout.splitlines()], bob_events
+
+
+def test_mode_options_instead_of_demo_credentials(kamailio: Kamailio, tmp_path: Path) -> None:
+    """The caller takes ``mikey initiate`` options, the callee ``mikey respond`` options (here DH with certificates)."""
+    creds = json.loads(write_demo_credentials("dh", tmp_path / "pki").read_text())
+    a, b = creds["alice"], creds["bob"]
+    rc, alice, bob = _call_with_options(kamailio, tmp_path, "dh",
+                                        ["--cert", b["cert"], "--key", b["key"], "--ca", creds["ca"]],
+                                        ["--cert", a["cert"], "--key", a["key"], "--ca", creds["ca"]])
+    assert rc == 0
+    out = next(e for e in alice if e["event"] == "call")
+    inn = next(e for e in bob if e["event"] == "call")
+    assert out["mikey"] == inn["mikey"] == "keyed" and out["fingerprints"] == inn["fingerprints"]
+    media = next(e for e in bob if e["event"] == "media")
+    assert media["received"] == 25 and media["auth_failures"] == 0
+
+
+def test_wrong_psk_refused_with_488_and_error_no_0(kamailio: Kamailio, tmp_path: Path) -> None:
+    rc, alice, bob = _call_with_options(kamailio, tmp_path, "psk", ["--psk", "11" * 16], ["--psk", "22" * 16, "--verify"])
+    assert rc == 1
+    out = next(e for e in alice if e["event"] == "call")
+    inn = next(e for e in bob if e["event"] == "call")
+    assert (out["status"], out["mikey"], out["error_no"]) == (488, "refused", 0)
+    assert inn["mikey"] == "refused" and "MAC" in str(inn["error"])
+    assert not [e for e in alice + bob if e["event"] == "media"]
