@@ -5,15 +5,20 @@ tones; the pairwise methods are not served; a member with the wrong key is refus
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import sipproxy
+from tshark_util import TSHARK
 
 from mikey.constants import ErrorNo
 from mikey.sip.focus import GroupConfig
+from mikey.sip.g711 import ulaw_encode
 from mikey.sip.group import METHODS, NOT_SERVED, SERVED, GroupStream, make_group_credentials
 from mikey.sip.kamailio import Kamailio
+from mikey.sip.media import ToneSource
 from mikey.sip.usecases import USE_CASES, Outcome, UseCaseEnv
 from mikey.sip.usecases.conference import MEMBERS, PACKETS, SSRCS, TONES, evaluate, run_group
 
@@ -100,3 +105,45 @@ def test_config_round_trip_and_bad_config() -> None:
     with pytest.raises(FocusError, match="bad group configuration"):
         GroupConfig.from_json('{"role": "member"}')
     assert "creds" not in repr(cfg)
+
+
+def run_tshark(tmp_path: Path, *args: str) -> list[list[str]]:
+    assert TSHARK is not None
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    proc = subprocess.run([TSHARK, "-n", *args], capture_output=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return [line.split("\t") for line in proc.stdout.decode().splitlines()]
+
+
+@pytest.mark.skipif(TSHARK is None and not os.environ.get("CI"), reason="tshark (Wireshark) is not installed")
+def test_relayed_media_is_srtp_on_the_wire(kamailio: Kamailio, tmp_path: Path) -> None:
+    """What the relay sent Alice, as tshark reads it: RTP headers of Bob's and Carol's SSRCs, each payload the
+    encrypted PCMU plus the 80-bit tag, never the plain µ-law of their tones (the focus holds no key)."""
+    assert TSHARK is not None, "CI is set: tshark must be installed"
+    env = env_for(kamailio, tmp_path)
+    uri = {m: f"sip:{m}@{env.domain}" for m in MEMBERS}
+    focus = f"sip:focus@{env.domain}"
+    creds = make_group_credentials("psk", tmp_path / "creds", focus, list(uri.values()))
+    common = {"case": "conference", "method": "psk", "proxy": (env.proxy_host, env.proxy_port), "focus": focus,
+              "creds": creds, "streams": tuple(GroupStream(uri[m], SSRCS[m]) for m in MEMBERS), "packets": 50,
+              "timeout": 15.0}
+    store = tmp_path / "alice.pcap"
+    members = {m: GroupConfig(role="member", aor=uri[m], ssrc=SSRCS[m], tone=TONES[m],
+                              store_srtp=str(store) if m == "alice" else None, **common) for m in MEMBERS}
+    events, problem = run_group(env, GroupConfig(role="focus", aor=focus, members=tuple(uri.values()), **common),
+                                members, "tshark")
+    assert not problem, problem
+    port = next(e for e in events["alice"] if e["event"] == "media")["port"]
+    rows = run_tshark(tmp_path, "-r", str(store), "-d", f"udp.port=={port},rtp", "-Y", "rtp && !rtcp",
+                      "-T", "fields", "-e", "rtp.ssrc", "-e", "rtp.p_type", "-e", "rtp.payload")
+    by_ssrc: dict[int, list[bytes]] = {}
+    for ssrc, ptype, payload in rows:
+        assert ptype == "0"
+        by_ssrc.setdefault(int(ssrc, 16), []).append(bytes.fromhex(payload.replace(":", "")))
+    assert set(by_ssrc) == {SSRCS["bob"], SSRCS["carol"]}
+    for who in ("bob", "carol"):
+        tone = ToneSource(TONES[who])
+        plain = {ulaw_encode(tone.read(160)) for _ in range(50)}
+        packets = by_ssrc[SSRCS[who]]
+        assert len(packets) >= 40
+        assert all(len(p) == 160 + 10 and p[:160] not in plain for p in packets)

@@ -85,7 +85,8 @@ class GroupConfig:
     conference, the focus in a broadcast).  ``members`` are the URIs the focus keys now,
     ``late`` those it keys after ``late_after`` packets (broadcast), ``stale_roc`` the late ones
     it tells the stream's starting ROC.  A member's ``ssrc`` is its stream's; ``call_delay`` is
-    how long a dial-in member waits before calling.
+    how long a dial-in member waits before calling; ``store_srtp`` a pcap where a member also keeps
+    the SRTP as it arrived (what went over the wire from the relay).
     """
 
     role: str
@@ -107,6 +108,7 @@ class GroupConfig:
     timeout: float = 20.0
     call_delay: float = 0.0
     bind: str = "127.0.0.1"
+    store_srtp: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ("focus", "member"):
@@ -510,7 +512,8 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
               "rocs": {f"{cs.ssrc or 0:08x}": cs.roc for cs in view.crypto_sessions}})
         sending = cfg.case == "conference"
         media.start(CryptoSessionBundle(view), remote if sending else None,
-                    source=ToneSource(cfg.tone) if sending else None, packets=cfg.packets if sending else None)
+                    source=ToneSource(cfg.tone) if sending else None, packets=cfg.packets if sending else None,
+                    store_srtp=Path(cfg.store_srtp) if cfg.store_srtp else None)
         ok = _member_call(cfg, agent, media, call_id, deadline, sending)
         if dialog is not None and sending and not dialog.terminated:
             dialog.bye(timeout=2.0)
