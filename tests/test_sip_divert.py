@@ -9,10 +9,14 @@ party keyed with someone it did not mean to talk to.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pki import NOW, make_ca, make_leaf
+from sipproxy import kamailio_factory  # noqa: F401
 
 from mikey.constants import IDType, TSRole, TSType
 from mikey.crypto import ibe
@@ -209,3 +213,41 @@ def test_ibake_retargeting_needs_the_callers_consent() -> None:
     assert done.confirmed and done.result is not None and done.result.extras["answer"] == "retargeted"
     assert carol.result is not None
     assert carol.result.crypto_sessions[0].master_key == done.result.crypto_sessions[0].master_key
+
+
+# --- the use case with real phones: Kamailio retargets or redirects (302) Bob's calls to Carol ----------------
+
+
+#: Carol's MIKEY Error no for Bob's retargeted I_MESSAGE, per method through phones (TICKET: the KMS's 12;
+#: IBAKE: Carol answers as herself and Alice's phone refuses the answer with 7).
+PHONE_RETARGET_ERROR = {**RETARGET_ERROR, "ticket": 12, "ibake": 7}
+
+
+@pytest.fixture
+def start_proxy(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Skips without Kamailio (tests/sipproxy.py; fails under CI); the use case starts its own with divert options."""
+    factory: Callable[..., Any] = request.getfixturevalue("kamailio_factory")
+    return factory
+
+
+@pytest.mark.parametrize("method", list(PHONE_RETARGET_ERROR))
+def test_use_case_with_phones(method: str, tmp_path: Path, start_proxy: Callable[..., Any]) -> None:
+    from mikey.sip.usecases import Outcome, UseCaseEnv
+    from mikey.sip.usecases.divert import CASE, METHODS, divert_call, observe
+
+    start_proxy()
+    assert method in METHODS
+    env = UseCaseEnv("127.0.0.1", 0, "mikey.test", tmp_path / "case", timeout=8.0)
+    r_alice, _, r_carol, d1 = divert_call(env, method, "retarget", packets=15)
+    first, again, carol, d2 = divert_call(env, method, "302", packets=15)
+    cell = observe(method, (r_alice, r_carol), (first, again, carol), d1 or d2)
+    assert cell.case == CASE and cell.outcome == Outcome.REKEYED and cell.media_ok, cell.detail
+    # retarget: nobody keyed, the MIKEY Error of the method
+    out = next(e for e in r_alice if e["event"] == "call")
+    assert out["mikey"] == "refused" and out["error_no"] == PHONE_RETARGET_ERROR[method]
+    assert all(e.get("mikey") != "keyed" for e in r_carol if e["event"] == "call")
+    # 302: the Contact names Carol; Alice's new call is keyed with Carol, the same keys both ends
+    moved = next(e for e in first if e["event"] == "call")
+    assert moved["status"] == 302 and any("carol" in c for c in moved["contacts"])
+    mine, theirs = (next(e for e in ev if e["event"] == "call") for ev in (again, carol))
+    assert mine["peer"].startswith("sip:carol@") and mine["fingerprints"] == theirs["fingerprints"]
