@@ -107,6 +107,29 @@ def test_config_round_trip_and_bad_config() -> None:
     assert "creds" not in repr(cfg)
 
 
+def test_focus_process_refuses_bad_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m mikey.sip.focus CONFIG``: a broken file or a method that cannot key a group is one error event
+    and ``end`` with ok false, exit 1 -- nothing started."""
+    import json
+
+    from mikey.sip.focus import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main([str(bad)]) == 1
+    dh = tmp_path / "dh.json"
+    cfg = GroupConfig(role="focus", case="conference", method="dh", aor="sip:f@x", proxy=("127.0.0.1", 9),
+                      focus="sip:f@x", creds={"method": "dh", "focus": "sip:f@x"}, streams=(GroupStream("sip:a@x", 7),),
+                      members=("sip:a@x",))
+    dh.write_text(cfg.to_json())
+    assert main([str(dh)]) == 1
+    assert main([]) == 2
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["error", "end", "error", "end"]
+    assert "bad group configuration" in events[0]["error"] and "relay focus" in events[2]["error"]
+    assert not any(e.get("ok") for e in events)
+
+
 def run_tshark(tmp_path: Path, *args: str) -> list[list[str]]:
     assert TSHARK is not None
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}

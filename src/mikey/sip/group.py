@@ -53,7 +53,6 @@ from cryptography.x509.oid import NameOID
 
 from .._files import write_private_atomic
 from ..constants import PRF, CSIdMapType, DataType, IDType, KeyPurpose
-from ..crypto import prf as prf_crypto
 from ..crypto.x509 import CertificateValidator
 from ..errors import MikeyError, StateError, UnspecifiedError
 from ..keystore import SakkeKeystore, TrustStore, load_certificates, load_credentials
@@ -68,7 +67,6 @@ from ..modes.sakke import (
     gcm_srtp_policy,
     group_session_keys,
     make_key_id,
-    recover_gmk_id,
 )
 from ..modes.ticket import TicketInitiator, TicketRequester, TicketResponder
 from ..replay import ReplayCache
@@ -391,26 +389,6 @@ class GroupInitiator(Protocol):
     def result(self) -> ExchangeResult: ...
 
 
-class _TicketTransfer:
-    """A Ticket Transfer to one member with the focus's group ticket (RFC 6043 §4.2.2, §9)."""
-
-    def __init__(self, initiator: TicketInitiator) -> None:
-        self.initiator = initiator
-
-    def __repr__(self) -> str:
-        return f"_TicketTransfer({self.initiator!r})"
-
-    def create_message(self, now: float) -> bytes:
-        return self.initiator.create_message(now)
-
-    def receive(self, data: bytes, now: float) -> ExchangeResult:
-        return self.initiator.receive(data, now)
-
-    @property
-    def result(self) -> ExchangeResult:
-        return self.initiator.result
-
-
 class GroupKeyServer:
     """The focus's MIKEY role: keys every member with one :class:`GroupKey` (see the module doc per method).
 
@@ -465,9 +443,8 @@ class GroupKeyServer:
                                   crypto_sessions=key.specs(), policies=self._policies(),
                                   cs_id_map_type=CSIdMapType.SRTP_ID)
         grant = self._ticket_grant(now)
-        return _TicketTransfer(TicketInitiator(grant, id_i=self.focus_uri.encode(), id_r=member.encode(),
-                                               crypto_sessions=key.specs(), policies=self._policies(),
-                                               csb_id=key.csb_id, rand=key.rand))
+        return TicketInitiator(grant, id_i=self.focus_uri.encode(), id_r=member.encode(), crypto_sessions=key.specs(),
+                               policies=self._policies(), csb_id=key.csb_id, rand=key.rand)
 
     def _ticket_grant(self, now: float) -> Any:
         """The group ticket, requested once from the KMS (RFC 6043 §4.2.1, IDRr = the group, §12.5)."""
@@ -558,13 +535,3 @@ def member_initiator(method: str, creds: Mapping[str, Any], member: str) -> RsaR
     return RsaRInitiator(load_credentials(party["key"], party["cert"]), validator=_validator(creds),
                          peer_certificate=load_certificates(focus["cert"])[0], group=True,
                          id_r=_uri_id(str(creds["focus"])))
-
-
-def recover_member_gmk_id(result: ExchangeResult, member: str) -> int:
-    """The GMK-ID a MIKEY-SAKKE member recovers from its GUK-ID (TS 33.180 §7.3.2), for checks."""
-    return recover_gmk_id(result.tgk, result.csb_id, member)
-
-
-def guk_id(key: GroupKey, member: str) -> int:
-    """The member's GUK-ID: the CSB ID of its GMK I_MESSAGE and of its SRTP keys (TS 33.180 §7.3.2)."""
-    return prf_crypto.guk_id(key.tgk, key.gmk_id, member)
