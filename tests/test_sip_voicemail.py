@@ -441,3 +441,64 @@ def test_use_case_with_phones(method: str, tmp_path: Path, start_proxy: Callable
         assert call["status"] == 488 and deposits == []
         expected = ErrorNo.INVALID_DT if method in ("dh", "dhhmac", "rsa-r") else ErrorNo.UNSPECIFIED
         assert call["error_no"] == expected  # the MIKEY Error the mailbox sent in the 488's SDP
+
+
+def test_ibake_with_esk_kept_by_the_voicemail_ua_through_kamailio(tmp_path: Path,
+                                                                   start_proxy: Callable[..., Any]) -> None:
+    """IBAKE's four messages with the voicemail UA (I_MESSAGE_2 in a re-INVITE); Bob opens the ESK later."""
+    from mikey.cli.ibake_files import load_user_keys
+    from mikey.offer_answer import make_offer, take_answer
+    from mikey.sip.adapter import Answered, CallFailed, SipAgent
+    from mikey.sip.media import MediaSession, ToneSource
+    from mikey.sip.usecases.divert import ibake_credentials
+
+    proxy = start_proxy(voicemail="voicemail")
+    creds = ibake_credentials(tmp_path, "mikey.test", ("alice", "bob", "voicemail"))
+    keys = {n: load_user_keys(creds[n]["keys"]).credentials for n in ("alice", "bob", "voicemail")}
+    vm = JsonLines([sys.executable, "-m", "mikey.sip.voicemail", "--proxy", proxy.proxy, "--aor",
+                    proxy.aor("voicemail"), "--dir", str(tmp_path / "box"), "--ibake-keys", creds["voicemail"]["keys"]])
+    media = MediaSession(SSRC_A)
+    try:
+        assert vm.next("ready")["status"] == 200
+        ini = IbakeInitiator(keys["alice"], b"sip:alice@mikey.test", b"sip:bob@mikey.test", esk=True,
+                             answers=answer_policy(mailboxes={b"sip:voicemail@mikey.test"}),
+                             crypto_sessions=[CryptoSessionSpec(ssrc=SSRC_A)])
+
+        def answer(agent: Any) -> Any:
+            event = agent.events.get(timeout=15)
+            while not isinstance(event, Answered | CallFailed):
+                event = agent.events.get(timeout=15)
+            assert isinstance(event, Answered), event
+            return event
+
+        with SipAgent(proxy.aor("alice"), (proxy.host, proxy.port)) as alice:
+            alice.invite(proxy.aor("bob"), make_offer(ini.create_message(time.time()), port=media.port))
+            first = answer(alice)
+            step = ini.receive(take_answer(first.sdp or "") or b"", time.time())
+            first.dialog.reinvite(make_offer(step.response or b"", port=media.port))  # I_MESSAGE_2 (RFC 6267 §4.2.2.5)
+            second = answer(alice)
+            done = ini.receive(take_answer(second.sdp or "") or b"", time.time())
+            assert done.confirmed and done.result is not None and done.result.extras["answer"] == "deferred"
+            port = int(re.search(r"^m=audio (\d+)", second.sdp or "", re.M).group(1))  # type: ignore[union-attr]
+            media.start(CryptoSessionBundle(done.result), ("127.0.0.1", port), source=ToneSource(440), packets=25,
+                        pace=0.002)
+            assert media.wait_sent(10)
+            deposit_event = vm.next("deposit")  # the mailbox hangs up once the message is over
+        assert deposit_event["messages"] == 2 and deposit_event["decrypted"] == 0
+    finally:
+        media.stop()
+        vm.stop()
+    [deposit] = load_deposits(tmp_path / "box", "sip:bob@mikey.test")
+    with pytest.raises(MikeyError):  # the mailbox's own K_PR does not open the ESK
+        open_deferred(deposit.messages, keys["voicemail"], b"sip:voicemail@mikey.test", now=deposit.arrival)
+    bob = open_deferred(deposit.messages, keys["bob"], b"sip:bob@mikey.test", now=deposit.arrival)
+    from mikey.cli.keys import records_of
+
+    keys_file = tmp_path / "bob-keys.json"
+    keys_file.write_text(json.dumps({"crypto_sessions": [r.to_dict(secrets=True) for r in records_of(bob, "t")]}))
+    out = subprocess.run([sys.executable, "-m", "mikey", "srtp-decrypt", str(deposit.media), "--keys-from",
+                          str(keys_file), "--out", str(tmp_path / "plain.pcap"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["streams"][f"{SSRC_A:08x}"]["rtp"] == 25
+    assert 430 < plain_tone_hz(tmp_path / "plain.pcap") < 450
