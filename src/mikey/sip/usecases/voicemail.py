@@ -78,13 +78,17 @@ def voicemail_call(env: UseCaseEnv, method: str, *, packets: int = PACKETS, hang
 
     work = env.workdir / f"voicemail-{method}"
     work.mkdir(parents=True, exist_ok=True)
-    creds = write_demo_credentials(method, work)
+    vm_extra: list[str] = []
+    if method == "ibake":
+        creds, vm_extra = _ibake_credentials(work, env.domain)
+    else:
+        creds = write_demo_credentials(method, work)
     box = work / "mailbox"
     with Kamailio(work / "kamailio", domain=env.domain, voicemail="voicemail") as proxy:
         address = (proxy.host, proxy.port)
         vm = PhoneProcess([sys.executable, "-m", "mikey.sip.voicemail", "--proxy", proxy.proxy, "--aor",
-                           proxy.aor("voicemail"), "--dir", str(box), "--hang-up-after", f"{hang_up_after:g}"],
-                          stderr=work / "voicemail.stderr")
+                           proxy.aor("voicemail"), "--dir", str(box), "--hang-up-after", f"{hang_up_after:g}",
+                           *vm_extra], stderr=work / "voicemail.stderr")
         caller: PhoneProcess | None = None
         try:
             if vm.wait_for("ready", env.timeout) is None:
@@ -104,6 +108,33 @@ def voicemail_call(env: UseCaseEnv, method: str, *, packets: int = PACKETS, hang
     return events, vm_events, box, creds, detail
 
 
+def _ibake_credentials(work: Path, domain: str) -> tuple[Path, list[str]]:
+    """IBAKE: Alice's and Bob's ``--demo-creds`` (one file-based KMS) asking for an ESK and naming the mailbox
+    that may answer (RFC 6267 §3.3, §6.1.2; the ``esk`` and ``mailboxes`` entries), and the mailbox's own
+    K_PR for the voicemail UA (``--ibake-keys``)."""
+    from .divert import ibake_credentials
+
+    creds = ibake_credentials(work, domain, ("alice", "bob", "voicemail"))
+    doc = {k: creds[k] for k in ("kms_id", "params", "alice", "bob")}
+    doc["esk"], doc["mailboxes"] = True, [creds["voicemail"]["uri"]]
+    path = work / "ibake-creds.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    return path, ["--ibake-keys", creds["voicemail"]["keys"]]
+
+
+def _write_keys(result: Any, path: Path) -> Path:
+    """*result*'s SRTP keys as ``mikey keys --json --show-keys`` prints them (file 0600), for ``--keys-from``."""
+    from ...cli.keys import records_of
+
+    doc = {"crypto_sessions": [r.to_dict(secrets=True) for r in records_of(result, "voicemail")]}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
 def _srtp_decrypt(deposit: Deposit, out: Path, *args: str) -> dict[str, Any]:
     """``mikey srtp-decrypt`` of the deposit's recording with Bob's keys (a child process)."""
     proc = subprocess.run([sys.executable, "-m", "mikey", "srtp-decrypt", str(deposit.media), *args,
@@ -121,7 +152,6 @@ def _srtp_decrypt(deposit: Deposit, out: Path, *args: str) -> dict[str, Any]:
 def _ticket_keys(deposit: Deposit, creds: dict[str, Any], path: Path) -> Path:
     """Bob opens the kept TRANSFER_INIT: T judged at its arrival, the ticket resolved at the KMS now
     (RFC 6043 §4.2.3); the keys written as ``mikey keys --json --show-keys`` does (file 0600)."""
-    from ...cli.keys import records_of
     from ...cli.mode_ticket import local_transport
     from ...modes.ticket import TicketResponder
 
@@ -134,11 +164,7 @@ def _ticket_keys(deposit: Deposit, creds: dict[str, Any], path: Path) -> Path:
     else:
         kms = local_transport(creds["kms_db"], creds["at_rest_key"], creds["kms_id"].encode())
         result = responder.receive_resolve(kms(step.resolve_init or b"", now), now).result
-    doc = {"crypto_sessions": [r.to_dict(secrets=True) for r in records_of(result, "voicemail")]}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f)
-    return path
+    return _write_keys(result, path)
 
 
 def retrieve(method: str, deposit: Deposit, creds_path: Path, out: Path) -> dict[str, Any]:
@@ -152,8 +178,16 @@ def retrieve(method: str, deposit: Deposit, creds_path: Path, out: Path) -> dict
     if method == "pk":
         return _srtp_decrypt(deposit, out, "--keys-from", message, "--mode", "pk", "--cert", creds["bob"]["cert"],
                              "--key", creds["bob"]["key"], "--ca", creds["ca"])
-    if method == "ticket":
-        keys = _ticket_keys(deposit, creds, out.with_suffix(".keys.json"))
+    if method in ("ticket", "ibake"):
+        if method == "ticket":
+            keys = _ticket_keys(deposit, creds, out.with_suffix(".keys.json"))
+        else:  # Bob opens the ESK of the kept messages with his K_PR (RFC 6267 §3.3)
+            from ...cli.ibake_files import load_user_keys
+            from ...modes.ibake import open_deferred
+
+            bob = load_user_keys(creds["bob"]["keys"])
+            result = open_deferred(deposit.messages, bob.credentials, bob.uri.encode(), now=deposit.arrival)
+            keys = _write_keys(result, out.with_suffix(".keys.json"))
         try:
             return _srtp_decrypt(deposit, out, "--keys-from", str(keys))
         finally:
