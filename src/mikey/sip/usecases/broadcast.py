@@ -26,13 +26,13 @@ LATE = "carol"  # keyed late with the current ROC
 STALE = "dave"  # keyed late with the ROC of the stream's start (must fail)
 SENDER_SSRC = 0x5E4D0001
 TONE = 523.0
-PACKETS = 200
+PACKETS = 150
 START_ROC = 5
 #: Packets before the SEQ wraps (so the ROC is START_ROC + 1 from then on).
 WRAP_IN = 50
 #: Packets sent before the late receivers are keyed (dial-out: the sender calls them then; dial-in: they
 #: call LATE_DELAY seconds after starting and the sender holds their INVITE until then).
-LATE_AFTER = 100
+LATE_AFTER = 80
 LATE_DELAY = 0.5
 TONE_TOLERANCE = 15.0
 

@@ -24,7 +24,7 @@ MEMBERS = ("alice", "bob", "carol")
 SSRCS = {"alice": 0x0A11CE01, "bob": 0x0B0B0B02, "carol": 0x0CA201E3}
 TONES = {"alice": 440.0, "bob": 660.0, "carol": 880.0}
 #: RTP packets (20 ms) each member sends.
-PACKETS = 150
+PACKETS = 100
 #: A stream counts as decrypted when at least this share of the sender's packets verified.
 MIN_SHARE = 0.4
 #: The tone heard must be within this many Hz of the sender's.
