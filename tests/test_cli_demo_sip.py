@@ -10,22 +10,17 @@ without Kamailio.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+import sipproxy
 
 from mikey.cli import demo_sip
-from mikey.sip.kamailio import kamailio_available
 from mikey.sip.usecases import USE_CASES, Observation, Outcome, UseCaseEnv
 
-needs_kamailio = pytest.mark.skipif(
-    not kamailio_available() and not os.environ.get("CI"), reason="kamailio is not installed (CI installs it)"
-)
 
-
-@needs_kamailio
 def test_one_to_one_psk_and_dh_through_kamailio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    sipproxy.require_kamailio()
     code = demo_sip.main(["--case", "one-to-one", "--method", "psk", "--method", "dh", "--json",
                           "--sip-dir", str(tmp_path / "run")])
     out = capsys.readouterr().out
@@ -125,5 +120,8 @@ def test_unknown_case_or_method_is_a_usage_error(capsys: pytest.CaptureFixture[s
     assert "--call-timeout must be positive" in capsys.readouterr().err
 
 
-def test_the_columns_are_every_method() -> None:
+def test_the_columns_are_every_method_and_the_rows_follow_the_issue() -> None:
     assert demo_sip.METHODS == ("psk", "pk", "dh", "dhhmac", "rsa-r", "sakke", "ticket", "ibake")
+    rows = demo_sip.registered_cases()
+    assert rows[0] == "one-to-one" and set(rows) == set(USE_CASES)
+    assert rows == sorted(rows, key=lambda c: demo_sip.ISSUE_CASES.index(c) if c in demo_sip.ISSUE_CASES else 99)
