@@ -171,3 +171,17 @@ def test_fixed_base_odd_batched_build_equals_the_sequential_one(
 def test_fixed_base_odd_refuses_a_base_of_small_order(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) -> None:
     with pytest.raises(CryptoError):
         FixedBaseOdd(kms[0].curve, (0, 1))  # order 3
+
+
+def test_miller_lines_refuse_points_not_of_order_q(kms: tuple[ibe.BfParams, ibe.BfMasterSecret]) -> None:
+    params, _ = kms
+    curve = params.curve
+    p = int(curve.p)
+    rnd = random.Random(8)
+    full = curve.point_from_y(rnd.randrange(2, p))  # order (p+1)/k for some k: almost never q
+    assert curve.multiply(int(curve.q), full) is not None
+    for bad in [(0, 1), (0, p - 1), (p - 1, 0), full]:  # orders 3, 3, 2 and large
+        with pytest.raises(ValueError):
+            MillerLines(curve, bad)
+    with pytest.raises(CryptoError):
+        ibe.pairing(params, full, params.point_p)

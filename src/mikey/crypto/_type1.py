@@ -59,7 +59,6 @@ from ._curves import (
     batch_invert,
     int_to_bytes,
     invert,
-    jadd_tail,
     mpz,
     powmod,
     wnaf,
@@ -515,87 +514,54 @@ class MillerLines:
     def __init__(self, curve: Type1Curve, point: tuple[int, int]) -> None:
         self.curve = curve
         p = curve.p
-        kx, ky = mpz(point[0]), mpz(point[1])
+        kx, ky = mpz(point[0]) % p, mpz(point[1]) % p
         self.kx = kx
         digits = _naf(int(curve.q))
-        X, Y, Z = kx, ky, mpz(1)
-        # raw per step: doubling (m*zz, m*X - 2yy, X3, D = Z3*zz, zz) and the addition (r, X3, Z3)
-        doubles: list[tuple[int, int, int, int, int]] = []
-        adds: list[tuple[int, int, int, bool] | None] = []
-        dens: list[int] = []
         last = len(digits) - 1
         self.final_positive = digits[-1] > 0
+        # Affine multiples of K: one inversion per line gives both the slope lam = num/den and
+        # 1/lam = den/num (from 1/(num*den)); a zero slope (x_T = 0: order 3) or denominator
+        # (y_T = 0, or T = +-K: order 2 or a multiple of K of order < q) is degenerate.
+        x, y = kx, ky
+        steps: list[tuple[int, int, int, int, tuple[int, int, int, int, bool] | None]] = []
         for idx, d in enumerate(digits[1:], start=1):
-            zz = Z * Z % p
-            yy = Y * Y % p
-            m = 3 * X * X % p
-            s = 4 * X * yy % p
-            X3 = (m * m - 2 * s) % p
-            Z3 = 2 * Y * Z % p
-            if Z3 == 0:
+            num = 3 * x * x % p  # tangent: lam = 3x^2 / 2y
+            den = 2 * y % p
+            inv = num * den % p
+            if inv == 0:
                 raise ValueError("degenerate first argument")
-            den = Z3 * zz % p
-            doubles.append((m * zz % p, (m * X - 2 * yy) % p, X3, den, zz))
-            dens.append(den)
-            Y = (m * (s - X3) - 8 * yy * yy) % p
-            X, Z = X3, Z3
+            inv = invert(inv, p)
+            lam = num * num * inv % p
+            il = den * den * inv % p
+            x2 = (lam * lam - 2 * x) % p
+            y2 = (lam * (x - x2) - y) % p
+            cl = (x - y * il) % p  # c/lam with c = lam*x_T - y_T
+            doubling = (il, cl, (cl - x2) % p, x2)
+            x, y = x2, y2
             if d == 0:
-                adds.append(None)
+                steps.append((*doubling, None))
                 continue
-            ay = ky if d > 0 else p - ky
-            zz = Z * Z % p
-            h = (kx * zz - X) % p
-            r = (ay * zz * Z - Y) % p
-            if idx == last:
-                if h != 0 or r == 0:  # must be T = -(±K): the chord is the vertical at K
+            negative = d < 0
+            ay = p - ky if negative else ky
+            if idx == last:  # [q]K = 0: T = -(+-K) and the chord is the vertical at K
+                if x != kx or (y + ay) % p or y == 0:
                     raise ValueError("first argument is not of order q")
-                adds.append(None)
-                X, Y, Z = mpz(1), mpz(1), mpz(0)
+                steps.append((*doubling, None))
                 break
-            if h == 0:
+            num = (ay - y) % p  # chord through T and (kx, ay)
+            den = (kx - x) % p
+            inv = num * den % p
+            if inv == 0:
                 raise ValueError("degenerate first argument")
-            X, Y, Z = jadd_tail(X, Y, Z, h, r, p)
-            adds.append((r, X, Z, d < 0))
-            dens.append(Z)
+            inv = invert(inv, p)
+            lam = num * num * inv % p
+            il = den * den * inv % p
+            x3 = (lam * lam - x - kx) % p
+            cl = (kx - ay * il) % p  # c/lam with c = lam*kx - ay
+            steps.append((*doubling, (il, cl, (cl - x3) % p, x3, negative)))
+            x, y = x3, (lam * (x - x3) - y) % p
         else:
             raise ValueError("first argument is not of order q")
-        inv = batch_invert(dens, p)
-        # (lam, c, x_new) per line, then one more batched inversion for 1/lam
-        lines: list[tuple[int, int, int]] = []
-        negatives: list[bool | None] = []
-        j = 0
-        for (mzz, num_c, x3, _den, zz), add in zip(doubles, adds, strict=True):
-            di = inv[j]
-            j += 1
-            zi = di * zz % p  # 1/Z3
-            lines.append((mzz * di % p, num_c * di % p, x3 * zi * zi % p))
-            if add is None:
-                negatives.append(None)
-                continue
-            r, xa, za, negative = add
-            ai = inv[j]
-            j += 1
-            lam = r * ai % p
-            ay = p - ky if negative else ky
-            lines.append((lam, (lam * kx - ay) % p, xa * ai * ai % p))
-            negatives.append(negative)
-        if any(lam == 0 for lam, _, _ in lines):  # a horizontal line: T of order 3 or 2
-            raise ValueError("degenerate first argument")
-        ilams = batch_invert([lam for lam, _, _ in lines], p)
-        normalised = []
-        for (_lam, c, x_new), il in zip(lines, ilams, strict=True):
-            cl = c * il % p
-            normalised.append((il, cl, (cl - x_new) % p, x_new))
-        steps: list[tuple[int, int, int, int, tuple[int, int, int, int, bool] | None]] = []
-        k = 0
-        for neg in negatives:
-            il, cl, e, x_new = normalised[k]
-            k += 1
-            entry = None
-            if neg is not None:
-                entry = (*normalised[k], neg)
-                k += 1
-            steps.append((il, cl, e, x_new, entry))
         self.steps = steps
 
     def miller_value(self, point: tuple[int, int]) -> Fp2:
