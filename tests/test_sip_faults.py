@@ -155,7 +155,7 @@ BAD_OFFERS: dict[str, tuple[BadOffer, str, str, Any, Any]] = {
     "stale-timestamp": (lambda: {"keymgmt": b64(initiate("--now", str(int(time.time()) - 3600)))}, "proxy",
                         "timestamp", 1, [1]),
     # another method (DH-HMAC, RFC 4650) to a PSK phone: 488 with an Error message, Error no 11 (Invalid DT)
-    "method-refused": (lambda: {"keymgmt": b64(initiate(mode="dhhmac"))}, "proxy", "DHHMAC", 11, ANY),
+    "method-refused": (lambda: {"keymgmt": b64(initiate(mode="dhhmac"))}, "proxy", "DHHMAC", 11, [11]),
     # key-mgmt data that is not base64, and base64 that is not MIKEY
     "not-base64": (lambda: {"keymgmt": "!!not*base64!!"}, "proxy", "base64", None, None),
     "not-mikey": (lambda: {"keymgmt": b64(b"\x01\x00garbage that is no MIKEY message")}, "proxy", "decode",
