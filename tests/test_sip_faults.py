@@ -300,7 +300,7 @@ def test_replay_across_two_responder_processes(cache: str, kamailio: Kamailio, t
 # -- the caller facing a bad callee ------------------------------------------------------------------
 
 
-def caller_phone(proxy: Kamailio, target: str, *extra: str, timeout: float = 2.0) -> PhoneProcess:
+def caller_phone(proxy: Kamailio, target: str, *extra: str, timeout: float = 4.0) -> PhoneProcess:
     return PhoneProcess(["--mode", "psk", "--psk", PSK, "--user", proxy.aor("alice"), "--proxy", proxy.proxy,
                          "--call", proxy.aor(target), "--packets", "5", "--timeout", f"{timeout:g}", *extra],
                         name="caller")
