@@ -186,6 +186,15 @@ def _agent(cfg: GroupConfig, emit: Emit) -> SipAgent:
     return agent
 
 
+def _leave(agent: SipAgent) -> None:
+    """Remove this agent's registration (so the proxy forks no later call to a closed socket) and close it."""
+    try:
+        agent.unregister(timeout=1.0)
+    except (MikeyError, OSError):
+        pass
+    agent.close()
+
+
 def _next_event(agent: SipAgent, deadline: float) -> Any:
     wait = deadline - time.monotonic()
     if wait <= 0:
@@ -365,15 +374,13 @@ class _Focus:
     def run(self) -> bool:
         cfg = self.cfg
         self._agent = agent = _agent(cfg, self.emit)
-        if cfg.case == "conference":
-            self.relay = SrtpRelay(cfg.bind)
-            self.relay.start()
-        else:
-            if self.sender is None:
-                raise FocusError("a broadcast needs the sender's stream first in the roster")
-            self.media = MediaSession(self.sender.ssrc, bind=(cfg.bind, 0))
         deadline = time.monotonic() + cfg.timeout
         try:
+            if cfg.case == "conference":
+                self.relay = SrtpRelay(cfg.bind)
+                self.relay.start()
+            elif self.sender is not None:
+                self.media = MediaSession(self.sender.ssrc, bind=(cfg.bind, 0))
             if self.dial_out:
                 for member in cfg.members:
                     self._dial(member, time.time())
@@ -413,7 +420,7 @@ class _Focus:
             if self.media is not None:
                 report = self.media.stop()
                 self.emit({"event": "media", **report.to_dict()})
-            agent.close()
+            _leave(agent)
 
     def _finished(self, expected: int, late: list[str]) -> bool:
         keyed = [leg for leg in self.legs.values() if leg.keyed]
@@ -524,7 +531,7 @@ def run_member(cfg: GroupConfig, emit: Emit) -> bool:
     finally:
         report = media.stop()
         emit({"event": "media", **report.to_dict()})
-        agent.close()
+        _leave(agent)
 
 
 def _member_call(cfg: GroupConfig, agent: SipAgent, media: MediaSession, call_id: str, deadline: float,
