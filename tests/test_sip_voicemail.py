@@ -508,3 +508,22 @@ def test_ibake_with_esk_kept_by_the_voicemail_ua_through_kamailio(tmp_path: Path
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["streams"][f"{SSRC_A:08x}"]["rtp"] == 25
     assert 430 < plain_tone_hz(tmp_path / "plain.pcap") < 450
+
+
+def test_voicemail_ua_reports_bad_keys_and_a_failed_register(tmp_path: Path) -> None:
+    """No proxy answering (a closed port: REGISTER times out) and an unreadable keys file: a clean error line,
+    exit 1 / 2, no traceback."""
+    from mikey.sip.kamailio import free_udp_port
+
+    base = [sys.executable, "-m", "mikey.sip.voicemail", "--proxy", f"127.0.0.1:{free_udp_port()}", "--aor",
+            "sip:voicemail@mikey.test", "--dir", str(tmp_path / "box")]
+    bad = subprocess.run([*base, "--ibake-keys", str(tmp_path / "missing.json")], capture_output=True, text=True,
+                         timeout=30)
+    lines = [json.loads(line) for line in bad.stdout.splitlines()]
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert lines[0]["event"] == "error" and "missing.json" in lines[0]["error"] and lines[-1] == {"event": "end",
+                                                                                                  "ok": False}
+    unreg = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in unreg.stdout.splitlines()]
+    assert unreg.returncode == 1 and "Traceback" not in unreg.stderr
+    assert [e["event"] for e in lines] == ["error", "end"] and lines[0]["status"] == 408

@@ -278,8 +278,12 @@ class VoicemailAgent:
         return f"VoicemailAgent({self.aor!r})"
 
     def register(self) -> int:
+        """REGISTER at the proxy; reports ``ready`` (2xx) or ``error``; returns the final status."""
         status = self.agent.register()
-        self.report({"event": "ready", "aor": self.aor, "contact": self.agent.contact, "status": status})
+        if 200 <= status < 300:
+            self.report({"event": "ready", "aor": self.aor, "contact": self.agent.contact, "status": status})
+        else:
+            self.report({"event": "error", "error": f"REGISTER answered {status}", "status": status})
         return status
 
     def run(self, stop: threading.Event, clock: Callable[[], float]) -> None:
@@ -387,7 +391,8 @@ def _bare_uri(value: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mikey.sip.voicemail --proxy HOST:PORT --aor sip:vm@domain --dir DIR [--ibake-keys FILE]``:
-    run the mailbox until SIGTERM/SIGINT, one JSON object per line on stdout."""
+    run the mailbox until SIGTERM/SIGINT, one JSON object per line on stdout.  Exit status 0 after a
+    clean stop, 1 when the REGISTER failed, 2 for a usage error (bad options or keys file)."""
     import argparse
     import signal
     import sys
@@ -415,9 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ibake: IbakeCredentials | None = None
     identity: str | None = None
     if args.ibake_keys:
+        from ..cli.common import UsageError
         from ..cli.ibake_files import load_user_keys
 
-        keys = load_user_keys(args.ibake_keys)
+        try:
+            keys = load_user_keys(args.ibake_keys)
+        except UsageError as exc:
+            emit({"event": "error", "error": str(exc)})
+            emit({"event": "end", "ok": False})
+            return 2
         ibake, identity = keys.credentials, args.ibake_identity or keys.uri
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
