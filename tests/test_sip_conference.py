@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,12 @@ import sipproxy
 from tshark_util import TSHARK
 
 from mikey.constants import ErrorNo
-from mikey.sip.focus import GroupConfig
+from mikey.sip.focus import GroupConfig, GroupProcess
 from mikey.sip.g711 import ulaw_encode
 from mikey.sip.group import METHODS, NOT_SERVED, SERVED, GroupStream, make_group_credentials
 from mikey.sip.kamailio import Kamailio
 from mikey.sip.media import ToneSource
+from mikey.sip.phone import PhoneProcess
 from mikey.sip.usecases import USE_CASES, Outcome, UseCaseEnv
 from mikey.sip.usecases.conference import MEMBERS, PACKETS, SSRCS, TONES, evaluate, run_group
 
@@ -170,3 +172,49 @@ def test_relayed_media_is_srtp_on_the_wire(kamailio: Kamailio, tmp_path: Path) -
         packets = by_ssrc[SSRCS[who]]
         assert len(packets) >= 40
         assert all(len(p) == 160 + 10 and p[:160] not in plain for p in packets)
+
+
+def test_a_mikey_phone_joins_an_rsa_r_conference(kamailio: Kamailio, tmp_path: Path) -> None:
+    """The project's own phone, unmodified, calls the focus in RSA-R group mode (``--group``); the focus learns
+    its SSRC from the offer's a=ssrc (RFC 5576) before keying anyone, and all three decrypt each other."""
+    env = env_for(kamailio, tmp_path)
+    uri = {m: f"sip:{m}@{env.domain}" for m in MEMBERS}
+    focus = f"sip:focus@{env.domain}"
+    creds = make_group_credentials("rsa-r", tmp_path / "creds", focus, list(uri.values()))
+    streams = (GroupStream(uri["alice"], SSRCS["alice"]), GroupStream(uri["bob"], SSRCS["bob"]),
+               GroupStream(uri["carol"], 0))  # Carol's phone picks its own SSRC
+    common = {"case": "conference", "method": "rsa-r", "proxy": (env.proxy_host, env.proxy_port), "focus": focus,
+              "creds": creds, "streams": streams, "packets": PACKETS, "timeout": 20.0}
+    procs = [GroupProcess(GroupConfig(role="focus", aor=focus, members=tuple(uri.values()), **common), tmp_path,
+                          "focus")]
+    phone: PhoneProcess | None = None
+    try:
+        assert procs[0].wait_for("ready", 15.0) is not None
+        procs += [GroupProcess(GroupConfig(role="member", aor=uri[m], ssrc=SSRCS[m], tone=TONES[m], **common),
+                               tmp_path, m) for m in ("alice", "bob")]
+        carol = creds["parties"][uri["carol"]]
+        phone = PhoneProcess([sys.executable, "-m", "mikey", "phone", "--json", "--mode", "rsa-r", "--user",
+                              uri["carol"], "--proxy", f"{env.proxy_host}:{env.proxy_port}", "--call", focus,
+                              "--cert", carol["cert"], "--key", carol["key"], "--ca", creds["ca"], "--group",
+                              "--tone", f"{TONES['carol']:g}", "--packets", str(PACKETS), "--timeout", "20"],
+                             stderr=tmp_path / "carol.stderr")
+        phone_events = phone.finish(45.0)
+        assert all(p.wait_end(20.0) for p in procs)
+    finally:
+        if phone is not None:
+            phone.finish(0.0)
+        events = {p.name: p.stop() for p in procs}
+    media = next(e for e in phone_events if e["event"] == "media")
+    carol_ssrc = media["local_ssrc"]
+    learnt = next(e for e in events["focus"] if e["event"] == "learnt-ssrc")
+    assert learnt == {"event": "learnt-ssrc", "member": uri["carol"], "ssrc": carol_ssrc}
+    call = next(e for e in phone_events if e["event"] == "call")
+    assert call["mikey"] == "keyed" and len(call["fingerprints"]) == 3
+    heard = {s["ssrc"]: s for s in media["streams"]}
+    for m in ("alice", "bob"):
+        s = heard[f"{SSRCS[m]:08x}"]
+        assert s["received"] >= PACKETS * 0.8 and s["auth_failures"] == 0 and abs(s["tone_hz"] - TONES[m]) <= 5.0
+        member_media = next(e for e in events[m] if e["event"] == "media")
+        (from_carol,) = [s for s in member_media["streams"] if s["ssrc"] == carol_ssrc]
+        assert from_carol["received"] >= PACKETS * 0.8 and from_carol["auth_failures"] == 0
+        assert abs(from_carol["tone_hz"] - TONES["carol"]) <= 5.0

@@ -178,8 +178,16 @@ def test_bad_group_input(tmp_path: Path) -> None:
         group_support("sdes")
     with pytest.raises(GroupKeyingError, match="share an SSRC"):
         GroupKey.new([GroupStream(MEMBERS[0], 5), GroupStream(MEMBERS[1], 5)])
+    with pytest.raises(GroupKeyingError, match="32-bit"):
+        GroupStream(MEMBERS[0], 1 << 32)
+    learning = GroupKey.new([GroupStream(MEMBERS[0], 5), GroupStream(MEMBERS[1], 0)])  # 0: learnt from the SDP
+    assert learning.with_ssrc(MEMBERS[1], 9).stream(9).uri == MEMBERS[1]
+    with pytest.raises(GroupKeyingError, match="another member's"):
+        learning.with_ssrc(MEMBERS[1], 5)
     with pytest.raises(GroupKeyingError, match="non-zero"):
-        GroupStream(MEMBERS[0], 0)
+        learning.with_ssrc(MEMBERS[1], 0)
+    with pytest.raises(GroupKeyingError, match="sends no stream"):
+        learning.with_ssrc(LATE, 7)
     key = GroupKey.new([GroupStream(MEMBERS[0], 5)])
     with pytest.raises(GroupKeyingError, match="not a stream"):
         key.with_roc(6, 1)

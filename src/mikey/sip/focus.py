@@ -61,6 +61,7 @@ __all__ = [
     "run_member",
     "group_sdp",
     "media_address",
+    "sdp_ssrc",
     "main",
 ]
 
@@ -171,6 +172,16 @@ def media_address(sdp: str | None) -> Address:
     if not address or not 0 < port <= 0xFFFF:
         raise MikeyDecodeError("SDP has no usable audio stream (c= and m=audio)", payload="SDP")
     return address, port
+
+
+def sdp_ssrc(sdp: str | None) -> int | None:
+    """The first ``a=ssrc`` of an SDP body (RFC 5576 §4.1), or None."""
+    for line in (sdp or "").replace("\r\n", "\n").split("\n"):
+        if line.startswith("a=ssrc:"):
+            value = line[7:].split()[0] if line[7:].split() else ""
+            if value.isdigit() and 0 < int(value) <= 0xFFFFFFFF:
+                return int(value)
+    return None
 
 
 # --- shared helpers -------------------------------------------------------------------------------------------------
@@ -324,6 +335,16 @@ class _Focus:
             else self.key
         self._keyed(leg, remote, key)
 
+    def _learn_ssrcs(self, invites: Sequence[Any]) -> None:
+        """Roster streams without an SSRC take the one the member's offer names (``a=ssrc``, RFC 5576)."""
+        unknown = {s.uri for s in self.key.streams if not s.ssrc}
+        for invite in invites:
+            if invite.from_uri in unknown:
+                ssrc = sdp_ssrc(invite.sdp)
+                if ssrc:
+                    self.key = self.key.with_ssrc(invite.from_uri, ssrc)
+                    self.emit({"event": "learnt-ssrc", "member": invite.from_uri, "ssrc": f"{ssrc:08x}"})
+
     def _late_due(self) -> bool:
         """Whether the broadcast has sent the packets after which the late members are keyed."""
         return self.media is not None and self._media_started and self.media.report().sent >= self.cfg.late_after
@@ -389,7 +410,10 @@ class _Focus:
             while time.monotonic() < deadline:
                 if self._late_due() and self.dial_out and late:
                     self._dial(late.pop(0), time.time())
-                for invite in [i for i in self.held if self._released or self._late_due()]:
+                ready = [i for i in self.held if self._released or self._late_due()]
+                if ready and self._released:
+                    self._learn_ssrcs(ready)
+                for invite in ready:
                     self.held.remove(invite)
                     self._on_incoming(invite)
                 ev = _next_event(agent, deadline)

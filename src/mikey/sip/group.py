@@ -151,15 +151,19 @@ def focus_dials_out(method: str) -> bool:
 
 @dataclass(frozen=True)
 class GroupStream:
-    """One sender's SRTP stream in the group: who sends it, its SSRC and the ROC it is at (RFC 3711 §3.3.1)."""
+    """One sender's SRTP stream in the group: who sends it, its SSRC and the ROC it is at (RFC 3711 §3.3.1).
+
+    SSRC 0: not known yet -- a focus learns it from the member's SDP offer (``a=ssrc``, RFC 5576)
+    before keying anyone (:meth:`GroupKey.with_ssrc`).
+    """
 
     uri: str
     ssrc: int
     roc: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.ssrc < 1 << 32:
-            raise GroupKeyingError(f"SSRC {self.ssrc} of {self.uri} is not a non-zero 32-bit value")
+        if not 0 <= self.ssrc < 1 << 32:
+            raise GroupKeyingError(f"SSRC {self.ssrc} of {self.uri} is not a 32-bit value")
         if not 0 <= self.roc < 1 << 32:
             raise GroupKeyingError(f"ROC {self.roc} of {self.uri} is not a 32-bit value")
 
@@ -181,9 +185,9 @@ class GroupKey:
     @classmethod
     def new(cls, streams: Sequence[GroupStream], *, rng: Rng = os.urandom, tgk_len: int = 16) -> GroupKey:
         """A fresh random group key for *streams* (distinct SSRCs)."""
-        ssrcs = [s.ssrc for s in streams]
-        if not ssrcs:
+        if not streams:
             raise GroupKeyingError("a group needs at least one stream")
+        ssrcs = [s.ssrc for s in streams if s.ssrc]
         if len(set(ssrcs)) != len(ssrcs):
             raise GroupKeyingError("two streams of the group share an SSRC (RFC 3550 §8)")
         return cls(rng(tgk_len), rng(16), random_csb_id(rng), tuple(streams), make_key_id(KeyPurpose.GMK, rng))
@@ -197,6 +201,17 @@ class GroupKey:
         if all(s.ssrc != ssrc for s in self.streams):
             raise GroupKeyingError(f"SSRC {ssrc:08x} is not a stream of this group")
         streams = tuple(GroupStream(s.uri, s.ssrc, roc) if s.ssrc == ssrc else s for s in self.streams)
+        return dataclasses.replace(self, streams=streams)
+
+    def with_ssrc(self, uri: str, ssrc: int) -> GroupKey:
+        """The same key with the SSRC of *uri*'s stream learnt (from its SDP offer, RFC 5576)."""
+        if not 0 < ssrc < 1 << 32:
+            raise GroupKeyingError(f"SSRC {ssrc} of {uri} is not a non-zero 32-bit value")
+        if any(s.ssrc == ssrc and s.uri != uri for s in self.streams):
+            raise GroupKeyingError(f"SSRC {ssrc:08x} of {uri} is another member's (RFC 3550 §8)")
+        if all(s.uri != uri for s in self.streams):
+            raise GroupKeyingError(f"{uri} sends no stream of this group")
+        streams = tuple(GroupStream(s.uri, ssrc, s.roc) if s.uri == uri else s for s in self.streams)
         return dataclasses.replace(self, streams=streams)
 
     def stream(self, ssrc: int) -> GroupStream:
@@ -242,7 +257,7 @@ def member_view(method: str, result: ExchangeResult, streams: Sequence[GroupStre
             sessions.append(dataclasses.replace(cs, ssrc=got.ssrc, roc=got.roc))  # SSRC and ROC as the focus sent
         return dataclasses.replace(result, crypto_sessions=tuple(sessions))
     have = {cs.ssrc for cs in result.crypto_sessions}
-    missing = [f"{s.ssrc:08x}" for s in streams if s.ssrc not in have]
+    missing = [f"{s.ssrc:08x}" for s in streams if s.ssrc and s.ssrc not in have]  # 0: the focus learnt it
     if missing:
         raise UnspecifiedError(f"the {method} exchange did not key the group's streams {', '.join(missing)}")
     return result
