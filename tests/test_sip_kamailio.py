@@ -148,6 +148,8 @@ def test_long_workdir_gets_a_short_control_socket(tmp_path: Path) -> None:
     {"domain": "mikey.test\n#!define X"},
     {"divert_mode": "proxy"},
     {"max_message_size": 10},
+    {"divert": {"bob": "carol"}, "divert_modes": {"dave": "302"}},
+    {"divert": {"bob": "carol"}, "divert_modes": {"bob": "forward"}},
     {"host": "::1"},
     {"host": "127.0.0.1 -l udp:0.0.0.0"},
 ])
@@ -161,8 +163,8 @@ def test_rendered_configuration(tmp_path: Path) -> None:
                      users=["alice"], no_answer_timeout=2.5)
     cfg = proxy.render()
     assert '#!define VM_AOR "sip:vm@mikey.test"' in cfg and "#!define WITH_VOICEMAIL" in cfg
-    assert "#!define FR_INV_TIMER_MS 2500" in cfg and "#!define DIVERT_302" not in cfg
-    assert '$sht(divert=>bob) = "sip:carol@mikey.test";' in cfg
+    assert "#!define FR_INV_TIMER_MS 2500" in cfg
+    assert '$sht(retarget=>bob) = "sip:carol@mikey.test";' in cfg and '$sht(redirect=>bob)' not in cfg
     assert sorted(proxy.users or []) == ["alice", "bob", "carol", "vm"]
     assert proxy.divert == {"sip:bob@mikey.test": "sip:carol@mikey.test"}
 
@@ -238,6 +240,22 @@ def test_divert_retarget(kamailio_factory: Callable[..., Kamailio], tmp_path: Pa
     assert seen.value("ruri") == f"sip:carol@127.0.0.1:{carol.port}"
     diversion = seen.value("diversion")
     assert "sip:bob@mikey.test" in diversion and "reason=unconditional" in diversion
+
+
+def test_divert_flavours_per_aor(kamailio_factory: Callable[..., Kamailio], tmp_path: Path) -> None:
+    proxy = kamailio_factory(divert={"bob": "carol", "dave": "sip:carol@mikey.test"}, divert_mode="retarget",
+                             divert_modes={"sip:bob@mikey.test": "302"})
+    assert proxy.divert_modes == {"sip:bob@mikey.test": "302", "sip:dave@mikey.test": "retarget"}
+    redirected = call(proxy, "bob", tmp_path)
+    assert redirected.value("status") == "302" and "<sip:carol@mikey.test>" in redirected.value("contact")
+    carol = callee(proxy, "carol", tmp_path)
+    try:
+        retargeted = call(proxy, "dave", tmp_path)
+        assert retargeted.value("status") == "200", retargeted.describe()
+        seen = finished(carol)
+    finally:
+        carol.stop()
+    assert "sip:dave@mikey.test" in seen.value("diversion")
 
 
 def test_voicemail_for_an_unregistered_callee(kamailio_factory: Callable[..., Kamailio], tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ class Kamailio:
     *voicemail* is the AOR of the voicemail UA: INVITEs to a callee without a registered contact, or
     that time out (*no_answer_timeout* seconds after a provisional answer), 480 or 486, go there.
     *divert* maps AORs to the AOR their calls go to, as a 302 (``divert_mode="302"``) or by retargeting
-    (``"retarget"``).  *users*, when given, are the known subscribers: calls to any other user get 404
+    (``"retarget"``); *divert_modes* sets the flavour per diverted AOR (the others take *divert_mode*).  *users*, when given, are the known subscribers: calls to any other user get 404
     (the voicemail and divert AORs are known too); without it, a user without a contact gets 404 unless
     a voicemail AOR is set.  *max_message_size* bytes is the largest request relayed (513 above).
     """
@@ -152,6 +152,7 @@ class Kamailio:
         voicemail: str | None = None,
         divert: Mapping[str, str] | None = None,
         divert_mode: DivertMode = "302",
+        divert_modes: Mapping[str, DivertMode] | None = None,
         users: Iterable[str] | None = None,
         no_answer_timeout: float = 30.0,
         no_reply_timeout: float = 5.0,
@@ -171,8 +172,9 @@ class Kamailio:
             raise KamailioError(f"host {host!r} is not an IPv4 address (Kamailio listens on UDP over IPv4)") from None
         if not 0 <= port <= 65535:
             raise KamailioError(f"port {port} is out of range")
-        if divert_mode not in ("302", "retarget"):
-            raise KamailioError(f"divert_mode must be '302' or 'retarget', not {divert_mode!r}")
+        for mode in (divert_mode, *(divert_modes or {}).values()):
+            if mode not in ("302", "retarget"):
+                raise KamailioError(f"a divert mode must be '302' or 'retarget', not {mode!r}")
         if not 0.1 <= no_answer_timeout <= 3600 or not 0.1 <= no_reply_timeout <= 3600:
             raise KamailioError("the no-answer and no-reply timeouts must be between 0.1 and 3600 s")
         if not 1024 <= max_message_size <= 65535:
@@ -196,16 +198,23 @@ class Kamailio:
         if voicemail is not None:
             self._vm_user, self.voicemail = _split_aor(voicemail, domain, "voicemail AOR")
         self.divert: dict[str, str] = {}
-        self._divert_users: dict[str, str] = {}
+        #: source AOR -> "302" or "retarget"
+        self.divert_modes: dict[str, DivertMode] = {}
+        self._divert_users: dict[str, tuple[str, DivertMode]] = {}
+        modes = {_split_aor(a, domain, "divert source")[1]: m for a, m in (divert_modes or {}).items()}
         for source, target in (divert or {}).items():
             src_user, src_aor = _split_aor(source, domain, "divert source")
-            self._divert_users[src_user] = _split_aor(target, domain, "divert target")[1]
-            self.divert[src_aor] = self._divert_users[src_user]
+            mode = modes.pop(src_aor, divert_mode)
+            self.divert[src_aor] = _split_aor(target, domain, "divert target")[1]
+            self.divert_modes[src_aor] = mode
+            self._divert_users[src_user] = (self.divert[src_aor], mode)
+        if modes:
+            raise KamailioError(f"divert_modes names AORs that divert does not: {', '.join(sorted(modes))}")
         self.users: list[str] | None = None
         if users is not None:
             known = {_split_aor(u, domain, "user")[0] for u in users}
             known.update(self._divert_users)
-            known.update(_split_aor(t, domain, "divert target")[0] for t in self._divert_users.values())
+            known.update(_split_aor(t, domain, "divert target")[0] for t in self.divert.values())
             if self._vm_user is not None:
                 known.add(self._vm_user)
             self.users = sorted(known)
@@ -257,14 +266,13 @@ class Kamailio:
             f"#!define MAX_MESSAGE_SIZE {self.max_message_size}",
             f'#!define CTL_SOCKET "unix:{ctl}"',
         ]
-        if self.divert_mode == "302":
-            lines.append("#!define DIVERT_302")
         if self.users is not None:
             lines.append("#!define WITH_USERS")
         if self.voicemail is not None:
             lines += ["#!define WITH_VOICEMAIL", f'#!define VM_AOR "{self.voicemail}"',
                       f'#!define VM_USER "{self._vm_user}"']
-        seeds = [f'\t$sht(divert=>{user}) = "{target}";' for user, target in sorted(self._divert_users.items())]
+        seeds = [f'\t$sht({"redirect" if mode == "302" else "retarget"}=>{user}) = "{target}";'
+                 for user, (target, mode) in sorted(self._divert_users.items())]
         seeds += [f"\t$sht(users=>{user}) = 1;" for user in self.users or []]
         seed = ["", "# the run's divert and subscriber tables (mikey.sip.kamailio)", "route[SEED] {", *seeds,
                 "\treturn;", "}", ""]
