@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import MikeyError
 from .common import UsageError, hex_bytes
-from .kms_server import DEFAULT_DATA_DIR, _open_store
+from .kms_server import DEFAULT_DATA_DIR, open_store
 
 __all__ = ["register_ticket", "main"]
 
@@ -41,7 +41,7 @@ def run_add(args: argparse.Namespace) -> int:
     if args.url is not None and not args.peer_kms:
         raise UsageError("--url is where Resolves are forwarded to a peer KMS: it goes with --peer-kms")
     psk = _psk(args)
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             added = store.add_ticket_user(
                 args.identity.encode("utf-8"), psk, key_id=args.key_id.encode("utf-8") if args.key_id else None,
@@ -58,7 +58,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             records = store.ticket_users()
         except MikeyError as exc:
