@@ -23,7 +23,7 @@ import sipproxy
 from mikey.cli.plugins import load_plugins
 from mikey.errors import PeerError
 from mikey.offer_answer import take_answer
-from mikey.sip.adapter import Bye, IncomingCall, SipAgent
+from mikey.sip.adapter import Answered, Bye, CallFailed, IncomingCall, SipAgent
 from mikey.sip.kamailio import Kamailio
 from mikey.sip.phone import (
     BiddingDownError,
@@ -119,7 +119,8 @@ def test_second_fork_answer_taken_by_a_fork(tmp_path: Path, mode: str, own_keys:
     offer = offer_sdp(caller.offer(time.time()), address="127.0.0.1", port=4000, ssrc=0x1111, cname="a")
     prints = []
     for ssrc in (0x2222, 0x3333):
-        answer = CalleeKeying(s, ssrc, address="127.0.0.1", port=5000, cname="b").answer(offer, time.time())
+        device = KeyingSides(mode, s.plugin, creds=s.creds)  # each device its own phone and replay cache
+        answer = CalleeKeying(device, ssrc, address="127.0.0.1", port=5000, cname="b").answer(offer, time.time())
         assert answer.status == 200 and answer.result is not None
         _, result = caller.take(answer.sdp, time.time())
         assert result is not None
@@ -327,3 +328,49 @@ def test_wrong_psk_refused_with_488_and_error_no_0(kamailio: Kamailio, tmp_path:
     assert (out["status"], out["mikey"], out["error_no"]) == (488, "refused", 0)
     assert inn["mikey"] == "refused" and "MAC" in str(inn["error"])
     assert not [e for e in alice + bob if e["event"] == "media"]
+
+
+def test_replayed_offer_refused_across_calls(tmp_path: Path) -> None:
+    """One phone's Responders share its replay cache: the same I_MESSAGE in a second call is refused."""
+    s = sides("psk", tmp_path)
+    offer = offer_sdp(CallerKeying(s, 0x1111).offer(time.time()), address="127.0.0.1", port=4000, ssrc=0x1111,
+                      cname="a")
+    first = CalleeKeying(s, 0x2222, address="127.0.0.1", port=5000, cname="b").answer(offer, time.time())
+    again = CalleeKeying(s, 0x2222, address="127.0.0.1", port=5000, cname="b").answer(offer, time.time())
+    assert first.status == 200 and first.result is not None
+    assert again.status == 488 and again.result is None and "replay" in (again.error or "").lower()
+
+
+def test_replayed_invite_refused_by_the_phone(kamailio: Kamailio, tmp_path: Path) -> None:
+    """A real INVITE whose SDP repeats an I_MESSAGE the phone already keyed is answered 488, no keys."""
+    creds = write_demo_credentials("psk", tmp_path / "psk")
+    s = KeyingSides("psk", PLUGINS["psk"], creds=json.loads(creds.read_text()))
+    proxy = (kamailio.host, kamailio.port)
+    bob = PhoneProcess(phone_argv("psk", "sip:bob@mikey.test", proxy, creds=creds, packets=10, timeout=10.0,
+                                  calls=2), stderr=tmp_path / "bob.err")
+    try:
+        assert bob.wait_for("ready", 10.0)
+        with SipAgent("sip:mallory@mikey.test", proxy) as mallory:
+            assert mallory.register() == 200
+            offer = offer_sdp(CallerKeying(s, 0x1111).offer(time.time()), address="127.0.0.1", port=4000,
+                              ssrc=0x1111, cname="sip:mallory@mikey.test")
+            statuses = []
+            for _ in range(2):
+                mallory.invite("sip:bob@mikey.test", offer, timeout=10.0)
+                deadline = time.monotonic() + 15.0
+                while time.monotonic() < deadline:
+                    ev = mallory.events.get(timeout=15.0)
+                    if isinstance(ev, Answered):
+                        statuses.append(ev.status)
+                        ev.dialog.bye()
+                        break
+                    if isinstance(ev, CallFailed):
+                        statuses.append(ev.status)
+                        break
+        events = bob.finish(15.0)
+    finally:
+        bob.finish(0.0)
+    assert statuses == [200, 488]
+    calls = [e for e in events if e["event"] == "call"]
+    assert [c["mikey"] for c in calls] == ["keyed", "refused"]
+    assert "replay" in calls[1]["error"].lower()

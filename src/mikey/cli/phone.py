@@ -22,8 +22,12 @@ Flags:
     the JSON of the mode plugin's ``demo_credentials`` (throw-away credentials for both ends;
     :func:`mikey.sip.phone.write_demo_credentials` writes it).  Without it, the mode's own options
     apply: those of ``mikey initiate --mode MODE`` when calling (``--psk``, ``--cert``, ``--key``,
-    ``--verify``, ``--tgk``, ``--csb-id`` ...), those of ``mikey respond --mode MODE`` when answering
-    (including ``--replay-cache URL``); ``mikey phone --mode MODE [--call X] --help`` lists them.
+    ``--verify``, ``--tgk``, ``--csb-id`` ...), those of ``mikey respond --mode MODE`` when answering;
+    ``mikey phone --mode MODE [--call X] --help`` lists them.
+``--replay-cache URL``
+    (answering) where the I_MESSAGEs this phone accepted are remembered, so a replayed INVITE is
+    refused with 488 (RFC 3830 §5.4): ``memory:`` (default, for the phone's life, across its calls)
+    or ``redis://HOST:PORT/DB`` shared by several phones (the ``redis`` extra).
 ``--tone HZ`` / ``--wav FILE``
     what to send: a sine tone (default 440 Hz) or a WAV file (mono 16-bit; resampled to 8 kHz),
     as G.711 µ-law in 20 ms RTP packets over SRTP.
@@ -138,10 +142,12 @@ def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str |
                                metavar="|".join(PRF_NAMES), help="PRF (default mikey-1)")
             if "verify" in shared:
                 group.add_argument("--verify", action="store_true", help="set V: ask for a verification message")
-        else:
-            group.add_argument("--replay-cache", dest="replay_cache_url", default="memory:", metavar="URL",
-                               help="replay cache: memory: or redis://HOST:PORT/DB (RFC 3830 §5.4)")
         plugin.add_arguments(group, role)
+    if role == "respond":
+        p.add_argument("--replay-cache", dest="replay_cache_url", default="memory:", metavar="URL",
+                       help="where the accepted I_MESSAGEs of every call are remembered, to refuse a replayed "
+                       "INVITE (RFC 3830 §5.4): memory: (default, this phone's life) or redis://HOST:PORT/DB "
+                       "(shared by several phones)")
     p.set_defaults(func=run, plugins=plugins, phone_role=role)
 
 
@@ -194,6 +200,13 @@ def _text(e: dict[str, Any]) -> str:
 def _credentials(args: argparse.Namespace, plugin: ModePlugin) -> Any:
     from ..sip.phone import KeyingSides
 
+    store = None
+    if args.phone_role == "respond":
+        try:
+            store = open_replay_store(args.replay_cache_url)
+        except (ValueError, ImportError) as exc:
+            raise UsageError(f"--replay-cache: {exc}") from None
+        args.replay_store = store
     if args.demo_creds is not None:
         try:
             creds = json.loads(args.demo_creds.read_text())
@@ -201,15 +214,10 @@ def _credentials(args: argparse.Namespace, plugin: ModePlugin) -> Any:
             raise UsageError(f"--demo-creds {args.demo_creds}: {exc}") from None
         if not isinstance(creds, dict):
             raise UsageError(f"--demo-creds {args.demo_creds}: not a JSON object")
-        return KeyingSides(plugin.name, plugin, creds=creds)
-    if args.phone_role == "respond":
-        try:
-            args.replay_store = open_replay_store(args.replay_cache_url)
-        except (ValueError, ImportError) as exc:
-            raise UsageError(f"--replay-cache: {exc}") from None
+        return KeyingSides(plugin.name, plugin, creds=creds, replay_store=store)
     args.now = None
     args.show_keys = False
-    return KeyingSides(plugin.name, plugin, args=args)
+    return KeyingSides(plugin.name, plugin, args=args, replay_store=store)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ from ..errors import MikeyDecodeError, MikeyError, PeerError, StateError
 from ..modes.base import State, build_error_message
 from ..modes.results import ExchangeResult
 from ..offer_answer import make_answer, make_offer, take_answer, take_offer
+from ..replay import ReplayCache, ReplayStore
 from ..sdp import make_sdp
 from ..session import CryptoSessionBundle
 from ..wire import TimestampPayload
@@ -313,6 +314,13 @@ class KeyingSides:
     plugin: Any
     creds: dict[str, Any] | None = None
     args: argparse.Namespace | None = None
+    #: Where every Responder of this phone remembers the I_MESSAGEs it accepted, so a replayed INVITE is
+    #: refused across calls (RFC 3830 §5.4); None: one in-memory cache for the phone's life.
+    replay_store: ReplayStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.replay_store is None:
+            self.replay_store = ReplayCache()
 
     def initiator(self, ssrc: int) -> Any:
         if self.creds is not None:
@@ -327,7 +335,11 @@ class KeyingSides:
     def responder(self, ssrc: int) -> Any:
         if self.creds is not None:
             from ..cli.demo_peer import stepped_responder
-            return stepped_responder(self.plugin, self.creds, ssrc)
+            side = stepped_responder(self.plugin, self.creds, ssrc)
+            inner = getattr(side, "side", side)
+            if hasattr(inner, "replay_cache"):
+                inner.replay_cache = self.replay_store
+            return side
         if self.args is None:
             raise StateError("no credentials: give --demo-creds or the mode's respond options")
         args = argparse.Namespace(**vars(self.args))
