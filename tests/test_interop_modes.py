@@ -8,6 +8,14 @@ with no malformed-packet or error-level expert item, and Wireshark must read
 the data type, CSB ID, #CS and the payload sequence we wrote (up to the
 payloads Wireshark 4.0 cannot walk: CHASH, TR, RANDR, TP, TICKET; GENERIC-ID
 maps are not walked by 4.0, so MIKEY-SAKKE is also sent with an SRTP-ID map).
+
+MIKEY-IBAKE's two round trips (RFC 6267 §4.2.2) run through the demo's stepped hooks:
+all four messages and an Error go in (the I_MESSAGEs also in SDP, the second as a
+re-offer would carry it).  Wireshark 4.0 knows the IBAKE data types and the IDR
+payloads but stops at the IBAKE payload (and ESK), so R_MESSAGE_2 is the one IBAKE
+message it walks to the end (T, IDR, IDR, V).  GStreamer 1.22 is not fed IBAKE
+messages: its parser loops forever on every one of them (IDR, V and ERR payloads),
+as tests/test_interop_gstreamer.py notes for the payloads it leaves out.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 import pytest
 from tshark_util import TSHARK, field_shows, frame_for, mikey_protos, problems, run_tshark
 
+from mikey.cli.demo_peer import stepped_initiator, stepped_responder
 from mikey.cli.plugins import load_plugins
 from mikey.constants import CSIdMapType, DataType, PayloadType
 from mikey.errors import MikeyError
@@ -30,7 +39,8 @@ from mikey.wire import Message
 pytestmark = pytest.mark.skipif(TSHARK is None and not os.environ.get("CI"), reason="tshark (Wireshark) is not installed")
 
 #: Payload types past which Wireshark 4.0 stops dissecting.
-STOPS = {PayloadType.CHASH, PayloadType.TR, PayloadType.RANDR, PayloadType.TP, PayloadType.TICKET}
+STOPS = {PayloadType.CHASH, PayloadType.TR, PayloadType.RANDR, PayloadType.TP, PayloadType.TICKET, PayloadType.IBAKE,
+         PayloadType.ESK}
 #: Wireshark's field names for the payload items, by our payload name.
 ITEMS = {
     "KEMAC": "mikey.kemac", "PKE": "mikey.pke", "DH": "mikey.dh", "SIGN": "mikey.sign", "T": "mikey.t",
@@ -55,12 +65,37 @@ def _exchange(name: str, initiator: object, responder: object, now: float, out: 
         out.append(Sample(f"{name}/R_MESSAGE", outcome.response))
 
 
+def _ibake_samples(plugin: object, tmp: Path, now: float, out: list[Sample]) -> None:
+    """MIKEY-IBAKE's four messages (two offer/answer round trips, RFC 6267 §4.2.2) through the demo's
+    stepped hooks, the I_MESSAGEs also in SDP (the second rides a re-offer), and the Error message a
+    tampered I_MESSAGE_1 provokes."""
+    tmp.mkdir()
+    creds = plugin.demo_credentials(tmp)  # type: ignore[attr-defined]
+    initiator = stepped_initiator(plugin, creds, 0x11111111)  # type: ignore[arg-type]
+    responder = stepped_responder(plugin, creds, 0x22222222)  # type: ignore[arg-type]
+    message: bytes | None = initiator.create_message(now)
+    for n, name in enumerate(("I_MESSAGE_1", "R_MESSAGE_1", "I_MESSAGE_2", "R_MESSAGE_2")):
+        assert message is not None, name
+        out.append(Sample(f"ibake/{name}", message))
+        if n % 2 == 0:
+            out.append(Sample(f"ibake/{name} via SIP", message, via_sip=True))
+        message, result = (responder if n % 2 == 0 else initiator).receive(message, now)
+    assert message is None and result is not None  # the Initiator has the keys: the exchange was real
+    i1 = stepped_initiator(plugin, creds, 0x33333333).create_message(now)  # type: ignore[arg-type]
+    tampered = i1[:-1] + bytes([i1[-1] ^ 0x01])
+    with pytest.raises(MikeyError) as ei:
+        stepped_responder(plugin, creds, 0x44444444).receive(tampered, now)  # type: ignore[arg-type]
+    assert ei.value.error_message is not None
+    out.append(Sample("ibake/Error", ei.value.error_message))
+
+
 def _samples(tmp: Path) -> list[Sample]:
     now = time.time()
     out: list[Sample] = []
     plugins = load_plugins()
     for name, plugin in plugins.items():
-        if name == "ibake":  # no demo hooks (two round trips)
+        if name == "ibake":
+            _ibake_samples(plugin, tmp / name, now, out)
             continue
         (tmp / name).mkdir()
         creds = plugin.demo_credentials(tmp / name)
@@ -83,7 +118,7 @@ def _samples(tmp: Path) -> list[Sample]:
             )
             resp = SakkeResponder(bob, initiator_uri=creds["alice"]["uri"])
             _exchange("sakke-srtp-id", init, resp, now, out)
-    assert {"psk", "pk", "dh", "dhhmac", "rsa-r", "sakke"} <= set(plugins)
+    assert {"psk", "pk", "dh", "dhhmac", "rsa-r", "sakke", "ibake"} <= set(plugins)
     return out
 
 
@@ -101,7 +136,8 @@ def test_every_mode_is_covered(dissected: list[tuple[Sample, Message, ET.Element
     expected = {
         DataType.PSK_INIT, DataType.PSK_RESP, DataType.PK_INIT, DataType.PK_RESP, DataType.DH_INIT,
         DataType.DH_RESP, DataType.ERROR, DataType.DHHMAC_INIT, DataType.DHHMAC_RESP, DataType.RSA_R_INIT,
-        DataType.RSA_R_RESP, DataType.SAKKE,
+        DataType.RSA_R_RESP, DataType.SAKKE, DataType.IBAKE_I_MESSAGE_1, DataType.IBAKE_R_MESSAGE_1,
+        DataType.IBAKE_I_MESSAGE_2, DataType.IBAKE_R_MESSAGE_2,
     }
     assert expected <= types
 
