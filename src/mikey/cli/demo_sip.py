@@ -35,9 +35,8 @@ from .common import add_json_option, one_line
 from .plugins import MODE_NAMES
 
 # The use-case modules; importing one registers its case in USE_CASES (``@use_case``), in the table's
-# row order.  Only modules that exist are imported here; the lead adds each as it lands (divert;
-# ISSUE_CASES names the cases still to come).
-from ..sip.usecases import broadcast, conference, forking, one_to_one, voicemail  # noqa: F401  isort: skip
+# row order (the table follows ISSUE_CASES, which names the six cases of issue 12).
+from ..sip.usecases import broadcast, conference, divert, forking, one_to_one, voicemail  # noqa: F401  isort: skip
 
 __all__ = [
     "ISSUE_CASES",
