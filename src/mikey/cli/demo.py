@@ -38,6 +38,7 @@ from .._files import write_private_atomic
 from ..errors import MikeyError, StateError
 from .common import add_json_option
 from .demo_kms import DemoKms, KmsDemoPlugin, child_env, fetch_demo_keystores
+from .demo_sip import add_sip_arguments, run_sip_demo
 from .plugin_base import ModePlugin
 from .plugins import MODE_NAMES, load_plugins
 
@@ -429,7 +430,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo",
         help="run a key exchange and SRTP media between two local processes",
         description="Start an Initiator and a Responder as two processes on 127.0.0.1, run the MIKEY exchange "
-        "through SDP offer/answer (a=key-mgmt), derive SRTP keys and exchange SRTP/SRTCP packets.",
+        "through SDP offer/answer (a=key-mgmt), derive SRTP keys and exchange SRTP/SRTCP packets. With --sip: "
+        "start Kamailio and run MIKEY's six use cases for every method through real SIP calls.",
     )
     _add_arguments(p)
     p.set_defaults(func=run)
@@ -449,10 +451,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--initiator-token", metavar="TOKEN", help="the Initiator's bearer token at --kms")
     k.add_argument("--responder-token", metavar="TOKEN", help="the Responder's bearer token at --kms")
     k.add_argument("--ca", metavar="PEM", help="CA certificates trusted for an https:// --kms")
+    add_sip_arguments(p)
     add_json_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "sip", False):
+        return run_sip_demo(args)
     as_json = bool(getattr(args, "json", False))
     if args.packets < 1 or args.rtcp < 0 or args.timeout <= 0:
         print("mikey demo: --packets must be at least 1, --rtcp not negative, --timeout positive", file=sys.stderr)

@@ -34,15 +34,12 @@ from ..sip.usecases import USE_CASES, Observation, Outcome, UseCaseEnv
 from .common import add_json_option, one_line
 from .plugins import MODE_NAMES
 
-# The use-case modules; importing one registers its case in USE_CASES (``@use_case``), in the table's
-# row order (the table follows ISSUE_CASES, which names the six cases of issue 12).
-from ..sip.usecases import broadcast, conference, divert, forking, one_to_one, voicemail  # noqa: F401  isort: skip
-
 __all__ = [
     "ISSUE_CASES",
     "METHODS",
     "Cell",
     "add_sip_arguments",
+    "load_cases",
     "registered_cases",
     "run_sip_demo",
     "run_cells",
@@ -111,7 +108,7 @@ def add_sip_arguments(parser: argparse._ActionsContainer) -> None:
                    "then print the use case x method table")
     g.add_argument("--case", action="append", default=[], metavar="NAME",
                    help="with --sip: run only this use case (repeatable; default all: "
-                   + ", ".join(registered_cases()) + ")")
+                   + ", ".join(ISSUE_CASES) + ")")
     g.add_argument("--method", action="append", default=[], metavar="NAME", choices=METHODS,
                    help="with --sip: run only this method (repeatable; default all: " + ", ".join(METHODS) + ")")
     g.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, metavar="SECONDS",
@@ -121,8 +118,24 @@ def add_sip_arguments(parser: argparse._ActionsContainer) -> None:
                    "temporary directory")
 
 
+def load_cases() -> str | None:
+    """Import the use-case modules (each registers its case in USE_CASES with ``@use_case``).
+
+    They drive ``mikey phone`` through :mod:`mikey.sip.phone`, which needs the SIP library of the
+    ``sip`` extra (sippy); without it, the reason (``mikey demo`` without ``--sip`` works anyway).
+    """
+    try:
+        from ..sip.usecases import broadcast, conference, divert, forking, one_to_one, voicemail  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "sippy":
+            raise
+        return "the SIP library is not installed: pip install 'mikey[sip]' (sippy)"
+    return None
+
+
 def registered_cases() -> list[str]:
     """The registered use cases in the table's row order: the issue's order, then any others."""
+    load_cases()
     return [c for c in ISSUE_CASES if c in USE_CASES] + [c for c in USE_CASES if c not in ISSUE_CASES]
 
 
@@ -193,6 +206,7 @@ def sip_demo_report(
     Every cell gets its own scratch directory under the work directory (a temporary one unless
     *workdir* is given, which is then kept).
     """
+    load_cases()
     t_start = time.perf_counter()
     report: dict[str, Any] = {
         "ok": False,
@@ -274,6 +288,10 @@ def _print_progress(cell: Cell) -> None:
 def run_sip_demo(args: argparse.Namespace) -> int:
     """``mikey demo --sip`` with the parsed options of :func:`add_sip_arguments` (and ``--json``)."""
     as_json = bool(getattr(args, "json", False))
+    problem = load_cases()
+    if problem is not None:
+        print(f"mikey demo --sip: {problem}", file=sys.stderr)
+        return 1
     unknown = [c for c in args.case if c not in USE_CASES]
     if unknown:
         known = ", ".join(registered_cases()) or "none"
