@@ -3,7 +3,7 @@
 Subcommands, each added by its module's ``register(subparsers)``: ``decode``
 (:mod:`mikey.cli.decode`), ``initiate``, ``respond``, ``complete``
 (:mod:`mikey.cli.exchange`, over the mode plugins of :mod:`mikey.cli.plugins`),
-``speed``, ``demo``, ``kms`` and ``phone`` (:mod:`mikey.cli.phone`).  Exit status: 0 success, 1 message rejected,
+``speed``, ``demo``, ``kms``, ``phone`` (:mod:`mikey.cli.phone`) and ``proxy`` (:mod:`mikey.cli.proxy`).  Exit status: 0 success, 1 message rejected,
 2 usage error.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from . import decode, demo, exchange, keys, kms, phone, speed, srtp_decrypt
+from . import decode, demo, exchange, keys, kms, phone, proxy, speed, srtp_decrypt
 from .common import EXIT_USAGE, UsageError, one_line
 from .plugins import load_plugins
 
@@ -48,6 +48,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     demo.register(subparsers)
     kms.register(subparsers)
     phone.register(subparsers, plugins, exchange.selected_mode(argv), argv)
+    proxy.register(subparsers)
     return parser
 
 
