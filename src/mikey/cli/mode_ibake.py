@@ -54,7 +54,7 @@ from ..modes.ibake import (
 )
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
-from .common import EXIT_REJECTED, UsageError, read_message, rejection
+from .common import EXIT_REJECTED, UsageError, load_cached, read_message, rejection
 from .ibake_files import STATE_FORMAT, load_state, load_user_keys, state_hex, write_private
 from .plugin_base import (
     SPEED_NOW,
@@ -381,7 +381,7 @@ class IbakePlugin(ModePlugin):
         """A party's K_PRs: from its key file, or asked from the KMS server (REQUEST_KEY_PSK over HTTP)."""
         party = creds[name]
         if "keys" in party:
-            keys = load_user_keys(party["keys"])
+            keys = load_cached(party["keys"], load_user_keys)
             return keys.credentials, {"keys_from": "file", "key_periods": keys.periods}
         from ..modes.ibake_keys import IbakeKeyRequest
         from .ibake_files import load_params
@@ -398,7 +398,11 @@ class IbakePlugin(ModePlugin):
 
     def demo_stepped_initiator(self, creds: dict[str, Any], ssrc: int) -> _DemoInitiator:
         keys, info = self._demo_keys(creds, "alice")
-        side = IbakeInitiator(keys, creds["alice"]["uri"].encode(), creds["bob"]["uri"].encode(),
+        # who may answer besides Bob, and an ESK for deferred delivery (RFC 6267 §3.3, §6.1.2, §7.3, §7.4):
+        # the credentials' optional "forks", "retargets", "mailboxes" and "esk" entries
+        answers = _policy({"answers": {k: creds.get(k) or [] for k in ("forks", "retargets", "mailboxes")}})
+        side = IbakeInitiator(keys, creds["alice"]["uri"].encode(), creds["bob"]["uri"].encode(), answers=answers,
+                              esk=creds.get("esk") is True,
                               crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)])
         return _DemoInitiator(side, info)
 
