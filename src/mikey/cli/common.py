@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Collection
 from enum import IntEnum
@@ -45,6 +46,7 @@ __all__ = [
     "result_text",
     "add_json_option",
     "add_kemac_options",
+    "load_cached",
 ]
 
 EXIT_OK = 0
@@ -57,6 +59,32 @@ class UsageError(Exception):
 
 
 # --- input -----------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+#: Files already loaded by :func:`load_cached`: (loader, path, inode, mtime, size) -> what the loader made.
+_LOADED: dict[tuple[str, str, int, int, int], Any] = {}
+
+
+def load_cached(path: str, loader: Callable[[str], T]) -> T:
+    """``loader(path)``, reused while the file is the same (inode, mtime, size).
+
+    A phone makes an Initiator or Responder per call from the same key file; checking identity-based
+    keys costs pairings, and the loaded keys keep per-key tables that make later operations faster.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return loader(path)  # the loader's own clear error
+    key = (f"{loader.__module__}.{loader.__qualname__}", os.path.abspath(path), st.st_ino, st.st_mtime_ns,
+           st.st_size)
+    if key not in _LOADED:
+        if len(_LOADED) >= 32:
+            _LOADED.clear()
+        _LOADED[key] = loader(path)
+    loaded: T = _LOADED[key]
+    return loaded
 
 
 #: The most a message argument, file or standard input may hold (MIKEY messages are far smaller).

@@ -26,7 +26,7 @@ from ..errors import KeyMaterialError
 from ..keystore import SakkeKeystore
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..modes.sakke import KEY_TYPES, SIGNATURE_COVERAGE, SakkeInitiator, SakkeResponder, gcm_srtp_policy
-from .common import UsageError, hex_bytes, hex_int
+from .common import UsageError, hex_bytes, hex_int, load_cached
 from .plugin_base import (
     SPEED_NOW,
     DemoInitiator,
@@ -50,7 +50,7 @@ _MAPS = {"generic": CSIdMapType.GENERIC_ID, "srtp": CSIdMapType.SRTP_ID, "empty"
 
 def _load_keys(path: str) -> SakkeKeystore:
     try:
-        return SakkeKeystore.load_json(path)
+        return load_cached(path, SakkeKeystore.load_json)
     except KeyMaterialError as exc:
         raise UsageError(f"--keys {path}: {exc.message}") from None
 
@@ -172,13 +172,13 @@ class SakkePlugin(ModePlugin):
         return out
 
     def demo_initiator(self, creds: dict[str, Any], ssrc: int) -> DemoInitiator:
-        keys = SakkeKeystore.load_json(creds["alice"]["keys"])
+        keys = load_cached(creds["alice"]["keys"], SakkeKeystore.load_json)
         specs = [CryptoSessionSpec(ssrc=ssrc, cs_id=1), CryptoSessionSpec(ssrc=0, cs_id=2)]
         return SakkeInitiator(keys, creds["bob"]["uri"], key_type="pck", crypto_sessions=specs,
                               policies=[gcm_srtp_policy(0)], cs_id_map_type=CSIdMapType.GENERIC_ID)
 
     def demo_responder(self, creds: dict[str, Any], ssrc: int) -> DemoResponder:
-        keys = SakkeKeystore.load_json(creds["bob"]["keys"])
+        keys = load_cached(creds["bob"]["keys"], SakkeKeystore.load_json)
         return SakkeResponder(keys, initiator_uri=creds["alice"]["uri"], own_ssrcs=[ssrc])
 
     def demo_description(self, creds: dict[str, Any]) -> str:
