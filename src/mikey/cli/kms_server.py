@@ -75,7 +75,6 @@ def open_store(data: str, db: str | None, *, migrate: bool = True) -> KmsStore:
         raise UsageError(str(exc)) from None
 
 
-_open_store = open_store  # the name the older sub-command modules import
 
 
 def _is_loopback(host: str) -> bool:

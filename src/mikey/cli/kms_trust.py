@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import KeyMaterialError, MikeyError
 from ..kms.xml import MAX_KMS_XML_BYTES, read_kms_certificate
 from .common import UsageError
-from .kms_server import DEFAULT_DATA_DIR, _open_store
+from .kms_server import DEFAULT_DATA_DIR, open_store
 
 __all__ = ["register_trust"]
 
@@ -41,7 +41,7 @@ def run_add(args: argparse.Namespace) -> int:
         info = read_kms_certificate(_read(args.file))
     except KeyMaterialError as exc:
         raise UsageError(f"{args.file}: not a valid KmsCertificate: {exc.message}") from None
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             if not store.has_community():
                 raise UsageError(f"--data: the KMS database of {args.data} holds no community yet (start 'serve')")
@@ -53,7 +53,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             cache_num, trusted = store.trusted_kms_cache()
         except MikeyError as exc:
@@ -69,7 +69,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    with _open_store(args.data, args.db) as store:
+    with open_store(args.data, args.db) as store:
         try:
             cache_num = store.remove_trusted_kms(args.uri, actor="cli")
         except MikeyError as exc:
