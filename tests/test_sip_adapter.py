@@ -239,3 +239,59 @@ def test_parse_keeps_route_values_and_body() -> None:
     assert msg.contact == "sip:bob@127.0.0.1:5072"
     assert uri_host_port("<sip:bob@127.0.0.1:5072;transport=udp>") == ("127.0.0.1", 5072)
     assert uri_host_port("sip:mikey.test") == ("mikey.test", 5060)
+
+
+def _reply(req: Any, status: int, reason: str, contact: tuple[str, int], *, body: str = "") -> bytes:
+    """A response to *req* from a hand-written UAS at *contact* (RFC 3261 §8.2.6): its Via, From, Call-ID, CSeq."""
+    lines = [f"SIP/2.0 {status} {reason}", *[f"Via: {v}" for v in req.headers("via")],
+             f"From: {req.header('from')}", f"To: {req.header('to')};tag=uas-1", f"Call-ID: {req.call_id}",
+             f"CSeq: {req.header('cseq')}", f"Contact: <sip:bob@{contact[0]}:{contact[1]}>"]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def _receive(sock: socket.socket, method: str) -> tuple[Any, tuple[str, int]]:
+    """The next request *method* that reaches *sock* (retransmissions of others are skipped)."""
+    while True:
+        data, addr = sock.recvfrom(65535)
+        msg = parse_message(data)
+        if msg.is_request and msg.method == method:
+            return msg, addr
+
+
+def test_giving_up_on_a_ringing_callee_cancels_and_ends_a_crossing_2xx() -> None:
+    """RFC 3261 §9.1: the INVITE times out after a 180, so the caller sends CANCEL (the INVITE's branch, Call-ID
+    and CSeq number); a 200 to the INVITE that crosses the CANCEL is ACKed and ended with BYE (§15), and the
+    application hears only the 408, never an Answered."""
+    uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    uas.bind(("127.0.0.1", 0))
+    uas.settimeout(5.0)
+    here = uas.getsockname()
+    alice = SipAgent("sip:alice@mikey.test", here)
+    try:
+        call_id = alice.invite("sip:bob@mikey.test", SDP, timeout=1.0)
+        invite, addr = _receive(uas, "INVITE")
+        uas.sendto(_reply(invite, 180, "Ringing", here), addr)
+        cancel, _ = _receive(uas, "CANCEL")
+        assert (cancel.call_id, cancel.branch, cancel.cseq) == (call_id, invite.branch, invite.cseq)
+        assert cancel.request_uri == invite.request_uri and cancel.header("to") == invite.header("to")
+        assert cancel.header("cseq") == f"{invite.cseq} CANCEL" and not cancel.body
+        uas.sendto(_reply(cancel, 200, "OK", here), addr)
+        uas.sendto(_reply(invite, 200, "OK", here, body=SDP), addr)  # the callee answered as the CANCEL flew
+        ack, _ = _receive(uas, "ACK")
+        assert ack.cseq == invite.cseq and ack.call_id == call_id
+        bye, _ = _receive(uas, "BYE")
+        assert bye.call_id == call_id and bye.header("to") == f"{invite.header('to')};tag=uas-1"
+        uas.sendto(_reply(bye, 200, "OK", here), addr)
+        failed = next_event(alice, CallFailed)
+        assert (failed.call_id, failed.status, failed.timeout) == (call_id, 408, True)
+        time.sleep(0.3)
+        left = []
+        while not alice.events.empty():
+            left.append(alice.events.get_nowait())
+        assert not [e for e in left if isinstance(e, Answered)], left
+    finally:
+        alice.close()
+        uas.close()

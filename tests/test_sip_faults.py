@@ -360,14 +360,21 @@ def test_caller_handles_488_from_the_callee(kamailio: Kamailio, tmp_path: Path, 
 @pytest.mark.parametrize("scenario", ["uas_silent", "uas_ring"])
 def test_caller_times_out_when_the_peer_never_answers(scenario: str, kamailio: Kamailio, tmp_path: Path,
                                                       rtp_sink: int) -> None:
-    """A callee that sends nothing, or rings forever: the caller gives up after its --timeout, no hang."""
+    """A callee that sends nothing, or rings forever: the caller gives up after its --timeout, no hang.
+
+    The ringing callee is CANCELled by the caller (RFC 3261 §9.1) when it gives up, long before the
+    proxy's own no-answer timer (30 s): the scenario gets the CANCEL, answers 200 and 487, and ends.
+    """
     uas = scripted_callee(kamailio, scenario, tmp_path, rtp_sink)
     with uas:
         phone = caller_phone(kamailio, "bob", timeout=2.0)
         with phone:
             assert phone.wait(30) == 1, phone.describe()
-        uas.stop()
+        if scenario == "uas_silent":
+            uas.stop()
         seen = uas.wait(10)
     assert seen.logs and seen.logs[0].startswith(("invite", "ruri=")), seen.describe()
+    if scenario == "uas_ring":
+        assert "cancelled" in seen.logs and seen.returncode == 0, seen.describe()
     first = assert_unkeyed_failure(phone)[0]
     assert first["status"] == 408

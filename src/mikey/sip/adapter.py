@@ -56,6 +56,8 @@ __all__ = [
 #: RFC 3261 §17.1.1.1 T1 (round-trip estimate) and the transaction timeout 64*T1 (timers B, F, H).
 T1 = 0.5
 T2 = 4.0
+#: The client-transaction key of a CANCEL: its INVITE's branch behind this prefix (they share the branch).
+_CANCEL_KEY = "cancel:"
 MAX_MESSAGE = 65535
 SDP_TYPE = "application/sdp"
 
@@ -589,6 +591,8 @@ class SipAgent:
             self._invite_response(state, msg)
 
         def on_timeout() -> None:
+            if dialog is None and state.get("provisional"):
+                self._cancel(state, call_id)  # the callee rings: stop it (§9.1) before reporting
             self.events.put(CallFailed(call_id, 408, "Request Timeout", timeout=True, in_dialog=dialog is not None))
 
         self._start_client(branch, "INVITE", data, dest, timeout, on_response, on_timeout)
@@ -597,6 +601,7 @@ class SipAgent:
         status = msg.status
         in_dialog = state["dialog"] is not None
         if status < 200:
+            state["provisional"] = True
             if status > 100:
                 self.events.put(Provisional(msg.call_id, status, msg.reason, msg.to_tag, msg.sdp))
             return
@@ -627,10 +632,31 @@ class SipAgent:
                 with self._lock:
                     self._dialogs[dialog.id] = dialog
         self._send_ack(dialog, state["cseq"])
+        if state.get("cancelled"):
+            # a 2xx that crossed our CANCEL: the call was given up, so end it at once (§9.1, §15)
+            if tag not in state["forks"]:
+                state["forks"].add(tag)
+                threading.Thread(target=self._bye, args=(dialog, 5.0), daemon=True).start()
+            return
         if tag in state["forks"]:
             return  # a retransmitted 2xx: ACKed again, reported once
         state["forks"].add(tag)
         self.events.put(Answered(msg.call_id, status, dialog, msg.sdp))
+
+    def _cancel(self, state: dict[str, Any], call_id: str) -> None:
+        """CANCEL the pending initial INVITE of *state* (RFC 3261 §9.1): its Request-URI, Call-ID, From, To,
+        CSeq number, Route set and Via branch.  The INVITE's 487 (or a 2xx that crossed the CANCEL) is
+        still taken for 64*T1 and ACKed (a 2xx also gets a BYE); neither is reported again."""
+        data = self._request("CANCEL", state["ruri"], to=state["to"], from_=f"<{self.aor}>;tag={state['local_tag']}",
+                             call_id=call_id, cseq=state["cseq"], branch=state["branch"], routes=state["routes"])
+        state["cancelled"] = state["failed_reported"] = True
+        now = time.monotonic()
+        late = _ClientTxn(state["branch"], "INVITE", b"", state["dest"], now, 64 * T1, T1, float("inf"),
+                          lambda msg: self._invite_response(state, msg), lambda: None)
+        with self._lock:
+            self._client[state["branch"]] = late
+        self._start_client(_CANCEL_KEY + state["branch"], "CANCEL", data, state["dest"], 64 * T1,
+                           lambda msg: None, lambda: None)
 
     def _send_ack(self, dialog: Dialog, cseq: int, sdp: str | None = None) -> None:
         """The ACK for a 2xx: its own transaction along the dialog's route set (§13.2.2.4)."""
@@ -797,8 +823,10 @@ class SipAgent:
     # -- receive loop and timers ------------------------------------------------------------------------------
 
     def _incoming_response(self, msg: Message) -> None:
+        # A CANCEL shares its INVITE's branch (§9.1); the CSeq method tells their responses apart (§17.1.3).
+        key = _CANCEL_KEY + msg.branch if msg.method == "CANCEL" else msg.branch
         with self._lock:
-            txn = self._client.get(msg.branch)
+            txn = self._client.get(key)
         if txn is None:
             return
         if msg.status < 200:
@@ -818,7 +846,7 @@ class SipAgent:
             txn.on_response(msg)
             return
         with self._lock:
-            self._client.pop(msg.branch, None)
+            self._client.pop(key, None)
         txn.final = msg
         txn.done.set()
         txn.on_response(msg)
