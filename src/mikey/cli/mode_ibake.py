@@ -53,6 +53,7 @@ from ..modes.ibake import (
     open_deferred,
 )
 from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
+from ..replay import ReplayStore
 from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
 from .common import EXIT_REJECTED, UsageError, load_cached, read_message, rejection
 from .ibake_files import STATE_FORMAT, load_state, load_user_keys, state_hex, write_private
@@ -192,6 +193,37 @@ class IbakePlugin(ModePlugin):
                                 "sends nothing, needs no --state")
             parser.add_argument("--stored-imsg", metavar="MSG",
                                 help="with --deferred: the stored I_MESSAGE_1 too (its SPs)")
+
+    # -- mikey phone: both rounds in one process ---------------------------------------------------
+
+    #: The stateless CLI's options that ``mikey phone`` does not take (it keeps each side in memory).
+    phone_unused_options = frozenset({"state", "rmsg", "deferred", "stored_imsg"})
+
+    def phone_initiator(self, args: argparse.Namespace, ssrc: int) -> _DemoInitiator:
+        """The caller of ``mikey phone --mode ibake`` from the ``initiate`` options: I_MESSAGE_1 in the INVITE,
+        I_MESSAGE_2 in the re-INVITE (RFC 6267 §4.2.2)."""
+        if not args.to:
+            raise UsageError("--mode ibake: name the called identity with --to")
+        keys = load_cached(args.keys, load_user_keys)
+        policy = answer_policy(forks={f.encode() for f in _names(args.fork)},
+                               retargets={r.encode() for r in _names(args.retarget)},
+                               mailboxes={m.encode() for m in _names(args.mailbox)})
+        side = IbakeInitiator(
+            keys.credentials, keys.uri.encode("utf-8"), args.to.encode("utf-8"), answers=policy,
+            curve=CURVES[args.curve], prf=int(args.prf), csb_id=args.csb_id, rand=args.rand, esk=args.esk,
+            crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)])
+        return _DemoInitiator(side, {"keys_from": "file", "key_periods": keys.periods})
+
+    def phone_responder(self, args: argparse.Namespace, ssrc: int,
+                        replay_cache: ReplayStore | None) -> _DemoResponder:
+        """The callee of ``mikey phone --mode ibake`` from the ``respond`` options (``--as``, ``--mailbox``,
+        ``--from``: an I_MESSAGE_1 from anyone else is refused with Error no 7)."""
+        keys = load_cached(args.keys, load_user_keys)
+        own = (args.as_uri or keys.uri).encode("utf-8")
+        side = IbakeResponder(keys.credentials, own, mailbox=args.mailbox, curve=CURVES[args.curve],
+                              own_ssrcs=[ssrc], replay_cache=replay_cache)
+        expected = args.from_uri.encode("utf-8") if args.from_uri is not None else None
+        return _DemoResponder(side, {"keys_from": "file", "key_periods": keys.periods}, expected)
 
     # -- initiate -----------------------------------------------------------------------------
 
@@ -528,14 +560,19 @@ class _DemoInitiator:
 class _DemoResponder:
     """The demo's Responder: I_MESSAGE_1 -> R_MESSAGE_1, I_MESSAGE_2 -> R_MESSAGE_2 and the keys."""
 
-    def __init__(self, side: IbakeResponder, info: dict[str, Any]) -> None:
+    def __init__(self, side: IbakeResponder, info: dict[str, Any], initiator: bytes | None = None) -> None:
         self.side = side
         self._info = info
+        self._initiator = initiator
 
     def __repr__(self) -> str:
         return f"_DemoResponder({self.side!r})"
 
     def receive(self, offer: bytes, now: float) -> tuple[bytes | None, ExchangeResult | None]:
+        if self._initiator is not None:
+            msg = Message.decode(offer)
+            if msg.data_type == DataType.IBAKE_I_MESSAGE_1 and _initiator_id(msg) != self._initiator:
+                raise UnsupportedIDError(f"I_MESSAGE_1 is not from {self._initiator.decode('utf-8', 'replace')}")
         step = self.side.receive(offer, now)
         return step.response, step.result
 

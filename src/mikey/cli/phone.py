@@ -143,6 +143,9 @@ def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str |
             if "verify" in shared:
                 group.add_argument("--verify", action="store_true", help="set V: ask for a verification message")
         plugin.add_arguments(group, role)
+        for action in group._group_actions:  # the phone keeps a multi-round side in memory, not in a file
+            if action.dest in getattr(plugin, "phone_unused_options", ()):
+                action.required, action.help = False, argparse.SUPPRESS
     if role == "respond":
         p.add_argument("--replay-cache", dest="replay_cache_url", default="memory:", metavar="URL",
                        help="where the accepted I_MESSAGEs of every call are remembered, to refuse a replayed "

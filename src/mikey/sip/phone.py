@@ -259,6 +259,8 @@ class _ArgsInitiator:
                 args.dh_private = int(str(value), 16)
             elif name == "envelope_key":
                 args.env_key = bytes.fromhex(str(value))
+            elif name == "grant_keys":  # MIKEY-TICKET: what 'complete --grant-keys' takes
+                args.grant_keys = bytes.fromhex(str(value))
         return None, self.plugin.complete(args, self.i_message, answer, now)
 
     @property
@@ -328,6 +330,8 @@ class KeyingSides:
             return stepped_initiator(self.plugin, self.creds, ssrc)
         if self.args is None:
             raise StateError("no credentials: give --demo-creds or the mode's initiate options")
+        if hasattr(self.plugin, "phone_initiator"):  # a multi-round mode keeps its side in memory
+            return self.plugin.phone_initiator(self.args, ssrc)
         args = argparse.Namespace(**vars(self.args))
         args.ssrc = [ssrc, 0]
         return _ArgsInitiator(self.plugin, args)
@@ -342,15 +346,11 @@ class KeyingSides:
             return side
         if self.args is None:
             raise StateError("no credentials: give --demo-creds or the mode's respond options")
+        if hasattr(self.plugin, "phone_responder"):
+            return self.plugin.phone_responder(self.args, ssrc, self.replay_store)
         args = argparse.Namespace(**vars(self.args))
         args.ssrc = [ssrc]
         return _ArgsResponder(self.plugin, args)
-
-    def rounds(self) -> int:
-        if self.creds is None:
-            return 1
-        from ..cli.demo_peer import round_trips
-        return round_trips(self.plugin)
 
 
 def _set_csb_id(side: Any, csb_id: int | None) -> None:
