@@ -306,21 +306,6 @@ def _call_with_options(kamailio: Kamailio, tmp_path: Path, mode: str, bob_opts: 
     return alice.returncode, [json.loads(line) for line in alice.stdout.splitlines()], bob_events
 
 
-def test_mode_options_instead_of_demo_credentials(kamailio: Kamailio, tmp_path: Path) -> None:
-    """The caller takes ``mikey initiate`` options, the callee ``mikey respond`` options (here DH with certificates)."""
-    creds = json.loads(write_demo_credentials("dh", tmp_path / "pki").read_text())
-    a, b = creds["alice"], creds["bob"]
-    rc, alice, bob = _call_with_options(kamailio, tmp_path, "dh",
-                                        ["--cert", b["cert"], "--key", b["key"], "--ca", creds["ca"]],
-                                        ["--cert", a["cert"], "--key", a["key"], "--ca", creds["ca"]])
-    assert rc == 0
-    out = next(e for e in alice if e["event"] == "call")
-    inn = next(e for e in bob if e["event"] == "call")
-    assert out["mikey"] == inn["mikey"] == "keyed" and out["fingerprints"] == inn["fingerprints"]
-    media = next(e for e in bob if e["event"] == "media")
-    assert media["received"] == 25 and media["auth_failures"] == 0
-
-
 def test_wrong_psk_refused_with_488_and_error_no_0(kamailio: Kamailio, tmp_path: Path) -> None:
     rc, alice, bob = _call_with_options(kamailio, tmp_path, "psk", ["--psk", "11" * 16], ["--psk", "22" * 16, "--verify"])
     assert rc == 1
@@ -377,40 +362,12 @@ def test_replayed_invite_refused_by_the_phone(kamailio: Kamailio, tmp_path: Path
     assert "replay" in calls[1]["error"].lower()
 
 
-def test_ibake_with_mode_options_two_rounds_and_from_check(kamailio: Kamailio, tmp_path: Path) -> None:
-    """IBAKE from key files (``mikey kms ibake-issue``) and its ``initiate``/``respond`` options, no --state: the
-    phone keeps each side in memory across the INVITE and the re-INVITE; ``--from`` refuses anyone else (Error 7)."""
-    from mikey.cli.main import main as mikey_main
-
-    kms = tmp_path / "ibake-kms"
-    assert mikey_main(["kms", "ibake-init", "--out", str(kms)]) == 0
-    keys = {}
-    for name in ("alice", "bob"):
-        keys[name] = tmp_path / f"{name}.ibake.json"
-        assert mikey_main(["kms", "ibake-issue", "--community", str(kms), "--uri", f"sip:{name}@mikey.test",
-                           "--out", str(keys[name])]) == 0
-    caller = ["--keys", str(keys["alice"]), "--to", "sip:bob@mikey.test"]
-    rc, alice, bob = _call_with_options(kamailio, tmp_path, "ibake", ["--keys", str(keys["bob"])], caller)
-    assert rc == 0
-    out = next(e for e in alice if e["event"] == "call")
-    inn = next(e for e in bob if e["event"] == "call")
-    assert out["mikey"] == inn["mikey"] == "keyed" and out["fingerprints"] == inn["fingerprints"]
-    assert out["rounds"] == 2
-    assert next(e for e in bob if e["event"] == "media")["received"] == 25
-    rc, alice, bob = _call_with_options(kamailio, tmp_path, "ibake",
-                                        ["--keys", str(keys["bob"]), "--from", "sip:carol@mikey.test"], caller)
-    assert rc == 1
-    out = next(e for e in alice if e["event"] == "call")
-    assert (out["status"], out["mikey"], out["error_no"]) == (488, "refused", 7)
-    assert not [e for e in alice + bob if e["event"] == "media"]
-
-
 def _option_sets(mode: str, creds: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(callee, caller) options of ``mikey respond`` / ``mikey initiate`` for *mode*, from its demo credentials."""
     if mode == "dhhmac":  # IDr is required in the I_MESSAGE (RFC 4650 §3); the callee checks it is its own
         bob = ["--psk", creds["psk"], "--id-r", "sip:bob@mikey.test"]
         return bob, [*bob, "--id-i", "sip:alice@mikey.test"]
-    if mode in ("pk", "rsa-r"):
+    if mode in ("pk", "dh", "rsa-r"):
         a, b = creds["alice"], creds["bob"]
         callee = ["--cert", b["cert"], "--key", b["key"], "--ca", creds["ca"]]
         caller = ["--cert", a["cert"], "--key", a["key"], "--ca", creds["ca"]]
@@ -418,18 +375,24 @@ def _option_sets(mode: str, creds: dict[str, Any]) -> tuple[list[str], list[str]
     return ["--keys", creds["bob"]["keys"]], ["--keys", creds["alice"]["keys"], "--to", creds["bob"]["uri"]]
 
 
-@pytest.mark.parametrize("mode", ["pk", "dhhmac", "rsa-r", "sakke"])
-def test_other_methods_with_mode_options(mode: str, kamailio: Kamailio, tmp_path: Path) -> None:
-    """What the README promises: every method runs in ``mikey phone`` with its own ``initiate``/``respond`` options."""
-    creds = json.loads(write_demo_credentials(mode, tmp_path / "creds").read_text())
-    callee, caller = _option_sets(mode, creds)
-    rc, alice, bob = _call_with_options(kamailio, tmp_path, mode, callee, caller)
+def _assert_keyed_call(rc: int, alice: list[dict[str, Any]], bob: list[dict[str, Any]]) -> dict[str, Any]:
+    """Both phones keyed with the same keys, Bob verified Alice's 25 packets; Alice's call event."""
     assert rc == 0, alice
     out = next(e for e in alice if e["event"] == "call")
     inn = next(e for e in bob if e["event"] == "call")
     assert out["mikey"] == inn["mikey"] == "keyed" and out["fingerprints"] == inn["fingerprints"]
     media = next(e for e in bob if e["event"] == "media")
     assert media["received"] == 25 and media["auth_failures"] == 0
+    return out
+
+
+@pytest.mark.parametrize("mode", ["pk", "dh", "dhhmac", "rsa-r", "sakke"])
+def test_other_methods_with_mode_options(mode: str, kamailio: Kamailio, tmp_path: Path) -> None:
+    """What the README promises: every method runs in ``mikey phone`` with its own ``initiate``/``respond`` options
+    (the caller ``mikey initiate``'s, the callee ``mikey respond``'s) instead of demo credentials."""
+    creds = json.loads(write_demo_credentials(mode, tmp_path / "creds").read_text())
+    callee, caller = _option_sets(mode, creds)
+    _assert_keyed_call(*_call_with_options(kamailio, tmp_path, mode, callee, caller))
 
 
 def test_ticket_with_mode_options_and_a_kms_server(kamailio: Kamailio, tmp_path: Path) -> None:
@@ -450,9 +413,27 @@ def test_ticket_with_mode_options_and_a_kms_server(kamailio: Kamailio, tmp_path:
         callee = ["--kms", server.url, "--psk", psk_b.hex(), "--psk-id", "bob-phone", "--id-r", "sip:bob@mikey.test"]
         caller = ["--kms", server.url, "--psk", psk_a.hex(), "--psk-id", "alice-phone", "--id-i",
                   "sip:alice@mikey.test", "--to", "sip:bob@mikey.test"]
-        rc, alice, bob = _call_with_options(kamailio, tmp_path, "ticket", callee, caller)
-    assert rc == 0, alice
+        _assert_keyed_call(*_call_with_options(kamailio, tmp_path, "ticket", callee, caller))
+
+
+def test_ibake_with_mode_options_two_rounds_and_from_check(kamailio: Kamailio, tmp_path: Path) -> None:
+    """IBAKE from key files (``mikey kms ibake-issue``) and its ``initiate``/``respond`` options, no --state: the
+    phone keeps each side in memory across the INVITE and the re-INVITE; ``--from`` refuses anyone else (Error 7)."""
+    from mikey.cli.main import main as mikey_main
+
+    kms = tmp_path / "ibake-kms"
+    assert mikey_main(["kms", "ibake-init", "--out", str(kms)]) == 0
+    keys = {}
+    for name in ("alice", "bob"):
+        keys[name] = tmp_path / f"{name}.ibake.json"
+        assert mikey_main(["kms", "ibake-issue", "--community", str(kms), "--uri", f"sip:{name}@mikey.test",
+                           "--out", str(keys[name])]) == 0
+    caller = ["--keys", str(keys["alice"]), "--to", "sip:bob@mikey.test"]
+    out = _assert_keyed_call(*_call_with_options(kamailio, tmp_path, "ibake", ["--keys", str(keys["bob"])], caller))
+    assert out["rounds"] == 2
+    rc, alice, bob = _call_with_options(kamailio, tmp_path, "ibake",
+                                        ["--keys", str(keys["bob"]), "--from", "sip:carol@mikey.test"], caller)
+    assert rc == 1
     out = next(e for e in alice if e["event"] == "call")
-    inn = next(e for e in bob if e["event"] == "call")
-    assert out["mikey"] == inn["mikey"] == "keyed" and out["fingerprints"] == inn["fingerprints"]
-    assert next(e for e in bob if e["event"] == "media")["received"] == 25
+    assert (out["status"], out["mikey"], out["error_no"]) == (488, "refused", 7)
+    assert not [e for e in alice + bob if e["event"] == "media"]
