@@ -17,6 +17,7 @@ module fails instead (``.ci/run`` starts PostgreSQL).  No assertion depends on s
 
 from __future__ import annotations
 
+import http.client
 import os
 import sqlite3
 import subprocess
@@ -136,6 +137,8 @@ def post(url: str, token: str) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except http.client.HTTPException as e:  # e.g. IncompleteRead: the server died mid-answer
+        raise ConnectionError(f"truncated answer: {e!r}") from e
 
 
 def keyprov_url(server: Server, user: str, ntp_time: int | None = None) -> str:
