@@ -412,7 +412,7 @@ def test_ticket_with_mode_options_and_a_kms_server(kamailio: Kamailio, tmp_path:
         provision_ticket_user(server.url, token, "sip:bob@mikey.test", psk_b, key_id="bob-phone")
         callee = ["--kms", server.url, "--psk", psk_b.hex(), "--psk-id", "bob-phone", "--id-r", "sip:bob@mikey.test"]
         caller = ["--kms", server.url, "--psk", psk_a.hex(), "--psk-id", "alice-phone", "--id-i",
-                  "sip:alice@mikey.test", "--to", "sip:bob@mikey.test"]
+                  "sip:alice@mikey.test"]  # no --to: the called identity is the --call URI
         _assert_keyed_call(*_call_with_options(kamailio, tmp_path, "ticket", callee, caller))
 
 
@@ -428,7 +428,7 @@ def test_ibake_with_mode_options_two_rounds_and_from_check(kamailio: Kamailio, t
         keys[name] = tmp_path / f"{name}.ibake.json"
         assert mikey_main(["kms", "ibake-issue", "--community", str(kms), "--uri", f"sip:{name}@mikey.test",
                            "--out", str(keys[name])]) == 0
-    caller = ["--keys", str(keys["alice"]), "--to", "sip:bob@mikey.test"]
+    caller = ["--keys", str(keys["alice"])]  # no --to: the called identity is the --call URI
     out = _assert_keyed_call(*_call_with_options(kamailio, tmp_path, "ibake", ["--keys", str(keys["bob"])], caller))
     assert out["rounds"] == 2
     rc, alice, bob = _call_with_options(kamailio, tmp_path, "ibake",

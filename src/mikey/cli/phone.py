@@ -143,9 +143,13 @@ def register(subparsers: SubParsers, plugins: dict[str, ModePlugin], mode: str |
             if "verify" in shared:
                 group.add_argument("--verify", action="store_true", help="set V: ask for a verification message")
         plugin.add_arguments(group, role)
-        for action in group._group_actions:  # the phone keeps a multi-round side in memory, not in a file
-            if action.dest in getattr(plugin, "phone_unused_options", ()):
+        for action in group._group_actions:
+            if action.dest in getattr(plugin, "phone_unused_options", ()):  # a multi-round side stays in memory
                 action.required, action.help = False, argparse.SUPPRESS
+            elif action.dest == "to" and role == "initiate":  # the called identity: by default the --call URI
+                action.required = False
+                action.help = f"{action.help or 'the called identity'} (default: the --call URI)"
+                p.set_defaults(to_default_list=isinstance(action, argparse._AppendAction))
     if role == "respond":
         p.add_argument("--replay-cache", dest="replay_cache_url", default="memory:", metavar="URL",
                        help="where the accepted I_MESSAGEs of every call are remembered, to refuse a replayed "
@@ -220,6 +224,8 @@ def _credentials(args: argparse.Namespace, plugin: ModePlugin) -> Any:
         return KeyingSides(plugin.name, plugin, creds=creds, replay_store=store)
     args.now = None
     args.show_keys = False
+    if hasattr(args, "to_default_list") and not args.to and args.call:
+        args.to = [args.call] if args.to_default_list else args.call
     return KeyingSides(plugin.name, plugin, args=args, replay_store=store)
 
 
