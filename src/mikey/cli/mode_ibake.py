@@ -56,7 +56,7 @@ from ..modes.results import CryptoSessionSpec, ExchangeResult, ResponderOutcome
 from ..replay import ReplayStore
 from ..wire import CommonHeader, IdrPayload, Message, SecurityPolicyPayload
 from .common import EXIT_REJECTED, UsageError, load_cached, read_message, rejection
-from .ibake_files import STATE_FORMAT, load_state, load_user_keys, state_hex, write_private
+from .ibake_files import STATE_FORMAT, UserKeys, load_state, load_user_keys, state_hex, write_private
 from .plugin_base import (
     SPEED_NOW,
     DemoInitiator,
@@ -152,6 +152,24 @@ def _initiator_id(msg: Message) -> bytes | None:
     return None
 
 
+def _require_initiator(msg: Message, expected: str | None) -> None:
+    """``respond --from URI``: an I_MESSAGE_1 naming another Initiator is refused (Error no 7)."""
+    if expected is not None and _initiator_id(msg) != expected.encode("utf-8"):
+        raise UnsupportedIDError(f"I_MESSAGE_1 is not from {expected}")
+
+
+def _args_initiator(args: argparse.Namespace, keys: UserKeys,
+                    crypto_sessions: list[CryptoSessionSpec] | None) -> IbakeInitiator:
+    """The ``initiate`` options (--to, --fork/--retarget/--mailbox, --curve, --esk ...) as an Initiator."""
+    policy = answer_policy(forks={f.encode() for f in _names(args.fork)},
+                           retargets={r.encode() for r in _names(args.retarget)},
+                           mailboxes={m.encode() for m in _names(args.mailbox)})
+    return IbakeInitiator(
+        keys.credentials, keys.uri.encode("utf-8"), args.to.encode("utf-8"), answers=policy,
+        curve=CURVES[args.curve], prf=int(args.prf), crypto_sessions=crypto_sessions, csb_id=args.csb_id,
+        rand=args.rand, esk=args.esk)
+
+
 class IbakePlugin(ModePlugin):
     name = "ibake"
     help = "MIKEY-IBAKE (RFC 6267): identity-based DH, four messages, keys from a KMS, PFS"
@@ -205,13 +223,7 @@ class IbakePlugin(ModePlugin):
         if not args.to:
             raise UsageError("--mode ibake: name the called identity with --to")
         keys = load_cached(args.keys, load_user_keys)
-        policy = answer_policy(forks={f.encode() for f in _names(args.fork)},
-                               retargets={r.encode() for r in _names(args.retarget)},
-                               mailboxes={m.encode() for m in _names(args.mailbox)})
-        side = IbakeInitiator(
-            keys.credentials, keys.uri.encode("utf-8"), args.to.encode("utf-8"), answers=policy,
-            curve=CURVES[args.curve], prf=int(args.prf), csb_id=args.csb_id, rand=args.rand, esk=args.esk,
-            crypto_sessions=[CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)])
+        side = _args_initiator(args, keys, [CryptoSessionSpec(ssrc=ssrc), CryptoSessionSpec(ssrc=0)])
         return _DemoInitiator(side, {"keys_from": "file", "key_periods": keys.periods})
 
     def phone_responder(self, args: argparse.Namespace, ssrc: int,
@@ -222,8 +234,7 @@ class IbakePlugin(ModePlugin):
         own = (args.as_uri or keys.uri).encode("utf-8")
         side = IbakeResponder(keys.credentials, own, mailbox=args.mailbox, curve=CURVES[args.curve],
                               own_ssrcs=[ssrc], replay_cache=replay_cache)
-        expected = args.from_uri.encode("utf-8") if args.from_uri is not None else None
-        return _DemoResponder(side, {"keys_from": "file", "key_periods": keys.periods}, expected)
+        return _DemoResponder(side, {"keys_from": "file", "key_periods": keys.periods}, args.from_uri)
 
     # -- initiate -----------------------------------------------------------------------------
 
@@ -233,21 +244,16 @@ class IbakePlugin(ModePlugin):
             return self._initiate_second(args, keys.credentials, now)
         if not args.to:
             raise UsageError("--mode ibake initiate: name the called identity with --to (or pass --rmsg R_MESSAGE_1)")
-        forks, retargets, mailboxes = _names(args.fork), _names(args.retarget), _names(args.mailbox)
-        policy = answer_policy(forks={f.encode() for f in forks}, retargets={r.encode() for r in retargets},
-                               mailboxes={m.encode() for m in mailboxes})
         _fresh_state(args.state, "initiator")
-        initiator = IbakeInitiator(
-            keys.credentials, keys.uri.encode("utf-8"), args.to.encode("utf-8"), answers=policy,
-            curve=CURVES[args.curve], prf=int(args.prf), crypto_sessions=crypto_session_specs(args.ssrc),
-            csb_id=args.csb_id, rand=args.rand, esk=args.esk)
+        initiator = _args_initiator(args, keys, crypto_session_specs(args.ssrc))
         i_message = initiator.create_message(now)
         x, sk = initiator.export_secrets()
         width = (x.bit_length() + 7) // 8
         write_private(args.state, {
             "format": STATE_FORMAT, "role": "initiator", "x": x.to_bytes(width, "big").hex(), "sk": sk.hex(),
             "curve": int(CURVES[args.curve]), "i_message_1": i_message.hex(),
-            "answers": {"forks": forks, "retargets": retargets, "mailboxes": mailboxes}, "legs": []})
+            "answers": {"forks": _names(args.fork), "retargets": _names(args.retarget),
+                        "mailboxes": _names(args.mailbox)}, "legs": []})
         result = _pending(csb_id=initiator.csb_id, rand=initiator.rand, prf=initiator.prf, header=initiator.header,
                           policies=tuple(initiator.policies), id_i=initiator.id_i.data, id_r=initiator.id_r.data,
                           extras={})
@@ -290,8 +296,7 @@ class IbakePlugin(ModePlugin):
             return self._respond_second(args, keys.credentials, own, i_message, keywords, now)
         if msg.data_type != DataType.IBAKE_I_MESSAGE_1:
             raise UnsupportedDataTypeError("--mode ibake respond takes an I_MESSAGE_1 or an I_MESSAGE_2")
-        if args.from_uri is not None and _initiator_id(msg) != args.from_uri.encode("utf-8"):
-            raise UnsupportedIDError(f"I_MESSAGE_1 is not from {args.from_uri}")
+        _require_initiator(msg, args.from_uri)
         _fresh_state(args.state, "responder")
         responder = IbakeResponder(keys.credentials, own, mailbox=args.mailbox, curve=CURVES[args.curve],
                                    own_ssrcs=keywords["own_ssrcs"], replay_cache=keywords["replay_cache"])
@@ -560,7 +565,7 @@ class _DemoInitiator:
 class _DemoResponder:
     """The demo's Responder: I_MESSAGE_1 -> R_MESSAGE_1, I_MESSAGE_2 -> R_MESSAGE_2 and the keys."""
 
-    def __init__(self, side: IbakeResponder, info: dict[str, Any], initiator: bytes | None = None) -> None:
+    def __init__(self, side: IbakeResponder, info: dict[str, Any], initiator: str | None = None) -> None:
         self.side = side
         self._info = info
         self._initiator = initiator
@@ -571,8 +576,8 @@ class _DemoResponder:
     def receive(self, offer: bytes, now: float) -> tuple[bytes | None, ExchangeResult | None]:
         if self._initiator is not None:
             msg = Message.decode(offer)
-            if msg.data_type == DataType.IBAKE_I_MESSAGE_1 and _initiator_id(msg) != self._initiator:
-                raise UnsupportedIDError(f"I_MESSAGE_1 is not from {self._initiator.decode('utf-8', 'replace')}")
+            if msg.data_type == DataType.IBAKE_I_MESSAGE_1:
+                _require_initiator(msg, self._initiator)
         step = self.side.receive(offer, now)
         return step.response, step.result
 

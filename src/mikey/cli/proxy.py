@@ -66,16 +66,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def _serve(kamailio: Kamailio, stop: threading.Event) -> int:
-    """Wait until *stop* is set or Kamailio dies; stop it; 0 for a clean stop."""
+def _serve(kamailio: Kamailio, stop: threading.Event) -> bool:
+    """Wait until *stop* is set (True) or Kamailio dies (False, with its log's end on stderr)."""
     while not stop.wait(0.2):
         if not kamailio.running:
             print(f"mikey proxy: kamailio exited; its log ends:\n{kamailio.log_tail(20)}", file=sys.stderr)
-            kamailio.stop()
-            return 1
-    kamailio.stop()
-    print("mikey proxy: stopped", flush=True)
-    return 0
+            return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,11 +123,14 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             print(f"serving sip:{kamailio.proxy} (domain {kamailio.domain}; log {kamailio.log_path})", flush=True)
             print(f"phones: mikey phone --proxy {kamailio.proxy} --user sip:NAME@{kamailio.domain} ...", flush=True)
-            return _serve(kamailio, stop)
+            clean = _serve(kamailio, stop)
         finally:
             kamailio.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if clean:
+            print("mikey proxy: stopped", flush=True)
+        return 0 if clean else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
